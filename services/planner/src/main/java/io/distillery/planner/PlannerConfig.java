@@ -1,0 +1,47 @@
+package io.distillery.planner;
+
+import io.distillery.platform.config.Settings;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+
+/**
+ * Settings of the planner. From the environment: {@code DISTILLERY_PLANNER_<KEY>} or {@code DISTILLERY_<KEY>}.
+ *
+ * @param bootstrap Kafka bootstrap servers (BOOTSTRAP)
+ * @param registryUrl Confluent-compatible schema registry URL (REGISTRY)
+ * @param applicationId Kafka Streams application id; its state and changelogs are keyed by it (APPLICATION_ID)
+ * @param stateDir where the state stores live (STATE_DIR)
+ * @param tick how often the clock checks timeouts and due retries (TICK)
+ * @param retryBackoff first retry delay, doubling per attempt (RETRY_BACKOFF)
+ * @param maxRetryBackoff cap of the retry delay (MAX_RETRY_BACKOFF)
+ */
+public record PlannerConfig(String bootstrap, String registryUrl, String applicationId, Path stateDir, Duration tick,
+    Duration retryBackoff, Duration maxRetryBackoff) {
+
+  public PlannerConfig {
+    if (tick.isZero() || tick.isNegative()) {
+      throw new IllegalArgumentException("tick must be positive");
+    }
+  }
+
+  public static PlannerConfig of(String bootstrap, String registryUrl, Path stateDir) {
+    return new PlannerConfig(bootstrap, registryUrl, "distillery-planner", stateDir, Duration.ofMillis(250),
+        Duration.ofSeconds(1), Duration.ofSeconds(30));
+  }
+
+  public static PlannerConfig from(Settings s) {
+    return new PlannerConfig(s.required("BOOTSTRAP"), s.required("REGISTRY"),
+        s.string("APPLICATION_ID", "distillery-planner"), Path.of(s.string("STATE_DIR", "run/planner-state")),
+        s.duration("TICK", Duration.ofMillis(250)), s.duration("RETRY_BACKOFF", Duration.ofSeconds(1)),
+        s.duration("MAX_RETRY_BACKOFF", Duration.ofSeconds(30)));
+  }
+
+  public static PlannerConfig fromEnv(Map<String, String> env) {
+    return from(new Settings("planner", env));
+  }
+
+  public PlannerConfig withBackoff(Duration initial, Duration max) {
+    return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, initial, max);
+  }
+}

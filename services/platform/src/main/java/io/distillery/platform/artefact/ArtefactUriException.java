@@ -1,0 +1,10 @@
+package io.distillery.platform.artefact;
+
+import java.io.IOException;
+
+/** A URI that the store will not follow: a foreign scheme, a path outside the roots, a missing artefact. */
+public final class ArtefactUriException extends IOException {
+  public ArtefactUriException(String message) {
+    super(message);
+  }
+}

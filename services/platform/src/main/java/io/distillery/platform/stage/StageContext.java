@@ -1,0 +1,46 @@
+package io.distillery.platform.stage;
+
+import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.schemas.job.StageJob;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Everything a stage may use for one job: its validated params, the run's model and the resolved outputs of the nodes
+ * it runs after, a scratch directory for this attempt, a work directory that survives attempts (for resumable
+ * checkpoints), and a progress sink.
+ */
+public record StageContext<P extends Record>(
+    StageJob job,
+    P params,
+    Path model,
+    List<Input> inputs,
+    Path scratch,
+    Path workDir,
+    ProgressSink progressSink) {
+
+  public StageContext {
+    inputs = List.copyOf(inputs);
+  }
+
+  public void progress(double percent, String message) {
+    progressSink.progress(percent, message, Map.of());
+  }
+
+  public void progress(double percent, String message, Map<String, Double> metrics) {
+    progressSink.progress(percent, message, metrics);
+  }
+
+  /** All input artefacts of a format, in the order of the recipe's {@code after} list. */
+  public List<Artefact> artefacts(String format) {
+    return inputs.stream().flatMap(i -> i.artefacts().stream()).filter(a -> a.ref().getFormat().equals(format))
+        .toList();
+  }
+
+  /** The outputs and metrics of one upstream node. */
+  public record Input(String node, String stage, List<Artefact> artefacts, Map<String, Double> metrics) {}
+
+  /** An artefact reference with its local, verified path. */
+  public record Artefact(ArtefactRef ref, Path path) {}
+}
