@@ -1,0 +1,244 @@
+package io.distillery.bench;
+
+import io.distillery.planner.PlannerApp;
+import io.distillery.planner.PlannerConfig;
+import io.distillery.platform.artefact.FileArtefactStore;
+import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.platform.kafka.TopicAdmin;
+import io.distillery.platform.kafka.Topics;
+import io.distillery.platform.stage.StageRegistry;
+import io.distillery.platform.worker.WorkerConfig;
+import io.distillery.platform.worker.WorkerHost;
+import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.schemas.job.Completed;
+import io.distillery.schemas.job.JobEvent;
+import io.distillery.schemas.job.StageJob;
+import io.distillery.schemas.job.Started;
+import io.distillery.schemas.model.ModelRegistered;
+import io.distillery.schemas.run.RunState;
+import io.distillery.schemas.run.RunStatus;
+import io.distillery.stack.LocalStack;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+/**
+ * bench/dispatch: N concurrent runs of a 3-stage no-op recipe through one planner on the embedded broker. Measures
+ * runs/s, the latency from a stage's Completed to the next stage's Started (planner + two Kafka hops + worker
+ * queueing), the planner's own share (Completed to the job's dispatch), and, as the baseline in the same run, the
+ * plain produce-to-consume latency of one Kafka hop on the same broker.
+ */
+public final class DispatchBench {
+
+  static final String RECIPE = """
+      name: noop3
+      stages:
+        a: { stage: noop }
+        b: { stage: noop, after: [a] }
+        c: { stage: noop, after: [b] }
+      """;
+
+  public static void main(String[] args) throws Exception {
+    int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
+    int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 3;
+    Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
+    try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
+      KafkaSettings kafka = KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl());
+      try (TopicAdmin admin = new TopicAdmin(kafka)) {
+        admin.ensurePlatformTopics();
+      }
+      Percentiles hop = kafkaHop(kafka, 2000);
+      System.out.printf(Locale.ROOT, "baseline: one Kafka hop (produce -> consume) p50=%.1f ms p99=%.1f ms (n=%d)%n",
+          hop.p50(), hop.p99(), hop.n());
+
+      Path store = dir.resolve("store").toAbsolutePath();
+      List<WorkerHost> workers = new ArrayList<>();
+      for (int i = 0; i < workersPerStage; i++) {
+        workers.add(WorkerHost.start(StageRegistry.discover().get("noop"),
+            WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId("noop-" + i)));
+      }
+      try (PlannerApp planner = PlannerApp.start(PlannerConfig.of(stack.bootstrapServers(), stack.registryUrl(),
+          dir.resolve("planner"))).awaitRunning(Duration.ofSeconds(90))) {
+        Path model = Files.createDirectories(dir.resolve("model"));
+        Files.writeString(model.resolve("config.json"), "{}");
+        ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
+
+        runBatch(kafka, ref, 30); // warm-up: JIT, topic metadata, group joins
+        long t0 = System.nanoTime();
+        List<String> ids = runBatch(kafka, ref, runs);
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        Map<String, RunStatus> finals = finals(kafka, new HashSet<>(ids));
+        long lost = ids.stream().filter(id -> finals.get(id) != RunStatus.SUCCEEDED).count();
+
+        Latencies lat = latencies(kafka, new HashSet<>(ids));
+        Percentiles e2e = Percentiles.of(lat.completedToStarted());
+        Percentiles planned = Percentiles.of(lat.completedToDispatched());
+        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d wall=%.2f s%n", runs, workersPerStage,
+            seconds);
+        System.out.printf(Locale.ROOT, "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
+            e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
+        System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
+            planned.p50(), planned.p99(), planned.n());
+        System.out.printf(Locale.ROOT, "ratio to baseline: e2e p99 / (2 x hop p99) = %.2f; planner p99 / hop p99 = %.2f%n",
+            e2e.p99() / (2 * Math.max(1, hop.p99())), planned.p99() / Math.max(1, hop.p99()));
+        System.out.printf(Locale.ROOT,
+            "dispatch runs=%d runs_per_s=%.1f p50_ms=%.1f p99_ms=%.1f planner_p99_ms=%.1f hop_p99_ms=%.1f lost=%d%n",
+            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), lost);
+      } finally {
+        workers.forEach(w -> w.close(Duration.ofSeconds(2)));
+      }
+    }
+    System.exit(0);
+  }
+
+  /** Registers {@code n} runs at once and waits until every one has finished. */
+  static List<String> runBatch(KafkaSettings kafka, ArtefactRef model, int n) throws Exception {
+    List<String> ids = new ArrayList<>();
+    try (var p = new KafkaProducer<>(kafka.producer("bench"), new StringSerializer(),
+        kafka.serde(ModelRegistered.class))) {
+      for (int i = 0; i < n; i++) {
+        String id = UUID.randomUUID().toString();
+        ids.add(id);
+        p.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, "bench-" + i, ModelRegistered.newBuilder().setRunId(id)
+            .setModelId("bench-" + i).setUri(model.getUri()).setSha256(model.getSha256()).setBytes(model.getBytes())
+            .setRecipe(RECIPE).setRegisteredAt(Instant.now()).build()));
+      }
+      p.flush();
+    }
+    awaitFinished(kafka, new HashSet<>(ids), Duration.ofMinutes(10));
+    return ids;
+  }
+
+  static void awaitFinished(KafkaSettings kafka, Set<String> ids, Duration timeout) {
+    Set<String> pending = new HashSet<>(ids);
+    var serde = kafka.serde(RunState.class);
+    long deadline = System.nanoTime() + timeout.toNanos();
+    try (KafkaConsumer<String, byte[]> c = assigned(kafka, Topics.RUNS)) {
+      while (!pending.isEmpty() && System.nanoTime() < deadline) {
+        for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(100))) {
+          if (pending.contains(r.key()) && serde.deserialize(r.topic(), r.value()).getStatus() != RunStatus.RUNNING) {
+            pending.remove(r.key());
+          }
+        }
+      }
+    }
+    if (!pending.isEmpty()) {
+      System.out.println("warning: " + pending.size() + " run(s) did not finish within " + timeout);
+    }
+  }
+
+  static Map<String, RunStatus> finals(KafkaSettings kafka, Set<String> ids) {
+    Map<String, RunStatus> out = new HashMap<>();
+    var serde = kafka.serde(RunState.class);
+    readAll(kafka, Topics.RUNS, r -> {
+      if (ids.contains(r.key())) {
+        out.put(r.key(), serde.deserialize(r.topic(), r.value()).getStatus());
+      }
+    });
+    return out;
+  }
+
+  record Latencies(long[] completedToStarted, long[] completedToDispatched) {}
+
+  static Latencies latencies(KafkaSettings kafka, Set<String> ids) {
+    var events = kafka.serde(JobEvent.class);
+    var jobs = kafka.serde(StageJob.class);
+    Map<String, Long> completed = new HashMap<>();
+    Map<String, Long> started = new HashMap<>();
+    Map<String, Long> dispatched = new HashMap<>();
+    readAll(kafka, Topics.JOB_EVENTS, r -> {
+      if (!ids.contains(r.key())) {
+        return;
+      }
+      JobEvent e = events.deserialize(r.topic(), r.value());
+      String k = e.getRunId() + "/" + e.getNode();
+      if (e.getPayload() instanceof Completed) {
+        completed.putIfAbsent(k, e.getTs().toEpochMilli());
+      } else if (e.getPayload() instanceof Started) {
+        started.putIfAbsent(k, e.getTs().toEpochMilli());
+      }
+    });
+    readAll(kafka, Topics.jobs("noop"), r -> {
+      if (ids.contains(r.key())) {
+        StageJob j = jobs.deserialize(r.topic(), r.value());
+        dispatched.putIfAbsent(j.getRunId() + "/" + j.getNode(), j.getDispatchedAt().toEpochMilli());
+      }
+    });
+    List<Long> e2e = new ArrayList<>();
+    List<Long> planner = new ArrayList<>();
+    for (String id : ids) {
+      for (String[] edge : new String[][] {{"a", "b"}, {"b", "c"}}) {
+        Long done = completed.get(id + "/" + edge[0]);
+        Long next = started.get(id + "/" + edge[1]);
+        Long disp = dispatched.get(id + "/" + edge[1]);
+        if (done != null && next != null) {
+          e2e.add(next - done);
+        }
+        if (done != null && disp != null) {
+          planner.add(disp - done);
+        }
+      }
+    }
+    return new Latencies(e2e.stream().mapToLong(Long::longValue).toArray(),
+        planner.stream().mapToLong(Long::longValue).toArray());
+  }
+
+  /** Baseline: produce-to-consume latency of single records on the same broker. */
+  static Percentiles kafkaHop(KafkaSettings kafka, int n) throws Exception {
+    String topic = "bench.hop." + UUID.randomUUID();
+    try (TopicAdmin admin = new TopicAdmin(kafka)) {
+      admin.ensure(List.of(topic), Map.of());
+    }
+    long[] lat = new long[n];
+    try (var p = new KafkaProducer<>(kafka.producer("hop"), new StringSerializer(), new ByteArraySerializer());
+        KafkaConsumer<String, byte[]> c = assigned(kafka, topic)) {
+      c.poll(Duration.ofMillis(100));
+      for (int i = 0; i < n; i++) {
+        long t = System.nanoTime();
+        p.send(new ProducerRecord<>(topic, "k" + i, new byte[64]));
+        int got = 0;
+        while (got == 0) {
+          got = c.poll(Duration.ofMillis(50)).count();
+        }
+        lat[i] = (System.nanoTime() - t) / 1_000_000;
+      }
+    }
+    return Percentiles.of(lat);
+  }
+
+  static KafkaConsumer<String, byte[]> assigned(KafkaSettings kafka, String topic) {
+    Map<String, Object> props = kafka.consumer(null, "bench-reader");
+    props.put("fetch.max.wait.ms", 5);
+    KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props);
+    List<TopicPartition> parts = c.partitionsFor(topic).stream().map(x -> new TopicPartition(topic, x.partition()))
+        .toList();
+    c.assign(parts);
+    c.seekToBeginning(parts);
+    return c;
+  }
+
+  static void readAll(KafkaSettings kafka, String topic, java.util.function.Consumer<ConsumerRecord<String, byte[]>> f) {
+    try (KafkaConsumer<String, byte[]> c = assigned(kafka, topic)) {
+      Map<TopicPartition, Long> end = c.endOffsets(c.assignment());
+      while (end.entrySet().stream().anyMatch(e -> c.position(e.getKey()) < e.getValue())) {
+        c.poll(Duration.ofMillis(200)).forEach(f);
+      }
+    }
+  }
+}

@@ -1,0 +1,20 @@
+# Sourced by ./distillery, .ci/run and bench scripts: selects Java 25 and the DJL run settings (../shared/DJL.md).
+if [ -z "${JAVA_HOME:-}" ] || ! "$JAVA_HOME/bin/java" -version 2>&1 | grep -q 'version "25'; then
+  for candidate in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/temurin-25-jdk-arm64 /usr/lib/jvm/java-25-openjdk-amd64 /usr/lib/jvm/jdk-25*; do
+    if [ -x "$candidate/bin/java" ]; then
+      export JAVA_HOME="$candidate"
+      break
+    fi
+  done
+fi
+if [ -z "${JAVA_HOME:-}" ] || ! "$JAVA_HOME/bin/java" -version 2>&1 | grep -q 'version "25'; then
+  echo "Distillery needs Java 25 (Temurin 25 expected at /usr/lib/jvm/temurin-25-jdk-amd64); set JAVA_HOME." >&2
+  exit 1
+fi
+export JAVA="$JAVA_HOME/bin/java"
+export PATH="$JAVA_HOME/bin:$PATH"
+# DJL must never reach the network, and must not probe the cloud metadata address.
+export OPT_OUT_TRACKING=true
+export DJL_OFFLINE=true
+export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$PWD/target/djl-cache}"
+export DISTILLERY_JAVA_OPTS="${DISTILLERY_JAVA_OPTS:-} -Dai.djl.offline=true -DOPT_OUT_TRACKING=true --enable-native-access=ALL-UNNAMED"

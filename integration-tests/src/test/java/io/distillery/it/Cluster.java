@@ -1,0 +1,154 @@
+package io.distillery.it;
+
+import io.distillery.cli.Main;
+import io.distillery.planner.PlannerApp;
+import io.distillery.planner.PlannerConfig;
+import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.platform.kafka.TopicAdmin;
+import io.distillery.platform.kafka.Topics;
+import io.distillery.platform.serde.AvroSerde;
+import io.distillery.platform.stage.StageRegistry;
+import io.distillery.platform.worker.WorkerConfig;
+import io.distillery.platform.worker.WorkerHost;
+import io.distillery.schemas.run.RunState;
+import io.distillery.stack.LocalStack;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.function.Predicate;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
+
+/**
+ * The real in-process stack shared by all integration tests of one JVM: a KRaft broker and the Apicurio registry
+ * (Confluent API), started once and stopped at JVM exit. Tests start their own planner and workers on it.
+ */
+final class Cluster {
+
+  private static LocalStack stack;
+  private static Path root;
+
+  private Cluster() {}
+
+  static synchronized LocalStack stack() {
+    if (stack == null) {
+      try {
+        root = Files.createDirectories(Path.of("target", "it-run").toAbsolutePath());
+        stack = LocalStack.start(root.resolve("stack-" + UUID.randomUUID()));
+        try (TopicAdmin admin = new TopicAdmin(kafka())) {
+          admin.ensurePlatformTopics();
+        }
+      } catch (Exception e) {
+        throw new IllegalStateException("cannot start the local stack: " + e, e);
+      }
+      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        try {
+          stack.close();
+        } catch (Exception e) {
+          // the JVM is exiting; nothing left to report to
+        }
+      }));
+    }
+    return stack;
+  }
+
+  static KafkaSettings kafka() {
+    return KafkaSettings.of(stack().bootstrapServers(), stack().registryUrl());
+  }
+
+  static Path store() {
+    stack();
+    return root.resolve("store");
+  }
+
+  static Path newDir(String prefix) throws IOException {
+    stack();
+    return Files.createDirectories(root.resolve(prefix + "-" + UUID.randomUUID()));
+  }
+
+  static PlannerApp planner(Path stateDir) throws InterruptedException {
+    PlannerConfig config = PlannerConfig.of(stack().bootstrapServers(), stack().registryUrl(), stateDir)
+        .withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2));
+    return PlannerApp.start(config).awaitRunning(Duration.ofSeconds(90));
+  }
+
+  static WorkerConfig workerConfig(String id) {
+    return WorkerConfig.of(stack().bootstrapServers(), stack().registryUrl(), store()).withWorkerId(id)
+        .withTiming(Duration.ofMillis(500), Duration.ofSeconds(5));
+  }
+
+  static WorkerHost worker(String stage, String id) throws IOException {
+    return WorkerHost.start(StageRegistry.discover().get(stage), workerConfig(id));
+  }
+
+  /** Runs the CLI in-process; returns its exit code and output. */
+  static Cli cli(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    List<String> all = new java.util.ArrayList<>(List.of(args));
+    all.addAll(List.of("--bootstrap", stack().bootstrapServers(), "--registry", stack().registryUrl(),
+        "--store", store().toString()));
+    int code = Main.execute(new PrintWriter(out, true), new PrintWriter(err, true), all.toArray(String[]::new));
+    return new Cli(code, out.toString(), err.toString());
+  }
+
+  record Cli(int code, String out, String err) {}
+
+  /** A tiny "model" directory with a text file, made by the test. */
+  static Path model(String text) throws IOException {
+    Path m = newDir("model");
+    Files.writeString(m.resolve("config.json"), "{\"model_type\":\"llama\"}");
+    Files.writeString(m.resolve("prompt.txt"), text);
+    return m;
+  }
+
+  static Path recipe(String yaml) throws IOException {
+    Path f = newDir("recipe").resolve("recipe.yaml");
+    Files.writeString(f, yaml);
+    return f;
+  }
+
+  /** Reads the runs topic until {@code runId}'s state satisfies {@code until}, or fails at the deadline. */
+  static RunState awaitRun(String runId, Predicate<RunState> until, Duration timeout) {
+    AvroSerde<RunState> serde = kafka().serde(RunState.class);
+    Map<String, Object> props = kafka().consumer(null, "it-await");
+    try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props)) {
+      List<TopicPartition> parts = c.partitionsFor(Topics.RUNS).stream()
+          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+      c.assign(parts);
+      c.seekToBeginning(parts);
+      long deadline = System.nanoTime() + timeout.toNanos();
+      RunState last = null;
+      while (System.nanoTime() < deadline) {
+        for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(100))) {
+          if (runId.equals(r.key())) {
+            last = serde.deserialize(r.topic(), r.value());
+            if (until.test(last)) {
+              return last;
+            }
+          }
+        }
+      }
+      throw new AssertionError("run " + runId + " did not reach the expected state in " + timeout + "; last: " + last);
+    }
+  }
+
+  static Map<String, String> workerEnv(String id) {
+    Map<String, String> env = new HashMap<>(System.getenv());
+    env.put("DISTILLERY_WORKER_BOOTSTRAP", stack().bootstrapServers());
+    env.put("DISTILLERY_WORKER_REGISTRY", stack().registryUrl());
+    env.put("DISTILLERY_WORKER_STORE", store().toString());
+    env.put("DISTILLERY_WORKER_ID", id);
+    env.put("DISTILLERY_WORKER_HTTP_PORT", "-1");
+    env.put("DISTILLERY_WORKER_HEARTBEAT", "500ms");
+    return env;
+  }
+}

@@ -1,0 +1,115 @@
+package io.distillery.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distillery.platform.service.ServicePlugin;
+import io.distillery.platform.stage.StageDescriptor;
+import io.distillery.platform.stage.StageRegistry;
+import io.distillery.platform.worker.WorkerConfig;
+import io.distillery.platform.worker.WorkerHost;
+import io.distillery.stack.LocalStack;
+import io.vertx.core.Vertx;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.Comparator;
+import java.util.Deque;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * The whole platform in one process: an in-process Kafka broker, the schema registry, every {@link ServicePlugin} and
+ * every stage worker on the class path. Ctrl-C stops everything in reverse order. Writes {@code <dir>/stack.json} so
+ * other commands find the stack without flags.
+ */
+@Command(name = "up", mixinStandardHelpOptions = true,
+    description = "Start broker, registry, planner and all workers in one process (Ctrl-C stops).")
+final class UpCommand implements Callable<Integer> {
+
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+  private java.io.PrintWriter out() {
+    return spec.commandLine().getOut();
+  }
+
+  @Option(names = "--dir", defaultValue = "run", description = "Run directory (default: ${DEFAULT-VALUE})")
+  Path dir;
+
+  /** Released to stop (tests); main waits for Ctrl-C. */
+  CountDownLatch stop = new CountDownLatch(1);
+
+  @Override
+  public Integer call() throws Exception {
+    Files.createDirectories(dir);
+    Path store = dir.resolve("store").toAbsolutePath();
+    Deque<AutoCloseable> running = new ArrayDeque<>();
+    Thread hook = new Thread(() -> closeAll(running), "distillery-up-shutdown");
+    Runtime.getRuntime().addShutdownHook(hook);
+    try {
+      out().println("starting Kafka broker and schema registry in " + dir.toAbsolutePath() + " ...");
+      LocalStack stack = LocalStack.start(dir.toAbsolutePath());
+      running.push(stack);
+      Map<String, String> info = new LinkedHashMap<>();
+      info.put("bootstrap", stack.bootstrapServers());
+      info.put("registry", stack.registryUrl());
+      info.put("store", store.toString());
+      new ObjectMapper().writerWithDefaultPrettyPrinter()
+          .writeValue(dir.resolve(ClusterOptions.STACK_FILE).toFile(), info);
+      Vertx vertx = Vertx.vertx();
+      running.push(vertx::close);
+      ServicePlugin.Environment env = new ServicePlugin.Environment(stack.bootstrapServers(), stack.registryUrl(),
+          dir.toAbsolutePath(), store, vertx);
+      List<ServicePlugin> services = ServiceLoader.load(ServicePlugin.class).stream().map(ServiceLoader.Provider::get)
+          .sorted(Comparator.comparingInt(ServicePlugin::order)).toList();
+      for (ServicePlugin s : services) {
+        out().println("starting " + s.name() + " ...");
+        running.push(s.start(env));
+      }
+      WorkerConfig wc = WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId("local")
+          .withHttpPort(0);
+      for (StageDescriptor d : StageRegistry.discover().all().values()) {
+        WorkerHost host = WorkerHost.start(d, wc, vertx);
+        running.push(host);
+        out().printf("worker %-14s http://127.0.0.1:%d/health%n", d.name(), host.httpPort());
+      }
+      out().println();
+      out().println("Distillery is up.");
+      out().println("  bootstrap: " + stack.bootstrapServers());
+      out().println("  registry:  " + stack.registryUrl());
+      out().println("  store:     " + store);
+      out().println("  register:  ./distillery register --model <dir> --recipe <file>");
+      out().println("  watch:     ./distillery watch");
+      out().println("Ctrl-C stops.");
+      stop.await();
+      return 0;
+    } finally {
+      closeAll(running);
+      try {
+        Runtime.getRuntime().removeShutdownHook(hook);
+      } catch (IllegalStateException e) {
+        // the JVM is already shutting down; the hook is running
+      }
+    }
+  }
+
+  private synchronized void closeAll(Deque<AutoCloseable> running) {
+    while (!running.isEmpty()) {
+      AutoCloseable c = running.pop();
+      try {
+        if (c instanceof WorkerHost h) {
+          h.close(Duration.ofSeconds(5));
+        } else {
+          c.close();
+        }
+      } catch (Exception e) {
+        spec.commandLine().getErr().println("while stopping: " + e);
+      }
+    }
+  }
+}
