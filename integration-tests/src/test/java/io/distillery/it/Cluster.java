@@ -41,8 +41,9 @@ final class Cluster {
   static synchronized LocalStack stack() {
     if (stack == null) {
       try {
-        root = Files.createDirectories(Path.of("target", "it-run").toAbsolutePath());
-        stack = LocalStack.start(root.resolve("stack-" + UUID.randomUUID()));
+        // a fresh root per test JVM: the store (and its output cache) must not leak between builds
+        root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
+        stack = LocalStack.start(root.resolve("stack"));
         try (TopicAdmin admin = new TopicAdmin(kafka())) {
           admin.ensurePlatformTopics();
         }
