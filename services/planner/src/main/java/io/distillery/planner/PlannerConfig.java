@@ -15,26 +15,30 @@ import java.util.Map;
  * @param tick how often the clock checks timeouts and due retries (TICK)
  * @param retryBackoff first retry delay, doubling per attempt (RETRY_BACKOFF)
  * @param maxRetryBackoff cap of the retry delay (MAX_RETRY_BACKOFF)
+ * @param threads stream threads; more than the partition count of the inputs idles (THREADS)
  */
 public record PlannerConfig(String bootstrap, String registryUrl, String applicationId, Path stateDir, Duration tick,
-    Duration retryBackoff, Duration maxRetryBackoff) {
+    Duration retryBackoff, Duration maxRetryBackoff, int threads) {
 
   public PlannerConfig {
     if (tick.isZero() || tick.isNegative()) {
       throw new IllegalArgumentException("tick must be positive");
     }
+    if (threads < 1) {
+      throw new IllegalArgumentException("threads must be at least 1");
+    }
   }
 
   public static PlannerConfig of(String bootstrap, String registryUrl, Path stateDir) {
     return new PlannerConfig(bootstrap, registryUrl, "distillery-planner", stateDir, Duration.ofMillis(250),
-        Duration.ofSeconds(1), Duration.ofSeconds(30));
+        Duration.ofSeconds(1), Duration.ofSeconds(30), 2);
   }
 
   public static PlannerConfig from(Settings s) {
     return new PlannerConfig(s.required("BOOTSTRAP"), s.required("REGISTRY"),
         s.string("APPLICATION_ID", "distillery-planner"), Path.of(s.string("STATE_DIR", "run/planner-state")),
         s.duration("TICK", Duration.ofMillis(250)), s.duration("RETRY_BACKOFF", Duration.ofSeconds(1)),
-        s.duration("MAX_RETRY_BACKOFF", Duration.ofSeconds(30)));
+        s.duration("MAX_RETRY_BACKOFF", Duration.ofSeconds(30)), s.integer("THREADS", 2));
   }
 
   public static PlannerConfig fromEnv(Map<String, String> env) {
@@ -42,6 +46,6 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
   }
 
   public PlannerConfig withBackoff(Duration initial, Duration max) {
-    return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, initial, max);
+    return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, initial, max, threads);
   }
 }

@@ -194,7 +194,7 @@ final class JobLoop implements Runnable {
       }
     }
     currentJob.set(tag);
-    send(events.started(config.workerId()), true);
+    send(events.started(config.workerId()), false); // ordered before the result by the same producer and key
     LOG.info("stage={} runId={} jobId={} attempt={} started", descriptor.name(), job.getRunId(), job.getJobId(),
         job.getAttempt());
     Timer.Sample timer = Timer.start(metrics);
@@ -304,14 +304,21 @@ final class JobLoop implements Runnable {
     commit(rec);
   }
 
+  /**
+   * Commits after the result is acknowledged. Asynchronous: a lost commit only means a redelivery, which the done
+   * marker skips; the consumer's close commits nothing further, so nothing is skipped that was not finished.
+   */
   private void commit(ConsumerRecord<String, byte[]> rec) {
     try {
-      consumer.commitSync(Map.of(new TopicPartition(rec.topic(), rec.partition()),
-          new OffsetAndMetadata(rec.offset() + 1)));
+      consumer.commitAsync(Map.of(new TopicPartition(rec.topic(), rec.partition()),
+          new OffsetAndMetadata(rec.offset() + 1)), (offsets, e) -> {
+            if (e != null) {
+              LOG.warn("stage={} commit of {}:{} failed: {}", descriptor.name(), rec.partition(), rec.offset(),
+                  e.toString());
+            }
+          });
     } catch (KafkaException e) {
-      // The result is already on the job-events topic; a redelivery is skipped by its done marker.
-      LOG.warn("stage={} commit of {}:{} failed after a rebalance: {}", descriptor.name(), rec.partition(),
-          rec.offset(), e.toString());
+      LOG.warn("stage={} commit of {}:{} failed: {}", descriptor.name(), rec.partition(), rec.offset(), e.toString());
     }
   }
 
