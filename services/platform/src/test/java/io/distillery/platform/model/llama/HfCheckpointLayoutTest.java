@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsFile;
+import io.distillery.platform.model.safetensors.TensorCodec;
 import io.distillery.platform.model.safetensors.TensorInfo;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -131,21 +132,26 @@ class HfCheckpointLayoutTest {
 
     @Test
     void shouldReloadSameWeightsWhenSavedAndLoaded() throws IOException {
+        // BF16 checkpoints are widened in Java: a BF16 NDArray would abort the JVM (shared/DJL.md)
         LlamaConfig config = TinyModels.tiny(false);
         int[][] tokens = TinyModels.tokens(1, 5, 64, 9);
         try (LlamaModel original = LlamaModel.random(config, 3, manager)) {
             original.save(dir.resolve("f32"), DType.F32);
             original.save(dir.resolve("f16"), DType.F16);
+            original.save(dir.resolve("bf16"), DType.BF16);
             try (LlamaModel f32 = LlamaModel.load(dir.resolve("f32"), manager);
-                    LlamaModel f16 = LlamaModel.load(dir.resolve("f16"), manager)) {
+                    LlamaModel f16 = LlamaModel.load(dir.resolve("f16"), manager);
+                    LlamaModel bf16 = LlamaModel.load(dir.resolve("bf16"), manager)) {
                 assertThat(f32.config()).isEqualTo(config);
                 assertThat(f16.config()).isEqualTo(config.withTorchDtype("float16"));
                 for (String name : original.parameters().keySet()) {
                     float[] expected = original.parameters().get(name).toFloatArray();
                     assertThat(f32.parameters().get(name).toFloatArray()).as(name).containsExactly(expected);
                     float[] half = f16.parameters().get(name).toFloatArray();
+                    float[] brain = bf16.parameters().get(name).toFloatArray();
                     for (int i = 0; i < expected.length; i++) {
                         assertThat(half[i]).isEqualTo(Float.float16ToFloat(Float.floatToFloat16(expected[i])));
+                        assertThat(brain[i]).isEqualTo(TensorCodec.bf16ToFloat(TensorCodec.floatToBf16(expected[i])));
                     }
                 }
                 try (NDArray a = original.forward(manager, tokens); NDArray b = f32.forward(manager, tokens)) {

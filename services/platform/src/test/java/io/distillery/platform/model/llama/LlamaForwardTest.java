@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import io.distillery.platform.model.config.Architecture;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
@@ -164,12 +165,12 @@ class LlamaForwardTest {
         List<String> seen = new ArrayList<>();
         List<long[]> shapes = new ArrayList<>();
         try (LlamaModel model = LlamaModel.load(dir, manager)) {
-            try (LlamaModel.ObserverRegistration registration = model.observeLinearInputs((module, input) -> {
+            LlamaModel.ObserverRegistration registration = model.observeLinearInputs((module, input) -> {
                 seen.add(module);
                 shapes.add(input.getShape().getShape());
-            })) {
-                model.forward(manager, TinyModels.tokens(2, 5, 64, 1)).close();
-            }
+            });
+            model.forward(manager, TinyModels.tokens(2, 5, 64, 1)).close();
+            registration.close();
             assertThat(seen).containsExactlyElementsOf(model.linearLayerNames());
             assertThat(seen).hasSize(2 * 7 + 1).contains("model.layers.1.mlp.down_proj", "lm_head");
             assertThat(shapes.get(seen.indexOf("model.layers.0.self_attn.q_proj"))).containsExactly(2, 5, 32);
@@ -222,6 +223,18 @@ class LlamaForwardTest {
                 model.generate(new int[] {1, 2}, 3, SamplingParams.greedy(), -1);
             }
             assertThat(manager.getManagedArrays()).hasSize(before);
+        }
+    }
+
+    @Test
+    void shouldGiveSameLogitsWhenIdsAreInt32OrInt64() {
+        try (LlamaModel model = LlamaModel.random(TinyModels.tiny(false), 5, manager);
+                NDArray ints = manager.create(new int[] {4, 8, 15, 16, 23, 42}, new Shape(2, 3));
+                NDArray longs = manager.create(new long[] {4, 8, 15, 16, 23, 42}, new Shape(2, 3));
+                NDArray fromInts = model.forward(ints);
+                NDArray fromLongs = model.forward(longs)) {
+            assertThat(fromInts.getManager()).isSameAs(manager);
+            assertThat(fromInts.toFloatArray()).containsExactly(fromLongs.toFloatArray());
         }
     }
 

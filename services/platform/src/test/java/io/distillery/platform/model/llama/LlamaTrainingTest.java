@@ -8,13 +8,20 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.training.GradientCollector;
 import ai.djl.ndarray.types.Shape;
+import io.distillery.platform.model.safetensors.DType;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.Map;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class LlamaTrainingTest {
+
+    @TempDir
+    Path dir;
 
     private NDManager manager;
 
@@ -29,7 +36,7 @@ class LlamaTrainingTest {
     }
 
     @Test
-    void shouldLowerLossWhenOneSgdStepIsTaken() {
+    void shouldLowerLossWhenOneSgdStepIsTaken() throws IOException {
         // plain SGD, learning rate 1: w -= grad
         int[][] batch = TinyModels.tokens(2, 10, 64, 77);
         try (LlamaModel model = LlamaModel.random(TinyModels.tiny(false), 11, manager)) {
@@ -58,6 +65,12 @@ class LlamaTrainingTest {
             }
             assertThat(before).as("random init predicts uniformly").isCloseTo((float) Math.log(64), Offset.offset(0.1f));
             assertThat(after).isLessThan(before - 0.01f);
+
+            model.save(dir, DType.F32);
+            try (LlamaModel saved = LlamaModel.load(dir, manager); NDManager step = manager.newSubManager()) {
+                assertThat(nextTokenLoss(saved.forward(step, batch), batch, step).getFloat())
+                        .as("trained weights saved").isEqualTo(after);
+            }
         }
     }
 
