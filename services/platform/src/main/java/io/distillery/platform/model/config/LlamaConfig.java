@@ -211,7 +211,11 @@ public record LlamaConfig(
         keys.put("model_type", architecture.modelType());
         keys.put("attention_dropout", 0.0);
         keys.put("bos_token_id", bosTokenId);
-        keys.put("eos_token_id", eosTokenIds.size() == 1 ? eosTokenIds.getFirst() : eosTokenIds);
+        keys.put("eos_token_id", switch (eosTokenIds.size()) {
+            case 0 -> null;
+            case 1 -> eosTokenIds.getFirst();
+            default -> eosTokenIds;
+        });
         if (padTokenId != null) {
             keys.put("pad_token_id", padTokenId);
         }

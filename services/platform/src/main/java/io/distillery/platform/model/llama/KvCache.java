@@ -9,7 +9,8 @@ import ai.djl.ndarray.NDManager;
  * Keys and values of past positions, per layer, for incremental decoding: each forward with a cache
  * attends to everything cached so far and appends its own positions. Keys are stored after RoPE,
  * {@code [batch, kv_heads, positions, head_dim]}, before the grouped-query repeat, so memory scales
- * with the key/value heads.
+ * with the key/value heads. With a sliding window (Mistral) every position is kept and the mask
+ * hides the old ones, so memory grows with the sequence, not the window.
  *
  * <p>Owns its arrays in its own NDManager; close it when the sequence is done. Not thread-safe: one
  * sequence batch, one caller. A forward that fails part-way leaves the cache unusable.

@@ -432,6 +432,9 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * Generates up to {@code maxNewTokens} tokens after {@code prompt} with the KV cache.
      *
+     * Positions past {@code max_position_embeddings} are not refused: RoPE extrapolates, as in
+     * transformers. Runs without gradient recording only if called outside a GradientCollector.
+     *
      * @param stopTokenId generation stops after emitting this id (included in the result); negative
      *     for none
      * @return the new tokens only (not the prompt)
