@@ -17,4 +17,4 @@ export PATH="$JAVA_HOME/bin:$PATH"
 export OPT_OUT_TRACKING=true
 export DJL_OFFLINE=true
 export DJL_CACHE_DIR="${DJL_CACHE_DIR:-$PWD/target/djl-cache}"
-export DISTILLERY_JAVA_OPTS="${DISTILLERY_JAVA_OPTS:-} -Dai.djl.offline=true -DOPT_OUT_TRACKING=true --enable-native-access=ALL-UNNAMED"
+export DISTILLERY_JAVA_OPTS="${DISTILLERY_JAVA_OPTS:-} -Dai.djl.offline=true -DOPT_OUT_TRACKING=true --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow"

@@ -1,6 +1,10 @@
 package io.distillery.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.service.ServicePlugin;
 import io.distillery.platform.stage.StageDescriptor;
 import io.distillery.platform.stage.StageRegistry;
@@ -40,6 +44,12 @@ final class UpCommand implements Callable<Integer> {
 
   @Option(names = "--dir", defaultValue = "run", description = "Run directory (default: ${DEFAULT-VALUE})")
   Path dir;
+
+  @Option(names = "--demo", description = "Also register a tiny generated Llama checkpoint with --recipe and show its progress")
+  boolean demo;
+
+  @Option(names = "--recipe", defaultValue = "recipes/demo.yaml", description = "Recipe of the demo run (default: ${DEFAULT-VALUE})")
+  Path recipe;
 
   /** Released to stop (tests); main waits for Ctrl-C. */
   CountDownLatch stop = new CountDownLatch(1);
@@ -86,6 +96,10 @@ final class UpCommand implements Callable<Integer> {
       out().println("  register:  ./distillery register --model <dir> --recipe <file>");
       out().println("  watch:     ./distillery watch");
       out().println("Ctrl-C stops.");
+      out().flush();
+      if (demo) {
+        runDemo(stack);
+      }
       stop.await();
       return 0;
     } finally {
@@ -96,6 +110,38 @@ final class UpCommand implements Callable<Integer> {
         // the JVM is already shutting down; the hook is running
       }
     }
+  }
+
+  /** Registers a tiny random Llama (a real HF checkpoint made here) with the demo recipe and watches the run. */
+  private void runDemo(LocalStack stack) throws Exception {
+    Path model = dir.resolve("demo-model").toAbsolutePath();
+    if (!Files.exists(model.resolve("config.json"))) {
+      LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64).intermediateSize(128)
+          .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(256).build();
+      try (LlamaModel m = LlamaModel.random(cfg, 42)) {
+        m.save(model, DType.F32);
+      }
+      ByteTokenizer.instance().save(model);
+    }
+    String[] common = {"--bootstrap", stack.bootstrapServers(), "--registry", stack.registryUrl(), "--store",
+        dir.resolve("store").toAbsolutePath().toString()};
+    java.io.StringWriter id = new java.io.StringWriter();
+    String[] reg = concat(new String[] {"register", "--model", model.toString(), "--recipe", recipe.toString(),
+        "--model-id", "demo-llama"}, common);
+    int code = Main.execute(new java.io.PrintWriter(id, true), new java.io.PrintWriter(System.err, true), reg);
+    if (code != 0) {
+      throw new IllegalStateException("demo registration failed");
+    }
+    String runId = id.toString().trim();
+    out().println("demo run " + runId + " registered; watching it:");
+    Main.execute(concat(new String[] {"watch", runId}, common));
+    out().println("the stack stays up; Ctrl-C stops.");
+  }
+
+  private static String[] concat(String[] a, String[] b) {
+    String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+    System.arraycopy(b, 0, out, a.length, b.length);
+    return out;
   }
 
   private synchronized void closeAll(Deque<AutoCloseable> running) {

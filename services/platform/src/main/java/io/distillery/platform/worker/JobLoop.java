@@ -278,8 +278,10 @@ final class JobLoop implements Runnable {
       LOG.warn("stage={} runId={} jobId={} failed ({}): {}", descriptor.name(), job.getRunId(), job.getJobId(),
           e.retryable() ? "retryable" : "fatal", e.getMessage());
       return events.failed(e.getMessage(), e.retryable());
+    } catch (io.distillery.platform.artefact.ArtefactUriException | io.distillery.platform.model.CheckpointException e) {
+      return events.failed(e.getMessage(), false); // a refused URI or a corrupt checkpoint stays so on retry
     } catch (IOException | UncheckedIOException e) {
-      return events.failed("I/O error: " + e.getMessage(), !(e instanceof io.distillery.platform.artefact.ArtefactUriException));
+      return events.failed("I/O error: " + e.getMessage(), true);
     } catch (InterruptedException e) {
       throw e;
     } catch (RuntimeException | Error e) {
