@@ -90,6 +90,26 @@ final class Cluster {
     return WorkerHost.start(StageRegistry.discover().get(stage), workerConfig(id));
   }
 
+  /** A planner and one worker host per stage, started together for a test class and closed together. */
+  record Services(PlannerApp planner, List<WorkerHost> workers) implements AutoCloseable {
+    @Override
+    public void close() {
+      workers.forEach(WorkerHost::close);
+      if (planner != null) {
+        planner.close();
+      }
+    }
+  }
+
+  static Services services(boolean withPlanner, String workerId, String... stages) throws Exception {
+    PlannerApp planner = withPlanner ? planner(newDir("planner")) : null;
+    List<WorkerHost> workers = new java.util.ArrayList<>();
+    for (String stage : stages) {
+      workers.add(worker(stage, workerId));
+    }
+    return new Services(planner, workers);
+  }
+
   /** Runs the CLI in-process; returns its exit code and output. */
   static Cli cli(String... args) {
     StringWriter out = new StringWriter();

@@ -2,15 +2,12 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.planner.PlannerApp;
 import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.worker.WorkerHost;
 import io.distillery.schemas.dlq.DeadLetter;
 import io.distillery.schemas.run.RunStatus;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -24,19 +21,17 @@ import org.junit.jupiter.api.Test;
 /** Garbage on a jobs topic (and on the planner's inputs) goes to the DLQ with its error; valid work goes on. */
 class DeadLetterIT {
 
-  static PlannerApp planner;
-  static WorkerHost hash;
+
+  static Cluster.Services services;
 
   @BeforeAll
   static void start() throws Exception {
-    planner = Cluster.planner(Cluster.newDir("planner"));
-    hash = Cluster.worker("hash", "dlq");
+    services = Cluster.services(true, "dlq", "hash");
   }
 
   @AfterAll
   static void stop() {
-    hash.close();
-    planner.close();
+    services.close();
   }
 
   static List<DeadLetter> deadLetters(String topic, String key, int atLeast) {

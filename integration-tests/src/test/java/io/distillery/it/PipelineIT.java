@@ -4,15 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.planner.PlannerApp;
-import io.distillery.platform.worker.WorkerHost;
 import io.distillery.schemas.run.RunStatus;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -32,21 +28,17 @@ class PipelineIT {
         join:  { stage: merge, after: [upper, rev] }
       """;
 
-  static PlannerApp planner;
-  static final List<WorkerHost> workers = new ArrayList<>();
+
+  static Cluster.Services services;
 
   @BeforeAll
   static void start() throws Exception {
-    planner = Cluster.planner(Cluster.newDir("planner"));
-    for (String stage : List.of("hash", "transform", "merge")) {
-      workers.add(Cluster.worker(stage, "pipeline"));
-    }
+    services = Cluster.services(true, "pipeline", "hash", "transform", "merge");
   }
 
   @AfterAll
   static void stop() {
-    workers.forEach(WorkerHost::close);
-    planner.close();
+    services.close();
   }
 
   @Test

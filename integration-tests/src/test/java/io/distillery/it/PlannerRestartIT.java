@@ -3,13 +3,10 @@ package io.distillery.it;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.distillery.planner.PlannerApp;
-import io.distillery.platform.worker.WorkerHost;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import io.distillery.schemas.run.StageStatus;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -20,18 +17,17 @@ import org.junit.jupiter.api.Test;
  */
 class PlannerRestartIT {
 
-  static final List<WorkerHost> workers = new ArrayList<>();
+
+  static Cluster.Services services;
 
   @BeforeAll
   static void start() throws Exception {
-    for (String stage : List.of("hash", "slow-hash", "transform")) {
-      workers.add(Cluster.worker(stage, "restart-it"));
-    }
+    services = Cluster.services(false, "restart-it", "hash", "slow-hash", "transform");
   }
 
   @AfterAll
   static void stop() {
-    workers.forEach(WorkerHost::close);
+    services.close();
   }
 
   @Test

@@ -2,8 +2,6 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.planner.PlannerApp;
-import io.distillery.platform.worker.WorkerHost;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import java.nio.charset.StandardCharsets;
@@ -18,19 +16,17 @@ import org.junit.jupiter.api.Test;
 /** Recipes that cannot run are rejected by the planner with a readable reason, visible in watch and status. */
 class RejectedRecipeIT {
 
-  static PlannerApp planner;
-  static WorkerHost hash;
+
+  static Cluster.Services services;
 
   @BeforeAll
   static void start() throws Exception {
-    planner = Cluster.planner(Cluster.newDir("planner"));
-    hash = Cluster.worker("hash", "rejected");
+    services = Cluster.services(true, "rejected", "hash");
   }
 
   @AfterAll
   static void stop() {
-    hash.close();
-    planner.close();
+    services.close();
   }
 
   /** Publishes a registration directly (the CLI refuses cycles before sending, so this is what a raw producer does). */

@@ -2,7 +2,6 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.planner.PlannerApp;
 import io.distillery.platform.worker.WorkerHost;
 import io.distillery.platform.worker.WorkerMain;
 import io.distillery.schemas.run.RunState;
@@ -11,8 +10,6 @@ import io.distillery.schemas.run.StageState;
 import io.distillery.schemas.run.StageStatus;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -23,20 +20,17 @@ import org.junit.jupiter.api.Test;
  */
 class WorkerKillIT {
 
-  static PlannerApp planner;
-  static final List<WorkerHost> workers = new ArrayList<>();
+
+  static Cluster.Services services;
 
   @BeforeAll
   static void start() throws Exception {
-    planner = Cluster.planner(Cluster.newDir("planner"));
-    workers.add(Cluster.worker("hash", "kill-it"));
-    workers.add(Cluster.worker("transform", "kill-it"));
+    services = Cluster.services(true, "kill-it", "hash", "transform");
   }
 
   @AfterAll
   static void stop() {
-    workers.forEach(WorkerHost::close);
-    planner.close();
+    services.close();
   }
 
   static void awaitLog(Path log, String line, Duration timeout) throws Exception {
