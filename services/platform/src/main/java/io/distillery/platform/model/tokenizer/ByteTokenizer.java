@@ -47,7 +47,7 @@ import java.nio.file.Path;
  *  "pad_token": "<pad>", "add_bos_token": true, "add_eos_token": false}
  * }</pre>
  */
-public final class ByteTokenizer {
+public final class ByteTokenizer implements TextTokenizer {
 
     public static final String TOKENIZER_FILE = "tokenizer.json";
     public static final String CONFIG_FILE = "tokenizer_config.json";
@@ -75,16 +75,34 @@ public final class ByteTokenizer {
         return INSTANCE;
     }
 
+    @Override
+    public java.util.OptionalInt bosId() {
+        return java.util.OptionalInt.of(BOS_ID);
+    }
+
+    @Override
+    public java.util.OptionalInt eosId() {
+        return java.util.OptionalInt.of(EOS_ID);
+    }
+
+    @Override
+    public java.util.OptionalInt padId() {
+        return java.util.OptionalInt.of(PAD_ID);
+    }
+
+    @Override
     public int vocabSize() {
         return VOCAB_SIZE;
     }
 
     /** The UTF-8 bytes of {@code text} as ids, no special tokens. */
+    @Override
     public int[] encode(String text) {
         return encode(text, false, false);
     }
 
     /** The UTF-8 bytes of {@code text} as ids, optionally wrapped in {@code <s>} and {@code </s>}. */
+    @Override
     public int[] encode(String text, boolean addBos, boolean addEos) {
         byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
         int offset = addBos ? 1 : 0;
@@ -107,6 +125,7 @@ public final class ByteTokenizer {
      *
      * @throws IllegalArgumentException for an id outside the vocabulary
      */
+    @Override
     public String decode(int[] ids) {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream(ids.length);
         for (int id : ids) {
