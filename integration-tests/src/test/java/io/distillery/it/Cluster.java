@@ -34,56 +34,82 @@ import org.apache.kafka.common.TopicPartition;
 final class Cluster {
 
   private static LocalStack stack;
+  private static String bootstrap;
+  private static String registry;
   private static Path root;
 
   private Cluster() {}
 
-  static synchronized LocalStack stack() {
-    if (stack == null) {
-      try {
-        // a fresh root per test JVM: the store (and its output cache) must not leak between builds
-        root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
-        stack = LocalStack.start(root.resolve("stack"));
-        try (TopicAdmin admin = new TopicAdmin(kafka())) {
-          admin.ensurePlatformTopics();
-        }
-      } catch (Exception e) {
-        throw new IllegalStateException("cannot start the local stack: " + e, e);
-      }
-      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-        try {
-          stack.close();
-        } catch (Exception e) {
-          // the JVM is exiting; nothing left to report to
-        }
-      }));
+  /**
+   * Starts the in-process stack once, or uses an external one when {@code DISTILLERY_IT_BOOTSTRAP} and
+   * {@code DISTILLERY_IT_REGISTRY} are set (e.g. {@code docker compose -f infra/docker-compose.yml up} where Docker
+   * exists).
+   */
+  static synchronized void ensureStarted() {
+    if (bootstrap != null) {
+      return;
     }
-    return stack;
+    try {
+      // a fresh root per test JVM: the store (and its output cache) must not leak between builds
+      root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
+      String externalBootstrap = System.getenv("DISTILLERY_IT_BOOTSTRAP");
+      String externalRegistry = System.getenv("DISTILLERY_IT_REGISTRY");
+      if (externalBootstrap != null && externalRegistry != null) {
+        bootstrap = externalBootstrap;
+        registry = externalRegistry;
+      } else {
+        stack = LocalStack.start(root.resolve("stack"));
+        bootstrap = stack.bootstrapServers();
+        registry = stack.registryUrl();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+          try {
+            stack.close();
+          } catch (Exception e) {
+            // the JVM is exiting; nothing left to report to
+          }
+        }));
+      }
+      try (TopicAdmin admin = new TopicAdmin(kafka())) {
+        admin.ensurePlatformTopics();
+      }
+    } catch (Exception e) {
+      throw new IllegalStateException("cannot start the local stack: " + e, e);
+    }
+  }
+
+  static String bootstrap() {
+    ensureStarted();
+    return bootstrap;
+  }
+
+  static String registry() {
+    ensureStarted();
+    return registry;
   }
 
   static KafkaSettings kafka() {
-    return KafkaSettings.of(stack().bootstrapServers(), stack().registryUrl());
+    return KafkaSettings.of(bootstrap(), registry());
   }
 
   static Path store() {
-    stack();
+    ensureStarted();
     return root.resolve("store");
   }
 
   static Path newDir(String prefix) throws IOException {
-    stack();
+    ensureStarted();
     return Files.createDirectories(root.resolve(prefix + "-" + UUID.randomUUID()));
   }
 
   static PlannerApp planner(Path stateDir) throws InterruptedException {
-    PlannerConfig config = PlannerConfig.of(stack().bootstrapServers(), stack().registryUrl(), stateDir)
+    PlannerConfig config = PlannerConfig.of(bootstrap(), registry(), stateDir)
         .withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2));
     return PlannerApp.start(config).awaitRunning(Duration.ofSeconds(90));
   }
 
   static WorkerConfig workerConfig(String id) {
-    return WorkerConfig.of(stack().bootstrapServers(), stack().registryUrl(), store()).withWorkerId(id)
-        .withTiming(Duration.ofMillis(500), Duration.ofSeconds(5));
+    return WorkerConfig.of(bootstrap(), registry(), store()).withWorkerId(id)
+        .withTiming(Duration.ofMillis(500), Duration.ofSeconds(5)).withHttpPort(0);
   }
 
   static WorkerHost worker(String stage, String id) throws IOException {
@@ -115,7 +141,7 @@ final class Cluster {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
     List<String> all = new java.util.ArrayList<>(List.of(args));
-    all.addAll(List.of("--bootstrap", stack().bootstrapServers(), "--registry", stack().registryUrl(),
+    all.addAll(List.of("--bootstrap", bootstrap(), "--registry", registry(),
         "--store", store().toString()));
     int code = Main.execute(new PrintWriter(out, true), new PrintWriter(err, true), all.toArray(String[]::new));
     return new Cli(code, out.toString(), err.toString());
@@ -164,8 +190,8 @@ final class Cluster {
 
   static Map<String, String> workerEnv(String id) {
     Map<String, String> env = new HashMap<>(System.getenv());
-    env.put("DISTILLERY_WORKER_BOOTSTRAP", stack().bootstrapServers());
-    env.put("DISTILLERY_WORKER_REGISTRY", stack().registryUrl());
+    env.put("DISTILLERY_WORKER_BOOTSTRAP", bootstrap());
+    env.put("DISTILLERY_WORKER_REGISTRY", registry());
     env.put("DISTILLERY_WORKER_STORE", store().toString());
     env.put("DISTILLERY_WORKER_ID", id);
     env.put("DISTILLERY_WORKER_HTTP_PORT", "-1");

@@ -74,6 +74,17 @@ class PipelineIT {
     assertThat(join.path("metrics").path("inputs").asDouble()).isEqualTo(2.0);
     Path merged = Path.of(URI.create(join.path("artefacts").get(0).path("uri").asText()));
     assertThat(Files.readString(merged)).isEqualTo("upper=HELLO DISTILLERY\nrev=yrellitsid olleh\n");
+
+    // the worker hosts serve health and Prometheus metrics
+    var http = java.net.http.HttpClient.newHttpClient();
+    int port = services.workers().stream().filter(w -> w.stage().equals("merge")).findFirst().orElseThrow().httpPort();
+    var health = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/health"))
+        .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    assertThat(health.statusCode()).isEqualTo(200);
+    assertThat(health.body()).contains("\"status\":\"UP\"", "\"stage\":\"merge\"");
+    var metrics = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics"))
+        .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    assertThat(metrics.body()).containsPattern("distillery_jobs_total\\{outcome=\"completed\",stage=\"merge\"} [1-9]");
   }
 
   @Test

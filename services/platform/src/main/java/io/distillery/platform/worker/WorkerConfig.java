@@ -15,13 +15,14 @@ import java.util.Map;
  * @param storeRoot root of the file artefact store (STORE)
  * @param readRoots extra directories artefact URIs may point into, read-only (READ_ROOTS, ':'-separated)
  * @param workerId identity in events and client ids (ID)
+ * @param httpHost address the health and metrics endpoint binds (HTTP_HOST; 0.0.0.0 in a pod)
  * @param httpPort health and metrics port; 0 picks a free one, -1 disables HTTP (HTTP_PORT)
  * @param heartbeat re-send the last progress when a stage has been quiet this long (HEARTBEAT)
  * @param progressInterval at most one progress event per this interval (PROGRESS_INTERVAL)
  * @param shutdownGrace on SIGTERM, how long a running job may take to finish before it is abandoned (SHUTDOWN_GRACE)
  */
 public record WorkerConfig(
-    String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, int httpPort,
+    String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
     Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
 
   public WorkerConfig {
@@ -39,7 +40,7 @@ public record WorkerConfig(
 
   public static WorkerConfig of(String bootstrap, String registryUrl, Path storeRoot) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, List.of(), "worker-" + ProcessHandle.current().pid(),
-        -1, Duration.ofSeconds(5), Duration.ofMillis(200), Duration.ofSeconds(30));
+        "127.0.0.1", -1, Duration.ofSeconds(5), Duration.ofMillis(200), Duration.ofSeconds(30));
   }
 
   public static WorkerConfig from(Settings s) {
@@ -50,6 +51,7 @@ public record WorkerConfig(
         Path.of(s.string("STORE", "run/store")),
         roots.isBlank() ? List.of() : Arrays.stream(roots.split(":")).map(Path::of).toList(),
         s.string("ID", "worker-" + ProcessHandle.current().pid()),
+        s.string("HTTP_HOST", "127.0.0.1"),
         s.integer("HTTP_PORT", 0),
         s.duration("HEARTBEAT", Duration.ofSeconds(5)),
         s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
@@ -61,17 +63,17 @@ public record WorkerConfig(
   }
 
   public WorkerConfig withWorkerId(String id) {
-    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpPort, heartbeat, progressInterval,
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
         shutdownGrace);
   }
 
   public WorkerConfig withHttpPort(int port) {
-    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, port, heartbeat, progressInterval,
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
         shutdownGrace);
   }
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
-    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpPort, heartbeat,
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
         progressInterval, shutdownGrace);
   }
 }

@@ -117,7 +117,7 @@ public final class WorkerHost implements AutoCloseable {
       }
     });
     try {
-      http.listen(config.httpPort(), "127.0.0.1").toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+      http.listen(config.httpPort(), config.httpHost()).toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
     } catch (Exception e) {
       throw new IllegalStateException("cannot open HTTP port " + config.httpPort() + ": " + e, e);
     }
