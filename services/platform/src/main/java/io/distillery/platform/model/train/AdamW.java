@@ -1,0 +1,102 @@
+package io.distillery.platform.model.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * AdamW (Loshchilov and Hutter, arXiv 1711.05101, Algorithm 2) over a model's named parameters,
+ * updated in place after each backward pass:
+ *
+ * <pre>
+ * g = clip(grad)          m = b1 m + (1-b1) g          v = b2 v + (1-b2) g^2
+ * p -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)  +  wd * p )
+ * </pre>
+ *
+ * Weight decay applies to matrices only (embeddings and linear weights), not to norm weights or
+ * biases, as is usual for transformers. Clipping scales all gradients by {@code min(1, maxNorm /
+ * ||g||)}, {@code ||g||} the global L2 norm (Pascanu et al., arXiv 1211.5063). Owns its moment
+ * estimates in a sub-manager of the parameters' manager.
+ */
+public final class AdamW implements AutoCloseable {
+
+    private final Map<String, NDArray> parameters;
+    private final Map<String, NDArray[]> moments = new LinkedHashMap<>();
+    private final NDManager state;
+    private final double beta1;
+    private final double beta2;
+    private final double epsilon;
+    private final double weightDecay;
+    private int step;
+
+    public AdamW(Map<String, NDArray> parameters, NDManager owner, double beta1, double beta2, double epsilon,
+            double weightDecay) {
+        this.parameters = parameters;
+        this.state = owner.newSubManager();
+        this.state.setName("adamw-state");
+        this.beta1 = beta1;
+        this.beta2 = beta2;
+        this.epsilon = epsilon;
+        this.weightDecay = weightDecay;
+        for (Map.Entry<String, NDArray> entry : parameters.entrySet()) {
+            NDArray p = entry.getValue();
+            moments.put(entry.getKey(), new NDArray[] {state.zeros(p.getShape()), state.zeros(p.getShape())});
+        }
+    }
+
+    /**
+     * One update from the gradients currently held by the parameters.
+     *
+     * @param maxGradNorm clip threshold; non-positive for none
+     * @return the global gradient norm before clipping
+     */
+    public double step(double learningRate, double maxGradNorm) {
+        step++;
+        try (NDManager scope = state.newSubManager()) {
+            List<NDArray> gradients = new ArrayList<>(parameters.size());
+            double squares = 0;
+            for (NDArray p : parameters.values()) {
+                NDArray g = p.getGradient();
+                g.attach(scope);
+                gradients.add(g);
+                squares += g.square().sum().getFloat();
+            }
+            double norm = Math.sqrt(squares);
+            double scale = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1.0;
+            double correction1 = 1 - Math.pow(beta1, step);
+            double correction2 = 1 - Math.pow(beta2, step);
+            int i = 0;
+            for (Map.Entry<String, NDArray> entry : parameters.entrySet()) {
+                NDArray p = entry.getValue();
+                NDArray g = gradients.get(i++);
+                NDArray[] mv = moments.get(entry.getKey());
+                mv[0].muli((float) beta1).addi(g.mul((float) ((1 - beta1) * scale)));
+                mv[1].muli((float) beta2).addi(g.square().mul((float) ((1 - beta2) * scale * scale)));
+                NDArray denominator = own(scope, mv[1].div((float) correction2)).sqrt().add((float) epsilon);
+                NDArray update = own(scope, mv[0].mul((float) (learningRate / correction1))).div(denominator);
+                if (weightDecay > 0 && p.getShape().dimension() >= 2) {
+                    p.muli((float) (1 - learningRate * weightDecay));
+                }
+                p.subi(update);
+            }
+            return norm;
+        }
+    }
+
+    public int steps() {
+        return step;
+    }
+
+    private static NDArray own(NDManager scope, NDArray array) {
+        array.attach(scope);
+        return array;
+    }
+
+    @Override
+    public void close() {
+        state.close();
+    }
+}

@@ -1,0 +1,141 @@
+package io.distillery.platform.model.train;
+
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.tasks.TaskKind;
+import io.distillery.platform.tasks.TaskSettings;
+import java.util.List;
+
+/**
+ * Everything that defines one teacher training run: model shape, optimisation, and the task
+ * suite. The same config and seed give the same model.
+ *
+ * @param layers decoder layers
+ * @param hidden hidden size
+ * @param heads attention heads
+ * @param kvHeads key/value heads (grouped-query attention when fewer than heads)
+ * @param intermediate SwiGLU width
+ * @param steps optimizer steps
+ * @param batch sequences per step
+ * @param learningRate peak AdamW rate
+ * @param warmupSteps linear warmup steps
+ * @param minLearningRateFraction cosine floor as a fraction of the peak
+ * @param weightDecay decoupled weight decay (matrices only)
+ * @param maxGradNorm global-norm clip; non-positive for none
+ * @param seed seeds the weights, the suite and the batch order
+ * @param tasks task kinds, drawn in equal numbers
+ * @param taskSettings task difficulty
+ * @param trainExamples distinct training prompts
+ * @param validationExamples distinct validation prompts
+ * @param testExamples distinct test prompts
+ */
+public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int intermediate, int steps, int batch,
+        double learningRate, int warmupSteps, double minLearningRateFraction, double weightDecay, double maxGradNorm,
+        long seed, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
+        int testExamples) {
+
+    public TeacherConfig {
+        tasks = List.copyOf(tasks);
+        require(layers >= 1, "layers", layers);
+        require(hidden >= 2, "hidden", hidden);
+        require(heads >= 1 && hidden % heads == 0 && (hidden / heads) % 2 == 0, "heads (must divide hidden into even head dims)", heads);
+        require(kvHeads >= 1 && heads % kvHeads == 0, "kvHeads (must divide heads)", kvHeads);
+        require(intermediate >= 1, "intermediate", intermediate);
+        require(steps >= 1, "steps", steps);
+        require(batch >= 1, "batch", batch);
+        require(learningRate > 0, "learningRate", learningRate);
+        require(warmupSteps >= 0, "warmupSteps", warmupSteps);
+        require(minLearningRateFraction >= 0 && minLearningRateFraction <= 1, "minLearningRateFraction",
+                minLearningRateFraction);
+        require(weightDecay >= 0, "weightDecay", weightDecay);
+        require(!tasks.isEmpty(), "tasks", tasks);
+        require(trainExamples >= 1, "trainExamples", trainExamples);
+        require(validationExamples >= 0, "validationExamples", validationExamples);
+        require(testExamples >= 1, "testExamples", testExamples);
+    }
+
+    private static void require(boolean ok, String name, Object value) {
+        if (!ok) {
+            throw new IllegalArgumentException("invalid teacher parameter " + name + ": " + value);
+        }
+    }
+
+    /** The Llama config of the model this run trains (byte vocabulary, untied head). */
+    public LlamaConfig modelConfig() {
+        return LlamaConfig.builder()
+                .vocabSize(ByteTokenizer.VOCAB_SIZE)
+                .hiddenSize(hidden)
+                .intermediateSize(intermediate)
+                .numHiddenLayers(layers)
+                .numAttentionHeads(heads)
+                .numKeyValueHeads(kvHeads)
+                .maxPositionEmbeddings(256)
+                .rmsNormEps(1e-5)
+                .bosTokenId(ByteTokenizer.BOS_ID)
+                .eosTokenIds(List.of(ByteTokenizer.EOS_ID))
+                .padTokenId(ByteTokenizer.PAD_ID)
+                .build();
+    }
+
+    /** The real teacher: 4 layers, hidden 256, ~3.3M parameters, all five tasks. */
+    public static Builder teacher() {
+        return new Builder();
+    }
+
+    public Builder toBuilder() {
+        return new Builder().layers(layers).hidden(hidden).heads(heads).kvHeads(kvHeads).intermediate(intermediate)
+                .steps(steps).batch(batch).learningRate(learningRate).warmupSteps(warmupSteps)
+                .minLearningRateFraction(minLearningRateFraction).weightDecay(weightDecay).maxGradNorm(maxGradNorm)
+                .seed(seed).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
+                .validationExamples(validationExamples).testExamples(testExamples);
+    }
+
+    /** Builds configs; defaults are the real teacher's. */
+    public static final class Builder {
+        private int layers = 4;
+        private int hidden = 256;
+        private int heads = 4;
+        private int kvHeads = 4;
+        private int intermediate = 688;
+        private int steps = 2000;
+        private int batch = 64;
+        private double learningRate = 2e-3;
+        private int warmupSteps = 100;
+        private double minLearningRateFraction = 0.1;
+        private double weightDecay = 0.1;
+        private double maxGradNorm = 1.0;
+        private long seed = 1;
+        private List<TaskKind> tasks = List.of(TaskKind.values());
+        private TaskSettings taskSettings = TaskSettings.defaults();
+        private int trainExamples = 100_000;
+        private int validationExamples = 500;
+        private int testExamples = 1000;
+
+        private Builder() {}
+
+        public Builder layers(int value) { layers = value; return this; }
+        public Builder hidden(int value) { hidden = value; return this; }
+        public Builder heads(int value) { heads = value; return this; }
+        public Builder kvHeads(int value) { kvHeads = value; return this; }
+        public Builder intermediate(int value) { intermediate = value; return this; }
+        public Builder steps(int value) { steps = value; return this; }
+        public Builder batch(int value) { batch = value; return this; }
+        public Builder learningRate(double value) { learningRate = value; return this; }
+        public Builder warmupSteps(int value) { warmupSteps = value; return this; }
+        public Builder minLearningRateFraction(double value) { minLearningRateFraction = value; return this; }
+        public Builder weightDecay(double value) { weightDecay = value; return this; }
+        public Builder maxGradNorm(double value) { maxGradNorm = value; return this; }
+        public Builder seed(long value) { seed = value; return this; }
+        public Builder tasks(List<TaskKind> value) { tasks = value; return this; }
+        public Builder taskSettings(TaskSettings value) { taskSettings = value; return this; }
+        public Builder trainExamples(int value) { trainExamples = value; return this; }
+        public Builder validationExamples(int value) { validationExamples = value; return this; }
+        public Builder testExamples(int value) { testExamples = value; return this; }
+
+        public TeacherConfig build() {
+            return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
+                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, tasks, taskSettings,
+                    trainExamples, validationExamples, testExamples);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+package io.distillery.platform.model.train;
+
+import io.distillery.platform.tasks.TaskKind;
+import io.distillery.platform.tasks.TaskSettings;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Command line: trains the teacher and writes its checkpoint.
+ *
+ * <pre>
+ * TeacherMain --out DIR [--steps N] [--batch N] [--lr X] [--warmup N] [--layers N] [--hidden N]
+ *             [--heads N] [--kv-heads N] [--intermediate N] [--seed N] [--tasks add,copy,rev,kv,sort]
+ *             [--digits N] [--text-length MIN:MAX] [--sort-length MIN:MAX] [--recall-pairs N]
+ *             [--train N] [--test N] [--weight-decay X] [--clip X]
+ * </pre>
+ *
+ * Prints a progress line (rewritten with {@code \r}) and ends with {@code teacher params=N
+ * exact_match=X perplexity=X seconds=N}.
+ */
+public final class TeacherMain {
+
+    private final PrintStream out;
+
+    TeacherMain(PrintStream out) {
+        this.out = out;
+    }
+
+    public static void main(String[] args) throws Exception {
+        try {
+            new TeacherMain(System.out).run(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("teacher: " + e.getMessage());
+            System.exit(2);
+        }
+    }
+
+    void run(String[] args) throws Exception {
+        TeacherConfig.Builder builder = TeacherConfig.teacher();
+        TaskSettings settings = TaskSettings.defaults();
+        Path output = null;
+        for (int i = 0; i < args.length; i++) {
+            String name = args[i];
+            if (i + 1 >= args.length) {
+                throw new IllegalArgumentException("missing value for " + name);
+            }
+            String value = args[++i];
+            switch (name) {
+                case "--out" -> output = Path.of(value);
+                case "--steps" -> builder.steps(Integer.parseInt(value));
+                case "--batch" -> builder.batch(Integer.parseInt(value));
+                case "--lr" -> builder.learningRate(Double.parseDouble(value));
+                case "--warmup" -> builder.warmupSteps(Integer.parseInt(value));
+                case "--layers" -> builder.layers(Integer.parseInt(value));
+                case "--hidden" -> builder.hidden(Integer.parseInt(value));
+                case "--heads" -> builder.heads(Integer.parseInt(value));
+                case "--kv-heads" -> builder.kvHeads(Integer.parseInt(value));
+                case "--intermediate" -> builder.intermediate(Integer.parseInt(value));
+                case "--seed" -> builder.seed(Long.parseLong(value));
+                case "--weight-decay" -> builder.weightDecay(Double.parseDouble(value));
+                case "--clip" -> builder.maxGradNorm(Double.parseDouble(value));
+                case "--train" -> builder.trainExamples(Integer.parseInt(value));
+                case "--test" -> builder.testExamples(Integer.parseInt(value));
+                case "--tasks" -> {
+                    List<TaskKind> kinds = new ArrayList<>();
+                    for (String task : value.split(",")) {
+                        kinds.add(TaskKind.of(task.trim()));
+                    }
+                    builder.tasks(kinds);
+                }
+                case "--digits" -> settings = settings.withAdditionDigits(Integer.parseInt(value));
+                case "--text-length" -> {
+                    int[] range = range(name, value);
+                    settings = settings.withTextLength(range[0], range[1]);
+                }
+                case "--sort-length" -> {
+                    int[] range = range(name, value);
+                    settings = settings.withSortLength(range[0], range[1]);
+                }
+                case "--recall-pairs" -> settings = settings.withRecallPairs(Integer.parseInt(value));
+                default -> throw new IllegalArgumentException("unknown option " + name);
+            }
+        }
+        if (output == null) {
+            throw new IllegalArgumentException("--out DIR is required");
+        }
+        TeacherConfig config = builder.taskSettings(settings).build();
+        out.println("teacher config " + config);
+        TeacherReport report = new TeacherTrainer(config, this::progress).trainAndSave(output);
+        out.println();
+        StringBuilder byTask = new StringBuilder();
+        for (Map.Entry<String, Double> entry : report.exactMatchByTask().entrySet()) {
+            byTask.append(' ').append(entry.getKey()).append('=').append(format(entry.getValue()));
+        }
+        out.println("exact_match by task:" + byTask + " final_loss=" + format(report.finalLoss()) + " train_tok_s="
+                + Math.round(report.trainTokensPerSecond()) + " train_seconds=" + Math.round(report.trainSeconds()));
+        out.println("teacher params=" + report.parameters() + " exact_match=" + format(report.exactMatch())
+                + " perplexity=" + format(report.perplexity()) + " seconds=" + Math.round(report.totalSeconds()));
+    }
+
+    private void progress(TrainingProgress p) {
+        int width = 30;
+        int filled = (int) ((long) width * p.step() / p.steps());
+        out.print(String.format(Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f lr=%.2e tok/s=%.0f %.0fs",
+                "#".repeat(filled), ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.learningRate(),
+                p.tokensPerSecond(), p.elapsedSeconds()));
+        out.flush();
+    }
+
+    private static int[] range(String name, String value) {
+        String[] parts = value.split(":");
+        if (parts.length != 2) {
+            throw new IllegalArgumentException(name + " takes MIN:MAX, got " + value);
+        }
+        return new int[] {Integer.parseInt(parts[0]), Integer.parseInt(parts[1])};
+    }
+
+    private static String format(double value) {
+        return String.format(Locale.ROOT, "%.4f", value);
+    }
+}

@@ -1,0 +1,14 @@
+package io.distillery.platform.model.train;
+
+/**
+ * One optimizer step as reported to a {@link ProgressListener}.
+ *
+ * @param step 1-based step just finished
+ * @param steps total steps of the run
+ * @param loss mean answer-token NLL of this step's batch (nats)
+ * @param learningRate rate used for this step
+ * @param tokensPerSecond non-pad input tokens per second over the run so far
+ * @param elapsedSeconds training time so far
+ */
+public record TrainingProgress(int step, int steps, double loss, double learningRate, double tokensPerSecond,
+        double elapsedSeconds) {}
