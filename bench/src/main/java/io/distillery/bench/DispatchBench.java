@@ -57,6 +57,7 @@ public final class DispatchBench {
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
     int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 3;
+    double rate = args.length > 2 ? Double.parseDouble(args[2]) : 0; // registrations per second; 0 = all at once
     Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
     try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
       KafkaSettings kafka = KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl());
@@ -79,9 +80,9 @@ public final class DispatchBench {
         Files.writeString(model.resolve("config.json"), "{}");
         ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
 
-        runBatch(kafka, ref, 30); // warm-up: JIT, topic metadata, group joins
+        runBatch(kafka, ref, 30, 0); // warm-up: JIT, topic metadata, group joins
         long t0 = System.nanoTime();
-        List<String> ids = runBatch(kafka, ref, runs);
+        List<String> ids = runBatch(kafka, ref, runs, rate);
         double seconds = (System.nanoTime() - t0) / 1e9;
         Map<String, RunStatus> finals = finals(kafka, new HashSet<>(ids));
         long lost = ids.stream().filter(id -> finals.get(id) != RunStatus.SUCCEEDED).count();
@@ -89,8 +90,8 @@ public final class DispatchBench {
         Latencies lat = latencies(kafka, new HashSet<>(ids));
         Percentiles e2e = Percentiles.of(lat.completedToStarted());
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
-        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d wall=%.2f s%n", runs, workersPerStage,
-            seconds);
+        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s wall=%.2f s%n", runs,
+            workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", seconds);
         System.out.printf(Locale.ROOT, "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
             e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
         System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
@@ -107,12 +108,17 @@ public final class DispatchBench {
     System.exit(0);
   }
 
-  /** Registers {@code n} runs at once and waits until every one has finished. */
-  static List<String> runBatch(KafkaSettings kafka, ArtefactRef model, int n) throws Exception {
+  /** Registers {@code n} runs (all at once, or {@code rate} per second) and waits until every one has finished. */
+  static List<String> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate) throws Exception {
     List<String> ids = new ArrayList<>();
     try (var p = new KafkaProducer<>(kafka.producer("bench"), new StringSerializer(),
         kafka.serde(ModelRegistered.class))) {
+      long start = System.nanoTime();
       for (int i = 0; i < n; i++) {
+        if (rate > 0) {
+          long due = start + (long) (i * 1e9 / rate);
+          java.util.concurrent.locks.LockSupport.parkNanos(due - System.nanoTime());
+        }
         String id = UUID.randomUUID().toString();
         ids.add(id);
         p.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, "bench-" + i, ModelRegistered.newBuilder().setRunId(id)

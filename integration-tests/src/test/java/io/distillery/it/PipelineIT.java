@@ -84,6 +84,23 @@ class PipelineIT {
     assertThat(health.body()).contains("\"status\":\"UP\"", "\"stage\":\"merge\"");
     var metrics = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics"))
         .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    // the live runs page of `distillery up` lists the run and streams it
+    io.vertx.core.Vertx vertx = io.vertx.core.Vertx.vertx();
+    try (var page = new io.distillery.cli.RunsPage(vertx, Cluster.kafka(), 0)) {
+      var runs = java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + page.port() + "/runs")).build();
+      long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+      String body = "";
+      while (!body.contains(runId) && System.nanoTime() < deadline) {
+        body = http.send(runs, java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L);
+      }
+      assertThat(body).contains(runId).contains("SUCCEEDED");
+      var html = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + page.port() + "/"))
+          .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertThat(html.body()).contains("<title>Distillery runs</title>", "new EventSource('/events')");
+    } finally {
+      vertx.close();
+    }
     assertThat(metrics.body()).containsPattern("distillery_jobs_total\\{outcome=\"completed\",stage=\"merge\"} [1-9]");
   }
 

@@ -45,6 +45,9 @@ final class UpCommand implements Callable<Integer> {
   @Option(names = "--dir", defaultValue = "run", description = "Run directory (default: ${DEFAULT-VALUE})")
   Path dir;
 
+  @Option(names = "--web-port", defaultValue = "8070", description = "Port of the live runs page (0 = any free port)")
+  int webPort;
+
   @Option(names = "--demo", description = "Also register a tiny generated Llama checkpoint with --recipe and show its progress")
   boolean demo;
 
@@ -88,8 +91,12 @@ final class UpCommand implements Callable<Integer> {
         running.push(host);
         out().printf("worker %-14s http://127.0.0.1:%d/health%n", d.name(), host.httpPort());
       }
+      RunsPage page = new RunsPage(vertx, io.distillery.platform.kafka.KafkaSettings.of(stack.bootstrapServers(),
+          stack.registryUrl()), webPort);
+      running.push(page);
       out().println();
       out().println("Distillery is up.");
+      out().println("  runs page: http://127.0.0.1:" + page.port() + "/");
       out().println("  bootstrap: " + stack.bootstrapServers());
       out().println("  registry:  " + stack.registryUrl());
       out().println("  store:     " + store);

@@ -51,7 +51,21 @@ public final class SchemaRegistryClient {
     if (cached != null) {
       return cached;
     }
-    JsonNode reply = call("POST", "/subjects/" + enc(subject) + "/versions", body(schema));
+    JsonNode reply;
+    try {
+      reply = call("POST", "/subjects/" + enc(subject) + "/versions", body(schema));
+    } catch (SchemaRegistryException e) {
+      if (e.httpStatus() != 409) {
+        throw e;
+      }
+      // Two clients registered the first version at once (Apicurio answers the loser with 409): if the schema is
+      // there now, its id is the answer; an incompatible schema is still refused.
+      try {
+        reply = call("POST", "/subjects/" + enc(subject), body(schema));
+      } catch (SchemaRegistryException notThere) {
+        throw e;
+      }
+    }
     int id = reply.path("id").asInt(-1);
     if (id < 0) {
       throw new SchemaRegistryException("registry gave no id for subject " + subject + ": " + reply);

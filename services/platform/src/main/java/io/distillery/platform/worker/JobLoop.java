@@ -133,7 +133,16 @@ final class JobLoop implements Runnable {
           if (!running) {
             break;
           }
-          handle(rec);
+          try {
+            handle(rec);
+          } catch (RuntimeException e) {
+            // Infrastructure trouble (registry or broker unreachable): keep the record, try it again shortly.
+            LOG.error("stage={} offset={}:{} could not be processed, retrying: {}", descriptor.name(),
+                rec.partition(), rec.offset(), e.toString(), e);
+            consumer.seek(new TopicPartition(rec.topic(), rec.partition()), rec.offset());
+            java.util.concurrent.locks.LockSupport.parkNanos(Duration.ofSeconds(1).toNanos());
+            break;
+          }
         }
       }
     } catch (RuntimeException e) {
