@@ -232,8 +232,14 @@ public final class DispatchBench {
     Map<String, Object> props = kafka.consumer(null, "bench-reader");
     props.put("fetch.max.wait.ms", 5);
     KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props);
-    List<TopicPartition> parts = c.partitionsFor(topic).stream().map(x -> new TopicPartition(topic, x.partition()))
-        .toList();
+    List<TopicPartition> parts = List.of();
+    long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+    while (parts.isEmpty() && System.nanoTime() < deadline) { // a new topic's metadata may lag its creation
+      parts = c.partitionsFor(topic).stream().map(x -> new TopicPartition(topic, x.partition())).toList();
+    }
+    if (parts.isEmpty()) {
+      throw new IllegalStateException("topic " + topic + " has no partitions after 30 s");
+    }
     c.assign(parts);
     c.seekToBeginning(parts);
     return c;
