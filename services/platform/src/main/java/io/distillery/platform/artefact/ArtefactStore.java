@@ -25,6 +25,9 @@ public interface ArtefactStore {
   /** A fresh, empty directory for one attempt's outputs. */
   Path newScratch() throws IOException;
 
+  /** Removes a scratch directory and whatever the stage left in it. */
+  void discardScratch(Path scratch) throws IOException;
+
   /** A directory that belongs to one job (all attempts), for resumable work. */
   Path workDir(String jobId) throws IOException;
 

@@ -129,6 +129,18 @@ public final class FileArtefactStore implements ArtefactStore {
   }
 
   @Override
+  public void discardScratch(Path scratch) throws IOException {
+    if (!Files.exists(scratch)) {
+      return; // the stage returned the scratch directory itself as an output: it was moved into the store
+    }
+    Path real = scratch.toRealPath();
+    if (!real.startsWith(root.resolve("scratch")) || real.equals(root.resolve("scratch"))) {
+      throw new ArtefactUriException("not a scratch directory of this store: " + scratch);
+    }
+    deleteTree(real);
+  }
+
+  @Override
   public Path workDir(String jobId) throws IOException {
     return Files.createDirectories(root.resolve("work").resolve(ContentHash.ofString(jobId)));
   }

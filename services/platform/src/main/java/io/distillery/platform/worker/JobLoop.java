@@ -261,8 +261,9 @@ final class JobLoop implements Runnable {
 
   private JobEvent execute(StageJob job, Record params, JobEvents events, ProgressPublisher progress,
       String cacheKey) throws InterruptedException {
+    Path scratch = null;
     try {
-      Path scratch = store.newScratch();
+      scratch = store.newScratch();
       Path model = job.getModel().getUri().isBlank() ? null : store.resolve(job.getModel());
       List<StageContext.Input> inputs = new ArrayList<>();
       for (StageInput in : job.getInputs()) {
@@ -296,6 +297,14 @@ final class JobLoop implements Runnable {
     } catch (RuntimeException | Error e) {
       LOG.error("stage={} runId={} jobId={} crashed", descriptor.name(), job.getRunId(), job.getJobId(), e);
       return events.failed(e.getClass().getSimpleName() + ": " + e.getMessage(), false);
+    } finally {
+      if (scratch != null) {
+        try {
+          store.discardScratch(scratch); // outputs were moved into the store; the rest is litter
+        } catch (IOException e) {
+          LOG.warn("stage={} cannot remove scratch {}: {}", descriptor.name(), scratch, e.toString());
+        }
+      }
     }
   }
 

@@ -80,6 +80,17 @@ class FileArtefactStoreTest {
   }
 
   @Test
+  void shouldDiscardOnlyScratchDirectories() throws Exception {
+    FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
+    Path scratch = store.newScratch();
+    Files.writeString(scratch.resolve("left-over.bin"), "x");
+    store.discardScratch(scratch);
+    assertThat(scratch).doesNotExist();
+    assertThatThrownBy(() -> store.discardScratch(store.root().resolve("artefacts")))
+        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("not a scratch directory");
+  }
+
+  @Test
   void shouldRememberFinishedAttempts() throws Exception {
     FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
     assertThat(store.isDone("run/a", 1)).isFalse();
