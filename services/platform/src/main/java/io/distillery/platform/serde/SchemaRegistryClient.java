@@ -120,7 +120,30 @@ public final class SchemaRegistryClient {
     return URLEncoder.encode(s, StandardCharsets.UTF_8);
   }
 
+  private static final int ATTEMPTS = 4;
+
+  /**
+   * One REST call, tried again (after 100, 400, 1600 ms) when the registry is unreachable or answers 5xx: registries
+   * have transient trouble too (Apicurio's H2 storage times out on a table lock under concurrent registrations).
+   */
   private JsonNode call(String method, String path, String body) {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return callOnce(method, path, body);
+      } catch (SchemaRegistryException e) {
+        boolean transientError = e.httpStatus() >= 500 || e.httpStatus() == 0;
+        if (!transientError || attempt >= ATTEMPTS) {
+          throw e;
+        }
+        java.util.concurrent.locks.LockSupport.parkNanos(100_000_000L << (2 * (attempt - 1)));
+        if (Thread.currentThread().isInterrupted()) {
+          throw e;
+        }
+      }
+    }
+  }
+
+  private JsonNode callOnce(String method, String path, String body) {
     HttpRequest.Builder req = HttpRequest.newBuilder(URI.create(baseUrl + path))
         .timeout(Duration.ofSeconds(10))
         .header("Accept", CONTENT_TYPE + ", application/json");
