@@ -118,6 +118,28 @@ class PrunerStageTest {
   }
 
   @Test
+  void shouldLeaveExcludedLayersDenseWhenExcludeNamesASuffix() throws Exception {
+    StageResult result = new PrunerStage().run(context(
+        "{\"method\":\"magnitude\",\"sparsity\":0.5,\"exclude\":[\"down_proj\",\"lm_head\"]}", false,
+        new ArrayList<>(), "exclude"));
+    assertThat(result.metrics().get("layers_pruned")).isEqualTo(12.0); // 2 x 6
+    try (LlamaModel pruned = LlamaModel.load(result.outputs().getFirst().path());
+        LlamaModel dense = LlamaModel.load(modelDir)) {
+      assertThat(pruned.linearWeight("model.layers.0.mlp.down_proj"))
+          .containsExactly(dense.linearWeight("model.layers.0.mlp.down_proj"));
+      assertThat(zeros(pruned.linearWeight("model.layers.0.mlp.up_proj"))).isEqualTo(48 * 16);
+    }
+  }
+
+  static int zeros(float[] w) {
+    int n = 0;
+    for (float v : w) {
+      n += v == 0f ? 1 : 0;
+    }
+    return n;
+  }
+
+  @Test
   void shouldFailFatallyWhenWandaHasNoCalibration() throws Exception {
     assertThatThrownBy(() -> new PrunerStage().run(context("{\"method\":\"wanda\",\"sparsity\":0.5}", false,
         new ArrayList<>(), "nocalib"))).isInstanceOf(StageException.Fatal.class).hasMessageContaining("calibrat");

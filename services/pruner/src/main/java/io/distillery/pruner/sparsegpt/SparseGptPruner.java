@@ -20,6 +20,10 @@ import java.util.stream.IntStream;
  * column: this is arithmetically the lazy block update of the paper (section 3.4), done row by row. Unstructured mask
  * selection is per row within a block ({@code round(sparsity * blockSize)} per row and block) so that every row reaches
  * the requested sparsity; the reference code thresholds the whole block instead.
+ *
+ * <p>The Hessians come from one calibration pass over the dense model; the paper's reference code re-collects each
+ * layer's inputs after the preceding layers were pruned (sequential). With a calibration artefact produced once by the
+ * calibrator stage, the one-shot statistics are what is available; this is a known, usually small, difference.
  */
 public final class SparseGptPruner implements LinearPruner {
 
