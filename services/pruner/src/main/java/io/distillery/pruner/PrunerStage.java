@@ -1,0 +1,217 @@
+package io.distillery.pruner;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import io.distillery.platform.model.CheckpointException;
+import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.config.LlamaTensorNames;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.stage.Stage;
+import io.distillery.platform.stage.StageContext;
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StagePlugin;
+import io.distillery.platform.stage.StageResult;
+import io.distillery.pruner.magnitude.MagnitudePruner;
+import io.distillery.pruner.sparsegpt.SparseGptPruner;
+import io.distillery.pruner.structured.StructuredPruner;
+import io.distillery.pruner.wanda.WandaPruner;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The pruner worker's stage: magnitude, Wanda or SparseGPT masks (unstructured or 2:4) on every linear layer the user
+ * does not exclude, or structured removal of heads, MLP channels and layers. Writes an F32 Hugging Face checkpoint
+ * ({@code hf-llama}) with a {@value #MANIFEST} naming the parent model, the stage, params and metrics.
+ *
+ * <p>The model pruned is the last upstream {@code hf-llama} artefact when there is one (e.g. after a distillation
+ * node), else the run's registered model.
+ */
+@StagePlugin(name = "pruner", params = PrunerParams.class,
+    description = "magnitude / Wanda / SparseGPT (unstructured, 2:4) and structured pruning of Llama checkpoints")
+public final class PrunerStage implements Stage<PrunerParams> {
+
+  public static final String MANIFEST = "distillery-manifest.json";
+  public static final String FORMAT = "hf-llama";
+
+  private static final Logger LOG = LoggerFactory.getLogger(PrunerStage.class);
+  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)
+      .enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
+
+  @Override
+  public StageResult run(StageContext<PrunerParams> ctx) throws StageException, InterruptedException {
+    PrunerParams p = ctx.params();
+    Parent parent = parent(ctx);
+    String jobId = ctx.job() == null ? "-" : ctx.job().getJobId();
+    LOG.info("pruning jobId={} stage=pruner method={} pattern={} model={}", jobId, p.method(), p.pattern(),
+        parent.path());
+    CalibrationStats stats = p.method().equals("magnitude") ? null : calibration(ctx);
+    Path out = ctx.scratch().resolve("model");
+    Map<String, Double> metrics = new LinkedHashMap<>();
+    ctx.progress(0, "loading " + parent.path().getFileName());
+    try (LlamaModel model = LlamaModel.load(parent.path())) {
+      long before = count(model.config());
+      metrics.put("params_before", (double) before);
+      if (p.method().equals("structured")) {
+        LlamaConfig pruned = StructuredPruner.prune(model, stats, p.headFraction(), p.mlpFraction(), p.dropLayers(),
+            out, (done, total) -> ctx.progress(100.0 * done / total, "wrote layer " + done + "/" + total));
+        long after = count(pruned);
+        metrics.put("params_after", (double) after);
+        metrics.put("nonzero_params_after", (double) after);
+        metrics.put("param_reduction", 1.0 - (double) after / before);
+        metrics.put("num_hidden_layers", (double) pruned.numHiddenLayers());
+        metrics.put("num_attention_heads", (double) pruned.numAttentionHeads());
+        metrics.put("num_key_value_heads", (double) pruned.numKeyValueHeads());
+        metrics.put("intermediate_size", (double) pruned.intermediateSize());
+      } else {
+        pruneLinearLayers(ctx, model, stats, metrics);
+        ctx.progress(99, "saving");
+        model.save(out, DType.F32);
+        metrics.put("params_after", (double) before);
+        metrics.put("nonzero_params_after", before - metrics.get("zeros"));
+      }
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot prune " + parent.path() + ": " + e.getMessage(), e);
+    } catch (IllegalArgumentException | IllegalStateException e) {
+      throw StageException.fatal("pruner " + p.method() + " failed: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read or write the model: " + e.getMessage(), e);
+    }
+    metrics.remove("zeros");
+    writeManifest(ctx, parent, out, metrics);
+    ctx.progress(100, "pruned", metrics);
+    LOG.info("pruned jobId={} stage=pruner metrics={}", jobId, metrics);
+    return StageResult.of(List.of(new StageResult.Output(out, FORMAT)), metrics);
+  }
+
+  private static void pruneLinearLayers(StageContext<PrunerParams> ctx, LlamaModel model, CalibrationStats stats,
+      Map<String, Double> metrics) throws InterruptedException {
+    PrunerParams p = ctx.params();
+    SparsityPattern pattern = p.sparsityPattern();
+    LinearPruner pruner = switch (p.method()) {
+      case "magnitude" -> new MagnitudePruner(pattern);
+      case "wanda" -> WandaPruner.of(pattern, stats);
+      case "sparsegpt" -> {
+        if (pattern instanceof SparsityPattern.NOfM nm && p.blockSize() % nm.m() != 0) {
+          throw new IllegalArgumentException("blockSize " + p.blockSize() + " is not a multiple of " + nm.m()
+              + " (pattern " + p.pattern() + ")");
+        }
+        yield SparseGptPruner.of(pattern, stats, p.damp(), p.blockSize());
+      }
+      default -> throw new IllegalStateException("unhandled method " + p.method());
+    };
+    List<String> modules = model.linearLayerNames();
+    long zeros = 0;
+    long total = 0;
+    int layers = 0;
+    for (int i = 0; i < modules.size(); i++) {
+      String module = modules.get(i);
+      if (Thread.interrupted()) {
+        throw new InterruptedException("pruning interrupted at " + module);
+      }
+      boolean tiedHead = module.equals(LlamaTensorNames.LM_HEAD_MODULE) && model.config().tieWordEmbeddings();
+      if (p.excludes(module) || tiedHead) {
+        continue;
+      }
+      long[] shape = model.parameters().get(LlamaTensorNames.weight(module)).getShape().getShape();
+      int rows = Math.toIntExact(shape[0]);
+      int cols = Math.toIntExact(shape[1]);
+      float[] pruned = pruner.prune(module, model.linearWeight(module), rows, cols);
+      for (float v : pruned) {
+        zeros += v == 0f ? 1 : 0;
+      }
+      total += pruned.length;
+      layers++;
+      model.replaceLinearWeight(module, pruned);
+      if (module.endsWith("down_proj") || i == modules.size() - 1) {
+        ctx.progress(99.0 * (i + 1) / modules.size(), "pruned " + module,
+            Map.of("sparsity", total == 0 ? 0 : (double) zeros / total));
+      }
+    }
+    if (layers == 0) {
+      throw new IllegalArgumentException("exclude " + p.exclude() + " leaves no linear layer to prune");
+    }
+    metrics.put("sparsity", (double) zeros / total);
+    metrics.put("layers_pruned", (double) layers);
+    metrics.put("zeros", (double) zeros);
+  }
+
+  private static long count(LlamaConfig config) {
+    long n = 0;
+    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
+      long s = 1;
+      for (long d : shape) {
+        s *= d;
+      }
+      n += s;
+    }
+    return n;
+  }
+
+  /** The checkpoint pruned, and its content hash. */
+  record Parent(Path path, String sha256, String uri) {}
+
+  private static Parent parent(StageContext<PrunerParams> ctx) throws StageException {
+    List<StageContext.Artefact> upstream = ctx.artefacts(FORMAT);
+    if (!upstream.isEmpty()) {
+      StageContext.Artefact a = upstream.getLast();
+      return new Parent(a.path(), a.ref().getSha256(), a.ref().getUri());
+    }
+    if (ctx.model() == null) {
+      throw StageException.fatal("the pruner needs a model: the run has none and no upstream node produced "
+          + FORMAT);
+    }
+    String sha = ctx.job() == null ? null : ctx.job().getModel().getSha256();
+    String uri = ctx.job() == null ? ctx.model().toUri().toString() : ctx.job().getModel().getUri();
+    return new Parent(ctx.model(), sha, uri);
+  }
+
+  private static CalibrationStats calibration(StageContext<PrunerParams> ctx) throws StageException {
+    List<StageContext.Artefact> calib = ctx.artefacts(CalibrationStats.FORMAT);
+    if (calib.isEmpty()) {
+      throw StageException.fatal("method " + ctx.params().method()
+          + " needs calibration statistics: run the pruner after a calibrator node");
+    }
+    Path path = calib.getLast().path();
+    if (Files.isDirectory(path)) {
+      path = path.resolve(CalibrationStats.FILE_NAME);
+    }
+    try {
+      return CalibrationStats.read(path);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("corrupt calibration artefact: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the calibration artefact: " + e.getMessage(), e);
+    }
+  }
+
+  private static void writeManifest(StageContext<PrunerParams> ctx, Parent parent, Path out,
+      Map<String, Double> metrics) throws StageException {
+    Map<String, Object> manifest = new LinkedHashMap<>();
+    Map<String, Object> parentJson = new LinkedHashMap<>();
+    parentJson.put("sha256", parent.sha256());
+    parentJson.put("uri", parent.uri());
+    parentJson.put("format", FORMAT);
+    manifest.put("parent", parentJson);
+    if (ctx.job() != null) {
+      manifest.put("model", Map.of("sha256", ctx.job().getModel().getSha256(), "uri", ctx.job().getModel().getUri()));
+      manifest.put("runId", ctx.job().getRunId());
+      manifest.put("jobId", ctx.job().getJobId());
+    }
+    manifest.put("stage", "pruner");
+    manifest.put("params", ctx.params());
+    manifest.put("metrics", metrics);
+    try {
+      JSON.writeValue(out.resolve(MANIFEST).toFile(), manifest);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot write " + MANIFEST + ": " + e.getMessage(), e);
+    }
+  }
+}
