@@ -1,0 +1,180 @@
+package io.distillery.quantizer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.platform.model.calib.LayerStats;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.config.LlamaTensorNames;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.quant.CompressedTensors;
+import io.distillery.platform.model.safetensors.Checkpoint;
+import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.stage.StageContext;
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StageResult;
+import io.distillery.schemas.common.ArtefactRef;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class QuantizerStageTest {
+
+  @TempDir
+  static Path dir;
+
+  static Path model;
+  static Path calibration;
+  static LlamaConfig config;
+
+  static final int[][] PROMPT = {{1, 5, 9, 17, 33, 2, 60, 7, 11, 40, 3, 8}};
+
+  @BeforeAll
+  static void writeModelAndCalibration() throws IOException {
+    config = LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(64).numHiddenLayers(2)
+        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).rmsNormEps(1e-5).build();
+    model = Files.createDirectories(dir.resolve("model"));
+    SplittableRandom random = new SplittableRandom(42);
+    Map<String, TensorData> tensors = new LinkedHashMap<>();
+    for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(config).entrySet()) {
+      long[] shape = e.getValue();
+      int size = (int) (shape[0] * (shape.length > 1 ? shape[1] : 1));
+      float[] v = new float[size];
+      for (int i = 0; i < size; i++) {
+        double g = random.nextGaussian();
+        v[i] = (float) (e.getKey().endsWith("norm.weight") ? 1 + 0.1 * g
+            : e.getKey().contains("embed") ? g
+            : g * Math.sqrt((e.getKey().contains("lm_head") ? 9.0 : 1.0) / shape[1]));
+      }
+      tensors.put(e.getKey(), TensorData.ofFloats(shape, v));
+    }
+    SafetensorsWriter.write(model.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
+    config.write(model);
+
+    // synthetic statistics from random inputs with a few loud channels (as the calibrator would record them)
+    Map<String, LayerStats> layers = new LinkedHashMap<>();
+    for (String module : LlamaTensorNames.linearModules(config)) {
+      int n = (int) LlamaTensorNames.shapes(config).get(
+          module.equals("lm_head") ? "lm_head.weight" : LlamaTensorNames.weight(module))[1];
+      int tokens = 128;
+      float[] absMax = new float[n];
+      float[] sumAbs = new float[n];
+      float[] sumSq = new float[n];
+      double[] gram = new double[n * n];
+      double[] x = new double[n];
+      for (int t = 0; t < tokens; t++) {
+        double common = random.nextGaussian();
+        for (int j = 0; j < n; j++) {
+          x[j] = (random.nextGaussian() + 0.5 * common) * (j % 11 == 0 ? 6 : 1);
+          absMax[j] = (float) Math.max(absMax[j], Math.abs(x[j]));
+          sumAbs[j] += (float) Math.abs(x[j]);
+          sumSq[j] += (float) (x[j] * x[j]);
+        }
+        for (int a = 0; a < n; a++) {
+          for (int b = 0; b < n; b++) {
+            gram[a * n + b] += x[a] * x[b];
+          }
+        }
+      }
+      layers.put(module, new LayerStats(module, n, tokens, absMax, sumAbs, sumSq, gram, new long[16], 10f));
+    }
+    calibration = dir.resolve(CalibrationStats.FILE_NAME);
+    new CalibrationStats(layers, Map.of("samples", "1")).write(calibration);
+  }
+
+  static StageContext<QuantizerParams> context(QuantizerParams params, String name, List<Double> progress)
+      throws IOException {
+    ArtefactRef ref = ArtefactRef.newBuilder().setUri(calibration.toUri().toString()).setSha256("0").setBytes(1L)
+        .setFormat(CalibrationStats.FORMAT).build();
+    StageContext.Input input = new StageContext.Input("calib", "calibrator",
+        List.of(new StageContext.Artefact(ref, calibration)), Map.of());
+    Path scratch = Files.createDirectories(dir.resolve("scratch-" + name));
+    return new StageContext<>(null, params, model, List.of(input), scratch, scratch,
+        (percent, message, metrics) -> progress.add(percent));
+  }
+
+  static QuantizerParams params(String scheme, int groupSize) {
+    return new QuantizerParams(scheme, groupSize, null, null, null, null, null);
+  }
+
+  static float[] logits(LlamaModel m) {
+    try (NDManager out = m.manager().newSubManager(); NDArray logits = m.forward(out, PROMPT)) {
+      return logits.toFloatArray();
+    }
+  }
+
+  /** max |a - b| / max |a|. */
+  static double relativeError(float[] a, float[] b) {
+    double diff = 0;
+    double scale = 0;
+    for (int i = 0; i < a.length; i++) {
+      diff = Math.max(diff, Math.abs(a[i] - b[i]));
+      scale = Math.max(scale, Math.abs(a[i]));
+    }
+    return diff / scale;
+  }
+
+  @Test
+  void shouldRunWithLogitsCloseToOriginalWhenQuantizedW8Rtn() throws Exception {
+    List<Double> progress = new ArrayList<>();
+    StageResult result = new QuantizerStage().run(context(params("w8-rtn", 128), "w8", progress));
+    Path out = result.outputs().getFirst().path();
+    assertThat(result.outputs().getFirst().format()).isEqualTo("compressed-tensors");
+    assertThat(result.metrics().get("layers_quantized")).isEqualTo(14.0); // 2 layers x 7, lm_head excluded
+    assertThat(result.metrics().get("weight_bytes_after")).isLessThan(result.metrics().get("weight_bytes_before") / 3);
+    assertThat(progress).hasSizeGreaterThanOrEqualTo(14).isSorted();
+    assertThat(progress.getLast()).isEqualTo(100.0);
+    try (LlamaModel original = LlamaModel.load(model); LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
+      assertThat(relativeError(logits(original), logits(quantized))).isLessThan(0.02);
+    }
+  }
+
+  @Test
+  void shouldProduceRunnableCheckpointsWhenUsingEveryScheme() throws Exception {
+    Map<String, Double> errors = new LinkedHashMap<>();
+    try (LlamaModel original = LlamaModel.load(model)) {
+      float[] reference = logits(original);
+      for (String scheme : List.of("w4-rtn", "w4-gptq", "w4-awq", "w8a8-smoothquant", "fp8")) {
+        StageResult result = new QuantizerStage().run(context(params(scheme, 16), scheme, new ArrayList<>()));
+        Path out = result.outputs().getFirst().path();
+        assertThat(CompressedTensors.isCompressed(out)).isTrue();
+        try (LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
+          errors.put(scheme, relativeError(reference, logits(quantized)));
+        }
+        if (scheme.equals("w8a8-smoothquant")) {
+          assertThat(CompressedTensors.readInputScales(out)).hasSize(14).allSatisfy((m, s) -> assertThat(s)
+              .isPositive());
+        }
+      }
+    }
+    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.05);
+    assertThat(errors.get("fp8")).as(errors.toString()).isLessThan(0.1);
+    for (String w4 : List.of("w4-rtn", "w4-gptq", "w4-awq")) {
+      assertThat(errors.get(w4)).as(errors.toString()).isLessThan(0.5);
+    }
+  }
+
+  @Test
+  void shouldFailFatallyNamingGroupSizeWhenItDoesNotDivideWidth() {
+    assertThatThrownBy(() -> new QuantizerStage().run(context(params("w4-rtn", 48), "bad", new ArrayList<>())))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("groupSize").hasMessageContaining("48");
+  }
+
+  @Test
+  void shouldRejectParamsNamingSchemeWhenSchemeIsUnknown() {
+    assertThatThrownBy(() -> params("w3-magic", 128)).isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("scheme").hasMessageContaining("w3-magic").hasMessageContaining("w4-gptq");
+  }
+}
