@@ -6,7 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.distillery.platform.model.calib.CalibrationStats;
-import io.distillery.platform.model.calib.LayerStats;
+import io.distillery.platform.model.calib.StatsAccumulator;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
 import io.distillery.platform.model.llama.LlamaModel;
@@ -25,6 +25,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -39,7 +40,16 @@ class QuantizerStageTest {
   static Path calibration;
   static LlamaConfig config;
 
-  static final int[][] PROMPT = {{1, 5, 9, 17, 33, 2, 60, 7, 11, 40, 3, 8}};
+  static final int[][] PROMPT = new int[4][32];
+
+  static {
+    SplittableRandom random = new SplittableRandom(99);
+    for (int[] row : PROMPT) {
+      for (int t = 0; t < row.length; t++) {
+        row[t] = random.nextInt(64);
+      }
+    }
+  }
 
   @BeforeAll
   static void writeModelAndCalibration() throws IOException {
@@ -54,7 +64,9 @@ class QuantizerStageTest {
       float[] v = new float[size];
       for (int i = 0; i < size; i++) {
         double g = random.nextGaussian();
-        v[i] = (float) (e.getKey().endsWith("norm.weight") ? 1 + 0.1 * g
+        // a few loud channels in the layer norms, as trained LLMs have: what AWQ and SmoothQuant are for
+        v[i] = (float) (e.getKey().endsWith("layernorm.weight") && i % 8 == 0 ? 4 + 0.1 * g
+            : e.getKey().endsWith("norm.weight") ? 1 + 0.1 * g
             : e.getKey().contains("embed") ? g
             : g * Math.sqrt((e.getKey().contains("lm_head") ? 9.0 : 1.0) / shape[1]));
       }
@@ -63,35 +75,23 @@ class QuantizerStageTest {
     SafetensorsWriter.write(model.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     config.write(model);
 
-    // synthetic statistics from random inputs with a few loud channels (as the calibrator would record them)
-    Map<String, LayerStats> layers = new LinkedHashMap<>();
-    for (String module : LlamaTensorNames.linearModules(config)) {
-      int n = (int) LlamaTensorNames.shapes(config).get(
-          module.equals("lm_head") ? "lm_head.weight" : LlamaTensorNames.weight(module))[1];
-      int tokens = 128;
-      float[] absMax = new float[n];
-      float[] sumAbs = new float[n];
-      float[] sumSq = new float[n];
-      double[] gram = new double[n * n];
-      double[] x = new double[n];
-      for (int t = 0; t < tokens; t++) {
-        double common = random.nextGaussian();
-        for (int j = 0; j < n; j++) {
-          x[j] = (random.nextGaussian() + 0.5 * common) * (j % 11 == 0 ? 6 : 1);
-          absMax[j] = (float) Math.max(absMax[j], Math.abs(x[j]));
-          sumAbs[j] += (float) Math.abs(x[j]);
-          sumSq[j] += (float) (x[j] * x[j]);
-        }
-        for (int a = 0; a < n; a++) {
-          for (int b = 0; b < n; b++) {
-            gram[a * n + b] += x[a] * x[b];
-          }
+    // calibration as the calibrator records it: linear-layer inputs of the model itself on random token sequences
+    StatsAccumulator accumulator = new StatsAccumulator(16, 1.1f, Set.of(), true);
+    try (LlamaModel m = LlamaModel.load(model);
+        LlamaModel.ObserverRegistration reg = m.observeLinearInputs((module, input) -> accumulator.add(module,
+            input.toFloatArray(), (int) input.getShape().get(2)));
+        NDManager out = m.manager().newSubManager()) {
+      int[][] ids = new int[8][48];
+      for (int[] row : ids) {
+        for (int t = 0; t < row.length; t++) {
+          row[t] = random.nextInt(64);
         }
       }
-      layers.put(module, new LayerStats(module, n, tokens, absMax, sumAbs, sumSq, gram, new long[16], 10f));
+      m.forward(out, ids).close();
     }
+    new CalibrationStats(accumulator.result(Map.of()).layers(), Map.of("samples", "8")).write(
+        dir.resolve(CalibrationStats.FILE_NAME));
     calibration = dir.resolve(CalibrationStats.FILE_NAME);
-    new CalibrationStats(layers, Map.of("samples", "1")).write(calibration);
   }
 
   static StageContext<QuantizerParams> context(QuantizerParams params, String name, List<Double> progress)
@@ -115,15 +115,15 @@ class QuantizerStageTest {
     }
   }
 
-  /** max |a - b| / max |a|. */
+  /** ||a - b|| / ||a||. */
   static double relativeError(float[] a, float[] b) {
     double diff = 0;
     double scale = 0;
     for (int i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i] - b[i]));
-      scale = Math.max(scale, Math.abs(a[i]));
+      diff += (a[i] - b[i]) * (a[i] - b[i]);
+      scale += a[i] * a[i];
     }
-    return diff / scale;
+    return Math.sqrt(diff / scale);
   }
 
   @Test
@@ -137,7 +137,9 @@ class QuantizerStageTest {
     assertThat(progress).hasSizeGreaterThanOrEqualTo(14).isSorted();
     assertThat(progress.getLast()).isEqualTo(100.0);
     try (LlamaModel original = LlamaModel.load(model); LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
-      assertThat(relativeError(logits(original), logits(quantized))).isLessThan(0.02);
+      // the tiny random model amplifies a ~0.6% per-weight INT8 error about 4x into its peaked logits
+      double error = relativeError(logits(original), logits(quantized));
+      assertThat(error).isGreaterThan(0).isLessThan(0.04);
     }
   }
 
@@ -159,11 +161,11 @@ class QuantizerStageTest {
         }
       }
     }
-    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.05);
-    assertThat(errors.get("fp8")).as(errors.toString()).isLessThan(0.1);
-    for (String w4 : List.of("w4-rtn", "w4-gptq", "w4-awq")) {
-      assertThat(errors.get(w4)).as(errors.toString()).isLessThan(0.5);
-    }
+    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.04);
+    assertThat(errors.get("fp8")).as(errors.toString()).isLessThan(0.2); // 3 mantissa bits: ~3.6% per weight
+    assertThat(errors.get("w4-rtn")).as(errors.toString()).isLessThan(0.5);
+    assertThat(errors.get("w4-gptq")).as(errors.toString()).isLessThan(errors.get("w4-rtn"));
+    assertThat(errors.get("w4-awq")).as(errors.toString()).isLessThan(errors.get("w4-rtn"));
   }
 
   @Test
