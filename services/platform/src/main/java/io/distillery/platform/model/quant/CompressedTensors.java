@@ -13,9 +13,9 @@ import io.distillery.platform.model.safetensors.Checkpoint;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
 import io.distillery.platform.model.safetensors.TensorData;
-import io.distillery.platform.model.safetensors.TensorInfo;
 import io.distillery.platform.model.safetensors.TensorSource;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -25,6 +25,8 @@ import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.SequencedMap;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.stream.Stream;
 
 /**
@@ -67,6 +69,7 @@ public final class CompressedTensors {
       throws IOException {
     Files.createDirectories(dir);
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+    Set<String> fp8 = new TreeSet<>();
     for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
       String name = entry.getKey();
       String module = name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
@@ -83,12 +86,17 @@ public final class CompressedTensors {
         throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
       }
       putQuantized(tensors, module, q);
+      if (q.kind() == QuantizedWeight.Kind.FP8_CHANNEL) {
+        fp8.add(name);
+      }
       Float inputScale = inputScales.get(module);
       if (inputScale != null) {
         tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
       }
     }
-    SafetensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
+    Path file = dir.resolve(Checkpoint.SINGLE_FILE);
+    SafetensorsWriter.write(file, tensors, Map.of("format", "pt"));
+    Fp8Safetensors.relabelAsFp8(file, fp8);
     ObjectNode root = (ObjectNode) JSON.readTree(config.withTorchDtype("float32").toJson());
     root.set("quantization_config", quantizationConfig(scheme));
     Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
@@ -116,7 +124,8 @@ public final class CompressedTensors {
         for (int i = 0; i < codes.length; i++) {
           codes[i] = (byte) q.codes()[i];
         }
-        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.F8_E4M3;
+        // FP8 codes go out as U8 and are relabelled F8_E4M3 in the header afterwards (see Fp8Safetensors)
+        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.U8;
         tensors.put(m + ".weight", TensorData.ofBytes(type, new long[] {rows, cols}, codes));
         tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, 1}, q.scales()));
       }
@@ -176,13 +185,23 @@ public final class CompressedTensors {
   /** The quantized weights of a compressed-tensors checkpoint, by module, exactly as stored. */
   public static Map<String, QuantizedWeight> readQuantized(Path dir) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
+    try (Arena arena = Arena.ofConfined()) {
+      return readQuantized(dir, config, Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena));
+    }
+  }
+
+  private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config,
+      Map<String, Fp8Safetensors.Raw> file) throws IOException {
     Map<String, QuantizedWeight> out = new LinkedHashMap<>();
-    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-      for (String module : LlamaTensorNames.linearModules(config)) {
-        QuantizedWeight q = readModule(checkpoint, module);
+    for (String module : LlamaTensorNames.linearModules(config)) {
+      try {
+        QuantizedWeight q = readModule(file, module);
         if (q != null) {
           out.put(module, q);
         }
+      } catch (RuntimeException e) {
+        throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": "
+            + e.getMessage(), e);
       }
     }
     return out;
@@ -191,49 +210,50 @@ public final class CompressedTensors {
   /** The static activation scales ({@code <module>.input_scale}) of a W8A8 checkpoint. */
   public static Map<String, Float> readInputScales(Path dir) throws IOException {
     Map<String, Float> out = new LinkedHashMap<>();
-    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-      for (String name : checkpoint.tensorNames()) {
-        if (name.endsWith(".input_scale")) {
-          out.put(name.substring(0, name.length() - ".input_scale".length()), checkpoint.floats(name)[0]);
+    try (Arena arena = Arena.ofConfined()) {
+      for (Map.Entry<String, Fp8Safetensors.Raw> e : Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena)
+          .entrySet()) {
+        if (e.getKey().endsWith(".input_scale")) {
+          out.put(e.getKey().substring(0, e.getKey().length() - ".input_scale".length()), e.getValue().floats()[0]);
         }
       }
     }
     return out;
   }
 
-  private static QuantizedWeight readModule(Checkpoint checkpoint, String m) throws IOException {
-    if (checkpoint.contains(m + ".weight_packed")) {
-      long[] shape = toLongs(checkpoint.bytes(m + ".weight_shape"));
+  private static QuantizedWeight readModule(Map<String, Fp8Safetensors.Raw> file, String m) {
+    if (file.containsKey(m + ".weight_packed")) {
+      long[] shape = toLongs(file.get(m + ".weight_shape").bytes());
       int rows = Math.toIntExact(shape[0]);
       int cols = Math.toIntExact(shape[1]);
-      int[] codes = Int32Packing.unpackRows(toInts(checkpoint.bytes(m + ".weight_packed")), rows, cols, 4);
-      TensorInfo scaleInfo = checkpoint.info(m + ".weight_scale");
-      int groups = Math.toIntExact(scaleInfo.shape()[1]);
+      int[] codes = Int32Packing.unpackRows(toInts(file.get(m + ".weight_packed").bytes()), rows, cols, 4);
+      Fp8Safetensors.Raw scale = file.get(m + ".weight_scale");
+      int groups = Math.toIntExact(scale.shape()[1]);
       int[] zeros = null;
-      if (checkpoint.contains(m + ".weight_zero_point")) {
-        zeros = Int32Packing.unpackColumns(toInts(checkpoint.bytes(m + ".weight_zero_point")), rows, groups, 4);
+      if (file.containsKey(m + ".weight_zero_point")) {
+        zeros = Int32Packing.unpackColumns(toInts(file.get(m + ".weight_zero_point").bytes()), rows, groups, 4);
       }
-      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes,
-          checkpoint.floats(m + ".weight_scale"), zeros);
+      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes, scale.floats(),
+          zeros);
     }
-    if (!checkpoint.contains(m + ".weight_scale")) {
+    if (!file.containsKey(m + ".weight_scale")) {
       return null;
     }
-    TensorInfo info = checkpoint.info(m + ".weight");
-    QuantizedWeight.Kind kind = switch (info.dtype()) {
-      case I8 -> QuantizedWeight.Kind.INT8_CHANNEL;
-      case F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
-      default -> throw new CorruptCheckpointException(checkpoint.directory(), "tensor '" + m + ".weight' is "
-          + info.dtype() + " next to a weight_scale; expected I8 or F8_E4M3");
+    Fp8Safetensors.Raw weight = file.get(m + ".weight");
+    QuantizedWeight.Kind kind = switch (weight.dtype()) {
+      case "I8" -> QuantizedWeight.Kind.INT8_CHANNEL;
+      case Fp8Safetensors.F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
+      default -> throw new IllegalArgumentException("tensor '" + m + ".weight' is " + weight.dtype()
+          + " next to a weight_scale; expected I8 or F8_E4M3");
     };
-    int rows = Math.toIntExact(info.shape()[0]);
-    int cols = Math.toIntExact(info.shape()[1]);
-    byte[] bytes = checkpoint.bytes(m + ".weight");
+    int rows = Math.toIntExact(weight.shape()[0]);
+    int cols = Math.toIntExact(weight.shape()[1]);
+    byte[] bytes = weight.bytes();
     int[] codes = new int[bytes.length];
     for (int i = 0; i < bytes.length; i++) {
       codes[i] = kind == QuantizedWeight.Kind.INT8_CHANNEL ? bytes[i] : bytes[i] & 0xFF;
     }
-    return new QuantizedWeight(kind, rows, cols, cols, codes, checkpoint.floats(m + ".weight_scale"), null);
+    return new QuantizedWeight(kind, rows, cols, cols, codes, file.get(m + ".weight_scale").floats(), null);
   }
 
   /**
@@ -242,19 +262,24 @@ public final class CompressedTensors {
    */
   public static void decompress(Path dir, Path out) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
-    Map<String, QuantizedWeight> quantized = readQuantized(dir);
     Files.createDirectories(out);
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
-    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+    try (Arena arena = Arena.ofConfined()) {
+      Map<String, Fp8Safetensors.Raw> file = Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena);
+      Map<String, QuantizedWeight> quantized = readQuantized(dir, config, file);
       for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
         String name = entry.getKey();
         QuantizedWeight q = name.endsWith(".weight")
             ? quantized.get(name.substring(0, name.length() - ".weight".length())) : null;
-        float[] values = q != null ? q.dequantize() : checkpoint.floats(name);
+        Fp8Safetensors.Raw raw = file.get(name);
+        if (q == null && raw == null) {
+          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
+        }
+        float[] values = q != null ? q.dequantize() : raw.floats();
         tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
       }
+      SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     }
-    SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     config.withTorchDtype("float32").write(out);
   }
 

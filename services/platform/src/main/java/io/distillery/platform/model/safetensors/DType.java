@@ -11,9 +11,7 @@ public enum DType {
     I8(1),
     U8(1),
     I32(4),
-    I64(8),
-    /** OCP FP8 E4M3 (torch.float8_e4m3fn); raw codes, decoded by the quantization package. */
-    F8_E4M3(1);
+    I64(8);
 
     private static final List<String> NAMES =
             Arrays.stream(values()).map(Enum::name).toList();
@@ -54,7 +52,6 @@ public enum DType {
             case U8 -> "uint8";
             case I32 -> "int32";
             case I64 -> "int64";
-            case F8_E4M3 -> "float8_e4m3fn";
         };
     }
 

@@ -85,12 +85,22 @@ class CompressedTensorsTest {
       assertThat(CompressedTensors.isCompressed(out)).isTrue();
       Path dense = dir.resolve(kind.name() + "-dense");
       CompressedTensors.decompress(out, dense);
+      if (kind == QuantizedWeight.Kind.FP8_CHANNEL) {
+        String header = headerOf(out.resolve("model.safetensors"));
+        assertThat(header).contains("\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"F8_E4M3\"");
+      }
       try (Checkpoint c = Checkpoint.open(dense)) {
         assertThat(c.floats("model.layers.0.mlp.down_proj.weight"))
             .containsExactly(quantized.get("model.layers.0.mlp.down_proj").dequantize());
         assertThat(c.floats("lm_head.weight")).containsExactly(tensors.get("lm_head.weight"));
       }
     }
+  }
+
+  static String headerOf(Path file) throws java.io.IOException {
+    byte[] bytes = java.nio.file.Files.readAllBytes(file);
+    long length = java.nio.ByteBuffer.wrap(bytes, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    return new String(bytes, 8, (int) length, java.nio.charset.StandardCharsets.UTF_8);
   }
 
   @Test
