@@ -175,6 +175,27 @@ class QuantizerStageTest {
   }
 
   @Test
+  void shouldFailFatallyWhenCalibrationIsMissingForGptq() throws Exception {
+    StageContext<QuantizerParams> ctx = context(params("w4-gptq", 16), "nocalib", new ArrayList<>());
+    StageContext<QuantizerParams> withoutInputs = new StageContext<>(null, ctx.params(), ctx.model(), List.of(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink());
+    assertThatThrownBy(() -> new QuantizerStage().run(withoutInputs)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("calibration");
+  }
+
+  @Test
+  void shouldFailFatallyNamingArchitectureWhenModelIsNotLlama() throws Exception {
+    Path gpt2 = Files.createDirectories(dir.resolve("gpt2"));
+    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], "
+        + "\"model_type\": \"gpt2\", \"n_embd\": 32}");
+    StageContext<QuantizerParams> ctx = context(params("w8-rtn", 128), "gpt2", new ArrayList<>());
+    StageContext<QuantizerParams> onGpt2 = new StageContext<>(null, ctx.params(), gpt2, ctx.inputs(), ctx.scratch(),
+        ctx.workDir(), ctx.progressSink());
+    assertThatThrownBy(() -> new QuantizerStage().run(onGpt2)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("GPT2LMHeadModel");
+  }
+
+  @Test
   void shouldRejectParamsNamingSchemeWhenSchemeIsUnknown() {
     assertThatThrownBy(() -> params("w3-magic", 128)).isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("scheme").hasMessageContaining("w3-magic").hasMessageContaining("w4-gptq");
