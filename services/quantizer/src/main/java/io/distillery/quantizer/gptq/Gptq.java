@@ -3,6 +3,7 @@ package io.distillery.quantizer.gptq;
 import io.distillery.platform.model.linalg.HessianInverse;
 import io.distillery.platform.model.quant.GroupQuantizer;
 import io.distillery.platform.model.quant.QuantizedWeight;
+import java.util.stream.IntStream;
 
 /**
  * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and spreads each column's
@@ -68,51 +69,9 @@ public final class Gptq {
     }
     int block = groupSize >= BLOCK ? groupSize : groupSize * Math.max(1, BLOCK / groupSize);
     int[] codes = new int[rows * cols];
-    double[] err = new double[rows * block];
-    float[] slice = new float[groupSize];
-    for (int b0 = 0; b0 < cols; b0 += block) {
-      int b1 = Math.min(b0 + block, cols);
-      for (int k = b0; k < b1; k++) {
-        int c = perm[k];
-        if (!actOrder && k % groupSize == 0) {
-          for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < groupSize; i++) {
-              slice[i] = (float) w[r * cols + k + i];
-            }
-            grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
-          }
-        }
-        double d = u[k * cols + k];
-        for (int r = 0; r < rows; r++) {
-          GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
-          float x = (float) w[r * cols + k];
-          int q = grid.quantize(x);
-          codes[r * cols + c] = q;
-          double e = (x - grid.dequantize(q)) / d;
-          err[r * block + k - b0] = e;
-          int row = r * cols;
-          int urow = k * cols;
-          for (int j = k + 1; j < b1; j++) {
-            w[row + j] -= e * u[urow + j];
-          }
-        }
-      }
-      if (b1 < cols) {
-        for (int r = 0; r < rows; r++) {
-          int row = r * cols;
-          for (int k = b0; k < b1; k++) {
-            double e = err[r * block + k - b0];
-            if (e == 0) {
-              continue;
-            }
-            int urow = k * cols;
-            for (int j = b1; j < cols; j++) {
-              w[row + j] -= e * u[urow + j];
-            }
-          }
-        }
-      }
-    }
+    // rows are independent given U (every update stays within its row), so they run in parallel
+    IntStream.range(0, rows).parallel().forEach(r -> quantizeRow(r, w, u, cols, groupSize, block, perm, grids,
+        actOrder, codes));
     float[] scales = new float[rows * groups];
     int[] zeros = new int[rows * groups];
     for (int i = 0; i < grids.length; i++) {
@@ -120,6 +79,47 @@ public final class Gptq {
       zeros[i] = grids[i].zero();
     }
     return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+  }
+
+  private static void quantizeRow(int r, double[] w, double[] u, int cols, int groupSize, int block, int[] perm,
+      GroupQuantizer.Grid[] grids, boolean actOrder, int[] codes) {
+    int groups = cols / groupSize;
+    int row = r * cols;
+    double[] err = new double[block];
+    float[] slice = new float[groupSize];
+    for (int b0 = 0; b0 < cols; b0 += block) {
+      int b1 = Math.min(b0 + block, cols);
+      for (int k = b0; k < b1; k++) {
+        int c = perm[k];
+        if (!actOrder && k % groupSize == 0) {
+          for (int i = 0; i < groupSize; i++) {
+            slice[i] = (float) w[row + k + i];
+          }
+          grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
+        }
+        GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
+        float x = (float) w[row + k];
+        int q = grid.quantize(x);
+        codes[row + c] = q;
+        double e = (x - grid.dequantize(q)) / u[k * cols + k];
+        err[k - b0] = e;
+        int urow = k * cols;
+        for (int j = k + 1; j < b1; j++) {
+          w[row + j] -= e * u[urow + j];
+        }
+      }
+      // lazy batch update of the columns after the block (Section 3, "Lazy Batch-Updates")
+      for (int k = b0; k < b1; k++) {
+        double e = err[k - b0];
+        if (e == 0) {
+          continue;
+        }
+        int urow = k * cols;
+        for (int j = b1; j < cols; j++) {
+          w[row + j] -= e * u[urow + j];
+        }
+      }
+    }
   }
 
   private static int[] order(double[] h, int n, boolean actOrder) {
