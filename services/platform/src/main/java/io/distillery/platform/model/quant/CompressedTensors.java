@@ -1,0 +1,341 @@
+package io.distillery.platform.model.quant;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.distillery.platform.model.CorruptCheckpointException;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.config.LlamaTensorNames;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.safetensors.Checkpoint;
+import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.model.safetensors.TensorSource;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.SequencedMap;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
+
+/**
+ * Writes and reads quantized Llama checkpoints in the compressed-tensors format that vLLM loads
+ * ({@code quant_method: compressed-tensors}). What we follow, read from the compressed-tensors sources
+ * (compressors/quantized_compressors/{pack_quantized,naive_quantized}.py, quantization/quant_args.py,
+ * quant_scheme.py) and llm-compressor's saved configs:
+ * <ul>
+ *   <li>{@code pack-quantized} (W4A16, group): {@code <m>.weight_packed} I32 {@code [out, in/8]} (see
+ *       {@link Int32Packing}), {@code <m>.weight_scale} {@code [out, in/group]}, {@code <m>.weight_zero_point} I32
+ *       packed along dim 0 {@code [ceil(out/8), in/group]} (asymmetric), {@code <m>.weight_shape} I64 {@code [2]};
+ *       codes and zero points signed in [-8, 7], x = (q - z) * s.</li>
+ *   <li>{@code int-quantized} (W8A16 / W8A8, channel, symmetric): {@code <m>.weight} I8 {@code [out, in]},
+ *       {@code <m>.weight_scale} {@code [out, 1]}; static activations add {@code <m>.input_scale} {@code [1]}.</li>
+ *   <li>{@code float-quantized} (FP8 weights, channel): {@code <m>.weight} F8_E4M3, {@code <m>.weight_scale}
+ *       {@code [out, 1]}.</li>
+ * </ul>
+ * Scales are written F32 (the config's torch_dtype is float32). Modules in {@code ignore} and every non-linear
+ * tensor stay dense F32 under their transformers names. The reader dequantizes on load so that {@link LlamaModel}
+ * (and so the evaluator) can run any output.
+ */
+public final class CompressedTensors {
+
+  public static final String QUANT_METHOD = "compressed-tensors";
+
+  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+  private CompressedTensors() {}
+
+  /**
+   * Writes {@code config.json} (with {@code quantization_config}) and {@code model.safetensors} into {@code dir}.
+   *
+   * @param dense every tensor of the model by transformers name (norms, embeddings, and the weights of modules not
+   *     in {@code quantized}); weights of quantized modules are ignored
+   * @param quantized quantized weights by module name
+   * @param inputScales static per-tensor activation scales by module (W8A8), may be empty
+   */
+  public static void write(Path dir, LlamaConfig config, Map<String, float[]> dense,
+      Map<String, QuantizedWeight> quantized, Map<String, Float> inputScales, QuantizationScheme scheme)
+      throws IOException {
+    Files.createDirectories(dir);
+    SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+    Set<String> fp8 = new TreeSet<>();
+    for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
+      String name = entry.getKey();
+      String module = name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
+      QuantizedWeight q = module == null ? null : quantized.get(module);
+      if (q == null) {
+        float[] values = dense.get(name);
+        if (values == null) {
+          throw new IllegalArgumentException("no values for tensor '" + name + "'");
+        }
+        tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
+        continue;
+      }
+      if (q.kind() != scheme.kind()) {
+        throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
+      }
+      putQuantized(tensors, module, q);
+      if (q.kind() == QuantizedWeight.Kind.FP8_CHANNEL) {
+        fp8.add(name);
+      }
+      Float inputScale = inputScales.get(module);
+      if (inputScale != null) {
+        tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
+      }
+    }
+    Path file = dir.resolve(Checkpoint.SINGLE_FILE);
+    SafetensorsWriter.write(file, tensors, Map.of("format", "pt"));
+    Fp8Safetensors.relabelAsFp8(file, fp8);
+    ObjectNode root = (ObjectNode) JSON.readTree(config.withTorchDtype("float32").toJson());
+    root.set("quantization_config", quantizationConfig(scheme));
+    Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
+        StandardCharsets.UTF_8);
+  }
+
+  private static void putQuantized(Map<String, TensorSource> tensors, String m, QuantizedWeight q) {
+    long rows = q.rows();
+    long cols = q.cols();
+    switch (q.kind()) {
+      case INT4_GROUP -> {
+        int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), 4);
+        tensors.put(m + ".weight_packed", TensorData.ofBytes(DType.I32, new long[] {rows, packed.length / rows},
+            ints(packed)));
+        tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, q.groups()}, q.scales()));
+        if (q.zeroPoints() != null) {
+          int[] zp = Int32Packing.packColumns(q.zeroPoints(), q.rows(), q.groups(), 4);
+          tensors.put(m + ".weight_zero_point", TensorData.ofBytes(DType.I32,
+              new long[] {zp.length / q.groups(), q.groups()}, ints(zp)));
+        }
+        tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2}, longs(rows, cols)));
+      }
+      case INT8_CHANNEL, FP8_CHANNEL -> {
+        byte[] codes = new byte[q.codes().length];
+        for (int i = 0; i < codes.length; i++) {
+          codes[i] = (byte) q.codes()[i];
+        }
+        // FP8 codes go out as U8 and are relabelled F8_E4M3 in the header afterwards (see Fp8Safetensors)
+        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.U8;
+        tensors.put(m + ".weight", TensorData.ofBytes(type, new long[] {rows, cols}, codes));
+        tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, 1}, q.scales()));
+      }
+    }
+  }
+
+  static ObjectNode quantizationConfig(QuantizationScheme scheme) {
+    ObjectNode weights = JSON.createObjectNode();
+    boolean int4 = scheme.kind() == QuantizedWeight.Kind.INT4_GROUP;
+    weights.putNull("actorder");
+    weights.putNull("block_structure");
+    weights.put("dynamic", false);
+    if (int4) {
+      weights.put("group_size", scheme.groupSize());
+    } else {
+      weights.putNull("group_size");
+    }
+    weights.put("num_bits", scheme.kind().bits());
+    weights.put("observer", "minmax");
+    weights.putObject("observer_kwargs");
+    weights.put("strategy", int4 ? "group" : "channel");
+    weights.put("symmetric", !int4);
+    weights.put("type", scheme.kind() == QuantizedWeight.Kind.FP8_CHANNEL ? "float" : "int");
+
+    ObjectNode group = JSON.createObjectNode();
+    if (scheme.staticInputActivations()) {
+      ObjectNode input = group.putObject("input_activations");
+      input.putNull("actorder");
+      input.putNull("block_structure");
+      input.put("dynamic", false);
+      input.putNull("group_size");
+      input.put("num_bits", 8);
+      input.put("observer", "minmax");
+      input.putObject("observer_kwargs");
+      input.put("strategy", "tensor");
+      input.put("symmetric", true);
+      input.put("type", "int");
+    } else {
+      group.putNull("input_activations");
+    }
+    group.putNull("output_activations");
+    group.putArray("targets").add("Linear");
+    group.set("weights", weights);
+
+    ObjectNode config = JSON.createObjectNode();
+    config.putObject("config_groups").set("group_0", group);
+    config.put("format", scheme.format());
+    config.putNull("global_compression_ratio");
+    ArrayNode ignore = config.putArray("ignore");
+    scheme.ignore().forEach(ignore::add);
+    config.putNull("kv_cache_scheme");
+    config.put("quant_method", QUANT_METHOD);
+    config.put("quantization_status", "compressed");
+    return config;
+  }
+
+  /** The quantized weights of a compressed-tensors checkpoint, by module, exactly as stored. */
+  public static Map<String, QuantizedWeight> readQuantized(Path dir) throws IOException {
+    LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
+    try (Arena arena = Arena.ofConfined()) {
+      return readQuantized(dir, config, Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena));
+    }
+  }
+
+  private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config,
+      Map<String, Fp8Safetensors.Raw> file) throws IOException {
+    Map<String, QuantizedWeight> out = new LinkedHashMap<>();
+    for (String module : LlamaTensorNames.linearModules(config)) {
+      try {
+        QuantizedWeight q = readModule(file, module);
+        if (q != null) {
+          out.put(module, q);
+        }
+      } catch (RuntimeException e) {
+        throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": "
+            + e.getMessage(), e);
+      }
+    }
+    return out;
+  }
+
+  /** The static activation scales ({@code <module>.input_scale}) of a W8A8 checkpoint. */
+  public static Map<String, Float> readInputScales(Path dir) throws IOException {
+    Map<String, Float> out = new LinkedHashMap<>();
+    try (Arena arena = Arena.ofConfined()) {
+      for (Map.Entry<String, Fp8Safetensors.Raw> e : Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena)
+          .entrySet()) {
+        if (e.getKey().endsWith(".input_scale")) {
+          out.put(e.getKey().substring(0, e.getKey().length() - ".input_scale".length()), e.getValue().floats()[0]);
+        }
+      }
+    }
+    return out;
+  }
+
+  private static QuantizedWeight readModule(Map<String, Fp8Safetensors.Raw> file, String m) {
+    if (file.containsKey(m + ".weight_packed")) {
+      long[] shape = toLongs(file.get(m + ".weight_shape").bytes());
+      int rows = Math.toIntExact(shape[0]);
+      int cols = Math.toIntExact(shape[1]);
+      int[] codes = Int32Packing.unpackRows(toInts(file.get(m + ".weight_packed").bytes()), rows, cols, 4);
+      Fp8Safetensors.Raw scale = file.get(m + ".weight_scale");
+      int groups = Math.toIntExact(scale.shape()[1]);
+      int[] zeros = null;
+      if (file.containsKey(m + ".weight_zero_point")) {
+        zeros = Int32Packing.unpackColumns(toInts(file.get(m + ".weight_zero_point").bytes()), rows, groups, 4);
+      }
+      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes, scale.floats(),
+          zeros);
+    }
+    if (!file.containsKey(m + ".weight_scale")) {
+      return null;
+    }
+    Fp8Safetensors.Raw weight = file.get(m + ".weight");
+    QuantizedWeight.Kind kind = switch (weight.dtype()) {
+      case "I8" -> QuantizedWeight.Kind.INT8_CHANNEL;
+      case Fp8Safetensors.F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
+      default -> throw new IllegalArgumentException("tensor '" + m + ".weight' is " + weight.dtype()
+          + " next to a weight_scale; expected I8 or F8_E4M3");
+    };
+    int rows = Math.toIntExact(weight.shape()[0]);
+    int cols = Math.toIntExact(weight.shape()[1]);
+    byte[] bytes = weight.bytes();
+    int[] codes = new int[bytes.length];
+    for (int i = 0; i < bytes.length; i++) {
+      codes[i] = kind == QuantizedWeight.Kind.INT8_CHANNEL ? bytes[i] : bytes[i] & 0xFF;
+    }
+    return new QuantizedWeight(kind, rows, cols, cols, codes, file.get(m + ".weight_scale").floats(), null);
+  }
+
+  /**
+   * Writes a dense F32 Hugging Face checkpoint of a compressed-tensors one (weights dequantized, no
+   * quantization_config) into {@code out}.
+   */
+  public static void decompress(Path dir, Path out) throws IOException {
+    LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
+    Files.createDirectories(out);
+    SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+    try (Arena arena = Arena.ofConfined()) {
+      Map<String, Fp8Safetensors.Raw> file = Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena);
+      Map<String, QuantizedWeight> quantized = readQuantized(dir, config, file);
+      for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
+        String name = entry.getKey();
+        QuantizedWeight q = name.endsWith(".weight")
+            ? quantized.get(name.substring(0, name.length() - ".weight".length())) : null;
+        Fp8Safetensors.Raw raw = file.get(name);
+        if (q == null && raw == null) {
+          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
+        }
+        float[] values = q != null ? q.dequantize() : raw.floats();
+        tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
+      }
+      SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
+    }
+    config.withTorchDtype("float32").write(out);
+  }
+
+  /** Loads a compressed-tensors checkpoint into a float {@link LlamaModel}, dequantizing every quantized weight. */
+  public static LlamaModel loadDequantized(Path dir) throws IOException {
+    Path tmp = Files.createTempDirectory("dequantized-");
+    try {
+      decompress(dir, tmp);
+      return LlamaModel.load(tmp);
+    } finally {
+      try (Stream<Path> files = Files.walk(tmp)) {
+        for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
+          Files.deleteIfExists(p);
+        }
+      }
+    }
+  }
+
+  /** Whether {@code config.json} of {@code dir} declares compressed-tensors quantization. */
+  public static boolean isCompressed(Path dir) throws IOException {
+    JsonNode root = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile());
+    JsonNode q = root.get("quantization_config");
+    return q != null && QUANT_METHOD.equals(q.path("quant_method").asText());
+  }
+
+  private static byte[] ints(int[] values) {
+    ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (int v : values) {
+      b.putInt(v);
+    }
+    return b.array();
+  }
+
+  private static byte[] longs(long... values) {
+    ByteBuffer b = ByteBuffer.allocate(values.length * 8).order(ByteOrder.LITTLE_ENDIAN);
+    for (long v : values) {
+      b.putLong(v);
+    }
+    return b.array();
+  }
+
+  private static int[] toInts(byte[] bytes) {
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    int[] out = new int[bytes.length / 4];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = b.getInt();
+    }
+    return out;
+  }
+
+  private static long[] toLongs(byte[] bytes) {
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    long[] out = new long[bytes.length / 8];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = b.getLong();
+    }
+    return out;
+  }
+}

@@ -1,0 +1,139 @@
+package io.distillery.quantizer.gptq;
+
+import io.distillery.platform.model.linalg.HessianInverse;
+import io.distillery.platform.model.quant.GroupQuantizer;
+import io.distillery.platform.model.quant.QuantizedWeight;
+import java.util.stream.IntStream;
+
+/**
+ * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and spreads each column's
+ * rounding error over the columns not yet quantized, weighted by the rows of U, the upper Cholesky factor of the
+ * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily: inside a block of 128
+ * columns at once, to the rest of the matrix once per block (Section 3, "Lazy Batch-Updates"). Group-wise asymmetric
+ * INT4 grids are fixed when a group's first column is reached (so they see the error already propagated into it);
+ * with act-order, columns go in order of decreasing diag(H) and the grids are fixed up front per original group
+ * ("static groups"), so that no g_idx has to be stored.
+ */
+public final class Gptq {
+
+  static final int BLOCK = 128;
+
+  private Gptq() {}
+
+  /**
+   * @param weight {@code [rows, cols]} row-major
+   * @param hessian {@code [cols, cols]} row-major, H = 2 X^T X / tokens
+   * @param damp fraction of mean(diag H) added to the diagonal
+   */
+  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
+      double damp, boolean actOrder) {
+    if (groupSize <= 0 || cols % groupSize != 0) {
+      throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
+    }
+    if (hessian.length != (long) cols * cols) {
+      throw new IllegalArgumentException("Hessian must be " + cols + "x" + cols);
+    }
+    float[] original = weight.clone();
+    double[] h = hessian.clone();
+    for (int j = 0; j < cols; j++) {
+      if (h[j * cols + j] == 0) { // a dead input channel: its weights never matter
+        h[j * cols + j] = 1;
+        for (int r = 0; r < rows; r++) {
+          original[r * cols + j] = 0;
+        }
+      }
+    }
+    int[] perm = order(h, cols, actOrder);
+    double[] hp = new double[cols * cols];
+    for (int a = 0; a < cols; a++) {
+      for (int b = 0; b < cols; b++) {
+        hp[a * cols + b] = h[perm[a] * cols + perm[b]];
+      }
+    }
+    double[] u = HessianInverse.upperCholeskyOfInverse(hp, cols, damp);
+    double[] w = new double[rows * cols];
+    for (int r = 0; r < rows; r++) {
+      for (int k = 0; k < cols; k++) {
+        w[r * cols + k] = original[r * cols + perm[k]];
+      }
+    }
+    int groups = cols / groupSize;
+    GroupQuantizer.Grid[] grids = new GroupQuantizer.Grid[rows * groups];
+    if (actOrder) {
+      for (int r = 0; r < rows; r++) {
+        for (int g = 0; g < groups; g++) {
+          int from = r * cols + g * groupSize;
+          grids[r * groups + g] = GroupQuantizer.Grid.int4(original, from, from + groupSize);
+        }
+      }
+    }
+    int block = groupSize >= BLOCK ? groupSize : groupSize * Math.max(1, BLOCK / groupSize);
+    int[] codes = new int[rows * cols];
+    // rows are independent given U (every update stays within its row), so they run in parallel
+    IntStream.range(0, rows).parallel().forEach(r -> quantizeRow(r, w, u, cols, groupSize, block, perm, grids,
+        actOrder, codes));
+    float[] scales = new float[rows * groups];
+    int[] zeros = new int[rows * groups];
+    for (int i = 0; i < grids.length; i++) {
+      scales[i] = grids[i].scale();
+      zeros[i] = grids[i].zero();
+    }
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+  }
+
+  private static void quantizeRow(int r, double[] w, double[] u, int cols, int groupSize, int block, int[] perm,
+      GroupQuantizer.Grid[] grids, boolean actOrder, int[] codes) {
+    int groups = cols / groupSize;
+    int row = r * cols;
+    double[] err = new double[block];
+    float[] slice = new float[groupSize];
+    for (int b0 = 0; b0 < cols; b0 += block) {
+      int b1 = Math.min(b0 + block, cols);
+      for (int k = b0; k < b1; k++) {
+        int c = perm[k];
+        if (!actOrder && k % groupSize == 0) {
+          for (int i = 0; i < groupSize; i++) {
+            slice[i] = (float) w[row + k + i];
+          }
+          grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
+        }
+        GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
+        float x = (float) w[row + k];
+        int q = grid.quantize(x);
+        codes[row + c] = q;
+        double e = (x - grid.dequantize(q)) / u[k * cols + k];
+        err[k - b0] = e;
+        int urow = k * cols;
+        for (int j = k + 1; j < b1; j++) {
+          w[row + j] -= e * u[urow + j];
+        }
+      }
+      // lazy batch update of the columns after the block (Section 3, "Lazy Batch-Updates")
+      for (int k = b0; k < b1; k++) {
+        double e = err[k - b0];
+        if (e == 0) {
+          continue;
+        }
+        int urow = k * cols;
+        for (int j = b1; j < cols; j++) {
+          w[row + j] -= e * u[urow + j];
+        }
+      }
+    }
+  }
+
+  private static int[] order(double[] h, int n, boolean actOrder) {
+    Integer[] idx = new Integer[n];
+    for (int i = 0; i < n; i++) {
+      idx[i] = i;
+    }
+    if (actOrder) {
+      java.util.Arrays.sort(idx, (a, b) -> Double.compare(h[b * n + b], h[a * n + a]));
+    }
+    int[] out = new int[n];
+    for (int i = 0; i < n; i++) {
+      out[i] = idx[i];
+    }
+    return out;
+  }
+}

@@ -1,0 +1,43 @@
+package io.distillery.quantizer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StageParams;
+import io.distillery.platform.stage.StageRegistry;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class QuantizerParamsTest {
+
+  @Test
+  void shouldApplyDefaultsWhenOnlySchemeIsGiven() throws Exception {
+    QuantizerParams p = StageParams.bind("quantizer", "{\"scheme\":\"w4-gptq\"}", QuantizerParams.class);
+    assertThat(p.groupSize()).isEqualTo(128);
+    assertThat(p.alpha()).isEqualTo(0.5);
+    assertThat(p.damp()).isEqualTo(0.01);
+    assertThat(p.actOrder()).isFalse();
+    assertThat(p.awqGrid()).isEqualTo(20);
+    assertThat(p.exclude()).containsExactly("lm_head");
+    assertThat(p.excludes("lm_head")).isTrue();
+    assertThat(p.excludes("model.layers.0.mlp.down_proj")).isFalse();
+    assertThat(p.schemeValue()).isEqualTo(Scheme.W4_GPTQ);
+  }
+
+  @Test
+  void shouldFailFatallyNamingTheParamWhenSchemeIsUnknownOrAlphaOutOfRange() {
+    assertThatThrownBy(() -> StageParams.bind("quantizer", "{\"scheme\":\"w2-magic\"}", QuantizerParams.class))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("scheme").hasMessageContaining("w2-magic");
+    assertThatThrownBy(() -> StageParams.bind("quantizer", "{\"scheme\":\"w8a8-smoothquant\",\"alpha\":1.5}",
+        QuantizerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("alpha");
+    assertThatThrownBy(() -> new QuantizerParams("w4-rtn", 0, null, null, null, null, List.of()))
+        .hasMessageContaining("groupSize");
+  }
+
+  @Test
+  void shouldBeDiscoveredByNameWhenWorkerLoadsStages() {
+    assertThat(StageRegistry.discover().get("quantizer").params()).isEqualTo(QuantizerParams.class);
+    assertThat(StageRegistry.discover().get("quantizer").provider().type()).isEqualTo(QuantizerStage.class);
+  }
+}

@@ -1,0 +1,203 @@
+package io.distillery.quantizer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.platform.model.calib.StatsAccumulator;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.config.LlamaTensorNames;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.quant.CompressedTensors;
+import io.distillery.platform.model.safetensors.Checkpoint;
+import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.stage.StageContext;
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StageResult;
+import io.distillery.schemas.common.ArtefactRef;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class QuantizerStageTest {
+
+  @TempDir
+  static Path dir;
+
+  static Path model;
+  static Path calibration;
+  static LlamaConfig config;
+
+  static final int[][] PROMPT = new int[4][32];
+
+  static {
+    SplittableRandom random = new SplittableRandom(99);
+    for (int[] row : PROMPT) {
+      for (int t = 0; t < row.length; t++) {
+        row[t] = random.nextInt(64);
+      }
+    }
+  }
+
+  @BeforeAll
+  static void writeModelAndCalibration() throws IOException {
+    config = LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(64).numHiddenLayers(2)
+        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).rmsNormEps(1e-5).build();
+    model = Files.createDirectories(dir.resolve("model"));
+    SplittableRandom random = new SplittableRandom(42);
+    Map<String, TensorData> tensors = new LinkedHashMap<>();
+    for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(config).entrySet()) {
+      long[] shape = e.getValue();
+      int size = (int) (shape[0] * (shape.length > 1 ? shape[1] : 1));
+      float[] v = new float[size];
+      for (int i = 0; i < size; i++) {
+        double g = random.nextGaussian();
+        // a few loud channels in the layer norms, as trained LLMs have: what AWQ and SmoothQuant are for
+        v[i] = (float) (e.getKey().endsWith("layernorm.weight") && i % 8 == 0 ? 4 + 0.1 * g
+            : e.getKey().endsWith("norm.weight") ? 1 + 0.1 * g
+            : e.getKey().contains("embed") ? g
+            : g * Math.sqrt((e.getKey().contains("lm_head") ? 9.0 : 1.0) / shape[1]));
+      }
+      tensors.put(e.getKey(), TensorData.ofFloats(shape, v));
+    }
+    SafetensorsWriter.write(model.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
+    config.write(model);
+
+    // calibration as the calibrator records it: linear-layer inputs of the model itself on random token sequences
+    StatsAccumulator accumulator = new StatsAccumulator(16, 1.1f, Set.of(), true);
+    try (LlamaModel m = LlamaModel.load(model);
+        LlamaModel.ObserverRegistration reg = m.observeLinearInputs((module, input) -> accumulator.add(module,
+            input.toFloatArray(), (int) input.getShape().get(2)));
+        NDManager out = m.manager().newSubManager()) {
+      int[][] ids = new int[8][48];
+      for (int[] row : ids) {
+        for (int t = 0; t < row.length; t++) {
+          row[t] = random.nextInt(64);
+        }
+      }
+      m.forward(out, ids).close();
+    }
+    new CalibrationStats(accumulator.result(Map.of()).layers(), Map.of("samples", "8")).write(
+        dir.resolve(CalibrationStats.FILE_NAME));
+    calibration = dir.resolve(CalibrationStats.FILE_NAME);
+  }
+
+  static StageContext<QuantizerParams> context(QuantizerParams params, String name, List<Double> progress)
+      throws IOException {
+    ArtefactRef ref = ArtefactRef.newBuilder().setUri(calibration.toUri().toString()).setSha256("0").setBytes(1L)
+        .setFormat(CalibrationStats.FORMAT).build();
+    StageContext.Input input = new StageContext.Input("calib", "calibrator",
+        List.of(new StageContext.Artefact(ref, calibration)), Map.of());
+    Path scratch = Files.createDirectories(dir.resolve("scratch-" + name));
+    return new StageContext<>(null, params, model, List.of(input), scratch, scratch,
+        (percent, message, metrics) -> progress.add(percent));
+  }
+
+  static QuantizerParams params(String scheme, int groupSize) {
+    return new QuantizerParams(scheme, groupSize, null, null, null, null, null);
+  }
+
+  static float[] logits(LlamaModel m) {
+    try (NDManager out = m.manager().newSubManager(); NDArray logits = m.forward(out, PROMPT)) {
+      return logits.toFloatArray();
+    }
+  }
+
+  /** ||a - b|| / ||a||. */
+  static double relativeError(float[] a, float[] b) {
+    double diff = 0;
+    double scale = 0;
+    for (int i = 0; i < a.length; i++) {
+      diff += (a[i] - b[i]) * (a[i] - b[i]);
+      scale += a[i] * a[i];
+    }
+    return Math.sqrt(diff / scale);
+  }
+
+  @Test
+  void shouldRunWithLogitsCloseToOriginalWhenQuantizedW8Rtn() throws Exception {
+    List<Double> progress = new ArrayList<>();
+    StageResult result = new QuantizerStage().run(context(params("w8-rtn", 128), "w8", progress));
+    Path out = result.outputs().getFirst().path();
+    assertThat(result.outputs().getFirst().format()).isEqualTo("compressed-tensors");
+    assertThat(result.metrics().get("layers_quantized")).isEqualTo(14.0); // 2 layers x 7, lm_head excluded
+    assertThat(result.metrics().get("weight_bytes_after")).isLessThan(result.metrics().get("weight_bytes_before") / 3);
+    assertThat(progress).hasSizeGreaterThanOrEqualTo(14).isSorted();
+    assertThat(progress.getLast()).isEqualTo(100.0);
+    try (LlamaModel original = LlamaModel.load(model); LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
+      // the tiny random model amplifies a ~0.6% per-weight INT8 error about 4x into its peaked logits
+      double error = relativeError(logits(original), logits(quantized));
+      assertThat(error).isGreaterThan(0).isLessThan(0.04);
+    }
+  }
+
+  @Test
+  void shouldProduceRunnableCheckpointsWhenUsingEveryScheme() throws Exception {
+    Map<String, Double> errors = new LinkedHashMap<>();
+    try (LlamaModel original = LlamaModel.load(model)) {
+      float[] reference = logits(original);
+      for (String scheme : List.of("w4-rtn", "w4-gptq", "w4-awq", "w8a8-smoothquant", "fp8")) {
+        StageResult result = new QuantizerStage().run(context(params(scheme, 16), scheme, new ArrayList<>()));
+        Path out = result.outputs().getFirst().path();
+        assertThat(CompressedTensors.isCompressed(out)).isTrue();
+        try (LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
+          errors.put(scheme, relativeError(reference, logits(quantized)));
+        }
+        if (scheme.equals("w8a8-smoothquant")) {
+          assertThat(CompressedTensors.readInputScales(out)).hasSize(14).allSatisfy((m, s) -> assertThat(s)
+              .isPositive());
+        }
+      }
+    }
+    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.04);
+    assertThat(errors.get("fp8")).as(errors.toString()).isLessThan(0.2); // 3 mantissa bits: ~3.6% per weight
+    assertThat(errors.get("w4-rtn")).as(errors.toString()).isLessThan(0.5);
+    assertThat(errors.get("w4-gptq")).as(errors.toString()).isLessThan(errors.get("w4-rtn"));
+    assertThat(errors.get("w4-awq")).as(errors.toString()).isLessThan(errors.get("w4-rtn"));
+  }
+
+  @Test
+  void shouldFailFatallyNamingGroupSizeWhenItDoesNotDivideWidth() {
+    assertThatThrownBy(() -> new QuantizerStage().run(context(params("w4-rtn", 48), "bad", new ArrayList<>())))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("groupSize").hasMessageContaining("48");
+  }
+
+  @Test
+  void shouldFailFatallyWhenCalibrationIsMissingForGptq() throws Exception {
+    StageContext<QuantizerParams> ctx = context(params("w4-gptq", 16), "nocalib", new ArrayList<>());
+    StageContext<QuantizerParams> withoutInputs = new StageContext<>(null, ctx.params(), ctx.model(), List.of(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink());
+    assertThatThrownBy(() -> new QuantizerStage().run(withoutInputs)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("calibration");
+  }
+
+  @Test
+  void shouldFailFatallyNamingArchitectureWhenModelIsNotLlama() throws Exception {
+    Path gpt2 = Files.createDirectories(dir.resolve("gpt2"));
+    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], "
+        + "\"model_type\": \"gpt2\", \"n_embd\": 32}");
+    StageContext<QuantizerParams> ctx = context(params("w8-rtn", 128), "gpt2", new ArrayList<>());
+    StageContext<QuantizerParams> onGpt2 = new StageContext<>(null, ctx.params(), gpt2, ctx.inputs(), ctx.scratch(),
+        ctx.workDir(), ctx.progressSink());
+    assertThatThrownBy(() -> new QuantizerStage().run(onGpt2)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("GPT2LMHeadModel");
+  }
+
+  @Test
+  void shouldRejectParamsNamingSchemeWhenSchemeIsUnknown() {
+    assertThatThrownBy(() -> params("w3-magic", 128)).isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("scheme").hasMessageContaining("w3-magic").hasMessageContaining("w4-gptq");
+  }
+}
