@@ -1,0 +1,140 @@
+package io.distillery.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.djl.ndarray.NDManager;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.quant.CompressedTensors;
+import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.schemas.run.RunState;
+import io.distillery.schemas.run.RunStatus;
+import io.distillery.schemas.run.StageState;
+import io.distillery.schemas.run.StageStatus;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Issue 4's recipe on the real broker: calibrator -> six quantization schemes and three 2:4 pruners, fanned out by the
+ * planner to the real calibrator, quantizer and pruner workers; every output loads and runs in the model core. And
+ * the bad inputs: each fails its node with a non-retryable reason that names the problem.
+ */
+class CompressionIT {
+
+  static Cluster.Services services;
+  static Path model;
+
+  static final String ALL = """
+      name: compress-all
+      timeout: 5m
+      stages:
+        calib: { stage: calibrator, params: { samples: 16, seqLen: 32 } }
+        w8:    { stage: quantizer, after: [calib], params: { scheme: w8-rtn } }
+        w4:    { stage: quantizer, after: [calib], params: { scheme: w4-rtn, groupSize: 32 } }
+        awq:   { stage: quantizer, after: [calib], params: { scheme: w4-awq, groupSize: 32 } }
+        gptq:  { stage: quantizer, after: [calib], params: { scheme: w4-gptq, groupSize: 32 } }
+        sq:    { stage: quantizer, after: [calib], params: { scheme: w8a8-smoothquant, alpha: 0.5 } }
+        fp8:   { stage: quantizer, after: [calib], params: { scheme: fp8 } }
+        mag:   { stage: pruner, after: [calib], params: { method: magnitude, pattern: "2:4", sparsity: 0.5 } }
+        wanda: { stage: pruner, after: [calib], params: { method: wanda, pattern: "2:4", sparsity: 0.5 } }
+        sgpt:  { stage: pruner, after: [calib], params: { method: sparsegpt, pattern: "2:4", sparsity: 0.5 } }
+      """;
+
+  @BeforeAll
+  static void start() throws Exception {
+    services = Cluster.services(true, "compress", "calibrator", "quantizer", "pruner");
+    model = Cluster.newDir("tiny-llama");
+    LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64).intermediateSize(128)
+        .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).build();
+    try (LlamaModel m = LlamaModel.random(cfg, 11)) {
+      m.save(model, DType.F32);
+    }
+    ByteTokenizer.instance().save(model);
+  }
+
+  @AfterAll
+  static void stop() {
+    services.close();
+  }
+
+  static StageState stage(RunState r, String node) {
+    return r.getStages().stream().filter(s -> s.getNode().equals(node)).findFirst().orElseThrow();
+  }
+
+  static String run(Path modelDir, String recipe) throws Exception {
+    var reg = Cluster.cli("register", "--model", modelDir.toString(), "--recipe", Cluster.recipe(recipe).toString());
+    assertThat(reg.code()).as(reg.err()).isZero();
+    return reg.out().trim();
+  }
+
+  @Test
+  void shouldCalibrateQuantizeAndPruneThroughThePlannerWhenTheRecipeFansOut() throws Exception {
+    String runId = run(model, ALL);
+    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
+    assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+    assertThat(stage(done, "calib").getOutputs()).singleElement()
+        .satisfies(a -> assertThat(a.getFormat()).isEqualTo("calibration"));
+    int[][] prompt = {ByteTokenizer.instance().encode("12+34=")};
+    for (String q : new String[] {"w8", "w4", "awq", "gptq", "sq", "fp8"}) {
+      StageState s = stage(done, q);
+      assertThat(s.getOutputs()).singleElement().satisfies(a -> assertThat(a.getFormat()).isEqualTo("compressed-tensors"));
+      assertThat(s.getMetrics().get("weight_bytes_after")).as(q).isLessThan(s.getMetrics().get("weight_bytes_before"));
+      Path dir = Path.of(URI.create(s.getOutputs().getFirst().getUri()));
+      assertThat(CompressedTensors.isCompressed(dir)).isTrue();
+      try (LlamaModel m = CompressedTensors.loadDequantized(dir); NDManager nd = NDManager.newBaseManager()) {
+        assertThat(m.forward(nd, prompt).getShape().get(2)).isEqualTo(ByteTokenizer.VOCAB_SIZE);
+      }
+    }
+    for (String p : new String[] {"mag", "wanda", "sgpt"}) {
+      StageState s = stage(done, p);
+      assertThat(s.getMetrics().get("sparsity")).as(p).isGreaterThan(0.3);
+      Path dir = Path.of(URI.create(s.getOutputs().getFirst().getUri()));
+      try (LlamaModel m = LlamaModel.load(dir)) {
+        float[] w = m.linearWeight("model.layers.0.mlp.down_proj");
+        for (int g = 0; g < w.length; g += 4) {
+          int zeros = 0;
+          for (int k = 0; k < 4; k++) {
+            zeros += w[g + k] == 0 ? 1 : 0;
+          }
+          assertThat(zeros).as(p + " group " + g).isGreaterThanOrEqualTo(2);
+        }
+      }
+    }
+  }
+
+  @Test
+  void shouldFailTheNodeWithANamedReasonWhenInputIsBad() throws Exception {
+    String[][] cases = {
+        {"quantizer", "{ scheme: w4-rtn, groupSize: 48 }", "48"},
+        {"quantizer", "{ scheme: w3-magic }", "scheme"},
+        {"pruner", "{ method: wanda, sparsity: 1.5 }", "sparsity"},
+    };
+    for (String[] c : cases) {
+      String runId = run(model, """
+          name: bad
+          stages:
+            calib: { stage: calibrator, params: { samples: 4, seqLen: 16 } }
+            x: { stage: %s, after: [calib], params: %s }
+          """.formatted(c[0], c[1]));
+      RunState r = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+      assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
+      assertThat(stage(r, "x").getAttempt()).as("not retried").isEqualTo(1);
+      assertThat(r.getReason()).as(c[1]).contains(c[2]);
+      var watch = Cluster.cli("watch", runId, "--plain", "--timeout", "30");
+      assertThat(watch.out()).contains("FAILED").contains(c[2]);
+    }
+    Path gpt2 = Cluster.newDir("gpt2");
+    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}");
+    String runId = run(gpt2, "name: unsupported\nstages:\n  calib: { stage: calibrator }\n");
+    RunState r = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+    assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
+    assertThat(r.getReason()).contains("GPT2");
+    assertThat(stage(r, "calib").getStatus()).isEqualTo(StageStatus.FAILED);
+  }
+}
