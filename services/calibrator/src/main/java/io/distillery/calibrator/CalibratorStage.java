@@ -86,6 +86,10 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       if (samples.isEmpty()) {
         throw StageException.fatal("no calibration sample has any tokens (source=" + p.source() + ")");
       }
+      if (samples.size() < p.samples()) {
+        LOG.warn("fewer calibration samples than asked runId={} jobId={} stage=calibrator samples={} asked={}", runId,
+            jobId, samples.size(), p.samples());
+      }
       long totalTokens = samples.stream().mapToLong(s -> s.length).sum();
       List<int[][]> batches = CalibrationSamples.batches(samples, MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
       LOG.info("calibrating runId={} jobId={} stage=calibrator samples={} tokens={} batches={} seqLen={} hessian={}",

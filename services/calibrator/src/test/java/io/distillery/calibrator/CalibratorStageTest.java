@@ -68,6 +68,10 @@ class CalibratorStageTest {
         assertThat(layer.gram()).as(layer.module()).hasSize(layer.inFeatures() * layer.inFeatures());
         assertThat(layer.histogram()).hasSize(256);
         assertThat(java.util.Arrays.stream(layer.histogram()).sum()).isEqualTo(tokens * layer.inFeatures());
+        for (int j = 0; j < layer.inFeatures(); j++) { // diag(X^T X) is each channel's sum of squares
+          assertThat(layer.gram()[j * layer.inFeatures() + j]).isCloseTo(layer.sumSq()[j],
+              within(1e-4 * Math.max(1, layer.sumSq()[j])));
+        }
       }
       // q/k/v read one tensor: shared statistics, stored under each name
       assertThat(stats.layer("model.layers.0.self_attn.k_proj").absMax())
