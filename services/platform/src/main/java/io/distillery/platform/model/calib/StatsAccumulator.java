@@ -7,7 +7,8 @@ import java.util.Set;
 /**
  * Accumulates {@link LayerStats} from linear-layer inputs, batch by batch (feed it from
  * {@code LlamaModel.observeLinearInputs}). The histogram range is fixed by the first batch's max |x| times
- * {@code histHeadroom}.
+ * {@code histHeadroom}. Modules that read the same input tensor (q/k/v, gate/up) can {@link #share} one module's
+ * accumulation, so the sums and X^T X are computed once but reported under every module name.
  */
 public final class StatsAccumulator {
 
@@ -16,6 +17,8 @@ public final class StatsAccumulator {
   private final Set<String> withGram;
   private final boolean allGram;
   private final Map<String, State> states = new LinkedHashMap<>();
+  /** Every module name, in the order first seen, to its state (an alias points at the state of the module shared). */
+  private final Map<String, State> names = new LinkedHashMap<>();
 
   /**
    * @param bins histogram bins (2048 for TensorRT-style entropy calibration)
@@ -34,8 +37,16 @@ public final class StatsAccumulator {
       throw new IllegalArgumentException(module + ": " + x.length + " values are not rows of " + n);
     }
     int rows = x.length / n;
-    State s = states.computeIfAbsent(module, m -> new State(m, n, allGram || withGram.contains(m), bins,
-        firstMax(x) * histHeadroom));
+    State s = states.get(module);
+    if (s == null) {
+      if (names.containsKey(module)) {
+        throw new IllegalStateException(module + " shares the statistics of " + names.get(module).module
+            + "; it cannot also be fed its own inputs");
+      }
+      s = new State(module, n, allGram || withGram.contains(module), bins, firstMax(x) * histHeadroom);
+      states.put(module, s);
+      names.put(module, s);
+    }
     if (s.n != n) {
       throw new IllegalArgumentException(module + ": width changed from " + s.n + " to " + n);
     }
@@ -68,9 +79,34 @@ public final class StatsAccumulator {
     s.tokens += rows;
   }
 
+  /**
+   * Records that {@code module} reads exactly the input already fed under {@code source} (e.g. k_proj and v_proj read
+   * q_proj's input): its statistics are source's, now and for every later batch. Idempotent.
+   *
+   * @throws IllegalStateException if {@code source} was never fed, or {@code module} has inputs of its own
+   */
+  public void share(String module, String source) {
+    State s = states.get(source);
+    if (s == null) {
+      throw new IllegalStateException(module + " cannot share the statistics of " + source + ": none were fed");
+    }
+    if (states.containsKey(module)) {
+      throw new IllegalStateException(module + " was fed its own inputs; it cannot share those of " + source);
+    }
+    State previous = names.putIfAbsent(module, s);
+    if (previous != null && previous != s) {
+      throw new IllegalStateException(module + " already shares the statistics of " + previous.module
+          + ", not " + source);
+    }
+    if (s.gram == null && withGram.contains(module)) {
+      throw new IllegalStateException(module + " needs X^T X but " + source + " does not collect it");
+    }
+  }
+
   public CalibrationStats result(Map<String, String> metadata) {
     Map<String, LayerStats> out = new LinkedHashMap<>();
-    for (State s : states.values()) {
+    for (Map.Entry<String, State> entry : names.entrySet()) {
+      State s = entry.getValue();
       double[] gram = null;
       if (s.gram != null) {
         gram = s.gram.clone();
@@ -86,7 +122,7 @@ public final class StatsAccumulator {
         sumAbs[j] = (float) s.sumAbs[j];
         sumSq[j] = (float) s.sumSq[j];
       }
-      out.put(s.module, new LayerStats(s.module, s.n, s.tokens, s.absMax.clone(), sumAbs, sumSq, gram,
+      out.put(entry.getKey(), new LayerStats(entry.getKey(), s.n, s.tokens, s.absMax.clone(), sumAbs, sumSq, gram,
           s.histogram.clone(), s.histMax));
     }
     return new CalibrationStats(out, metadata);

@@ -45,4 +45,27 @@ class CalibrationStatsTest {
     assertThat(b.histMax()).isEqualTo(l.histMax());
     assertThatThrownBy(() -> back.layer("nope")).hasMessageContaining("calibrated layers");
   }
+
+  @Test
+  void shouldReportSharedInputsUnderEveryModuleNameWhenModulesShareOneInput() {
+    StatsAccumulator acc = new StatsAccumulator(4, 1.0f, Set.of(), true);
+    acc.add("q", new float[] {1, -2, 3, 0}, 2);
+    acc.share("k", "q");
+    acc.share("v", "q");
+    acc.add("q", new float[] {-1, 2}, 2);
+    acc.share("k", "q"); // every batch reports the alias again: idempotent
+    CalibrationStats stats = acc.result(Map.of());
+
+    assertThat(stats.layers().keySet()).containsExactly("q", "k", "v");
+    for (String m : new String[] {"k", "v"}) {
+      LayerStats s = stats.layer(m);
+      assertThat(s.module()).isEqualTo(m);
+      assertThat(s.tokens()).isEqualTo(3);
+      assertThat(s.absMax()).containsExactly(3f, 2f);
+      assertThat(s.gram()).containsExactly(11, -4, -4, 8);
+    }
+    assertThatThrownBy(() -> acc.add("k", new float[] {1, 1}, 2)).isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("shares the statistics of q");
+    assertThatThrownBy(() -> acc.share("o", "missing")).isInstanceOf(IllegalStateException.class);
+  }
 }

@@ -1,0 +1,210 @@
+package io.distillery.calibrator;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.distillery.platform.model.CheckpointException;
+import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.platform.model.calib.StatsAccumulator;
+import io.distillery.platform.model.llama.LinearInputObserver;
+import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.tokenizer.TextTokenizer;
+import io.distillery.platform.stage.Stage;
+import io.distillery.platform.stage.StageContext;
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StagePlugin;
+import io.distillery.platform.stage.StageResult;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Runs the run's model over calibration samples and records, per linear layer input channel, abs-max, sum |x|, sum
+ * x^2, an |x| histogram for entropy range selection and (with {@code hessian}) X^T X, as one
+ * {@value CalibrationStats#FILE_NAME} artefact of format {@value CalibrationStats#FORMAT} that the quantizer and pruner
+ * take as an input.
+ *
+ * <p>Samples of equal length are batched (no padding reaches the statistics). Modules that read one tensor (q/k/v,
+ * gate/up) are accumulated once and reported under each name. The histogram range of a layer is fixed by the first
+ * (longest) batch's abs-max times {@value #HIST_HEADROOM}; later larger values count in the last bin.
+ *
+ * <p>Memory: every layer's statistics are held at once, dominated by X^T X (8 n^2 bytes per distinct input, in
+ * doubles) - e.g. about 1.6 GiB for a 7B Llama (4096-wide inputs of attention, o_proj and up, 11008-wide down_proj,
+ * per layer, times 32 layers, plus lm_head). That is fine for the project's tiny models. A large model would need the
+ * GPTQ-style layer-wise schedule instead: run the embeddings once, keep the hidden states of all samples, then for one
+ * decoder layer at a time observe its linear inputs, write that layer's statistics and drop them, and feed the layer's
+ * outputs to the next layer; the output file would be written tensor by tensor (the writer already streams lazy
+ * tensors).
+ */
+@StagePlugin(name = "calibrator", params = CalibratorParams.class,
+    description = "per-layer activation statistics (abs-max, mean |x|, L2, histogram, X^T X) over calibration samples")
+public final class CalibratorStage implements Stage<CalibratorParams> {
+
+  private static final Logger LOG = LoggerFactory.getLogger(CalibratorStage.class);
+
+  static final float HIST_HEADROOM = 2.0f;
+  static final int MAX_BATCH_TOKENS = 4096;
+  static final int MAX_BATCH_ROWS = 16;
+  static final String DATASET_FORMAT = "dataset";
+
+  @Override
+  public StageResult run(StageContext<CalibratorParams> ctx) throws StageException, InterruptedException {
+    long started = System.nanoTime();
+    CalibratorParams p = ctx.params();
+    String runId = ctx.job().getRunId().toString();
+    String jobId = ctx.job().getJobId().toString();
+    List<String> texts;
+    String datasetSha = null;
+    if (p.source().equals(CalibratorParams.SOURCE_DATASET)) {
+      List<StageContext.Artefact> datasets = ctx.artefacts(DATASET_FORMAT);
+      if (datasets.isEmpty()) {
+        throw StageException.fatal("source=dataset needs an input artefact of format '" + DATASET_FORMAT
+            + "' (add a node producing it to the calibrator's 'after' list)");
+      }
+      StageContext.Artefact dataset = datasets.getFirst();
+      datasetSha = dataset.ref().getSha256().toString();
+      try {
+        texts = CalibrationSamples.fromDataset(dataset.path(), p.samples());
+      } catch (IOException e) {
+        throw StageException.retryable("cannot read the calibration dataset " + dataset.path() + ": "
+            + e.getMessage(), e);
+      }
+    } else {
+      texts = CalibrationSamples.fromTasks(p.samples(), p.seed());
+    }
+
+    ctx.progress(0, "loading the model");
+    try (LlamaModel model = loadModel(ctx.model())) {
+      TextTokenizer tokenizer = loadTokenizer(ctx.model());
+      int seqLen = Math.min(p.seqLen(), model.config().maxPositionEmbeddings());
+      List<int[]> samples = CalibrationSamples.tokenize(texts, tokenizer, seqLen, model.config().vocabSize());
+      if (samples.isEmpty()) {
+        throw StageException.fatal("no calibration sample has any tokens (source=" + p.source() + ")");
+      }
+      if (samples.size() < p.samples()) {
+        LOG.warn("fewer calibration samples than asked runId={} jobId={} stage=calibrator samples={} asked={}", runId,
+            jobId, samples.size(), p.samples());
+      }
+      long totalTokens = samples.stream().mapToLong(s -> s.length).sum();
+      List<int[][]> batches = CalibrationSamples.batches(samples, MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
+      LOG.info("calibrating runId={} jobId={} stage=calibrator samples={} tokens={} batches={} seqLen={} hessian={}",
+          runId, jobId, samples.size(), totalTokens, batches.size(), seqLen, p.hessian());
+
+      StatsAccumulator accumulator = new StatsAccumulator(p.bins(), HIST_HEADROOM, Set.of(), p.hessian());
+      SharedInputObserver observer = new SharedInputObserver(accumulator);
+      long done = 0;
+      try (LlamaModel.ObserverRegistration ignored = model.observeLinearInputs(observer);
+          NDManager scope = model.manager().newSubManager()) {
+        for (int b = 0; b < batches.size(); b++) {
+          if (Thread.currentThread().isInterrupted()) {
+            throw new InterruptedException("calibration interrupted after " + b + " of " + batches.size()
+                + " batches");
+          }
+          int[][] batch = batches.get(b);
+          try (NDManager step = scope.newSubManager()) {
+            model.forward(step, batch).close();
+          }
+          observer.endOfPass();
+          done += (long) batch.length * batch[0].length;
+          ctx.progress(95.0 * done / totalTokens, "batch " + (b + 1) + "/" + batches.size() + ": " + done + "/"
+              + totalTokens + " tokens", Map.of("tokens", (double) done));
+        }
+      }
+
+      Map<String, String> metadata = new LinkedHashMap<>();
+      metadata.put("samples", Integer.toString(samples.size()));
+      metadata.put("seqLen", Integer.toString(seqLen));
+      metadata.put("tokens", Long.toString(totalTokens));
+      metadata.put("source", p.source());
+      metadata.put("seed", Long.toString(p.seed()));
+      metadata.put("bins", Integer.toString(p.bins()));
+      metadata.put("hessian", Boolean.toString(p.hessian()));
+      metadata.put("model_sha256", ctx.job().getModel().getSha256().toString());
+      if (datasetSha != null) {
+        metadata.put("dataset_sha256", datasetSha);
+      }
+      CalibrationStats stats = accumulator.result(metadata);
+      List<String> missing = new ArrayList<>(model.linearLayerNames());
+      missing.removeAll(stats.layers().keySet());
+      if (!missing.isEmpty()) {
+        throw StageException.fatal("the forward pass never reached linear layers " + missing
+            + "; the model is not a supported Llama layout");
+      }
+
+      Path out = ctx.scratch().resolve(CalibrationStats.FILE_NAME);
+      try {
+        stats.write(out);
+      } catch (IOException e) {
+        throw StageException.retryable("cannot write " + out + ": " + e.getMessage(), e);
+      }
+      double seconds = (System.nanoTime() - started) / 1e9;
+      ctx.progress(100, "wrote " + CalibrationStats.FILE_NAME + " (" + stats.layers().size() + " layers)");
+      LOG.info("calibrated runId={} jobId={} stage=calibrator layers={} tokens={} seconds={}", runId, jobId,
+          stats.layers().size(), totalTokens, String.format(java.util.Locale.ROOT, "%.2f", seconds));
+      return StageResult.of(List.of(new StageResult.Output(out, CalibrationStats.FORMAT)),
+          Map.of("tokens", (double) totalTokens, "samples", (double) samples.size(),
+              "layers", (double) stats.layers().size(), "seconds", seconds));
+    } catch (IllegalArgumentException e) {
+      throw StageException.fatal("calibration failed on the model's input: " + e.getMessage(), e);
+    }
+  }
+
+  private static LlamaModel loadModel(Path dir) throws StageException {
+    try {
+      return LlamaModel.load(dir);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the model: " + e.getMessage(), e);
+    }
+  }
+
+  private static TextTokenizer loadTokenizer(Path dir) throws StageException {
+    try {
+      return TextTokenizer.load(dir);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the tokenizer: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Feeds each linear input to the accumulator once: a module handed the very tensor the previous module was handed
+   * (q/k/v read one normed hidden state, gate/up another) shares that module's statistics instead of recomputing
+   * them. Identity, not equality, decides, so a model that passes distinct tensors is simply accumulated per module.
+   */
+  static final class SharedInputObserver implements LinearInputObserver {
+
+    private final StatsAccumulator accumulator;
+    private NDArray lastInput;
+    private String lastModule;
+
+    SharedInputObserver(StatsAccumulator accumulator) {
+      this.accumulator = accumulator;
+    }
+
+    @Override
+    public void onLinearInput(String module, NDArray input) {
+      if (input == lastInput) {
+        accumulator.share(module, lastModule);
+        return;
+      }
+      long[] shape = input.getShape().getShape();
+      accumulator.add(module, input.toFloatArray(), Math.toIntExact(shape[shape.length - 1]));
+      lastInput = input;
+      lastModule = module;
+    }
+
+    /** Forgets the last tensor, so one from the next pass is never mistaken for it. */
+    void endOfPass() {
+      lastInput = null;
+      lastModule = null;
+    }
+  }
+}
