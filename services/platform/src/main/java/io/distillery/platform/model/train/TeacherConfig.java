@@ -23,6 +23,8 @@ import java.util.List;
  * @param weightDecay decoupled weight decay (matrices only)
  * @param maxGradNorm global-norm clip; non-positive for none
  * @param seed seeds the weights, the suite and the batch order
+ * @param threads PyTorch intra-op threads for the run (process-wide); 0 keeps the engine's setting.
+ *     One thread is often fastest for these small matrices on a busy machine.
  * @param tasks task kinds, drawn in equal numbers
  * @param taskSettings task difficulty
  * @param trainExamples distinct training prompts
@@ -31,7 +33,7 @@ import java.util.List;
  */
 public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int intermediate, int steps, int batch,
         double learningRate, int warmupSteps, double minLearningRateFraction, double weightDecay, double maxGradNorm,
-        long seed, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
+        long seed, int threads, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
         int testExamples) {
 
     public TeacherConfig {
@@ -48,6 +50,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         require(minLearningRateFraction >= 0 && minLearningRateFraction <= 1, "minLearningRateFraction",
                 minLearningRateFraction);
         require(weightDecay >= 0, "weightDecay", weightDecay);
+        require(threads >= 0, "threads", threads);
         require(!tasks.isEmpty(), "tasks", tasks);
         require(trainExamples >= 1, "trainExamples", trainExamples);
         require(validationExamples >= 0, "validationExamples", validationExamples);
@@ -86,7 +89,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         return new Builder().layers(layers).hidden(hidden).heads(heads).kvHeads(kvHeads).intermediate(intermediate)
                 .steps(steps).batch(batch).learningRate(learningRate).warmupSteps(warmupSteps)
                 .minLearningRateFraction(minLearningRateFraction).weightDecay(weightDecay).maxGradNorm(maxGradNorm)
-                .seed(seed).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
+                .seed(seed).threads(threads).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
                 .validationExamples(validationExamples).testExamples(testExamples);
     }
 
@@ -105,6 +108,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private double weightDecay = 0.1;
         private double maxGradNorm = 1.0;
         private long seed = 1;
+        private int threads;
         private List<TaskKind> tasks = List.of(TaskKind.values());
         private TaskSettings taskSettings = TaskSettings.defaults();
         private int trainExamples = 100_000;
@@ -126,6 +130,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         public Builder weightDecay(double value) { weightDecay = value; return this; }
         public Builder maxGradNorm(double value) { maxGradNorm = value; return this; }
         public Builder seed(long value) { seed = value; return this; }
+        public Builder threads(int value) { threads = value; return this; }
         public Builder tasks(List<TaskKind> value) { tasks = value; return this; }
         public Builder taskSettings(TaskSettings value) { taskSettings = value; return this; }
         public Builder trainExamples(int value) { trainExamples = value; return this; }
@@ -134,7 +139,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
 
         public TeacherConfig build() {
             return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
-                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, tasks, taskSettings,
+                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, taskSettings,
                     trainExamples, validationExamples, testExamples);
         }
     }

@@ -3,6 +3,7 @@ package io.distillery.platform.model.train;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
@@ -61,6 +62,10 @@ public final class TeacherTrainer {
     public TrainedTeacher train(TaskSuite suite, NDManager parent) {
         if (suite.train().isEmpty() || suite.test().isEmpty()) {
             throw new IllegalArgumentException("the suite needs training and test examples");
+        }
+        if (config.threads() > 0) {
+            Engine.getEngine(ENGINE);
+            JniUtils.setNumThreads(config.threads());
         }
         long started = System.nanoTime();
         LlamaModel model = LlamaModel.random(config.modelConfig(), config.seed(), parent);
@@ -124,6 +129,7 @@ public final class TeacherTrainer {
                 TaskBatch batch = TaskBatch.of(examples, tokenizer);
                 double rate = schedule.at(step);
                 float loss;
+                double norm;
                 try (NDManager scope = model.manager().newSubManager()) {
                     try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
                         NDArray logits = model.forward(scope, batch.inputs());
@@ -135,13 +141,13 @@ public final class TeacherTrainer {
                         throw new IllegalStateException("training diverged at step " + step + " (loss " + loss
                                 + "); lower the learning rate");
                     }
-                    optimizer.step(rate, config.maxGradNorm());
+                    norm = optimizer.step(rate, config.maxGradNorm());
                 }
                 model.zeroGradients();
                 losses[step - 1] = loss;
                 trainedTokens += batch.realTokens();
                 double elapsed = (System.nanoTime() - began) / 1e9;
-                listener.onStep(new TrainingProgress(step, config.steps(), loss, rate, trainedTokens / elapsed,
+                listener.onStep(new TrainingProgress(step, config.steps(), loss, rate, norm, trainedTokens / elapsed,
                         elapsed));
             }
         } finally {
