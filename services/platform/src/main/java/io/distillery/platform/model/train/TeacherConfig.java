@@ -30,11 +30,13 @@ import java.util.List;
  * @param trainExamples distinct training prompts
  * @param validationExamples distinct validation prompts
  * @param testExamples distinct test prompts
+ * @param evalEvery steps between exact-match evaluations on the validation split (0 for none);
+ *     their time counts as training time
  */
 public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int intermediate, int steps, int batch,
         double learningRate, int warmupSteps, double minLearningRateFraction, double weightDecay, double maxGradNorm,
         long seed, int threads, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
-        int testExamples) {
+        int testExamples, int evalEvery) {
 
     public TeacherConfig {
         tasks = List.copyOf(tasks);
@@ -55,6 +57,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         require(trainExamples >= 1, "trainExamples", trainExamples);
         require(validationExamples >= 0, "validationExamples", validationExamples);
         require(testExamples >= 1, "testExamples", testExamples);
+        require(evalEvery >= 0, "evalEvery", evalEvery);
     }
 
     private static void require(boolean ok, String name, Object value) {
@@ -90,7 +93,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
                 .steps(steps).batch(batch).learningRate(learningRate).warmupSteps(warmupSteps)
                 .minLearningRateFraction(minLearningRateFraction).weightDecay(weightDecay).maxGradNorm(maxGradNorm)
                 .seed(seed).threads(threads).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
-                .validationExamples(validationExamples).testExamples(testExamples);
+                .validationExamples(validationExamples).testExamples(testExamples).evalEvery(evalEvery);
     }
 
     /** Builds configs; defaults are the real teacher's. */
@@ -114,6 +117,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private int trainExamples = 100_000;
         private int validationExamples = 500;
         private int testExamples = 1000;
+        private int evalEvery;
 
         private Builder() {}
 
@@ -137,10 +141,12 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         public Builder validationExamples(int value) { validationExamples = value; return this; }
         public Builder testExamples(int value) { testExamples = value; return this; }
 
+        public Builder evalEvery(int value) { evalEvery = value; return this; }
+
         public TeacherConfig build() {
             return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
                     warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, taskSettings,
-                    trainExamples, validationExamples, testExamples);
+                    trainExamples, validationExamples, testExamples, evalEvery);
         }
     }
 }

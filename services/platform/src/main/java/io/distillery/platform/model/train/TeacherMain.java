@@ -16,7 +16,7 @@ import java.util.Map;
  * TeacherMain --out DIR [--steps N] [--batch N] [--lr X] [--warmup N] [--layers N] [--hidden N]
  *             [--heads N] [--kv-heads N] [--intermediate N] [--seed N] [--threads N] [--tasks add,copy,rev,kv,sort]
  *             [--digits N] [--text-length MIN:MAX] [--sort-length MIN:MAX] [--recall-pairs N]
- *             [--train N] [--validation N] [--test N] [--weight-decay X] [--clip X]
+ *             [--train N] [--validation N] [--test N] [--eval-every N] [--weight-decay X] [--clip X]
  * </pre>
  *
  * Prints a progress line (rewritten with {@code \r}) and ends with {@code teacher params=N
@@ -61,6 +61,7 @@ public final class TeacherMain {
                 case "--kv-heads" -> builder.kvHeads(Integer.parseInt(value));
                 case "--intermediate" -> builder.intermediate(Integer.parseInt(value));
                 case "--threads" -> builder.threads(Integer.parseInt(value));
+                case "--eval-every" -> builder.evalEvery(Integer.parseInt(value));
                 case "--seed" -> builder.seed(Long.parseLong(value));
                 case "--weight-decay" -> builder.weightDecay(Double.parseDouble(value));
                 case "--clip" -> builder.maxGradNorm(Double.parseDouble(value));
@@ -110,6 +111,12 @@ public final class TeacherMain {
         out.print((System.getenv("TEACHER_LOG_LINES") != null ? "\n" : "") + String.format(Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
                 "#".repeat(filled), ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.learningRate(), p.gradientNorm(),
                 p.tokensPerSecond(), p.elapsedSeconds()));
+        if (!p.validationExactMatch().isEmpty()) {
+            StringBuilder scores = new StringBuilder();
+            p.validationExactMatch().entrySet().stream().sorted(Map.Entry.comparingByKey())
+                    .forEach(e -> scores.append(' ').append(e.getKey()).append('=').append(format(e.getValue())));
+            out.print(" validation exact_match:" + scores + "\n");
+        }
         out.flush();
     }
 

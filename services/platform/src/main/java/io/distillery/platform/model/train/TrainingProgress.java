@@ -10,6 +10,13 @@ package io.distillery.platform.model.train;
  * @param gradientNorm global gradient norm before clipping
  * @param tokensPerSecond non-pad input tokens per second over the run so far
  * @param elapsedSeconds training time so far
+ * @param validationExactMatch exact match per task on the validation split, measured after this
+ *     step; empty on steps without an evaluation
  */
 public record TrainingProgress(int step, int steps, double loss, double learningRate, double gradientNorm, double tokensPerSecond,
-        double elapsedSeconds) {}
+        double elapsedSeconds, java.util.Map<String, Double> validationExactMatch) {
+
+    public TrainingProgress {
+        validationExactMatch = java.util.Map.copyOf(validationExactMatch);
+    }
+}
