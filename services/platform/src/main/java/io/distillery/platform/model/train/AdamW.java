@@ -51,10 +51,10 @@ public final class AdamW implements AutoCloseable {
      * One update from the gradients currently held by the parameters.
      *
      * @param maxGradNorm clip threshold; non-positive for none
-     * @return the global gradient norm before clipping
+     * @return the global gradient norm before clipping; when it is not finite (an overflow or NaN in
+     *     the backward pass) nothing is updated and the step is not counted
      */
     public double step(double learningRate, double maxGradNorm) {
-        step++;
         try (NDManager scope = state.newSubManager()) {
             List<NDArray> gradients = new ArrayList<>(parameters.size());
             double squares = 0;
@@ -65,7 +65,11 @@ public final class AdamW implements AutoCloseable {
                 squares += g.square().sum().getFloat();
             }
             double norm = Math.sqrt(squares);
+            if (!Double.isFinite(norm)) {
+                return norm;
+            }
             double scale = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1.0;
+            step++;
             double correction1 = 1 - Math.pow(beta1, step);
             double correction2 = 1 - Math.pow(beta2, step);
             int i = 0;

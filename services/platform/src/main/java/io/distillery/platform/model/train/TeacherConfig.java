@@ -23,16 +23,20 @@ import java.util.List;
  * @param weightDecay decoupled weight decay (matrices only)
  * @param maxGradNorm global-norm clip; non-positive for none
  * @param seed seeds the weights, the suite and the batch order
+ * @param threads PyTorch intra-op threads for the run (process-wide); 0 keeps the engine's setting.
+ *     One thread is often fastest for these small matrices on a busy machine.
  * @param tasks task kinds, drawn in equal numbers
  * @param taskSettings task difficulty
  * @param trainExamples distinct training prompts
  * @param validationExamples distinct validation prompts
  * @param testExamples distinct test prompts
+ * @param evalEvery steps between exact-match evaluations on the validation split (0 for none);
+ *     their time counts as training time
  */
 public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int intermediate, int steps, int batch,
         double learningRate, int warmupSteps, double minLearningRateFraction, double weightDecay, double maxGradNorm,
-        long seed, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
-        int testExamples) {
+        long seed, int threads, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
+        int testExamples, int evalEvery) {
 
     public TeacherConfig {
         tasks = List.copyOf(tasks);
@@ -48,10 +52,12 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         require(minLearningRateFraction >= 0 && minLearningRateFraction <= 1, "minLearningRateFraction",
                 minLearningRateFraction);
         require(weightDecay >= 0, "weightDecay", weightDecay);
+        require(threads >= 0, "threads", threads);
         require(!tasks.isEmpty(), "tasks", tasks);
         require(trainExamples >= 1, "trainExamples", trainExamples);
         require(validationExamples >= 0, "validationExamples", validationExamples);
         require(testExamples >= 1, "testExamples", testExamples);
+        require(evalEvery >= 0, "evalEvery", evalEvery);
     }
 
     private static void require(boolean ok, String name, Object value) {
@@ -86,8 +92,8 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         return new Builder().layers(layers).hidden(hidden).heads(heads).kvHeads(kvHeads).intermediate(intermediate)
                 .steps(steps).batch(batch).learningRate(learningRate).warmupSteps(warmupSteps)
                 .minLearningRateFraction(minLearningRateFraction).weightDecay(weightDecay).maxGradNorm(maxGradNorm)
-                .seed(seed).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
-                .validationExamples(validationExamples).testExamples(testExamples);
+                .seed(seed).threads(threads).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
+                .validationExamples(validationExamples).testExamples(testExamples).evalEvery(evalEvery);
     }
 
     /** Builds configs; defaults are the real teacher's. */
@@ -105,11 +111,13 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private double weightDecay = 0.1;
         private double maxGradNorm = 1.0;
         private long seed = 1;
+        private int threads;
         private List<TaskKind> tasks = List.of(TaskKind.values());
         private TaskSettings taskSettings = TaskSettings.defaults();
         private int trainExamples = 100_000;
         private int validationExamples = 500;
         private int testExamples = 1000;
+        private int evalEvery;
 
         private Builder() {}
 
@@ -126,16 +134,19 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         public Builder weightDecay(double value) { weightDecay = value; return this; }
         public Builder maxGradNorm(double value) { maxGradNorm = value; return this; }
         public Builder seed(long value) { seed = value; return this; }
+        public Builder threads(int value) { threads = value; return this; }
         public Builder tasks(List<TaskKind> value) { tasks = value; return this; }
         public Builder taskSettings(TaskSettings value) { taskSettings = value; return this; }
         public Builder trainExamples(int value) { trainExamples = value; return this; }
         public Builder validationExamples(int value) { validationExamples = value; return this; }
         public Builder testExamples(int value) { testExamples = value; return this; }
 
+        public Builder evalEvery(int value) { evalEvery = value; return this; }
+
         public TeacherConfig build() {
             return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
-                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, tasks, taskSettings,
-                    trainExamples, validationExamples, testExamples);
+                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, taskSettings,
+                    trainExamples, validationExamples, testExamples, evalEvery);
         }
     }
 }

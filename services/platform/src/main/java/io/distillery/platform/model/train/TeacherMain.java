@@ -14,9 +14,9 @@ import java.util.Map;
  *
  * <pre>
  * TeacherMain --out DIR [--steps N] [--batch N] [--lr X] [--warmup N] [--layers N] [--hidden N]
- *             [--heads N] [--kv-heads N] [--intermediate N] [--seed N] [--tasks add,copy,rev,kv,sort]
+ *             [--heads N] [--kv-heads N] [--intermediate N] [--seed N] [--threads N] [--tasks add,copy,rev,kv,sort]
  *             [--digits N] [--text-length MIN:MAX] [--sort-length MIN:MAX] [--recall-pairs N]
- *             [--train N] [--test N] [--weight-decay X] [--clip X]
+ *             [--train N] [--validation N] [--test N] [--eval-every N] [--weight-decay X] [--clip X]
  * </pre>
  *
  * Prints a progress line (rewritten with {@code \r}) and ends with {@code teacher params=N
@@ -60,11 +60,14 @@ public final class TeacherMain {
                 case "--heads" -> builder.heads(Integer.parseInt(value));
                 case "--kv-heads" -> builder.kvHeads(Integer.parseInt(value));
                 case "--intermediate" -> builder.intermediate(Integer.parseInt(value));
+                case "--threads" -> builder.threads(Integer.parseInt(value));
+                case "--eval-every" -> builder.evalEvery(Integer.parseInt(value));
                 case "--seed" -> builder.seed(Long.parseLong(value));
                 case "--weight-decay" -> builder.weightDecay(Double.parseDouble(value));
                 case "--clip" -> builder.maxGradNorm(Double.parseDouble(value));
                 case "--train" -> builder.trainExamples(Integer.parseInt(value));
                 case "--test" -> builder.testExamples(Integer.parseInt(value));
+                case "--validation" -> builder.validationExamples(Integer.parseInt(value));
                 case "--tasks" -> {
                     List<TaskKind> kinds = new ArrayList<>();
                     for (String task : value.split(",")) {
@@ -105,9 +108,15 @@ public final class TeacherMain {
     private void progress(TrainingProgress p) {
         int width = 30;
         int filled = (int) ((long) width * p.step() / p.steps());
-        out.print(String.format(Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f lr=%.2e tok/s=%.0f %.0fs",
-                "#".repeat(filled), ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.learningRate(),
+        out.print((System.getenv("TEACHER_LOG_LINES") != null ? "\n" : "") + String.format(Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
+                "#".repeat(filled), ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.learningRate(), p.gradientNorm(),
                 p.tokensPerSecond(), p.elapsedSeconds()));
+        if (!p.validationExactMatch().isEmpty()) {
+            StringBuilder scores = new StringBuilder();
+            p.validationExactMatch().entrySet().stream().sorted(Map.Entry.comparingByKey())
+                    .forEach(e -> scores.append(' ').append(e.getKey()).append('=').append(format(e.getValue())));
+            out.print(" validation exact_match:" + scores + "\n");
+        }
         out.flush();
     }
 

@@ -3,6 +3,8 @@ package io.distillery.platform.model.train;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
@@ -36,6 +38,8 @@ public final class TeacherTrainer {
 
     private static final Logger LOG = LoggerFactory.getLogger(TeacherTrainer.class);
     private static final String ENGINE = "PyTorch";
+    private static final int MAX_CONSECUTIVE_BAD_STEPS = 10;
+    private static final NDIndex ALL = new NDIndex("...");
 
     private final TeacherConfig config;
     private final ProgressListener listener;
@@ -62,6 +66,10 @@ public final class TeacherTrainer {
         if (suite.train().isEmpty() || suite.test().isEmpty()) {
             throw new IllegalArgumentException("the suite needs training and test examples");
         }
+        if (config.threads() > 0) {
+            Engine.getEngine(ENGINE);
+            JniUtils.setNumThreads(config.threads());
+        }
         long started = System.nanoTime();
         LlamaModel model = LlamaModel.random(config.modelConfig(), config.seed(), parent);
         try {
@@ -71,7 +79,7 @@ public final class TeacherTrainer {
             }
             LOG.info("teacher training started params={} steps={} batch={} lr={} train={} test={}", parameters,
                     config.steps(), config.batch(), config.learningRate(), suite.train().size(), suite.test().size());
-            double[] losses = fit(model, suite.train());
+            double[] losses = fit(model, suite.train(), suite.validation());
             double trainSeconds = (System.nanoTime() - started) / 1e9;
             double tokensPerSecond = trainedTokens / trainSeconds;
             Map<String, Double> byTask = exactMatchByTask(model, suite.test());
@@ -105,7 +113,7 @@ public final class TeacherTrainer {
         }
     }
 
-    private double[] fit(LlamaModel model, List<TaskExample> train) {
+    private double[] fit(LlamaModel model, List<TaskExample> train, List<TaskExample> validation) {
         SplittableRandom order = new SplittableRandom(config.seed() + 2);
         LearningRateSchedule schedule = new LearningRateSchedule(config.learningRate(), config.warmupSteps(),
                 config.steps(), config.minLearningRateFraction());
@@ -116,6 +124,8 @@ public final class TeacherTrainer {
         try (AdamW optimizer = new AdamW(model.parameters(), model.manager(), 0.9, 0.95, 1e-8,
                 config.weightDecay())) {
             List<TaskExample> examples = new ArrayList<>(config.batch());
+            int badSteps = 0;
+            int skipped = 0;
             for (int step = 1; step <= config.steps(); step++) {
                 examples.clear();
                 for (int i = 0; i < config.batch(); i++) {
@@ -124,6 +134,7 @@ public final class TeacherTrainer {
                 TaskBatch batch = TaskBatch.of(examples, tokenizer);
                 double rate = schedule.at(step);
                 float loss;
+                double norm;
                 try (NDManager scope = model.manager().newSubManager()) {
                     try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
                         NDArray logits = model.forward(scope, batch.inputs());
@@ -131,23 +142,50 @@ public final class TeacherTrainer {
                         collector.backward(mean);
                         loss = mean.getFloat();
                     }
-                    if (!Float.isFinite(loss)) {
-                        throw new IllegalStateException("training diverged at step " + step + " (loss " + loss
-                                + "); lower the learning rate");
-                    }
-                    optimizer.step(rate, config.maxGradNorm());
+                    norm = Float.isFinite(loss) ? optimizer.step(rate, config.maxGradNorm()) : Double.NaN;
                 }
-                model.zeroGradients();
+                if (Double.isFinite(norm)) {
+                    badSteps = 0;
+                } else {
+                    skipped++;
+                    LOG.warn("skipped step with non-finite loss or gradient step={} loss={} skipped={}", step, loss,
+                            skipped);
+                    if (++badSteps > MAX_CONSECUTIVE_BAD_STEPS) {
+                        throw new IllegalStateException("training diverged: " + badSteps
+                                + " consecutive steps with non-finite loss or gradients up to step " + step
+                                + "; lower the learning rate");
+                    }
+                }
+                clearGradients(model);
                 losses[step - 1] = loss;
                 trainedTokens += batch.realTokens();
+                Map<String, Double> validationScores = Map.of();
+                if (config.evalEvery() > 0 && !validation.isEmpty()
+                        && (step % config.evalEvery() == 0 || step == config.steps())) {
+                    validationScores = exactMatchByTask(model, validation);
+                }
                 double elapsed = (System.nanoTime() - began) / 1e9;
-                listener.onStep(new TrainingProgress(step, config.steps(), loss, rate, trainedTokens / elapsed,
-                        elapsed));
+                listener.onStep(new TrainingProgress(step, config.steps(), loss, rate, norm, trainedTokens / elapsed,
+                        elapsed, validationScores));
             }
         } finally {
             model.setTrainable(false);
         }
         return losses;
+    }
+
+    /**
+     * Sets every gradient to 0 by assignment: {@link LlamaModel#zeroGradients()} subtracts, which
+     * leaves a NaN from a skipped step in place.
+     */
+    private static void clearGradients(LlamaModel model) {
+        for (NDArray p : model.parameters().values()) {
+            if (p.hasGradient()) {
+                try (NDArray gradient = p.getGradient()) {
+                    gradient.set(ALL, 0f);
+                }
+            }
+        }
     }
 
     private Map<String, Double> exactMatchByTask(LlamaModel model, List<TaskExample> test) {

@@ -46,6 +46,24 @@ class AdamWTest {
     }
 
     @Test
+    void shouldSkipTheUpdateWhenTheGradientIsNotFinite() {
+        try (NDManager manager = Engine.getEngine("PyTorch").newBaseManager()) {
+            NDArray matrix = manager.create(new float[] {1f, -2f}, new Shape(1, 2));
+            matrix.setRequiresGradient(true);
+            try (NDManager step = manager.newSubManager()) {
+                try (GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
+                    collector.backward(matrix.mul(Float.POSITIVE_INFINITY).sum());
+                }
+            }
+            try (AdamW adam = new AdamW(Map.of("w", matrix), manager, 0.9, 0.95, 1e-8, 0.5)) {
+                assertThat(Double.isFinite(adam.step(0.1, 1.0))).isFalse();
+                assertThat(matrix.toFloatArray()).containsExactly(1f, -2f);
+                assertThat(adam.steps()).isZero();
+            }
+        }
+    }
+
+    @Test
     void shouldWarmUpLinearlyThenDecayByCosineToTheFloor() {
         LearningRateSchedule schedule = new LearningRateSchedule(1.0, 10, 110, 0.1);
         assertThat(schedule.at(1)).isCloseTo(0.1, Offset.offset(1e-12));

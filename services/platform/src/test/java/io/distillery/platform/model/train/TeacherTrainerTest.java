@@ -22,31 +22,31 @@ class TeacherTrainerTest {
     @TempDir
     Path dir;
 
-    /** Copy of 2-3 letters from an 8-letter alphabet: chance exact match is below 1/64. */
+    /** Copy of 2-3 letters a-z: chance exact match is below 1/676. */
     private static TeacherConfig tinyCopy(int steps) {
         return TeacherConfig.teacher()
                 .layers(2).hidden(64).heads(4).kvHeads(2).intermediate(128)
                 .steps(steps).batch(32).learningRate(3e-3).warmupSteps(20).weightDecay(0.01)
-                .seed(3)
+                .seed(3).threads(1)
                 .tasks(List.of(TaskKind.COPY))
-                .taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh").withTextLength(2, 3))
-                .trainExamples(400).validationExamples(0).testExamples(100)
+                .taskSettings(TaskSettings.defaults().withTextLength(2, 3))
+                .trainExamples(4000).validationExamples(0).testExamples(100)
                 .build();
     }
 
     @Test
     void shouldLearnToCopyWhenTrainedFromScratch() throws IOException {
-        TeacherConfig config = tinyCopy(300);
+        TeacherConfig config = tinyCopy(400);
         List<TrainingProgress> progress = new ArrayList<>();
         TeacherTrainer trainer = new TeacherTrainer(config, progress::add);
         TaskSuite suite = trainer.suite();
         try (TrainedTeacher trained = trainer.train(suite, null)) {
             TeacherReport report = trained.report();
-            assertThat(progress).hasSize(300);
+            assertThat(progress).hasSize(400);
             assertThat(progress.getLast().tokensPerSecond()).isPositive();
             assertThat(report.firstLoss()).as("untrained: about log(vocab)").isGreaterThan(4.5);
             assertThat(report.finalLoss()).as("loss falls a lot").isLessThan(report.firstLoss() / 5);
-            assertThat(report.exactMatch()).as("held-out copy far above chance (< 0.016)").isGreaterThan(0.5);
+            assertThat(report.exactMatch()).as("held-out copy far above chance (< 0.0015)").isGreaterThan(0.5);
             assertThat(report.exactMatchByTask()).containsOnlyKeys("copy");
             assertThat(report.perplexity()).isLessThan(2.0);
             assertThat(report.parameters()).isEqualTo(
