@@ -3,6 +3,7 @@ package io.distillery.pruner;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.distillery.platform.model.CheckpointException;
+import io.distillery.platform.model.calib.CalibrationInput;
 import io.distillery.platform.model.calib.CalibrationStats;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
@@ -18,7 +19,6 @@ import io.distillery.pruner.sparsegpt.SparseGptPruner;
 import io.distillery.pruner.structured.StructuredPruner;
 import io.distillery.pruner.wanda.WandaPruner;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -52,7 +52,7 @@ public final class PrunerStage implements Stage<PrunerParams> {
     String jobId = ctx.job() == null ? "-" : ctx.job().getJobId();
     LOG.info("pruning jobId={} stage=pruner method={} pattern={} model={}", jobId, p.method(), p.pattern(),
         parent.path());
-    CalibrationStats stats = p.method().equals("magnitude") ? null : calibration(ctx);
+    CalibrationStats stats = p.method().equals("magnitude") ? null : CalibrationInput.read(ctx, "method " + ctx.params().method());
     Path out = ctx.scratch().resolve("model");
     Map<String, Double> metrics = new LinkedHashMap<>();
     ctx.progress(0, "loading " + parent.path().getFileName());
@@ -171,25 +171,6 @@ public final class PrunerStage implements Stage<PrunerParams> {
     String sha = ctx.job() == null ? null : ctx.job().getModel().getSha256();
     String uri = ctx.job() == null ? ctx.model().toUri().toString() : ctx.job().getModel().getUri();
     return new Parent(ctx.model(), sha, uri);
-  }
-
-  private static CalibrationStats calibration(StageContext<PrunerParams> ctx) throws StageException {
-    List<StageContext.Artefact> calib = ctx.artefacts(CalibrationStats.FORMAT);
-    if (calib.isEmpty()) {
-      throw StageException.fatal("method " + ctx.params().method()
-          + " needs calibration statistics: run the pruner after a calibrator node");
-    }
-    Path path = calib.getLast().path();
-    if (Files.isDirectory(path)) {
-      path = path.resolve(CalibrationStats.FILE_NAME);
-    }
-    try {
-      return CalibrationStats.read(path);
-    } catch (CheckpointException e) {
-      throw StageException.fatal("corrupt calibration artefact: " + e.getMessage(), e);
-    } catch (IOException e) {
-      throw StageException.retryable("cannot read the calibration artefact: " + e.getMessage(), e);
-    }
   }
 
   private static void writeManifest(StageContext<PrunerParams> ctx, Parent parent, Path out,

@@ -1,7 +1,7 @@
 package io.distillery.quantizer;
 
 import io.distillery.platform.model.CheckpointException;
-import io.distillery.platform.model.CorruptCheckpointException;
+import io.distillery.platform.model.calib.CalibrationInput;
 import io.distillery.platform.model.calib.CalibrationStats;
 import io.distillery.platform.model.calib.LayerStats;
 import io.distillery.platform.model.config.LlamaConfig;
@@ -22,7 +22,6 @@ import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
 import io.distillery.quantizer.smoothquant.SmoothQuant;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -67,7 +66,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         }
       }
     }
-    CalibrationStats stats = scheme.needsCalibration() ? readCalibration(ctx) : null;
+    CalibrationStats stats = scheme.needsCalibration() ? CalibrationInput.read(ctx, "scheme " + ctx.params().scheme()) : null;
     long[] sourceBytes = new long[1];
     Map<String, float[]> tensors = readTensors(ctx.model(), config, modules, sourceBytes);
     long bytesBefore = sourceBytes[0];
@@ -217,25 +216,6 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       throw StageException.fatal("unsupported or invalid model config: " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("cannot read config.json: " + e.getMessage(), e);
-    }
-  }
-
-  private static CalibrationStats readCalibration(StageContext<QuantizerParams> ctx) throws StageException {
-    List<StageContext.Artefact> artefacts = ctx.artefacts(CalibrationStats.FORMAT);
-    if (artefacts.isEmpty()) {
-      throw StageException.fatal("scheme " + ctx.params().scheme() + " needs a calibration input; add the "
-          + "calibrator to this node's 'after' list");
-    }
-    Path path = artefacts.getFirst().path();
-    if (Files.isDirectory(path)) {
-      path = path.resolve(CalibrationStats.FILE_NAME);
-    }
-    try {
-      return CalibrationStats.read(path);
-    } catch (CorruptCheckpointException e) {
-      throw StageException.fatal("corrupt calibration artefact: " + e.getMessage(), e);
-    } catch (IOException e) {
-      throw StageException.retryable("cannot read the calibration artefact: " + e.getMessage(), e);
     }
   }
 
