@@ -3,11 +3,10 @@ package io.distillery.platform.model.calib;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsFile;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorCodec;
 import io.distillery.platform.model.safetensors.TensorData;
 import io.distillery.platform.model.safetensors.TensorSource;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -60,13 +59,13 @@ public final class CalibrationStats {
       tensors.put(s.module() + ".sum_abs", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumAbs()));
       tensors.put(s.module() + ".sum_sq", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumSq()));
       tensors.put(s.module() + ".histogram", TensorData.ofBytes(DType.I64, new long[] {s.histogram().length},
-          longs(s.histogram())));
+          TensorCodec.longsToBytes(s.histogram())));
       if (s.gram() != null) {
         long[] bits = new long[s.gram().length];
         for (int i = 0; i < bits.length; i++) {
           bits[i] = Double.doubleToRawLongBits(s.gram()[i]);
         }
-        tensors.put(s.module() + ".gram", TensorData.ofBytes(DType.I64, new long[] {n, n}, longs(bits)));
+        tensors.put(s.module() + ".gram", TensorData.ofBytes(DType.I64, new long[] {n, n}, TensorCodec.longsToBytes(bits)));
       }
       meta.put(s.module() + ".tokens", Long.toString(s.tokens()));
       meta.put(s.module() + ".hist_max", Float.toString(s.histMax()));
@@ -90,7 +89,7 @@ public final class CalibrationStats {
         float[] absMax = f.floats(module + ".abs_max");
         double[] gram = null;
         if (f.contains(module + ".gram")) {
-          long[] bits = toLongs(f.bytes(module + ".gram"));
+          long[] bits = TensorCodec.bytesToLongs(f.bytes(module + ".gram"));
           gram = new double[bits.length];
           for (int i = 0; i < bits.length; i++) {
             gram[i] = Double.longBitsToDouble(bits[i]);
@@ -98,7 +97,7 @@ public final class CalibrationStats {
         }
         layers.put(module, new LayerStats(module, absMax.length, Long.parseLong(meta.remove(module + ".tokens")),
             absMax, f.floats(module + ".sum_abs"), f.floats(module + ".sum_sq"), gram,
-            toLongs(f.bytes(module + ".histogram")), Float.parseFloat(meta.remove(module + ".hist_max"))));
+            TensorCodec.bytesToLongs(f.bytes(module + ".histogram")), Float.parseFloat(meta.remove(module + ".hist_max"))));
       }
       meta.remove("format");
       return new CalibrationStats(layers, meta);
@@ -108,20 +107,5 @@ public final class CalibrationStats {
     }
   }
 
-  private static byte[] longs(long[] values) {
-    ByteBuffer b = ByteBuffer.allocate(values.length * 8).order(ByteOrder.LITTLE_ENDIAN);
-    for (long v : values) {
-      b.putLong(v);
-    }
-    return b.array();
-  }
 
-  private static long[] toLongs(byte[] bytes) {
-    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-    long[] out = new long[bytes.length / 8];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = b.getLong();
-    }
-    return out;
-  }
 }

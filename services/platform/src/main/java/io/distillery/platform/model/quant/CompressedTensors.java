@@ -12,12 +12,11 @@ import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.Checkpoint;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorCodec;
 import io.distillery.platform.model.safetensors.TensorData;
 import io.distillery.platform.model.safetensors.TensorSource;
 import java.io.IOException;
 import java.lang.foreign.Arena;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -110,14 +109,14 @@ public final class CompressedTensors {
       case INT4_GROUP -> {
         int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), 4);
         tensors.put(m + ".weight_packed", TensorData.ofBytes(DType.I32, new long[] {rows, packed.length / rows},
-            ints(packed)));
+            TensorCodec.intsToBytes(packed)));
         tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, q.groups()}, q.scales()));
         if (q.zeroPoints() != null) {
           int[] zp = Int32Packing.packColumns(q.zeroPoints(), q.rows(), q.groups(), 4);
           tensors.put(m + ".weight_zero_point", TensorData.ofBytes(DType.I32,
-              new long[] {zp.length / q.groups(), q.groups()}, ints(zp)));
+              new long[] {zp.length / q.groups(), q.groups()}, TensorCodec.intsToBytes(zp)));
         }
-        tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2}, longs(rows, cols)));
+        tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2}, TensorCodec.longsToBytes(rows, cols)));
       }
       case INT8_CHANNEL, FP8_CHANNEL -> {
         byte[] codes = new byte[q.codes().length];
@@ -223,15 +222,15 @@ public final class CompressedTensors {
 
   private static QuantizedWeight readModule(Map<String, Fp8Safetensors.Raw> file, String m) {
     if (file.containsKey(m + ".weight_packed")) {
-      long[] shape = toLongs(file.get(m + ".weight_shape").bytes());
+      long[] shape = TensorCodec.bytesToLongs(file.get(m + ".weight_shape").bytes());
       int rows = Math.toIntExact(shape[0]);
       int cols = Math.toIntExact(shape[1]);
-      int[] codes = Int32Packing.unpackRows(toInts(file.get(m + ".weight_packed").bytes()), rows, cols, 4);
+      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.get(m + ".weight_packed").bytes()), rows, cols, 4);
       Fp8Safetensors.Raw scale = file.get(m + ".weight_scale");
       int groups = Math.toIntExact(scale.shape()[1]);
       int[] zeros = null;
       if (file.containsKey(m + ".weight_zero_point")) {
-        zeros = Int32Packing.unpackColumns(toInts(file.get(m + ".weight_zero_point").bytes()), rows, groups, 4);
+        zeros = Int32Packing.unpackColumns(TensorCodec.bytesToInts(file.get(m + ".weight_zero_point").bytes()), rows, groups, 4);
       }
       return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes, scale.floats(),
           zeros);
@@ -305,37 +304,7 @@ public final class CompressedTensors {
     return q != null && QUANT_METHOD.equals(q.path("quant_method").asText());
   }
 
-  private static byte[] ints(int[] values) {
-    ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-    for (int v : values) {
-      b.putInt(v);
-    }
-    return b.array();
-  }
 
-  private static byte[] longs(long... values) {
-    ByteBuffer b = ByteBuffer.allocate(values.length * 8).order(ByteOrder.LITTLE_ENDIAN);
-    for (long v : values) {
-      b.putLong(v);
-    }
-    return b.array();
-  }
 
-  private static int[] toInts(byte[] bytes) {
-    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-    int[] out = new int[bytes.length / 4];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = b.getInt();
-    }
-    return out;
-  }
 
-  private static long[] toLongs(byte[] bytes) {
-    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-    long[] out = new long[bytes.length / 8];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = b.getLong();
-    }
-    return out;
-  }
 }

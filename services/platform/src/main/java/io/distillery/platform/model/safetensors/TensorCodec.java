@@ -135,4 +135,42 @@ public final class TensorCodec {
         }
         return out;
     }
+
+    /** Little-endian bytes of I32 values, as safetensors stores them. */
+    public static byte[] intsToBytes(int... values) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(values.length * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int v : values) {
+            b.putInt(v);
+        }
+        return b.array();
+    }
+
+    /** I32 values from little-endian bytes. */
+    public static int[] bytesToInts(byte[] bytes) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        int[] out = new int[bytes.length / 4];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = b.getInt();
+        }
+        return out;
+    }
+
+    /** Little-endian bytes of I64 values, as safetensors stores them. */
+    public static byte[] longsToBytes(long... values) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(values.length * 8).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (long v : values) {
+            b.putLong(v);
+        }
+        return b.array();
+    }
+
+    /** I64 values from little-endian bytes. */
+    public static long[] bytesToLongs(byte[] bytes) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        long[] out = new long[bytes.length / 8];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = b.getLong();
+        }
+        return out;
+    }
 }
