@@ -169,6 +169,10 @@ final class JobLoop implements Runnable {
         throw new IllegalArgumentException("job for stage '" + job.getStage() + "' on topic " + rec.topic());
       }
     } catch (RuntimeException e) {
+      if (e.getCause() instanceof io.distillery.platform.serde.SchemaRegistryException sre
+          && (sre.httpStatus() == 0 || sre.httpStatus() >= 500)) {
+        throw e; // the registry is down, the record may be fine: retried by the loop, not dead-lettered
+      }
       LOG.warn("stage={} offset={}:{} undecodable job sent to {}: {}", descriptor.name(), rec.partition(),
           rec.offset(), Topics.dlq(rec.topic()), e.getMessage());
       deadLetters.send(rec.topic(), rec.partition(), rec.offset(), rec.key(), rec.value(), e);
