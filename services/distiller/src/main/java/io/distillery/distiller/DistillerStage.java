@@ -81,6 +81,11 @@ public final class DistillerStage implements Stage<DistillerParams> {
                   Map.of("step", (double) step, "loss", loss, "tokensPerSecond", tps));
             });
         student.save(out, DType.F32);
+        for (String name : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")) {
+          if (Files.exists(ctx.model().resolve(name))) {
+            Files.copy(ctx.model().resolve(name), out.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+          }
+        }
         metrics.put("studentParams", (double) count(student));
         metrics.put("teacherParams", (double) count(teacher));
         metrics.put("finalLoss", losses.isEmpty() ? Double.NaN : losses.getLast());
