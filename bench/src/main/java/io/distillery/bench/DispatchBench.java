@@ -49,14 +49,14 @@ public final class DispatchBench {
   static final String RECIPE = """
       name: noop3
       stages:
-        a: { stage: noop }
-        b: { stage: noop, after: [a] }
-        c: { stage: noop, after: [b] }
+        a: { stage: noop-a }
+        b: { stage: noop-b, after: [a] }
+        c: { stage: noop-c, after: [b] }
       """;
 
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
-    int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 3;
+    int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 1;
     double rate = args.length > 2 ? Double.parseDouble(args[2]) : 0; // registrations per second; 0 = all at once
     Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
     try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
@@ -70,9 +70,11 @@ public final class DispatchBench {
 
       Path store = dir.resolve("store").toAbsolutePath();
       List<WorkerHost> workers = new ArrayList<>();
-      for (int i = 0; i < workersPerStage; i++) {
-        workers.add(WorkerHost.start(StageRegistry.discover().get("noop"),
-            WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId("noop-" + i)));
+      for (String stage : List.of("noop-a", "noop-b", "noop-c")) {
+        for (int i = 0; i < workersPerStage; i++) {
+          workers.add(WorkerHost.start(StageRegistry.discover().get(stage),
+              WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId(stage + "-" + i)));
+        }
       }
       try (PlannerApp planner = PlannerApp.start(PlannerConfig.of(stack.bootstrapServers(), stack.registryUrl(),
           dir.resolve("planner"))).awaitRunning(Duration.ofSeconds(90))) {
@@ -180,12 +182,14 @@ public final class DispatchBench {
         started.putIfAbsent(k, e.getTs().toEpochMilli());
       }
     });
-    readAll(kafka, Topics.jobs("noop"), r -> {
-      if (ids.contains(r.key())) {
-        StageJob j = jobs.deserialize(r.topic(), r.value());
-        dispatched.putIfAbsent(j.getRunId() + "/" + j.getNode(), j.getDispatchedAt().toEpochMilli());
-      }
-    });
+    for (String stage : List.of("noop-b", "noop-c")) {
+      readAll(kafka, Topics.jobs(stage), r -> {
+        if (ids.contains(r.key())) {
+          StageJob j = jobs.deserialize(r.topic(), r.value());
+          dispatched.putIfAbsent(j.getRunId() + "/" + j.getNode(), j.getDispatchedAt().toEpochMilli());
+        }
+      });
+    }
     List<Long> e2e = new ArrayList<>();
     List<Long> planner = new ArrayList<>();
     for (String id : ids) {

@@ -7,9 +7,11 @@ import io.distillery.platform.stage.StageResult;
 import java.util.List;
 import java.util.Map;
 
-/** A stage that does nothing, so the dispatch benchmark measures the platform alone. */
-@StagePlugin(name = "noop", params = NoopStage.Params.class, cacheable = false)
-public final class NoopStage implements Stage<NoopStage.Params> {
+/**
+ * Stages that do nothing, so the dispatch benchmark measures the platform alone. Three names (three topics, three
+ * worker groups), as a real 3-stage recipe has: a job of stage b never queues behind jobs of stage a.
+ */
+public abstract class NoopStage implements Stage<NoopStage.Params> {
 
   public record Params() {}
 
@@ -17,4 +19,13 @@ public final class NoopStage implements Stage<NoopStage.Params> {
   public StageResult run(StageContext<Params> ctx) {
     return StageResult.of(List.of(), Map.of());
   }
+
+  @StagePlugin(name = "noop-a", params = Params.class, cacheable = false)
+  public static final class A extends NoopStage {}
+
+  @StagePlugin(name = "noop-b", params = Params.class, cacheable = false)
+  public static final class B extends NoopStage {}
+
+  @StagePlugin(name = "noop-c", params = Params.class, cacheable = false)
+  public static final class C extends NoopStage {}
 }
