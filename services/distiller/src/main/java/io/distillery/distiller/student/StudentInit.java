@@ -1,5 +1,10 @@
 package io.distillery.distiller.student;
 
+import static io.distillery.platform.model.llama.WeightSlices.expand;
+import static io.distillery.platform.model.llama.WeightSlices.first;
+import static io.distillery.platform.model.llama.WeightSlices.pick;
+import static io.distillery.platform.model.llama.WeightSlices.slice;
+
 import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
@@ -102,40 +107,7 @@ public final class StudentInit {
     return sc;
   }
 
-  static int[] first(int n) {
-    int[] out = new int[n];
-    for (int i = 0; i < n; i++) {
-      out[i] = i;
-    }
-    return out;
-  }
 
-  static int[] expand(int[] units, int width) {
-    int[] out = new int[units.length * width];
-    for (int i = 0; i < units.length; i++) {
-      for (int d = 0; d < width; d++) {
-        out[i * width + d] = units[i] * width + d;
-      }
-    }
-    return out;
-  }
 
-  static float[] pick(float[] v, int[] keep) {
-    float[] out = new float[keep.length];
-    for (int i = 0; i < keep.length; i++) {
-      out[i] = v[keep[i]];
-    }
-    return out;
-  }
 
-  /** Sub-matrix {@code w[rows][cols]} of a row-major {@code r x c} matrix. */
-  static float[] slice(float[] w, int r, int c, int[] rows, int[] cols) {
-    float[] out = new float[rows.length * cols.length];
-    for (int i = 0; i < rows.length; i++) {
-      for (int j = 0; j < cols.length; j++) {
-        out[i * cols.length + j] = w[rows[i] * c + cols[j]];
-      }
-    }
-    return out;
-  }
 }

@@ -6,6 +6,7 @@ import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
 import io.distillery.platform.model.config.Projection;
 import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.llama.WeightSlices;
 import io.distillery.platform.model.safetensors.Checkpoint;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
@@ -131,18 +132,18 @@ public final class StructuredPruner {
         float[] old = model.parameters().get(oldName).toFloatArray();
         int[] groups = plan.kvGroups()[newLayer];
         int[] channels = plan.channels()[newLayer];
-        int[] qRows = expand(groups, qPerKv * hd);
-        int[] kvRows = expand(groups, hd);
+        int[] qRows = WeightSlices.expand(groups, qPerKv * hd);
+        int[] kvRows = WeightSlices.expand(groups, hd);
         String suffix = name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
         int hidden = config.hiddenSize();
         values = switch (suffix) {
-          case "self_attn.q_proj.weight" -> rows(old, hidden, qRows);
-          case "self_attn.q_proj.bias" -> rows(old, 1, qRows);
-          case "self_attn.k_proj.weight", "self_attn.v_proj.weight" -> rows(old, hidden, kvRows);
-          case "self_attn.k_proj.bias", "self_attn.v_proj.bias" -> rows(old, 1, kvRows);
-          case "self_attn.o_proj.weight" -> columns(old, hidden, config.attentionWidth(), qRows);
-          case "mlp.gate_proj.weight", "mlp.up_proj.weight" -> rows(old, hidden, channels);
-          case "mlp.down_proj.weight" -> columns(old, hidden, config.intermediateSize(), channels);
+          case "self_attn.q_proj.weight" -> WeightSlices.rows(old, hidden, qRows);
+          case "self_attn.q_proj.bias" -> WeightSlices.rows(old, 1, qRows);
+          case "self_attn.k_proj.weight", "self_attn.v_proj.weight" -> WeightSlices.rows(old, hidden, kvRows);
+          case "self_attn.k_proj.bias", "self_attn.v_proj.bias" -> WeightSlices.rows(old, 1, kvRows);
+          case "self_attn.o_proj.weight" -> WeightSlices.columns(old, hidden, config.attentionWidth(), qRows);
+          case "mlp.gate_proj.weight", "mlp.up_proj.weight" -> WeightSlices.rows(old, hidden, channels);
+          case "mlp.down_proj.weight" -> WeightSlices.columns(old, hidden, config.intermediateSize(), channels);
           default -> old; // norms, o_proj bias
         };
       }
@@ -195,34 +196,8 @@ public final class StructuredPruner {
         .limit(k).mapToInt(Integer::intValue).sorted().toArray();
   }
 
-  /** Unit indices to row indices: unit u covers rows [u * width, (u + 1) * width). */
-  static int[] expand(int[] units, int width) {
-    int[] out = new int[units.length * width];
-    for (int i = 0; i < units.length; i++) {
-      for (int d = 0; d < width; d++) {
-        out[i * width + d] = units[i] * width + d;
-      }
-    }
-    return out;
-  }
 
-  static float[] rows(float[] w, int cols, int[] keep) {
-    float[] out = new float[keep.length * cols];
-    for (int i = 0; i < keep.length; i++) {
-      System.arraycopy(w, keep[i] * cols, out, i * cols, cols);
-    }
-    return out;
-  }
 
-  static float[] columns(float[] w, int rows, int cols, int[] keep) {
-    float[] out = new float[rows * keep.length];
-    for (int r = 0; r < rows; r++) {
-      for (int i = 0; i < keep.length; i++) {
-        out[r * keep.length + i] = w[r * cols + keep[i]];
-      }
-    }
-    return out;
-  }
 
   private static long shapeSize(long[] shape) {
     long n = 1;

@@ -7,6 +7,7 @@ import io.distillery.platform.model.calib.CalibrationStats;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.Projection;
 import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.llama.WeightSlices;
 import io.distillery.pruner.TinyLlama;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -82,10 +83,10 @@ class StructuredPrunerTest {
   @Test
   void shouldKeepHighestEnergyUnitsWhenRanking() {
     assertThat(StructuredPruner.highest(new double[] {3, 1, 4, 1, 5}, 3)).containsExactly(0, 2, 4);
-    assertThat(StructuredPruner.expand(new int[] {1, 3}, 2)).containsExactly(2, 3, 6, 7);
+    assertThat(WeightSlices.expand(new int[] {1, 3}, 2)).containsExactly(2, 3, 6, 7);
     float[] w = {1, 2, 3, 4, 5, 6}; // 2 x 3
-    assertThat(StructuredPruner.rows(w, 3, new int[] {1})).containsExactly(4, 5, 6);
-    assertThat(StructuredPruner.columns(w, 2, 3, new int[] {0, 2})).containsExactly(1, 3, 4, 6);
+    assertThat(WeightSlices.rows(w, 3, new int[] {1})).containsExactly(4, 5, 6);
+    assertThat(WeightSlices.columns(w, 2, 3, new int[] {0, 2})).containsExactly(1, 3, 4, 6);
   }
 
   private static void silence(LlamaModel model, LlamaConfig config) {
