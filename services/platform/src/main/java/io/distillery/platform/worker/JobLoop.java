@@ -291,6 +291,9 @@ final class JobLoop implements Runnable {
     } catch (StageException e) {
       LOG.warn("stage={} runId={} jobId={} failed ({}): {}", descriptor.name(), job.getRunId(), job.getJobId(),
           e.retryable() ? "retryable" : "fatal", e.getMessage());
+      if (e instanceof StageException.Rejected) {
+        return events.rejected(e.getMessage());
+      }
       return events.failed(e.getMessage(), e.retryable());
     } catch (io.distillery.platform.artefact.ArtefactUriException | io.distillery.platform.model.CheckpointException e) {
       return events.failed(e.getMessage(), false); // a refused URI or a corrupt checkpoint stays so on retry
