@@ -1,5 +1,6 @@
 package io.distillery.evaluator;
 
+import com.fasterxml.jackson.core.JacksonException;
 import io.distillery.evaluator.gate.Assessment;
 import io.distillery.evaluator.gate.GateKey;
 import io.distillery.evaluator.gate.GateResult;
@@ -273,7 +274,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
   private static LlamaModel load(String what, Path dir) throws StageException {
     try {
       return Evaluation.load(dir);
-    } catch (CheckpointException e) {
+    } catch (CheckpointException | JacksonException e) {
       throw StageException.fatal("evaluator: cannot read the " + what + " checkpoint " + dir + ": " + e.getMessage(),
           e);
     } catch (IOException e) {

@@ -81,7 +81,8 @@ public final class Gates {
     return results;
   }
 
-  static String format(double v) {
+  /** A threshold or value as people write it: {@code 0.97}, {@code 50}, {@code 1.2e+07}. */
+  public static String format(double v) {
     if (v != 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-3)) {
       return String.format(Locale.ROOT, "%.4g", v);
     }

@@ -2,6 +2,7 @@ package io.distillery.evaluator.report;
 
 import io.distillery.evaluator.gate.Assessment;
 import io.distillery.evaluator.gate.GateKey;
+import io.distillery.evaluator.gate.Gates;
 import io.distillery.evaluator.measure.CandidateMetrics;
 import java.util.ArrayList;
 import java.util.List;
@@ -55,7 +56,8 @@ final class ReportPage {
       List<String> gates = new ArrayList<>();
       for (GateKey key : GateKey.values()) {
         if (r.gates().containsKey(key)) {
-          gates.add("<code>" + key.id() + " " + key.direction().symbol() + " " + num(r.gates().get(key)) + "</code>");
+          gates.add("<code>" + key.id() + " " + esc(key.direction().symbol()) + " " + Gates.format(r.gates().get(key))
+              + "</code>");
         }
       }
       h.append(String.join(", ", gates));
