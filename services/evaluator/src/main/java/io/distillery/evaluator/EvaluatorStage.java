@@ -125,14 +125,14 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     ctx.progress(1, "evaluating the reference on " + evaluation.examples().size() + " prompts");
     try (LlamaModel reference = load("reference", ctx.model())) {
       CandidateMetrics referenceMetrics = measure("reference", ctx.model(), reference, reference, evaluation);
-      ctx.progress(100.0 * ++step / steps, "measured the reference", Map.of("exactMatch", referenceMetrics.exactMatch()));
+      ctx.progress(99.0 * ++step / steps, "measured the reference", Map.of("exactMatch", referenceMetrics.exactMatch()));
       double baselineMisfire = Double.NaN;
       if (baseline != null) {
         try (LlamaModel model = load("baseline", baseline.path())) {
           requireSameVocab("baseline", model, reference);
           baselineMisfire = evaluation.misfireExactMatch(model);
         }
-        ctx.progress(100.0 * ++step / steps, "measured the deployed baseline on the held-out misfires");
+        ctx.progress(99.0 * ++step / steps, "measured the deployed baseline on the held-out misfires");
       }
       Map<String, String> notMeasured = new LinkedHashMap<>();
       if (evaluation.misfires().isEmpty()) {
@@ -157,7 +157,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
             + "agreement={} p99Ms={} weightBytes={} passed={}", runId, c.name(), m.exactMatch(),
             values.get(GateKey.RETENTION.id()), m.perplexity(), m.agreement(), m.latency().decodeP99Ms(),
             m.weightBytes(), a.passed());
-        ctx.progress(100.0 * ++step / steps * 0.99, "evaluated " + c.name() + (a.passed() ? ": passed" : ": failed "
+        ctx.progress(99.0 * ++step / steps, "evaluated " + c.name() + (a.passed() ? ": passed" : ": failed "
             + a.failed().stream().map(GateResult::gate).collect(Collectors.joining(", "))),
             finite(Map.of("retention", values.get(GateKey.RETENTION.id()), "exactMatch", m.exactMatch())));
       }
@@ -257,7 +257,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
   private static Prepared evaluation(StageContext<EvaluatorParams> ctx, TextTokenizer tokenizer,
       List<TaskExample> misfires) throws StageException {
     EvaluatorParams p = ctx.params();
-    Path dataset = p.dataset() == null ? null : Path.of(p.dataset());
+    Path dataset = p.dataset() == null ? null
+        : p.dataset().startsWith("file:") ? Path.of(java.net.URI.create(p.dataset())) : Path.of(p.dataset());
     try {
       EvalData.EvalSet set = EvalData.examples(dataset, ctx.model(), p.samples(), p.seed());
       LOG.info("eval data stage=evaluator source={} examples={} misfires={}", set.source(), set.examples().size(),

@@ -40,7 +40,7 @@ class EvaluatorStageTest {
 
   @BeforeAll
   static void makeModels() throws IOException {
-    try (LlamaModel teacher = TinyTeacher.train()) {
+    try (LlamaModel teacher = LlamaModel.load(TinyTeacher.checkpoint())) {
       reference = TinyTeacher.save(teacher, dir.resolve("reference"));
       // the teacher trainer leaves its held-out prompts here; the evaluator uses them when no dataset is given
       TaskJsonl.write(reference.resolve(EvalData.TEST_FILE), TinyTeacher.EXAMPLES);

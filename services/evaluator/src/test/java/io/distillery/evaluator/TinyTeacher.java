@@ -16,13 +16,16 @@ import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.model.train.AdamW;
 import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
+import ai.djl.pytorch.jni.JniUtils;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.UUID;
 
 /**
  * Test fixtures: a tiny byte-level Llama that has memorised "copy one letter" ({@code "c:a="} to {@code "a"}, 26
@@ -52,8 +55,22 @@ public final class TinyTeacher {
   }
 
   /** Trains until every example is memorised (loss tiny), then saves it with the byte tokenizer. */
-  public static LlamaModel train() {
-    return train(STEPS);
+  private static Path trained;
+
+  /**
+   * The trained teacher's checkpoint (with the byte tokenizer), trained once per test JVM under {@code target/}. One
+   * PyTorch thread: these matrices are tiny and the build machine is shared.
+   */
+  public static synchronized Path checkpoint() throws IOException {
+    if (trained == null) {
+      Engine.getEngine("PyTorch");
+      JniUtils.setNumThreads(1);
+      Path dir = Files.createDirectories(Path.of("target", "tiny-teacher-" + UUID.randomUUID()));
+      try (LlamaModel model = train(STEPS)) {
+        trained = save(model, dir);
+      }
+    }
+    return trained;
   }
 
   public static LlamaModel train(int steps) {

@@ -31,8 +31,8 @@ class EvaluationTest {
 
   @BeforeAll
   static void train() throws Exception {
-    teacher = TinyTeacher.train();
-    teacherDir = TinyTeacher.save(teacher, dir.resolve("teacher"));
+    teacherDir = TinyTeacher.checkpoint();
+    teacher = LlamaModel.load(teacherDir);
   }
 
   @AfterAll
