@@ -94,7 +94,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
         }
       }
     }
-    if (!hasMisfireInput && (gates.contains(GateKey.MISFIRE_EXACT_MATCH) || gates.contains(GateKey.MISFIRE_IMPROVEMENT))) {
+    boolean misfireGate = gates.contains(GateKey.MISFIRE_EXACT_MATCH) || gates.contains(GateKey.MISFIRE_IMPROVEMENT);
+    if (!hasMisfireInput && misfireGate) {
       throw StageException.fatal("evaluator: a misfire gate is set but the run has no " + MISFIRES_FORMAT
           + " input to measure it on");
     }
@@ -125,7 +126,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     ctx.progress(1, "evaluating the reference on " + evaluation.examples().size() + " prompts");
     try (LlamaModel reference = load("reference", ctx.model())) {
       CandidateMetrics referenceMetrics = measure("reference", ctx.model(), reference, reference, evaluation);
-      ctx.progress(99.0 * ++step / steps, "measured the reference", Map.of("exactMatch", referenceMetrics.exactMatch()));
+      ctx.progress(99.0 * ++step / steps, "measured the reference",
+          Map.of("exactMatch", referenceMetrics.exactMatch()));
       double baselineMisfire = Double.NaN;
       if (baseline != null) {
         try (LlamaModel model = load("baseline", baseline.path())) {

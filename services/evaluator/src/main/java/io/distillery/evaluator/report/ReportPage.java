@@ -112,7 +112,8 @@ final class ReportPage {
     StringBuilder s = new StringBuilder();
     s.append("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"").append(WIDTH).append("\" height=\"").append(HEIGHT)
         .append("\" viewBox=\"0 0 ").append(WIDTH).append(' ').append(HEIGHT)
-        .append("\" role=\"img\" aria-label=\"weight bytes against retention\" font-family=\"sans-serif\" font-size=\"11\">\n");
+        .append("\" role=\"img\" aria-label=\"weight bytes against retention\" font-family=\"sans-serif\"")
+        .append(" font-size=\"11\">\n");
     s.append("<rect x=\"").append(LEFT).append("\" y=\"").append(TOP).append("\" width=\"").append(plotW)
         .append("\" height=\"").append(plotH).append("\" fill=\"#fafafa\" stroke=\"#999\"/>\n");
     for (int i = 0; i <= 4; i++) {
@@ -129,8 +130,9 @@ final class ReportPage {
       s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x,
           TOP + plotH + 16, bytes(bytes)));
     }
-    s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">weight bytes on disk%s</text>\n",
-        LEFT + plotW / 2, HEIGHT - 8, log ? " (log scale)" : ""));
+    s.append(String.format(Locale.ROOT,
+        "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">weight bytes on disk%s</text>\n", LEFT + plotW / 2, HEIGHT - 8,
+        log ? " (log scale)" : ""));
     s.append(String.format(Locale.ROOT, "<text x=\"14\" y=\"%d\" transform=\"rotate(-90 14 %d)\" "
         + "text-anchor=\"middle\">retention (%s)</text>\n", TOP + plotH / 2, TOP + plotH / 2, esc(r.retentionBasis())));
     for (Point p : points) {
