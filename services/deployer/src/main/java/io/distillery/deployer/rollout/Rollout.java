@@ -11,7 +11,9 @@ import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.serving.ServingTraffic;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
@@ -38,6 +40,8 @@ public final class Rollout {
   private final DeploymentChannel channel;
   private final Clock clock;
   private final ProgressSink progress;
+  /** Observations that arrived while waiting for a node, kept for the canary window (which filters them by time). */
+  private final List<DeploymentChannel.Observation> backlog = new ArrayList<>();
 
   public Rollout(DeploymentChannel channel, Clock clock, ProgressSink progress) {
     this.channel = channel;
@@ -144,16 +148,21 @@ public final class Rollout {
     long start = clock.millis();
     long deadline = start + plan.activeTimeout().toMillis();
     Set<String> nodes = new LinkedHashSet<>();
+    backlog.clear();
     while (true) {
+      Active found = null;
       for (DeploymentChannel.Observation o : channel.poll(POLL)) {
-        if (o instanceof DeploymentChannel.Observation.Deployment(DeploymentEvent e)
+        if (found == null && o instanceof DeploymentChannel.Observation.Deployment(DeploymentEvent e)
             && e.getPayload() instanceof DeploymentActive a && a.getArtefactSha256().equals(sha)
             && a.getCanaryPercent() == percent) {
           nodes.add(a.getNode());
-          if (nodes.size() == 1) {
-            return new Active(a, e.getTs().toEpochMilli(), clock.millis(), nodes);
-          }
+          found = new Active(a, e.getTs().toEpochMilli(), clock.millis(), nodes);
+        } else {
+          backlog.add(o);
         }
+      }
+      if (found != null) {
+        return found;
       }
       long now = clock.millis();
       if (now >= deadline) {
@@ -173,7 +182,10 @@ public final class Rollout {
         active.activeAtMillis(), plan.canaryWindow().toMillis(), plan.canaryMinRequests(), plan.rollbackMargin());
     long start = clock.millis();
     while (true) {
-      for (DeploymentChannel.Observation o : channel.poll(POLL)) {
+      List<DeploymentChannel.Observation> batch = new ArrayList<>(backlog);
+      backlog.clear();
+      batch.addAll(channel.poll(POLL));
+      for (DeploymentChannel.Observation o : batch) {
         switch (o) {
           case DeploymentChannel.Observation.Traffic(ServingTraffic t) -> window.traffic(t.getArtefactSha256(),
               t.getRequests(), t.getErrors(), t.getMisfires(), t.getTs().toEpochMilli());
