@@ -189,12 +189,15 @@ public final class DjlServingPackage {
         .append("-bit").append(q.groupSize() > 0 ? ", group " + q.groupSize() : "")
         .append(q.zeroPoint() ? ", asymmetric" : "").append(" (model/config.json quantization_config)\n");
     if (q.lmiQuantize() != null) {
+      sb.append("# option.quantize: the LMI engine family of these weights (trt_llm_user_guide.md: smoothquant|awq|fp8)\n");
       sb.append("option.quantize=").append(q.lmiQuantize()).append('\n');
       if (q.lmiQuantize().equals("awq")) {
         sb.append("option.q_format=int4_awq\n");
         sb.append("option.awq_block_size=").append(q.groupSize()).append('\n');
       }
     }
+    sb.append("# TensorRT-LLM QuantConfig keys (read by the LMI 0.33 build script instead of option.quantize): the stored\n");
+    sb.append("# layout, so the engine is built from these weights as they are, without re-calibration\n");
     sb.append("option.quant_algo=").append(q.trtLlmQuantAlgo()).append('\n');
     if (q.groupSize() > 0) {
       sb.append("option.group_size=").append(q.groupSize()).append('\n');
