@@ -40,7 +40,10 @@ import org.slf4j.LoggerFactory;
     description = "package the chosen checkpoint for DJL Serving (CPU, TensorRT-LLM) and roll it out, canary first")
 public final class DeployerStage implements Stage<DeployerParams>, HostServices.Aware {
 
-  /** Formats of Hugging Face checkpoint directories that stages emit (the pruner and distiller, the quantizer). */
+  /**
+   * Formats of Hugging Face checkpoint directories that stages emit (the pruner and distiller, the quantizer); any
+   * other directory artefact with a config.json and safetensors weights counts as one too.
+   */
   public static final Set<String> CHECKPOINT_FORMATS = Set.of("hf-checkpoint", "hf-llama", "compressed-tensors");
   public static final String EVAL_REPORT_FORMAT = "eval-report";
   static final String RUN_INPUT_NODE = "$run";
@@ -165,12 +168,28 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     return label;
   }
 
+  /** A known checkpoint format, or any other directory artefact holding a config.json and safetensors weights. */
+  static boolean checkpointLike(StageContext.Artefact a) {
+    if (CHECKPOINT_FORMATS.contains(a.ref().getFormat())) {
+      return true;
+    }
+    if (a.ref().getFormat().equals(EVAL_REPORT_FORMAT) || !Files.isDirectory(a.path())
+        || !Files.isRegularFile(a.path().resolve("config.json"))) {
+      return false;
+    }
+    try (var files = Files.list(a.path())) {
+      return files.anyMatch(f -> f.getFileName().toString().endsWith(".safetensors"));
+    } catch (IOException e) {
+      return false; // unreadable: not something we could package anyway
+    }
+  }
+
   /** The first checkpoint of the upstream nodes; the run's model when the deployer has no upstream node. */
   static StageContext.Artefact chooseCheckpoint(StageContext<DeployerParams> ctx) throws StageException {
     List<StageContext.Input> upstream = ctx.inputs().stream().filter(i -> !i.node().equals(RUN_INPUT_NODE)).toList();
     for (StageContext.Input in : upstream) {
       for (StageContext.Artefact a : in.artefacts()) {
-        if (CHECKPOINT_FORMATS.contains(a.ref().getFormat())) {
+        if (checkpointLike(a)) {
           return a;
         }
       }
@@ -178,7 +197,8 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     if (!upstream.isEmpty()) {
       throw StageException.fatal("no checkpoint among the outputs of " + upstream.stream()
           .map(StageContext.Input::node).toList() + ": expected an artefact of format " + CHECKPOINT_FORMATS
-          + ", got " + upstream.stream().flatMap(i -> i.artefacts().stream()).map(a -> a.ref().getFormat()).toList());
+          + " (or a directory with config.json and *.safetensors), got " + upstream.stream()
+          .flatMap(i -> i.artefacts().stream()).map(a -> a.ref().getFormat()).toList());
     }
     if (ctx.model() == null || !Files.isDirectory(ctx.model())) {
       throw StageException.fatal("nothing to deploy: the deployer has no upstream node and the run has no model");

@@ -139,6 +139,19 @@ class DeployerStageTest {
   }
 
   @Test
+  void shouldTakeADirectoryWithConfigAndWeightsOfAnyFormatAsACheckpoint() throws Exception {
+    ArtefactRef merged = store.put(TestCheckpoints.w4(tmp.resolve("merged"), 9), "my-lora-merged", false);
+    Path dir = Files.createDirectories(tmp.resolve("notes"));
+    Files.writeString(dir.resolve("config.json"), "{}"); // a config but no weights: not a checkpoint
+    ArtefactRef notes = store.put(dir, "notes", false);
+    stage.run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of(input("merge", notes, merged))));
+    DeploymentRequested r = (DeploymentRequested) channel.published.getFirst().getPayload();
+    JsonNode manifest = new ObjectMapper().readTree(store.resolve(r.getArtefact()).resolve("manifest.json").toFile());
+    assertThat(manifest.path("parent").path("sha256").asText()).isEqualTo(merged.getSha256());
+    assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("w4a16");
+  }
+
+  @Test
   void shouldRefuseToRunOutsideAWorkerHost() {
     assertThatThrownBy(() -> new DeployerStage().run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of())))
         .isInstanceOf(StageException.Fatal.class).hasMessageContaining("worker host");
