@@ -147,7 +147,8 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
   private DeploymentChannel openChannel(String deployment) throws StageException {
     try {
       return channels.apply(deployment);
-    } catch (org.apache.kafka.common.KafkaException e) {
+    } catch (org.apache.kafka.common.KafkaException | IllegalStateException e) {
+      // the broker or the registry is unreachable, or a topic could not be created: worth another attempt
       throw StageException.retryable("cannot open the deployment topics for " + deployment + ": " + e, e);
     }
   }

@@ -4,6 +4,7 @@ import io.distillery.platform.kafka.KafkaSettings;
 import io.distillery.platform.kafka.TopicAdmin;
 import io.distillery.platform.kafka.Topics;
 import io.distillery.platform.serde.AvroSerde;
+import io.distillery.platform.serde.SchemaRegistryException;
 import io.distillery.platform.stage.StageException;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.misfire.Misfire;
@@ -159,7 +160,7 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
   }
 
   /** The record as an observation of this deployment, or null (another deployment, or undecodable). */
-  private Observation decode(ConsumerRecord<String, byte[]> r) {
+  private Observation decode(ConsumerRecord<String, byte[]> r) throws StageException {
     if (r.value() == null || (r.key() != null && !r.key().equals(deploymentId))) {
       return null;
     }
@@ -180,6 +181,11 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
         default -> null;
       };
     } catch (RuntimeException e) {
+      if (e.getCause() instanceof SchemaRegistryException sre && (sre.httpStatus() == 0 || sre.httpStatus() >= 500)) {
+        // the registry is down, the record may be fine: the job is tried again rather than the record skipped
+        throw StageException.retryable("cannot decode " + r.topic() + " for deployment " + deploymentId
+            + ": the schema registry is unavailable: " + sre.getMessage(), e);
+      }
       LOG.warn("deployment={} skipped undecodable record topic={} offset={}:{}: {}", deploymentId, r.topic(),
           r.partition(), r.offset(), e.toString());
       return null;
