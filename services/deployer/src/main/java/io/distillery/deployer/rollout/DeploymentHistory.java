@@ -17,11 +17,20 @@ public final class DeploymentHistory {
 
   /** The stable package, or null when the deployment has none yet. */
   public static ArtefactRef stable(List<DeploymentEvent> events) {
+    return stable(events, null);
+  }
+
+  /**
+   * The stable package, not counting requests for the artefact {@code rollingOut}: an earlier attempt of the same
+   * rollout (retried after no node answered) must not make the package its own predecessor.
+   */
+  public static ArtefactRef stable(List<DeploymentEvent> events, String rollingOut) {
     ArtefactRef stable = null;
     ArtefactRef before = null;
     DeploymentRequested last = null;
     for (DeploymentEvent e : events) {
       switch (e.getPayload()) {
+        case DeploymentRequested r when r.getArtefact().getSha256().equals(rollingOut) -> { }
         case DeploymentRequested r -> {
           if (r.getCanaryPercent() >= 100) {
             before = stable;

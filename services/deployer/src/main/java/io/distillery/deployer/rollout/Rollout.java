@@ -80,7 +80,7 @@ public final class Rollout {
 
   public Outcome run(Plan plan) throws StageException, InterruptedException {
     String sha = plan.artefact().getSha256();
-    ArtefactRef previous = DeploymentHistory.stable(channel.history());
+    ArtefactRef previous = DeploymentHistory.stable(channel.history(), sha);
     boolean canary = plan.canaryPercent() < 100 && previous != null && !previous.getSha256().equals(sha);
     if (plan.canaryPercent() < 100 && !canary) {
       LOG.info("deployment={} runId={} canaryPercent={} skipped: {}", plan.deploymentId(), plan.runId(),

@@ -61,6 +61,15 @@ class DeploymentHistoryTest {
   }
 
   @Test
+  void shouldNotCountAnEarlierAttemptOfTheSameRolloutAsThePreviousPackage() {
+    ArtefactRef a = ref("a");
+    ArtefactRef b = ref("b");
+    List<DeploymentEvent> history = List.of(requested(a, 100), active(a, 100), requested(b, 100));
+    assertThat(DeploymentHistory.stable(history)).isEqualTo(b);
+    assertThat(DeploymentHistory.stable(history, b.getSha256())).isEqualTo(a);
+  }
+
+  @Test
   void shouldRestoreThePreviousPackageWhenAFullRequestIsRolledBack() {
     ArtefactRef a = ref("a");
     ArtefactRef b = ref("b");

@@ -95,6 +95,16 @@ class RolloutTest {
   }
 
   @Test
+  void shouldKeepTheRealPreviousPackageWhenARetriedRolloutFindsItsOwnEarlierRequest() throws Exception {
+    channel.history.add(DeploymentHistoryTest.requested(stable, 100));
+    channel.history.add(DeploymentHistoryTest.requested(candidate, 100)); // attempt 1: no node answered
+    channel.onPublish = (c, e) -> c.answer("n1", request(e));
+    Rollout.Outcome out = rollout.run(plan(100));
+    assertThat(out.previous()).isEqualTo(stable);
+    assertThat(request(channel.published.getFirst()).getPrevious()).isEqualTo(stable);
+  }
+
+  @Test
   void shouldFailRetryablyNamingTheDeploymentWhenNoNodeAnswers() {
     channel.onPublish = (c, e) -> c.answer("n1", DeploymentRequested.newBuilder(request(e)).setArtefact(stable)
         .build()); // a node answering for another artefact does not count
