@@ -83,7 +83,7 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     StageJob job = ctx.job();
     String deployment = deploymentId(p, job.getLabels());
     StageContext.Artefact checkpoint = chooseCheckpoint(ctx);
-    ctx.progress(1, "packaging " + checkpoint.ref().getSha256().substring(0, 12) + " for deployment " + deployment);
+    ctx.progress(1, "packaging " + checkpoint.ref().getUri() + " for deployment " + deployment);
 
     Path pkg = ctx.scratch().resolve("package");
     ArtefactRef modelRef;
