@@ -80,6 +80,10 @@ final class JobLoop implements Runnable {
       DeadLetters deadLetters, ArtefactStore store, MeterRegistry metrics) {
     this.descriptor = descriptor;
     this.stage = descriptor.instantiate();
+    if (stage instanceof HostServices.Aware aware) {
+      aware.attach(new HostServices(io.distillery.platform.kafka.KafkaSettings.of(config.bootstrap(),
+          config.registryUrl()), store, config.workerId()));
+    }
     this.config = config;
     this.consumer = consumer;
     this.producer = producer;
