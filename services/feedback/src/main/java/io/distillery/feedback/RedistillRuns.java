@@ -60,7 +60,7 @@ final class RedistillRuns {
       }
     }
     throw new RedistillException("re-distill recipe '" + named + "' of deployment " + deployment.getDeploymentId()
-        + " does not exist (looked at " + tried.stream().map(p -> p.toAbsolutePath().toString()).toList() + ")");
+        + " does not exist (looked at " + tried.stream().map(p -> p.toAbsolutePath().toString()).distinct().toList() + ")");
   }
 
   String teacherUri(DeploymentEvent deployment) throws RedistillException {
