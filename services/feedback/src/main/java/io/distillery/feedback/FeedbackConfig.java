@@ -109,6 +109,12 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
         httpPort, threads);
   }
 
+  public FeedbackConfig withApplicationId(String applicationId) {
+    return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
+        httpPort, threads);
+  }
+
   /** {@code retention=0.9,misfireImprovement=0.0} as a map; a malformed entry names itself. */
   static Map<String, Double> parseGates(String text) {
     Map<String, Double> gates = new LinkedHashMap<>();
