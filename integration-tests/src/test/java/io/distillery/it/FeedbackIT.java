@@ -161,6 +161,29 @@ class FeedbackIT {
     }
   }
 
+  @Test
+  void shouldStartAsAServicePluginAndLetTheCliFindIt() throws Exception {
+    var plugin = java.util.ServiceLoader.load(io.distillery.platform.service.ServicePlugin.class).stream()
+        .map(java.util.ServiceLoader.Provider::get).filter(s -> s.name().equals("feedback")).findFirst().orElseThrow();
+    Path runDir = Cluster.newDir("run");
+    var vertx = io.vertx.core.Vertx.vertx();
+    try (AutoCloseable service = plugin.start(new io.distillery.platform.service.ServicePlugin.Environment(
+        Cluster.bootstrap(), Cluster.registry(), runDir, Cluster.store(), vertx))) {
+      String url = JSON.readTree(runDir.resolve("feedback.json").toFile()).path("url").asText();
+      var health = HTTP.send(HttpRequest.newBuilder(URI.create(url + "/health")).GET().build(),
+          HttpResponse.BodyHandlers.ofString());
+      assertThat(health.statusCode()).isEqualTo(200);
+      var cli = Cluster.cli("misfires", "--dir", runDir.toString());
+      assertThat(cli.code()).as(cli.err()).isZero();
+      assertThat(cli.out()).contains("rate >= 5.00% and >= 50 distinct misfires per 10m window (every 1m");
+      var unknown = Cluster.cli("misfires", "no-such-deployment", "--dir", runDir.toString(), "--json");
+      assertThat(unknown.code()).isEqualTo(1);
+      assertThat(unknown.err()).contains("no deployment 'no-such-deployment'");
+    } finally {
+      vertx.close().toCompletionStage().toCompletableFuture().get();
+    }
+  }
+
   static double late(FeedbackApp app) {
     var c = app.metrics().registry().find("distillery_feedback_dropped").tag("reason", "late").counter();
     return c == null ? 0 : c.count();

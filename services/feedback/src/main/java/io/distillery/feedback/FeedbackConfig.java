@@ -29,11 +29,13 @@ import java.util.Map;
  * @param httpHost interface of the {@code /misfires} endpoint (HTTP_HOST)
  * @param httpPort port of the {@code /misfires} endpoint; 0 picks a free one, -1 disables it (HTTP_PORT, default 8095)
  * @param threads stream threads (THREADS)
+ * @param guarantee Kafka Streams processing guarantee: at_least_once (a crash may re-publish a run, which the planner
+ *     ignores by its deterministic run id) or exactly_once_v2 (PROCESSING_GUARANTEE)
  */
 public record FeedbackConfig(String bootstrap, String registryUrl, String applicationId, Path stateDir, Path storeRoot,
     Duration window, Duration advance, Duration grace, double minRate, long minMisfires, Duration coolDown,
     int maxRunsPerDay, Path recipe, Path recipesDir, Map<String, Double> gates, int heldoutPercent, Duration tick,
-    String httpHost, int httpPort, int threads) {
+    String httpHost, int httpPort, int threads, String guarantee) {
 
   public static final String DEFAULT_GATES = "retention=0.9,misfireImprovement=0.0";
 
@@ -62,6 +64,10 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
     if (threads < 1) {
       throw new IllegalArgumentException("THREADS must be at least 1");
     }
+    if (!guarantee.equals("at_least_once") && !guarantee.equals("exactly_once_v2")) {
+      throw new IllegalArgumentException("PROCESSING_GUARANTEE must be at_least_once or exactly_once_v2, got '"
+          + guarantee + "'");
+    }
     gates = Map.copyOf(gates);
   }
 
@@ -70,7 +76,7 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
     return new FeedbackConfig(bootstrap, registryUrl, "distillery-feedback", stateDir, storeRoot,
         Duration.ofMinutes(10), Duration.ofMinutes(1), Duration.ofSeconds(10), 0.05, 50, Duration.ofHours(1), 4,
         Path.of("recipes", "redistill.yaml"), Path.of("recipes"), parseGates(DEFAULT_GATES), 20, Duration.ofSeconds(1),
-        "127.0.0.1", 0, 1);
+        "127.0.0.1", 0, 1, "at_least_once");
   }
 
   public static FeedbackConfig from(Settings s) {
@@ -82,7 +88,8 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
         s.integer("MAX_RUNS_PER_DAY", 4), Path.of(s.string("RECIPE", "recipes/redistill.yaml")),
         Path.of(s.string("RECIPES_DIR", "recipes")), parseGates(s.string("GATES", DEFAULT_GATES)),
         s.integer("HELDOUT_PERCENT", 20), s.duration("TICK", Duration.ofSeconds(1)),
-        s.string("HTTP_HOST", "127.0.0.1"), s.integer("HTTP_PORT", 8095), s.integer("THREADS", 1));
+        s.string("HTTP_HOST", "127.0.0.1"), s.integer("HTTP_PORT", 8095), s.integer("THREADS", 1),
+        s.string("PROCESSING_GUARANTEE", "at_least_once"));
   }
 
   public static FeedbackConfig fromEnv(Map<String, String> env) {
@@ -94,25 +101,25 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
       long minMisfires, Duration coolDown, int maxRunsPerDay) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
         minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads);
+        httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withRecipe(Path recipe) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
         minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads);
+        httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withStateDir(Path stateDir) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
         minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads);
+        httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withApplicationId(String applicationId) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
         minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads);
+        httpPort, threads, guarantee);
   }
 
   /** {@code retention=0.9,misfireImprovement=0.0} as a map; a malformed entry names itself. */

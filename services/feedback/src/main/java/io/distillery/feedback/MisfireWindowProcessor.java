@@ -130,7 +130,8 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       return;
     }
     long ts = m.getTs().toEpochMilli();
-    String hash = MisfireDataset.hash(m.getPrompt());
+    // 64 bits of the prompt's sha256 identify it within a deployment's windows (kept per window, so kept short)
+    String hash = MisfireDataset.hash(m.getPrompt()).substring(0, 16);
     TriggerState state = stateOf(dep).seen(ts);
     boolean counted = false;
     boolean open = false;
