@@ -7,7 +7,8 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * Settings of the feedback service. From the environment: {@code DISTILLERY_FEEDBACK_<KEY>} or {@code DISTILLERY_<KEY>}.
+ * Settings of the feedback service. From the environment: {@code DISTILLERY_FEEDBACK_<KEY>} or
+ * {@code DISTILLERY_<KEY>}.
  *
  * @param bootstrap Kafka bootstrap servers (BOOTSTRAP)
  * @param registryUrl Confluent-compatible schema registry URL (REGISTRY)
@@ -26,6 +27,9 @@ import java.util.Map;
  * @param gates evaluator gates of the re-distillation run, {@code name=value,...} (GATES)
  * @param heldoutPercent share of misfire prompts (by prompt hash) kept for the held-out split (HELDOUT_PERCENT)
  * @param tick how often the wall clock closes windows of quiet deployments (TICK, default 1s)
+ * @param idleClose the wall clock judges a window only this long after its end plus the grace, so that a backlog
+ *     younger than this (after downtime) is still counted in full; event time judges windows at once (IDLE_CLOSE,
+ *     default 1m)
  * @param httpHost interface of the {@code /misfires} endpoint (HTTP_HOST)
  * @param httpPort port of the {@code /misfires} endpoint; 0 picks a free one, -1 disables it (HTTP_PORT, default 8095)
  * @param threads stream threads (THREADS)
@@ -35,7 +39,7 @@ import java.util.Map;
 public record FeedbackConfig(String bootstrap, String registryUrl, String applicationId, Path stateDir, Path storeRoot,
     Duration window, Duration advance, Duration grace, double minRate, long minMisfires, Duration coolDown,
     int maxRunsPerDay, Path recipe, Path recipesDir, Map<String, Double> gates, int heldoutPercent, Duration tick,
-    String httpHost, int httpPort, int threads, String guarantee) {
+    Duration idleClose, String httpHost, int httpPort, int threads, String guarantee) {
 
   public static final String DEFAULT_GATES = "retention=0.9,misfireImprovement=0.0";
 
@@ -46,8 +50,8 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
     if (advance.compareTo(window) > 0) {
       throw new IllegalArgumentException("ADVANCE " + advance + " must not exceed WINDOW " + window);
     }
-    if (grace.isNegative() || coolDown.isNegative()) {
-      throw new IllegalArgumentException("GRACE and COOL_DOWN must not be negative");
+    if (grace.isNegative() || coolDown.isNegative() || idleClose.isNegative()) {
+      throw new IllegalArgumentException("GRACE, COOL_DOWN and IDLE_CLOSE must not be negative");
     }
     if (!(minRate >= 0 && minRate <= 1)) {
       throw new IllegalArgumentException("MIN_RATE must be within [0, 1], got " + minRate);
@@ -76,7 +80,7 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
     return new FeedbackConfig(bootstrap, registryUrl, "distillery-feedback", stateDir, storeRoot,
         Duration.ofMinutes(10), Duration.ofMinutes(1), Duration.ofSeconds(10), 0.05, 50, Duration.ofHours(1), 4,
         Path.of("recipes", "redistill.yaml"), Path.of("recipes"), parseGates(DEFAULT_GATES), 20, Duration.ofSeconds(1),
-        "127.0.0.1", 0, 1, "at_least_once");
+        Duration.ofMinutes(1), "127.0.0.1", 0, 1, "at_least_once");
   }
 
   public static FeedbackConfig from(Settings s) {
@@ -88,8 +92,8 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
         s.integer("MAX_RUNS_PER_DAY", 4), Path.of(s.string("RECIPE", "recipes/redistill.yaml")),
         Path.of(s.string("RECIPES_DIR", "recipes")), parseGates(s.string("GATES", DEFAULT_GATES)),
         s.integer("HELDOUT_PERCENT", 20), s.duration("TICK", Duration.ofSeconds(1)),
-        s.string("HTTP_HOST", "127.0.0.1"), s.integer("HTTP_PORT", 8095), s.integer("THREADS", 1),
-        s.string("PROCESSING_GUARANTEE", "at_least_once"));
+        s.duration("IDLE_CLOSE", Duration.ofMinutes(1)), s.string("HTTP_HOST", "127.0.0.1"),
+        s.integer("HTTP_PORT", 8095), s.integer("THREADS", 1), s.string("PROCESSING_GUARANTEE", "at_least_once"));
   }
 
   public static FeedbackConfig fromEnv(Map<String, String> env) {
@@ -100,26 +104,32 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
   public FeedbackConfig withPolicy(Duration window, Duration advance, Duration grace, double minRate,
       long minMisfires, Duration coolDown, int maxRunsPerDay) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
-        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads, guarantee);
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, idleClose,
+        httpHost, httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withRecipe(Path recipe) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
-        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads, guarantee);
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, idleClose,
+        httpHost, httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withStateDir(Path stateDir) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
-        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads, guarantee);
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, idleClose,
+        httpHost, httpPort, threads, guarantee);
+  }
+
+  public FeedbackConfig withIdleClose(Duration idleClose) {
+    return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, idleClose,
+        httpHost, httpPort, threads, guarantee);
   }
 
   public FeedbackConfig withApplicationId(String applicationId) {
     return new FeedbackConfig(bootstrap, registryUrl, applicationId, stateDir, storeRoot, window, advance, grace,
-        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, httpHost,
-        httpPort, threads, guarantee);
+        minRate, minMisfires, coolDown, maxRunsPerDay, recipe, recipesDir, gates, heldoutPercent, tick, idleClose,
+        httpHost, httpPort, threads, guarantee);
   }
 
   /** {@code retention=0.9,misfireImprovement=0.0} as a map; a malformed entry names itself. */

@@ -32,9 +32,10 @@ import org.slf4j.LoggerFactory;
  * The feedback loop as one processor over deployments, serving traffic and misfires (all keyed by deploymentId, so
  * one task sees everything of a deployment). It owns five changelogged stores: the last full DeploymentRequested per
  * deployment (its lineage), the hopping windows, the misfire rows a window may still need, the per-deployment trigger
- * state, and the incidents already acted on (by run id). Windows are judged once event time or the wall clock passes
- * their end plus the grace; a judged window is never judged again and events that only fall into judged windows are
- * dropped as late, so neither a restart nor a replay of the misfire topic counts twice or fires twice.
+ * state, and the incidents already acted on (by run id). Windows are judged once event time (or, for quiet
+ * deployments, the wall clock less {@code idleClose}) passes their end plus the grace; a judged window is never judged
+ * again and events that only fall into judged windows are dropped as late, so neither a restart nor a replay of the
+ * misfire topic counts twice or fires twice.
  */
 final class MisfireWindowProcessor implements Processor<String, SpecificRecord, String, SpecificRecord> {
 
@@ -160,7 +161,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     } else {
       metrics.misfire("duplicate");
     }
-    judge(dep, context.currentSystemTimeMs());
+    judge(dep, Long.MIN_VALUE);
   }
 
   private void onTraffic(ServingTraffic t) {
@@ -187,7 +188,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     if (!open) {
       metrics.dropped("traffic-late");
     }
-    judge(dep, context.currentSystemTimeMs());
+    judge(dep, Long.MIN_VALUE);
   }
 
   private void closeDueWindows(long wallClock) {
@@ -195,7 +196,8 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     try (KeyValueIterator<String, TriggerState> it = triggers.all()) {
       it.forEachRemaining(kv -> deps.add(kv.key));
     }
-    deps.forEach(dep -> judge(dep, wallClock));
+    long idle = wallClock - policy.idleClose().toMillis();
+    deps.forEach(dep -> judge(dep, idle));
   }
 
   private TriggerState stateOf(String dep) {
@@ -203,7 +205,10 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     return s == null ? TriggerState.initial(dep) : s;
   }
 
-  /** Judges, in order, every window of {@code dep} that is due and not judged yet; then drops what no window needs. */
+  /**
+   * Judges, in order, every window of {@code dep} that is due by the later of its event time and {@code wallClock}
+   * (Long.MIN_VALUE on the record path: event time alone), then drops what no window needs any more.
+   */
   private void judge(String dep, long wallClock) {
     TriggerState state = stateOf(dep);
     long now = Math.max(state.maxEventTs(), wallClock);
@@ -322,7 +327,8 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     LOG.warn("reason={} {}; sent to {}", reason, message, Topics.dlq(Topics.MISFIRES));
     RecordMetadata meta = context.recordMetadata().orElse(null);
     String topic = meta == null ? Topics.MISFIRES : meta.topic();
-    DeadLetter letter = DeadLetters.letter(topic, meta == null ? -1 : meta.partition(), meta == null ? -1 : meta.offset(),
+    DeadLetter letter = DeadLetters.letter(topic, meta == null ? -1 : meta.partition(),
+        meta == null ? -1 : meta.offset(),
         key == null ? null : key.getBytes(StandardCharsets.UTF_8), misfireBytes.serialize(topic, m),
         new IllegalArgumentException(message), consumer);
     context.forward(new Record<>(key, letter, context.currentSystemTimeMs()));

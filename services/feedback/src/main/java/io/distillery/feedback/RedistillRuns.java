@@ -51,7 +51,8 @@ final class RedistillRuns {
         return defaultRecipe;
       }
       throw new RedistillException("re-distill recipe " + defaultRecipe.toAbsolutePath() + " of deployment "
-          + deployment.getDeploymentId() + " does not exist (no redistillRecipe label; set DISTILLERY_FEEDBACK_RECIPE)");
+          + deployment.getDeploymentId()
+          + " does not exist (no redistillRecipe label; set DISTILLERY_FEEDBACK_RECIPE)");
     }
     List<Path> tried = List.of(Path.of(named), recipesDir.resolve(named), recipesDir.resolve(named + ".yaml"));
     for (Path p : tried) {
@@ -60,7 +61,8 @@ final class RedistillRuns {
       }
     }
     throw new RedistillException("re-distill recipe '" + named + "' of deployment " + deployment.getDeploymentId()
-        + " does not exist (looked at " + tried.stream().map(p -> p.toAbsolutePath().toString()).distinct().toList() + ")");
+        + " does not exist (looked at "
+        + tried.stream().map(p -> p.toAbsolutePath().toString()).distinct().toList() + ")");
   }
 
   String teacherUri(DeploymentEvent deployment) throws RedistillException {

@@ -14,7 +14,7 @@ import java.util.UUID;
  * has used its {@code maxRunsPerDay} runs of that UTC day.
  */
 record TriggerPolicy(Duration window, Duration advance, Duration grace, double minRate, long minMisfires,
-    Duration coolDown, int maxRunsPerDay) {
+    Duration coolDown, int maxRunsPerDay, Duration idleClose) {
 
   static final long DAY_MS = Duration.ofDays(1).toMillis();
 
@@ -22,7 +22,7 @@ record TriggerPolicy(Duration window, Duration advance, Duration grace, double m
 
   static TriggerPolicy of(FeedbackConfig c) {
     return new TriggerPolicy(c.window(), c.advance(), c.grace(), c.minRate(), c.minMisfires(), c.coolDown(),
-        c.maxRunsPerDay());
+        c.maxRunsPerDay(), c.idleClose());
   }
 
   /** Starts of the windows holding {@code ts}: start <= ts < start + window, start a multiple of advance, >= 0. */
@@ -44,7 +44,10 @@ record TriggerPolicy(Duration window, Duration advance, Duration grace, double m
     return w.requests() > 0 && w.misfires() >= minMisfires && w.rate() >= minRate;
   }
 
-  /** A window is judged once the later of event time and wall clock has passed its end plus the grace. */
+  /**
+   * A window is judged once {@code now} has passed its end plus the grace; {@code now} is the deployment's event time,
+   * or on the wall-clock tick the later of event time and wall clock minus {@code idleClose}.
+   */
   boolean due(MisfireWindow w, long now) {
     return w.end() + grace.toMillis() <= now;
   }

@@ -333,7 +333,9 @@ class FeedbackTopologyTest {
     incident("d1", 0, "p1", "p2", "p3");
     assertThat(runs.isEmpty()).isTrue();
 
-    driver.advanceWallClockTime(Duration.ofSeconds(6)); // T0+6s >= end T0+5s + 1s grace
+    driver.advanceWallClockTime(Duration.ofSeconds(6)); // end T0+5s + 1s grace, but not yet + 1 min idle close
+    assertThat(runs.isEmpty()).isTrue();
+    driver.advanceWallClockTime(Duration.ofSeconds(60));
     assertThat(runs.readValuesToList()).extracting(ModelRegistered::getRunId)
         .containsExactly(TriggerPolicy.runId("d1", T0 - 5000));
   }

@@ -12,7 +12,7 @@ import org.junit.jupiter.api.Test;
 class TriggerPolicyTest {
 
   final TriggerPolicy policy = new TriggerPolicy(Duration.ofMinutes(10), Duration.ofMinutes(1), Duration.ZERO, 0.05,
-      50, Duration.ofMinutes(30), 4);
+      50, Duration.ofMinutes(30), 4, Duration.ofMinutes(1));
 
   @Test
   void shouldPutAnEventIntoSizeOverAdvanceWindows() {
