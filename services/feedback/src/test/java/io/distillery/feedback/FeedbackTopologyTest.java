@@ -373,4 +373,52 @@ class FeedbackTopologyTest {
     assertThat(run.getRecipeRef()).isEqualTo(recipe.toString());
     assertThat(Path.of(URI.create(run.getInputs().get(1).getUri()))).isEqualTo(student);
   }
+
+  @Test
+  void shouldReportWindowsThresholdsCoolDownAndTriggers() throws Exception {
+    start(config());
+    deploy("d1", Map.of());
+    incident("d1", 0, "p1", "p2", "p3", "p1");
+    requests("d1", 10, 12_000);
+    TriggerPolicy policy = TriggerPolicy.of(config());
+    MisfiresReport report = new MisfiresReport(policy, new MisfiresReport.Stores() {
+      @Override
+      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, DeploymentEvent> deployments() {
+        return driver.getKeyValueStore(MisfireWindowProcessor.DEPLOYMENTS);
+      }
+
+      @Override
+      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, MisfireWindow> windows() {
+        return driver.getKeyValueStore(MisfireWindowProcessor.WINDOWS);
+      }
+
+      @Override
+      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, TriggerState> triggers() {
+        return driver.getKeyValueStore(MisfireWindowProcessor.TRIGGERS);
+      }
+    });
+
+    JsonNode d1 = report.one("d1", T0).orElseThrow();
+    assertThat(d1.path("known").asBoolean()).isTrue();
+    assertThat(d1.path("parentRun").asText()).isEqualTo("parent-1");
+    JsonNode first = d1.path("windows").get(0);
+    assertThat(first.path("startMs").asLong()).isEqualTo(T0 - 5000);
+    assertThat(first.path("misfires").asLong()).isEqualTo(3);
+    assertThat(first.path("duplicates").asLong()).isEqualTo(1);
+    assertThat(first.path("rate").asDouble()).isEqualTo(0.15);
+    assertThat(first.path("judged").asBoolean()).isTrue();
+    assertThat(first.path("overThreshold").asBoolean()).isTrue();
+    JsonNode open = d1.path("windows").get(d1.path("windows").size() - 1);
+    assertThat(open.path("judged").asBoolean()).isFalse();
+    assertThat(open.path("requests").asLong()).isEqualTo(10);
+    assertThat(d1.path("coolingDown").asBoolean()).isTrue();
+    assertThat(d1.path("coolDownUntil").asText()).isEqualTo(Instant.ofEpochMilli(T0 + 25_000).toString());
+    assertThat(d1.path("runsToday").asInt()).isEqualTo(1);
+    assertThat(d1.path("triggers").get(0).path("runId").asText()).isEqualTo(TriggerPolicy.runId("d1", T0 - 5000));
+    assertThat(d1.path("triggers").get(0).path("outcome").asText()).isEqualTo("FIRED");
+    assertThat(report.one("nobody", T0)).isEmpty();
+    JsonNode all = report.all(T0);
+    assertThat(all.path("thresholds").path("minMisfires").asLong()).isEqualTo(3);
+    assertThat(all.path("deployments")).hasSize(1);
+  }
 }
