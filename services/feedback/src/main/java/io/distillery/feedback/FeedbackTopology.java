@@ -23,7 +23,7 @@ import org.apache.kafka.streams.state.Stores;
  * into one {@link MisfireWindowProcessor}; its output splits into re-distillation runs (to
  * {@code distillery.models.registered}) and rejected misfires (to {@code distillery.dlq.distillery.misfires}).
  */
-public final class FeedbackTopology {
+final class FeedbackTopology {
 
   private FeedbackTopology() {}
 
