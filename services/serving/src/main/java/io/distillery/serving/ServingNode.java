@@ -377,7 +377,8 @@ public final class ServingNode implements AutoCloseable {
         Reply reply;
         try {
           reply = answer(d.id(), lease, req, received);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+          // whatever went wrong, the client gets an answer and the node keeps serving
           LOG.error("generation failed deployment={} artefact={}", d.id(), lease.model().sha256(), e);
           traffic.error(d.id(), lease.model().sha256());
           reply = new Reply(500, errorBody("generation failed: " + e, null), "error");
