@@ -9,6 +9,7 @@ import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.serde.AvroSerde;
+import io.distillery.platform.service.ServicePlugin;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;
@@ -18,6 +19,7 @@ import io.distillery.schemas.misfire.MisfireReason;
 import io.distillery.schemas.serving.ServingTraffic;
 import io.distillery.serving.ServingConfig;
 import io.distillery.serving.ServingMain;
+import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -30,6 +32,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.ServiceLoader;
 import java.util.UUID;
 import java.util.function.Predicate;
 import org.apache.avro.specific.SpecificRecord;
@@ -111,6 +114,26 @@ class ServingIT {
           .put("max_tokens", 4));
       assertThat(again.getJsonArray("choices").getJsonObject(0).getString("text")).isNotNull();
     }
+  }
+
+  @Test
+  void shouldStartAsAServicePluginAndWriteItsUrlToTheRunDirectory() throws Exception {
+    ServicePlugin plugin = ServiceLoader.load(ServicePlugin.class).stream().map(ServiceLoader.Provider::get)
+        .filter(p -> p.name().equals("serving")).findFirst().orElseThrow();
+    Path runDir = Cluster.newDir("serving-run");
+    Vertx vertx = Vertx.vertx();
+    try (AutoCloseable running = plugin.start(new ServicePlugin.Environment(Cluster.bootstrap(), Cluster.registry(),
+        runDir, Cluster.store(), vertx))) {
+      JsonObject info = new JsonObject(Files.readString(runDir.resolve("serving.json")));
+      assertThat(info.getJsonArray("deployments").getList()).containsExactly("*");
+      HttpResponse<String> health = HTTP.send(HttpRequest.newBuilder(URI.create(info.getString("url") + "/health"))
+          .build(), HttpResponse.BodyHandlers.ofString());
+      assertThat(health.statusCode()).isIn(200, 503); // 200 once it has restored a deployment from the topic
+      assertThat(new JsonObject(health.body()).getJsonArray("hosts").getList()).containsExactly("*");
+    } finally {
+      vertx.close();
+    }
+    assertThat(runDir.resolve("serving.json")).doesNotExist();
   }
 
   /** A deployer-style package: {@code model/} with a tiny byte-level Llama checkpoint and its tokenizer. */

@@ -156,11 +156,16 @@ public final class ServingNode implements AutoCloseable {
     if (!config.hosts(id)) {
       return;
     }
-    switch (event.getPayload()) {
-      case DeploymentRequested req -> deploy(id, event.getRunId(), req);
-      case RolledBack rb -> rollBack(id, rb);
-      case DeploymentActive ignored -> { }
-      default -> throw new IllegalArgumentException("unknown deployment payload " + event.getPayload().getClass());
+    try {
+      switch (event.getPayload()) {
+        case DeploymentRequested req -> deploy(id, event.getRunId(), req);
+        case RolledBack rb -> rollBack(id, rb);
+        case DeploymentActive ignored -> { }
+        default -> throw new IllegalArgumentException("unknown deployment payload " + event.getPayload().getClass());
+      }
+    } catch (IOException | RuntimeException e) {
+      metrics.counter("distillery.serving.rollout.failures", "deployment", id).increment();
+      throw e;
     }
   }
 
