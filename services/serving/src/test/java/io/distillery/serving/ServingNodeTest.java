@@ -182,6 +182,34 @@ class ServingNodeTest {
   }
 
   @Test
+  void shouldAnswer503WhenTheGenerationQueueIsFullAndServeTheRest() throws Exception {
+    ServingConfig config = ServingConfig.of(null, null, null).withNodeId("small").withLimits(64, 256)
+        .withCapacity(1, 1, 16).withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    try (ServingNode small = ServingNode.start(config, new CapturedEvents())) {
+      small.serveLocal("tiny", modelDir, null);
+      java.util.concurrent.ExecutorService clients = java.util.concurrent.Executors.newFixedThreadPool(10);
+      java.util.List<java.util.concurrent.Future<Http.Reply>> replies = new java.util.ArrayList<>();
+      for (int i = 0; i < 10; i++) {
+        replies.add(clients.submit(() -> Http.complete(small.url(), new JsonObject().put("prompt", "long answer")
+            .put("max_tokens", 256))));
+      }
+      java.util.List<Integer> statuses = new java.util.ArrayList<>();
+      for (var f : replies) {
+        Http.Reply r = f.get();
+        statuses.add(r.status());
+        if (r.status() == 503) {
+          assertThat(r.errorMessage()).contains("capacity");
+        }
+      }
+      clients.shutdown();
+      assertThat(statuses).contains(503).contains(200).containsOnly(200, 503);
+      assertThat(Http.get(small.url(), "/metrics").text()).containsPattern("distillery_serving_rejected_total [1-9]");
+      assertThat(Http.complete(small.url(), new JsonObject().put("prompt", "after").put("max_tokens", 1)).status())
+          .isEqualTo(200);
+    }
+  }
+
+  @Test
   void shouldAnswer503OnHealthBeforeAModelIsLoadedAnd504WhenGenerationTimesOut() throws Exception {
     CapturedEvents own = new CapturedEvents();
     ServingConfig config = ServingConfig.of(null, null, null).withNodeId("slow")

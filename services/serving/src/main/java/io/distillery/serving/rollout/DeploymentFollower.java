@@ -129,7 +129,7 @@ public final class DeploymentFollower implements AutoCloseable {
   }
 
   /** Folds one replayed event into the stable artefact per deployment (protocol.md, "current stable package"). */
-  private static void replay(Map<String, DeploymentEvent> stable, DeploymentEvent e) {
+  static void replay(Map<String, DeploymentEvent> stable, DeploymentEvent e) {
     String id = e.getDeploymentId();
     switch (e.getPayload()) {
       case DeploymentRequested req when req.getCanaryPercent() == 100 -> stable.put(id, e);
