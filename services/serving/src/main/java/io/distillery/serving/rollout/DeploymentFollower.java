@@ -80,8 +80,10 @@ public final class DeploymentFollower implements AutoCloseable {
 
   private void run() {
     try {
-      List<TopicPartition> parts = consumer.partitionsFor(Topics.DEPLOYMENTS, Duration.ofSeconds(30)).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+      List<TopicPartition> parts = partitions();
+      if (parts.isEmpty()) {
+        return;
+      }
       consumer.assign(parts);
       consumer.seekToBeginning(parts);
       Map<TopicPartition, Long> end = new HashMap<>(consumer.endOffsets(parts));
@@ -117,6 +119,23 @@ public final class DeploymentFollower implements AutoCloseable {
     } finally {
       consumer.close(Duration.ofSeconds(2));
     }
+  }
+
+  /** The deployments topic's partitions, retried while the broker is unreachable (the node serves meanwhile). */
+  private List<TopicPartition> partitions() {
+    while (running) {
+      try {
+        List<TopicPartition> parts = consumer.partitionsFor(Topics.DEPLOYMENTS, Duration.ofSeconds(10)).stream()
+            .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+        if (!parts.isEmpty()) {
+          return parts;
+        }
+        LOG.warn("topic {} has no partitions yet; retrying", Topics.DEPLOYMENTS);
+      } catch (org.apache.kafka.common.errors.TimeoutException e) {
+        LOG.warn("cannot reach the broker for {}; retrying error={}", Topics.DEPLOYMENTS, e.toString());
+      }
+    }
+    return List.of();
   }
 
   private boolean replayed(Map<TopicPartition, Long> end) {
