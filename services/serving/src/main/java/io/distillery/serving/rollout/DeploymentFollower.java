@@ -134,6 +134,12 @@ public final class DeploymentFollower implements AutoCloseable {
       } catch (org.apache.kafka.common.errors.TimeoutException e) {
         LOG.warn("cannot reach the broker for {}; retrying error={}", Topics.DEPLOYMENTS, e.toString());
       }
+      try {
+        Thread.sleep(1000);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return List.of();
+      }
     }
     return List.of();
   }
