@@ -173,8 +173,44 @@ final class UpCommand implements Callable<Integer> {
     }
     String runId = id.toString().trim();
     out().println("demo run " + runId + " registered; watching it:");
-    Main.execute(concat(new String[] {"watch", runId}, common));
+    int watched = Main.execute(concat(new String[] {"watch", runId}, common));
+    if (watched == 0) {
+      askTheServingNode(model);
+    }
     out().println("the stack stays up; Ctrl-C stops.");
+  }
+
+  /** Sends one held-out prompt of the teacher's test split to the serving node the run deployed to, and prints it. */
+  private void askTheServingNode(Path teacherDir) throws Exception {
+    Path file = dir.resolve("serving.json");
+    if (!Files.exists(file)) {
+      out().println("no serving node in this stack (" + file + " is missing)");
+      return;
+    }
+    ObjectMapper json = new ObjectMapper();
+    String url = json.readTree(file.toFile()).path("url").asText();
+    Path test = teacherDir.resolve("test.jsonl");
+    var example = Files.exists(test)
+        ? json.readTree(Files.readAllLines(test).getFirst())
+        : json.createObjectNode().put("prompt", "copy:demo=").put("answer", "demo");
+    String body = json.createObjectNode().put("prompt", example.path("prompt").asText()).put("max_tokens", 16)
+        .put("verify", example.path("answer").asText()).toString();
+    var request = java.net.http.HttpRequest.newBuilder(java.net.URI.create(url + "/v1/completions"))
+        .timeout(Duration.ofSeconds(30)).header("Content-Type", "application/json")
+        .POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build();
+    try (var client = java.net.http.HttpClient.newHttpClient()) {
+      var response = client.send(request, java.net.http.HttpResponse.BodyHandlers.ofString());
+      var answer = json.readTree(response.body());
+      out().println();
+      out().println("serving node: " + url + " (POST /v1/completions, /v1/feedback; GET /health, /metrics)");
+      out().println("  prompt   " + example.path("prompt").asText());
+      out().println("  answer   " + answer.path("choices").path(0).path("text").asText() + "   (expected "
+          + example.path("answer").asText() + ", HTTP " + response.statusCode() + ", artefact "
+          + answer.path("distillery").path("artefactSha256").asText().substring(0, Math.min(12,
+              answer.path("distillery").path("artefactSha256").asText().length())) + ")");
+      out().println("  try it:  curl -s " + url + "/v1/completions -H 'Content-Type: application/json' -d '"
+          + body + "'");
+    }
   }
 
   private static String[] concat(String[] a, String[] b) {
