@@ -2,6 +2,7 @@ package io.distillery.platform.model.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.JniUtils;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsFile;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
@@ -64,6 +65,18 @@ public final class AdamW implements AutoCloseable {
      *     the backward pass) nothing is updated and the step is not counted
      */
     public double step(double learningRate, double maxGradNorm) {
+        // PyTorch's grad mode is per thread and on by default in a thread the engine did not start on (a worker's
+        // job thread); in-place updates of leaf parameters are only allowed with it off
+        boolean gradMode = JniUtils.isGradMode();
+        JniUtils.setGradMode(false);
+        try {
+            return update(learningRate, maxGradNorm);
+        } finally {
+            JniUtils.setGradMode(gradMode);
+        }
+    }
+
+    private double update(double learningRate, double maxGradNorm) {
         try (NDManager scope = state.newSubManager()) {
             List<NDArray> gradients = new ArrayList<>(parameters.size());
             double squares = 0;

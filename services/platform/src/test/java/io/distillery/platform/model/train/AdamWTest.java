@@ -127,4 +127,27 @@ class AdamWTest {
             }
         }
     }
+
+    @Test
+    void shouldUpdateInPlaceWhenCalledOnAThreadWithGradModeOn() throws Exception {
+        try (NDManager manager = Engine.getEngine("PyTorch").newBaseManager()) {
+            NDArray a = manager.create(new float[] {1f, -2f}, new Shape(1, 2));
+            a.setRequiresGradient(true);
+            backward(manager, a, new float[] {3f, -4f});
+            // a fresh thread: PyTorch's thread-local grad mode starts on there
+            Thread t = new Thread(() -> {
+                ai.djl.pytorch.jni.JniUtils.setGradMode(true);
+                try (AdamW adam = new AdamW(Map.of("w", a), manager, 0.9, 0.95, 1e-8, 0)) {
+                    adam.step(0.1, 0);
+                }
+                assertThat(ai.djl.pytorch.jni.JniUtils.isGradMode()).isTrue();
+            });
+            java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+            t.setUncaughtExceptionHandler((th, e) -> failure.set(e));
+            t.start();
+            t.join();
+            assertThat(failure.get()).isNull();
+            assertThat(a.toFloatArray()).containsExactly(new float[] {0.9f, -1.9f}, Offset.offset(1e-5f));
+        }
+    }
 }
