@@ -4,6 +4,8 @@ import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.JniUtils;
 import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.DistillerParams.Student;
+import io.distillery.distiller.DistillerStage;
+import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.platform.model.llama.LlamaModel;
@@ -37,7 +39,7 @@ import java.util.Set;
  *
  * <p>Args: {@code --teacher DIR} (required; a checkpoint written by {@code distillery teacher}) and optionally
  * {@code --student L,H,HEADS,KV,I --steps N --batch N --lr X --scratch-lr X --T X --alpha X --samples N --eval N
- * --seed N --threads N}; {@code --scratch false} skips the baseline (for tuning probes).
+ * --seed N --threads N --slicing activations|first}; {@code --scratch false} skips the baseline (for tuning probes).
  */
 public final class DistillBench {
 
@@ -107,7 +109,9 @@ public final class DistillBench {
           DistillerParams.class);
 
       Path init = Files.createTempDirectory("distill-bench-student");
-      StudentInit.write(teacher, shape, init);
+      boolean byActivations = !"first".equals(a.getOrDefault("slicing", "activations"));
+      StudentInit.write(teacher, shape, init, byActivations
+          ? ChannelImportance.measure(teacher, DistillerStage.calibration(train)) : null);
       Score distilled;
       long studentParams;
       DistillTrainer.Result distillRun;

@@ -9,6 +9,8 @@ import java.util.Set;
  *
  * @param student the student's shape, initialised from the teacher; ignored when a student checkpoint is given as an
  *     "hf-checkpoint"/"hf-llama" input (re-distillation), exclusive with {@code studentUri}
+ * @param slicing how a {@code student} shape is cut from the teacher: "activations" keeps the units with the largest
+ *     activations on {@code calibrationSamples} training sequences (default), "first" the first units
  * @param studentUri an existing HF checkpoint directory (path or file: URI) to start the student from
  * @param source "tasks" to generate {@code samples} task-suite prompts in the stage; null for none
  * @param dataset a user JSONL file ({"prompt", "answer" optional, "task" optional} per line)
@@ -35,7 +37,7 @@ import java.util.Set;
  * @param evalSamples size of the held-out sample for the validation loss and the exact-match score
  * @param seed RNG seed of prompts, traces, batches and the held-out split
  */
-public record DistillerParams(Student student, String studentUri, String source, String dataset, Integer samples,
+public record DistillerParams(Student student, String slicing, String studentUri, String source, String dataset, Integer samples,
     String decoding, Boolean labels, Integer maxNewTokens, Integer steps, Integer batch, Integer seqLen, Double lr,
     Integer warmup, Double weightDecay, Double maxGradNorm, Double temperature, Double alpha, Boolean reverseKl,
     Double misfireWeight, Integer checkpointEvery, Integer evalEvery, Integer patience, Integer progressEvery,
@@ -43,6 +45,9 @@ public record DistillerParams(Student student, String studentUri, String source,
 
   public static final String SOURCE_TASKS = "tasks";
   public static final Set<String> DECODINGS = Set.of("greedy", "sampled");
+  public static final Set<String> SLICINGS = Set.of("activations", "first");
+  /** Training sequences the activation importance is measured on. */
+  public static final int CALIBRATION_SEQUENCES = 64;
 
   /** The student's shape; every dimension must be at most the teacher's. */
   public record Student(int layers, int hidden, int heads, int kvHeads, int intermediate) {
@@ -80,6 +85,7 @@ public record DistillerParams(Student student, String studentUri, String source,
   }
 
   public DistillerParams {
+    slicing = slicing == null ? "activations" : slicing;
     samples = samples == null ? 256 : samples;
     decoding = decoding == null ? "greedy" : decoding;
     labels = labels == null || labels;
@@ -112,6 +118,9 @@ public record DistillerParams(Student student, String studentUri, String source,
     }
     if (dataset != null && dataset.isBlank()) {
       throw new IllegalArgumentException("dataset must not be blank");
+    }
+    if (!SLICINGS.contains(slicing)) {
+      throw new IllegalArgumentException("slicing must be activations or first, got \"" + slicing + "\"");
     }
     if (!DECODINGS.contains(decoding)) {
       throw new IllegalArgumentException("decoding must be greedy or sampled, got \"" + decoding + "\"");

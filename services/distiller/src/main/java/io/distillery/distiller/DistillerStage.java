@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.distillery.distiller.data.DataFiles;
 import io.distillery.distiller.data.DistillData;
+import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.platform.model.CheckpointException;
@@ -74,7 +75,7 @@ public final class DistillerStage implements Stage<DistillerParams> {
       LOG.info("distiller data runId={} train={} heldout={} taskPrompts={} fileRows={} misfireRows={} traces={}",
           runId, data.train().size(), data.heldout().size(), data.taskPrompts(), data.fileRows(), data.misfireRows(),
           data.traces());
-      Path init = studentInit(ctx, teacher);
+      Path init = studentInit(ctx, teacher, data.train());
       Path checkpoints = ctx.workDir().resolve("distill");
       try (LlamaModel student = LlamaModel.load(init)) {
         if (student.config().vocabSize() != teacher.config().vocabSize()) {
@@ -157,7 +158,7 @@ public final class DistillerStage implements Stage<DistillerParams> {
   }
 
   /** The directory the student starts from; a shape is sliced once into the work directory. */
-  private static Path studentInit(StageContext<DistillerParams> ctx, LlamaModel teacher)
+  private static Path studentInit(StageContext<DistillerParams> ctx, LlamaModel teacher, List<TaskExample> train)
       throws IOException, StageException {
     DistillerParams p = ctx.params();
     List<StageContext.Artefact> given = new ArrayList<>();
@@ -190,10 +191,22 @@ public final class DistillerStage implements Stage<DistillerParams> {
     Path init = ctx.workDir().resolve("student-init");
     if (!Files.exists(init.resolve("config.json"))) {
       Path tmp = ctx.workDir().resolve("student-init.tmp");
-      StudentInit.write(teacher, p.student(), tmp);
+      ChannelImportance importance = "first".equals(p.slicing()) ? null
+          : ChannelImportance.measure(teacher, calibration(train));
+      StudentInit.write(teacher, p.student(), tmp, importance);
       Files.move(tmp, init, StandardCopyOption.ATOMIC_MOVE);
     }
     return init;
+  }
+
+  /** The first training sequences ({@code <s> prompt target </s>}) as calibration for the activation importance. */
+  public static List<int[]> calibration(List<TaskExample> train) {
+    List<int[]> out = new ArrayList<>();
+    ByteTokenizer tokenizer = ByteTokenizer.instance();
+    for (TaskExample e : train.subList(0, Math.min(train.size(), DistillerParams.CALIBRATION_SEQUENCES))) {
+      out.add(tokenizer.encode(e.prompt() + e.answer(), true, true));
+    }
+    return out;
   }
 
   private static Path localPath(String uri, String param) throws StageException {
