@@ -9,6 +9,7 @@ import io.distillery.distiller.student.StudentInit;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.platform.model.CheckpointException;
 import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.quant.CompressedTensors;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.stage.Stage;
@@ -77,7 +78,7 @@ public final class DistillerStage implements Stage<DistillerParams> {
           data.traces());
       Path init = studentInit(ctx, teacher, data.train());
       Path checkpoints = ctx.workDir().resolve("distill");
-      try (LlamaModel student = LlamaModel.load(init)) {
+      try (LlamaModel student = CompressedTensors.loadAny(init)) {
         if (student.config().vocabSize() != teacher.config().vocabSize()) {
           throw StageException.fatal("the student checkpoint's vocabulary (" + student.config().vocabSize()
               + ") differs from the teacher's (" + teacher.config().vocabSize() + "): logits cannot be distilled");

@@ -227,7 +227,7 @@ public final class Evaluation {
     if (!Files.isRegularFile(dir.resolve(LlamaConfig.FILE_NAME))) {
       throw new CorruptCheckpointException(dir, "has no " + LlamaConfig.FILE_NAME);
     }
-    return CompressedTensors.isCompressed(dir) ? CompressedTensors.loadDequantized(dir) : LlamaModel.load(dir);
+    return CompressedTensors.loadAny(dir);
   }
 
   /** Bytes of the weight files ({@code *.safetensors}, {@code *.bin}) of a checkpoint directory. */

@@ -53,8 +53,7 @@ public final class ServedModel {
    */
   public static ServedModel load(Path dir, String sha256, String uri) throws IOException {
     Path modelDir = modelDirectory(dir);
-    LlamaModel model = CompressedTensors.isCompressed(modelDir) ? CompressedTensors.loadDequantized(modelDir)
-        : LlamaModel.load(modelDir);
+    LlamaModel model = CompressedTensors.loadAny(modelDir);
     try {
       TextTokenizer tokenizer = TextTokenizer.load(modelDir);
       if (tokenizer.vocabSize() > model.config().vocabSize()) {
