@@ -106,7 +106,7 @@ class DeliveryIT {
         eval:   { stage: evaluator, after: [sparse],
                   params: { gates: { retention: 0.0 }, latencyRuns: 1, decodeTokens: 2 } }
         deploy: { stage: deployer, after: [eval],
-                  params: { deployment: %s, canaryPercent: 50, canaryWindowSeconds: 60, canaryMinRequests: 20,
+                  params: { deployment: %s, canaryPercent: 50, canaryWindowSeconds: 30, canaryMinRequests: 20,
                             rollbackMargin: 0.2, activeTimeoutSeconds: 60 } }
       """;
 
