@@ -386,7 +386,7 @@ public final class ServingNode implements AutoCloseable {
           // whatever went wrong, the client gets an answer and the node keeps serving
           LOG.error("generation failed deployment={} artefact={}", d.id(), lease.model().sha256(), e);
           traffic.error(d.id(), lease.model().sha256());
-          reply = new Reply(500, errorBody("generation failed: " + e, null), "error");
+          reply = new Reply(500, serverErrorBody("generation failed: " + e), "error");
         } finally {
           lease.close();
           inFlight.decrementAndGet();
@@ -420,8 +420,8 @@ public final class ServingNode implements AutoCloseable {
     if (answer.timedOut()) {
       traffic.error(deploymentId, sha);
       misfire(deploymentId, sha, id, req.prompt(), answer.text(), null, MisfireReason.TIMEOUT, answer.confidence());
-      return new Reply(504, errorBody("generation did not finish within " + config.requestTimeout().toMillis()
-          + " ms (" + answer.completionTokens() + " tokens generated)", null), "timeout");
+      return new Reply(504, serverErrorBody("generation did not finish within " + config.requestTimeout().toMillis()
+          + " ms (" + answer.completionTokens() + " tokens generated)"), "timeout");
     }
     boolean low = answer.confidence() < config.confidenceThreshold();
     ServedModel.Answer teacherAnswer = null;
@@ -542,6 +542,13 @@ public final class ServingNode implements AutoCloseable {
   private static JsonObject errorBody(String message, String param) {
     return new JsonObject().put("error", new JsonObject().put("message", message)
         .put("type", "invalid_request_error").put("param", param));
+  }
+
+  /** A 5xx body: the node failed, not the request. */
+  private static JsonObject serverErrorBody(String message) {
+    JsonObject body = errorBody(message, null);
+    body.getJsonObject("error").put("type", "server_error");
+    return body;
   }
 
   private static void error(RoutingContext ctx, int status, String message, String param) {

@@ -224,6 +224,7 @@ class ServingNodeTest {
       assertThat(Http.get(empty.url(), "/health").status()).isEqualTo(200);
       Http.Reply late = Http.complete(empty.url(), new JsonObject().put("prompt", "abc").put("max_tokens", 4));
       assertThat(late.status()).isEqualTo(504);
+      assertThat(late.json().getJsonObject("error").getString("type")).isEqualTo("server_error");
       assertThat(own.of(Misfire.class)).singleElement()
           .satisfies(m -> assertThat(m.getReason()).isEqualTo(MisfireReason.TIMEOUT));
     }
