@@ -84,7 +84,7 @@ public final class FeedbackLoop {
    */
   public record Options(int prompts, int teacherSteps, int redistillSteps, Duration timeout) {
     public static Options defaults() {
-      return new Options(60, 400, 300, Duration.ofMinutes(5));
+      return new Options(60, 1200, 300, Duration.ofMinutes(5));
     }
   }
 
@@ -142,7 +142,7 @@ public final class FeedbackLoop {
     Vertx vertx = Vertx.vertx();
     try {
       running.push(vertx::close);
-      Path teacher = work.resolve("teacher");
+      Path teacher = store.resolve("models").resolve(deployment + "-teacher"); // inside the store's roots
       double teacherExactMatch = trainTeacher(teacher);
       List<TaskExample> prompts = TaskJsonl.read(teacher.resolve("test.jsonl")).stream().limit(options.prompts())
           .toList();
@@ -165,7 +165,11 @@ public final class FeedbackLoop {
       Path weak = writeRecipe("weak.yaml", weakRecipe(redistill));
       String weakRunId = register(teacher, weak, Map.of("deployment", deployment));
       log.println("loop: weak student run " + weakRunId + " (deployment " + deployment + ")");
-      awaitRun(weakRunId, r -> r.getStatus() != RunStatus.RUNNING);
+      RunState weakRun = awaitRun(weakRunId, r -> r.getStatus() != RunStatus.RUNNING);
+      if (weakRun.getStatus() != RunStatus.SUCCEEDED) {
+        throw new IllegalStateException("the weak student's run ended " + weakRun.getStatus() + ": "
+            + weakRun.getReason());
+      }
       String shaBefore = awaitActive(null);
 
       double before = misfireRate(url, prompts);

@@ -23,7 +23,7 @@ class FeedbackLoopIT {
   @Test
   void shouldRedistillAndRedeployByItselfWhenTheDeployedStudentMisfires() throws Exception {
     FeedbackLoop loop = new FeedbackLoop(Cluster.bootstrap(), Cluster.registry(), Cluster.store(),
-        Cluster.newDir("feedback-loop"), new FeedbackLoop.Options(40, 400, 250, Duration.ofMinutes(6)), System.out);
+        Cluster.newDir("feedback-loop"), new FeedbackLoop.Options(40, 1200, 250, Duration.ofMinutes(6)), System.out);
 
     FeedbackLoop.Result result = loop.run();
     System.out.println(result.line());

@@ -330,8 +330,13 @@ final class JobLoop implements Runnable {
       LOG.warn("stage={} jobId={} cannot record completion marker: {}", descriptor.name(), job.getJobId(), e.toString());
     }
     metrics.counter("distillery_jobs_total", "stage", descriptor.name(), "outcome", outcome).increment();
-    LOG.info("stage={} runId={} jobId={} attempt={} {}", descriptor.name(), job.getRunId(), job.getJobId(),
-        job.getAttempt(), outcome);
+    if (result.getPayload() instanceof io.distillery.schemas.job.Failed f) {
+      LOG.warn("stage={} runId={} jobId={} attempt={} {} (retryable={} rejected={}): {}", descriptor.name(),
+          job.getRunId(), job.getJobId(), job.getAttempt(), outcome, f.getRetryable(), f.getRejected(), f.getReason());
+    } else {
+      LOG.info("stage={} runId={} jobId={} attempt={} {}", descriptor.name(), job.getRunId(), job.getJobId(),
+          job.getAttempt(), outcome);
+    }
     commit(rec);
   }
 
