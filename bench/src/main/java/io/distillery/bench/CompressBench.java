@@ -31,6 +31,9 @@ import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -59,17 +62,23 @@ import java.util.stream.Stream;
  * <p>Args: {@code --teacher DIR} (with test.jsonl; default /tmp/teacher-d), {@code --prompts N} exact-match prompts
  * (default 200), {@code --ppl-prompts N} perplexity prompts (default all), {@code --samples N} calibration samples
  * (default 512), {@code --group G} INT4 group size (default: the largest of 128, 64, 32, 16 dividing every width),
- * {@code --seconds S} per throughput measurement (default 2), {@code --threads N} engine threads.
+ * {@code --seconds S} per throughput measurement (default 2), {@code --threads N} engine threads, {@code --schemes}
+ * a comma list of {@code w8-rtn,w8a8-smoothquant,fp8,w4-rtn,w4-awq,w4-gptq,sp24-magnitude,sp24-wanda,sp24-sparsegpt}
+ * (default all; the ratios of schemes not run print NaN), {@code --exclude} modules the quantizer leaves dense
+ * (default lm_head; e.g. {@code lm_head,down_proj} to try a group size the MLP width does not allow).
  */
 public final class CompressBench {
 
   private static final String[] QUANT_SCHEMES = {"w8-rtn", "w8a8-smoothquant", "fp8", "w4-rtn", "w4-awq", "w4-gptq"};
   private static final String[] PRUNE_METHODS = {"magnitude", "wanda", "sparsegpt"};
+  private static final List<String> ALL = List.of("w8-rtn", "w8a8-smoothquant", "fp8", "w4-rtn", "w4-awq", "w4-gptq",
+      "sp24-magnitude", "sp24-wanda", "sp24-sparsegpt");
   private static final int EM_BATCH = 64;
 
   private CompressBench() {}
 
-  record Options(Path teacher, int prompts, int pplPrompts, int samples, int group, double seconds, int threads) {
+  record Options(Path teacher, int prompts, int pplPrompts, int samples, int group, double seconds, int threads,
+      List<String> schemes, List<String> exclude) {
 
     static Options parse(String[] args) {
       Map<String, String> named = new LinkedHashMap<>();
@@ -85,8 +94,14 @@ public final class CompressBench {
           Integer.parseInt(named.getOrDefault("samples", "512")),
           Integer.parseInt(named.getOrDefault("group", "0")),
           Double.parseDouble(named.getOrDefault("seconds", "2")),
-          Integer.parseInt(named.getOrDefault("threads", "0")));
-      named.keySet().removeAll(List.of("teacher", "prompts", "ppl-prompts", "samples", "group", "seconds", "threads"));
+          Integer.parseInt(named.getOrDefault("threads", "0")),
+          List.of(named.getOrDefault("schemes", String.join(",", ALL)).split(",")),
+          List.of(named.getOrDefault("exclude", "lm_head").split(",")));
+      named.keySet().removeAll(List.of("teacher", "prompts", "ppl-prompts", "samples", "group", "seconds", "threads",
+          "schemes", "exclude"));
+      if (!ALL.containsAll(o.schemes())) {
+        throw new IllegalArgumentException("--schemes: known schemes are " + ALL + ", got " + o.schemes());
+      }
       if (!named.isEmpty()) {
         throw new IllegalArgumentException("unknown options " + named.keySet());
       }
@@ -139,17 +154,26 @@ public final class CompressBench {
 
       Map<String, Row> rows = new LinkedHashMap<>();
       for (String scheme : QUANT_SCHEMES) {
+        if (!o.schemes().contains(scheme)) {
+          continue;
+        }
         long s0 = System.nanoTime();
         StageResult r = new QuantizerStage().run(context(work, scheme, o.teacher(),
-            new QuantizerParams(scheme, group, null, null, null, null, null), List.of(calibInput)));
+            new QuantizerParams(scheme, group, null, null, null, null, o.exclude()), List.of(calibInput)));
         double seconds = (System.nanoTime() - s0) / 1e9;
         String name = scheme.startsWith("w4") ? scheme + " g" + group : scheme;
-        Row row = measure(name, r.metrics().get("weight_bytes_after").longValue(), seconds,
+        // modules left out by --exclude stay F32 and still count
+        long bytes = r.metrics().get("weight_bytes_after").longValue() + denseBytes
+            - r.metrics().get("weight_bytes_before").longValue();
+        Row row = measure(name, bytes, seconds,
             r.outputs().getFirst().path(), true, emSet, pplSet);
         rows.put(scheme, row);
         print(row, dense);
       }
       for (String method : PRUNE_METHODS) {
+        if (!o.schemes().contains("sp24-" + method)) {
+          continue;
+        }
         long s0 = System.nanoTime();
         List<StageContext.Input> inputs = method.equals("magnitude") ? List.of() : List.of(calibInput);
         StageResult r = new PrunerStage().run(context(work, "prune-" + method, o.teacher(),
@@ -163,13 +187,15 @@ public final class CompressBench {
       }
 
       Throughput tp = throughput(o.teacher(), modules, o.seconds());
-      double w8StageGbs = denseBytes / 1e9 / rows.get("w8-rtn").stageSeconds();
+      double w8StageGbs = rows.containsKey("w8-rtn") ? denseBytes / 1e9 / rows.get("w8-rtn").stageSeconds()
+          : Double.NaN;
       System.out.printf(Locale.ROOT, "throughput over %.1f MB of f32 linear weights, single thread: read %.2f GB/s,"
               + " w8-rtn quantize %.2f GB/s (%.2fx the read time); whole w8-rtn stage (read, quantize, write)"
               + " %.3f GB/s%n", denseBytes / 1e6, tp.readGbs(), tp.quantGbs(), tp.readGbs() / tp.quantGbs(),
           w8StageGbs);
 
       Map<String, Double> ratio = new LinkedHashMap<>();
+      ALL.forEach(k -> ratio.put(k, Double.NaN));
       rows.forEach((k, v) -> ratio.put(k, v.perplexity() / dense.perplexity()));
       printTargets(ratio, group);
       System.out.printf(Locale.ROOT, "compress w8_ppl_ratio=%.4f w8a8_ppl_ratio=%.4f fp8_ppl_ratio=%.4f"
@@ -198,7 +224,7 @@ public final class CompressBench {
   }
 
   private static String check(String target, boolean met) {
-    return String.format(Locale.ROOT, "target %-62s %s", target, met ? "MET" : "MISSED");
+    return String.format(Locale.ROOT, "target %-62s %s", target, met ? "MET" : "MISSED or not run");
   }
 
   private static void print(Row row, Row dense) {
@@ -303,6 +329,8 @@ public final class CompressBench {
 
   record Throughput(double readGbs, double quantGbs) {}
 
+  private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
   /** Reading the F32 linear weights into float[] vs INT8 per-channel quantizing them, each for {@code seconds}. */
   private static Throughput throughput(Path teacher, List<String> modules, double seconds) throws IOException {
     Map<String, long[]> shapes = new LinkedHashMap<>();
@@ -321,7 +349,9 @@ public final class CompressBench {
       long deadline = start + (long) (seconds * 1e9);
       do {
         for (String m : modules) {
-          float[] w = checkpoint.floats(LlamaTensorNames.weight(m));
+          // the same little-endian F32 bytes into the float[] the quantizer reads (no allocation)
+          float[] w = weights.get(m);
+          MemorySegment.copy(checkpoint.segment(LlamaTensorNames.weight(m)), F32_LE, 0, w, 0, w.length);
           sink += w[w.length - 1];
         }
         passes++;
