@@ -27,6 +27,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -77,7 +78,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     try {
       switch (scheme) {
         case W8A8_SMOOTHQUANT -> smooth(config, tensors, stats, params, modules, inputScales);
-        case W4_AWQ -> metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params));
+        case W4_AWQ -> metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules)));
         default -> { }
       }
       Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
@@ -160,39 +161,57 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
    * group's mean activation). Returns the mean chosen exponent.
    */
   static double awqScale(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      QuantizerParams params) {
+      QuantizerParams params, Set<String> quantized) {
     double ratioSum = 0;
     int searches = 0;
     int hidden = config.hiddenSize();
     for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-      float[] down = tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer)));
-      AwqScaleSearch.Result r = search(List.of(down), new int[] {hidden}, config.intermediateSize(),
-          stats.layer(Projection.DOWN.module(layer)).meanAbs(), stats.layer(Projection.DOWN.module(layer)), params);
-      foldIntoUp(config, tensors, layer, r.scales());
-      ratioSum += r.ratio();
-      searches++;
+      // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
+      String downModule = Projection.DOWN.module(layer);
+      if (quantized.contains(downModule)) {
+        AwqScaleSearch.Result r = search(List.of(tensors.get(LlamaTensorNames.weight(downModule))),
+            new int[] {hidden}, config.intermediateSize(), stats.layer(downModule).meanAbs(), stats.layer(downModule),
+            params);
+        foldIntoUp(config, tensors, layer, r.scales());
+        ratioSum += r.ratio();
+        searches++;
+      }
 
-      float[] o = tensors.get(LlamaTensorNames.weight(Projection.O.module(layer)));
-      LayerStats oStats = stats.layer(Projection.O.module(layer));
-      AwqScaleSearch.Result ro = search(List.of(o), new int[] {hidden}, config.attentionWidth(),
-          tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, params);
-      foldIntoValue(config, tensors, layer, ro.scales());
-      ratioSum += ro.ratio();
-      searches++;
+      String oModule = Projection.O.module(layer);
+      if (quantized.contains(oModule)) {
+        LayerStats oStats = stats.layer(oModule);
+        AwqScaleSearch.Result ro = search(List.of(tensors.get(LlamaTensorNames.weight(oModule))), new int[] {hidden},
+            config.attentionWidth(), tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, params);
+        foldIntoValue(config, tensors, layer, ro.scales());
+        ratioSum += ro.ratio();
+        searches++;
+      }
 
       for (List<Projection> group : List.of(List.of(Projection.GATE, Projection.UP),
           List.of(Projection.Q, Projection.K, Projection.V))) {
         String norm = group.getFirst() == Projection.GATE ? LlamaTensorNames.postAttentionLayernorm(layer)
             : LlamaTensorNames.inputLayernorm(layer);
-        List<float[]> weights = new ArrayList<>();
-        int[] rows = new int[group.size()];
+        // every consumer of the norm is rescaled (the fold must keep the float model); the quantized ones are scored
+        List<float[]> all = new ArrayList<>();
+        int[] allRows = new int[group.size()];
+        List<float[]> scored = new ArrayList<>();
+        List<Integer> scoredRows = new ArrayList<>();
         for (int i = 0; i < group.size(); i++) {
-          weights.add(tensors.get(LlamaTensorNames.weight(group.get(i).module(layer))));
-          rows[i] = group.get(i).outFeatures(config);
+          float[] w = tensors.get(LlamaTensorNames.weight(group.get(i).module(layer)));
+          all.add(w);
+          allRows[i] = group.get(i).outFeatures(config);
+          if (quantized.contains(group.get(i).module(layer))) {
+            scored.add(w);
+            scoredRows.add(allRows[i]);
+          }
+        }
+        if (scored.isEmpty()) {
+          continue;
         }
         LayerStats s = stats.layer(group.getFirst().module(layer));
-        AwqScaleSearch.Result g = search(weights, rows, hidden, s.meanAbs(), s, params);
-        SmoothQuant.fold(tensors.get(norm), weights, rows, hidden, g.scales());
+        AwqScaleSearch.Result g = search(scored, scoredRows.stream().mapToInt(Integer::intValue).toArray(), hidden,
+            s.meanAbs(), s, params);
+        SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
         ratioSum += g.ratio();
         searches++;
       }

@@ -123,6 +123,30 @@ class AwqFoldTest {
   }
 
   @Test
+  void shouldNeitherSearchNorScaleAnExcludedLayerWhenItsWidthDoesNotFitTheGroupSize() throws Exception {
+    Map<String, float[]> tensors = randomTensors(15);
+    Path model = dir.resolve("model");
+    logits(tensors, "model");
+    StatsAccumulator accumulator = new StatsAccumulator(16, 1.5f, Set.of(), true);
+    try (LlamaModel m = LlamaModel.load(model);
+        LlamaModel.ObserverRegistration r = m.observeLinearInputs((module, input) -> accumulator.add(module,
+            input.toFloatArray(), (int) input.getShape().get(2)));
+        NDManager out = m.manager().newSubManager()) {
+      m.forward(out, PROMPT).close();
+    }
+    Set<String> quantized = new java.util.HashSet<>(LlamaTensorNames.linearModules(CONFIG));
+    quantized.removeIf(m -> m.endsWith("down_proj") || m.equals(LlamaTensorNames.LM_HEAD_MODULE));
+    Map<String, float[]> scaled = copy(tensors);
+    // group 32 divides hidden 32 but not intermediate 48: down_proj (input 48) must be left alone
+    QuantizerStage.awqScale(CONFIG, scaled, accumulator.result(Map.of()),
+        new QuantizerParams("w4-awq", 32, null, null, null, null, null), quantized);
+    for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
+      String down = LlamaTensorNames.weight(Projection.DOWN.module(layer));
+      assertThat(scaled.get(down)).isEqualTo(tensors.get(down));
+    }
+  }
+
+  @Test
   void shouldRefuseOProjScalesThatDifferWithinAQueryGroup() {
     Map<String, float[]> tensors = randomTensors(13);
     float[] s = new float[CONFIG.attentionWidth()];
@@ -146,7 +170,10 @@ class AwqFoldTest {
     }
     CalibrationStats stats = accumulator.result(Map.of());
     Map<String, float[]> scaled = copy(tensors);
-    QuantizerStage.awqScale(CONFIG, scaled, stats, new QuantizerParams("w4-awq", 16, null, null, null, null, null));
+    Set<String> quantized = new java.util.HashSet<>(LlamaTensorNames.linearModules(CONFIG));
+    quantized.remove(LlamaTensorNames.LM_HEAD_MODULE);
+    QuantizerStage.awqScale(CONFIG, scaled, stats, new QuantizerParams("w4-awq", 16, null, null, null, null, null),
+        quantized);
 
     int changed = 0;
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
