@@ -3,6 +3,7 @@ package io.distillery.bench;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import io.distillery.calibrator.CalibratorParams;
 import io.distillery.calibrator.CalibratorStage;
@@ -21,6 +22,7 @@ import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageResult;
 import io.distillery.platform.tasks.ExactMatch;
 import io.distillery.platform.tasks.Perplexity;
+import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
 import io.distillery.platform.tasks.TaskJsonl;
 import io.distillery.pruner.PrunerParams;
@@ -110,7 +112,8 @@ public final class CompressBench {
   }
 
   /** One measured model. */
-  record Row(String name, long linearBytes, double perplexity, double exactMatch, double stageSeconds) {}
+  record Row(String name, long linearBytes, double perplexity, double exactMatch, double klToDense,
+      double stageSeconds) {}
 
   public static void main(String[] args) throws Exception {
     Options o = Options.parse(args);
@@ -132,8 +135,9 @@ public final class CompressBench {
     try {
       List<String> modules = compressedModules(config);
       long denseBytes = linearBytes(o.teacher(), modules);
-      Row dense = measure("dense (f32)", denseBytes, 0, o.teacher(), false, emSet, pplSet);
-      try (LlamaModel teacher = LlamaModel.load(o.teacher())) {
+      LlamaModel teacher = LlamaModel.load(o.teacher());
+      Row dense = measure("dense (f32)", denseBytes, 0, o.teacher(), false, emSet, pplSet, null);
+      {
         List<TaskExample> few = emSet.subList(0, Math.min(40, emSet.size()));
         int longest = few.stream().mapToInt(e -> ByteTokenizer.instance().encode(e.answer()).length).max().orElse(0);
         System.out.printf(Locale.ROOT, "exact-match check on the teacher, first %d prompts: batched %.4f,"
@@ -166,7 +170,7 @@ public final class CompressBench {
         long bytes = r.metrics().get("weight_bytes_after").longValue() + denseBytes
             - r.metrics().get("weight_bytes_before").longValue();
         Row row = measure(name, bytes, seconds,
-            r.outputs().getFirst().path(), true, emSet, pplSet);
+            r.outputs().getFirst().path(), true, emSet, pplSet, teacher);
         rows.put(scheme, row);
         print(row, dense);
       }
@@ -181,7 +185,7 @@ public final class CompressBench {
         double seconds = (System.nanoTime() - s0) / 1e9;
         // the checkpoint stays dense F32: 2:4 halves the math on sparse tensor cores, not these bytes
         Row row = measure("2:4 " + method, denseBytes, seconds, r.outputs().getFirst().path(), false, emSet,
-            pplSet);
+            pplSet, teacher);
         rows.put("sp24-" + method, row);
         print(row, dense);
       }
@@ -204,6 +208,7 @@ public final class CompressBench {
           ratio.get("w8-rtn"), ratio.get("w8a8-smoothquant"), ratio.get("fp8"), ratio.get("w4-rtn"),
           ratio.get("w4-awq"), ratio.get("w4-gptq"), ratio.get("sp24-magnitude"), ratio.get("sp24-wanda"),
           ratio.get("sp24-sparsegpt"), tp.quantGbs(), tp.readGbs());
+      teacher.close();
     } finally {
       deleteTree(work);
     }
@@ -229,27 +234,29 @@ public final class CompressBench {
 
   private static void print(Row row, Row dense) {
     if (row == null) {
-      System.out.printf(Locale.ROOT, "%-22s %12s %7s %9s %9s %8s %8s %8s%n", "scheme", "linear_bytes", "x_bytes",
-          "ppl", "ppl_ratio", "exact", "em_ratio", "stage_s");
+      System.out.printf(Locale.ROOT, "%-22s %12s %7s %9s %9s %8s %8s %10s %8s%n", "scheme", "linear_bytes", "x_bytes",
+          "ppl", "ppl_ratio", "exact", "em_ratio", "kl_dense", "stage_s");
       return;
     }
-    System.out.printf(Locale.ROOT, "%-22s %12d %7.3f %9.5f %9.4f %8.4f %8.4f %8.1f%n", row.name(), row.linearBytes(),
-        (double) row.linearBytes() / dense.linearBytes(), row.perplexity(), row.perplexity() / dense.perplexity(),
-        row.exactMatch(), dense.exactMatch() == 0 ? Double.NaN : row.exactMatch() / dense.exactMatch(),
+    System.out.printf(Locale.ROOT, "%-22s %12d %7.3f %9.5f %9.4f %8.4f %8.4f %10.2e %8.1f%n", row.name(),
+        row.linearBytes(), (double) row.linearBytes() / dense.linearBytes(), row.perplexity(),
+        row.perplexity() / dense.perplexity(), row.exactMatch(),
+        dense.exactMatch() == 0 ? Double.NaN : row.exactMatch() / dense.exactMatch(), row.klToDense(),
         row.stageSeconds());
   }
 
   private static Row measure(String name, long bytes, double stageSeconds, Path checkpoint, boolean compressed,
-      List<TaskExample> emSet, List<TaskExample> pplSet) throws IOException {
+      List<TaskExample> emSet, List<TaskExample> pplSet, LlamaModel dense) throws IOException {
     ByteTokenizer tokenizer = ByteTokenizer.instance();
     try (LlamaModel model = compressed ? CompressedTensors.loadDequantized(checkpoint) : LlamaModel.load(checkpoint)) {
+      double kl = dense == null ? 0 : klToDense(dense, model, tokenizer, pplSet);
       double ppl = Perplexity.evaluate(model, tokenizer, pplSet).perplexity();
       int longest = 0;
       for (TaskExample e : emSet) {
         longest = Math.max(longest, tokenizer.encode(e.answer()).length);
       }
       double em = batchedExactMatch(model, tokenizer, emSet, longest + 2);
-      return new Row(name, bytes, ppl, em, stageSeconds);
+      return new Row(name, bytes, ppl, em, kl, stageSeconds);
     }
   }
 
@@ -325,6 +332,27 @@ public final class CompressBench {
       }
     }
     return out;
+  }
+
+  /**
+   * Mean KL(dense || compressed) of the next-token distributions at the answer positions (nats per token): how far
+   * the compressed model's predictions moved, even where the argmax and the answer's likelihood barely do.
+   */
+  static double klToDense(LlamaModel dense, LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples) {
+    double kl = 0;
+    long tokens = 0;
+    for (int from = 0; from < examples.size(); from += EM_BATCH) {
+      TaskBatch batch = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + EM_BATCH)), tokenizer);
+      try (NDManager scope = model.manager().newSubManager()) {
+        NDArray p = dense.forward(scope, batch.inputs()).logSoftmax(-1);
+        NDArray q = model.forward(scope, batch.inputs()).logSoftmax(-1);
+        NDArray perPosition = p.exp().mul(p.sub(q)).sum(new int[] {-1});
+        NDArray mask = scope.create(batch.mask(), new Shape(batch.size(), batch.length()));
+        kl += perPosition.mul(mask).sum().getFloat();
+        tokens += batch.answerTokens();
+      }
+    }
+    return kl / tokens;
   }
 
   record Throughput(double readGbs, double quantGbs) {}
