@@ -248,7 +248,8 @@ public final class CompressedTensors {
 
   /**
    * Writes a dense F32 Hugging Face checkpoint of a compressed-tensors one (weights dequantized, no
-   * quantization_config) into {@code out}.
+   * quantization_config) into {@code out}. A dense checkpoint cannot carry W8A8's activation quantization: to run or
+   * evaluate a W8A8 output as an INT8 engine would, use {@link #loadDequantized(Path)}.
    */
   public static void decompress(Path dir, Path out) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
