@@ -138,6 +138,20 @@ class CalibratorStageTest {
   }
 
   @Test
+  void shouldFailFatallyNamingTheArchitectureWhenTheModelIsNotLlama() throws Exception {
+    Path gpt2 = Files.createDirectories(scratch.resolve("gpt2"));
+    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], "
+        + "\"model_type\": \"gpt2\", \"n_embd\": 32}");
+    StageContext<CalibratorParams> ctx = context(new CalibratorParams(4, 16, null, false, null, null), List.of(),
+        new ArrayList<>());
+    StageContext<CalibratorParams> onGpt2 = new StageContext<>(ctx.job(), ctx.params(), gpt2, ctx.inputs(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink());
+
+    assertThatThrownBy(() -> new CalibratorStage().run(onGpt2)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("GPT2LMHeadModel");
+  }
+
+  @Test
   void shouldFailWithTheParamNameWhenAParamIsInvalid() {
     for (var bad : Map.of("{\"samples\":0}", "samples", "{\"seqLen\":4}", "seqLen", "{\"seqLen\":40000}", "seqLen",
         "{\"bins\":64}", "bins", "{\"source\":\"web\"}", "source", "{\"sample\":3}", "sample").entrySet()) {

@@ -153,6 +153,19 @@ class PrunerStageTest {
   }
 
   @Test
+  void shouldFailFatallyNamingArchitectureWhenModelIsNotLlama() throws Exception {
+    Path gpt2 = Files.createDirectories(tmp.resolve("gpt2"));
+    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], "
+        + "\"model_type\": \"gpt2\", \"n_embd\": 32}");
+    StageContext<PrunerParams> ctx = context("{\"method\":\"magnitude\",\"pattern\":\"2:4\"}", false,
+        new ArrayList<>(), "gpt2-scratch");
+    StageContext<PrunerParams> onGpt2 = new StageContext<>(ctx.job(), ctx.params(), gpt2, ctx.inputs(), ctx.scratch(),
+        ctx.workDir(), ctx.progressSink());
+    assertThatThrownBy(() -> new PrunerStage().run(onGpt2)).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("GPT2LMHeadModel");
+  }
+
+  @Test
   void shouldBeFoundByNameWhenRegistryLoadsPlugins() {
     var descriptor = StageRegistry.discover().get("pruner");
     assertThat(descriptor.params()).isEqualTo(PrunerParams.class);

@@ -27,6 +27,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -77,7 +78,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     try {
       switch (scheme) {
         case W8A8_SMOOTHQUANT -> smooth(config, tensors, stats, params, modules, inputScales);
-        case W4_AWQ -> metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params));
+        case W4_AWQ -> metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules)));
         default -> { }
       }
       Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
@@ -152,42 +153,65 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   }
 
   /**
-   * AWQ scales per decoder layer, folded so the float model is unchanged: down_proj's into up_proj's rows, gate/up's
-   * into post_attention_layernorm, q/k/v's into input_layernorm (o_proj keeps s = 1: with grouped-query attention its
-   * input channels do not map one-to-one onto v_proj's rows). Returns the mean chosen exponent.
+   * AWQ scales per decoder layer (Lin et al., arXiv 2306.00978, Section 3.2), each folded into the operator that
+   * produces the scaled input so that the float model is unchanged: down_proj's 1/s into up_proj's output rows (its
+   * input is act(gate) * up), o_proj's into v_proj's output rows (its input is softmax(QK^T) V, linear in V), gate/up's
+   * into post_attention_layernorm, q/k/v's into input_layernorm. With grouped-query attention one v_proj row feeds the
+   * same channel of every query head of its group, so o_proj's scales are tied across those heads (searched on the
+   * group's mean activation). Returns the mean chosen exponent.
    */
   static double awqScale(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      QuantizerParams params) {
+      QuantizerParams params, Set<String> quantized) {
     double ratioSum = 0;
     int searches = 0;
+    int hidden = config.hiddenSize();
     for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-      // down_proj: input = act(gate) * up, so 1/s folds into up_proj's output rows
-      int inter = config.intermediateSize();
-      int hidden = config.hiddenSize();
-      float[] down = tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer)));
-      AwqScaleSearch.Result r = search(List.of(down), new int[] {hidden}, inter,
-          stats.layer(Projection.DOWN.module(layer)), params);
-      scaleColumns(down, hidden, inter, r.scales());
-      float[] up = tensors.get(LlamaTensorNames.weight(Projection.UP.module(layer)));
-      for (int row = 0; row < inter; row++) {
-        for (int j = 0; j < hidden; j++) {
-          up[row * hidden + j] /= r.scales()[row];
-        }
+      // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
+      String downModule = Projection.DOWN.module(layer);
+      if (quantized.contains(downModule)) {
+        AwqScaleSearch.Result r = search(List.of(tensors.get(LlamaTensorNames.weight(downModule))),
+            new int[] {hidden}, config.intermediateSize(), stats.layer(downModule).meanAbs(), stats.layer(downModule),
+            params);
+        foldIntoUp(config, tensors, layer, r.scales());
+        ratioSum += r.ratio();
+        searches++;
       }
-      ratioSum += r.ratio();
-      searches++;
+
+      String oModule = Projection.O.module(layer);
+      if (quantized.contains(oModule)) {
+        LayerStats oStats = stats.layer(oModule);
+        AwqScaleSearch.Result ro = search(List.of(tensors.get(LlamaTensorNames.weight(oModule))), new int[] {hidden},
+            config.attentionWidth(), tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, params);
+        foldIntoValue(config, tensors, layer, ro.scales());
+        ratioSum += ro.ratio();
+        searches++;
+      }
+
       for (List<Projection> group : List.of(List.of(Projection.GATE, Projection.UP),
           List.of(Projection.Q, Projection.K, Projection.V))) {
         String norm = group.getFirst() == Projection.GATE ? LlamaTensorNames.postAttentionLayernorm(layer)
             : LlamaTensorNames.inputLayernorm(layer);
-        List<float[]> weights = new ArrayList<>();
-        int[] rows = new int[group.size()];
+        // every consumer of the norm is rescaled (the fold must keep the float model); the quantized ones are scored
+        List<float[]> all = new ArrayList<>();
+        int[] allRows = new int[group.size()];
+        List<float[]> scored = new ArrayList<>();
+        List<Integer> scoredRows = new ArrayList<>();
         for (int i = 0; i < group.size(); i++) {
-          weights.add(tensors.get(LlamaTensorNames.weight(group.get(i).module(layer))));
-          rows[i] = group.get(i).outFeatures(config);
+          float[] w = tensors.get(LlamaTensorNames.weight(group.get(i).module(layer)));
+          all.add(w);
+          allRows[i] = group.get(i).outFeatures(config);
+          if (quantized.contains(group.get(i).module(layer))) {
+            scored.add(w);
+            scoredRows.add(allRows[i]);
+          }
         }
-        AwqScaleSearch.Result g = search(weights, rows, hidden, stats.layer(group.getFirst().module(layer)), params);
-        SmoothQuant.fold(tensors.get(norm), weights, rows, hidden, g.scales());
+        if (scored.isEmpty()) {
+          continue;
+        }
+        LayerStats s = stats.layer(group.getFirst().module(layer));
+        AwqScaleSearch.Result g = search(scored, scoredRows.stream().mapToInt(Integer::intValue).toArray(), hidden,
+            s.meanAbs(), s, params);
+        SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
         ratioSum += g.ratio();
         searches++;
       }
@@ -195,9 +219,82 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     return searches == 0 ? 0 : ratioSum / searches;
   }
 
-  private static AwqScaleSearch.Result search(List<float[]> weights, int[] rows, int n, LayerStats s,
-      QuantizerParams params) {
-    return AwqScaleSearch.search(weights, rows, n, s.meanAbs(), s.gram(), s.sumSq(), params.groupSize(),
+  /** down_proj's columns times s, up_proj's output rows divided by s: act(gate) * (up / s) * s is unchanged. */
+  static void foldIntoUp(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
+    int hidden = config.hiddenSize();
+    int inter = config.intermediateSize();
+    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer))), hidden, inter, s);
+    float[] up = tensors.get(LlamaTensorNames.weight(Projection.UP.module(layer)));
+    for (int row = 0; row < inter; row++) {
+      for (int j = 0; j < hidden; j++) {
+        up[row * hidden + j] /= s[row];
+      }
+    }
+  }
+
+  /**
+   * o_proj's columns times s, v_proj's output rows (and bias) divided by s. Column h * headDim + d of o_proj reads
+   * channel d of query head h, which is channel d of value head h / (heads / kvHeads): s must be equal across the
+   * query heads of a group (see {@link #tieAcrossQueryGroups}), and v_proj's row is divided by that shared value.
+   *
+   * @throws IllegalArgumentException if s differs within a group of query heads
+   */
+  static void foldIntoValue(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
+    int hidden = config.hiddenSize();
+    int headDim = config.headDim();
+    int groups = config.numKeyValueGroups();
+    int attention = config.attentionWidth();
+    for (int c = 0; c < attention; c++) {
+      int head = c / headDim;
+      int first = (head / groups) * groups * headDim + c % headDim;
+      if (s[c] != s[first]) {
+        throw new IllegalArgumentException("o_proj scale of channel " + c + " differs from channel " + first
+            + " that reads the same value head");
+      }
+    }
+    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.O.module(layer))), hidden, attention, s);
+    String vModule = Projection.V.module(layer);
+    float[] v = tensors.get(LlamaTensorNames.weight(vModule));
+    float[] bias = Projection.V.hasBias(config) ? tensors.get(LlamaTensorNames.bias(vModule)) : null;
+    for (int kv = 0; kv < config.numKeyValueHeads(); kv++) {
+      for (int d = 0; d < headDim; d++) {
+        int row = kv * headDim + d;
+        float scale = s[kv * groups * headDim + d];
+        for (int j = 0; j < hidden; j++) {
+          v[row * hidden + j] /= scale;
+        }
+        if (bias != null) {
+          bias[row] /= scale;
+        }
+      }
+    }
+  }
+
+  /**
+   * Per o_proj input channel (h, d): the mean of {@code meanAbs} over channel d of every query head sharing h's value
+   * head, so that the scales AWQ derives from it are equal within each group.
+   */
+  static float[] tieAcrossQueryGroups(LlamaConfig config, float[] meanAbs) {
+    int headDim = config.headDim();
+    int groups = config.numKeyValueGroups();
+    float[] out = new float[meanAbs.length];
+    for (int kv = 0; kv < config.numKeyValueHeads(); kv++) {
+      for (int d = 0; d < headDim; d++) {
+        double sum = 0;
+        for (int g = 0; g < groups; g++) {
+          sum += meanAbs[(kv * groups + g) * headDim + d];
+        }
+        for (int g = 0; g < groups; g++) {
+          out[(kv * groups + g) * headDim + d] = (float) (sum / groups);
+        }
+      }
+    }
+    return out;
+  }
+
+  private static AwqScaleSearch.Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs,
+      LayerStats s, QuantizerParams params) {
+    return AwqScaleSearch.search(weights, rows, n, meanAbs, s.gram(), s.sumSq(), params.groupSize(),
         params.awqGrid());
   }
 

@@ -161,7 +161,9 @@ class QuantizerStageTest {
         }
       }
     }
-    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.04);
+    // W8A8 is evaluated with its static per-tensor INT8 input quantization simulated on load (about 0.10 here, where
+    // weight-only INT8 is below 0.04): the random model's loud norm channels are what SmoothQuant only partly tames
+    assertThat(errors.get("w8a8-smoothquant")).as(errors.toString()).isLessThan(0.15);
     assertThat(errors.get("fp8")).as(errors.toString()).isLessThan(0.2); // 3 mantissa bits: ~3.6% per weight
     assertThat(errors.get("w4-rtn")).as(errors.toString()).isLessThan(0.5);
     assertThat(errors.get("w4-gptq")).as(errors.toString()).isLessThan(errors.get("w4-rtn"));

@@ -1,24 +1,23 @@
 package io.distillery.quantizer.awq;
 
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import io.distillery.platform.model.quant.GroupQuantizer;
 import java.util.List;
-import java.util.stream.IntStream;
 
 /**
  * AWQ's per-input-channel scale search (Lin et al., arXiv 2306.00978, Section 3.2, eq. 4-5): s = xbar^r with xbar
  * the mean |x| of each input channel, normalised by sqrt(max s * min s); for r on a grid over [0, 1) pick the r that
  * minimises the output error of the layers sharing that input, || (W - Q(W diag(s)) diag(s)^-1) X ||_F^2. With the
- * calibration Gram matrix G = X^T X that error is sum_rows e G e^T (e a row of the weight error), so no activations
- * are stored; without a Gram matrix, its diagonal (sum x^2 per channel) is used. r = 0 is plain round-to-nearest, so
- * the search never does worse than RTN on this objective.
+ * calibration Gram matrix G = X^T X that error is sum_rows e G e^T = sum((E G) .* E) (E the weight error), one GEMM
+ * per grid point on the engine, so no activations are stored; without a Gram matrix, its diagonal (sum x^2 per
+ * channel) is used. r = 0 is plain round-to-nearest, so the search never does worse than RTN on this objective.
  */
 public final class AwqScaleSearch {
 
-  /**
-   * Above this many multiply-adds per evaluation (rows x n^2) the objective uses only the Gram diagonal, so that a
-   * 20-point search over a wide layer stays in seconds on a CPU.
-   */
-  static final double FULL_GRAM_BUDGET = 64e6;
+  private static final String ENGINE = "PyTorch";
 
   private AwqScaleSearch() {}
 
@@ -38,20 +37,25 @@ public final class AwqScaleSearch {
     double bestLoss = Double.POSITIVE_INFINITY;
     double bestRatio = 0;
     double rtnLoss = Double.NaN;
-    for (int step = 0; step < gridPoints; step++) {
-      double ratio = (double) step / gridPoints;
-      float[] s = scales(meanAbs, ratio);
-      double loss = 0;
-      for (int i = 0; i < weights.size(); i++) {
-        loss += loss(weights.get(i), rows[i], n, s, gram, sumSq, groupSize);
-      }
-      if (step == 0) {
-        rtnLoss = loss;
-      }
-      if (loss < bestLoss) {
-        bestLoss = loss;
-        best = s;
-        bestRatio = ratio;
+    try (NDManager manager = gram == null ? null : Engine.getEngine(ENGINE).newBaseManager()) {
+      NDArray g = gram == null ? null : manager.create(gram, new Shape(n, n));
+      for (int step = 0; step < gridPoints; step++) {
+        double ratio = (double) step / gridPoints;
+        float[] s = scales(meanAbs, ratio);
+        double loss = 0;
+        for (int i = 0; i < weights.size(); i++) {
+          float[] w = weights.get(i);
+          double[] e = error(w, rows[i], n, s, groupSize);
+          loss += g == null ? diagonalLoss(e, rows[i], n, sumSq) : gramLoss(manager, e, rows[i], n, g);
+        }
+        if (step == 0) {
+          rtnLoss = loss;
+        }
+        if (loss < bestLoss) {
+          bestLoss = loss;
+          best = s;
+          bestRatio = ratio;
+        }
       }
     }
     return new Result(best, bestRatio, rtnLoss, bestLoss);
@@ -76,8 +80,19 @@ public final class AwqScaleSearch {
     return out;
   }
 
-  /** || (W - Q(W diag s) diag(s)^-1) X ||_F^2 through the Gram matrix (or its diagonal). */
+  /** || (W - Q(W diag s) diag(s)^-1) X ||_F^2 through the Gram matrix (null: its diagonal {@code sumSq}). */
   public static double loss(float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize) {
+    double[] e = error(w, rows, n, s, groupSize);
+    if (gram == null) {
+      return diagonalLoss(e, rows, n, sumSq);
+    }
+    try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
+      return gramLoss(manager, e, rows, n, manager.create(gram, new Shape(n, n)));
+    }
+  }
+
+  /** E = W - Q(W diag s) diag(s)^-1, {@code [rows, n]} row-major. */
+  static double[] error(float[] w, int rows, int n, float[] s, int groupSize) {
     float[] scaled = new float[w.length];
     for (int r = 0; r < rows; r++) {
       for (int j = 0; j < n; j++) {
@@ -85,31 +100,30 @@ public final class AwqScaleSearch {
       }
     }
     float[] q = GroupQuantizer.int4FakeQuantize(scaled, rows, n, groupSize);
-    boolean full = gram != null && (double) rows * n * n <= FULL_GRAM_BUDGET;
-    return IntStream.range(0, rows).parallel().mapToDouble(r -> {
-      double[] e = new double[n];
+    double[] e = new double[w.length];
+    for (int r = 0; r < rows; r++) {
       for (int j = 0; j < n; j++) {
-        e[j] = w[r * n + j] - q[r * n + j] / s[j];
+        e[r * n + j] = w[r * n + j] - q[r * n + j] / s[j];
       }
-      double total = 0;
-      if (!full) {
-        for (int j = 0; j < n; j++) {
-          total += e[j] * e[j] * (gram != null ? gram[j * n + j] : sumSq[j]);
-        }
-        return total;
+    }
+    return e;
+  }
+
+  /** sum_rows e G e^T = sum((E G) .* E), in double on the engine. */
+  private static double gramLoss(NDManager manager, double[] e, int rows, int n, NDArray gram) {
+    try (NDManager scope = manager.newSubManager()) {
+      NDArray err = scope.create(e, new Shape(rows, n));
+      return err.matMul(gram).mul(err).sum().getDouble();
+    }
+  }
+
+  private static double diagonalLoss(double[] e, int rows, int n, float[] sumSq) {
+    double total = 0;
+    for (int r = 0; r < rows; r++) {
+      for (int j = 0; j < n; j++) {
+        total += e[r * n + j] * e[r * n + j] * sumSq[j];
       }
-      for (int a = 0; a < n; a++) {
-        if (e[a] == 0) {
-          continue;
-        }
-        double dot = 0;
-        int row = a * n;
-        for (int b = 0; b < n; b++) {
-          dot += gram[row + b] * e[b];
-        }
-        total += e[a] * dot;
-      }
-      return total;
-    }).sum();
+    }
+    return total;
   }
 }

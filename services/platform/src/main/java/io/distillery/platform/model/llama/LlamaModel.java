@@ -74,6 +74,7 @@ public final class LlamaModel implements AutoCloseable {
     private final NDIndex secondHalf;
     private final NDIndex lastPosition = new NDIndex(":, -1:, :");
     private final List<LinearInputObserver> observers = new CopyOnWriteArrayList<>();
+    private final List<LinearInputTransform> transforms = new CopyOnWriteArrayList<>();
     private volatile boolean trainable;
 
     /** Precomputed names of one decoder layer's tensors. */
@@ -398,6 +399,9 @@ public final class LlamaModel implements AutoCloseable {
         for (LinearInputObserver observer : observers) {
             observer.onLinearInput(module, input);
         }
+        for (LinearInputTransform transform : transforms) {
+            input = transform.apply(module, input);
+        }
         NDList result = bias == null ? Linear.linear(input, weight) : Linear.linear(input, weight, bias);
         return result.singletonOrThrow();
     }
@@ -576,6 +580,16 @@ public final class LlamaModel implements AutoCloseable {
         Objects.requireNonNull(observer, "observer");
         observers.add(observer);
         return () -> observers.remove(observer);
+    }
+
+    /**
+     * Registers a transform of linear-layer inputs (applied after the observers saw the input, in registration
+     * order); close the registration to remove it.
+     */
+    public ObserverRegistration transformLinearInputs(LinearInputTransform transform) {
+        Objects.requireNonNull(transform, "transform");
+        transforms.add(transform);
+        return () -> transforms.remove(transform);
     }
 
     /** Removes an observer when closed. */

@@ -14,9 +14,9 @@ import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
 import io.distillery.platform.model.safetensors.TensorCodec;
 import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.model.safetensors.TensorInfo;
 import io.distillery.platform.model.safetensors.TensorSource;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,8 +24,6 @@ import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.SequencedMap;
-import java.util.Set;
-import java.util.TreeSet;
 import java.util.stream.Stream;
 
 /**
@@ -68,7 +66,6 @@ public final class CompressedTensors {
       throws IOException {
     Files.createDirectories(dir);
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
-    Set<String> fp8 = new TreeSet<>();
     for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
       String name = entry.getKey();
       String module = name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
@@ -85,9 +82,6 @@ public final class CompressedTensors {
         throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
       }
       putQuantized(tensors, module, q);
-      if (q.kind() == QuantizedWeight.Kind.FP8_CHANNEL) {
-        fp8.add(name);
-      }
       Float inputScale = inputScales.get(module);
       if (inputScale != null) {
         tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
@@ -95,7 +89,6 @@ public final class CompressedTensors {
     }
     Path file = dir.resolve(Checkpoint.SINGLE_FILE);
     SafetensorsWriter.write(file, tensors, Map.of("format", "pt"));
-    Fp8Safetensors.relabelAsFp8(file, fp8);
     ObjectNode root = (ObjectNode) JSON.readTree(config.withTorchDtype("float32").toJson());
     root.set("quantization_config", quantizationConfig(scheme));
     Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
@@ -123,8 +116,7 @@ public final class CompressedTensors {
         for (int i = 0; i < codes.length; i++) {
           codes[i] = (byte) q.codes()[i];
         }
-        // FP8 codes go out as U8 and are relabelled F8_E4M3 in the header afterwards (see Fp8Safetensors)
-        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.U8;
+        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.F8_E4M3;
         tensors.put(m + ".weight", TensorData.ofBytes(type, new long[] {rows, cols}, codes));
         tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, 1}, q.scales()));
       }
@@ -184,13 +176,13 @@ public final class CompressedTensors {
   /** The quantized weights of a compressed-tensors checkpoint, by module, exactly as stored. */
   public static Map<String, QuantizedWeight> readQuantized(Path dir) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
-    try (Arena arena = Arena.ofConfined()) {
-      return readQuantized(dir, config, Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena));
+    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+      return readQuantized(dir, config, checkpoint);
     }
   }
 
-  private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config,
-      Map<String, Fp8Safetensors.Raw> file) throws IOException {
+  private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config, Checkpoint file)
+      throws IOException {
     Map<String, QuantizedWeight> out = new LinkedHashMap<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
       try {
@@ -209,72 +201,74 @@ public final class CompressedTensors {
   /** The static activation scales ({@code <module>.input_scale}) of a W8A8 checkpoint. */
   public static Map<String, Float> readInputScales(Path dir) throws IOException {
     Map<String, Float> out = new LinkedHashMap<>();
-    try (Arena arena = Arena.ofConfined()) {
-      for (Map.Entry<String, Fp8Safetensors.Raw> e : Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena)
-          .entrySet()) {
-        if (e.getKey().endsWith(".input_scale")) {
-          out.put(e.getKey().substring(0, e.getKey().length() - ".input_scale".length()), e.getValue().floats()[0]);
+    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+      for (String name : checkpoint.tensorNames()) {
+        if (name.endsWith(".input_scale")) {
+          out.put(name.substring(0, name.length() - ".input_scale".length()), checkpoint.floats(name)[0]);
         }
       }
     }
     return out;
   }
 
-  private static QuantizedWeight readModule(Map<String, Fp8Safetensors.Raw> file, String m) {
-    if (file.containsKey(m + ".weight_packed")) {
-      long[] shape = TensorCodec.bytesToLongs(file.get(m + ".weight_shape").bytes());
+  private static QuantizedWeight readModule(Checkpoint file, String m) throws CorruptCheckpointException {
+    if (file.contains(m + ".weight_packed")) {
+      long[] shape = TensorCodec.bytesToLongs(file.bytes(m + ".weight_shape"));
       int rows = Math.toIntExact(shape[0]);
       int cols = Math.toIntExact(shape[1]);
-      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.get(m + ".weight_packed").bytes()), rows, cols, 4);
-      Fp8Safetensors.Raw scale = file.get(m + ".weight_scale");
-      int groups = Math.toIntExact(scale.shape()[1]);
+      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.bytes(m + ".weight_packed")), rows, cols, 4);
+      int groups = Math.toIntExact(file.info(m + ".weight_scale").dim(1));
       int[] zeros = null;
-      if (file.containsKey(m + ".weight_zero_point")) {
-        zeros = Int32Packing.unpackColumns(TensorCodec.bytesToInts(file.get(m + ".weight_zero_point").bytes()), rows, groups, 4);
+      if (file.contains(m + ".weight_zero_point")) {
+        zeros = Int32Packing.unpackColumns(TensorCodec.bytesToInts(file.bytes(m + ".weight_zero_point")), rows, groups,
+            4);
       }
-      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes, scale.floats(),
-          zeros);
+      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes,
+          file.floats(m + ".weight_scale"), zeros);
     }
-    if (!file.containsKey(m + ".weight_scale")) {
+    if (!file.contains(m + ".weight_scale")) {
       return null;
     }
-    Fp8Safetensors.Raw weight = file.get(m + ".weight");
+    TensorInfo weight = file.info(m + ".weight");
     QuantizedWeight.Kind kind = switch (weight.dtype()) {
-      case "I8" -> QuantizedWeight.Kind.INT8_CHANNEL;
-      case Fp8Safetensors.F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
+      case I8 -> QuantizedWeight.Kind.INT8_CHANNEL;
+      case F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
       default -> throw new IllegalArgumentException("tensor '" + m + ".weight' is " + weight.dtype()
           + " next to a weight_scale; expected I8 or F8_E4M3");
     };
-    int rows = Math.toIntExact(weight.shape()[0]);
-    int cols = Math.toIntExact(weight.shape()[1]);
-    byte[] bytes = weight.bytes();
+    int rows = Math.toIntExact(weight.dim(0));
+    int cols = Math.toIntExact(weight.dim(1));
+    byte[] bytes = file.bytes(m + ".weight");
     int[] codes = new int[bytes.length];
     for (int i = 0; i < bytes.length; i++) {
       codes[i] = kind == QuantizedWeight.Kind.INT8_CHANNEL ? bytes[i] : bytes[i] & 0xFF;
     }
-    return new QuantizedWeight(kind, rows, cols, cols, codes, file.get(m + ".weight_scale").floats(), null);
+    return new QuantizedWeight(kind, rows, cols, cols, codes, file.floats(m + ".weight_scale"), null);
   }
 
   /**
    * Writes a dense F32 Hugging Face checkpoint of a compressed-tensors one (weights dequantized, no
-   * quantization_config) into {@code out}.
+   * quantization_config) into {@code out}. A dense checkpoint cannot carry W8A8's activation quantization: to run or
+   * evaluate a W8A8 output as an INT8 engine would, use {@link #loadDequantized(Path)}.
    */
   public static void decompress(Path dir, Path out) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
     Files.createDirectories(out);
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
-    try (Arena arena = Arena.ofConfined()) {
-      Map<String, Fp8Safetensors.Raw> file = Fp8Safetensors.read(dir.resolve(Checkpoint.SINGLE_FILE), arena);
+    try (Checkpoint file = Checkpoint.open(dir)) {
       Map<String, QuantizedWeight> quantized = readQuantized(dir, config, file);
       for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
         String name = entry.getKey();
         QuantizedWeight q = name.endsWith(".weight")
             ? quantized.get(name.substring(0, name.length() - ".weight".length())) : null;
-        Fp8Safetensors.Raw raw = file.get(name);
-        if (q == null && raw == null) {
+        if (q == null && !file.contains(name)) {
           throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
         }
-        float[] values = q != null ? q.dequantize() : raw.floats();
+        if (q == null && !file.info(name).dtype().isFloatingPoint()) {
+          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is " + file.info(name).dtype()
+              + " without a weight_scale; expected a float tensor");
+        }
+        float[] values = q != null ? q.dequantize() : file.floats(name);
         tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
       }
       SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
@@ -282,12 +276,22 @@ public final class CompressedTensors {
     config.withTorchDtype("float32").write(out);
   }
 
-  /** Loads a compressed-tensors checkpoint into a float {@link LlamaModel}, dequantizing every quantized weight. */
+  /**
+   * Loads a compressed-tensors checkpoint into a float {@link LlamaModel}, dequantizing every quantized weight. When the
+   * checkpoint declares static INT8 input activations (W8A8), the model also quantizes and dequantizes each quantized
+   * layer's input with its {@code input_scale} (see {@link StaticActivationQuantization}), so that what is measured
+   * is what an INT8 engine computes.
+   */
   public static LlamaModel loadDequantized(Path dir) throws IOException {
     Path tmp = Files.createTempDirectory("dequantized-");
     try {
       decompress(dir, tmp);
-      return LlamaModel.load(tmp);
+      LlamaModel model = LlamaModel.load(tmp);
+      StaticActivationQuantization activations = activationQuantization(dir);
+      if (activations != null) {
+        model.transformLinearInputs(activations);
+      }
+      return model;
     } finally {
       try (Stream<Path> files = Files.walk(tmp)) {
         for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
@@ -303,6 +307,51 @@ public final class CompressedTensors {
    */
   public static LlamaModel loadAny(Path dir) throws IOException {
     return isCompressed(dir) ? loadDequantized(dir) : LlamaModel.load(dir);
+  }
+
+  /**
+   * The input quantization a compressed-tensors checkpoint declares, or null when its activations stay in float. Only
+   * static symmetric INT8 per-tensor input activations (what this platform writes for W8A8) are simulated.
+   *
+   * @throws CorruptCheckpointException if the config asks for another activation scheme, or a quantized layer has no
+   *     {@code input_scale}
+   */
+  public static StaticActivationQuantization activationQuantization(Path dir) throws IOException {
+    JsonNode root = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile());
+    JsonNode q = root.path("quantization_config");
+    if (!QUANT_METHOD.equals(q.path("quant_method").asText())) {
+      return null;
+    }
+    boolean staticInt8 = false;
+    for (JsonNode group : q.path("config_groups")) {
+      JsonNode input = group.path("input_activations");
+      if (input.isMissingNode() || input.isNull()) {
+        continue;
+      }
+      boolean supported = !input.path("dynamic").asBoolean(false) && input.path("num_bits").asInt() == 8
+          && "int".equals(input.path("type").asText()) && "tensor".equals(input.path("strategy").asText())
+          && input.path("symmetric").asBoolean(true);
+      if (!supported) {
+        throw new CorruptCheckpointException(dir, "input_activations " + input
+            + " are not supported; only static symmetric int8 per-tensor activations are simulated");
+      }
+      staticInt8 = true;
+    }
+    if (!staticInt8) {
+      return null;
+    }
+    Map<String, Float> scales = readInputScales(dir);
+    for (String module : readQuantized(dir).keySet()) {
+      if (!scales.containsKey(module)) {
+        throw new CorruptCheckpointException(dir, "declares static input activations but " + module
+            + " has no input_scale");
+      }
+    }
+    try {
+      return new StaticActivationQuantization(scales);
+    } catch (IllegalArgumentException e) {
+      throw new CorruptCheckpointException(dir, e.getMessage(), e);
+    }
   }
 
   /** Whether {@code config.json} of {@code dir} declares compressed-tensors quantization. */

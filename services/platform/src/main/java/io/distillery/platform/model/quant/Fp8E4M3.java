@@ -1,5 +1,7 @@
 package io.distillery.platform.model.quant;
 
+import io.distillery.platform.model.safetensors.TensorCodec;
+
 /**
  * The OCP FP8 E4M3 ("e4m3fn", torch.float8_e4m3fn) element type: 1 sign, 4 exponent (bias 7), 3 mantissa bits, no
  * infinities, NaN = S.1111.111, largest finite 448. Encoding rounds to the nearest representable value (ties to the
@@ -14,26 +16,11 @@ public final class Fp8E4M3 {
 
   static {
     for (int code = 0; code < 256; code++) {
-      DECODE[code] = decodeBits(code);
+      DECODE[code] = TensorCodec.f8E4M3ToFloat((byte) code);
     }
   }
 
   private Fp8E4M3() {}
-
-  private static float decodeBits(int code) {
-    int sign = (code >> 7) & 1;
-    int exponent = (code >> 3) & 0xF;
-    int mantissa = code & 7;
-    float magnitude;
-    if (exponent == 15 && mantissa == 7) {
-      magnitude = Float.NaN;
-    } else if (exponent == 0) {
-      magnitude = mantissa / 8f * (float) Math.pow(2, -6);
-    } else {
-      magnitude = (1 + mantissa / 8f) * (float) Math.pow(2, exponent - 7);
-    }
-    return sign == 1 ? -magnitude : magnitude;
-  }
 
   /** The value of an E4M3 code (0..255). */
   public static float decode(int code) {

@@ -11,7 +11,9 @@ public enum DType {
     I8(1),
     U8(1),
     I32(4),
-    I64(8);
+    I64(8),
+    /** OCP FP8 E4M3 ("e4m3fn": no infinities, max 448), as compressed-tensors' float-quantized weights use it. */
+    F8_E4M3(1);
 
     private static final List<String> NAMES =
             Arrays.stream(values()).map(Enum::name).toList();
@@ -27,7 +29,11 @@ public enum DType {
         return byteSize;
     }
 
-    /** Whether the type holds floating-point values (F32, F16, BF16). */
+    /**
+     * Whether the type holds floating-point values that load into a model as they are (F32, F16, BF16). F8_E4M3 is
+     * not one of them: its values only mean something times a scale stored beside them (compressed-tensors'
+     * {@code weight_scale}), so it is read through the quantization code, never widened into a float weight.
+     */
     public boolean isFloatingPoint() {
         return this == F32 || this == F16 || this == BF16;
     }
@@ -52,6 +58,7 @@ public enum DType {
             case U8 -> "uint8";
             case I32 -> "int32";
             case I64 -> "int64";
+            case F8_E4M3 -> "float8_e4m3fn";
         };
     }
 

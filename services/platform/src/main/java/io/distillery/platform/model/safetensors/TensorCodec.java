@@ -41,6 +41,32 @@ public final class TensorCodec {
         return (short) ((bits + roundingBias) >>> 16);
     }
 
+    private static final float[] F8_E4M3_VALUES = new float[256];
+
+    static {
+        for (int code = 0; code < 256; code++) {
+            int exponent = (code >> 3) & 0xF;
+            int mantissa = code & 7;
+            float magnitude;
+            if (exponent == 15 && mantissa == 7) {
+                magnitude = Float.NaN; // E4M3fn has no infinities; S.1111.111 is NaN
+            } else if (exponent == 0) {
+                magnitude = mantissa / 8f * 0x1p-6f; // subnormal
+            } else {
+                magnitude = (1 + mantissa / 8f) * Math.scalb(1f, exponent - 7);
+            }
+            F8_E4M3_VALUES[code] = (code & 0x80) != 0 ? -magnitude : magnitude;
+        }
+    }
+
+    /**
+     * The value of an FP8 E4M3 ("e4m3fn", torch.float8_e4m3fn) code: 1 sign, 4 exponent bits (bias 7), 3 mantissa
+     * bits, no infinities, NaN = S.1111.111. Exact.
+     */
+    public static float f8E4M3ToFloat(byte bits) {
+        return F8_E4M3_VALUES[bits & 0xff];
+    }
+
     /** IEEE binary16 to float (exact). */
     public static float f16ToFloat(short bits) {
         return Float.float16ToFloat(bits);
@@ -53,7 +79,7 @@ public final class TensorCodec {
 
     /**
      * Reads {@code bytes} as {@code dtype} elements and widens them to float. Integer types convert
-     * as Java does ({@code I64} may round).
+     * as Java does ({@code I64} may round); F8_E4M3 codes widen exactly (unscaled).
      *
      * @throws IllegalArgumentException if the byte size is not a whole number of elements, or the
      *     count does not fit a Java array
@@ -95,6 +121,11 @@ public final class TensorCodec {
             case I32 -> {
                 for (int i = 0; i < n; i++) {
                     out[i] = bytes.get(I32_LE, 4L * i);
+                }
+            }
+            case F8_E4M3 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = f8E4M3ToFloat(bytes.get(ValueLayout.JAVA_BYTE, i));
                 }
             }
             case I64 -> {

@@ -28,7 +28,7 @@ class SafetensorsRoundTripTest {
     void shouldReadBitIdenticalBytesWhenEveryDtypeRoundTrips() throws IOException {
         Random random = new Random(1);
         Map<String, TensorData> tensors = new LinkedHashMap<>();
-        long[][] shapes = {{3, 5}, {7}, {2, 1, 3}, {}, {0, 4}, {1}, {4, 2}};
+        long[][] shapes = {{3, 5}, {7}, {2, 1, 3}, {}, {0, 4}, {1}, {4, 2}, {2, 3}};
         DType[] types = DType.values();
         for (int i = 0; i < types.length; i++) {
             long[] shape = shapes[i];
@@ -72,6 +72,27 @@ class SafetensorsRoundTripTest {
         short[] bits = {0x3F80, (short) 0xC000, 0x4049, 0x7F80, 0x0001, (short) 0x8000};
         float[] expected = {1.0f, -2.0f, 3.140625f, Float.POSITIVE_INFINITY, (float) Math.pow(2, -133), -0.0f};
         assertThat(writeAndReadFloats(DType.BF16, bits)).containsExactly(expected);
+    }
+
+    @Test
+    void shouldKeepF8E4M3DtypeAndDecodeCodesExactlyWhenRoundTripping() throws IOException {
+        // 1.0 = 0.0111.000, 448 = 0.1111.110, -448, smallest subnormal 2^-9 = 0.0000.001, 1.125 = 0.0111.001,
+        // -0.5 = 1.0110.000, NaN = 0.1111.111
+        byte[] codes = {0x38, 0x7E, (byte) 0xFE, 0x01, 0x39, (byte) 0xB0, 0x7F, 0x00};
+        Path file = dir.resolve("fp8.safetensors");
+        SafetensorsWriter.write(file, Map.of("w", TensorData.ofBytes(DType.F8_E4M3, new long[] {2, 4}, codes)),
+                Map.of());
+        try (SafetensorsFile read = SafetensorsFile.open(file)) {
+            assertThat(read.info("w").dtype()).isEqualTo(DType.F8_E4M3);
+            assertThat(read.bytes("w")).containsExactly(codes);
+            assertThat(read.floats("w")).containsExactly(1f, 448f, -448f, 0x1p-9f, 1.125f, -0.5f, Float.NaN, 0f);
+        }
+        byte[] all = Files.readAllBytes(file);
+        String header = new String(all, 8, (int) readHeaderLength(file), StandardCharsets.UTF_8);
+        assertThat(header).contains("\"dtype\":\"F8_E4M3\"");
+        assertThat(DType.F8_E4M3.isFloatingPoint()).as("F8 weights need their scale; never widened as they are")
+                .isFalse();
+        assertThat(DType.F8_E4M3.torchName()).isEqualTo("float8_e4m3fn");
     }
 
     @Test
