@@ -1,6 +1,8 @@
 package io.distillery.distiller;
 
 import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.tasks.TaskKind;
+import java.util.List;
 import java.util.Set;
 
 /**
@@ -13,6 +15,8 @@ import java.util.Set;
  *     activations on {@code calibrationSamples} training sequences (default), "first" the first units
  * @param studentUri an existing HF checkpoint directory (path or file: URI) to start the student from
  * @param source "tasks" to generate {@code samples} task-suite prompts in the stage; null for none
+ * @param tasks task kinds {@code source: tasks} generates (add, copy, rev, kv, sort); default: the kinds of the
+ *     teacher's held-out split ({@code test.jsonl} next to it, written by the teacher trainer), else all
  * @param dataset a user JSONL file ({"prompt", "answer" optional, "task" optional} per line)
  * @param samples number of task-suite prompts when {@code source} is "tasks"
  * @param decoding how the teacher continues prompts into traces: "greedy" or "sampled" (T=1, top-p 0.9, seeded)
@@ -37,7 +41,8 @@ import java.util.Set;
  * @param evalSamples size of the held-out sample for the validation loss and the exact-match score
  * @param seed RNG seed of prompts, traces, batches and the held-out split
  */
-public record DistillerParams(Student student, String slicing, String studentUri, String source, String dataset, Integer samples,
+public record DistillerParams(Student student, String slicing, String studentUri, String source, List<String> tasks,
+    String dataset, Integer samples,
     String decoding, Boolean labels, Integer maxNewTokens, Integer steps, Integer batch, Integer seqLen, Double lr,
     Integer warmup, Double weightDecay, Double maxGradNorm, Double temperature, Double alpha, Boolean reverseKl,
     Double misfireWeight, Integer checkpointEvery, Integer evalEvery, Integer patience, Integer progressEvery,
@@ -115,6 +120,13 @@ public record DistillerParams(Student student, String slicing, String studentUri
     }
     if (source != null && !SOURCE_TASKS.equals(source)) {
       throw new IllegalArgumentException("source must be \"" + SOURCE_TASKS + "\", got \"" + source + "\"");
+    }
+    if (tasks != null) {
+      if (tasks.isEmpty()) {
+        throw new IllegalArgumentException("tasks must name at least one task kind");
+      }
+      tasks.forEach(TaskKind::of); // fails naming an unknown kind
+      tasks = List.copyOf(tasks);
     }
     if (dataset != null && dataset.isBlank()) {
       throw new IllegalArgumentException("dataset must not be blank");

@@ -19,6 +19,8 @@ import io.distillery.platform.stage.StagePlugin;
 import io.distillery.platform.stage.StageResult;
 import io.distillery.platform.tasks.ExactMatch;
 import io.distillery.platform.tasks.TaskExample;
+import io.distillery.platform.tasks.TaskJsonl;
+import io.distillery.platform.tasks.TaskKind;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
@@ -155,7 +157,23 @@ public final class DistillerStage implements Stage<DistillerParams> {
       prompts.addAll(DataFiles.jsonlFiles(a.path()));
     }
     List<Path> misfires = ctx.artefacts(MISFIRES_FORMAT).stream().map(StageContext.Artefact::path).toList();
-    return DistillData.build(p, teacher, prompts, misfires);
+    return DistillData.build(p, teacher, taskKinds(ctx), prompts, misfires);
+  }
+
+  /** The {@code tasks} param, else the kinds of the teacher's held-out split, else every kind. */
+  static List<TaskKind> taskKinds(StageContext<DistillerParams> ctx) throws IOException {
+    if (ctx.params().tasks() != null) {
+      return ctx.params().tasks().stream().map(TaskKind::of).toList();
+    }
+    Path test = ctx.model().resolve("test.jsonl");
+    if (Files.isRegularFile(test)) {
+      List<TaskKind> kinds = TaskJsonl.read(test).stream().map(e -> TaskKind.of(e.task())).distinct().sorted()
+          .toList();
+      if (!kinds.isEmpty()) {
+        return kinds;
+      }
+    }
+    return List.of(TaskKind.values());
   }
 
   /** The directory the student starts from; a shape is sliced once into the work directory. */

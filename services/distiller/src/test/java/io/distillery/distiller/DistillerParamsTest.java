@@ -28,6 +28,13 @@ class DistillerParamsTest {
   }
 
   @Test
+  void shouldFailNamingTheKindWhenATaskKindIsUnknown() throws Exception {
+    assertThat(bind("{\"tasks\":[\"copy\",\"rev\"]}").tasks()).containsExactly("copy", "rev");
+    assertThatThrownBy(() -> bind("{\"tasks\":[\"copy\",\"poetry\"]}")).hasMessageContaining("poetry");
+    assertThatThrownBy(() -> bind("{\"tasks\":[]}")).hasMessageContaining("tasks");
+  }
+
+  @Test
   void shouldFailNamingTheParamWhenHeadsDoNotDivideHidden() {
     assertThatThrownBy(() -> bind("{\"student\":{\"layers\":2,\"hidden\":30,\"heads\":4,\"kvHeads\":2,"
         + "\"intermediate\":64}}")).isInstanceOf(StageException.class).hasMessageContaining("student.heads 4 does not "
