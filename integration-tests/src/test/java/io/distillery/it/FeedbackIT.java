@@ -155,7 +155,8 @@ class FeedbackIT {
         while (late(third) < 10 && System.nanoTime() < deadline) {
           Thread.sleep(50);
         }
-        assertThat(late(third)).as("every replayed misfire of the judged windows is late").isEqualTo(10);
+        // at least this deployment's 10: other test classes' deployments share the topics and replay as well
+        assertThat(late(third)).as("every replayed misfire of the judged windows is late").isGreaterThanOrEqualTo(10);
         assertThat(runsFor(Duration.ofSeconds(2))).extracting(ModelRegistered::getRunId).containsExactly(expectedRun);
       }
     }
