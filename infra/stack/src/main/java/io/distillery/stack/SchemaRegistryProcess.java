@@ -249,7 +249,9 @@ public final class SchemaRegistryProcess implements AutoCloseable {
                 }
               } catch (IOException e) {
                 listening.completeExceptionally(e);
-                LOG.warn("Schema registry log copy failed log={}", logFile, e);
+                if (process.isAlive()) {
+                  LOG.warn("Schema registry log copy failed log={}", logFile, e);
+                } // else: the registry was stopped and its output closed under the reader; nothing was lost
               } finally {
                 if (!listening.isDone()) {
                   listening.completeExceptionally(
