@@ -84,7 +84,7 @@ public final class FeedbackLoop {
    */
   public record Options(int prompts, int teacherSteps, int redistillSteps, Duration timeout) {
     public static Options defaults() {
-      return new Options(60, 1200, 300, Duration.ofMinutes(5));
+      return new Options(60, 1200, 400, Duration.ofMinutes(5));
     }
   }
 
