@@ -80,7 +80,9 @@ class DistillTrainerTest {
       assertThat(reports.getFirst().step()).isEqualTo(3); // checkpointEvery 3: resumes after step 3
       assertThat(reports.get(1).step()).isEqualTo(4);
       float[] resumed = s.parameters().get("model.layers.0.mlp.up_proj.weight").toFloatArray();
-      assertThat(resumed).containsExactly(uninterrupted, Offset.offset(1e-5f));
+      // multi-threaded CPU kernels sum in varying order: the runs agree to float noise (~1e-5 after 6 AdamW steps),
+      // while restarting from step 0 or from fresh optimizer moments moves weights by ~lr = 1e-2
+      assertThat(resumed).containsExactly(uninterrupted, Offset.offset(2e-4f));
     }
   }
 
