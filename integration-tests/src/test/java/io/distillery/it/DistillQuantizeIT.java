@@ -44,7 +44,7 @@ class DistillQuantizeIT {
     Cluster.ensureStarted();
     services = Cluster.services(true, "distill-w4", "distiller", "calibrator", "quantizer", "evaluator");
     teacher = Cluster.newDir("copy-teacher-128");
-    TeacherConfig config = TeacherConfig.teacher().layers(2).hidden(128).heads(4).kvHeads(2).intermediate(352)
+    TeacherConfig config = TeacherConfig.teacher().layers(2).hidden(128).heads(4).kvHeads(2).intermediate(512)
         .steps(500).batch(32).learningRate(3e-3).warmupSteps(50).threads(1).seed(3).tasks(List.of(TaskKind.COPY))
         .taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh").withTextLength(2, 3)).trainExamples(400)
         .validationExamples(20).testExamples(60).evalEvery(0).build();
