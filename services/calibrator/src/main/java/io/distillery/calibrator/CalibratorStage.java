@@ -79,8 +79,10 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
     }
 
     ctx.progress(0, "loading the model");
-    try (LlamaModel model = loadModel(ctx.model())) {
-      TextTokenizer tokenizer = loadTokenizer(ctx.model());
+    // the checkpoint a chain hands over (e.g. the distilled student); its tokenizer, else the registered model's
+    Path subject = ctx.inputModel();
+    try (LlamaModel model = loadModel(subject)) {
+      TextTokenizer tokenizer = loadTokenizer(TextTokenizer.present(subject) ? subject : ctx.model());
       int seqLen = Math.min(p.seqLen(), model.config().maxPositionEmbeddings());
       List<int[]> samples = CalibrationSamples.tokenize(texts, tokenizer, seqLen, model.config().vocabSize());
       if (samples.isEmpty()) {

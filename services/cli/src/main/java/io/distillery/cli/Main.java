@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "distillery", mixinStandardHelpOptions = true, version = "distillery 0.1.0",
     description = "Event-driven model compression on Kafka.",
     subcommands = {UpCommand.class, RegisterCommand.class, WatchCommand.class, StatusCommand.class,
-        RunsCommand.class, StagesCommand.class, TeacherCommand.class})
+        RunsCommand.class, StagesCommand.class, TeacherCommand.class, MisfiresCommand.class})
 public final class Main implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

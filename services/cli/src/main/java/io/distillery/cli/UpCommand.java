@@ -1,13 +1,13 @@
 package io.distillery.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.model.train.TeacherConfig;
+import io.distillery.platform.model.train.TeacherReport;
+import io.distillery.platform.model.train.TeacherTrainer;
 import io.distillery.platform.service.ServicePlugin;
 import io.distillery.platform.stage.StageDescriptor;
 import io.distillery.platform.stage.StageRegistry;
+import io.distillery.platform.tasks.TaskKind;
 import io.distillery.platform.worker.WorkerConfig;
 import io.distillery.platform.worker.WorkerHost;
 import io.distillery.stack.LocalStack;
@@ -53,6 +53,9 @@ final class UpCommand implements Callable<Integer> {
 
   @Option(names = "--recipe", defaultValue = "recipes/demo.yaml", description = "Recipe of the demo run (default: ${DEFAULT-VALUE})")
   Path recipe;
+
+  @Option(names = "--teacher", description = "Teacher checkpoint of the demo run (default: train a small one into <dir>/demo-teacher)")
+  Path teacher;
 
   /** Released to stop (tests); main waits for Ctrl-C. */
   CountDownLatch stop = new CountDownLatch(1);
@@ -119,17 +122,46 @@ final class UpCommand implements Callable<Integer> {
     }
   }
 
-  /** Registers a tiny random Llama (a real HF checkpoint made here) with the demo recipe and watches the run. */
-  private void runDemo(LocalStack stack) throws Exception {
-    Path model = dir.resolve("demo-model").toAbsolutePath();
-    if (!Files.exists(model.resolve("config.json"))) {
-      LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64).intermediateSize(128)
-          .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(256).build();
-      try (LlamaModel m = LlamaModel.random(cfg, 42)) {
-        m.save(model, DType.F32);
-      }
-      ByteTokenizer.instance().save(model);
+  /**
+   * The demo's teacher: {@code --teacher DIR} if given, else a small Llama trained here on the copy, reverse and sort
+   * tasks (about two minutes on two cores, cached in {@code <dir>/demo-teacher}).
+   */
+  private Path demoTeacher() throws java.io.IOException {
+    if (teacher != null) {
+      return teacher.toAbsolutePath();
     }
+    Path model = dir.resolve("demo-teacher").toAbsolutePath();
+    if (Files.exists(model.resolve("model.safetensors")) && Files.exists(model.resolve("test.jsonl"))) {
+      out().println("demo teacher: " + model + " (cached)");
+      return model;
+    }
+    TeacherConfig config = demoTeacherConfig();
+    out().println("training the demo teacher (" + config.layers() + " layers, hidden " + config.hidden() + ", "
+        + config.steps() + " steps) into " + model + " ...");
+    Path partial = dir.resolve("demo-teacher.partial").toAbsolutePath();
+    TeacherReport report = new TeacherTrainer(config, p -> {
+      int width = 30;
+      int filled = (int) ((long) width * p.step() / p.steps());
+      out().printf(java.util.Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f tok/s=%.0f %.0fs", "#".repeat(filled),
+          ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.tokensPerSecond(), p.elapsedSeconds());
+      out().flush();
+    }).trainAndSave(partial);
+    Files.move(partial, model, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    out().printf(java.util.Locale.ROOT, "%ndemo teacher: params=%d exact_match=%.3f perplexity=%.3f seconds=%.0f%n",
+        report.parameters(), report.exactMatch(), report.perplexity(), report.totalSeconds());
+    return model;
+  }
+
+  static TeacherConfig demoTeacherConfig() {
+    return TeacherConfig.teacher().layers(2).hidden(128).heads(4).kvHeads(2).intermediate(352).steps(1000).batch(32)
+        .learningRate(3e-3).warmupSteps(50).threads(1)
+        .tasks(List.of(TaskKind.COPY, TaskKind.REVERSE, TaskKind.SORT)).trainExamples(20_000).validationExamples(100)
+        .testExamples(300).evalEvery(0).build();
+  }
+
+  /** Registers the demo teacher with the demo recipe and watches the run. */
+  private void runDemo(LocalStack stack) throws Exception {
+    Path model = demoTeacher();
     String[] common = {"--bootstrap", stack.bootstrapServers(), "--registry", stack.registryUrl(), "--store",
         dir.resolve("store").toAbsolutePath().toString()};
     java.io.StringWriter id = new java.io.StringWriter();
@@ -141,8 +173,44 @@ final class UpCommand implements Callable<Integer> {
     }
     String runId = id.toString().trim();
     out().println("demo run " + runId + " registered; watching it:");
-    Main.execute(concat(new String[] {"watch", runId}, common));
+    int watched = Main.execute(concat(new String[] {"watch", runId}, common));
+    if (watched == 0) {
+      askTheServingNode(model);
+    }
     out().println("the stack stays up; Ctrl-C stops.");
+  }
+
+  /** Sends one held-out prompt of the teacher's test split to the serving node the run deployed to, and prints it. */
+  private void askTheServingNode(Path teacherDir) throws Exception {
+    Path file = dir.resolve("serving.json");
+    if (!Files.exists(file)) {
+      out().println("no serving node in this stack (" + file + " is missing)");
+      return;
+    }
+    ObjectMapper json = new ObjectMapper();
+    String url = json.readTree(file.toFile()).path("url").asText();
+    Path test = teacherDir.resolve("test.jsonl");
+    var example = Files.exists(test)
+        ? json.readTree(Files.readAllLines(test).getFirst())
+        : json.createObjectNode().put("prompt", "copy:demo=").put("answer", "demo");
+    String body = json.createObjectNode().put("prompt", example.path("prompt").asText()).put("max_tokens", 16)
+        .put("verify", example.path("answer").asText()).toString();
+    var request = java.net.http.HttpRequest.newBuilder(java.net.URI.create(url + "/v1/completions"))
+        .timeout(Duration.ofSeconds(30)).header("Content-Type", "application/json")
+        .POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build();
+    try (var client = java.net.http.HttpClient.newHttpClient()) {
+      var response = client.send(request, java.net.http.HttpResponse.BodyHandlers.ofString());
+      var answer = json.readTree(response.body());
+      out().println();
+      out().println("serving node: " + url + " (POST /v1/completions, /v1/feedback; GET /health, /metrics)");
+      out().println("  prompt   " + example.path("prompt").asText());
+      out().println("  answer   " + answer.path("choices").path(0).path("text").asText() + "   (expected "
+          + example.path("answer").asText() + ", HTTP " + response.statusCode() + ", artefact "
+          + answer.path("distillery").path("artefactSha256").asText().substring(0, Math.min(12,
+              answer.path("distillery").path("artefactSha256").asText().length())) + ")");
+      out().println("  try it:  curl -s " + url + "/v1/completions -H 'Content-Type: application/json' -d '"
+          + body + "'");
+    }
   }
 
   private static String[] concat(String[] a, String[] b) {

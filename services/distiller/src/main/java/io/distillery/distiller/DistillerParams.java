@@ -1,29 +1,53 @@
 package io.distillery.distiller;
 
 import io.distillery.platform.model.config.LlamaConfig;
+import java.util.Set;
 
 /**
- * Params of the distiller stage, validated in the compact constructor; an invalid value fails the job as
+ * Params of the distiller stage, defaulted and validated here and nowhere else; an invalid value fails the job as
  * non-retryable with the param's name in the message.
  *
- * @param student the student's shape, or null when an "hf-llama" student artefact is given as input
+ * @param student the student's shape, initialised from the teacher; ignored when a student checkpoint is given as an
+ *     "hf-checkpoint"/"hf-llama" input (re-distillation), exclusive with {@code studentUri}
+ * @param slicing how a {@code student} shape is cut from the teacher: "activations" keeps the units with the largest
+ *     activations on {@code calibrationSamples} training sequences (default), "first" the first units
+ * @param studentUri an existing HF checkpoint directory (path or file: URI) to start the student from
+ * @param source "tasks" to generate {@code samples} task-suite prompts in the stage; null for none
+ * @param dataset a user JSONL file ({"prompt", "answer" optional, "task" optional} per line)
+ * @param samples number of task-suite prompts when {@code source} is "tasks"
+ * @param decoding how the teacher continues prompts into traces: "greedy" or "sampled" (T=1, top-p 0.9, seeded)
+ * @param labels train on ground-truth answers where a prompt has one (CE on labels); false continues every prompt
+ *     with the teacher and trains on the traces alone
+ * @param maxNewTokens longest teacher trace
  * @param steps optimizer steps
  * @param batch sequences per step
- * @param seqLen maximum tokens per sequence
- * @param lr peak learning rate
+ * @param seqLen maximum tokens per sequence ({@code <s> prompt answer </s>}); longer prompts lose their start
+ * @param lr peak learning rate (AdamW)
+ * @param warmup linear warmup steps before the cosine decay (default steps/10)
+ * @param weightDecay decoupled weight decay on matrices
+ * @param maxGradNorm global gradient-norm clip
  * @param temperature softmax temperature T of the KD term (default 4)
- * @param alpha weight of the KD term; 1-alpha weights the cross-entropy on labels (default 0.7)
+ * @param alpha weight of the KD term; 1-alpha weights the cross-entropy on the targets (default 0.7)
  * @param reverseKl use KL(student || teacher) instead of KL(teacher || student)
- * @param misfireWeight sampling weight of misfire datasets (default 2)
- * @param checkpointEvery steps between resumable checkpoints
- * @param evalEvery steps between validation evaluations
- * @param patience evaluations without improvement before early stop
- * @param seed RNG seed
- * @param samples task suite size
+ * @param misfireWeight sampling weight of misfire rows relative to the other rows (default 4)
+ * @param checkpointEvery steps between resumable checkpoints in the job's work directory
+ * @param evalEvery steps between validation-loss evaluations
+ * @param patience evaluations without a lower validation loss before the run stops early
+ * @param progressEvery steps between progress events
+ * @param evalSamples size of the held-out sample for the validation loss and the exact-match score
+ * @param seed RNG seed of prompts, traces, batches and the held-out split
  */
-public record DistillerParams(Student student, Integer steps, Integer batch, Integer seqLen, Double lr,
-    Double temperature, Double alpha, Boolean reverseKl, Double misfireWeight, Integer checkpointEvery,
-    Integer evalEvery, Integer patience, Long seed, Integer samples) {
+public record DistillerParams(Student student, String slicing, String studentUri, String source, String dataset, Integer samples,
+    String decoding, Boolean labels, Integer maxNewTokens, Integer steps, Integer batch, Integer seqLen, Double lr,
+    Integer warmup, Double weightDecay, Double maxGradNorm, Double temperature, Double alpha, Boolean reverseKl,
+    Double misfireWeight, Integer checkpointEvery, Integer evalEvery, Integer patience, Integer progressEvery,
+    Integer evalSamples, Long seed) {
+
+  public static final String SOURCE_TASKS = "tasks";
+  public static final Set<String> DECODINGS = Set.of("greedy", "sampled");
+  public static final Set<String> SLICINGS = Set.of("activations", "first");
+  /** Training sequences the activation importance is measured on. */
+  public static final int CALIBRATION_SEQUENCES = 64;
 
   /** The student's shape; every dimension must be at most the teacher's. */
   public record Student(int layers, int hidden, int heads, int kvHeads, int intermediate) {
@@ -61,43 +85,88 @@ public record DistillerParams(Student student, Integer steps, Integer batch, Int
   }
 
   public DistillerParams {
+    slicing = slicing == null ? "activations" : slicing;
+    samples = samples == null ? 256 : samples;
+    decoding = decoding == null ? "greedy" : decoding;
+    labels = labels == null || labels;
+    maxNewTokens = maxNewTokens == null ? 32 : maxNewTokens;
     steps = steps == null ? 100 : steps;
     batch = batch == null ? 8 : batch;
     seqLen = seqLen == null ? 128 : seqLen;
     lr = lr == null ? 1e-3 : lr;
+    warmup = warmup == null ? steps / 10 : warmup;
+    weightDecay = weightDecay == null ? 0.0 : weightDecay;
+    maxGradNorm = maxGradNorm == null ? 1.0 : maxGradNorm;
     temperature = temperature == null ? 4.0 : temperature;
     alpha = alpha == null ? 0.7 : alpha;
     reverseKl = reverseKl != null && reverseKl;
-    misfireWeight = misfireWeight == null ? 2.0 : misfireWeight;
+    misfireWeight = misfireWeight == null ? 4.0 : misfireWeight;
     checkpointEvery = checkpointEvery == null ? 50 : checkpointEvery;
     evalEvery = evalEvery == null ? 25 : evalEvery;
     patience = patience == null ? 3 : patience;
+    progressEvery = progressEvery == null ? 10 : progressEvery;
+    evalSamples = evalSamples == null ? 64 : evalSamples;
     seed = seed == null ? 42L : seed;
-    samples = samples == null ? 256 : samples;
+    if (student != null && studentUri != null) {
+      throw new IllegalArgumentException("student and studentUri exclude each other: give a shape or a checkpoint");
+    }
+    if (studentUri != null && studentUri.isBlank()) {
+      throw new IllegalArgumentException("studentUri must not be blank");
+    }
+    if (source != null && !SOURCE_TASKS.equals(source)) {
+      throw new IllegalArgumentException("source must be \"" + SOURCE_TASKS + "\", got \"" + source + "\"");
+    }
+    if (dataset != null && dataset.isBlank()) {
+      throw new IllegalArgumentException("dataset must not be blank");
+    }
+    if (!SLICINGS.contains(slicing)) {
+      throw new IllegalArgumentException("slicing must be activations or first, got \"" + slicing + "\"");
+    }
+    if (!DECODINGS.contains(decoding)) {
+      throw new IllegalArgumentException("decoding must be greedy or sampled, got \"" + decoding + "\"");
+    }
+    positive("samples", samples);
+    positive("maxNewTokens", maxNewTokens);
     positive("steps", steps);
     positive("batch", batch);
-    positive("seqLen", seqLen);
+    if (seqLen < 3) {
+      throw new IllegalArgumentException("seqLen must be at least 3 (<s>, one prompt and one answer token), got "
+          + seqLen);
+    }
     positive("checkpointEvery", checkpointEvery);
     positive("evalEvery", evalEvery);
     positive("patience", patience);
-    positive("samples", samples);
-    if (!(lr > 0) || lr.isInfinite()) {
-      throw new IllegalArgumentException("lr must be a positive number, got " + lr);
+    positive("progressEvery", progressEvery);
+    positive("evalSamples", evalSamples);
+    if (warmup < 0 || warmup > steps) {
+      throw new IllegalArgumentException("warmup must be in [0, steps=" + steps + "], got " + warmup);
     }
-    if (!(temperature > 0) || temperature.isInfinite()) {
-      throw new IllegalArgumentException("temperature must be a positive number, got " + temperature);
+    positiveNumber("lr", lr);
+    positiveNumber("temperature", temperature);
+    positiveNumber("misfireWeight", misfireWeight);
+    positiveNumber("maxGradNorm", maxGradNorm);
+    if (!(weightDecay >= 0) || weightDecay.isInfinite()) {
+      throw new IllegalArgumentException("weightDecay must be a non-negative number, got " + weightDecay);
     }
     if (!(alpha >= 0 && alpha <= 1)) {
       throw new IllegalArgumentException("alpha must be in [0,1], got " + alpha);
     }
-    if (!(misfireWeight > 0) || misfireWeight.isInfinite()) {
-      throw new IllegalArgumentException("misfireWeight must be a positive number, got " + misfireWeight);
-    }
+  }
+
+  /** Whether the KD term is used at all (alpha > 0): with alpha 0 the teacher is not run during training. */
+  public boolean usesTeacherLogits() {
+    return alpha > 0;
   }
 
   private static void positive(String name, int value) {
     if (value <= 0) {
       throw new IllegalArgumentException(name + " must be positive, got " + value);
+    }
+  }
+
+  private static void positiveNumber(String name, Double value) {
+    if (!(value > 0) || value.isInfinite()) {
+      throw new IllegalArgumentException(name + " must be a positive number, got " + value);
     }
   }
 }

@@ -2,36 +2,58 @@ package io.distillery.distiller;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.distillery.distiller.data.DataFiles;
+import io.distillery.distiller.data.DistillData;
+import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
 import io.distillery.distiller.train.DistillTrainer;
+import io.distillery.platform.model.CheckpointException;
 import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.model.quant.CompressedTensors;
 import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
 import io.distillery.platform.stage.StagePlugin;
 import io.distillery.platform.stage.StageResult;
+import io.distillery.platform.tasks.ExactMatch;
 import io.distillery.platform.tasks.TaskExample;
-import io.distillery.platform.tasks.TaskJsonl;
 import java.io.IOException;
+import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * The distiller stage: student from the teacher (layer selection + width slicing) or an upstream "hf-llama" artefact,
- * data from "dataset" JSONL artefacts (a file whose name contains "misfire" weighted by misfireWeight), KD training
- * resumable from {@code workDir()/distill}, output an F32 "hf-llama" checkpoint with distillery-manifest.json.
+ * The distiller stage. Data: {@link DistillData} (task-suite prompts, user JSONL, misfires; teacher traces where a
+ * prompt has no answer). Student: an "hf-checkpoint"/"hf-llama" input (e.g. the deployed student of a re-distillation
+ * run, or an upstream pruner's output), else the {@code studentUri} checkpoint, else the {@code student} shape sliced
+ * from the teacher ({@link StudentInit}). Training: {@link DistillTrainer}, resumable from {@code workDir()/distill},
+ * so a retried job continues from its last checkpoint. Output: an F32 HF checkpoint with the teacher's tokenizer
+ * files and {@code distillery-manifest.json}; metrics include both sizes, the losses, and the student's and
+ * teacher's exact match on the held-out sample.
  */
 @StagePlugin(name = "distiller", params = DistillerParams.class,
     description = "Hinton knowledge distillation of a Llama teacher into a smaller student")
 public final class DistillerStage implements Stage<DistillerParams> {
 
   public static final String FORMAT = "hf-llama";
+  /** Formats accepted as a student checkpoint input. */
+  public static final List<String> STUDENT_FORMATS = List.of("hf-checkpoint", FORMAT);
+  public static final String DATASET_FORMAT = "dataset";
+  public static final String MISFIRES_FORMAT = "misfires-jsonl";
   public static final String MANIFEST = "distillery-manifest.json";
+  private static final List<String> TOKENIZER_FILES =
+      List.of(ByteTokenizer.TOKENIZER_FILE, ByteTokenizer.CONFIG_FILE, "special_tokens_map.json");
+  private static final Logger LOG = LoggerFactory.getLogger(DistillerStage.class);
   private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   @Override
@@ -40,91 +62,212 @@ public final class DistillerStage implements Stage<DistillerParams> {
     if (ctx.model() == null) {
       throw StageException.fatal("the distiller needs a teacher model: the run has none");
     }
-    List<TaskExample> data = new ArrayList<>();
-    List<Double> weights = new ArrayList<>();
-    try {
-      for (StageContext.Artefact a : ctx.artefacts("dataset")) {
-        Path file = Files.isDirectory(a.path()) ? firstJsonl(a.path()) : a.path();
-        double w = file.getFileName().toString().contains("misfire") ? p.misfireWeight() : 1.0;
-        for (TaskExample e : TaskJsonl.read(file)) {
-          data.add(e);
-          weights.add(w);
-        }
-      }
-    } catch (IOException e) {
-      throw StageException.retryable("cannot read the dataset: " + e.getMessage(), e);
-    }
-    if (data.isEmpty()) {
-      throw StageException.fatal("the dataset is empty: give the distiller a non-empty \"dataset\" input");
-    }
-    Path workDir = ctx.workDir();
+    String runId = ctx.job() == null ? "" : ctx.job().getRunId();
     Path out = ctx.scratch().resolve("student");
     Map<String, Double> metrics = new LinkedHashMap<>();
     try (LlamaModel teacher = LlamaModel.load(ctx.model())) {
-      Path init = workDir.resolve("student-init");
-      List<StageContext.Artefact> given = ctx.artefacts(FORMAT);
-      if (!given.isEmpty()) {
-        init = given.getLast().path();
-      } else if (p.student() == null) {
-        throw StageException.fatal("student is required when no hf-llama student artefact is given");
-      } else if (!Files.exists(init.resolve("config.json"))) {
-        StudentInit.write(teacher, p.student(), init);
+      ctx.progress(0, "preparing data");
+      DistillData data = data(ctx, teacher);
+      if (data.train().isEmpty()) {
+        throw StageException.fatal("the dataset is empty: set source: tasks, a dataset param, or give a \"dataset\" or "
+            + "\"misfires-jsonl\" input with usable rows (misfire rows need split=train and an expected answer; "
+            + data.misfiresSkipped() + " were left out)");
       }
-      try (LlamaModel student = LlamaModel.load(init)) {
-        double[] w = weights.stream().mapToDouble(Double::doubleValue).toArray();
-        List<Double> losses = new DistillTrainer(p).train(teacher, student, data, w, workDir.resolve("distill"),
-            (step, total, loss, tps) -> {
-              if (Thread.interrupted()) {
-                throw new InterruptedException("distillation interrupted at step " + step);
-              }
-              ctx.progress(100.0 * step / total, "step " + step + "/" + total,
-                  Map.of("step", (double) step, "loss", loss, "tokensPerSecond", tps));
-            });
+      LOG.info("distiller data runId={} train={} heldout={} taskPrompts={} fileRows={} misfireRows={} traces={}",
+          runId, data.train().size(), data.heldout().size(), data.taskPrompts(), data.fileRows(), data.misfireRows(),
+          data.traces());
+      Path init = studentInit(ctx, teacher, data.train());
+      Path checkpoints = ctx.workDir().resolve("distill");
+      try (LlamaModel student = CompressedTensors.loadAny(init)) {
+        if (student.config().vocabSize() != teacher.config().vocabSize()) {
+          throw StageException.fatal("the student checkpoint's vocabulary (" + student.config().vocabSize()
+              + ") differs from the teacher's (" + teacher.config().vocabSize() + "): logits cannot be distilled");
+        }
+        DistillTrainer.Result r = new DistillTrainer(p).train(teacher, student, data.train(), data.weights(),
+            data.heldout(), checkpoints, progress -> report(ctx, progress));
+        ctx.progress(99, "scoring the student on " + data.heldout().size() + " held-out prompts");
         student.save(out, DType.F32);
-        for (String name : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")) {
-          if (Files.exists(ctx.model().resolve(name))) {
-            Files.copy(ctx.model().resolve(name), out.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        copyTokenizer(ctx.model(), out);
+        long studentParams = count(student);
+        long teacherParams = count(teacher);
+        metrics.put("studentParams", (double) studentParams);
+        metrics.put("teacherParams", (double) teacherParams);
+        metrics.put("compression", (double) teacherParams / studentParams);
+        metrics.put("trainLoss", r.trainLoss());
+        if (!Double.isNaN(r.validationLoss())) {
+          metrics.put("valLoss", r.validationLoss());
+        }
+        metrics.put("steps", (double) r.steps());
+        metrics.put("tokens", (double) r.tokens());
+        metrics.put("resumedFrom", (double) r.resumedFrom());
+        metrics.put("stoppedEarly", r.stoppedEarly() ? 1.0 : 0.0);
+        metrics.put("trainExamples", (double) data.train().size());
+        metrics.put("misfireRows", (double) data.misfireRows());
+        metrics.put("traces", (double) data.traces());
+        if (!data.heldout().isEmpty()) {
+          int maxNew = maxNewTokens(data.heldout());
+          double studentEm = ExactMatch.score(student, ByteTokenizer.instance(), data.heldout(), maxNew);
+          double teacherEm = ExactMatch.score(teacher, ByteTokenizer.instance(), data.heldout(), maxNew);
+          metrics.put("studentExactMatch", studentEm);
+          metrics.put("teacherExactMatch", teacherEm);
+          metrics.put("heldoutExamples", (double) data.heldout().size());
+          if (teacherEm > 0) {
+            metrics.put("retention", studentEm / teacherEm);
           }
         }
-        metrics.put("studentParams", (double) count(student));
-        metrics.put("teacherParams", (double) count(teacher));
-        metrics.put("finalLoss", losses.isEmpty() ? Double.NaN : losses.getLast());
+        LOG.info("distiller finished runId={} metrics={}", runId, metrics);
       }
       Map<String, Object> manifest = new LinkedHashMap<>();
       if (ctx.job() != null) {
-        manifest.put("teacher", Map.of("sha256", String.valueOf(ctx.job().getModel().getSha256())));
+        manifest.put("teacher", Map.of("uri", String.valueOf(ctx.job().getModel().getUri()),
+            "sha256", String.valueOf(ctx.job().getModel().getSha256())));
+        manifest.put("runId", ctx.job().getRunId());
         manifest.put("jobId", ctx.job().getJobId());
       }
       manifest.put("stage", "distiller");
       manifest.put("params", p);
       manifest.put("metrics", metrics);
       JSON.writeValue(out.resolve(MANIFEST).toFile(), manifest);
-    } catch (IllegalArgumentException | IllegalStateException e) {
-      throw StageException.fatal("distiller failed: " + e.getMessage(), e);
-    } catch (InterruptedException e) {
-      throw e;
-    } catch (IOException e) {
-      throw StageException.retryable("cannot read or write the model: " + e.getMessage(), e);
     } catch (StageException e) {
       throw e;
-    } catch (Exception e) {
-      throw StageException.retryable("distillation failed: " + e.getMessage(), e);
+    } catch (DataFiles.BadDataException e) {
+      throw StageException.fatal("bad distillation data: " + e.getMessage(), e);
+    } catch (IllegalArgumentException | IllegalStateException | CheckpointException e) {
+      throw StageException.fatal("distiller failed: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read or write the model: " + e.getMessage(), e);
     }
     return StageResult.of(List.of(new StageResult.Output(out, FORMAT)), metrics);
   }
 
-  private static long count(LlamaModel m) {
+  private static DistillData data(StageContext<DistillerParams> ctx, LlamaModel teacher)
+      throws IOException, DataFiles.BadDataException, StageException {
+    DistillerParams p = ctx.params();
+    List<Path> prompts = new ArrayList<>();
+    if (p.dataset() != null) {
+      Path file = localPath(p.dataset(), "dataset");
+      if (!Files.isRegularFile(file)) {
+        throw StageException.fatal("dataset " + p.dataset() + " is not a readable file");
+      }
+      prompts.add(file);
+    }
+    for (StageContext.Artefact a : ctx.artefacts(DATASET_FORMAT)) {
+      prompts.addAll(DataFiles.jsonlFiles(a.path()));
+    }
+    List<Path> misfires = ctx.artefacts(MISFIRES_FORMAT).stream().map(StageContext.Artefact::path).toList();
+    return DistillData.build(p, teacher, prompts, misfires);
+  }
+
+  /** The directory the student starts from; a shape is sliced once into the work directory. */
+  private static Path studentInit(StageContext<DistillerParams> ctx, LlamaModel teacher, List<TaskExample> train)
+      throws IOException, StageException {
+    DistillerParams p = ctx.params();
+    List<StageContext.Artefact> given = new ArrayList<>();
+    for (String format : STUDENT_FORMATS) {
+      given.addAll(ctx.artefacts(format));
+    }
+    if (given.size() > 1) {
+      throw StageException.fatal("several student checkpoints are inputs ("
+          + given.stream().map(a -> a.ref().getUri()).toList() + "): give the distiller one");
+    }
+    if (!given.isEmpty()) {
+      if (p.student() != null) {
+        LOG.info("distiller student shape ignored: a student checkpoint is an input uri={}",
+            given.getFirst().ref().getUri());
+      }
+      return given.getFirst().path();
+    }
+    if (p.studentUri() != null) {
+      Path dir = localPath(p.studentUri(), "studentUri");
+      if (!Files.isRegularFile(dir.resolve("config.json"))) {
+        throw StageException.fatal("studentUri " + p.studentUri() + " is not an HF checkpoint directory (no config.json)");
+      }
+      return dir;
+    }
+    if (p.student() == null) {
+      throw StageException.fatal("no student: give the student param (layers, hidden, heads, kvHeads, intermediate), "
+          + "studentUri, or an hf-checkpoint input");
+    }
+    p.student().requireFits(teacher.config());
+    Path init = ctx.workDir().resolve("student-init");
+    if (!Files.exists(init.resolve("config.json"))) {
+      Path tmp = ctx.workDir().resolve("student-init.tmp");
+      ChannelImportance importance = "first".equals(p.slicing()) ? null
+          : ChannelImportance.measure(teacher, calibration(train));
+      StudentInit.write(teacher, p.student(), tmp, importance);
+      Files.move(tmp, init, StandardCopyOption.ATOMIC_MOVE);
+    }
+    return init;
+  }
+
+  /** The first training sequences ({@code <s> prompt target </s>}) as calibration for the activation importance. */
+  public static List<int[]> calibration(List<TaskExample> train) {
+    List<int[]> out = new ArrayList<>();
+    ByteTokenizer tokenizer = ByteTokenizer.instance();
+    for (TaskExample e : train.subList(0, Math.min(train.size(), DistillerParams.CALIBRATION_SEQUENCES))) {
+      out.add(tokenizer.encode(e.prompt() + e.answer(), true, true));
+    }
+    return out;
+  }
+
+  private static Path localPath(String uri, String param) throws StageException {
+    try {
+      return uri.startsWith("file:") ? Path.of(URI.create(uri)) : Path.of(uri);
+    } catch (IllegalArgumentException | java.nio.file.FileSystemNotFoundException e) {
+      throw StageException.fatal(param + " " + uri + " is not a local path or file: URI", e);
+    }
+  }
+
+  private static void report(StageContext<DistillerParams> ctx, DistillTrainer.Progress g) {
+    Map<String, Double> m = new LinkedHashMap<>();
+    m.put("step", (double) g.step());
+    m.put("tokens", (double) g.tokens());
+    String message;
+    if (g.resumed()) {
+      m.put("resumedFrom", (double) g.step());
+      message = String.format(Locale.ROOT, "resumed from step %d/%d", g.step(), g.total());
+    } else {
+      m.put("loss", g.loss());
+      m.put("tokensPerSecond", g.tokensPerSecond());
+      m.put("etaSeconds", g.etaSeconds());
+      m.put("lr", g.learningRate());
+      message = String.format(Locale.ROOT, "step %d/%d loss=%.4f tok/s=%.0f eta=%.0fs", g.step(), g.total(),
+          g.loss(), g.tokensPerSecond(), g.etaSeconds());
+      if (!Double.isNaN(g.validationLoss())) {
+        m.put("valLoss", g.validationLoss());
+        message += String.format(Locale.ROOT, " val=%.4f", g.validationLoss());
+      }
+    }
+    ctx.progress(Math.min(98.0, 98.0 * g.step() / g.total()), message, m);
+  }
+
+  private static void copyTokenizer(Path teacher, Path out) throws IOException {
+    boolean any = false;
+    for (String name : TOKENIZER_FILES) {
+      if (Files.exists(teacher.resolve(name))) {
+        Files.copy(teacher.resolve(name), out.resolve(name), StandardCopyOption.REPLACE_EXISTING);
+        any = true;
+      }
+    }
+    if (!any) {
+      ByteTokenizer.instance().save(out); // the model core's tokenizer is the one the teacher was read with
+    }
+  }
+
+  /** Room for the longest answer plus {@code </s>} and one spare token. */
+  private static int maxNewTokens(List<TaskExample> examples) {
+    int longest = 0;
+    for (TaskExample e : examples) {
+      longest = Math.max(longest, ByteTokenizer.instance().encode(e.answer()).length);
+    }
+    return longest + 2;
+  }
+
+  static long count(LlamaModel m) {
     long n = 0;
     for (var a : m.parameters().values()) {
       n += a.size();
     }
     return n;
-  }
-
-  private static Path firstJsonl(Path dir) throws IOException {
-    try (var s = Files.list(dir)) {
-      return s.filter(f -> f.toString().endsWith(".jsonl")).sorted().findFirst()
-          .orElseThrow(() -> new IOException("no .jsonl file in " + dir));
-    }
   }
 }

@@ -6,8 +6,10 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
 import io.distillery.platform.stage.ProgressSink;
 import io.distillery.platform.stage.StageContext;
+import io.distillery.platform.stage.StageException;
 import io.distillery.platform.stage.StageParams;
 import io.distillery.platform.stage.StageResult;
 import io.distillery.platform.tasks.TaskExample;
@@ -25,33 +27,48 @@ import org.junit.jupiter.api.io.TempDir;
 
 class DistillerStageTest {
 
-  static final String PARAMS = "{\"student\":{\"layers\":1,\"hidden\":16,\"heads\":2,\"kvHeads\":1,"
-      + "\"intermediate\":24},\"steps\":6,\"batch\":2,\"lr\":0.01,\"checkpointEvery\":2,\"seed\":1}";
+  static final String STUDENT = "\"student\":{\"layers\":1,\"hidden\":16,\"heads\":2,\"kvHeads\":1,\"intermediate\":24}";
+  static final String PARAMS = "{" + STUDENT + ",\"steps\":6,\"batch\":2,\"lr\":0.01,\"checkpointEvery\":2,"
+      + "\"progressEvery\":1,\"seed\":1}";
 
-  static StageContext<DistillerParams> context(Path tmp, List<TaskExample> data, int attempt, ProgressSink sink)
-      throws Exception {
+  static Path teacher(Path tmp) throws Exception {
     Path model = tmp.resolve("teacher");
     if (!Files.exists(model)) {
-      LlamaConfig c = LlamaConfig.builder().vocabSize(260).hiddenSize(32).intermediateSize(48).numHiddenLayers(2)
-          .numAttentionHeads(4).numKeyValueHeads(2).headDim(8).maxPositionEmbeddings(64).build();
+      LlamaConfig c = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32).intermediateSize(48)
+          .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).headDim(8).maxPositionEmbeddings(64).build();
       try (LlamaModel m = LlamaModel.random(c, 3)) {
         m.save(model, DType.F32);
       }
+      ByteTokenizer.instance().save(model);
     }
-    Path file = tmp.resolve("data.jsonl");
-    TaskJsonl.write(file, data);
-    DistillerParams params = StageParams.bind("distiller", PARAMS, DistillerParams.class);
-    ArtefactRef ref = ArtefactRef.newBuilder().setUri(model.toUri().toString()).setSha256("ab".repeat(32))
-        .setBytes(1).setFormat("hf-llama").build();
-    ArtefactRef ds = ArtefactRef.newBuilder().setUri(file.toUri().toString()).setSha256("cd".repeat(32))
-        .setBytes(1).setFormat("dataset").build();
+    return model;
+  }
+
+  static ArtefactRef ref(Path p, String format) {
+    return ArtefactRef.newBuilder().setUri(p.toUri().toString()).setSha256("ab".repeat(32)).setBytes(1)
+        .setFormat(format).build();
+  }
+
+  static StageContext<DistillerParams> context(Path tmp, String params, List<StageContext.Input> inputs, int attempt,
+      ProgressSink sink) throws Exception {
+    Path model = teacher(tmp);
+    DistillerParams p = StageParams.bind("distiller", params, DistillerParams.class);
     StageJob job = StageJob.newBuilder().setRunId("run-1").setJobId("run-1/distill").setAttempt(attempt)
-        .setStage("distiller").setNode("distill").setParams(PARAMS).setModel(ref).setTimeoutMs(60_000)
-        .setDispatchedAt(Instant.now()).build();
+        .setStage("distiller").setNode("distill").setParams(params).setModel(ref(model, "hf-model"))
+        .setTimeoutMs(60_000).setDispatchedAt(Instant.now()).build();
     Path work = Files.createDirectories(tmp.resolve("work"));
     Path scratch = Files.createDirectories(tmp.resolve("scratch-" + attempt));
-    return new StageContext<>(job, params, model, List.of(new StageContext.Input("data", "dataset",
-        List.of(new StageContext.Artefact(ds, file)), Map.of())), scratch, work, sink);
+    return new StageContext<>(job, p, model, inputs, scratch, work, sink);
+  }
+
+  static StageContext.Input input(String node, Path path, String format) {
+    return new StageContext.Input(node, "input", List.of(new StageContext.Artefact(ref(path, format), path)), Map.of());
+  }
+
+  static List<StageContext.Input> dataset(Path tmp, List<TaskExample> data) throws Exception {
+    Path file = tmp.resolve("data.jsonl");
+    TaskJsonl.write(file, data);
+    return List.of(input("data", file, "dataset"));
   }
 
   static List<TaskExample> data() {
@@ -60,28 +77,103 @@ class DistillerStageTest {
 
   @Test
   void shouldResumeFromCheckpointWhenRetriedAfterInterruption(@TempDir Path tmp) throws Exception {
-    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, data(), 1, (pct, msg, m) -> {
-      if (m.get("step") >= 3) {
-        throw new IllegalStateException("worker killed");
-      }
-    }))).isInstanceOf(Exception.class);
-    List<Double> steps = new ArrayList<>();
-    StageResult result = new DistillerStage().run(context(tmp, data(), 2, (pct, msg, m) -> {
+    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, PARAMS, dataset(tmp, data()), 1,
+        (pct, msg, m) -> {
+          if (m.getOrDefault("step", 0.0) >= 3) {
+            throw new IllegalStateException("worker killed");
+          }
+        }))).isInstanceOf(Exception.class);
+    List<Map<String, Double>> events = new ArrayList<>();
+    List<String> messages = new ArrayList<>();
+    StageResult result = new DistillerStage().run(context(tmp, PARAMS, dataset(tmp, data()), 2, (pct, msg, m) -> {
       if (m.containsKey("step")) {
-        steps.add(m.get("step"));
+        events.add(m);
+        messages.add(msg);
       }
     }));
-    assertThat(steps.getFirst()).isEqualTo(3.0); // checkpoint after step 2
-    assertThat(steps.getLast()).isEqualTo(6.0);
+    assertThat(events.getFirst()).containsEntry("step", 2.0).containsEntry("resumedFrom", 2.0); // checkpoint at 2
+    assertThat(messages.getFirst()).isEqualTo("resumed from step 2/6");
+    assertThat(events.get(1)).containsEntry("step", 3.0).containsKeys("loss", "tokensPerSecond", "etaSeconds");
+    assertThat(messages.get(1)).matches("step 3/6 loss=\\S+ tok/s=\\d+ eta=\\d+s");
+    assertThat(events.getLast()).containsEntry("step", 6.0);
     Path out = result.outputs().getFirst().path();
     assertThat(out.resolve("distillery-manifest.json")).exists();
     assertThat(out.resolve("config.json")).exists();
+    assertThat(out.resolve("model.safetensors")).exists();
+    assertThat(out.resolve("tokenizer.json")).exists();
+    assertThat(result.metrics()).containsEntry("resumedFrom", 2.0).containsEntry("steps", 6.0)
+        .containsKeys("trainLoss", "tokens");
     assertThat(result.metrics().get("studentParams")).isLessThan(result.metrics().get("teacherParams"));
   }
 
   @Test
   void shouldFailFatallyWhenDatasetEmpty(@TempDir Path tmp) {
-    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, List.of(), 1, (pct, msg, m) -> {})))
-        .hasMessageContaining("empty");
+    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, PARAMS, dataset(tmp, List.of()), 1,
+        (pct, msg, m) -> {}))).isInstanceOf(StageException.Fatal.class).hasMessageContaining("the dataset is empty");
+    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, PARAMS, List.of(), 1, (pct, msg, m) -> {})))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("the dataset is empty");
+  }
+
+  @Test
+  void shouldFailFatallyNamingTheDimensionWhenTheStudentIsLargerThanTheTeacher(@TempDir Path tmp) {
+    String params = PARAMS.replace("\"hidden\":16", "\"hidden\":64");
+    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, params, dataset(tmp, data()), 1,
+        (pct, msg, m) -> {}))).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("student.hidden 64 is larger than the teacher's 32");
+  }
+
+  @Test
+  void shouldFailFatallyWhenAMisfireFileIsMalformed(@TempDir Path tmp) throws Exception {
+    Path dir = Files.createDirectories(tmp.resolve("misfires"));
+    Files.writeString(dir.resolve("misfires.jsonl"), "{\"prompt\":\"1+1=\",\"expected\":\"2\",\"split\":\"train\"}\n"
+        + "not json\n");
+    assertThatThrownBy(() -> new DistillerStage().run(context(tmp, PARAMS, List.of(input("$run", dir,
+        "misfires-jsonl")), 1, (pct, msg, m) -> {}))).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("misfires.jsonl:2: not JSON");
+  }
+
+  @Test
+  void shouldScoreTheStudentOnTaskPromptsAndTrainOnMisfires(@TempDir Path tmp) throws Exception {
+    Path dir = Files.createDirectories(tmp.resolve("misfires"));
+    Files.writeString(dir.resolve("misfires.jsonl"), """
+        {"prompt":"9+9=","output":"17","expected":"18","reason":"WRONG_ANSWER","deploymentId":"d","split":"train"}
+        {"prompt":"8+8=","output":"15","expected":"16","reason":"WRONG_ANSWER","deploymentId":"d","split":"heldout"}
+        {"prompt":"7+7=","output":"?","expected":null,"reason":"LOW_CONFIDENCE","deploymentId":"d","split":"train"}
+        """);
+    String params = PARAMS.replace("\"seed\":1", "\"seed\":1,\"source\":\"tasks\",\"samples\":20,\"evalSamples\":5");
+    StageResult r = new DistillerStage().run(context(tmp, params, List.of(input("$run", dir, "misfires-jsonl")), 1,
+        (pct, msg, m) -> {}));
+    assertThat(r.metrics()).containsEntry("trainExamples", 21.0).containsEntry("misfireRows", 1.0)
+        .containsEntry("traces", 0.0).containsEntry("heldoutExamples", 5.0)
+        .containsKeys("studentExactMatch", "teacherExactMatch", "valLoss");
+  }
+
+  @Test
+  void shouldStartFromAStudentCheckpointInputForRedistillation(@TempDir Path tmp) throws Exception {
+    Path deployed = tmp.resolve("deployed");
+    LlamaConfig small = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(8).intermediateSize(8)
+        .numHiddenLayers(1).numAttentionHeads(2).numKeyValueHeads(1).headDim(4).maxPositionEmbeddings(64).build();
+    long params;
+    try (LlamaModel m = LlamaModel.random(small, 9)) {
+      m.save(deployed, DType.F32);
+      params = DistillerStage.count(m);
+    }
+    StageResult r = new DistillerStage().run(context(tmp, PARAMS, List.of(input("$run", deployed, "hf-checkpoint"),
+        dataset(tmp, data()).getFirst()), 1, (pct, msg, m) -> {}));
+    assertThat(r.metrics()).containsEntry("studentParams", (double) params);
+
+    String byUri = "{\"studentUri\":\"" + deployed.toUri() + "\",\"steps\":2,\"batch\":2}";
+    StageResult u = new DistillerStage().run(context(tmp.resolve("u"), byUri, dataset(tmp, data()), 1,
+        (pct, msg, m) -> {}));
+    assertThat(u.metrics()).containsEntry("studentParams", (double) params);
+  }
+
+  @Test
+  void shouldContinuePromptsWithoutAnswersWithTheTeacher(@TempDir Path tmp) throws Exception {
+    Path file = tmp.resolve("prompts.jsonl");
+    Files.writeString(file, "{\"prompt\":\"copy:ab=\"}\n{\"prompt\":\"1+1=\",\"answer\":\"2\"}\n");
+    String params = PARAMS.replace("\"seed\":1", "\"seed\":1,\"dataset\":\"" + file + "\",\"maxNewTokens\":4");
+    StageResult r = new DistillerStage().run(context(tmp, params, List.of(), 1, (pct, msg, m) -> {}));
+    assertThat(r.metrics()).containsEntry("traces", 1.0);
   }
 }

@@ -98,7 +98,7 @@ public final class RunPlanner {
     StageState s = find(state, e.getNode());
     if (s == null || e.getAttempt() != s.getAttempt()
         || s.getStatus() == StageStatus.COMPLETED || s.getStatus() == StageStatus.FAILED
-        || s.getStatus() == StageStatus.SKIPPED) {
+        || s.getStatus() == StageStatus.SKIPPED || s.getStatus() == StageStatus.REJECTED) {
       return Step.none(); // unknown node, stale attempt, or a duplicate after the node finished
     }
     Recipe recipe = recipe(state);
@@ -131,6 +131,7 @@ public final class RunPlanner {
         dispatchReady(state, recipe, now, jobs);
         finishIfDone(state);
       }
+      case Failed f when f.getRejected() -> reject(state, s, f.getReason(), now);
       case Failed f -> fail(state, s, recipe, f.getReason(), f.getRetryable(), now);
       default -> {
         return Step.none();
@@ -191,16 +192,32 @@ public final class RunPlanner {
     s.setStatus(StageStatus.FAILED);
     s.setMessage(reason);
     s.setCompletedAt(now);
-    for (StageState other : state.getStages()) {
-      if (other.getStatus() == StageStatus.WAITING || other.getStatus() == StageStatus.RETRY_WAIT) {
-        other.setStatus(StageStatus.SKIPPED);
-        other.setMessage("skipped: node '" + s.getNode() + "' failed");
-      }
-    }
+    skipPending(state, s.getNode(), "failed");
     state.setStatus(RunStatus.FAILED);
     state.setReason("node '" + s.getNode() + "' (" + s.getStage() + ") failed after " + s.getAttempt()
         + " attempt(s): " + reason);
     state.setVerdict("FAILED");
+  }
+
+  /** A stage's verdict against the candidate: the run ends REJECTED and nothing downstream runs. */
+  private static void reject(RunState state, StageState s, String reason, long now) {
+    s.setStatus(StageStatus.REJECTED);
+    s.setReason(reason);
+    s.setMessage("rejected: " + reason);
+    s.setCompletedAt(now);
+    skipPending(state, s.getNode(), "rejected");
+    state.setStatus(RunStatus.REJECTED);
+    state.setReason("node '" + s.getNode() + "' (" + s.getStage() + ") rejected the candidate: " + reason);
+    state.setVerdict("REJECTED: " + reason);
+  }
+
+  private static void skipPending(RunState state, String node, String why) {
+    for (StageState other : state.getStages()) {
+      if (other.getStatus() == StageStatus.WAITING || other.getStatus() == StageStatus.RETRY_WAIT) {
+        other.setStatus(StageStatus.SKIPPED);
+        other.setMessage("skipped: node '" + node + "' " + why);
+      }
+    }
   }
 
   private static void finishIfDone(RunState state) {

@@ -94,7 +94,7 @@ class RunPlannerTest {
   void shouldRetryWithBackoffWhenFailureIsRetryable() {
     var step = planner.register(reg(DIAMOND), s -> true, 0);
     StageJob a = step.dispatch().getFirst();
-    RunState s = planner.onEvent(step.state(), event(a, new Failed("disk hiccup", true)), 10).state();
+    RunState s = planner.onEvent(step.state(), event(a, new Failed("disk hiccup", true, false)), 10).state();
     assertThat(stage(s, "a").getStatus()).isEqualTo(StageStatus.RETRY_WAIT);
     assertThat(planner.tick(s, 50).changed()).isFalse(); // backoff 100 ms not over
     var retry = planner.tick(s, 111);
@@ -103,7 +103,7 @@ class RunPlannerTest {
     assertThat(planner.onEvent(retry.state(), event(a, done("a")), 120).changed()).isFalse();
     // attempt 2 fails again: retries (1) exhausted -> run fails, the rest is skipped
     StageJob a2 = retry.dispatch().getFirst();
-    RunState failed = planner.onEvent(retry.state(), event(a2, new Failed("disk hiccup", true)), 130).state();
+    RunState failed = planner.onEvent(retry.state(), event(a2, new Failed("disk hiccup", true, false)), 130).state();
     assertThat(failed.getStatus()).isEqualTo(RunStatus.FAILED);
     assertThat(failed.getReason()).contains("'a'").contains("disk hiccup");
     assertThat(stage(failed, "d").getStatus()).isEqualTo(StageStatus.SKIPPED);
@@ -113,9 +113,26 @@ class RunPlannerTest {
   void shouldFailWithoutRetryWhenFailureIsFatal() {
     var step = planner.register(reg(DIAMOND), s -> true, 0);
     StageJob a = step.dispatch().getFirst();
-    RunState s = planner.onEvent(step.state(), event(a, new Failed("invalid params: groupSize", false)), 10).state();
+    RunState s = planner.onEvent(step.state(), event(a, new Failed("invalid params: groupSize", false, false)), 10)
+        .state();
     assertThat(s.getStatus()).isEqualTo(RunStatus.FAILED);
     assertThat(stage(s, "a").getAttempt()).isEqualTo(1);
+  }
+
+  @Test
+  void shouldEndTheRunRejectedAndSkipTheRestWhenAStageRejectsTheCandidate() {
+    var step = planner.register(reg(DIAMOND), s -> true, 0);
+    StageJob a = step.dispatch().getFirst();
+    var rejected = planner.onEvent(step.state(), event(a, new Failed("retention 0.91 < 0.97", false, true)), 10);
+    RunState s = rejected.state();
+    assertThat(s.getStatus()).isEqualTo(RunStatus.REJECTED);
+    assertThat(s.getVerdict()).isEqualTo("REJECTED: retention 0.91 < 0.97");
+    assertThat(stage(s, "a").getStatus()).isEqualTo(StageStatus.REJECTED);
+    assertThat(stage(s, "a").getAttempt()).isEqualTo(1);
+    assertThat(rejected.dispatch()).isEmpty();
+    assertThat(s.getStages()).filteredOn(x -> !x.getNode().equals("a"))
+        .allSatisfy(x -> assertThat(x.getStatus()).isEqualTo(StageStatus.SKIPPED));
+    assertThat(planner.tick(s, 1_000_000).changed()).isFalse();
   }
 
   @Test

@@ -48,7 +48,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   public StageResult run(StageContext<QuantizerParams> ctx) throws StageException, InterruptedException {
     QuantizerParams params = ctx.params();
     Scheme scheme = params.schemeValue();
-    LlamaConfig config = readConfig(ctx.model());
+    LlamaConfig config = readConfig(ctx.inputModel());
     Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
     List<String> modules = new ArrayList<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
@@ -68,9 +68,9 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     }
     CalibrationStats stats = scheme.needsCalibration() ? CalibrationInput.read(ctx, "scheme " + ctx.params().scheme()) : null;
     long[] sourceBytes = new long[1];
-    Map<String, float[]> tensors = readTensors(ctx.model(), config, modules, sourceBytes);
+    Map<String, float[]> tensors = readTensors(ctx.inputModel(), config, modules, sourceBytes);
     long bytesBefore = sourceBytes[0];
-    ctx.progress(2, "loaded " + ctx.model().getFileName() + " scheme=" + scheme.id());
+    ctx.progress(2, "loaded " + ctx.inputModel().getFileName() + " scheme=" + scheme.id());
 
     Map<String, Float> inputScales = new LinkedHashMap<>();
     Map<String, Double> metrics = new LinkedHashMap<>();

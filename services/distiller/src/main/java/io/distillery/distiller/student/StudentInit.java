@@ -21,10 +21,11 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * Initialises a student from the teacher's weights (Minitron-style, without importance scores): layer selection takes
- * {@code student.layers} evenly spaced teacher layers (first and last always kept); width slicing keeps the FIRST
- * {@code kvHeads} kv groups, and within each the first {@code heads/kvHeads} query heads of that group, the first
- * {@code hidden} residual dimensions and the first {@code intermediate} MLP channels. The teacher's head dimension is
+ * Initialises a student from the teacher's weights (Minitron-style): layer selection takes
+ * {@code student.layers} evenly spaced teacher layers (first and last always kept); width slicing keeps
+ * {@code kvHeads} kv groups, and within each {@code heads/kvHeads} query heads of that group, {@code hidden} residual
+ * dimensions and {@code intermediate} MLP channels: the highest-scoring ones by {@link ChannelImportance} when
+ * scores are given, else the first ones. The teacher's head dimension is
  * kept (slicing inside a head would break RoPE's rotate-half pairing), so the student's attention width is
  * {@code heads * teacher.headDim}. (Implemented locally: the distiller cannot depend on the pruner module.)
  */
@@ -50,25 +51,35 @@ public final class StudentInit {
         "float32");
   }
 
-  /** Slices the teacher and writes {@code config.json} and F32 {@code model.safetensors} into {@code out}. */
+  /** Slices the teacher keeping the first units and writes {@code config.json} and F32 {@code model.safetensors}. */
   public static LlamaConfig write(LlamaModel teacher, Student s, Path out) throws IOException {
+    return write(teacher, s, out, null);
+  }
+
+  /**
+   * Slices the teacher and writes {@code config.json} and F32 {@code model.safetensors} into {@code out}.
+   *
+   * @param importance unit scores: the highest-scoring hidden dimensions, kv groups (by the sum of their heads),
+   *     heads within a group and MLP channels are kept; null keeps the first ones
+   */
+  public static LlamaConfig write(LlamaModel teacher, Student s, Path out, ChannelImportance importance)
+      throws IOException {
     LlamaConfig c = teacher.config();
     LlamaConfig sc = studentConfig(c, s);
     int[] layers = selectLayers(c.numHiddenLayers(), s.layers());
     int hd = c.headDim();
-    int qPerKvTeacher = c.numKeyValueGroups();
-    int qPerKv = s.heads() / s.kvHeads();
-    int[] qHeads = new int[s.heads()];
-    for (int g = 0; g < s.kvHeads(); g++) {
-      for (int q = 0; q < qPerKv; q++) {
-        qHeads[g * qPerKv + q] = g * qPerKvTeacher + q;
-      }
-    }
-    int[] qRows = expand(qHeads, hd);
-    int[] kvRows = expand(first(s.kvHeads()), hd);
-    int[] hid = first(s.hidden());
-    int[] ch = first(s.intermediate());
+    int[] hid = importance == null ? first(s.hidden()) : ChannelImportance.top(importance.hidden(), s.hidden());
     int th = c.hiddenSize();
+    int[][] qRowsByLayer = new int[s.layers()][];
+    int[][] kvRowsByLayer = new int[s.layers()][];
+    int[][] channelsByLayer = new int[s.layers()][];
+    for (int nl = 0; nl < s.layers(); nl++) {
+      int[][] heads = heads(c, s, importance == null ? null : importance.heads()[layers[nl]]);
+      qRowsByLayer[nl] = expand(heads[0], hd);
+      kvRowsByLayer[nl] = expand(heads[1], hd);
+      channelsByLayer[nl] = importance == null ? first(s.intermediate())
+          : ChannelImportance.top(importance.channels()[layers[nl]], s.intermediate());
+    }
     Map<String, TensorSource> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(sc).entrySet()) {
       String name = e.getKey();
@@ -78,6 +89,9 @@ public final class StudentInit {
         v = name.endsWith("norm.weight") ? pick(old, hid) : slice(old, c.vocabSize(), th, first(c.vocabSize()), hid);
       } else {
         int nl = Integer.parseInt(name.split("\\.")[2]);
+        int[] qRows = qRowsByLayer[nl];
+        int[] kvRows = kvRowsByLayer[nl];
+        int[] ch = channelsByLayer[nl];
         String suffix = name.substring(LlamaTensorNames.layerPrefix(nl).length());
         float[] old = teacher.parameters().get(LlamaTensorNames.layerPrefix(layers[nl]) + suffix).toFloatArray();
         v = switch (suffix) {
@@ -107,7 +121,36 @@ public final class StudentInit {
     return sc;
   }
 
-
-
-
+  /**
+   * The kept query heads and kv groups (teacher indices, ascending): the best {@code kvHeads} groups by the summed
+   * score of their query heads, and in each the best {@code heads/kvHeads} query heads; the first ones without scores.
+   *
+   * @return {@code {queryHeads, kvGroups}}
+   */
+  static int[][] heads(LlamaConfig c, Student s, float[] scores) {
+    int perGroupTeacher = c.numKeyValueGroups();
+    int perGroup = s.heads() / s.kvHeads();
+    int[] groups;
+    if (scores == null) {
+      groups = first(s.kvHeads());
+    } else {
+      float[] groupScores = new float[c.numKeyValueHeads()];
+      for (int h = 0; h < scores.length; h++) {
+        groupScores[h / perGroupTeacher] += scores[h];
+      }
+      groups = ChannelImportance.top(groupScores, s.kvHeads());
+    }
+    int[] q = new int[s.heads()];
+    for (int g = 0; g < groups.length; g++) {
+      int[] within = first(perGroup);
+      if (scores != null) {
+        within = ChannelImportance.top(java.util.Arrays.copyOfRange(scores, groups[g] * perGroupTeacher,
+            (groups[g] + 1) * perGroupTeacher), perGroup);
+      }
+      for (int i = 0; i < perGroup; i++) {
+        q[g * perGroup + i] = groups[g] * perGroupTeacher + within[i];
+      }
+    }
+    return new int[][] {q, groups};
+  }
 }

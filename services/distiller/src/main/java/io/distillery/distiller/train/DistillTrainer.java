@@ -4,15 +4,16 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.GradientCollector;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.loss.KdLossGraph;
 import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.Checkpoint;
 import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.safetensors.SafetensorsFile;
 import io.distillery.platform.model.safetensors.SafetensorsWriter;
 import io.distillery.platform.model.safetensors.TensorData;
-import io.distillery.platform.model.safetensors.TensorSource;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.model.train.AdamW;
 import io.distillery.platform.model.train.LearningRateSchedule;
 import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
@@ -22,17 +23,24 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Distils a teacher into a student: per step a seeded batch (the RNG is {@code SplittableRandom(seed + step)}, so the
- * "RNG position" of a checkpoint is its step), teacher logits on the fly, the {@link KdLossGraph} loss, AdamW with
- * warmup + cosine and global-norm clipping. Every {@code checkpointEvery} steps the student weights, both Adam moments
- * and the step are written atomically into {@code checkpointDir}; {@link #train} resumes from there when present.
- * AdamW is implemented here because the platform's keeps its moments private (they must be checkpointed).
+ * Distils a teacher into a student (Hinton et al., arXiv 1503.02531): per step a seeded batch (the RNG is
+ * {@code SplittableRandom(seed + step)}, so the "RNG position" of a checkpoint is its step), teacher logits on the fly,
+ * the {@link KdLossGraph} loss, the platform's {@link AdamW} with global-norm clipping under a warmup + cosine
+ * {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss on the validation examples decides an early
+ * stop after {@code patience} evaluations without improvement. Every {@code checkpointEvery} steps the student's
+ * weights, the optimizer state and the trainer's counters are written atomically into {@code checkpointDir};
+ * {@link #train} resumes from there, so a resumed run ends with the same weights as an uninterrupted one.
+ *
+ * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets alone (the
+ * from-scratch baseline of bench/distill).
  */
 public final class DistillTrainer {
 
@@ -40,12 +48,51 @@ public final class DistillTrainer {
   private static final double BETA1 = 0.9;
   private static final double BETA2 = 0.999;
   private static final double EPS = 1e-8;
-  private static final double MAX_GRAD_NORM = 1.0;
+  private static final double MIN_LR_FRACTION = 0.1;
+  private static final ObjectMapper JSON = new ObjectMapper();
+  static final String CHECKPOINT = "ckpt";
+  private static final String WEIGHTS = "student.safetensors";
+  private static final String OPTIMIZER = "adamw.safetensors";
+  private static final String STATE = "trainer.json";
 
-  /** Called after every step. */
+  /**
+   * One progress report.
+   *
+   * @param step last finished step (on resume: the checkpoint's step)
+   * @param total steps of the run
+   * @param loss mean training loss since the previous report (NaN on resume)
+   * @param learningRate rate of the last step
+   * @param tokensPerSecond non-pad tokens trained per second in this process
+   * @param etaSeconds estimated seconds to the last step
+   * @param validationLoss validation loss measured at this step, NaN when none was
+   * @param tokens non-pad tokens trained so far, resumed steps included
+   * @param resumed true for the report that a run continues from a checkpoint
+   */
+  public record Progress(int step, int total, double loss, double learningRate, double tokensPerSecond,
+      double etaSeconds, double validationLoss, long tokens, boolean resumed) {}
+
+  /** Receives progress; may throw {@link InterruptedException} to stop the run (the last checkpoint stays). */
+  @FunctionalInterface
   public interface Listener {
-    void onStep(int step, int total, double loss, double tokensPerSecond) throws Exception;
+    void onProgress(Progress progress) throws InterruptedException;
   }
+
+  /**
+   * What a finished run did.
+   *
+   * @param steps the last step trained (below the total when stopped early)
+   * @param tokens non-pad tokens trained, resumed steps included
+   * @param trainLoss mean loss of the last {@code progressEvery} steps
+   * @param validationLoss last validation loss (NaN without validation examples)
+   * @param resumedFrom checkpoint step this call started from (0 for a fresh run)
+   * @param stoppedEarly whether the validation loss stopped the run
+   */
+  public record Result(int steps, long tokens, double trainLoss, double validationLoss, int resumedFrom,
+      boolean stoppedEarly) {}
+
+  /** The counters saved next to the weights. */
+  record State(int step, long tokens, double bestValidation, int evalsWithoutImprovement, double trainLoss,
+      double validationLoss, boolean stopped) {}
 
   private final DistillerParams params;
   private final ByteTokenizer tokenizer = ByteTokenizer.instance();
@@ -54,165 +101,250 @@ public final class DistillTrainer {
     this.params = params;
   }
 
-  /** A seeded batch for {@code step}, examples drawn with replacement by {@code weights}. */
-  public List<TaskExample> batch(List<TaskExample> data, double[] weights, int step) {
+  /** A seeded batch for {@code step}: examples drawn with replacement in proportion to their weights. */
+  public List<TaskExample> batch(List<TaskExample> data, double[] cumulative, int step) {
     SplittableRandom random = new SplittableRandom(params.seed() + step);
-    double total = 0;
-    for (double w : weights) {
-      total += w;
-    }
-    List<TaskExample> out = new ArrayList<>();
+    double total = cumulative[cumulative.length - 1];
+    List<TaskExample> out = new ArrayList<>(params.batch());
     for (int b = 0; b < params.batch(); b++) {
       double r = random.nextDouble() * total;
-      int i = 0;
-      while (i < weights.length - 1 && (r -= weights[i]) >= 0) {
-        i++;
-      }
-      out.add(data.get(i));
+      int i = Arrays.binarySearch(cumulative, r);
+      i = i >= 0 ? i + 1 : -i - 1;
+      out.add(data.get(Math.min(i, data.size() - 1)));
     }
     return out;
   }
 
   /**
+   * Cuts {@code <s> prompt answer </s>} to at most {@code seqLen} tokens: the prompt loses its start first (the end,
+   * next to the answer, matters most), keeping at least one character; then the answer loses its end.
+   */
+  public static TaskExample truncate(TaskExample e, int seqLen) {
+    int budget = seqLen - 2;
+    int promptBytes = bytes(e.prompt());
+    int answerBytes = bytes(e.answer());
+    if (promptBytes + answerBytes <= budget) {
+      return e;
+    }
+    String prompt = e.prompt();
+    int promptRoom = Math.max(1, budget - answerBytes);
+    while (bytes(prompt) > promptRoom && prompt.length() > 1) {
+      prompt = prompt.substring(prompt.offsetByCodePoints(0, 1));
+    }
+    String answer = e.answer();
+    while (bytes(prompt) + bytes(answer) > budget && !answer.isEmpty()) {
+      answer = answer.substring(0, answer.offsetByCodePoints(answer.length(), -1));
+    }
+    return new TaskExample(e.task(), prompt, answer);
+  }
+
+  private static int bytes(String s) {
+    return s.getBytes(StandardCharsets.UTF_8).length;
+  }
+
+  /**
    * Trains {@code student} in place, resuming from {@code checkpointDir} when it holds a checkpoint.
    *
-   * @return per step losses of the steps run in this call (index 0 = first step run)
+   * @param teacher the teacher; may be null when {@code alpha == 0}
+   * @param weights sampling weight per example of {@code data}
+   * @param validation examples for the validation loss and early stop; empty for none
+   * @param checkpointDir where checkpoints go; null for none
    */
-  public List<Double> train(LlamaModel teacher, LlamaModel student, List<TaskExample> data, double[] weights,
-      Path checkpointDir, Listener listener) throws Exception {
+  public Result train(LlamaModel teacher, LlamaModel student, List<TaskExample> data, double[] weights,
+      List<TaskExample> validation, Path checkpointDir, Listener listener) throws IOException, InterruptedException {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("the dataset is empty: nothing to distil");
     }
-    Map<String, NDArray> parameters = student.parameters();
-    NDManager state = student.manager().newSubManager();
-    Map<String, NDArray[]> moments = new LinkedHashMap<>();
-    for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-      moments.put(e.getKey(), new NDArray[] {state.zeros(e.getValue().getShape()), state.zeros(e.getValue().getShape())});
+    if (weights.length != data.size()) {
+      throw new IllegalArgumentException(weights.length + " weights for " + data.size() + " examples");
     }
-    int start = checkpointDir == null ? 0 : restore(checkpointDir, parameters, moments);
-    int total = params.steps();
-    LearningRateSchedule schedule = new LearningRateSchedule(params.lr(), Math.max(1, total / 10), total, 0.1);
-    List<Double> losses = new ArrayList<>();
-    long tokens = 0;
-    long began = System.nanoTime();
-    student.setTrainable(true);
-    try {
-      for (int step = start + 1; step <= total; step++) {
-        TaskBatch batch = TaskBatch.of(batch(data, weights, step), tokenizer);
-        float loss;
-        try (NDManager scope = student.manager().newSubManager()) {
-          NDArray teacherLogits = teacher.forward(scope, batch.inputs());
-          try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
-            NDArray logits = student.forward(scope, batch.inputs());
-            NDArray l = KdLossGraph.loss(logits, teacherLogits, batch.targets(), batch.mask(), params.temperature(),
-                params.alpha(), params.reverseKl(), scope);
-            collector.backward(l);
-            loss = l.getFloat();
-          }
-          if (!Float.isFinite(loss)) {
-            throw new IllegalStateException("distillation diverged at step " + step + " (loss " + loss
-                + "); lower lr");
-          }
-          adamStep(parameters, moments, step, schedule.at(step), scope);
-        }
-        student.zeroGradients();
-        losses.add((double) loss);
-        tokens += batch.realTokens();
-        if (checkpointDir != null && (step % params.checkpointEvery() == 0 || step == total)) {
-          save(checkpointDir, parameters, moments, step);
-        }
-        listener.onStep(step, total, loss, tokens / Math.max(1e-9, (System.nanoTime() - began) / 1e9));
+    if (teacher == null && params.usesTeacherLogits()) {
+      throw new IllegalArgumentException("alpha > 0 needs a teacher");
+    }
+    List<TaskExample> train = data.stream().map(e -> truncate(e, params.seqLen())).toList();
+    List<TaskExample> held = validation.stream().map(e -> truncate(e, params.seqLen())).toList();
+    double[] cumulative = new double[weights.length];
+    double sum = 0;
+    for (int i = 0; i < weights.length; i++) {
+      if (!(weights[i] > 0) || Double.isInfinite(weights[i])) {
+        throw new IllegalArgumentException("example " + i + " has weight " + weights[i] + "; weights must be > 0");
       }
-    } finally {
-      student.setTrainable(false);
-      state.close();
+      sum += weights[i];
+      cumulative[i] = sum;
     }
-    return losses;
+    int total = params.steps();
+    LearningRateSchedule schedule = new LearningRateSchedule(params.lr(), params.warmup(), total, MIN_LR_FRACTION);
+    Map<String, NDArray> parameters = student.parameters();
+    try (AdamW optimizer = new AdamW(parameters, student.manager(), BETA1, BETA2, EPS, params.weightDecay())) {
+      State state = checkpointDir == null ? null : restore(checkpointDir, parameters, optimizer);
+      int start = state == null ? 0 : state.step();
+      long tokens = state == null ? 0 : state.tokens();
+      double best = state == null ? Double.POSITIVE_INFINITY : state.bestValidation();
+      int worse = state == null ? 0 : state.evalsWithoutImprovement();
+      double trainLoss = state == null ? Double.NaN : state.trainLoss();
+      double validationLoss = state == null ? Double.NaN : state.validationLoss();
+      boolean stopped = state != null && state.stopped();
+      if (start > 0) {
+        listener.onProgress(new Progress(start, total, Double.NaN, schedule.at(Math.max(1, start)), 0,
+            Double.NaN, Double.NaN, tokens, true));
+      }
+      long began = System.nanoTime();
+      long tokensHere = 0;
+      double window = 0;
+      int windowSteps = 0;
+      int step = start;
+      student.setTrainable(true);
+      try {
+        while (!stopped && step < total) {
+          if (Thread.interrupted()) {
+            throw new InterruptedException("distillation interrupted after step " + step);
+          }
+          step++;
+          TaskBatch batch = TaskBatch.of(batch(train, cumulative, step), tokenizer);
+          double rate = schedule.at(step);
+          float loss;
+          try (NDManager scope = student.manager().newSubManager()) {
+            NDArray teacherLogits = params.usesTeacherLogits() ? teacher.forward(scope, batch.inputs()) : null;
+            try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
+              NDArray l = loss(student.forward(scope, batch.inputs()), teacherLogits, batch, scope);
+              collector.backward(l);
+              loss = l.getFloat();
+            }
+            if (!Float.isFinite(loss)) {
+              throw new IllegalStateException("distillation diverged at step " + step + " (loss " + loss
+                  + "); lower lr");
+            }
+            optimizer.step(rate, params.maxGradNorm());
+          }
+          student.zeroGradients();
+          tokens += batch.realTokens();
+          tokensHere += batch.realTokens();
+          window += loss;
+          windowSteps++;
+          double validationNow = Double.NaN;
+          if (!held.isEmpty() && (step % params.evalEvery() == 0 || step == total)) {
+            validationNow = validationLoss(teacher, student, held);
+            validationLoss = validationNow;
+            if (validationNow < best) {
+              best = validationNow;
+              worse = 0;
+            } else if (++worse >= params.patience()) {
+              stopped = true;
+            }
+          }
+          boolean report = step % params.progressEvery() == 0 || step == total || stopped;
+          if (report) {
+            trainLoss = window / windowSteps;
+            window = 0;
+            windowSteps = 0;
+          }
+          if (checkpointDir != null && (step % params.checkpointEvery() == 0 || step == total || stopped)) {
+            double lossSoFar = windowSteps > 0 ? window / windowSteps : trainLoss;
+            save(checkpointDir, parameters, optimizer, new State(step, tokens, best, worse, lossSoFar,
+                validationLoss, stopped));
+          }
+          if (report || !Double.isNaN(validationNow)) {
+            double elapsed = (System.nanoTime() - began) / 1e9;
+            double eta = elapsed / (step - start) * (total - step);
+            listener.onProgress(new Progress(step, total, report ? trainLoss : loss, rate, tokensHere / elapsed,
+                stopped ? 0 : eta, validationNow, tokens, false));
+          }
+        }
+      } finally {
+        student.setTrainable(false);
+      }
+      if (windowSteps > 0) {
+        trainLoss = window / windowSteps;
+      }
+      return new Result(step, tokens, trainLoss, validationLoss, start, stopped);
+    }
   }
 
-  private static void adamStep(Map<String, NDArray> parameters, Map<String, NDArray[]> moments, int step, double lr,
-      NDManager scope) {
-    double squares = 0;
-    for (NDArray p : parameters.values()) {
-      NDArray g = p.getGradient();
-      g.attach(scope);
-      squares += g.square().sum().getFloat();
+  private NDArray loss(NDArray logits, NDArray teacherLogits, TaskBatch batch, NDManager scope) {
+    if (teacherLogits == null) {
+      return batch.answerNllMean(logits, scope);
     }
-    double norm = Math.sqrt(squares);
-    double scale = norm > MAX_GRAD_NORM ? MAX_GRAD_NORM / norm : 1.0;
-    double c1 = 1 - Math.pow(BETA1, step);
-    double c2 = 1 - Math.pow(BETA2, step);
-    for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-      NDArray p = e.getValue();
-      NDArray g = p.getGradient();
-      g.attach(scope);
-      NDArray[] mv = moments.get(e.getKey());
-      NDArray gm = g.mul((float) ((1 - BETA1) * scale));
-      NDArray gv = g.square().mul((float) ((1 - BETA2) * scale * scale));
-      gm.attach(scope);
-      gv.attach(scope);
-      mv[0].muli((float) BETA1).addi(gm);
-      mv[1].muli((float) BETA2).addi(gv);
-      NDArray den = mv[1].div((float) c2);
-      den.attach(scope);
-      NDArray num = mv[0].mul((float) (lr / c1));
-      num.attach(scope);
-      p.subi(num.div(den.sqrt().add((float) EPS)));
-    }
+    return KdLossGraph.loss(logits, teacherLogits, batch.targets(), batch.mask(), params.temperature(),
+        params.alpha(), params.reverseKl(), scope);
   }
 
-  /** Writes weights + moments + step into {@code dir} atomically (temp dir, then rename). */
-  static void save(Path dir, Map<String, NDArray> parameters, Map<String, NDArray[]> moments, int step)
-      throws IOException {
+  /** The training loss on {@code examples}, averaged over answer tokens, without gradients. */
+  public double validationLoss(LlamaModel teacher, LlamaModel student, List<TaskExample> examples) {
+    double sum = 0;
+    long tokens = 0;
+    for (int from = 0; from < examples.size(); from += params.batch()) {
+      TaskBatch batch = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + params.batch())),
+          tokenizer);
+      try (NDManager scope = student.manager().newSubManager()) {
+        NDArray teacherLogits = params.usesTeacherLogits() ? teacher.forward(scope, batch.inputs()) : null;
+        NDArray logits = student.forward(scope, batch.inputs());
+        sum += loss(logits.stopGradient(), teacherLogits, batch, scope).getFloat() * batch.answerTokens();
+        tokens += batch.answerTokens();
+      }
+    }
+    return sum / Math.max(1, tokens);
+  }
+
+  /** Writes weights, optimizer state and counters into {@code dir/ckpt} atomically (temp dir, then rename). */
+  static void save(Path dir, Map<String, NDArray> parameters, AdamW optimizer, State state) throws IOException {
     Files.createDirectories(dir);
-    Path tmp = dir.resolve("ckpt.tmp");
-    if (Files.exists(tmp)) {
-      deleteTree(tmp);
-    }
+    Path tmp = dir.resolve(CHECKPOINT + ".tmp");
+    deleteTree(tmp);
     Files.createDirectories(tmp);
-    Map<String, TensorSource> tensors = new LinkedHashMap<>();
+    Map<String, TensorData> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-      long[] shape = e.getValue().getShape().getShape();
-      tensors.put("p." + e.getKey(), TensorData.ofFloats(DType.F32, shape, e.getValue().toFloatArray()));
-      tensors.put("m." + e.getKey(), TensorData.ofFloats(DType.F32, shape, moments.get(e.getKey())[0].toFloatArray()));
-      tensors.put("v." + e.getKey(), TensorData.ofFloats(DType.F32, shape, moments.get(e.getKey())[1].toFloatArray()));
+      tensors.put(e.getKey(), TensorData.ofFloats(DType.F32, e.getValue().getShape().getShape(),
+          e.getValue().toFloatArray()));
     }
-    SafetensorsWriter.write(tmp.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("step", Integer.toString(step)));
-    Files.writeString(tmp.resolve("step"), Integer.toString(step), StandardCharsets.UTF_8);
-    Path target = dir.resolve("ckpt");
-    Path old = dir.resolve("ckpt.old");
-    if (Files.exists(old)) {
-      deleteTree(old);
-    }
+    SafetensorsWriter.write(tmp.resolve(WEIGHTS), tensors, Map.of("step", Integer.toString(state.step())));
+    optimizer.saveState(tmp.resolve(OPTIMIZER));
+    JSON.writeValue(tmp.resolve(STATE).toFile(), state);
+    Path target = dir.resolve(CHECKPOINT);
+    Path old = dir.resolve(CHECKPOINT + ".old");
+    deleteTree(old);
     if (Files.exists(target)) {
       Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
     }
     Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-    if (Files.exists(old)) {
-      deleteTree(old);
-    }
+    deleteTree(old);
   }
 
-  /** Loads the checkpoint in {@code dir} if any; returns its step (0 when none). */
-  static int restore(Path dir, Map<String, NDArray> parameters, Map<String, NDArray[]> moments) throws IOException {
-    Path ckpt = dir.resolve("ckpt");
-    if (!Files.exists(ckpt.resolve("step"))) {
-      return 0;
-    }
-    int step = Integer.parseInt(Files.readString(ckpt.resolve("step")).trim());
-    try (Checkpoint c = Checkpoint.open(ckpt)) {
-      for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-        e.getValue().set(c.floats("p." + e.getKey()));
-        moments.get(e.getKey())[0].set(c.floats("m." + e.getKey()));
-        moments.get(e.getKey())[1].set(c.floats("v." + e.getKey()));
+  /** Loads the checkpoint in {@code dir/ckpt} (or a leftover {@code ckpt.old}) if any; null when there is none. */
+  static State restore(Path dir, Map<String, NDArray> parameters, AdamW optimizer) throws IOException {
+    Path ckpt = dir.resolve(CHECKPOINT);
+    if (!Files.exists(ckpt.resolve(STATE))) {
+      ckpt = dir.resolve(CHECKPOINT + ".old"); // killed between the two renames
+      if (!Files.exists(ckpt.resolve(STATE))) {
+        return null;
       }
     }
-    return step;
+    State state = JSON.readValue(ckpt.resolve(STATE).toFile(), State.class);
+    try (SafetensorsFile weights = SafetensorsFile.open(ckpt.resolve(WEIGHTS))) {
+      for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
+        if (!weights.contains(e.getKey())
+            || !Arrays.equals(weights.info(e.getKey()).shape(), e.getValue().getShape().getShape())) {
+          throw new IOException("the checkpoint in " + ckpt + " does not fit the student at " + e.getKey()
+              + "; delete it to start over");
+        }
+        e.getValue().set(weights.floats(e.getKey()));
+      }
+    }
+    optimizer.loadState(ckpt.resolve(OPTIMIZER));
+    return state;
+  }
+
+  /** The step of the checkpoint in {@code dir}, 0 when there is none. */
+  public static int checkpointStep(Path dir) throws IOException {
+    Path state = dir.resolve(CHECKPOINT).resolve(STATE);
+    return Files.exists(state) ? JSON.readValue(state.toFile(), State.class).step() : 0;
   }
 
   private static void deleteTree(Path p) throws IOException {
+    if (!Files.exists(p)) {
+      return;
+    }
     try (var s = Files.walk(p)) {
-      for (Path f : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+      for (Path f : s.sorted(Comparator.reverseOrder()).toList()) {
         Files.delete(f);
       }
     }

@@ -8,14 +8,18 @@ import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.distiller.student.StudentInit;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.platform.stage.StageParams;
 import io.distillery.platform.tasks.TaskExample;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class DistillTrainerTest {
+
+  static final double[] W = {1, 1, 1};
 
   static LlamaConfig teacherConfig() {
     return LlamaConfig.builder().vocabSize(260).hiddenSize(32).intermediateSize(48).numHiddenLayers(2)
@@ -27,8 +31,9 @@ class DistillTrainerTest {
         new TaskExample("t", "3+1=", "4"));
   }
 
-  static DistillerParams params(int steps) {
-    return new DistillerParams(null, steps, 4, 32, 1e-2, 2.0, 1.0, false, null, 3, null, null, 5L, null);
+  static DistillerParams params(String extra) throws Exception {
+    return StageParams.bind("distiller", "{\"batch\":4,\"seqLen\":32,\"lr\":0.01,\"temperature\":2.0,\"alpha\":1.0,"
+        + "\"checkpointEvery\":3,\"progressEvery\":1,\"seed\":5" + extra + "}", DistillerParams.class);
   }
 
   static LlamaModel student(LlamaModel teacher, Path dir) throws Exception {
@@ -38,46 +43,82 @@ class DistillTrainerTest {
 
   @Test
   void shouldLowerKdLossWhenDistillingTinyTeacher(@TempDir Path dir) throws Exception {
+    List<Double> losses = new ArrayList<>();
     try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher, dir)) {
-      List<Double> losses = new DistillTrainer(params(30)).train(teacher, s, data(), new double[] {1, 1, 1}, null,
-          (a, b, c, d) -> {});
-      assertThat(losses.get(losses.size() - 1)).isLessThan(losses.get(0) * 0.7);
+      new DistillTrainer(params(",\"steps\":30")).train(teacher, s, data(), W, List.of(), null,
+          g -> losses.add(g.loss()));
     }
+    assertThat(losses).hasSize(30);
+    assertThat(losses.getLast()).isLessThan(losses.getFirst() * 0.7);
   }
 
   @Test
   void shouldResumeFromCheckpointAndMatchUninterruptedRunWhenInterrupted(@TempDir Path dir) throws Exception {
-    double[] w = {1, 1, 1};
+    DistillerParams p = params(",\"steps\":8");
     float[] uninterrupted;
     try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher,
         dir.resolve("a"))) {
-      new DistillTrainer(params(8)).train(teacher, s, data(), w, dir.resolve("ck-a"), (a, b, c, d) -> {});
+      new DistillTrainer(p).train(teacher, s, data(), W, List.of(), dir.resolve("ck-a"), g -> {});
       uninterrupted = s.parameters().get("model.layers.0.mlp.up_proj.weight").toFloatArray();
     }
     Path ck = dir.resolve("ck-b");
     try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher,
         dir.resolve("b"))) {
-      assertThatThrownBy(() -> new DistillTrainer(params(8)).train(teacher, s, data(), w, ck, (step, t, l, tps) -> {
-        if (step == 4) {
+      assertThatThrownBy(() -> new DistillTrainer(p).train(teacher, s, data(), W, List.of(), ck, g -> {
+        if (g.step() == 4) {
           throw new InterruptedException("killed");
         }
       })).isInstanceOf(InterruptedException.class);
     }
-    List<Integer> steps = new ArrayList<>();
+    assertThat(DistillTrainer.checkpointStep(ck)).isEqualTo(3);
+    List<DistillTrainer.Progress> reports = new ArrayList<>();
     try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher,
         dir.resolve("c"))) {
-      new DistillTrainer(params(8)).train(teacher, s, data(), w, ck, (step, t, l, tps) -> steps.add(step));
-      assertThat(steps.get(0)).isEqualTo(4); // checkpointEvery 3: resumes after step 3
+      DistillTrainer.Result r = new DistillTrainer(p).train(teacher, s, data(), W, List.of(), ck, reports::add);
+      assertThat(r.resumedFrom()).isEqualTo(3);
+      assertThat(reports.getFirst().resumed()).isTrue();
+      assertThat(reports.getFirst().step()).isEqualTo(3); // checkpointEvery 3: resumes after step 3
+      assertThat(reports.get(1).step()).isEqualTo(4);
       float[] resumed = s.parameters().get("model.layers.0.mlp.up_proj.weight").toFloatArray();
-      assertThat(resumed).containsExactly(uninterrupted, org.assertj.core.data.Offset.offset(1e-5f));
+      assertThat(resumed).containsExactly(uninterrupted, Offset.offset(1e-5f));
     }
   }
 
   @Test
-  void shouldFailWhenDatasetEmpty() {
+  void shouldStopEarlyWhenTheValidationLossStopsImproving(@TempDir Path dir) throws Exception {
+    // lr 1e-12 leaves the float32 weights unchanged, so the validation loss never drops below its first value
+    DistillerParams p = params(",\"steps\":50,\"lr\":1e-12,\"evalEvery\":2,\"patience\":2");
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher, dir)) {
+      DistillTrainer.Result r = new DistillTrainer(p).train(teacher, s, data(), W, data(), null, g -> {});
+      assertThat(r.stoppedEarly()).isTrue();
+      assertThat(r.steps()).isEqualTo(6); // evaluations at 2 (best), 4 and 6 (no better): patience 2 spent
+      assertThat(r.validationLoss()).isFinite();
+    }
+  }
+
+  @Test
+  void shouldKeepTheAnswerAndCutThePromptWhenASequenceIsTooLong() {
+    TaskExample e = new TaskExample("t", "abcdefgh=", "xyz");
+    assertThat(DistillTrainer.truncate(e, 100)).isSameAs(e);
+    assertThat(DistillTrainer.truncate(e, 8)).isEqualTo(new TaskExample("t", "gh=", "xyz")); // 1 + 3 + 3 + 1
+    assertThat(DistillTrainer.truncate(e, 4)).isEqualTo(new TaskExample("t", "=", "x"));
+  }
+
+  @Test
+  void shouldDrawBatchesInProportionToTheWeights() throws Exception {
+    DistillTrainer t = new DistillTrainer(params(",\"batch\":1000"));
+    List<TaskExample> batch = t.batch(data(), new double[] {1, 5, 6}, 7); // cumulative: weights 1, 4, 1
+    long second = batch.stream().filter(e -> e.prompt().equals("2+2=")).count();
+    assertThat(second).isBetween(600L, 730L); // expected 667
+    assertThat(t.batch(data(), new double[] {1, 5, 6}, 7)).isEqualTo(batch);
+  }
+
+  @Test
+  void shouldFailWhenDatasetEmpty() throws Exception {
+    DistillerParams p = params(",\"steps\":2");
     try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3)) {
-      assertThatThrownBy(() -> new DistillTrainer(params(2)).train(teacher, teacher, List.of(), new double[0], null,
-          (a, b, c, d) -> {})).hasMessageContaining("empty");
+      assertThatThrownBy(() -> new DistillTrainer(p).train(teacher, teacher, List.of(), new double[0], List.of(),
+          null, g -> {})).hasMessageContaining("empty");
     }
   }
 }

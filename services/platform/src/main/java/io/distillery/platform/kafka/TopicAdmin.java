@@ -35,7 +35,8 @@ public final class TopicAdmin implements AutoCloseable {
 
   /** Ensures the platform's own topics exist: registered, job events, runs (compacted), deployments, misfires. */
   public void ensurePlatformTopics() {
-    ensure(List.of(Topics.MODELS_REGISTERED, Topics.JOB_EVENTS, Topics.DEPLOYMENTS, Topics.MISFIRES), Map.of());
+    ensure(List.of(Topics.MODELS_REGISTERED, Topics.JOB_EVENTS, Topics.DEPLOYMENTS, Topics.MISFIRES,
+        Topics.SERVING_TRAFFIC), Map.of());
     ensure(List.of(Topics.RUNS), Map.of(TopicConfig.CLEANUP_POLICY_CONFIG, TopicConfig.CLEANUP_POLICY_COMPACT));
   }
 

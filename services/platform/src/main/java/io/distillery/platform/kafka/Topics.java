@@ -9,6 +9,8 @@ public final class Topics {
   public static final String RUNS = "distillery.runs";
   public static final String DEPLOYMENTS = "distillery.deployments";
   public static final String MISFIRES = "distillery.misfires";
+  /** Request counts per deployment, node and artefact ({@code ServingTraffic}): the denominator of misfire rates. */
+  public static final String SERVING_TRAFFIC = "distillery.serving.traffic";
   public static final String JOBS_PREFIX = "distillery.jobs.";
   public static final String DLQ_PREFIX = "distillery.dlq.";
 

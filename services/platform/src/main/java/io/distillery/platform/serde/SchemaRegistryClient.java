@@ -58,13 +58,7 @@ public final class SchemaRegistryClient {
       if (e.httpStatus() != 409) {
         throw e;
       }
-      // Two clients registered the first version at once (Apicurio answers the loser with 409): if the schema is
-      // there now, its id is the answer; an incompatible schema is still refused.
-      try {
-        reply = call("POST", "/subjects/" + enc(subject), body(schema));
-      } catch (SchemaRegistryException notThere) {
-        throw e;
-      }
+      reply = afterConflict(subject, schema, e);
     }
     int id = reply.path("id").asInt(-1);
     if (id < 0) {
@@ -73,6 +67,36 @@ public final class SchemaRegistryClient {
     idBySubjectAndSchema.put(key, id);
     byId.putIfAbsent(id, schema);
     return id;
+  }
+
+  /**
+   * A 409 on registration. Two clients registered the first version at once (Apicurio answers the loser "... already
+   * exists"): if the schema is there, its id is the answer; the winner's version can take a moment to become
+   * visible, so then the lookup and the registration are tried again (after 50, 100, 200, 400 ms). Any other 409
+   * (an incompatible schema) is refused once the lookup fails.
+   */
+  private JsonNode afterConflict(String subject, Schema schema, SchemaRegistryException conflict) {
+    boolean race = String.valueOf(conflict.getMessage()).contains("already exists");
+    for (int attempt = 0; ; attempt++) {
+      try {
+        return call("POST", "/subjects/" + enc(subject), body(schema));
+      } catch (SchemaRegistryException notThere) {
+        if (!race || attempt >= ATTEMPTS) {
+          throw conflict;
+        }
+      }
+      java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L << attempt);
+      if (Thread.currentThread().isInterrupted()) {
+        throw conflict;
+      }
+      try {
+        return call("POST", "/subjects/" + enc(subject) + "/versions", body(schema));
+      } catch (SchemaRegistryException again) {
+        if (again.httpStatus() != 409) {
+          throw again;
+        }
+      }
+    }
   }
 
   /** The writer schema with this global id. */

@@ -32,6 +32,26 @@ public record StageContext<P extends Record>(
     progressSink.progress(percent, message, metrics);
   }
 
+  /**
+   * The checkpoint this stage works on: the last checkpoint artefact among the upstream nodes' outputs (so chains like
+   * distill -> prune -> quantize transform the student, not the registered model), else the run's registered model.
+   * Run-level inputs ({@code $run}, e.g. a deployed student) are not considered; stages that want them ask for them.
+   */
+  public Path inputModel() {
+    Path found = model;
+    for (Input input : inputs) {
+      if (input.node().equals("$run")) {
+        continue;
+      }
+      for (Artefact a : input.artefacts()) {
+        if (ArtefactFormats.CHECKPOINTS.contains(a.ref().getFormat())) {
+          found = a.path();
+        }
+      }
+    }
+    return found;
+  }
+
   /** All input artefacts of a format, in the order of the recipe's {@code after} list. */
   public List<Artefact> artefacts(String format) {
     return inputs.stream().flatMap(i -> i.artefacts().stream()).filter(a -> a.ref().getFormat().equals(format))

@@ -4,7 +4,8 @@ package io.distillery.platform.stage;
  * Why a stage failed, and whether trying again may help. The host reports the message on the run; the planner retries
  * only {@link Retryable} failures, with backoff, up to the recipe's limit.
  */
-public sealed class StageException extends Exception permits StageException.Retryable, StageException.Fatal {
+public sealed class StageException extends Exception permits StageException.Retryable, StageException.Fatal,
+    StageException.Rejected {
 
   private StageException(String message, Throwable cause) {
     super(message, cause);
@@ -24,6 +25,21 @@ public sealed class StageException extends Exception permits StageException.Retr
 
   public static Fatal fatal(String message, Throwable cause) {
     return new Fatal(message, cause);
+  }
+
+  /**
+   * The stage did its work and judged the run's candidate unfit: no candidate passed the gates, a canary was rolled
+   * back. The run ends REJECTED with this message as the reason; nothing downstream runs and nothing is retried.
+   */
+  public static Rejected rejected(String message) {
+    return new Rejected(message);
+  }
+
+  /** A verdict, not an error: see {@link #rejected(String)}. */
+  public static final class Rejected extends StageException {
+    public Rejected(String message) {
+      super(message, null);
+    }
   }
 
   /** Transient trouble (I/O, a broker hiccup): the job may succeed when tried again. */

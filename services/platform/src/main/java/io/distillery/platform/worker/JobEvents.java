@@ -39,6 +39,11 @@ final class JobEvents {
     return event(Failed.newBuilder().setReason(reason).setRetryable(retryable).build());
   }
 
+  /** The stage judged the candidate unfit: the run ends REJECTED with this reason. */
+  JobEvent rejected(String reason) {
+    return event(Failed.newBuilder().setReason(reason).setRetryable(false).setRejected(true).build());
+  }
+
   private JobEvent event(Object payload) {
     return JobEvent.newBuilder().setRunId(job.getRunId()).setJobId(job.getJobId()).setAttempt(job.getAttempt())
         .setStage(job.getStage()).setNode(job.getNode()).setWorker(worker).setTs(Instant.now()).setPayload(payload)

@@ -80,6 +80,10 @@ final class JobLoop implements Runnable {
       DeadLetters deadLetters, ArtefactStore store, MeterRegistry metrics) {
     this.descriptor = descriptor;
     this.stage = descriptor.instantiate();
+    if (stage instanceof HostServices.Aware aware) {
+      aware.attach(new HostServices(io.distillery.platform.kafka.KafkaSettings.of(config.bootstrap(),
+          config.registryUrl()), store, config.workerId()));
+    }
     this.config = config;
     this.consumer = consumer;
     this.producer = producer;
@@ -291,6 +295,9 @@ final class JobLoop implements Runnable {
     } catch (StageException e) {
       LOG.warn("stage={} runId={} jobId={} failed ({}): {}", descriptor.name(), job.getRunId(), job.getJobId(),
           e.retryable() ? "retryable" : "fatal", e.getMessage());
+      if (e instanceof StageException.Rejected) {
+        return events.rejected(e.getMessage());
+      }
       return events.failed(e.getMessage(), e.retryable());
     } catch (io.distillery.platform.artefact.ArtefactUriException | io.distillery.platform.model.CheckpointException e) {
       return events.failed(e.getMessage(), false); // a refused URI or a corrupt checkpoint stays so on retry
@@ -323,8 +330,13 @@ final class JobLoop implements Runnable {
       LOG.warn("stage={} jobId={} cannot record completion marker: {}", descriptor.name(), job.getJobId(), e.toString());
     }
     metrics.counter("distillery_jobs_total", "stage", descriptor.name(), "outcome", outcome).increment();
-    LOG.info("stage={} runId={} jobId={} attempt={} {}", descriptor.name(), job.getRunId(), job.getJobId(),
-        job.getAttempt(), outcome);
+    if (result.getPayload() instanceof io.distillery.schemas.job.Failed f) {
+      LOG.warn("stage={} runId={} jobId={} attempt={} {} (retryable={} rejected={}): {}", descriptor.name(),
+          job.getRunId(), job.getJobId(), job.getAttempt(), outcome, f.getRetryable(), f.getRejected(), f.getReason());
+    } else {
+      LOG.info("stage={} runId={} jobId={} attempt={} {}", descriptor.name(), job.getRunId(), job.getJobId(),
+          job.getAttempt(), outcome);
+    }
     commit(rec);
   }
 

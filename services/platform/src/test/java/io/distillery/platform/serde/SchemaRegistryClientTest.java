@@ -69,6 +69,17 @@ class SchemaRegistryClientTest {
   }
 
   @Test
+  void shouldRegisterAgainWhenTheWinnersVersionIsNotVisibleYetAfterAConcurrentRegistration() {
+    script.add(new Answer(409, "{\"error_code\":409,\"message\":\"An artifact with ID 't-value' in group 'null'"
+        + " already exists.\"}"));
+    script.add(new Answer(404, "{\"error_code\":40403,\"message\":\"Schema not found\"}"));
+    script.add(new Answer(200, "{\"id\":5}"));
+    assertThat(client().register("t-value", SCHEMA)).isEqualTo(5);
+    assertThat(calls).containsExactly("POST /apis/ccompat/v7/subjects/t-value/versions",
+        "POST /apis/ccompat/v7/subjects/t-value", "POST /apis/ccompat/v7/subjects/t-value/versions");
+  }
+
+  @Test
   void shouldReportAnIncompatibleSchemaWithoutRetrying() {
     script.add(new Answer(409, "{\"error_code\":409,\"message\":\"Schema being registered is incompatible\"}"));
     script.add(new Answer(404, "{\"error_code\":40403,\"message\":\"Schema not found\"}"));

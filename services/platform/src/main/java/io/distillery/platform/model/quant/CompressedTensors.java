@@ -297,6 +297,14 @@ public final class CompressedTensors {
     }
   }
 
+  /**
+   * Loads any checkpoint the stages write as a float {@link LlamaModel}: compressed-tensors ones dequantized, plain HF
+   * ones as they are.
+   */
+  public static LlamaModel loadAny(Path dir) throws IOException {
+    return isCompressed(dir) ? loadDequantized(dir) : LlamaModel.load(dir);
+  }
+
   /** Whether {@code config.json} of {@code dir} declares compressed-tensors quantization. */
   public static boolean isCompressed(Path dir) throws IOException {
     JsonNode root = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile());

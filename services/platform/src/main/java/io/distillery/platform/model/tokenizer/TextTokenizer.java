@@ -30,6 +30,11 @@ public interface TextTokenizer {
 
     OptionalInt padId();
 
+    /** Whether a model directory carries a tokenizer {@link #load} can read. */
+    static boolean present(Path modelDirectory) {
+        return Files.isRegularFile(modelDirectory.resolve(ByteTokenizer.TOKENIZER_FILE));
+    }
+
     /**
      * The tokenizer of a model directory: ours when its {@code tokenizer.json} says {@value ByteTokenizer#FORMAT},
      * otherwise the Hugging Face tokenizers library reads it.

@@ -2,7 +2,16 @@ package io.distillery.platform.model.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.JniUtils;
+import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.model.safetensors.SafetensorsFile;
+import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.model.safetensors.TensorInfo;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -19,7 +28,8 @@ import java.util.Map;
  * Weight decay applies to matrices only (embeddings and linear weights), not to norm weights or
  * biases, as is usual for transformers. Clipping scales all gradients by {@code min(1, maxNorm /
  * ||g||)}, {@code ||g||} the global L2 norm (Pascanu et al., arXiv 1211.5063). Owns its moment
- * estimates in a sub-manager of the parameters' manager.
+ * estimates in a sub-manager of the parameters' manager; {@link #saveState} and {@link #loadState}
+ * persist them with the step count so that an interrupted run resumes with the same update.
  */
 public final class AdamW implements AutoCloseable {
 
@@ -55,6 +65,18 @@ public final class AdamW implements AutoCloseable {
      *     the backward pass) nothing is updated and the step is not counted
      */
     public double step(double learningRate, double maxGradNorm) {
+        // PyTorch's grad mode is per thread and on by default in a thread the engine did not start on (a worker's
+        // job thread); in-place updates of leaf parameters are only allowed with it off
+        boolean gradMode = JniUtils.isGradMode();
+        JniUtils.setGradMode(false);
+        try {
+            return update(learningRate, maxGradNorm);
+        } finally {
+            JniUtils.setGradMode(gradMode);
+        }
+    }
+
+    private double update(double learningRate, double maxGradNorm) {
         try (NDManager scope = state.newSubManager()) {
             List<NDArray> gradients = new ArrayList<>(parameters.size());
             double squares = 0;
@@ -92,6 +114,53 @@ public final class AdamW implements AutoCloseable {
 
     public int steps() {
         return step;
+    }
+
+    /**
+     * Writes both moment estimates ({@code m.<name>}, {@code v.<name>}, F32) and the step count
+     * (metadata {@code step}) to the safetensors {@code file}.
+     */
+    public void saveState(Path file) throws IOException {
+        Map<String, TensorData> tensors = new LinkedHashMap<>();
+        for (Map.Entry<String, NDArray[]> entry : moments.entrySet()) {
+            long[] shape = entry.getValue()[0].getShape().getShape();
+            tensors.put("m." + entry.getKey(), TensorData.ofFloats(DType.F32, shape, entry.getValue()[0].toFloatArray()));
+            tensors.put("v." + entry.getKey(), TensorData.ofFloats(DType.F32, shape, entry.getValue()[1].toFloatArray()));
+        }
+        SafetensorsWriter.write(file, tensors, Map.of("step", Integer.toString(step)));
+    }
+
+    /**
+     * Restores what {@link #saveState} wrote.
+     *
+     * @throws IOException naming the parameter when the file lacks its moments or holds another
+     *     shape, or when the step count is missing
+     */
+    public void loadState(Path file) throws IOException {
+        try (SafetensorsFile state = SafetensorsFile.open(file)) {
+            String saved = state.metadata().get("step");
+            if (saved == null) {
+                throw new IOException(file + ": no step count in the optimizer state");
+            }
+            for (Map.Entry<String, NDArray[]> entry : moments.entrySet()) {
+                long[] shape = entry.getValue()[0].getShape().getShape();
+                for (int k = 0; k < 2; k++) {
+                    String name = (k == 0 ? "m." : "v.") + entry.getKey();
+                    if (!state.contains(name)) {
+                        throw new IOException(file + ": no optimizer state for " + entry.getKey());
+                    }
+                    TensorInfo info = state.info(name);
+                    if (!Arrays.equals(info.shape(), shape)) {
+                        throw new IOException(file + ": optimizer state for " + entry.getKey() + " has shape "
+                                + Arrays.toString(info.shape()) + ", the parameter " + Arrays.toString(shape));
+                    }
+                    entry.getValue()[k].set(state.floats(name));
+                }
+            }
+            step = Integer.parseInt(saved.trim());
+        } catch (NumberFormatException e) {
+            throw new IOException(file + ": bad step count in the optimizer state: " + e.getMessage(), e);
+        }
     }
 
     private static NDArray own(NDManager scope, NDArray array) {

@@ -1,0 +1,54 @@
+package io.distillery.deployer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.distillery.platform.stage.StageException;
+import io.distillery.platform.stage.StageParams;
+import org.junit.jupiter.api.Test;
+
+class DeployerParamsTest {
+
+  static DeployerParams bind(String json) throws StageException.Fatal {
+    return StageParams.bind("deployer", json, DeployerParams.class);
+  }
+
+  @Test
+  void shouldDefaultToALocalFullRollout() throws Exception {
+    DeployerParams p = bind("{}");
+    assertThat(p.target()).isEqualTo("local");
+    assertThat(p.deployment()).isNull();
+    assertThat(p.canaryPercent()).isEqualTo(100);
+    assertThat(p.canary()).isFalse();
+    assertThat(p.canaryWindowSeconds()).isEqualTo(300);
+    assertThat(p.canaryMinRequests()).isEqualTo(100);
+    assertThat(p.rollbackMargin()).isEqualTo(0.05);
+    assertThat(p.activeTimeoutSeconds()).isEqualTo(120);
+    assertThat(p.redistillRecipe()).isEqualTo("recipes/redistill.yaml");
+    assertThat(bind("{\"canaryPercent\":20}").canary()).isTrue();
+  }
+
+  @Test
+  void shouldFailNamingTheParamWhenAValueIsInvalid() {
+    String[][] cases = {
+        {"{\"target\":\"tpu\"}", "target"},
+        {"{\"canaryPercent\":0}", "canaryPercent"},
+        {"{\"canaryPercent\":101}", "canaryPercent"},
+        {"{\"canaryWindowSeconds\":0}", "canaryWindowSeconds"},
+        {"{\"canaryMinRequests\":-1}", "canaryMinRequests"},
+        {"{\"rollbackMargin\":1.5}", "rollbackMargin"},
+        {"{\"rollbackMargin\":-0.1}", "rollbackMargin"},
+        {"{\"activeTimeoutSeconds\":0}", "activeTimeoutSeconds"},
+        {"{\"redistillRecipe\":\" \"}", "redistillRecipe"},
+        {"{\"deployment\":\"no spaces\"}", "deployment"},
+        {"{\"maxInputTokens\":0}", "maxInputTokens"},
+        {"{\"maxRollingBatchSize\":0}", "maxRollingBatchSize"},
+        {"{\"canaryPercent\":\"many\"}", "canaryPercent"},
+        {"{\"canary\":20}", "canary"},
+    };
+    for (String[] c : cases) {
+      assertThatThrownBy(() -> bind(c[0])).as(c[0]).isInstanceOf(StageException.Fatal.class)
+          .hasMessageContaining(c[1]);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+package io.distillery.deployer;
+
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.config.LlamaTensorNames;
+import io.distillery.platform.model.quant.CompressedTensors;
+import io.distillery.platform.model.quant.GroupQuantizer;
+import io.distillery.platform.model.quant.QuantizationScheme;
+import io.distillery.platform.model.quant.QuantizedWeight;
+import io.distillery.platform.model.safetensors.Checkpoint;
+import io.distillery.platform.model.safetensors.SafetensorsWriter;
+import io.distillery.platform.model.safetensors.TensorData;
+import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/** Tiny Llama checkpoints written in plain Java (no native engine): dense F32, or compressed-tensors W4 group 32. */
+public final class TestCheckpoints {
+
+  public static final LlamaConfig CONFIG = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64)
+      .intermediateSize(128).numHiddenLayers(1).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128)
+      .build();
+
+  private TestCheckpoints() {}
+
+  static Map<String, float[]> tensors(long seed) {
+    Random r = new Random(seed);
+    Map<String, float[]> t = new LinkedHashMap<>();
+    for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(CONFIG).entrySet()) {
+      long n = 1;
+      for (long d : e.getValue()) {
+        n *= d;
+      }
+      float[] v = new float[Math.toIntExact(n)];
+      for (int i = 0; i < v.length; i++) {
+        v[i] = (float) (r.nextGaussian() * 0.05);
+      }
+      t.put(e.getKey(), v);
+    }
+    return t;
+  }
+
+  /** A dense F32 checkpoint, with the byte tokenizer when {@code tokenizer}. */
+  public static Path dense(Path dir, long seed, boolean tokenizer) throws IOException {
+    Map<String, TensorData> data = new LinkedHashMap<>();
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(CONFIG);
+    tensors(seed).forEach((k, v) -> data.put(k, TensorData.ofFloats(shapes.get(k), v)));
+    java.nio.file.Files.createDirectories(dir);
+    SafetensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), data, Map.of("format", "pt"));
+    CONFIG.write(dir);
+    if (tokenizer) {
+      ByteTokenizer.instance().save(dir);
+    }
+    return dir;
+  }
+
+  /** A compressed-tensors pack-quantized (W4A16, group 32, asymmetric) checkpoint, as the quantizer's w4-gptq writes. */
+  public static Path w4(Path dir, long seed) throws IOException {
+    Map<String, float[]> t = tensors(seed);
+    Map<String, QuantizedWeight> q = new LinkedHashMap<>();
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(CONFIG);
+    for (String m : LlamaTensorNames.linearModules(CONFIG)) {
+      if (m.equals(LlamaTensorNames.LM_HEAD_MODULE)) {
+        continue;
+      }
+      long[] s = shapes.get(LlamaTensorNames.weight(m));
+      q.put(m, GroupQuantizer.int4Group(t.get(LlamaTensorNames.weight(m)), (int) s[0], (int) s[1], 32));
+    }
+    CompressedTensors.write(dir, CONFIG, t, q, Map.of(),
+        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false, List.of("lm_head")));
+    return dir;
+  }
+}
