@@ -25,7 +25,9 @@ import java.util.List;
  * @param seed seeds the weights, the suite and the batch order
  * @param threads PyTorch intra-op threads for the run (process-wide); 0 keeps the engine's setting.
  *     One thread is often fastest for these small matrices on a busy machine.
- * @param tasks task kinds, drawn in equal numbers
+ * @param tasks task kinds, drawn in equal numbers for the validation and test splits
+ * @param trainMix the train split's rotation of task kinds (a kind named twice gets twice the examples); empty for
+ *     {@code tasks} in equal numbers
  * @param taskSettings task difficulty
  * @param trainExamples distinct training prompts
  * @param validationExamples distinct validation prompts
@@ -35,11 +37,12 @@ import java.util.List;
  */
 public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int intermediate, int steps, int batch,
         double learningRate, int warmupSteps, double minLearningRateFraction, double weightDecay, double maxGradNorm,
-        long seed, int threads, List<TaskKind> tasks, TaskSettings taskSettings, int trainExamples, int validationExamples,
+        long seed, int threads, List<TaskKind> tasks, List<TaskKind> trainMix, TaskSettings taskSettings, int trainExamples, int validationExamples,
         int testExamples, int evalEvery) {
 
     public TeacherConfig {
         tasks = List.copyOf(tasks);
+        trainMix = trainMix.isEmpty() ? tasks : List.copyOf(trainMix);
         require(layers >= 1, "layers", layers);
         require(hidden >= 2, "hidden", hidden);
         require(heads >= 1 && hidden % heads == 0 && (hidden / heads) % 2 == 0, "heads (must divide hidden into even head dims)", heads);
@@ -92,7 +95,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         return new Builder().layers(layers).hidden(hidden).heads(heads).kvHeads(kvHeads).intermediate(intermediate)
                 .steps(steps).batch(batch).learningRate(learningRate).warmupSteps(warmupSteps)
                 .minLearningRateFraction(minLearningRateFraction).weightDecay(weightDecay).maxGradNorm(maxGradNorm)
-                .seed(seed).threads(threads).tasks(tasks).taskSettings(taskSettings).trainExamples(trainExamples)
+                .seed(seed).threads(threads).tasks(tasks).trainMix(trainMix).taskSettings(taskSettings).trainExamples(trainExamples)
                 .validationExamples(validationExamples).testExamples(testExamples).evalEvery(evalEvery);
     }
 
@@ -113,6 +116,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private long seed = 1;
         private int threads;
         private List<TaskKind> tasks = List.of(TaskKind.values());
+        private List<TaskKind> trainMix = List.of();
         private TaskSettings taskSettings = TaskSettings.defaults();
         private int trainExamples = 100_000;
         private int validationExamples = 500;
@@ -136,6 +140,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         public Builder seed(long value) { seed = value; return this; }
         public Builder threads(int value) { threads = value; return this; }
         public Builder tasks(List<TaskKind> value) { tasks = value; return this; }
+        public Builder trainMix(List<TaskKind> value) { trainMix = value; return this; }
         public Builder taskSettings(TaskSettings value) { taskSettings = value; return this; }
         public Builder trainExamples(int value) { trainExamples = value; return this; }
         public Builder validationExamples(int value) { validationExamples = value; return this; }
@@ -145,8 +150,8 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
 
         public TeacherConfig build() {
             return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
-                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, taskSettings,
-                    trainExamples, validationExamples, testExamples, evalEvery);
+                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, trainMix,
+                    taskSettings, trainExamples, validationExamples, testExamples, evalEvery);
         }
     }
 }
