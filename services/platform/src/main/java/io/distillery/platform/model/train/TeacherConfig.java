@@ -86,7 +86,10 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
                 .build();
     }
 
-    /** The real teacher: 4 layers, hidden 256, ~3.3M parameters, all five tasks. */
+    /**
+     * The real teacher: 4 layers, hidden 256, ~3.3M parameters, all five tasks (two-digit additions), 3000 steps with
+     * {@link #WEIGHTED_MIX} unless other tasks or another mix are given.
+     */
     public static Builder teacher() {
         return new Builder();
     }
@@ -99,6 +102,13 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
                 .validationExamples(validationExamples).testExamples(testExamples).evalEvery(evalEvery);
     }
 
+    /**
+     * The real teacher's train mix: the hard kinds get more of the training set (measured 0.79 held-out exact match
+     * against 0.69 with an even mix; see the teacher's issue notes).
+     */
+    public static final List<TaskKind> WEIGHTED_MIX = List.of(TaskKind.ADD, TaskKind.ADD, TaskKind.COPY,
+            TaskKind.REVERSE, TaskKind.RECALL, TaskKind.RECALL, TaskKind.RECALL, TaskKind.SORT);
+
     /** Builds configs; defaults are the real teacher's. */
     public static final class Builder {
         private int layers = 4;
@@ -106,7 +116,7 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private int heads = 4;
         private int kvHeads = 4;
         private int intermediate = 688;
-        private int steps = 2000;
+        private int steps = 3000;
         private int batch = 64;
         private double learningRate = 2e-3;
         private int warmupSteps = 100;
@@ -116,9 +126,9 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
         private long seed = 1;
         private int threads;
         private List<TaskKind> tasks = List.of(TaskKind.values());
-        private List<TaskKind> trainMix = List.of();
-        private TaskSettings taskSettings = TaskSettings.defaults();
-        private int trainExamples = 100_000;
+        private List<TaskKind> trainMix;
+        private TaskSettings taskSettings = TaskSettings.defaults().withAdditionDigits(2);
+        private int trainExamples = 36_000; // two-digit additions have ~10k distinct prompts
         private int validationExamples = 500;
         private int testExamples = 1000;
         private int evalEvery;
@@ -150,7 +160,8 @@ public record TeacherConfig(int layers, int hidden, int heads, int kvHeads, int 
 
         public TeacherConfig build() {
             return new TeacherConfig(layers, hidden, heads, kvHeads, intermediate, steps, batch, learningRate,
-                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks, trainMix,
+                    warmupSteps, minLearningRateFraction, weightDecay, maxGradNorm, seed, threads, tasks,
+                    trainMix != null ? trainMix : tasks.equals(List.of(TaskKind.values())) ? WEIGHTED_MIX : tasks,
                     taskSettings, trainExamples, validationExamples, testExamples, evalEvery);
         }
     }
