@@ -40,7 +40,17 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
      */
     public static TaskSuite generate(List<TaskKind> kinds, TaskSettings settings, int trainSize,
             int validationSize, int testSize, long seed) {
-        if (kinds.isEmpty()) {
+        return generate(kinds, kinds, settings, trainSize, validationSize, testSize, seed);
+    }
+
+    /**
+     * As {@link #generate(List, TaskSettings, int, int, int, long)}, but the train split cycles through {@code
+     * trainMix} instead: naming a kind twice there gives it twice the training examples, while validation and test
+     * keep {@code kinds} in equal numbers, so scores stay comparable.
+     */
+    public static TaskSuite generate(List<TaskKind> kinds, List<TaskKind> trainMix, TaskSettings settings,
+            int trainSize, int validationSize, int testSize, long seed) {
+        if (kinds.isEmpty() || trainMix.isEmpty()) {
             throw new IllegalArgumentException("at least one task kind is needed");
         }
         if (trainSize < 0 || validationSize < 0 || testSize < 0) {
@@ -50,7 +60,7 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
         Set<String> seen = new HashSet<>();
         List<TaskExample> test = fill(generator, kinds, testSize, seen);
         List<TaskExample> validation = fill(generator, kinds, validationSize, seen);
-        List<TaskExample> train = fill(generator, kinds, trainSize, seen);
+        List<TaskExample> train = fill(generator, trainMix, trainSize, seen);
         return new TaskSuite(train, validation, test);
     }
 

@@ -78,6 +78,18 @@ class TaskSuiteTest {
     }
 
     @Test
+    void shouldWeightTheTrainSplitByTheMixAndKeepTestAndValidationEven() {
+        TaskSuite suite = TaskSuite.generate(List.of(TaskKind.ADD, TaskKind.COPY),
+                List.of(TaskKind.ADD, TaskKind.ADD, TaskKind.ADD, TaskKind.COPY), TaskSettings.defaults(), 400, 40,
+                40, 5);
+
+        assertThat(suite.train()).filteredOn(e -> e.task().equals(TaskKind.ADD.id())).hasSize(300);
+        assertThat(suite.train()).filteredOn(e -> e.task().equals(TaskKind.COPY.id())).hasSize(100);
+        assertThat(suite.test()).filteredOn(e -> e.task().equals(TaskKind.ADD.id())).hasSize(20);
+        assertThat(suite.validation()).filteredOn(e -> e.task().equals(TaskKind.COPY.id())).hasSize(20);
+    }
+
+    @Test
     void shouldFailWhenTheTaskHasTooFewDistinctPrompts() {
         TaskSettings tiny = TaskSettings.defaults().withAlphabet("ab").withTextLength(2, 2);
         assertThatThrownBy(() -> TaskSuite.generate(List.of(TaskKind.COPY), tiny, 3, 0, 2, 1))

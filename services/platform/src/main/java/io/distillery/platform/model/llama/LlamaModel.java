@@ -509,7 +509,8 @@ public final class LlamaModel implements AutoCloseable {
         for (NDArray array : parameters.values()) {
             if (array.hasGradient()) {
                 try (NDArray gradient = array.getGradient()) {
-                    gradient.subi(gradient);
+                    // Assign, not subtract: x - x keeps a NaN or infinity from a bad step forever.
+                    gradient.set(new NDIndex("..."), 0f);
                 }
             }
         }

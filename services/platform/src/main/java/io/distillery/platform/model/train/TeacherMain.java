@@ -75,6 +75,21 @@ public final class TeacherMain {
                     }
                     builder.tasks(kinds);
                 }
+                case "--train-mix" -> {
+                    // kind:weight,... e.g. add:2,kv:3,copy:1 : the train split's share of each kind
+                    List<TaskKind> mix = new ArrayList<>();
+                    for (String part : value.split(",")) {
+                        String[] kv = part.trim().split(":");
+                        int weight = kv.length > 1 ? Integer.parseInt(kv[1]) : 1;
+                        if (weight < 1 || weight > 16) {
+                            throw new IllegalArgumentException("--train-mix weight must be in [1, 16], got " + part);
+                        }
+                        for (int w = 0; w < weight; w++) {
+                            mix.add(TaskKind.of(kv[0]));
+                        }
+                    }
+                    builder.trainMix(mix);
+                }
                 case "--digits" -> settings = settings.withAdditionDigits(Integer.parseInt(value));
                 case "--text-length" -> {
                     int[] range = range(name, value);

@@ -3,7 +3,6 @@ package io.distillery.platform.model.train;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import io.distillery.platform.model.llama.LlamaModel;
@@ -39,7 +38,6 @@ public final class TeacherTrainer {
     private static final Logger LOG = LoggerFactory.getLogger(TeacherTrainer.class);
     private static final String ENGINE = "PyTorch";
     private static final int MAX_CONSECUTIVE_BAD_STEPS = 10;
-    private static final NDIndex ALL = new NDIndex("...");
 
     private final TeacherConfig config;
     private final ProgressListener listener;
@@ -53,7 +51,7 @@ public final class TeacherTrainer {
 
     /** The suite the config describes (deterministic for its seed). */
     public TaskSuite suite() {
-        return TaskSuite.generate(config.tasks(), config.taskSettings(), config.trainExamples(),
+        return TaskSuite.generate(config.tasks(), config.trainMix(), config.taskSettings(), config.trainExamples(),
                 config.validationExamples(), config.testExamples(), config.seed() + 1);
     }
 
@@ -156,7 +154,7 @@ public final class TeacherTrainer {
                                 + "; lower the learning rate");
                     }
                 }
-                clearGradients(model);
+                model.zeroGradients();
                 losses[step - 1] = loss;
                 trainedTokens += batch.realTokens();
                 Map<String, Double> validationScores = Map.of();
@@ -172,20 +170,6 @@ public final class TeacherTrainer {
             model.setTrainable(false);
         }
         return losses;
-    }
-
-    /**
-     * Sets every gradient to 0 by assignment: {@link LlamaModel#zeroGradients()} subtracts, which
-     * leaves a NaN from a skipped step in place.
-     */
-    private static void clearGradients(LlamaModel model) {
-        for (NDArray p : model.parameters().values()) {
-            if (p.hasGradient()) {
-                try (NDArray gradient = p.getGradient()) {
-                    gradient.set(ALL, 0f);
-                }
-            }
-        }
     }
 
     private Map<String, Double> exactMatchByTask(LlamaModel model, List<TaskExample> test) {

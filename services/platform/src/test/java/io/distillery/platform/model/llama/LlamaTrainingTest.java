@@ -74,6 +74,28 @@ class LlamaTrainingTest {
         }
     }
 
+    @Test
+    void shouldClearNonFiniteGradientsWhenGradientsAreZeroed() {
+        int[][] batch = TinyModels.tokens(1, 6, 64, 5);
+        try (LlamaModel model = LlamaModel.random(TinyModels.tiny(false), 3, manager)) {
+            model.setTrainable(true);
+            try (NDManager step = manager.newSubManager();
+                    GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
+                collector.backward(nextTokenLoss(model.forward(step, batch), batch, step));
+            }
+            NDArray weight = model.parameters().get("model.layers.0.self_attn.q_proj.weight");
+            try (NDArray gradient = weight.getGradient()) {
+                gradient.set(new NDIndex("0, 0"), Float.NaN);
+                gradient.set(new NDIndex("0, 1"), Float.POSITIVE_INFINITY);
+            }
+            model.zeroGradients();
+            try (NDArray gradient = weight.getGradient()) {
+                assertThat(gradient.isNaN().any().getBoolean()).as("a NaN survives x - x").isFalse();
+                assertThat(gradient.abs().sum().getFloat()).isZero();
+            }
+        }
+    }
+
     /** Mean cross-entropy of predicting token t+1 from positions up to t. */
     private static NDArray nextTokenLoss(NDArray logits, int[][] batch, NDManager manager) {
         int seq = batch[0].length;
