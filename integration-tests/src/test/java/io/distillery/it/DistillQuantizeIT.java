@@ -33,7 +33,7 @@ class DistillQuantizeIT {
       name: distill-w4
       timeout: 5m
       stages:
-        distill: { stage: distiller, params: { student: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 }, source: tasks, samples: 256, steps: 300, batch: 16, seqLen: 32, lr: 0.003, temperature: 2.0, evalSamples: 32 } }
+        distill: { stage: distiller, params: { student: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 }, source: tasks, samples: 256, steps: 300, batch: 16, seqLen: 32, lr: 0.003, temperature: 2.0, evalSamples: 32, patience: 100 } }
         calib:   { stage: calibrator, after: [distill], params: { samples: 16, seqLen: 32 } }
         quant:   { stage: quantizer, after: [distill, calib], params: { scheme: w4-gptq, groupSize: 32, exclude: [] } }
         eval:    { stage: evaluator, after: [quant], params: { samples: 60, gates: { weightBytesRatio: 0.1 } } }
