@@ -41,7 +41,7 @@ public final class TeacherMain {
 
     void run(String[] args) throws Exception {
         TeacherConfig.Builder builder = TeacherConfig.teacher();
-        TaskSettings settings = TaskSettings.defaults();
+        TaskSettings settings = builder.build().taskSettings(); // the real teacher's, changed by the flags below
         Path output = null;
         for (int i = 0; i < args.length; i++) {
             String name = args[i];
