@@ -7,14 +7,14 @@ import io.distillery.platform.model.CorruptCheckpointException;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.llama.KvCache;
 import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.llama.SamplingParams;
 import io.distillery.platform.model.quant.CompressedTensors;
 import io.distillery.platform.model.tokenizer.TextTokenizer;
+import io.distillery.platform.tasks.ExactMatch;
+import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -74,32 +74,22 @@ public final class Evaluation {
   }
 
   /**
-   * Fraction of {@code examples} answered exactly: greedy generation after {@code <s> prompt} up to eos, compared
-   * with the answer as text (the rule of the platform's {@code tasks.ExactMatch}). Generation stops one token past
-   * the answer's length: a longer output cannot match anyway.
+   * Fraction of {@code examples} answered exactly (the platform's {@link ExactMatch} rule: greedy after {@code <s>
+   * prompt}, up to eos, compared as text). Generation stops one token past the answer's length: a longer output
+   * cannot match anyway.
    */
   public static double exactMatch(LlamaModel model, TextTokenizer tokenizer, List<TaskExample> examples)
       throws InterruptedException {
     if (examples.isEmpty()) {
       return Double.NaN;
     }
-    int eos = tokenizer.eosId().orElse(-1);
     int correct = 0;
     for (TaskExample example : examples) {
       if (Thread.interrupted()) {
         throw new InterruptedException("evaluation interrupted");
       }
       int answerTokens = tokenizer.encode(example.answer(), false, false).length;
-      int[] generated = model.generate(tokenizer.encode(example.prompt(), true, false),
-          answerTokens + (eos >= 0 ? 1 : 0), SamplingParams.greedy(), eos);
-      int end = generated.length;
-      for (int i = 0; i < generated.length; i++) {
-        if (generated[i] == eos) {
-          end = i;
-          break;
-        }
-      }
-      if (tokenizer.decode(Arrays.copyOf(generated, end)).equals(example.answer())) {
+      if (ExactMatch.answer(model, tokenizer, example.prompt(), answerTokens + 1).equals(example.answer())) {
         correct++;
       }
     }
@@ -136,7 +126,7 @@ public final class Evaluation {
       if (Thread.interrupted()) {
         throw new InterruptedException("evaluation interrupted");
       }
-      AnswerBatch b = AnswerBatch.of(examples.subList(from, Math.min(examples.size(), from + batchSize)), tokenizer);
+      TaskBatch b = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + batchSize)), tokenizer);
       try (NDManager scope = model.manager().newSubManager()) {
         NDArray logProbs = model.forward(scope, b.inputs()).logSoftmax(-1);
         NDArray refLogProbs = reference.forward(scope, b.inputs()).logSoftmax(-1);
@@ -146,9 +136,9 @@ public final class Evaluation {
         long[] top = logProbs.argMax(-1).toLongArray();
         long[] refTop = refLogProbs.argMax(-1).toLongArray();
         float[] klPerPosition = refLogProbs.exp().mul(refLogProbs.sub(logProbs)).sum(new int[] {-1}).toFloatArray();
-        boolean[] mask = b.mask();
+        float[] mask = b.mask();
         for (int i = 0; i < mask.length; i++) {
-          if (mask[i]) {
+          if (mask[i] > 0) {
             nll -= targetLogProb[i];
             kl += Math.max(0, klPerPosition[i]);
             agreeing += top[i] == refTop[i] ? 1 : 0;

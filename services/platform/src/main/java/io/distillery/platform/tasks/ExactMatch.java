@@ -2,7 +2,7 @@ package io.distillery.platform.tasks;
 
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.llama.SamplingParams;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.model.tokenizer.TextTokenizer;
 import java.util.Arrays;
 import java.util.List;
 
@@ -17,7 +17,7 @@ public final class ExactMatch {
     private ExactMatch() {}
 
     /** Fraction of {@code examples} answered exactly; 0 for none. */
-    public static double score(LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples,
+    public static double score(LlamaModel model, TextTokenizer tokenizer, List<TaskExample> examples,
             int maxNewTokens) {
         if (examples.isEmpty()) {
             return 0;
@@ -31,13 +31,14 @@ public final class ExactMatch {
         return (double) correct / examples.size();
     }
 
-    /** The model's greedy answer to {@code prompt}, without {@code </s>}. */
-    public static String answer(LlamaModel model, ByteTokenizer tokenizer, String prompt, int maxNewTokens) {
+    /** The model's greedy answer to {@code prompt}, up to its end-of-sequence token (not included). */
+    public static String answer(LlamaModel model, TextTokenizer tokenizer, String prompt, int maxNewTokens) {
+        int eos = tokenizer.eosId().orElse(-1);
         int[] generated = model.generate(tokenizer.encode(prompt, true, false), maxNewTokens, SamplingParams.greedy(),
-                ByteTokenizer.EOS_ID);
+                eos);
         int end = generated.length;
         for (int i = 0; i < generated.length; i++) {
-            if (generated[i] == ByteTokenizer.EOS_ID) {
+            if (generated[i] == eos) {
                 end = i;
                 break;
             }

@@ -3,7 +3,7 @@ package io.distillery.platform.tasks;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.model.tokenizer.TextTokenizer;
 import java.util.List;
 
 /**
@@ -19,7 +19,7 @@ public final class Perplexity {
 
     private Perplexity() {}
 
-    public static Result evaluate(LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples) {
+    public static Result evaluate(LlamaModel model, TextTokenizer tokenizer, List<TaskExample> examples) {
         if (examples.isEmpty()) {
             throw new IllegalArgumentException("perplexity needs at least one example");
         }

@@ -3,15 +3,15 @@ package io.distillery.platform.tasks;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.model.tokenizer.TextTokenizer;
 import java.util.List;
 
 /**
- * Examples as one next-token-prediction batch. Each example is the sequence {@code <s> prompt
- * answer </s>}; rows are right-padded with {@code <pad>} to the longest. The model reads all but the
- * last token of each row ({@link #inputs()}); position {@code t} is scored on token {@code t+1}, and
- * only answer and {@code </s>} targets count ({@link #mask()}), so the prompt and the padding carry
- * no loss. Right padding is safe under causal attention: real positions never see pads.
+ * Examples as one next-token-prediction batch. Each example is the sequence {@code <s> prompt answer
+ * </s>} in the given tokenizer; rows are right-padded with its pad token (else eos) to the longest. The
+ * model reads all but the last token of each row ({@link #inputs()}); position {@code t} is scored on
+ * token {@code t+1}, and only answer and {@code </s>} targets count ({@link #mask()}), so the prompt
+ * and the padding carry no loss. Right padding is safe under causal attention: real positions never see pads.
  *
  * @param inputs {@code [batch][length]} token ids
  * @param targets {@code batch * length} next-token ids (pad where masked)
@@ -21,10 +21,11 @@ import java.util.List;
  */
 public record TaskBatch(int[][] inputs, long[] targets, float[] mask, int answerTokens, int realTokens) {
 
-    public static TaskBatch of(List<TaskExample> examples, ByteTokenizer tokenizer) {
+    public static TaskBatch of(List<TaskExample> examples, TextTokenizer tokenizer) {
         if (examples.isEmpty()) {
             throw new IllegalArgumentException("a batch needs at least one example");
         }
+        int pad = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
         int[][] sequences = new int[examples.size()][];
         int[] promptLengths = new int[examples.size()];
         int longest = 0;
@@ -48,11 +49,11 @@ public record TaskBatch(int[][] inputs, long[] targets, float[] mask, int answer
         for (int b = 0; b < sequences.length; b++) {
             int[] sequence = sequences[b];
             for (int t = 0; t < length; t++) {
-                inputs[b][t] = t < sequence.length ? sequence[t] : ByteTokenizer.PAD_ID;
+                inputs[b][t] = t < sequence.length ? sequence[t] : pad;
                 if (t < sequence.length - 1) {
                     realTokens++;
                 }
-                int target = t + 1 < sequence.length ? sequence[t + 1] : ByteTokenizer.PAD_ID;
+                int target = t + 1 < sequence.length ? sequence[t + 1] : pad;
                 targets[b * length + t] = target;
                 if (t + 1 >= promptLengths[b] && t + 1 < sequence.length) {
                     mask[b * length + t] = 1f;
