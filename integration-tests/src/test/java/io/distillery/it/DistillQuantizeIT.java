@@ -33,7 +33,7 @@ class DistillQuantizeIT {
       name: distill-w4
       timeout: 5m
       stages:
-        distill: { stage: distiller, params: { student: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 }, source: tasks, samples: 256, steps: 300, batch: 16, seqLen: 32, lr: 0.003, temperature: 2.0, evalSamples: 32, patience: 100 } }
+        distill: { stage: distiller, params: { student: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 }, dataset: "%s", steps: 300, batch: 16, seqLen: 32, lr: 0.003, temperature: 2.0, evalSamples: 32, patience: 100 } }
         calib:   { stage: calibrator, after: [distill], params: { samples: 16, seqLen: 32 } }
         quant:   { stage: quantizer, after: [distill, calib], params: { scheme: w4-gptq, groupSize: 32, exclude: [] } }
         eval:    { stage: evaluator, after: [quant], params: { samples: 60, gates: { weightBytesRatio: 0.1 } } }
@@ -46,8 +46,8 @@ class DistillQuantizeIT {
     teacher = Cluster.newDir("copy-teacher-128");
     TeacherConfig config = TeacherConfig.teacher().layers(2).hidden(128).heads(4).kvHeads(2).intermediate(512)
         .steps(500).batch(32).learningRate(3e-3).warmupSteps(50).threads(1).seed(3).tasks(List.of(TaskKind.COPY))
-        .taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh").withTextLength(2, 3)).trainExamples(400)
-        .validationExamples(20).testExamples(60).evalEvery(0).build();
+        .taskSettings(TaskSettings.defaults().withAlphabet("abcdefghijkl").withTextLength(2, 3)).trainExamples(600)
+        .validationExamples(200).testExamples(60).evalEvery(0).build();
     trained = new TeacherTrainer(config, p -> {}).trainAndSave(teacher);
   }
 
@@ -58,7 +58,9 @@ class DistillQuantizeIT {
 
   @Test
   void shouldMakeAStudentTenTimesSmallerInWeightBytesAndReportItsRetention() throws Exception {
-    var reg = Cluster.cli("register", "--model", teacher.toString(), "--recipe", Cluster.recipe(RECIPE).toString());
+    // the distiller's prompts: the teacher's validation split (its own task settings), held apart from the test split
+    String recipe = RECIPE.formatted(teacher.resolve("validation.jsonl"));
+    var reg = Cluster.cli("register", "--model", teacher.toString(), "--recipe", Cluster.recipe(recipe).toString());
     assertThat(reg.code()).as(reg.err()).isZero();
     RunState done = Cluster.awaitRun(reg.out().trim(), r -> r.getStatus() != RunStatus.RUNNING,
         Duration.ofMinutes(5));
