@@ -6,6 +6,7 @@ import io.distillery.deployer.rollout.KafkaDeploymentChannel;
 import io.distillery.deployer.rollout.Rollout;
 import io.distillery.platform.artefact.ArtefactStore;
 import io.distillery.platform.model.CheckpointException;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
@@ -44,8 +45,8 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
    * Formats of Hugging Face checkpoint directories that stages emit (the pruner and distiller, the quantizer); any
    * other directory artefact with a config.json and safetensors weights counts as one too.
    */
-  public static final Set<String> CHECKPOINT_FORMATS = Set.of("hf-checkpoint", "hf-llama", "compressed-tensors");
-  public static final String EVAL_REPORT_FORMAT = "eval-report";
+  public static final Set<String> CHECKPOINT_FORMATS = ArtefactFormats.CHECKPOINTS;
+  public static final String EVAL_REPORT_FORMAT = ArtefactFormats.EVAL_REPORT;
   static final String RUN_INPUT_NODE = "$run";
 
   private static final Logger LOG = LoggerFactory.getLogger(DeployerStage.class);

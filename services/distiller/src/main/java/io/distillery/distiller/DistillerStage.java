@@ -12,6 +12,7 @@ import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.quant.CompressedTensors;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
@@ -47,11 +48,11 @@ import org.slf4j.LoggerFactory;
     description = "Hinton knowledge distillation of a Llama teacher into a smaller student")
 public final class DistillerStage implements Stage<DistillerParams> {
 
-  public static final String FORMAT = "hf-llama";
+  public static final String FORMAT = ArtefactFormats.HF_LLAMA;
   /** Formats accepted as a student checkpoint input. */
-  public static final List<String> STUDENT_FORMATS = List.of("hf-checkpoint", FORMAT);
+  public static final List<String> STUDENT_FORMATS = List.of(ArtefactFormats.HF_CHECKPOINT, FORMAT);
   public static final String DATASET_FORMAT = "dataset";
-  public static final String MISFIRES_FORMAT = "misfires-jsonl";
+  public static final String MISFIRES_FORMAT = ArtefactFormats.MISFIRES_JSONL;
   public static final String MANIFEST = "distillery-manifest.json";
   private static final List<String> TOKENIZER_FILES =
       List.of(ByteTokenizer.TOKENIZER_FILE, ByteTokenizer.CONFIG_FILE, "special_tokens_map.json");

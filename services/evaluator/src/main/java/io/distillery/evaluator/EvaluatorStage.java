@@ -14,6 +14,7 @@ import io.distillery.evaluator.report.EvaluationReport;
 import io.distillery.platform.model.CheckpointException;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.tokenizer.TextTokenizer;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
@@ -54,8 +55,8 @@ import org.slf4j.LoggerFactory;
 public final class EvaluatorStage implements Stage<EvaluatorParams> {
 
   /** Artefact formats read as model checkpoints (any other directory holding a config.json counts too). */
-  public static final Set<String> CHECKPOINT_FORMATS = Set.of("hf-checkpoint", "hf-llama", "compressed-tensors");
-  public static final String MISFIRES_FORMAT = "misfires-jsonl";
+  public static final Set<String> CHECKPOINT_FORMATS = ArtefactFormats.CHECKPOINTS;
+  public static final String MISFIRES_FORMAT = ArtefactFormats.MISFIRES_JSONL;
   public static final String RUN_NODE = "$run";
   public static final String REPORT_DIR = "eval-report";
 

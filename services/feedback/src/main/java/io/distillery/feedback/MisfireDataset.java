@@ -2,6 +2,7 @@ package io.distillery.feedback;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distillery.platform.artefact.ArtefactStore;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import java.io.IOException;
 import java.io.Writer;
@@ -21,7 +22,7 @@ import java.util.List;
  */
 final class MisfireDataset {
 
-  static final String FORMAT = "misfires-jsonl";
+  static final String FORMAT = ArtefactFormats.MISFIRES_JSONL;
   static final String FILE = "misfires.jsonl";
 
   private final ArtefactStore store;

@@ -1,6 +1,7 @@
 package io.distillery.feedback;
 
 import io.distillery.platform.artefact.ContentHash;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;
@@ -26,7 +27,7 @@ import org.slf4j.LoggerFactory;
  */
 final class RedistillRuns {
 
-  static final String STUDENT_FORMAT = "hf-checkpoint";
+  static final String STUDENT_FORMAT = ArtefactFormats.HF_CHECKPOINT;
   private static final Logger LOG = LoggerFactory.getLogger(RedistillRuns.class);
 
   private final Path defaultRecipe;

@@ -9,6 +9,7 @@ import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
@@ -39,7 +40,7 @@ import org.slf4j.LoggerFactory;
 public final class PrunerStage implements Stage<PrunerParams> {
 
   public static final String MANIFEST = "distillery-manifest.json";
-  public static final String FORMAT = "hf-llama";
+  public static final String FORMAT = ArtefactFormats.HF_LLAMA;
 
   private static final Logger LOG = LoggerFactory.getLogger(PrunerStage.class);
   private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)

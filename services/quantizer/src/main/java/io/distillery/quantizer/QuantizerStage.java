@@ -12,6 +12,7 @@ import io.distillery.platform.model.quant.CompressedTensors;
 import io.distillery.platform.model.quant.QuantizationScheme;
 import io.distillery.platform.model.quant.QuantizedWeight;
 import io.distillery.platform.model.safetensors.Checkpoint;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.platform.stage.Stage;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
@@ -41,7 +42,7 @@ import org.slf4j.LoggerFactory;
     description = "post-training weight quantization (RTN, AWQ, GPTQ, SmoothQuant W8A8, FP8) to compressed-tensors")
 public final class QuantizerStage implements Stage<QuantizerParams> {
 
-  public static final String OUTPUT_FORMAT = "compressed-tensors";
+  public static final String OUTPUT_FORMAT = ArtefactFormats.COMPRESSED_TENSORS;
 
   private static final Logger LOG = LoggerFactory.getLogger(QuantizerStage.class);
 

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -33,9 +34,9 @@ import java.util.stream.Stream;
  */
 public final class DjlServingPackage {
 
-  public static final String FORMAT = "djl-serving";
+  public static final String FORMAT = ArtefactFormats.DJL_SERVING;
   /** The format of {@code model/} when it is stored on its own (the Kubernetes manifest mounts it by hash). */
-  public static final String MODEL_FORMAT = "hf-checkpoint";
+  public static final String MODEL_FORMAT = ArtefactFormats.HF_CHECKPOINT;
   public static final String IMAGE = "deepjavalibrary/djl-serving:0.33.0-tensorrt-llm";
   /** Where LMI containers look for the model (serving.properties at its root). */
   public static final String MOUNT = "/opt/ml/model";

@@ -9,6 +9,7 @@ import io.distillery.evaluator.gate.GateKey;
 import io.distillery.evaluator.gate.GateResult;
 import io.distillery.evaluator.measure.CandidateMetrics;
 import io.distillery.evaluator.measure.Latency;
+import io.distillery.platform.stage.ArtefactFormats;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -36,7 +37,7 @@ public record EvaluationReport(String runId, String dataSource, int misfires, St
     Map<GateKey, Double> gates, CandidateMetrics reference, double baselineMisfireExactMatch, List<Entry> candidates,
     String chosen) {
 
-  public static final String FORMAT = "eval-report";
+  public static final String FORMAT = ArtefactFormats.EVAL_REPORT;
   public static final String JSON_FILE = "report.json";
   public static final String HTML_FILE = "report.html";
 

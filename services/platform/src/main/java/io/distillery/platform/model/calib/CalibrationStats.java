@@ -6,6 +6,7 @@ import io.distillery.platform.model.safetensors.SafetensorsWriter;
 import io.distillery.platform.model.safetensors.TensorCodec;
 import io.distillery.platform.model.safetensors.TensorData;
 import io.distillery.platform.model.safetensors.TensorSource;
+import io.distillery.platform.stage.ArtefactFormats;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Collections;
@@ -22,7 +23,7 @@ import java.util.TreeMap;
 public final class CalibrationStats {
 
   public static final String FILE_NAME = "calibration.safetensors";
-  public static final String FORMAT = "calibration";
+  public static final String FORMAT = ArtefactFormats.CALIBRATION;
 
   private final Map<String, LayerStats> layers;
   private final Map<String, String> metadata;
