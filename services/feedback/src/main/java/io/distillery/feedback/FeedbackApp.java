@@ -3,6 +3,7 @@ package io.distillery.feedback;
 import io.distillery.platform.artefact.FileArtefactStore;
 import io.distillery.platform.kafka.DeadLetterHandler;
 import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.platform.kafka.StreamsLifecycle;
 import io.distillery.platform.kafka.TopicAdmin;
 import io.distillery.platform.kafka.Topics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
@@ -19,7 +20,6 @@ import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
-import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.StreamsConfig;
@@ -164,13 +164,7 @@ public final class FeedbackApp implements AutoCloseable {
 
   /** Blocks until the Streams app is RUNNING (all tasks assigned and restored). */
   public FeedbackApp awaitRunning(Duration timeout) throws InterruptedException {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    while (streams.state() != KafkaStreams.State.RUNNING) {
-      if (System.nanoTime() > deadline) {
-        throw new IllegalStateException("feedback not RUNNING after " + timeout + " (state " + streams.state() + ")");
-      }
-      Thread.sleep(20);
-    }
+    StreamsLifecycle.awaitRunning(streams, timeout, "feedback");
     return this;
   }
 
@@ -183,9 +177,7 @@ public final class FeedbackApp implements AutoCloseable {
     if (http != null) {
       http.close().toCompletionStage().toCompletableFuture().orTimeout(10, TimeUnit.SECONDS).join();
     }
-    // Leave the group, so a replacement instance takes over the tasks at once instead of after the session timeout.
-    streams.close(CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
-        .withTimeout(Duration.ofSeconds(30)));
+    StreamsLifecycle.closeLeavingGroup(streams);
     admin.close();
     registry.close();
     if (ownsVertx) {

@@ -3,6 +3,7 @@ package io.distillery.planner;
 import io.distillery.platform.config.Settings;
 import io.distillery.platform.kafka.DeadLetterHandler;
 import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.platform.kafka.StreamsLifecycle;
 import io.distillery.platform.kafka.TopicAdmin;
 import io.distillery.platform.kafka.Topics;
 import java.time.Duration;
@@ -12,7 +13,6 @@ import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
-import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
 import org.slf4j.Logger;
@@ -66,13 +66,7 @@ public final class PlannerApp implements AutoCloseable {
 
   /** Blocks until the Streams app is RUNNING (all tasks assigned and restored). */
   public PlannerApp awaitRunning(Duration timeout) throws InterruptedException {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    while (streams.state() != KafkaStreams.State.RUNNING) {
-      if (System.nanoTime() > deadline) {
-        throw new IllegalStateException("planner not RUNNING after " + timeout + " (state " + streams.state() + ")");
-      }
-      Thread.sleep(20);
-    }
+    StreamsLifecycle.awaitRunning(streams, timeout, "planner");
     return this;
   }
 
@@ -82,9 +76,7 @@ public final class PlannerApp implements AutoCloseable {
 
   @Override
   public void close() {
-    // Leave the group, so a replacement instance takes over the tasks at once instead of after the session timeout.
-    streams.close(CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
-        .withTimeout(Duration.ofSeconds(30)));
+    StreamsLifecycle.closeLeavingGroup(streams);
     admin.close();
   }
 
