@@ -6,7 +6,6 @@ import io.distillery.platform.service.ServicePlugin;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.HashMap;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,11 +31,8 @@ public final class FeedbackService implements ServicePlugin {
 
   @Override
   public AutoCloseable start(Environment env) throws Exception {
-    Map<String, String> values = new HashMap<>(System.getenv());
-    values.put("DISTILLERY_FEEDBACK_BOOTSTRAP", env.bootstrap());
-    values.put("DISTILLERY_FEEDBACK_REGISTRY", env.registryUrl());
+    Map<String, String> values = env.settings("feedback");
     values.put("DISTILLERY_FEEDBACK_STATE_DIR", env.runDir().resolve("feedback-state").toString());
-    values.put("DISTILLERY_FEEDBACK_STORE", env.storeRoot().toString());
     values.putIfAbsent("DISTILLERY_FEEDBACK_HTTP_PORT", "0");
     Settings settings = new Settings("feedback", values);
     FeedbackConfig config = FeedbackConfig.from(settings);

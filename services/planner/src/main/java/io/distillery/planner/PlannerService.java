@@ -2,7 +2,6 @@ package io.distillery.planner;
 
 import io.distillery.platform.service.ServicePlugin;
 import java.time.Duration;
-import java.util.HashMap;
 import java.util.Map;
 
 /** Lets {@code distillery up} start the planner in-process. */
@@ -20,9 +19,7 @@ public final class PlannerService implements ServicePlugin {
 
   @Override
   public AutoCloseable start(Environment env) throws Exception {
-    Map<String, String> settings = new HashMap<>(System.getenv());
-    settings.put("DISTILLERY_PLANNER_BOOTSTRAP", env.bootstrap());
-    settings.put("DISTILLERY_PLANNER_REGISTRY", env.registryUrl());
+    Map<String, String> settings = env.settings("planner");
     settings.put("DISTILLERY_PLANNER_STATE_DIR", env.runDir().resolve("planner-state").toString());
     return PlannerApp.start(PlannerConfig.fromEnv(settings)).awaitRunning(Duration.ofSeconds(60));
   }

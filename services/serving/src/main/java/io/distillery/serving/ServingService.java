@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.platform.service.ServicePlugin;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -28,10 +27,7 @@ public final class ServingService implements ServicePlugin {
 
   @Override
   public AutoCloseable start(Environment env) throws Exception {
-    Map<String, String> settings = new HashMap<>(System.getenv());
-    settings.put("DISTILLERY_SERVING_BOOTSTRAP", env.bootstrap());
-    settings.put("DISTILLERY_SERVING_REGISTRY", env.registryUrl());
-    settings.put("DISTILLERY_SERVING_STORE", env.storeRoot().toString());
+    Map<String, String> settings = env.settings("serving");
     settings.putIfAbsent("DISTILLERY_SERVING_NODE_ID", "serving-local");
     settings.putIfAbsent("DISTILLERY_SERVING_PORT", "0");
     ServingMain main = ServingMain.start(ServingConfig.fromEnv(settings), env.vertx());
