@@ -2,18 +2,11 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import ai.djl.engine.Engine;
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.training.GradientCollector;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.model.train.AdamW;
-import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
 import io.distillery.platform.tasks.TaskJsonl;
 import io.distillery.schemas.common.ArtefactRef;
@@ -127,7 +120,7 @@ class DeliveryIT {
     for (char c = 'a'; c <= 'z'; c++) {
       examples.add(new TaskExample("copy", "c:" + c + "=", String.valueOf(c)));
     }
-    try (LlamaModel teacher = memorise(examples)) {
+    try (LlamaModel teacher = TinyCopyTeacher.memorise(examples)) {
       teacher.save(model, DType.F32);
     }
     ByteTokenizer.instance().save(model);
@@ -317,45 +310,6 @@ class DeliveryIT {
 
   // ------------------------------------------------------------------------------------------------ helpers
 
-  /** Mean answer NLL below which every answer token is the argmax (each token's NLL < 52 * 0.01 < ln 2). */
-  static final double MEMORISED_NLL = 0.01;
-
-  /**
-   * The one-layer byte-level Llama of {@link EvaluatorIT#train}, trained until it has memorised every example
-   * rather than for a fixed number of steps: multi-threaded CPU kernels make a fixed-step run land anywhere from
-   * all answers right to less than half on a loaded machine, and this test needs a teacher that is right.
-   */
-  static LlamaModel memorise(List<TaskExample> examples) {
-    LlamaConfig config = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32)
-        .intermediateSize(64).numHiddenLayers(1).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64)
-        .build();
-    LlamaModel model = LlamaModel.random(config, 5);
-    TaskBatch batch = TaskBatch.of(examples, ByteTokenizer.instance());
-    model.setTrainable(true);
-    double loss = Double.NaN;
-    int step = 0;
-    try (AdamW optimizer = new AdamW(model.parameters(), model.manager(), 0.9, 0.95, 1e-8, 0.0)) {
-      for (; step < 1000 && !(loss < MEMORISED_NLL); step++) {
-        try (NDManager scope = model.manager().newSubManager();
-            GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
-          NDArray nll = batch.answerNllMean(model.forward(scope, batch.inputs()), scope);
-          loss = nll.getFloat();
-          collector.backward(nll);
-        }
-        optimizer.step(1e-2, 1.0);
-        model.zeroGradients();
-      }
-    } finally {
-      model.setTrainable(false);
-    }
-    if (!(loss < MEMORISED_NLL)) {
-      model.close();
-      throw new IllegalStateException("the tiny teacher did not memorise the copy task in " + step
-          + " steps: answer NLL " + loss);
-    }
-    LOG.info("tiny teacher memorised steps={} answerNll={}", step, loss);
-    return model;
-  }
 
   /**
    * The sha of the stable package, after making sure it is the good (quantized) model: the first test's package,

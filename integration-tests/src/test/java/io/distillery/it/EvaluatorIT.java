@@ -2,18 +2,11 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import ai.djl.engine.Engine;
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.training.GradientCollector;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.safetensors.DType;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.model.train.AdamW;
-import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
 import io.distillery.platform.tasks.TaskJsonl;
 import io.distillery.schemas.common.ArtefactRef;
@@ -59,35 +52,11 @@ class EvaluatorIT {
     for (char c = 'a'; c <= 'z'; c++) {
       examples.add(new TaskExample("copy", "c:" + c + "=", String.valueOf(c)));
     }
-    try (LlamaModel teacher = train(examples)) {
+    try (LlamaModel teacher = TinyCopyTeacher.memorise(examples)) {
       teacher.save(model, DType.F32);
     }
     ByteTokenizer.instance().save(model);
     TaskJsonl.write(model.resolve("test.jsonl"), examples); // the evaluator's default eval data
-  }
-
-  /** A one-layer byte-level Llama that memorises "copy one letter" in a second or two. */
-  static LlamaModel train(List<TaskExample> examples) {
-    LlamaConfig config = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32)
-        .intermediateSize(64).numHiddenLayers(1).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64)
-        .build();
-    LlamaModel model = LlamaModel.random(config, 5);
-    TaskBatch batch = TaskBatch.of(examples, ByteTokenizer.instance());
-    model.setTrainable(true);
-    try (AdamW optimizer = new AdamW(model.parameters(), model.manager(), 0.9, 0.95, 1e-8, 0.0)) {
-      for (int step = 0; step < 150; step++) {
-        try (NDManager scope = model.manager().newSubManager();
-            GradientCollector collector = Engine.getEngine("PyTorch").newGradientCollector()) {
-          NDArray loss = batch.answerNllMean(model.forward(scope, batch.inputs()), scope);
-          collector.backward(loss);
-        }
-        optimizer.step(1e-2, 1.0);
-        model.zeroGradients();
-      }
-    } finally {
-      model.setTrainable(false);
-    }
-    return model;
   }
 
   @AfterAll
