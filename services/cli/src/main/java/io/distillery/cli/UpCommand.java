@@ -140,10 +140,7 @@ final class UpCommand implements Callable<Integer> {
         + config.steps() + " steps) into " + model + " ...");
     Path partial = dir.resolve("demo-teacher.partial").toAbsolutePath();
     TeacherReport report = new TeacherTrainer(config, p -> {
-      int width = 30;
-      int filled = (int) ((long) width * p.step() / p.steps());
-      out().printf(java.util.Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f tok/s=%.0f %.0fs", "#".repeat(filled),
-          ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.tokensPerSecond(), p.elapsedSeconds());
+      out().print("\r" + p.bar());
       out().flush();
     }).trainAndSave(partial);
     Files.move(partial, model, java.nio.file.StandardCopyOption.ATOMIC_MOVE);

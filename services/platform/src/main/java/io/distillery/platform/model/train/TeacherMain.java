@@ -121,11 +121,7 @@ public final class TeacherMain {
     }
 
     private void progress(TrainingProgress p) {
-        int width = 30;
-        int filled = (int) ((long) width * p.step() / p.steps());
-        out.print((System.getenv("TEACHER_LOG_LINES") != null ? "\n" : "") + String.format(Locale.ROOT, "\r[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
-                "#".repeat(filled), ".".repeat(width - filled), p.step(), p.steps(), p.loss(), p.learningRate(), p.gradientNorm(),
-                p.tokensPerSecond(), p.elapsedSeconds()));
+        out.print((System.getenv("TEACHER_LOG_LINES") != null ? "\n" : "") + "\r" + p.bar());
         if (!p.validationExactMatch().isEmpty()) {
             StringBuilder scores = new StringBuilder();
             p.validationExactMatch().entrySet().stream().sorted(Map.Entry.comparingByKey())

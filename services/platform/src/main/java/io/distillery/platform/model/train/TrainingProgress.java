@@ -19,4 +19,13 @@ public record TrainingProgress(int step, int steps, double loss, double learning
     public TrainingProgress {
         validationExactMatch = java.util.Map.copyOf(validationExactMatch);
     }
+
+    /** One progress-bar line: {@code [#####.....] step/steps loss=.. lr=.. gnorm=.. tok/s=.. Ns}. */
+    public String bar() {
+        int width = 30;
+        int filled = (int) ((long) width * step / steps);
+        return String.format(java.util.Locale.ROOT, "[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
+                "#".repeat(filled), ".".repeat(width - filled), step, steps, loss, learningRate, gradientNorm,
+                tokensPerSecond, elapsedSeconds);
+    }
 }
