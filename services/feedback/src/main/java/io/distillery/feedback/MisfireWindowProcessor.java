@@ -16,6 +16,7 @@ import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.function.UnaryOperator;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.streams.processor.PunctuationType;
@@ -134,7 +135,32 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     // 64 bits of the prompt's sha256 identify it within a deployment's windows (kept per window, so kept short)
     String hash = MisfireDataset.hash(m.getPrompt()).substring(0, 16);
     TriggerState state = stateOf(dep).seen(ts);
-    boolean counted = false;
+    boolean[] counted = {false};
+    boolean open = updateOpenWindows(dep, ts, state, w -> {
+      counted[0] |= !w.contains(hash);
+      return w.withPrompt(hash);
+    });
+    triggers.put(dep, state);
+    if (!open) {
+      metrics.dropped("late");
+      LOG.debug("deploymentId={} misfire ts={} falls only into judged windows; dropped as late", dep, ts);
+      return;
+    }
+    if (counted[0]) {
+      rows.put(rowKey(dep, ts, hash), new MisfireRow(dep, ts, hash, m.getPrompt(), m.getOutput(), m.getExpected(),
+          m.getReason().name(), m.getArtefactSha256()));
+      metrics.misfire("counted");
+    } else {
+      metrics.misfire("duplicate");
+    }
+    judge(dep, Long.MIN_VALUE);
+  }
+
+  /**
+   * Applies {@code update} to every window of {@code dep} that holds {@code ts} and is not judged yet (creating it
+   * empty); false when there is none, i.e. the event is late.
+   */
+  private boolean updateOpenWindows(String dep, long ts, TriggerState state, UnaryOperator<MisfireWindow> update) {
     boolean open = false;
     for (long start : policy.windowStarts(ts)) {
       long end = policy.end(start);
@@ -144,24 +170,9 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       open = true;
       String k = windowKey(dep, start);
       MisfireWindow w = windows.get(k);
-      w = w == null ? MisfireWindow.empty(dep, start, end) : w;
-      counted |= !w.contains(hash);
-      windows.put(k, w.withPrompt(hash));
+      windows.put(k, update.apply(w == null ? MisfireWindow.empty(dep, start, end) : w));
     }
-    triggers.put(dep, state);
-    if (!open) {
-      metrics.dropped("late");
-      LOG.debug("deploymentId={} misfire ts={} falls only into judged windows; dropped as late", dep, ts);
-      return;
-    }
-    if (counted) {
-      rows.put(rowKey(dep, ts, hash), new MisfireRow(dep, ts, hash, m.getPrompt(), m.getOutput(), m.getExpected(),
-          m.getReason().name(), m.getArtefactSha256()));
-      metrics.misfire("counted");
-    } else {
-      metrics.misfire("duplicate");
-    }
-    judge(dep, Long.MIN_VALUE);
+    return open;
   }
 
   private void onTraffic(ServingTraffic t) {
@@ -173,17 +184,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     }
     long ts = t.getTs().toEpochMilli();
     TriggerState state = stateOf(dep).seen(ts);
-    boolean open = false;
-    for (long start : policy.windowStarts(ts)) {
-      long end = policy.end(start);
-      if (end <= state.closedUpTo()) {
-        continue;
-      }
-      open = true;
-      String k = windowKey(dep, start);
-      MisfireWindow w = windows.get(k);
-      windows.put(k, (w == null ? MisfireWindow.empty(dep, start, end) : w).withRequests(t.getRequests()));
-    }
+    boolean open = updateOpenWindows(dep, ts, state, w -> w.withRequests(t.getRequests()));
     triggers.put(dep, state);
     if (!open) {
       metrics.dropped("traffic-late");
