@@ -421,7 +421,7 @@ public final class CompressBench {
     return bytes;
   }
 
-  /** The largest of 128, 64, 32, 16, 8 dividing every linear input width (e.g. 16 for the 688-wide down_proj). */
+  /** The largest of 128, 64, 32, 16, 8 dividing every linear input width (128 for the teacher; 16 for a 688-wide down_proj). */
   static int largestGroup(LlamaConfig config) {
     for (int g : new int[] {128, 64, 32, 16, 8}) {
       if (config.hiddenSize() % g == 0 && config.intermediateSize() % g == 0 && config.attentionWidth() % g == 0) {

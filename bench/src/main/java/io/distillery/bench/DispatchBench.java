@@ -54,6 +54,9 @@ public final class DispatchBench {
         c: { stage: noop-c, after: [b] }
       """;
 
+  /** Runs before the measured batch, so that it measures JIT-compiled code rather than the compilers. */
+  static final int WARMUP_RUNS = Integer.getInteger("dispatch.warmup", 300);
+
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
     int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 1;
@@ -82,10 +85,12 @@ public final class DispatchBench {
         Files.writeString(model.resolve("config.json"), "{}");
         ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
 
-        runBatch(kafka, ref, 30, 0); // warm-up: JIT, topic metadata, group joins
+        runBatch(kafka, ref, WARMUP_RUNS, 0); // warm-up: JIT, topic metadata, group joins
+        long cpu0 = processCpuNanos();
         long t0 = System.nanoTime();
         List<String> ids = runBatch(kafka, ref, runs, rate);
         double seconds = (System.nanoTime() - t0) / 1e9;
+        double cpuMsPerRun = (processCpuNanos() - cpu0) / 1e6 / runs;
         Map<String, RunStatus> finals = finals(kafka, new HashSet<>(ids));
         long lost = ids.stream().filter(id -> finals.get(id) != RunStatus.SUCCEEDED).count();
 
@@ -94,6 +99,8 @@ public final class DispatchBench {
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
         System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s wall=%.2f s%n", runs,
             workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", seconds);
+        System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in this process; "
+            + "the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun, Runtime.getRuntime().availableProcessors());
         System.out.printf(Locale.ROOT, "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
             e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
         System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
@@ -101,13 +108,20 @@ public final class DispatchBench {
         System.out.printf(Locale.ROOT, "ratio to baseline: e2e p99 / (2 x hop p99) = %.2f; planner p99 / hop p99 = %.2f%n",
             e2e.p99() / (2 * Math.max(1, hop.p99())), planned.p99() / Math.max(1, hop.p99()));
         System.out.printf(Locale.ROOT,
-            "dispatch runs=%d runs_per_s=%.1f p50_ms=%.1f p99_ms=%.1f planner_p99_ms=%.1f hop_p99_ms=%.1f lost=%d%n",
-            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), lost);
+            "dispatch runs=%d runs_per_s=%.1f p50_ms=%.1f p99_ms=%.1f planner_p99_ms=%.1f hop_p99_ms=%.1f"
+                + " cpu_ms_per_run=%.2f lost=%d%n",
+            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), cpuMsPerRun, lost);
       } finally {
         workers.forEach(w -> w.close(Duration.ofSeconds(2)));
       }
     }
     System.exit(0);
+  }
+
+  /** CPU time of this whole process (the stack, the workers and the planner all run in it). */
+  static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+        .getOperatingSystemMXBean()).getProcessCpuTime();
   }
 
   /** Registers {@code n} runs (all at once, or {@code rate} per second) and waits until every one has finished. */
@@ -234,7 +248,7 @@ public final class DispatchBench {
 
   static KafkaConsumer<String, byte[]> assigned(KafkaSettings kafka, String topic) {
     Map<String, Object> props = kafka.consumer(null, "bench-reader");
-    props.put("fetch.max.wait.ms", 5);
+    props.put("fetch.max.wait.ms", 100); // a long poll: data still returns at once, an idle reader costs the broker little
     KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props);
     List<TopicPartition> parts = List.of();
     long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();

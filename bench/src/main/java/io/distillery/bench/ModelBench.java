@@ -18,7 +18,7 @@ import java.util.SplittableRandom;
  * bench/model: how close the Llama forward, KV-cached decode and training loop come to the raw
  * matmul throughput of the same engine on the same machine. The baseline is a 512x512 by 512x512
  * float32 matmul (2 * 512^3 FLOPs); the model is the teacher-sized random Llama (4 layers, hidden
- * 256, ~3.3M parameters), counted at 2 * params FLOPs per token forward and 6 * params per token
+ * 256, MLP 768, ~3.5M parameters), counted at 2 * params FLOPs per token forward and 6 * params per token
  * trained (Kaplan et al., arXiv 2001.08361, section 2.1; attention FLOPs ignored at these lengths).
  *
  * <p>Args: [SECONDS_PER_MEASUREMENT (default 3)] [THREADS (default: engine's)].

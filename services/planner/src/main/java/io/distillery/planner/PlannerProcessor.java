@@ -6,8 +6,10 @@ import io.distillery.schemas.model.ModelRegistered;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import java.time.Duration;
-import java.util.LinkedHashSet;
-import java.util.Set;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.NavigableSet;
+import java.util.TreeSet;
 import java.util.function.Predicate;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.streams.processor.PunctuationType;
@@ -22,7 +24,9 @@ import org.slf4j.LoggerFactory;
 /**
  * The Streams side of {@link RunPlanner}: keeps each run's {@link RunState} in the {@value #STORE} store (changelogged,
  * so a restarted planner resumes every run), forwards updated states and dispatched jobs, and drives the clock with a
- * wall-clock punctuator over the runs still in progress.
+ * wall-clock punctuator. The punctuator visits only runs that are due ({@link RunPlanner#nextDue}: a retry to send or
+ * an attempt that may have timed out), kept in an in-memory index rebuilt from the store at start, so a tick costs
+ * nothing while thousands of runs wait on their workers.
  */
 final class PlannerProcessor implements Processor<String, SpecificRecord, String, SpecificRecord> {
 
@@ -34,7 +38,16 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
   private final Duration tick;
   private ProcessorContext<String, SpecificRecord> context;
   private KeyValueStore<String, RunState> store;
-  private final Set<String> active = new LinkedHashSet<>();
+  private final Map<String, Long> dueAt = new HashMap<>();
+  private final NavigableSet<Due> due = new TreeSet<>();
+
+  private record Due(long at, String runId) implements Comparable<Due> {
+    @Override
+    public int compareTo(Due o) {
+      int c = Long.compare(at, o.at);
+      return c != 0 ? c : runId.compareTo(o.runId);
+    }
+  }
 
   PlannerProcessor(RunPlanner planner, Predicate<String> stageExists, Duration tick) {
     this.planner = planner;
@@ -46,15 +59,18 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
   public void init(ProcessorContext<String, SpecificRecord> context) {
     this.context = context;
     this.store = context.getStateStore(STORE);
+    int resumed = 0;
     try (KeyValueIterator<String, RunState> it = store.all()) {
-      it.forEachRemaining(kv -> {
-        if (kv.value.getStatus() == RunStatus.RUNNING) {
-          active.add(kv.key);
+      while (it.hasNext()) {
+        RunState state = it.next().value;
+        if (state.getStatus() == RunStatus.RUNNING) {
+          resumed++;
+          schedule(state);
         }
-      });
+      }
     }
-    if (!active.isEmpty()) {
-      LOG.info("task={} resumed {} run(s) in progress", context.taskId(), active.size());
+    if (resumed > 0) {
+      LOG.info("task={} resumed {} run(s) in progress", context.taskId(), resumed);
     }
     context.schedule(tick, PunctuationType.WALL_CLOCK_TIME, this::punctuate);
   }
@@ -90,13 +106,39 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
   }
 
   private void punctuate(long now) {
-    for (String runId : Set.copyOf(active)) {
-      RunState state = store.get(runId);
+    while (!due.isEmpty() && due.first().at() <= now) {
+      Due next = due.pollFirst();
+      dueAt.remove(next.runId());
+      RunState state = store.get(next.runId());
       if (state == null) {
-        active.remove(runId);
         continue;
       }
-      apply(planner.tick(state, now), now);
+      RunPlanner.Step step = planner.tick(state, now);
+      if (step.changed()) {
+        apply(step, now);
+      } else {
+        schedule(state);
+      }
+      Long again = dueAt.get(next.runId());
+      if (again != null && again <= now) { // the clock had nothing to do although the run looked due: look later
+        reschedule(next.runId(), now + tick.toMillis());
+      }
+    }
+  }
+
+  /** Indexes the run under the time its clock is next due (none if it waits only on events). */
+  private void schedule(RunState state) {
+    reschedule(state.getRunId(), planner.nextDue(state));
+  }
+
+  private void reschedule(String runId, long at) {
+    Long old = dueAt.remove(runId);
+    if (old != null) {
+      due.remove(new Due(old, runId));
+    }
+    if (at != Long.MAX_VALUE) {
+      dueAt.put(runId, at);
+      due.add(new Due(at, runId));
     }
   }
 
@@ -109,10 +151,8 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
       context.forward(new Record<>(job.getRunId(), job, now));
     }
     store.put(state.getRunId(), state);
-    if (state.getStatus() == RunStatus.RUNNING) {
-      active.add(state.getRunId());
-    } else {
-      active.remove(state.getRunId());
+    schedule(state);
+    if (state.getStatus() != RunStatus.RUNNING) {
       LOG.info("runId={} finished status={} verdict={}", state.getRunId(), state.getStatus(), state.getVerdict());
     }
     context.forward(new Record<>(state.getRunId(), state, now));

@@ -20,6 +20,7 @@ import io.distillery.schemas.run.StageStatus;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -47,12 +48,13 @@ public final class RunPlanner {
 
   private final Duration initialBackoff;
   private final Duration maxBackoff;
-  private final Map<String, Recipe> recipes = new LinkedHashMap<>(64, 0.75f, true) {
+  /** Parsed recipes by their JSON; shared by the processors of every stream thread, hence synchronized. */
+  private final Map<String, Recipe> recipes = Collections.synchronizedMap(new LinkedHashMap<>(64, 0.75f, true) {
     @Override
     protected boolean removeEldestEntry(Map.Entry<String, Recipe> eldest) {
       return size() > 512;
     }
-  };
+  });
 
   public RunPlanner(Duration initialBackoff, Duration maxBackoff) {
     this.initialBackoff = initialBackoff;
@@ -177,6 +179,30 @@ public final class RunPlanner {
     }
     state.setUpdatedAt(Instant.ofEpochMilli(now));
     return new Step(state, jobs);
+  }
+
+  /**
+   * The earliest time at which {@link #tick} can change this run: its first due retry or attempt timeout, or
+   * {@link Long#MAX_VALUE} when it waits on nothing but events. The clock visits only runs that are due.
+   */
+  public long nextDue(RunState state) {
+    if (state.getStatus() != RunStatus.RUNNING) {
+      return Long.MAX_VALUE;
+    }
+    Recipe recipe = recipe(state);
+    long due = Long.MAX_VALUE;
+    for (StageState s : state.getStages()) {
+      if (s.getStatus() == StageStatus.RETRY_WAIT && s.getRetryAt() != null) {
+        due = Math.min(due, s.getRetryAt());
+      } else if (s.getStatus() == StageStatus.DISPATCHED || s.getStatus() == StageStatus.RUNNING) {
+        Long last = s.getLastEventAt() != null ? s.getLastEventAt() : s.getDispatchedAt();
+        if (last != null) { // tick fails the attempt once now - last > timeout
+          long timeout = recipe.nodes().get(s.getNode()).timeout().toMillis();
+          due = Math.min(due, timeout >= Long.MAX_VALUE - 1 - last ? Long.MAX_VALUE : last + timeout + 1);
+        }
+      }
+    }
+    return due;
   }
 
   private void fail(RunState state, StageState s, Recipe recipe, String reason, boolean retryable, long now) {

@@ -149,6 +149,25 @@ class RunPlannerTest {
   }
 
   @Test
+  void shouldNameTheFirstInstantTheClockCanChangeARunAsItsNextDue() {
+    var step = planner.register(reg(DIAMOND), s -> true, 0);
+    StageJob a = step.dispatch().getFirst();
+    RunState running = planner.onEvent(step.state(), event(a, new Started("")), 100).state();
+    long timeout = planner.nextDue(running); // last event at 100, timeout 2 s: tick acts once now - 100 > 2000
+    assertThat(timeout).isEqualTo(2101);
+    assertThat(planner.tick(running, timeout - 1).changed()).isFalse();
+    RunState waiting = planner.tick(running, timeout).state();
+    assertThat(stage(waiting, "a").getStatus()).isEqualTo(StageStatus.RETRY_WAIT);
+    long retry = planner.nextDue(waiting); // the retry's backoff
+    assertThat(retry).isEqualTo(stage(waiting, "a").getRetryAt()).isGreaterThan(timeout);
+    assertThat(planner.tick(waiting, retry - 1).changed()).isFalse();
+    assertThat(planner.tick(waiting, retry).dispatch()).hasSize(1);
+
+    RunState failed = planner.onEvent(step.state(), event(a, new Failed("bad params", false, false)), 10).state();
+    assertThat(planner.nextDue(failed)).isEqualTo(Long.MAX_VALUE); // a finished run never needs the clock
+  }
+
+  @Test
   void shouldRejectRunWhenRecipeHasACycleOrUnknownStage() {
     String cyclic = """
         name: loop
