@@ -3,11 +3,13 @@ package io.distillery.bench;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import io.distillery.calibrator.CalibratorParams;
 import io.distillery.calibrator.CalibratorStage;
 import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.platform.model.calib.LayerStats;
 import io.distillery.platform.model.config.LlamaConfig;
 import io.distillery.platform.model.config.LlamaTensorNames;
 import io.distillery.platform.model.llama.KvCache;
@@ -174,6 +176,8 @@ public final class CompressBench {
         rows.put(scheme, row);
         print(row, dense);
       }
+      CalibrationStats calibStats = CalibrationStats.read(calibFile(calib.outputs().getFirst().path()));
+      Map<String, Double> reconstruction = new LinkedHashMap<>();
       for (String method : PRUNE_METHODS) {
         if (!o.schemes().contains("sp24-" + method)) {
           continue;
@@ -188,6 +192,13 @@ public final class CompressBench {
             pplSet, teacher);
         rows.put("sp24-" + method, row);
         print(row, dense);
+        reconstruction.put(method, layerError(teacher, r.outputs().getFirst().path(), calibStats, modules));
+      }
+      if (!reconstruction.isEmpty()) {
+        System.out.print("2:4 layer-wise output error sum ||(W - W_pruned) X||^2 / sum ||W X||^2 on the calibration"
+            + " tokens (what Wanda and SparseGPT minimise, each layer alone):");
+        reconstruction.forEach((m, e) -> System.out.printf(Locale.ROOT, " %s %.4f", m, e));
+        System.out.println();
       }
 
       Throughput tp = throughput(o.teacher(), modules, o.seconds());
@@ -212,6 +223,41 @@ public final class CompressBench {
     } finally {
       deleteTree(work);
     }
+  }
+
+  private static Path calibFile(Path output) {
+    return Files.isDirectory(output) ? output.resolve(CalibrationStats.FILE_NAME) : output;
+  }
+
+  /**
+   * sum over modules of ||(W - W') X||_F^2 = tr(E G E^T) (E = W - W', G = X^T X from the calibration), divided by the
+   * same sum for W itself: each layer's output error on the calibration inputs of the dense model.
+   */
+  static double layerError(LlamaModel dense, Path pruned, CalibrationStats stats, List<String> modules)
+      throws IOException {
+    double err = 0;
+    double ref = 0;
+    try (LlamaModel model = LlamaModel.load(pruned);
+        NDManager manager = NDManager.newBaseManager("PyTorch")) {
+      for (String module : modules) {
+        LayerStats layer = stats.layer(module);
+        int n = layer.inFeatures();
+        float[] w = dense.linearWeight(module);
+        float[] wp = model.linearWeight(module);
+        float[] e = new float[w.length];
+        for (int i = 0; i < w.length; i++) {
+          e[i] = w[i] - wp[i];
+        }
+        try (NDManager scope = manager.newSubManager()) {
+          NDArray g = scope.create(layer.gram(), new Shape(n, n));
+          NDArray we = scope.create(e, new Shape(w.length / n, n)).toType(DataType.FLOAT64, false);
+          NDArray ww = scope.create(w, new Shape(w.length / n, n)).toType(DataType.FLOAT64, false);
+          err += we.matMul(g).mul(we).sum().getDouble();
+          ref += ww.matMul(g).mul(ww).sum().getDouble();
+        }
+      }
+    }
+    return err / ref;
   }
 
   private static void printTargets(Map<String, Double> r, int group) {

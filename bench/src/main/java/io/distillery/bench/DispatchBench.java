@@ -54,8 +54,14 @@ public final class DispatchBench {
         c: { stage: noop-c, after: [b] }
       """;
 
-  /** Runs before the measured batch, so that it measures JIT-compiled code rather than the compilers. */
-  static final int WARMUP_RUNS = Integer.getInteger("dispatch.warmup", 300);
+  /**
+   * Runs before the measured batch, so that it measures JIT-compiled code rather than the compilers (after 300 the
+   * compilers still took about half a core).
+   */
+  static final int WARMUP_RUNS = Integer.getInteger("dispatch.warmup", 1500);
+
+  /** Seconds of measured idleness between warm-up and the measured batch (also lets the JIT compilers finish). */
+  static final int IDLE_SECONDS = Integer.getInteger("dispatch.idle", 10);
 
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
@@ -86,6 +92,11 @@ public final class DispatchBench {
         ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
 
         runBatch(kafka, ref, WARMUP_RUNS, 0); // warm-up: JIT, topic metadata, group joins
+        long idle0 = processCpuNanos();
+        Thread.sleep(IDLE_SECONDS * 1000L);
+        System.out.printf(Locale.ROOT, "idle: %.3f cores busy over %d s with no runs (JIT compilers finishing, consumer"
+            + " polls, broker housekeeping)%n",
+            (processCpuNanos() - idle0) / 1e9 / IDLE_SECONDS, IDLE_SECONDS);
         long cpu0 = processCpuNanos();
         long t0 = System.nanoTime();
         List<String> ids = runBatch(kafka, ref, runs, rate);
@@ -99,8 +110,9 @@ public final class DispatchBench {
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
         System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s wall=%.2f s%n", runs,
             workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", seconds);
-        System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in this process; "
-            + "the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun, Runtime.getRuntime().availableProcessors());
+        System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in"
+            + " this process; the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun,
+            Runtime.getRuntime().availableProcessors());
         System.out.printf(Locale.ROOT, "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
             e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
         System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
@@ -248,7 +260,8 @@ public final class DispatchBench {
 
   static KafkaConsumer<String, byte[]> assigned(KafkaSettings kafka, String topic) {
     Map<String, Object> props = kafka.consumer(null, "bench-reader");
-    props.put("fetch.max.wait.ms", 100); // a long poll: data still returns at once, an idle reader costs the broker little
+    // a long poll: data still returns at once, and an idle reader does not ask the broker 200 times a second
+    props.put("fetch.max.wait.ms", 100);
     KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props);
     List<TopicPartition> parts = List.of();
     long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();

@@ -46,7 +46,6 @@ public final class PlannerApp implements AutoCloseable {
     p.put(DeadLetterHandler.REGISTRY_URL, config.registryUrl());
     p.put(DeadLetterHandler.CONSUMER_NAME, config.applicationId());
     p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 0);
-    p.put(StreamsConfig.consumerPrefix(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG), 20);
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
     p.put(StreamsConfig.POLL_MS_CONFIG, 20);
     this.streams = new KafkaStreams(topology, p);
