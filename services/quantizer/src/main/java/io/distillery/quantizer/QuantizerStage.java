@@ -18,6 +18,7 @@ import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
 import io.distillery.platform.stage.StagePlugin;
 import io.distillery.platform.stage.StageResult;
+import io.distillery.quantizer.awq.AwqClipSearch;
 import io.distillery.quantizer.awq.AwqScaleSearch;
 import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
@@ -45,6 +46,9 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   public static final String OUTPUT_FORMAT = ArtefactFormats.COMPRESSED_TENSORS;
 
   private static final Logger LOG = LoggerFactory.getLogger(QuantizerStage.class);
+  /** AWQ clipping grid: ratios 1, 0.95, ... 0.55, as the authors' n_grid 20 with max_shrink 0.5. */
+  static final int CLIP_STEPS = 10;
+  static final double CLIP_MAX_SHRINK = 0.5;
 
   @Override
   public StageResult run(StageContext<QuantizerParams> ctx) throws StageException, InterruptedException {
@@ -79,7 +83,11 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     try {
       switch (scheme) {
         case W8A8_SMOOTHQUANT -> smooth(config, tensors, stats, params, modules, inputScales);
-        case W4_AWQ -> metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules)));
+        case W4_AWQ -> {
+          Map<String, float[]> scales = new LinkedHashMap<>();
+          metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules), scales));
+          metrics.putAll(awqClip(config, tensors, stats, params, modules, scales));
+        }
         default -> { }
       }
       Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
@@ -162,7 +170,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
    * group's mean activation). Returns the mean chosen exponent.
    */
   static double awqScale(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      QuantizerParams params, Set<String> quantized) {
+      QuantizerParams params, Set<String> quantized, Map<String, float[]> applied) {
     double ratioSum = 0;
     int searches = 0;
     int hidden = config.hiddenSize();
@@ -174,6 +182,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
             new int[] {hidden}, config.intermediateSize(), stats.layer(downModule).meanAbs(), stats.layer(downModule),
             params);
         foldIntoUp(config, tensors, layer, r.scales());
+        applied.put(downModule, r.scales());
         ratioSum += r.ratio();
         searches++;
       }
@@ -184,6 +193,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         AwqScaleSearch.Result ro = search(List.of(tensors.get(LlamaTensorNames.weight(oModule))), new int[] {hidden},
             config.attentionWidth(), tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, params);
         foldIntoValue(config, tensors, layer, ro.scales());
+        applied.put(oModule, ro.scales());
         ratioSum += ro.ratio();
         searches++;
       }
@@ -213,11 +223,48 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         AwqScaleSearch.Result g = search(scored, scoredRows.stream().mapToInt(Integer::intValue).toArray(), hidden,
             s.meanAbs(), s, params);
         SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
+        for (Projection p : group) {
+          applied.put(p.module(layer), g.scales());
+        }
         ratioSum += g.ratio();
         searches++;
       }
     }
     return searches == 0 ? 0 : ratioSum / searches;
+  }
+
+  /**
+   * AWQ's clipping search ({@link AwqClipSearch}) on every quantized projection but q_proj and k_proj (whose error
+   * reaches the output through the softmax of QK^T, so the authors leave them unclipped), in the input basis left by
+   * the scale search. Returns the summed output error before and after, and the mean clip ratio.
+   */
+  static Map<String, Double> awqClip(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
+      QuantizerParams params, List<String> quantized, Map<String, float[]> scales) {
+    double before = 0;
+    double after = 0;
+    double ratios = 0;
+    int clipped = 0;
+    for (String module : quantized) {
+      if (module.endsWith(".q_proj") || module.endsWith(".k_proj")) {
+        continue;
+      }
+      LayerStats s = stats.layer(module);
+      if (s.gram() == null) {
+        continue; // calibrated without X^T X: nothing to score the clip ratios on
+      }
+      float[] w = tensors.get(LlamaTensorNames.weight(module));
+      AwqClipSearch.Result r = AwqClipSearch.clip(w, w.length / s.inFeatures(), s.inFeatures(), params.groupSize(),
+          s.gram(), scales.get(module), CLIP_STEPS, CLIP_MAX_SHRINK);
+      before += r.rtnError();
+      after += r.clippedError();
+      ratios += r.meanRatio();
+      clipped++;
+    }
+    Map<String, Double> m = new LinkedHashMap<>();
+    m.put("awq_clip_layers", (double) clipped);
+    m.put("awq_clip_mean_ratio", clipped == 0 ? 1.0 : ratios / clipped);
+    m.put("awq_clip_error_reduction", before == 0 ? 0.0 : 1 - after / before);
+    return m;
   }
 
   /** down_proj's columns times s, up_proj's output rows divided by s: act(gate) * (up / s) * s is unchanged. */

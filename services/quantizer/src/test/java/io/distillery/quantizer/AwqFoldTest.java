@@ -139,7 +139,7 @@ class AwqFoldTest {
     Map<String, float[]> scaled = copy(tensors);
     // group 32 divides hidden 32 but not intermediate 48: down_proj (input 48) must be left alone
     QuantizerStage.awqScale(CONFIG, scaled, accumulator.result(Map.of()),
-        new QuantizerParams("w4-awq", 32, null, null, null, null, null), quantized);
+        new QuantizerParams("w4-awq", 32, null, null, null, null, null), quantized, new java.util.HashMap<>());
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
       String down = LlamaTensorNames.weight(Projection.DOWN.module(layer));
       assertThat(scaled.get(down)).isEqualTo(tensors.get(down));
@@ -173,7 +173,7 @@ class AwqFoldTest {
     Set<String> quantized = new java.util.HashSet<>(LlamaTensorNames.linearModules(CONFIG));
     quantized.remove(LlamaTensorNames.LM_HEAD_MODULE);
     QuantizerStage.awqScale(CONFIG, scaled, stats, new QuantizerParams("w4-awq", 16, null, null, null, null, null),
-        quantized);
+        quantized, new java.util.HashMap<>());
 
     int changed = 0;
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
