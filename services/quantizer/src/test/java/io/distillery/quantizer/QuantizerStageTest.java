@@ -155,6 +155,10 @@ class QuantizerStageTest {
         try (LlamaModel quantized = CompressedTensors.loadDequantized(out)) {
           errors.put(scheme, relativeError(reference, logits(quantized)));
         }
+        if (scheme.equals("w4-awq")) { // clipped every projection but q/k (2 layers x 5), never worse than RTN
+          assertThat(result.metrics()).containsEntry("awq_clip_layers", 10.0);
+          assertThat(result.metrics().get("awq_clip_error_reduction")).isBetween(0.0, 1.0);
+        }
         if (scheme.equals("w8a8-smoothquant")) {
           assertThat(CompressedTensors.readInputScales(out)).hasSize(14).allSatisfy((m, s) -> assertThat(s)
               .isPositive());
