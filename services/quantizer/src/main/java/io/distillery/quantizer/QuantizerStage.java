@@ -86,7 +86,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         case W4_AWQ -> {
           Map<String, float[]> scales = new LinkedHashMap<>();
           metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules), scales));
-          metrics.putAll(awqClip(config, tensors, stats, params, modules, scales));
+          metrics.putAll(awqClip(tensors, stats, params, modules, scales));
         }
         default -> { }
       }
@@ -238,8 +238,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
    * reaches the output through the softmax of QK^T, so the authors leave them unclipped), in the input basis left by
    * the scale search. Returns the summed output error before and after, and the mean clip ratio.
    */
-  static Map<String, Double> awqClip(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      QuantizerParams params, List<String> quantized, Map<String, float[]> scales) {
+  static Map<String, Double> awqClip(Map<String, float[]> tensors, CalibrationStats stats, QuantizerParams params,
+      List<String> quantized, Map<String, float[]> scales) {
     double before = 0;
     double after = 0;
     double ratios = 0;
