@@ -176,7 +176,7 @@ public final class CompressBench {
         rows.put(scheme, row);
         print(row, dense);
       }
-      CalibrationStats calibStats = CalibrationStats.read(calibFile(calib.outputs().getFirst().path()));
+      CalibrationStats calibStats = CalibrationStats.readArtefact(calib.outputs().getFirst().path());
       Map<String, Double> reconstruction = new LinkedHashMap<>();
       for (String method : PRUNE_METHODS) {
         if (!o.schemes().contains("sp24-" + method)) {
@@ -223,10 +223,6 @@ public final class CompressBench {
     } finally {
       deleteTree(work);
     }
-  }
-
-  private static Path calibFile(Path output) {
-    return Files.isDirectory(output) ? output.resolve(CalibrationStats.FILE_NAME) : output;
   }
 
   /**

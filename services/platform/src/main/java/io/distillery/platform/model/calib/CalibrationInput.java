@@ -4,8 +4,6 @@ import io.distillery.platform.model.CheckpointException;
 import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.List;
 
 /** How a stage that needs calibration (quantizer, pruner) finds and reads the calibrator's output among its inputs. */
@@ -27,12 +25,8 @@ public final class CalibrationInput {
       throw StageException.fatal(needer + " needs calibration statistics: add a calibrator node to this node's"
           + " 'after' list");
     }
-    Path path = artefacts.getFirst().path();
-    if (Files.isDirectory(path)) {
-      path = path.resolve(CalibrationStats.FILE_NAME);
-    }
     try {
-      return CalibrationStats.read(path);
+      return CalibrationStats.readArtefact(artefacts.getFirst().path());
     } catch (CheckpointException e) {
       throw StageException.fatal("corrupt calibration artefact: " + e.getMessage(), e);
     } catch (IOException e) {

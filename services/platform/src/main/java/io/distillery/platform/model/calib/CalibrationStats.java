@@ -74,6 +74,11 @@ public final class CalibrationStats {
     SafetensorsWriter.write(file, tensors, meta);
   }
 
+  /** The statistics of a calibration artefact: the file itself, or a directory holding {@value #FILE_NAME}. */
+  public static CalibrationStats readArtefact(Path artefact) throws IOException {
+    return read(java.nio.file.Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact);
+  }
+
   public static CalibrationStats read(Path file) throws IOException {
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
       Map<String, String> meta = new TreeMap<>(f.metadata());

@@ -12,19 +12,11 @@ public final class Fp8E4M3 {
   /** Largest finite magnitude. */
   public static final float MAX = 448f;
 
-  private static final float[] DECODE = new float[256];
-
-  static {
-    for (int code = 0; code < 256; code++) {
-      DECODE[code] = TensorCodec.f8E4M3ToFloat((byte) code);
-    }
-  }
-
   private Fp8E4M3() {}
 
   /** The value of an E4M3 code (0..255). */
   public static float decode(int code) {
-    return DECODE[code & 0xFF];
+    return TensorCodec.f8E4M3ToFloat((byte) code);
   }
 
   /** The nearest E4M3 code of {@code value}; saturates beyond +-448; NaN encodes as 0x7F. */
@@ -39,14 +31,14 @@ public final class Fp8E4M3 {
     int hi = 0x7E;
     while (hi - lo > 1) {
       int mid = (lo + hi) >>> 1;
-      if (DECODE[mid] <= magnitude) {
+      if (decode(mid) <= magnitude) {
         lo = mid;
       } else {
         hi = mid;
       }
     }
-    float dLo = magnitude - DECODE[lo];
-    float dHi = DECODE[hi] - magnitude;
+    float dLo = magnitude - decode(lo);
+    float dHi = decode(hi) - magnitude;
     int code = dLo < dHi ? lo : dHi < dLo ? hi : ((lo & 1) == 0 ? lo : hi);
     return sign | code;
   }
