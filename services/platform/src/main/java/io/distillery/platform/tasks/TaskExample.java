@@ -3,7 +3,7 @@ package io.distillery.platform.tasks;
 import java.util.Objects;
 
 /**
- * One prompt with its exact answer, e.g. {@code ("add", "12+345=", "357")}. The model sees {@code
+ * One prompt with its exact answer, e.g. {@code ("add", "012+345=", "0357")}. The model sees {@code
  * <s> prompt} and must produce {@code answer </s>}.
  */
 public record TaskExample(String task, String prompt, String answer) {

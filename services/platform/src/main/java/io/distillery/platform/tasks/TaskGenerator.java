@@ -31,10 +31,22 @@ public final class TaskGenerator {
         };
     }
 
+    /**
+     * Fixed width: both addends zero-padded to {@code additionDigits} and the sum to one digit more ({@code 07+45=} to
+     * {@code 052}), so every digit has the same place in every prompt. With unpadded operands the teacher got half of
+     * its additions wrong, mostly those with a one-digit operand, whose digits did not line up (see README, teacher).
+     */
     private TaskExample addition() {
         long a = number();
         long b = number();
-        return new TaskExample(TaskKind.ADD.id(), a + "+" + b + "=", Long.toString(a + b));
+        int width = settings.additionDigits();
+        return new TaskExample(TaskKind.ADD.id(), padded(a, width) + "+" + padded(b, width) + "=",
+                padded(a + b, width + 1));
+    }
+
+    private static String padded(long value, int width) {
+        String digits = Long.toString(value);
+        return "0".repeat(Math.max(0, width - digits.length())) + digits;
     }
 
     /** A number of 1 to {@code additionDigits} digits, the digit count uniform. */
@@ -65,6 +77,12 @@ public final class TaskGenerator {
         return settings.alphabet().charAt(random.nextInt(settings.alphabet().length()));
     }
 
+    /**
+     * {@code k3a;k7b;k1c;?k7} to {@code b}: each value right after its key, and the prompt ends on the asked key, so
+     * the answer is the token after the earlier occurrence of the last one (what an induction head does). With a
+     * separator between key and value ({@code k7=b;...?k7=}) the model has to match two tokens back, and the teacher
+     * learned it late or not at all (chance to 0.86 across runs; README, teacher).
+     */
     private TaskExample recall() {
         int pairs = settings.recallPairs();
         int[] keys = new int[9];
@@ -81,10 +99,10 @@ public final class TaskGenerator {
         char[] values = new char[pairs];
         for (int i = 0; i < pairs; i++) {
             values[i] = letter();
-            prompt.append('k').append(keys[i]).append('=').append(values[i]).append(';');
+            prompt.append('k').append(keys[i]).append(values[i]).append(';');
         }
         int asked = random.nextInt(pairs);
-        prompt.append("?k").append(keys[asked]).append('=');
+        prompt.append("?k").append(keys[asked]);
         return new TaskExample(TaskKind.RECALL.id(), prompt.toString(), String.valueOf(values[asked]));
     }
 

@@ -5,13 +5,13 @@ import java.util.stream.Collectors;
 
 /** The built-in task families; {@link #id()} is the {@code task} field of their examples. */
 public enum TaskKind {
-    /** {@code "12+345="} to {@code "357"}. */
+    /** {@code "012+345="} to {@code "0357"} (addends zero-padded to the settings' width, the sum one digit wider). */
     ADD("add"),
     /** {@code "copy:abc="} to {@code "abc"}. */
     COPY("copy"),
     /** {@code "rev:abc="} to {@code "cba"}. */
     REVERSE("rev"),
-    /** {@code "k1=a;k2=b;?k2="} to {@code "b"}. */
+    /** {@code "k1a;k2b;?k2"} to {@code "b"}. */
     RECALL("kv"),
     /** {@code "sort:3142="} to {@code "1234"}. */
     SORT("sort");

@@ -3,7 +3,7 @@ package io.distillery.platform.tasks;
 /**
  * Difficulty of the generated tasks.
  *
- * @param additionDigits each addend has 1 to this many digits
+ * @param additionDigits each addend has 1 to this many significant digits, written zero-padded to this width
  * @param minTextLength shortest copy/reverse string
  * @param maxTextLength longest copy/reverse string
  * @param alphabet characters of copy/reverse strings and recall values

@@ -50,6 +50,22 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
      */
     public static TaskSuite generate(List<TaskKind> kinds, List<TaskKind> trainMix, TaskSettings settings,
             int trainSize, int validationSize, int testSize, long seed) {
+        return generate(kinds, trainMix, settings, trainSize, validationSize, testSize, seed, true);
+    }
+
+    /**
+     * As {@link #generate(List, List, TaskSettings, int, int, int, long)}, except that the train split is drawn
+     * independently from the task distribution: a prompt may occur in it more than once (never one of validation or
+     * test), so it can be larger than the number of distinct prompts. For a trainer that should see fresh examples at
+     * every step rather than a small set many times over.
+     */
+    public static TaskSuite sample(List<TaskKind> kinds, List<TaskKind> trainMix, TaskSettings settings,
+            int trainSize, int validationSize, int testSize, long seed) {
+        return generate(kinds, trainMix, settings, trainSize, validationSize, testSize, seed, false);
+    }
+
+    private static TaskSuite generate(List<TaskKind> kinds, List<TaskKind> trainMix, TaskSettings settings,
+            int trainSize, int validationSize, int testSize, long seed, boolean distinctTrain) {
         if (kinds.isEmpty() || trainMix.isEmpty()) {
             throw new IllegalArgumentException("at least one task kind is needed");
         }
@@ -58,13 +74,18 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
         }
         TaskGenerator generator = new TaskGenerator(settings, seed);
         Set<String> seen = new HashSet<>();
-        List<TaskExample> test = fill(generator, kinds, testSize, seen);
-        List<TaskExample> validation = fill(generator, kinds, validationSize, seen);
-        List<TaskExample> train = fill(generator, trainMix, trainSize, seen);
+        List<TaskExample> test = fill(generator, kinds, testSize, seen, true);
+        List<TaskExample> validation = fill(generator, kinds, validationSize, seen, true);
+        List<TaskExample> train = fill(generator, trainMix, trainSize, seen, distinctTrain);
         return new TaskSuite(train, validation, test);
     }
 
-    private static List<TaskExample> fill(TaskGenerator generator, List<TaskKind> kinds, int size, Set<String> seen) {
+    /**
+     * {@code size} examples cycling through {@code kinds}, none with a prompt in {@code seen}; when {@code distinct},
+     * none twice either (each is added to {@code seen}).
+     */
+    private static List<TaskExample> fill(TaskGenerator generator, List<TaskKind> kinds, int size, Set<String> seen,
+            boolean distinct) {
         List<TaskExample> examples = new ArrayList<>(size);
         int kind = 0;
         for (int i = 0; i < size; i++) {
@@ -72,7 +93,7 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
             int attempts = 0;
             while (true) {
                 TaskExample example = generator.next(task);
-                if (seen.add(example.prompt())) {
+                if (distinct ? seen.add(example.prompt()) : !seen.contains(example.prompt())) {
                     examples.add(example);
                     break;
                 }

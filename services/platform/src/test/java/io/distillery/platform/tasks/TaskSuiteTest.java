@@ -26,7 +26,8 @@ class TaskSuiteTest {
             TaskExample add = generator.next(TaskKind.ADD);
             String[] addends = add.prompt().substring(0, add.prompt().length() - 1).split("\\+");
             assertThat(Long.parseLong(add.answer())).isEqualTo(Long.parseLong(addends[0]) + Long.parseLong(addends[1]));
-            assertThat(addends[0]).hasSizeBetween(1, 3);
+            assertThat(addends).allSatisfy(addend -> assertThat(addend).hasSize(3)); // zero-padded: 007
+            assertThat(add.answer()).hasSize(4);
 
             TaskExample copy = generator.next(TaskKind.COPY);
             assertThat(copy.prompt()).isEqualTo("copy:" + copy.answer() + "=");
@@ -36,9 +37,9 @@ class TaskSuiteTest {
             assertThat(reverse.prompt()).isEqualTo("rev:" + new StringBuilder(reverse.answer()).reverse() + "=");
 
             TaskExample recall = generator.next(TaskKind.RECALL);
-            assertThat(recall.prompt()).matches("(k[1-9]=[a-z];){3}\\?k[1-9]=");
-            String key = recall.prompt().substring(recall.prompt().indexOf('?') + 1, recall.prompt().length() - 1);
-            assertThat(recall.prompt()).contains(key + "=" + recall.answer() + ";");
+            assertThat(recall.prompt()).matches("(k[1-9][a-z];){3}\\?k[1-9]");
+            String key = recall.prompt().substring(recall.prompt().indexOf('?') + 1);
+            assertThat(recall.prompt()).contains(key + recall.answer() + ";");
 
             TaskExample sort = generator.next(TaskKind.SORT);
             char[] digits = sort.prompt().substring(5, sort.prompt().length() - 1).toCharArray();
@@ -49,7 +50,15 @@ class TaskSuiteTest {
 
     @Test
     void shouldMatchHandCheckedExamples() {
-        assertThat(new TaskExample("add", "12+345=", "357").answer()).isEqualTo(String.valueOf(12 + 345));
+        assertThat(new TaskExample("add", "012+345=", "0357").answer()).isEqualTo("0" + (12 + 345));
+        TaskGenerator oneDigit = new TaskGenerator(TaskSettings.defaults().withAdditionDigits(1), 3);
+        for (int i = 0; i < 50; i++) {
+            TaskExample add = oneDigit.next(TaskKind.ADD);
+            int a = add.prompt().charAt(0) - '0';
+            int b = add.prompt().charAt(2) - '0';
+            assertThat(add.prompt()).matches("[0-9]\\+[0-9]=");
+            assertThat(add.answer()).isEqualTo((a + b < 10 ? "0" : "") + (a + b)); // 4+5= -> 09, 7+8= -> 15
+        }
         TaskSettings oneLetter = TaskSettings.defaults().withAlphabet("a").withTextLength(2, 2);
         TaskGenerator generator = new TaskGenerator(oneLetter, 1);
         assertThat(generator.next(TaskKind.REVERSE)).isEqualTo(new TaskExample("rev", "rev:aa=", "aa"));
@@ -93,6 +102,22 @@ class TaskSuiteTest {
     void shouldFailWhenTheTaskHasTooFewDistinctPrompts() {
         TaskSettings tiny = TaskSettings.defaults().withAlphabet("ab").withTextLength(2, 2);
         assertThatThrownBy(() -> TaskSuite.generate(List.of(TaskKind.COPY), tiny, 3, 0, 2, 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("distinct prompts");
+    }
+
+    @Test
+    void shouldSampleATrainSplitLargerThanTheDistinctPromptsWithoutTouchingTheHeldOutOnes() {
+        TaskSettings small = TaskSettings.defaults().withAlphabet("abc").withTextLength(2, 2); // 9 distinct copies
+        TaskSuite suite = TaskSuite.sample(List.of(TaskKind.COPY), List.of(TaskKind.COPY), small, 100, 2, 3, 9);
+
+        assertThat(suite.train()).hasSize(100);
+        Set<String> heldOut = prompts(suite.test());
+        heldOut.addAll(prompts(suite.validation()));
+        assertThat(heldOut).hasSize(5);
+        assertThat(prompts(suite.train())).hasSize(4).doesNotContainAnyElementsOf(heldOut);
+        assertThat(TaskSuite.sample(List.of(TaskKind.COPY), List.of(TaskKind.COPY), small, 100, 2, 3, 9))
+                .isEqualTo(suite);
+        assertThatThrownBy(() -> TaskSuite.sample(List.of(TaskKind.COPY), List.of(TaskKind.COPY), small, 1, 0, 9, 9))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("distinct prompts");
     }
 

@@ -51,7 +51,7 @@ public final class TeacherTrainer {
 
     /** The suite the config describes (deterministic for its seed). */
     public TaskSuite suite() {
-        return TaskSuite.generate(config.tasks(), config.trainMix(), config.taskSettings(), config.trainExamples(),
+        return TaskSuite.sample(config.tasks(), config.trainMix(), config.taskSettings(), config.trainExamples(),
                 config.validationExamples(), config.testExamples(), config.seed() + 1);
     }
 
