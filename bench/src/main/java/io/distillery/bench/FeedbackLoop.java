@@ -205,7 +205,7 @@ public final class FeedbackLoop {
         .steps(options.teacherSteps()).batch(32).learningRate(3e-3).warmupSteps(30).threads(1).seed(7)
         .tasks(List.of(TaskKind.COPY)).taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh")
             .withTextLength(2, 3))
-        .trainExamples(400).validationExamples(20).testExamples(options.prompts()).evalEvery(0).build();
+        .validationExamples(20).testExamples(options.prompts()).evalEvery(0).build();
     TeacherReport report = new TeacherTrainer(config, p -> {}).trainAndSave(dir);
     log.printf(java.util.Locale.ROOT, "loop: teacher params=%d exact_match=%.3f seconds=%.0f%n", report.parameters(),
         report.exactMatch(), report.totalSeconds());
