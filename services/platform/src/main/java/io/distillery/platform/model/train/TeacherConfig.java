@@ -30,8 +30,7 @@ import java.util.List;
  *     {@code tasks} in equal numbers
  * @param taskSettings task difficulty
  * @param trainExamples training examples, drawn independently (a prompt may repeat, never a held-out one); by
- *     default {@code steps * batch}, as many as the run draws, so it learns the tasks rather than a small set of
- *     prompts seen many times
+ *     default {@code steps * batch}, as many as the run draws
  * @param validationExamples distinct validation prompts
  * @param testExamples distinct test prompts
  * @param evalEvery steps between exact-match evaluations on the validation split (0 for none);
