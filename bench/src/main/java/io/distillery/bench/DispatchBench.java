@@ -67,6 +67,7 @@ public final class DispatchBench {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
     int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 1;
     double rate = args.length > 2 ? Double.parseDouble(args[2]) : 0; // registrations per second; 0 = all at once
+    int maxWaitingJobs = args.length > 3 ? Integer.parseInt(args[3]) : io.distillery.planner.PlannerService.LOCAL_MAX_WAITING_JOBS;
     Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
     try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
       KafkaSettings kafka = KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl());
@@ -86,7 +87,7 @@ public final class DispatchBench {
         }
       }
       try (PlannerApp planner = PlannerApp.start(PlannerConfig.of(stack.bootstrapServers(), stack.registryUrl(),
-          dir.resolve("planner"))).awaitRunning(Duration.ofSeconds(90))) {
+          dir.resolve("planner")).withMaxWaitingJobs(maxWaitingJobs)).awaitRunning(Duration.ofSeconds(90))) {
         Path model = Files.createDirectories(dir.resolve("model"));
         Files.writeString(model.resolve("config.json"), "{}");
         ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
@@ -99,17 +100,19 @@ public final class DispatchBench {
             (processCpuNanos() - idle0) / 1e9 / IDLE_SECONDS, IDLE_SECONDS);
         long cpu0 = processCpuNanos();
         long t0 = System.nanoTime();
-        List<String> ids = runBatch(kafka, ref, runs, rate);
+        Map<String, Long> registered = runBatch(kafka, ref, runs, rate);
+        List<String> ids = List.copyOf(registered.keySet());
         double seconds = (System.nanoTime() - t0) / 1e9;
         double cpuMsPerRun = (processCpuNanos() - cpu0) / 1e6 / runs;
         Map<String, RunStatus> finals = finals(kafka, new HashSet<>(ids));
         long lost = ids.stream().filter(id -> finals.get(id) != RunStatus.SUCCEEDED).count();
 
-        Latencies lat = latencies(kafka, new HashSet<>(ids));
+        Latencies lat = latencies(kafka, registered);
         Percentiles e2e = Percentiles.of(lat.completedToStarted());
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
-        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s wall=%.2f s%n", runs,
-            workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", seconds);
+        Percentiles admission = Percentiles.of(lat.registeredToStarted());
+        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s max_waiting_jobs=%d wall=%.2f s%n",
+            runs, workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", maxWaitingJobs, seconds);
         System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in"
             + " this process; the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun,
             Runtime.getRuntime().availableProcessors());
@@ -117,12 +120,15 @@ public final class DispatchBench {
             e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
         System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
             planned.p50(), planned.p99(), planned.n());
+        System.out.printf(Locale.ROOT, "registered -> first stage started (includes time queued for admission):"
+            + " p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n", admission.p50(), admission.p99(), admission.max(),
+            admission.n());
         System.out.printf(Locale.ROOT, "ratio to baseline: e2e p99 / (2 x hop p99) = %.2f; planner p99 / hop p99 = %.2f%n",
             e2e.p99() / (2 * Math.max(1, hop.p99())), planned.p99() / Math.max(1, hop.p99()));
         System.out.printf(Locale.ROOT,
             "dispatch runs=%d runs_per_s=%.1f p50_ms=%.1f p99_ms=%.1f planner_p99_ms=%.1f hop_p99_ms=%.1f"
-                + " cpu_ms_per_run=%.2f lost=%d%n",
-            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), cpuMsPerRun, lost);
+                + " start_p99_ms=%.1f cpu_ms_per_run=%.2f lost=%d%n",
+            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), admission.p99(), cpuMsPerRun, lost);
       } finally {
         workers.forEach(w -> w.close(Duration.ofSeconds(2)));
       }
@@ -136,9 +142,12 @@ public final class DispatchBench {
         .getOperatingSystemMXBean()).getProcessCpuTime();
   }
 
-  /** Registers {@code n} runs (all at once, or {@code rate} per second) and waits until every one has finished. */
-  static List<String> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate) throws Exception {
-    List<String> ids = new ArrayList<>();
+  /**
+   * Registers {@code n} runs (all at once, or {@code rate} per second), waits until every one has finished, and returns
+   * their ids with the wall-clock millisecond each was registered at.
+   */
+  static Map<String, Long> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate) throws Exception {
+    Map<String, Long> ids = new java.util.LinkedHashMap<>();
     try (var p = new KafkaProducer<>(kafka.producer("bench"), new StringSerializer(),
         kafka.serde(ModelRegistered.class))) {
       long start = System.nanoTime();
@@ -148,14 +157,15 @@ public final class DispatchBench {
           java.util.concurrent.locks.LockSupport.parkNanos(due - System.nanoTime());
         }
         String id = UUID.randomUUID().toString();
-        ids.add(id);
+        Instant now = Instant.now();
+        ids.put(id, now.toEpochMilli());
         p.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, "bench-" + i, ModelRegistered.newBuilder().setRunId(id)
             .setModelId("bench-" + i).setUri(model.getUri()).setSha256(model.getSha256()).setBytes(model.getBytes())
-            .setRecipe(RECIPE).setRegisteredAt(Instant.now()).build()));
+            .setRecipe(RECIPE).setRegisteredAt(now).build()));
       }
       p.flush();
     }
-    awaitFinished(kafka, new HashSet<>(ids), Duration.ofMinutes(10));
+    awaitFinished(kafka, ids.keySet(), Duration.ofMinutes(10));
     return ids;
   }
 
@@ -188,9 +198,10 @@ public final class DispatchBench {
     return out;
   }
 
-  record Latencies(long[] completedToStarted, long[] completedToDispatched) {}
+  record Latencies(long[] completedToStarted, long[] completedToDispatched, long[] registeredToStarted) {}
 
-  static Latencies latencies(KafkaSettings kafka, Set<String> ids) {
+  static Latencies latencies(KafkaSettings kafka, Map<String, Long> registered) {
+    Set<String> ids = registered.keySet();
     var events = kafka.serde(JobEvent.class);
     var jobs = kafka.serde(StageJob.class);
     Map<String, Long> completed = new HashMap<>();
@@ -218,7 +229,12 @@ public final class DispatchBench {
     }
     List<Long> e2e = new ArrayList<>();
     List<Long> planner = new ArrayList<>();
+    List<Long> admitted = new ArrayList<>();
     for (String id : ids) {
+      Long first = started.get(id + "/a");
+      if (first != null) {
+        admitted.add(first - registered.get(id));
+      }
       for (String[] edge : new String[][] {{"a", "b"}, {"b", "c"}}) {
         Long done = completed.get(id + "/" + edge[0]);
         Long next = started.get(id + "/" + edge[1]);
@@ -232,7 +248,7 @@ public final class DispatchBench {
       }
     }
     return new Latencies(e2e.stream().mapToLong(Long::longValue).toArray(),
-        planner.stream().mapToLong(Long::longValue).toArray());
+        planner.stream().mapToLong(Long::longValue).toArray(), admitted.stream().mapToLong(Long::longValue).toArray());
   }
 
   /** Baseline: produce-to-consume latency of single records on the same broker. */

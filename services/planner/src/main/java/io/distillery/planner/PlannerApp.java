@@ -33,7 +33,8 @@ public final class PlannerApp implements AutoCloseable {
     admin.ensure(List.of(Topics.dlq(Topics.MODELS_REGISTERED), Topics.dlq(Topics.JOB_EVENTS)), Map.of());
     int partitions = admin.partitionsOf(Topics.JOB_EVENTS);
     RunPlanner planner = new RunPlanner(config.retryBackoff(), config.maxRetryBackoff());
-    var topology = PlannerTopology.build(kafka, planner, new StageCatalog(admin), config.tick(), partitions);
+    var topology = PlannerTopology.build(kafka, planner, new StageCatalog(admin), config.tick(), partitions,
+        config.maxWaitingJobs());
 
     Properties p = new Properties();
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, config.applicationId());

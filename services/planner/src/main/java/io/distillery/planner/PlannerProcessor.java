@@ -6,7 +6,12 @@ import io.distillery.schemas.model.ModelRegistered;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Deque;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.NavigableSet;
 import java.util.TreeSet;
@@ -27,6 +32,12 @@ import org.slf4j.LoggerFactory;
  * wall-clock punctuator. The punctuator visits only runs that are due ({@link RunPlanner#nextDue}: a retry to send or
  * an attempt that may have timed out), kept in an in-memory index rebuilt from the store at start, so a tick costs
  * nothing while thousands of runs wait on their workers.
+ *
+ * <p>Admission: while {@code maxWaitingJobs} of this task's jobs wait for a worker (dispatched, not yet Started), a new
+ * run is stored queued (RUNNING, nothing dispatched) instead of started, and queued runs start in registration order as
+ * workers pick jobs up. Later stages of runs already started are always dispatched at once, so a burst of registrations
+ * cannot bury the next stage of a run behind a thousand first stages: work in progress stays bounded and every started
+ * run moves at the workers' speed.
  */
 final class PlannerProcessor implements Processor<String, SpecificRecord, String, SpecificRecord> {
 
@@ -36,10 +47,15 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
   private final RunPlanner planner;
   private final Predicate<String> stageExists;
   private final Duration tick;
+  private final int maxWaitingJobs;
   private ProcessorContext<String, SpecificRecord> context;
   private KeyValueStore<String, RunState> store;
   private final Map<String, Long> dueAt = new HashMap<>();
   private final NavigableSet<Due> due = new TreeSet<>();
+  /** Queued runs of this task, oldest registration first. */
+  private final Deque<String> queued = new ArrayDeque<>();
+  /** Jobs of this task's runs that wait for a worker. */
+  private int waitingJobs;
 
   private record Due(long at, String runId) implements Comparable<Due> {
     @Override
@@ -49,10 +65,14 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     }
   }
 
-  PlannerProcessor(RunPlanner planner, Predicate<String> stageExists, Duration tick) {
+  PlannerProcessor(RunPlanner planner, Predicate<String> stageExists, Duration tick, int maxWaitingJobs) {
+    if (maxWaitingJobs < 1) {
+      throw new IllegalArgumentException("maxWaitingJobs must be at least 1, was " + maxWaitingJobs);
+    }
     this.planner = planner;
     this.stageExists = stageExists;
     this.tick = tick;
+    this.maxWaitingJobs = maxWaitingJobs;
   }
 
   @Override
@@ -60,17 +80,24 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     this.context = context;
     this.store = context.getStateStore(STORE);
     int resumed = 0;
+    List<RunState> waiting = new ArrayList<>();
     try (KeyValueIterator<String, RunState> it = store.all()) {
       while (it.hasNext()) {
         RunState state = it.next().value;
         if (state.getStatus() == RunStatus.RUNNING) {
           resumed++;
           schedule(state);
+          waitingJobs += RunPlanner.waitingJobs(state);
+          if (!RunPlanner.admitted(state)) {
+            waiting.add(state);
+          }
         }
       }
     }
+    waiting.sort(Comparator.comparing(RunState::getCreatedAt).thenComparing(RunState::getRunId));
+    waiting.forEach(r -> queued.add(r.getRunId()));
     if (resumed > 0) {
-      LOG.info("task={} resumed {} run(s) in progress", context.taskId(), resumed);
+      LOG.info("task={} resumed {} run(s) in progress, {} of them queued", context.taskId(), resumed, queued.size());
     }
     context.schedule(tick, PunctuationType.WALL_CLOCK_TIME, this::punctuate);
   }
@@ -84,14 +111,20 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
           LOG.info("runId={} already registered; ignored", reg.getRunId());
           return;
         }
-        RunPlanner.Step step = planner.register(reg, stageExists, now);
+        boolean admit = queued.isEmpty() && waitingJobs < maxWaitingJobs;
+        RunPlanner.Step step = planner.register(reg, stageExists, now, admit);
         if (step.state().getStatus() == RunStatus.REJECTED) {
           LOG.warn("runId={} rejected: {}", reg.getRunId(), step.state().getReason());
-        } else {
+        } else if (admit) {
           LOG.info("runId={} started recipe={} stages={}", reg.getRunId(), step.state().getRecipeName(),
               step.state().getStages().size());
+        } else {
+          queued.add(reg.getRunId());
+          LOG.debug("runId={} queued behind {} run(s); {} job(s) wait for workers", reg.getRunId(), queued.size() - 1,
+              waitingJobs);
         }
-        apply(step, now);
+        apply(null, step, now);
+        admitQueued(now); // after a restart the queue may hold runs a free slot has not started yet
       }
       case JobEvent e -> {
         RunState state = store.get(e.getRunId());
@@ -99,7 +132,8 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
           LOG.warn("runId={} jobId={} event for an unknown run; ignored", e.getRunId(), e.getJobId());
           return;
         }
-        apply(planner.onEvent(state, e, now), now);
+        apply(state, planner.onEvent(state, e, now), now);
+        admitQueued(now);
       }
       default -> LOG.warn("unexpected record type {}; ignored", record.value().getClass().getName());
     }
@@ -115,13 +149,26 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
       }
       RunPlanner.Step step = planner.tick(state, now);
       if (step.changed()) {
-        apply(step, now);
+        apply(state, step, now);
       } else {
         schedule(state);
       }
       Long again = dueAt.get(next.runId());
       if (again != null && again <= now) { // the clock had nothing to do although the run looked due: look later
         reschedule(next.runId(), now + tick.toMillis());
+      }
+    }
+    admitQueued(now);
+  }
+
+  /** Starts queued runs, oldest first, while fewer than {@code maxWaitingJobs} jobs wait for workers. */
+  private void admitQueued(long now) {
+    while (waitingJobs < maxWaitingJobs && !queued.isEmpty()) {
+      RunState state = store.get(queued.poll());
+      if (state != null) {
+        LOG.info("runId={} started recipe={} stages={} ({} run(s) still queued)", state.getRunId(),
+            state.getRecipeName(), state.getStages().size(), queued.size());
+        apply(state, planner.admit(state, now), now);
       }
     }
   }
@@ -142,11 +189,13 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     }
   }
 
-  private void apply(RunPlanner.Step step, long now) {
+  /** Stores and publishes the step's state and forwards its jobs; {@code before} is the stored state (null if none). */
+  private void apply(RunState before, RunPlanner.Step step, long now) {
     if (!step.changed()) {
       return;
     }
     RunState state = step.state();
+    waitingJobs += RunPlanner.waitingJobs(state) - (before == null ? 0 : RunPlanner.waitingJobs(before));
     for (StageJob job : step.dispatch()) {
       context.forward(new Record<>(job.getRunId(), job, now));
     }

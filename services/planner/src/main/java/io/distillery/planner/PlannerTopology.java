@@ -30,8 +30,15 @@ public final class PlannerTopology {
 
   private PlannerTopology() {}
 
+  /**
+   * @param partitions partitions of the planner's inputs (one task each)
+   * @param maxWaitingJobs jobs that may wait for workers across all tasks before new runs queue (0 for no limit); each
+   *     task gets its share, rounded up
+   */
   public static Topology build(KafkaSettings kafka, RunPlanner planner, Predicate<String> stageExists, Duration tick,
-      int partitions) {
+      int partitions, int maxWaitingJobs) {
+    int perTask = maxWaitingJobs == PlannerConfig.UNLIMITED ? Integer.MAX_VALUE
+        : Math.max(1, Math.ceilDiv(maxWaitingJobs, partitions));
     AvroSerde<ModelRegistered> registered = kafka.serde(ModelRegistered.class);
     AvroSerde<JobEvent> events = kafka.serde(JobEvent.class);
     AvroSerde<RunState> runs = kafka.serde(RunState.class);
@@ -52,7 +59,7 @@ public final class PlannerTopology {
         .mapValues(v -> (SpecificRecord) v, Named.as("as-event"));
 
     regs.merge(evs, Named.as("inputs"))
-        .process(() -> new PlannerProcessor(planner, stageExists, tick), Named.as("planner"), PlannerProcessor.STORE)
+        .process(() -> new PlannerProcessor(planner, stageExists, tick, perTask), Named.as("planner"), PlannerProcessor.STORE)
         .split(Named.as("out-"))
         .branch((k, v) -> v instanceof StageJob, Branched.withConsumer(s -> s
             .mapValues(v -> (StageJob) v, Named.as("as-job"))

@@ -63,6 +63,14 @@ public final class RunPlanner {
 
   /** Starts a run: validates the recipe, then dispatches its roots; an invalid recipe ends the run as REJECTED. */
   public Step register(ModelRegistered reg, Predicate<String> stageExists, long now) {
+    return register(reg, stageExists, now, true);
+  }
+
+  /**
+   * Starts a run as {@link #register(ModelRegistered, Predicate, long)} does, except that with {@code admit} false a
+   * valid run is stored RUNNING with every node WAITING and nothing dispatched: it is queued until {@link #admit}.
+   */
+  public Step register(ModelRegistered reg, Predicate<String> stageExists, long now, boolean admit) {
     ArtefactRef model = ArtefactRef.newBuilder().setUri(reg.getUri()).setSha256(reg.getSha256())
         .setBytes(reg.getBytes()).setFormat("hf-model").build();
     RunState.Builder rs = RunState.newBuilder()
@@ -87,8 +95,44 @@ public final class RunPlanner {
     RunState state = rs.setRecipeName(recipe.name()).setRecipe(json).setStatus(RunStatus.RUNNING).setStages(stages)
         .build();
     List<StageJob> jobs = new ArrayList<>();
-    dispatchReady(state, recipe, now, jobs);
+    if (admit) {
+      dispatchReady(state, recipe, now, jobs);
+    } else {
+      for (StageState s : state.getStages()) {
+        if (s.getAfter().isEmpty()) {
+          s.setMessage("queued: the run starts when fewer jobs wait for workers");
+        }
+      }
+    }
     return new Step(state, jobs);
+  }
+
+  /** Dispatches the roots of a run that {@link #register} queued; nothing for a run already admitted or finished. */
+  public Step admit(RunState current, long now) {
+    if (current.getStatus() != RunStatus.RUNNING || admitted(current)) {
+      return Step.none();
+    }
+    RunState state = RunState.newBuilder(current).build();
+    List<StageJob> jobs = new ArrayList<>();
+    dispatchReady(state, recipe(state), now, jobs);
+    state.setUpdatedAt(Instant.ofEpochMilli(now));
+    return new Step(state, jobs);
+  }
+
+  /** Whether any node of the run was ever dispatched; a RUNNING run none of whose nodes was is queued. */
+  public static boolean admitted(RunState state) {
+    return state.getStages().stream().anyMatch(s -> s.getAttempt() > 0);
+  }
+
+  /** The run's jobs that wait for a worker: dispatched to their topic, not yet Started. */
+  public static int waitingJobs(RunState state) {
+    int n = 0;
+    for (StageState s : state.getStages()) {
+      if (s.getStatus() == StageStatus.DISPATCHED) {
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Applies one job event of the run. */
