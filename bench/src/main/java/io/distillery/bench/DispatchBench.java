@@ -2,6 +2,7 @@ package io.distillery.bench;
 
 import io.distillery.planner.PlannerApp;
 import io.distillery.planner.PlannerConfig;
+import io.distillery.planner.PlannerService;
 import io.distillery.platform.artefact.FileArtefactStore;
 import io.distillery.platform.kafka.KafkaSettings;
 import io.distillery.platform.kafka.TopicAdmin;
@@ -67,7 +68,7 @@ public final class DispatchBench {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
     int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 1;
     double rate = args.length > 2 ? Double.parseDouble(args[2]) : 0; // registrations per second; 0 = all at once
-    int maxWaitingJobs = args.length > 3 ? Integer.parseInt(args[3]) : io.distillery.planner.PlannerService.LOCAL_MAX_WAITING_JOBS;
+    int maxWaitingJobs = args.length > 3 ? Integer.parseInt(args[3]) : PlannerService.LOCAL_MAX_WAITING_JOBS;
     Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
     try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
       KafkaSettings kafka = KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl());
@@ -111,8 +112,8 @@ public final class DispatchBench {
         Percentiles e2e = Percentiles.of(lat.completedToStarted());
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
         Percentiles admission = Percentiles.of(lat.registeredToStarted());
-        System.out.printf(Locale.ROOT, "runs=%d stages/run=3 workers/stage=%d arrival=%s max_waiting_jobs=%d wall=%.2f s%n",
-            runs, workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", maxWaitingJobs, seconds);
+        System.out.printf(Locale.ROOT,
+            "runs=%d stages/run=3 workers/stage=%d arrival=%s max_waiting_jobs=%d wall=%.2f s%n", runs, workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", maxWaitingJobs, seconds);
         System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in"
             + " this process; the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun,
             Runtime.getRuntime().availableProcessors());

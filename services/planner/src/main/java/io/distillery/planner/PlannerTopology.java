@@ -59,7 +59,8 @@ public final class PlannerTopology {
         .mapValues(v -> (SpecificRecord) v, Named.as("as-event"));
 
     regs.merge(evs, Named.as("inputs"))
-        .process(() -> new PlannerProcessor(planner, stageExists, tick, perTask), Named.as("planner"), PlannerProcessor.STORE)
+        .process(() -> new PlannerProcessor(planner, stageExists, tick, perTask), Named.as("planner"),
+            PlannerProcessor.STORE)
         .split(Named.as("out-"))
         .branch((k, v) -> v instanceof StageJob, Branched.withConsumer(s -> s
             .mapValues(v -> (StageJob) v, Named.as("as-job"))

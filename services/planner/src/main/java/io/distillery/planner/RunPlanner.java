@@ -119,7 +119,7 @@ public final class RunPlanner {
     return new Step(state, jobs);
   }
 
-  /** Whether any node of the run was ever dispatched; a RUNNING run none of whose nodes was is queued. */
+  /** Whether any node of the run was ever dispatched: a RUNNING run with none dispatched yet is queued. */
   public static boolean admitted(RunState state) {
     return state.getStages().stream().anyMatch(s -> s.getAttempt() > 0);
   }

@@ -16,6 +16,7 @@ import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.Map;
 import org.apache.avro.io.DecoderFactory;
 import org.apache.avro.io.EncoderFactory;
 import org.apache.avro.specific.SpecificDatumReader;
@@ -77,7 +78,7 @@ class PlannerProcessorTest {
     assertThat(jobs()).extracting(j -> j.getRunId() + "/" + j.getNode()).containsExactly("r3/a");
 
     context.resetForwards();
-    p.process(record("r1", event("r1", "a", Completed.newBuilder().setOutputs(List.of()).setMetrics(java.util.Map.of()).build())));
+    p.process(record("r1", event("r1", "a", Completed.newBuilder().setOutputs(List.of()).setMetrics(Map.of()).build())));
     // the next stage of a started run goes out although two jobs (r2/a, r3/a) already wait; r4 stays queued
     assertThat(jobs()).extracting(j -> j.getRunId() + "/" + j.getNode()).containsExactly("r1/b");
     assertThat(RunPlanner.admitted(store.get("r4"))).isFalse();
