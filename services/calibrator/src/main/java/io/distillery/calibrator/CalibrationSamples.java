@@ -31,9 +31,12 @@ final class CalibrationSamples {
 
   private CalibrationSamples() {}
 
-  /** {@code samples} task-suite examples (prompt followed by answer), the task kinds in turn, deterministic for a seed. */
-  static List<String> fromTasks(int samples, long seed) {
-    TaskGenerator generator = new TaskGenerator(TaskSettings.defaults(), seed);
+  /**
+   * {@code samples} task-suite examples (prompt followed by answer) drawn with {@code settings}, the task kinds in turn,
+   * deterministic for a seed.
+   */
+  static List<String> fromTasks(int samples, long seed, TaskSettings settings) {
+    TaskGenerator generator = new TaskGenerator(settings, seed);
     TaskKind[] kinds = TaskKind.values();
     List<String> texts = new ArrayList<>(samples);
     for (int i = 0; i < samples; i++) {

@@ -5,9 +5,10 @@ package io.distillery.calibrator;
  *
  * @param samples how many calibration samples to run (a dataset with fewer uses all it has); default 128
  * @param seqLen tokens per sample at most (longer samples are truncated), in [8, 32768]; default 256
- * @param source {@code tasks} (seeded prompts of the built-in task suite, the default) or {@code dataset} (an input
- *     artefact of format {@code dataset}: JSONL with {@code {"prompt","answer"}} or {@code {"text"}} lines, or a text
- *     file with one sample a line)
+ * @param source {@code tasks} (seeded prompts of the built-in task suite, the default, drawn with the task settings the
+ *     run's model was trained on, {@code distillery-tasks.json} beside it, else the defaults) or {@code dataset} (an
+ *     input artefact of format {@code dataset}: JSONL with {@code {"prompt","answer"}} or {@code {"text"}} lines, or a
+ *     text file with one sample a line)
  * @param hessian whether to accumulate X^T X for every linear layer (GPTQ, SparseGPT); default true
  * @param bins |x| histogram bins for entropy calibration, at least 128; default 2048
  * @param seed seed of the task-suite samples; default 0

@@ -13,6 +13,7 @@ import io.distillery.platform.stage.StageContext;
 import io.distillery.platform.stage.StageException;
 import io.distillery.platform.stage.StagePlugin;
 import io.distillery.platform.stage.StageResult;
+import io.distillery.platform.tasks.TaskSettings;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -75,7 +76,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
             + e.getMessage(), e);
       }
     } else {
-      texts = CalibrationSamples.fromTasks(p.samples(), p.seed());
+      texts = CalibrationSamples.fromTasks(p.samples(), p.seed(), taskSettings(ctx.model()));
     }
 
     ctx.progress(0, "loading the model");
@@ -163,6 +164,15 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("cannot read the model: " + e.getMessage(), e);
+    }
+  }
+
+  /** The task settings the run's model was trained on ({@link TaskSettings#forModel}); a broken file is fatal. */
+  private static TaskSettings taskSettings(Path model) throws StageException {
+    try {
+      return TaskSettings.forModel(model);
+    } catch (IOException e) {
+      throw StageException.fatal("cannot draw task samples for the model: " + e.getMessage(), e);
     }
   }
 

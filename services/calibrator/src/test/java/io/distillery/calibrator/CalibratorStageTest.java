@@ -16,6 +16,7 @@ import io.distillery.platform.stage.StageException;
 import io.distillery.platform.stage.StageParams;
 import io.distillery.platform.stage.StageRegistry;
 import io.distillery.platform.stage.StageResult;
+import io.distillery.platform.tasks.TaskSettings;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
 import java.io.IOException;
@@ -49,6 +50,33 @@ class CalibratorStageTest {
   }
 
   @Test
+  void shouldDrawTaskSamplesFromTheSettingsTheModelWasTrainedOn(@TempDir Path trained) throws Exception {
+    TaskSettings twoDigits = TaskSettings.defaults().withAdditionDigits(2).withRecallPairs(2);
+    Path model = trainedWith(trained, "{}");
+    twoDigits.write(model);
+    CalibratorParams params = new CalibratorParams(10, 64, null, false, 256, 3L);
+
+    StageResult result = new CalibratorStage().run(context(model, params, List.of(), new ArrayList<>(), scratch));
+
+    long expected = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(10, 3L, twoDigits),
+        ByteTokenizer.instance(), 64, ByteTokenizer.VOCAB_SIZE).stream().mapToLong(s -> s.length).sum();
+    long withDefaults = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(10, 3L, TaskSettings.defaults()),
+        ByteTokenizer.instance(), 64, ByteTokenizer.VOCAB_SIZE).stream().mapToLong(s -> s.length).sum();
+    assertThat(expected).isLessThan(withDefaults); // shorter additions and fewer recall pairs
+    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    assertThat(stats.layers().get(DOWN).tokens()).isEqualTo(expected);
+  }
+
+  @Test
+  void shouldFailFatallyNamingTheFileWhenTheModelsTaskSettingsAreBroken(@TempDir Path trained) throws Exception {
+    Path model = trainedWith(trained, "{\"additionDigits\": 0}");
+    CalibratorParams params = new CalibratorParams(4, 64, null, false, 256, 3L);
+
+    assertThatThrownBy(() -> new CalibratorStage().run(context(model, params, List.of(), new ArrayList<>(), scratch)))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining(TaskSettings.FILE_NAME);
+  }
+
+  @Test
   void shouldRecordEveryLinearLayerOverExactlyTheTokensFedWhenCalibratingOnTasks() throws Exception {
     CalibratorParams params = new CalibratorParams(12, 64, null, true, 256, 3L);
     List<Double> percents = new ArrayList<>();
@@ -58,7 +86,7 @@ class CalibratorStageTest {
     assertThat(result.outputs()).hasSize(1);
     assertThat(result.outputs().getFirst().format()).isEqualTo(CalibrationStats.FORMAT);
     CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
-    List<int[]> fed = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(12, 3L), ByteTokenizer.instance(), 64,
+    List<int[]> fed = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(12, 3L, TaskSettings.defaults()), ByteTokenizer.instance(), 64,
         ByteTokenizer.VOCAB_SIZE);
     long tokens = fed.stream().mapToLong(s -> s.length).sum();
     try (LlamaModel model = LlamaModel.load(modelDir)) {
@@ -216,14 +244,30 @@ class CalibratorStageTest {
 
   private static StageContext<CalibratorParams> context(CalibratorParams params, List<StageContext.Artefact> inputs,
       List<Double> percents, Path scratch) {
+    return context(modelDir, params, inputs, percents, scratch);
+  }
+
+  private static StageContext<CalibratorParams> context(Path model, CalibratorParams params,
+      List<StageContext.Artefact> inputs, List<Double> percents, Path scratch) {
     StageJob job = StageJob.newBuilder().setRunId("run-1").setJobId("run-1/calibrate").setAttempt(1)
         .setStage("calibrator").setNode("calibrate").setParams("{}")
-        .setModel(ArtefactRef.newBuilder().setUri(modelDir.toUri().toString()).setSha256(MODEL_SHA).setBytes(1)
+        .setModel(ArtefactRef.newBuilder().setUri(model.toUri().toString()).setSha256(MODEL_SHA).setBytes(1)
             .setFormat("hf-llama").build())
         .setTimeoutMs(60_000).setDispatchedAt(Instant.now()).build();
     List<StageContext.Input> in = inputs.isEmpty() ? List.of()
         : List.of(new StageContext.Input("data", "dataset", inputs, Map.of()));
-    return new StageContext<>(job, params, modelDir, in, scratch, scratch, (percent, message, metrics) ->
+    return new StageContext<>(job, params, model, in, scratch, scratch, (percent, message, metrics) ->
         percents.add(percent));
+  }
+
+  /** The tiny model, copied into {@code dir} with {@code settings} written beside it as the teacher trainer does. */
+  private static Path trainedWith(Path dir, String settingsJson) throws IOException {
+    try (var files = Files.list(modelDir)) {
+      for (Path f : files.toList()) {
+        Files.copy(f, dir.resolve(f.getFileName()));
+      }
+    }
+    Files.writeString(dir.resolve(TaskSettings.FILE_NAME), settingsJson);
+    return dir;
   }
 }

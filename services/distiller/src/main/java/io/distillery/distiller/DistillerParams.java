@@ -14,7 +14,8 @@ import java.util.Set;
  * @param slicing how a {@code student} shape is cut from the teacher: "activations" keeps the units with the largest
  *     activations on {@code calibrationSamples} training sequences (default), "first" the first units
  * @param studentUri an existing HF checkpoint directory (path or file: URI) to start the student from
- * @param source "tasks" to generate {@code samples} task-suite prompts in the stage; null for none
+ * @param source "tasks" to generate {@code samples} task-suite prompts in the stage (with the task settings the teacher
+ *     was trained on, {@code distillery-tasks.json} beside it, else the defaults); null for none
  * @param tasks task kinds {@code source: tasks} generates (add, copy, rev, kv, sort); default: the kinds of the
  *     teacher's held-out split ({@code test.jsonl} next to it, written by the teacher trainer), else all
  * @param dataset a user JSONL file ({"prompt", "answer" optional, "task" optional} per line)

@@ -22,6 +22,7 @@ import io.distillery.platform.tasks.ExactMatch;
 import io.distillery.platform.tasks.TaskExample;
 import io.distillery.platform.tasks.TaskJsonl;
 import io.distillery.platform.tasks.TaskKind;
+import io.distillery.platform.tasks.TaskSettings;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
@@ -158,7 +159,13 @@ public final class DistillerStage implements Stage<DistillerParams> {
       prompts.addAll(DataFiles.jsonlFiles(a.path()));
     }
     List<Path> misfires = ctx.artefacts(MISFIRES_FORMAT).stream().map(StageContext.Artefact::path).toList();
-    return DistillData.build(p, teacher, taskKinds(ctx), prompts, misfires);
+    TaskSettings settings;
+    try {
+      settings = TaskSettings.forModel(ctx.model());
+    } catch (IOException e) {
+      throw StageException.fatal("cannot draw task prompts for the teacher: " + e.getMessage(), e);
+    }
+    return DistillData.build(p, teacher, taskKinds(ctx), settings, prompts, misfires);
   }
 
   /** The {@code tasks} param, else the kinds of the teacher's held-out split, else every kind. */

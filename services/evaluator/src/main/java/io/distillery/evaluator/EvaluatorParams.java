@@ -9,7 +9,8 @@ import java.util.Map;
  * non-retryable).
  *
  * @param dataset a user eval JSONL file, a path or a file: URI ({@code {"task","prompt","answer"}} lines); default:
- *     {@code test.jsonl} next to the reference checkpoint, else a generated task-suite test split
+ *     {@code test.jsonl} next to the reference checkpoint, else a generated task-suite test split (drawn with the
+ *     reference's task settings, {@code distillery-tasks.json}, if it has them)
  * @param samples at most this many eval prompts (and held-out misfires), default 200
  * @param seed seed of the generated test split when there is no dataset (default 7)
  * @param gates gate id to threshold, merged over the run's gates; see {@link GateKey}

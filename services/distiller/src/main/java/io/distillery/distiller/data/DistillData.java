@@ -54,12 +54,13 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
    */
   public static DistillData build(DistillerParams p, LlamaModel teacher, List<Path> promptFiles,
       List<Path> misfireArtefacts) throws IOException, DataFiles.BadDataException {
-    return build(p, teacher, List.of(TaskKind.values()), promptFiles, misfireArtefacts);
+    return build(p, teacher, List.of(TaskKind.values()), TaskSettings.defaults(), promptFiles, misfireArtefacts);
   }
 
-  /** As above, generating {@code taskKinds} when {@code source} is "tasks". */
+  /** As above, generating {@code taskKinds} with {@code settings} when {@code source} is "tasks". */
   public static DistillData build(DistillerParams p, LlamaModel teacher, List<TaskKind> taskKinds,
-      List<Path> promptFiles, List<Path> misfireArtefacts) throws IOException, DataFiles.BadDataException {
+      TaskSettings settings, List<Path> promptFiles, List<Path> misfireArtefacts)
+      throws IOException, DataFiles.BadDataException {
     List<TaskExample> train = new ArrayList<>();
     List<Double> weights = new ArrayList<>();
     List<TaskExample> heldout = new ArrayList<>();
@@ -67,7 +68,7 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
     List<Double> pendingWeights = new ArrayList<>();
     int taskPrompts = 0;
     if (DistillerParams.SOURCE_TASKS.equals(p.source())) {
-      TaskSuite suite = TaskSuite.generate(taskKinds, TaskSettings.defaults(), p.samples(), 0,
+      TaskSuite suite = TaskSuite.generate(taskKinds, settings, p.samples(), 0,
           p.evalSamples(), p.seed());
       for (TaskExample e : suite.train()) {
         pending.add(new DataFiles.Row(e.task(), e.prompt(), e.answer()));

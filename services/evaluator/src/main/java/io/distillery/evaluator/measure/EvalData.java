@@ -19,7 +19,8 @@ import java.util.List;
 /**
  * Where the eval prompts come from, in order of preference: the user's eval JSONL ({@code dataset} param), the
  * held-out {@code test.jsonl} the teacher trainer writes next to the reference checkpoint, or a generated task-suite
- * test split (all task kinds, default difficulty, seeded). And the held-out misfires of a {@code misfires-jsonl}
+ * test split (all task kinds, seeded, with the task settings the reference model was trained on, else the defaults; see
+ * {@link TaskSettings#forModel}). And the held-out misfires of a {@code misfires-jsonl}
  * dataset.
  */
 public final class EvalData {
@@ -52,8 +53,8 @@ public final class EvalData {
       }
       return new EvalSet(all.subList(0, Math.min(samples, all.size())), file.toString());
     }
-    List<TaskExample> generated = TaskSuite.generate(List.of(TaskKind.values()), TaskSettings.defaults(), 0, 0,
-        samples, seed).test();
+    TaskSettings settings = reference == null ? TaskSettings.defaults() : TaskSettings.forModel(reference);
+    List<TaskExample> generated = TaskSuite.generate(List.of(TaskKind.values()), settings, 0, 0, samples, seed).test();
     return new EvalSet(generated, "generated task suite (seed " + seed + ", " + samples + " prompts)");
   }
 

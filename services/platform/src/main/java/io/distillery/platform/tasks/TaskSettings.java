@@ -1,5 +1,13 @@
 package io.distillery.platform.tasks;
 
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Optional;
+
 /**
  * Difficulty of the generated tasks.
  *
@@ -32,6 +40,49 @@ public record TaskSettings(int additionDigits, int minTextLength, int maxTextLen
             throw new IllegalArgumentException("sort lengths must satisfy 1 <= minSortLength <= maxSortLength, got "
                     + minSortLength + ".." + maxSortLength);
         }
+    }
+
+    /**
+     * The file a checkpoint directory carries to say which settings its model was trained on ({@code distillery
+     * teacher} writes it), so that stages drawing task prompts for that model (calibration samples, the distiller's
+     * {@code source: tasks}, the evaluator's generated fallback) draw them from the same distribution.
+     */
+    public static final String FILE_NAME = "distillery-tasks.json";
+
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+            .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+            .enable(SerializationFeature.INDENT_OUTPUT);
+
+    /** Writes these settings as {@value #FILE_NAME} into {@code directory}. */
+    public void write(Path directory) throws IOException {
+        JSON.writeValue(directory.resolve(FILE_NAME).toFile(), this);
+    }
+
+    /**
+     * The settings in {@code directory}'s {@value #FILE_NAME}; empty if there is no such file.
+     *
+     * @throws IOException if the file cannot be read or does not hold valid settings; the message names the file
+     */
+    public static Optional<TaskSettings> read(Path directory) throws IOException {
+        Path file = directory.resolve(FILE_NAME);
+        if (!Files.isRegularFile(file)) {
+            return Optional.empty();
+        }
+        if (Files.size(file) > 64 * 1024) {
+            throw new IOException(file + " is " + Files.size(file) + " bytes; task settings are a small JSON object");
+        }
+        try {
+            return Optional.of(JSON.readValue(file.toFile(), TaskSettings.class));
+        } catch (IOException e) {
+            throw new IOException(file + " does not hold valid task settings: " + e.getMessage(), e);
+        }
+    }
+
+    /** The settings {@code directory}'s model was trained on, or {@link #defaults()} if it does not say. */
+    public static TaskSettings forModel(Path directory) throws IOException {
+        return read(directory).orElseGet(TaskSettings::defaults);
     }
 
     /** 3-digit addition, 3-6 letter strings, 3 recall pairs, 3-6 digit lists. */

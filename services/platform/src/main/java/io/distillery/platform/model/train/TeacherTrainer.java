@@ -13,6 +13,7 @@ import io.distillery.platform.tasks.Perplexity;
 import io.distillery.platform.tasks.TaskBatch;
 import io.distillery.platform.tasks.TaskExample;
 import io.distillery.platform.tasks.TaskJsonl;
+import io.distillery.platform.tasks.TaskSettings;
 import io.distillery.platform.tasks.TaskSuite;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -97,7 +98,8 @@ public final class TeacherTrainer {
 
     /**
      * Generates the suite, trains, and writes an HF checkpoint ({@code config.json}, {@code
-     * model.safetensors} F32, tokenizer files) plus {@code validation.jsonl} and {@code test.jsonl}
+     * model.safetensors} F32, tokenizer files) plus the task settings ({@value TaskSettings#FILE_NAME}),
+     * {@code validation.jsonl} and {@code test.jsonl}
      * (the held-out prompts) into {@code directory}.
      */
     public TeacherReport trainAndSave(Path directory) throws IOException {
@@ -105,6 +107,7 @@ public final class TeacherTrainer {
         try (TrainedTeacher trained = train(suite, null)) {
             trained.model().save(directory, DType.F32);
             tokenizer.save(directory);
+            config.taskSettings().write(directory);
             TaskJsonl.write(directory.resolve("validation.jsonl"), suite.validation());
             TaskJsonl.write(directory.resolve("test.jsonl"), suite.test());
             return trained.report();
