@@ -3,7 +3,11 @@ package io.distillery.platform.tasks;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.tokenizer.TextTokenizer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -18,28 +22,17 @@ import java.util.List;
  * @param mask {@code batch * length}, 1 where the target is an answer or eos token
  * @param answerTokens number of ones in the mask
  * @param realTokens number of non-pad input tokens
+ * @param segments {@code [batch][length]} example labels of a {@link #packed} batch (-1 on padding); null when each row
+ *     holds one example
  */
-public record TaskBatch(int[][] inputs, long[] targets, float[] mask, int answerTokens, int realTokens) {
+public record TaskBatch(int[][] inputs, long[] targets, float[] mask, int answerTokens, int realTokens,
+        int[][] segments) {
 
     public static TaskBatch of(List<TaskExample> examples, TextTokenizer tokenizer) {
-        if (examples.isEmpty()) {
-            throw new IllegalArgumentException("a batch needs at least one example");
-        }
-        int pad = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
+        int pad = padId(tokenizer);
         int[][] sequences = new int[examples.size()][];
         int[] promptLengths = new int[examples.size()];
-        int longest = 0;
-        for (int b = 0; b < sequences.length; b++) {
-            TaskExample example = examples.get(b);
-            int[] prompt = tokenizer.encode(example.prompt(), true, false);
-            int[] answer = tokenizer.encode(example.answer(), false, true);
-            int[] sequence = new int[prompt.length + answer.length];
-            System.arraycopy(prompt, 0, sequence, 0, prompt.length);
-            System.arraycopy(answer, 0, sequence, prompt.length, answer.length);
-            sequences[b] = sequence;
-            promptLengths[b] = prompt.length;
-            longest = Math.max(longest, sequence.length);
-        }
+        int longest = encode(examples, tokenizer, sequences, promptLengths);
         int length = longest - 1;
         int[][] inputs = new int[sequences.length][length];
         long[] targets = new long[sequences.length * length];
@@ -61,7 +54,107 @@ public record TaskBatch(int[][] inputs, long[] targets, float[] mask, int answer
                 }
             }
         }
-        return new TaskBatch(inputs, targets, mask, answerTokens, realTokens);
+        return new TaskBatch(inputs, targets, mask, answerTokens, realTokens, null);
+    }
+
+    /**
+     * The same examples, targets and loss as {@link #of}, packed end to end into rows of {@code rowLength} input
+     * positions (first fit, longest first) instead of one padded row each: a batch of prompts of unequal length wastes
+     * fewer positions on padding. {@link #segments()} labels each row's examples so that {@link #logits} lets every
+     * example attend only to itself; RoPE scores depend only on the distance between positions, so each example gets
+     * the logits it would get alone.
+     *
+     * @throws IllegalArgumentException if an example needs more than {@code rowLength} input positions
+     */
+    public static TaskBatch packed(List<TaskExample> examples, TextTokenizer tokenizer, int rowLength) {
+        int pad = padId(tokenizer);
+        int[][] sequences = new int[examples.size()][];
+        int[] promptLengths = new int[examples.size()];
+        int longest = encode(examples, tokenizer, sequences, promptLengths);
+        if (longest - 1 > rowLength) {
+            throw new IllegalArgumentException("an example needs " + (longest - 1) + " input positions, rows have "
+                    + rowLength);
+        }
+        List<Integer> order = new ArrayList<>();
+        for (int b = 0; b < sequences.length; b++) {
+            order.add(b);
+        }
+        order.sort(Comparator.comparingInt((Integer b) -> sequences[b].length).reversed());
+        List<List<Integer>> rows = new ArrayList<>();
+        List<Integer> free = new ArrayList<>();
+        for (int b : order) {
+            int need = sequences[b].length - 1;
+            int row = 0;
+            while (row < rows.size() && free.get(row) < need) {
+                row++;
+            }
+            if (row == rows.size()) {
+                rows.add(new ArrayList<>());
+                free.add(rowLength);
+            }
+            rows.get(row).add(b);
+            free.set(row, free.get(row) - need);
+        }
+        int length = rowLength - free.stream().mapToInt(Integer::intValue).min().orElse(0);
+        int[][] inputs = new int[rows.size()][length];
+        int[][] segments = new int[rows.size()][length];
+        long[] targets = new long[rows.size() * length];
+        float[] mask = new float[rows.size() * length];
+        int answerTokens = 0;
+        int realTokens = 0;
+        for (int r = 0; r < rows.size(); r++) {
+            Arrays.fill(inputs[r], pad);
+            Arrays.fill(segments[r], -1);
+            Arrays.fill(targets, r * length, (r + 1) * length, pad);
+            int offset = 0;
+            for (int segment = 0; segment < rows.get(r).size(); segment++) {
+                int b = rows.get(r).get(segment);
+                int[] sequence = sequences[b];
+                for (int t = 0; t < sequence.length - 1; t++) {
+                    int at = offset + t;
+                    inputs[r][at] = sequence[t];
+                    segments[r][at] = segment;
+                    targets[r * length + at] = sequence[t + 1];
+                    realTokens++;
+                    if (t + 1 >= promptLengths[b]) {
+                        mask[r * length + at] = 1f;
+                        answerTokens++;
+                    }
+                }
+                offset += sequence.length - 1;
+            }
+        }
+        return new TaskBatch(inputs, targets, mask, answerTokens, realTokens, segments);
+    }
+
+    /** {@code <s> prompt answer </s>} of each example into {@code sequences}; returns the longest length. */
+    private static int encode(List<TaskExample> examples, TextTokenizer tokenizer, int[][] sequences,
+            int[] promptLengths) {
+        if (examples.isEmpty()) {
+            throw new IllegalArgumentException("a batch needs at least one example");
+        }
+        int longest = 0;
+        for (int b = 0; b < sequences.length; b++) {
+            TaskExample example = examples.get(b);
+            int[] prompt = tokenizer.encode(example.prompt(), true, false);
+            int[] answer = tokenizer.encode(example.answer(), false, true);
+            int[] sequence = new int[prompt.length + answer.length];
+            System.arraycopy(prompt, 0, sequence, 0, prompt.length);
+            System.arraycopy(answer, 0, sequence, prompt.length, answer.length);
+            sequences[b] = sequence;
+            promptLengths[b] = prompt.length;
+            longest = Math.max(longest, sequence.length);
+        }
+        return longest;
+    }
+
+    private static int padId(TextTokenizer tokenizer) {
+        return tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
+    }
+
+    /** The model's logits on {@link #inputs()}; in a packed batch each example attends only to itself. */
+    public NDArray logits(LlamaModel model, NDManager manager) {
+        return segments == null ? model.forward(manager, inputs) : model.forward(manager, inputs, segments);
     }
 
     public int size() {

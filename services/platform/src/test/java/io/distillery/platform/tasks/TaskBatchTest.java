@@ -6,10 +6,14 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.distillery.platform.model.config.LlamaConfig;
+import io.distillery.platform.model.llama.LlamaModel;
 import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import java.util.ArrayList;
 import java.util.List;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.Test;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 class TaskBatchTest {
 
@@ -43,6 +47,60 @@ class TaskBatchTest {
                     Offset.offset(1e-3f));
             assertThat(batch.answerNllMean(array, manager).getFloat()).isCloseTo((float) Math.log(vocab) / 2,
                     Offset.offset(1e-3f));
+        }
+    }
+
+    @Test
+    void shouldPackExamplesEndToEndWithTheSameTargets() {
+        TaskBatch packed = TaskBatch.packed(List.of(new TaskExample("t", "ab=", "c"), new TaskExample("t", "a=", "b"),
+                new TaskExample("t", "abcdef=", "g")), ByteTokenizer.instance(), 10);
+        // longest first: row 0 <s>abcdef=g (9 inputs); row 1 <s>ab=c (5) then <s>a=b (4), and a row of 9 is enough
+        assertThat(packed.inputs()).isDeepEqualTo(new int[][] {
+                {BOS, 'a', 'b', 'c', 'd', 'e', 'f', '=', 'g'},
+                {BOS, 'a', 'b', '=', 'c', BOS, 'a', '=', 'b'}});
+        assertThat(packed.segments()).isDeepEqualTo(new int[][] {
+                {0, 0, 0, 0, 0, 0, 0, 0, 0},
+                {0, 0, 0, 0, 0, 1, 1, 1, 1}});
+        assertThat(packed.targets()).containsExactly('a', 'b', 'c', 'd', 'e', 'f', '=', 'g', EOS,
+                'a', 'b', '=', 'c', EOS, 'a', '=', 'b', EOS);
+        assertThat(packed.mask()).containsExactly(0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 1, 1);
+        assertThat(packed.answerTokens()).isEqualTo(6);
+        assertThat(packed.realTokens()).isEqualTo(18);
+        TaskBatch padded = TaskBatch.packed(List.of(new TaskExample("t", "ab=", "c"), new TaskExample("t", "a=", "b")),
+                ByteTokenizer.instance(), 6);
+        // 5 and 4 inputs do not share a row of 6: the shorter row is padded, its pads in no example's segment
+        assertThat(padded.inputs()).isDeepEqualTo(new int[][] {{BOS, 'a', 'b', '=', 'c'}, {BOS, 'a', '=', 'b', PAD}});
+        assertThat(padded.segments()).isDeepEqualTo(new int[][] {{0, 0, 0, 0, 0}, {0, 0, 0, 0, -1}});
+        assertThat(padded.mask()).containsExactly(0, 0, 0, 1, 1, 0, 0, 1, 1, 0);
+        assertThatThrownBy(() -> TaskBatch.packed(List.of(new TaskExample("t", "abcdef=", "g")),
+                ByteTokenizer.instance(), 8)).hasMessageContaining("needs 9 input positions");
+    }
+
+    @Test
+    void shouldGiveThePackedBatchTheLossOfTheUnpackedOne() {
+        LlamaConfig config = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32)
+                .intermediateSize(64).numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2)
+                .maxPositionEmbeddings(128).rmsNormEps(1e-5).tieWordEmbeddings(false).build();
+        TaskGenerator generator = new TaskGenerator(TaskSettings.defaults(), 11);
+        List<TaskExample> examples = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            examples.add(generator.next(TaskKind.values()[i % TaskKind.values().length]));
+        }
+        TaskBatch plain = TaskBatch.of(examples, ByteTokenizer.instance());
+        TaskBatch packed = TaskBatch.packed(examples, ByteTokenizer.instance(), 4 * plain.length());
+        assertThat(packed.answerTokens()).isEqualTo(plain.answerTokens());
+        assertThat(packed.realTokens()).isEqualTo(plain.realTokens());
+        int plainPositions = plain.size() * plain.length();
+        int packedPositions = packed.size() * packed.length();
+        assertThat(packedPositions).isLessThan(plainPositions);
+        assertThat(packedPositions - packed.realTokens()).as("padding: packed %d of %d, plain %d of %d",
+                packedPositions - packed.realTokens(), packedPositions, plainPositions - plain.realTokens(),
+                plainPositions).isLessThanOrEqualTo((plainPositions - plain.realTokens()) / 2);
+        try (LlamaModel model = LlamaModel.random(config, 5); NDManager scope = model.manager().newSubManager()) {
+            float a = plain.answerNllSum(plain.logits(model, scope), scope).getFloat();
+            float b = packed.answerNllSum(packed.logits(model, scope), scope).getFloat();
+            assertThat(b).isCloseTo(a, Offset.offset(1e-4f * Math.abs(a)));
+            assertThat(a).isGreaterThan(10f); // a random model is unsure: the sums are not trivially zero
         }
     }
 }

@@ -219,7 +219,7 @@ public final class LlamaModel implements AutoCloseable {
      *     vocab_size)}
      */
     public NDArray forward(NDArray tokenIds) {
-        return run(tokenIds, null, false);
+        return run(tokenIds, null, false, null);
     }
 
     /**
@@ -227,20 +227,34 @@ public final class LlamaModel implements AutoCloseable {
      * these positions to it.
      */
     public NDArray forward(NDArray tokenIds, KvCache cache) {
-        return run(tokenIds, Objects.requireNonNull(cache, "cache"), false);
+        return run(tokenIds, Objects.requireNonNull(cache, "cache"), false, null);
     }
 
     /** Convenience: {@code [batch][seq]} ids (rows of equal length) to logits attached to {@code out}. */
     public NDArray forward(NDManager out, int[][] tokenIds) {
         try (NDArray ids = createIds(out, tokenIds)) {
-            return run(ids, null, false);
+            return run(ids, null, false, null);
+        }
+    }
+
+    /**
+     * Logits of rows that pack several sequences end to end: position {@code i} attends to {@code j <= i} only when
+     * {@code segments[b][i] == segments[b][j]}, so each sequence sees only itself. RoPE makes attention depend only on
+     * the distance between positions, so a packed sequence gets the logits it would get alone at the start of a row
+     * (up to float rounding), without the padding a batch of unequal lengths needs.
+     *
+     * @param segments {@code [batch][seq]}, the same shape as {@code tokenIds}; any int labels a sequence
+     */
+    public NDArray forward(NDManager out, int[][] tokenIds, int[][] segments) {
+        try (NDArray ids = createIds(out, tokenIds)) {
+            return run(ids, null, false, Objects.requireNonNull(segments, "segments"));
         }
     }
 
     /** Convenience with a cache. */
     public NDArray forward(NDManager out, int[][] tokenIds, KvCache cache) {
         try (NDArray ids = createIds(out, tokenIds)) {
-            return run(ids, Objects.requireNonNull(cache, "cache"), false);
+            return run(ids, Objects.requireNonNull(cache, "cache"), false, null);
         }
     }
 
@@ -269,7 +283,7 @@ public final class LlamaModel implements AutoCloseable {
         return out.create(flat, new Shape(tokenIds.length, seq));
     }
 
-    private NDArray run(NDArray tokenIds, KvCache cache, boolean lastPositionOnly) {
+    private NDArray run(NDArray tokenIds, KvCache cache, boolean lastPositionOnly, int[][] segments) {
         Shape shape = tokenIds.getShape();
         if (shape.dimension() != 2 || shape.get(0) == 0 || shape.get(1) == 0) {
             throw new IllegalArgumentException("token ids must be [batch, seq] with batch, seq > 0, got " + shape);
@@ -290,7 +304,7 @@ public final class LlamaModel implements AutoCloseable {
             float[][] tables = rope.tables(past, seq);
             NDArray cos = scope.create(tables[0], new Shape(seq, config.headDim()));
             NDArray sin = scope.create(tables[1], new Shape(seq, config.headDim()));
-            NDArray mask = causalMask(scope, past, seq);
+            NDArray mask = segments == null ? causalMask(scope, past, seq) : segmentMask(scope, segments, batch, seq);
             NDArray h = own(scope, Embedding.embedding(tokenIds, param(LlamaTensorNames.EMBED_TOKENS),
                     SparseFormat.DENSE).singletonOrThrow());
             for (int i = 0; i < layers.length; i++) {
@@ -376,6 +390,31 @@ public final class LlamaModel implements AutoCloseable {
             }
         }
         return scope.create(mask, new Shape(seq, total));
+    }
+
+    /**
+     * Additive mask {@code [batch, 1, seq, seq]}: 0 where query {@code i} may see key {@code j} ({@code j <= i}, in the
+     * same segment, and within the sliding window if any), -inf elsewhere.
+     */
+    private NDArray segmentMask(NDManager scope, int[][] segments, int batch, int seq) {
+        if (segments.length != batch) {
+            throw new IllegalArgumentException("segments has " + segments.length + " rows, token ids " + batch);
+        }
+        Integer window = config.slidingWindow();
+        float[] mask = new float[Math.multiplyExact(Math.multiplyExact(batch, seq), seq)];
+        for (int b = 0; b < batch; b++) {
+            if (segments[b].length != seq) {
+                throw new IllegalArgumentException("segments row " + b + " has " + segments[b].length
+                        + " labels for " + seq + " tokens");
+            }
+            for (int i = 0; i < seq; i++) {
+                for (int j = 0; j < seq; j++) {
+                    boolean visible = j <= i && segments[b][i] == segments[b][j] && (window == null || i - j < window);
+                    mask[(b * seq + i) * seq + j] = visible ? 0f : Float.NEGATIVE_INFINITY;
+                }
+            }
+        }
+        return scope.create(mask, new Shape(batch, 1, seq, seq));
     }
 
     private NDArray rmsNorm(NDArray x, NDArray weight) {
@@ -477,7 +516,7 @@ public final class LlamaModel implements AutoCloseable {
             ids[i] = tokens[i];
         }
         try (NDArray input = call.create(ids, new Shape(1, ids.length));
-                NDArray logits = run(input, cache, true)) {
+                NDArray logits = run(input, cache, true, null)) {
             return logits.toFloatArray();
         }
     }
