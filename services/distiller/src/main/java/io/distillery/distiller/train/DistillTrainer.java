@@ -32,12 +32,13 @@ import java.util.SplittableRandom;
 
 /**
  * Distils a teacher into a student (Hinton et al., arXiv 1503.02531): per step a seeded batch (the RNG is
- * {@code SplittableRandom(seed + step)}, so the "RNG position" of a checkpoint is its step), teacher logits on the fly,
- * the {@link KdLossGraph} loss, the platform's {@link AdamW} with global-norm clipping under a warmup + cosine
- * {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss on the validation examples decides an early
- * stop after {@code patience} evaluations without improvement. Every {@code checkpointEvery} steps the student's
- * weights, the optimizer state and the trainer's counters are written atomically into {@code checkpointDir};
- * {@link #train} resumes from there, so a resumed run ends with the same weights as an uninterrupted one.
+ * {@code SplittableRandom(seed + step)}, so the "RNG position" of a checkpoint is its step) packed into rows of
+ * several examples ({@code TaskBatch.packed}, each example attending only to itself; rows no longer than the
+ * student's context), teacher logits on the fly, the {@link KdLossGraph} loss, the platform's {@link AdamW} with
+ * global-norm clipping under a warmup + cosine {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss
+ * on the validation examples decides an early stop after {@code patience} evaluations without improvement. Every
+ * {@code checkpointEvery} steps the student's weights, the optimizer state and the trainer's counters are written
+ * atomically into {@code checkpointDir}; {@link #train} resumes from there, so a resumed run ends with the same weights as an uninterrupted one.
  *
  * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets alone (the
  * from-scratch baseline of bench/distill).
@@ -200,13 +201,13 @@ public final class DistillTrainer {
             throw new InterruptedException("distillation interrupted after step " + step);
           }
           step++;
-          TaskBatch batch = TaskBatch.of(batch(train, cumulative, step), tokenizer);
+          TaskBatch batch = TaskBatch.packed(student, batch(train, cumulative, step), tokenizer);
           double rate = schedule.at(step);
           float loss;
           try (NDManager scope = student.manager().newSubManager()) {
-            NDArray teacherLogits = params.usesTeacherLogits() ? teacher.forward(scope, batch.inputs()) : null;
+            NDArray teacherLogits = params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
             try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
-              NDArray l = loss(student.forward(scope, batch.inputs()), teacherLogits, batch, scope);
+              NDArray l = loss(batch.logits(student, scope), teacherLogits, batch, scope);
               collector.backward(l);
               loss = l.getFloat();
             }
@@ -273,11 +274,11 @@ public final class DistillTrainer {
     double sum = 0;
     long tokens = 0;
     for (int from = 0; from < examples.size(); from += params.batch()) {
-      TaskBatch batch = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + params.batch())),
-          tokenizer);
+      TaskBatch batch = TaskBatch.packed(student, examples.subList(from, Math.min(examples.size(),
+          from + params.batch())), tokenizer);
       try (NDManager scope = student.manager().newSubManager()) {
-        NDArray teacherLogits = params.usesTeacherLogits() ? teacher.forward(scope, batch.inputs()) : null;
-        NDArray logits = student.forward(scope, batch.inputs());
+        NDArray teacherLogits = params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
+        NDArray logits = batch.logits(student, scope);
         sum += loss(logits.stopGradient(), teacherLogits, batch, scope).getFloat() * batch.answerTokens();
         tokens += batch.answerTokens();
       }

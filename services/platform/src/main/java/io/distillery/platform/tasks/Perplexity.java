@@ -9,6 +9,8 @@ import java.util.List;
 /**
  * Perplexity of the answers given the prompts: {@code exp} of the mean negative log-likelihood
  * over every answer token and the closing {@code </s>}, prompts conditioned on but not scored.
+ * Batches of 64 examples are packed ({@link TaskBatch#packed(LlamaModel, List, TextTokenizer)}): each example is
+ * scored as if alone, with less padding than one row each.
  */
 public final class Perplexity {
 
@@ -26,9 +28,10 @@ public final class Perplexity {
         double nll = 0;
         long tokens = 0;
         for (int from = 0; from < examples.size(); from += BATCH) {
-            TaskBatch batch = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + BATCH)), tokenizer);
+            TaskBatch batch = TaskBatch.packed(model, examples.subList(from, Math.min(examples.size(), from + BATCH)),
+                    tokenizer);
             try (NDManager scope = model.manager().newSubManager()) {
-                NDArray logits = model.forward(scope, batch.inputs());
+                NDArray logits = batch.logits(model, scope);
                 nll += batch.answerNllSum(logits, scope).getFloat();
                 tokens += batch.answerTokens();
             }

@@ -103,4 +103,50 @@ class TaskBatchTest {
             assertThat(a).isGreaterThan(10f); // a random model is unsure: the sums are not trivially zero
         }
     }
+
+    @Test
+    void shouldPackRowsOfFourTimesTheLongestButNoLongerThanTheModelsContext() {
+        List<TaskExample> examples = List.of(new TaskExample("t", "abcdef=", "g"), new TaskExample("t", "a=", "b"),
+                new TaskExample("t", "ab=", "c"));
+        // the longest, <s> a b c d e f = g </s>, needs 9 input positions
+        try (LlamaModel wide = LlamaModel.random(tiny(128), 1); LlamaModel narrow = LlamaModel.random(tiny(12), 1);
+                LlamaModel tooNarrow = LlamaModel.random(tiny(6), 1)) {
+            TaskBatch roomy = TaskBatch.packed(wide, examples, ByteTokenizer.instance());
+            assertThat(roomy.size()).isEqualTo(1);
+            assertThat(roomy.length()).isEqualTo(9 + 4 + 5); // all three in one row of up to 36
+            TaskBatch capped = TaskBatch.packed(narrow, examples, ByteTokenizer.instance());
+            assertThat(capped.size()).isEqualTo(2); // rows of 12: the longest alone, then the two short ones
+            assertThat(capped.length()).isLessThanOrEqualTo(12);
+            TaskBatch alone = TaskBatch.packed(tooNarrow, examples, ByteTokenizer.instance());
+            assertThat(alone.length()).isEqualTo(9); // an example longer than the context still gets a row
+        }
+    }
+
+    @Test
+    void shouldGiveThePackedPerplexityOfThePaddedBatches() {
+        TaskGenerator generator = new TaskGenerator(TaskSettings.defaults(), 3);
+        List<TaskExample> examples = new ArrayList<>();
+        for (int i = 0; i < 70; i++) { // a full batch of 64 and a partial one
+            examples.add(generator.next(TaskKind.values()[i % TaskKind.values().length]));
+        }
+        try (LlamaModel model = LlamaModel.random(tiny(128), 9); NDManager scope = model.manager().newSubManager()) {
+            double nll = 0;
+            long tokens = 0;
+            for (List<TaskExample> part : List.of(examples.subList(0, 64), examples.subList(64, 70))) {
+                TaskBatch padded = TaskBatch.of(part, ByteTokenizer.instance());
+                nll += padded.answerNllSum(padded.logits(model, scope), scope).getFloat();
+                tokens += padded.answerTokens();
+            }
+            Perplexity.Result result = Perplexity.evaluate(model, ByteTokenizer.instance(), examples);
+            assertThat(result.tokens()).isEqualTo(tokens);
+            assertThat(result.meanNll()).isCloseTo(nll / tokens, Offset.offset(1e-5 * nll / tokens));
+            assertThat(result.meanNll()).isGreaterThan(1.0); // a random model: not trivially zero
+        }
+    }
+
+    private static LlamaConfig tiny(int positions) {
+        return LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32).intermediateSize(64)
+                .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(positions)
+                .rmsNormEps(1e-5).tieWordEmbeddings(false).build();
+    }
 }

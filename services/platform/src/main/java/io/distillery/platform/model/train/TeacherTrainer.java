@@ -133,7 +133,7 @@ public final class TeacherTrainer {
                 for (int i = 0; i < config.batch(); i++) {
                     examples.add(train.get(order.nextInt(train.size())));
                 }
-                TaskBatch batch = TaskBatch.packed(examples, tokenizer, rowLength(examples));
+                TaskBatch batch = TaskBatch.packed(model, examples, tokenizer);
                 double rate = schedule.at(step);
                 float loss;
                 double norm;
@@ -197,20 +197,6 @@ public final class TeacherTrainer {
             correct += entry.getValue() * counts.get(entry.getKey());
         }
         return correct / test.size();
-    }
-
-    /**
-     * Input positions per packed row: four times the longest example's. In rows of twice the longest, no third example
-     * fits beside two of more than a third of the row, and on the task suite packing then saved no position; longer
-     * rows pack tighter, but attention grows with the row (eight times the longest was slower than four).
-     */
-    static int rowLength(List<TaskExample> examples) {
-        int longest = 0;
-        for (TaskExample example : examples) {
-            longest = Math.max(longest, ByteTokenizer.instance().encode(example.prompt()).length
-                    + ByteTokenizer.instance().encode(example.answer()).length + 1);
-        }
-        return 4 * longest;
     }
 
     /** Room for the longest answer plus {@code </s>} and one spare token. */
