@@ -38,7 +38,8 @@ import java.util.SplittableRandom;
  * global-norm clipping under a warmup + cosine {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss
  * on the validation examples decides an early stop after {@code patience} evaluations without improvement. Every
  * {@code checkpointEvery} steps the student's weights, the optimizer state and the trainer's counters are written
- * atomically into {@code checkpointDir}; {@link #train} resumes from there, so a resumed run ends with the same weights as an uninterrupted one.
+ * atomically into {@code checkpointDir}; {@link #train} resumes from there, so a resumed run ends with the same
+ * weights as an uninterrupted one.
  *
  * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets alone (the
  * from-scratch baseline of bench/distill).
