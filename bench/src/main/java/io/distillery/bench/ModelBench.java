@@ -5,12 +5,12 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.llama.SamplingParams;
-import io.distillery.platform.model.train.TeacherConfig;
-import io.distillery.platform.model.train.TeacherReport;
-import io.distillery.platform.model.train.TeacherTrainer;
-import io.distillery.platform.model.train.TrainedTeacher;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.llama.SamplingParams;
+import io.distillery.model.train.TeacherConfig;
+import io.distillery.model.train.TeacherReport;
+import io.distillery.model.train.TeacherTrainer;
+import io.distillery.model.train.TrainedTeacher;
 import java.util.Locale;
 import java.util.SplittableRandom;
 

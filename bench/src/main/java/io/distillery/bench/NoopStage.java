@@ -1,9 +1,9 @@
 package io.distillery.bench;
 
-import io.distillery.platform.stage.Stage;
-import io.distillery.platform.stage.StageContext;
-import io.distillery.platform.stage.StagePlugin;
-import io.distillery.platform.stage.StageResult;
+import io.distillery.stage.Stage;
+import io.distillery.stage.StageContext;
+import io.distillery.stage.StagePlugin;
+import io.distillery.stage.StageResult;
 import java.util.List;
 import java.util.Map;
 

@@ -1,13 +1,13 @@
 package io.distillery.bench;
 
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.tasks.TaskExample;
-import io.distillery.platform.tasks.TaskKind;
-import io.distillery.platform.tasks.TaskSettings;
-import io.distillery.platform.tasks.TaskSuite;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.model.tasks.TaskSettings;
+import io.distillery.model.tasks.TaskSuite;
 import io.distillery.serving.ServingConfig;
 import io.distillery.serving.ServingNode;
 import io.distillery.serving.events.EventSink;

@@ -2,7 +2,7 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.dlq.DeadLetter;
 import io.distillery.schemas.run.RunStatus;
 import java.time.Duration;

@@ -2,16 +2,16 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.config.LlamaTensorNames;
-import io.distillery.platform.model.safetensors.Checkpoint;
-import io.distillery.platform.model.safetensors.SafetensorsWriter;
-import io.distillery.platform.model.safetensors.TensorData;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.serde.AvroSerde;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.safetensors.SafetensorsWriter;
+import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;

@@ -2,11 +2,11 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.model.train.TeacherConfig;
-import io.distillery.platform.model.train.TeacherReport;
-import io.distillery.platform.model.train.TeacherTrainer;
-import io.distillery.platform.tasks.TaskKind;
-import io.distillery.platform.tasks.TaskSettings;
+import io.distillery.model.train.TeacherConfig;
+import io.distillery.model.train.TeacherReport;
+import io.distillery.model.train.TeacherTrainer;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.model.tasks.TaskSettings;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import io.distillery.schemas.run.StageState;

@@ -2,16 +2,16 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.serde.AvroSerde;
-import io.distillery.platform.stage.StageRegistry;
-import io.distillery.platform.worker.WorkerConfig;
-import io.distillery.platform.worker.WorkerHost;
-import io.distillery.platform.worker.WorkerMain;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.runtime.serde.AvroSerde;
+import io.distillery.stage.StageRegistry;
+import io.distillery.runtime.worker.WorkerConfig;
+import io.distillery.runtime.worker.WorkerHost;
+import io.distillery.runtime.worker.WorkerMain;
 import io.distillery.schemas.job.JobEvent;
 import io.distillery.schemas.job.Progress;
 import io.distillery.schemas.run.RunState;

@@ -4,11 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.tasks.TaskExample;
-import io.distillery.platform.tasks.TaskJsonl;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tasks.TaskJsonl;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;

@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.feedback.FeedbackApp;
 import io.distillery.feedback.FeedbackConfig;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;
@@ -164,11 +164,11 @@ class FeedbackIT {
 
   @Test
   void shouldStartAsAServicePluginAndLetTheCliFindIt() throws Exception {
-    var plugin = java.util.ServiceLoader.load(io.distillery.platform.service.ServicePlugin.class).stream()
+    var plugin = java.util.ServiceLoader.load(io.distillery.runtime.service.ServicePlugin.class).stream()
         .map(java.util.ServiceLoader.Provider::get).filter(s -> s.name().equals("feedback")).findFirst().orElseThrow();
     Path runDir = Cluster.newDir("run");
     var vertx = io.vertx.core.Vertx.vertx();
-    try (AutoCloseable service = plugin.start(new io.distillery.platform.service.ServicePlugin.Environment(
+    try (AutoCloseable service = plugin.start(new io.distillery.runtime.service.ServicePlugin.Environment(
         Cluster.bootstrap(), Cluster.registry(), runDir, Cluster.store(), vertx))) {
       String url = JSON.readTree(runDir.resolve("feedback.json").toFile()).path("url").asText();
       var health = HTTP.send(HttpRequest.newBuilder(URI.create(url + "/health")).GET().build(),

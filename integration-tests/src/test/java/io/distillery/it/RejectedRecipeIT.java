@@ -33,7 +33,7 @@ class RejectedRecipeIT {
   static String publish(String recipe) throws Exception {
     String runId = UUID.randomUUID().toString();
     Path model = Cluster.model("x");
-    var store = new io.distillery.platform.artefact.FileArtefactStore(Cluster.store());
+    var store = new io.distillery.runtime.artefact.FileArtefactStore(Cluster.store());
     var ref = store.put(model, "hf-model", true);
     var reg = io.distillery.schemas.model.ModelRegistered.newBuilder().setRunId(runId).setModelId("raw")
         .setUri(ref.getUri()).setSha256(ref.getSha256()).setRecipe(recipe).setRegisteredAt(java.time.Instant.now())
@@ -43,7 +43,7 @@ class RejectedRecipeIT {
         new org.apache.kafka.common.serialization.StringSerializer(),
         kafka.serde(io.distillery.schemas.model.ModelRegistered.class))) {
       p.send(new org.apache.kafka.clients.producer.ProducerRecord<>(
-          io.distillery.platform.kafka.Topics.MODELS_REGISTERED, "raw", reg)).get();
+          io.distillery.runtime.kafka.Topics.MODELS_REGISTERED, "raw", reg)).get();
     }
     return runId;
   }

@@ -2,14 +2,14 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.artefact.FileArtefactStore;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.serde.AvroSerde;
-import io.distillery.platform.service.ServicePlugin;
+import io.distillery.runtime.artefact.FileArtefactStore;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.runtime.serde.AvroSerde;
+import io.distillery.runtime.service.ServicePlugin;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;

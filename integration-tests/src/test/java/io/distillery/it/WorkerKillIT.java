@@ -2,8 +2,8 @@ package io.distillery.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.worker.WorkerHost;
-import io.distillery.platform.worker.WorkerMain;
+import io.distillery.runtime.worker.WorkerHost;
+import io.distillery.runtime.worker.WorkerMain;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import io.distillery.schemas.run.StageState;

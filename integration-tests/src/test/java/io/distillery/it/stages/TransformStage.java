@@ -1,10 +1,10 @@
 package io.distillery.it.stages;
 
-import io.distillery.platform.stage.Stage;
-import io.distillery.platform.stage.StageContext;
-import io.distillery.platform.stage.StageException;
-import io.distillery.platform.stage.StagePlugin;
-import io.distillery.platform.stage.StageResult;
+import io.distillery.stage.Stage;
+import io.distillery.stage.StageContext;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StagePlugin;
+import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -2,7 +2,7 @@ package io.distillery.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.KafkaSettings;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,9 +1,9 @@
 package io.distillery.cli;
 
-import io.distillery.platform.artefact.FileArtefactStore;
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.recipe.RecipeParser;
+import io.distillery.runtime.artefact.FileArtefactStore;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.model.ModelRegistered;
 import java.nio.file.Files;

@@ -1,6 +1,6 @@
 package io.distillery.cli;
 
-import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.schemas.run.RunState;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;

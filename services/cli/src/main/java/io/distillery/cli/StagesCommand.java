@@ -1,8 +1,8 @@
 package io.distillery.cli;
 
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.stage.StageRegistry;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.stage.StageRegistry;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;

@@ -1,6 +1,6 @@
 package io.distillery.cli;
 
-import io.distillery.platform.model.train.TeacherMain;
+import io.distillery.model.train.TeacherMain;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;

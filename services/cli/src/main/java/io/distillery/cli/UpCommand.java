@@ -1,15 +1,15 @@
 package io.distillery.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.model.train.TeacherConfig;
-import io.distillery.platform.model.train.TeacherReport;
-import io.distillery.platform.model.train.TeacherTrainer;
-import io.distillery.platform.service.ServicePlugin;
-import io.distillery.platform.stage.StageDescriptor;
-import io.distillery.platform.stage.StageRegistry;
-import io.distillery.platform.tasks.TaskKind;
-import io.distillery.platform.worker.WorkerConfig;
-import io.distillery.platform.worker.WorkerHost;
+import io.distillery.model.train.TeacherConfig;
+import io.distillery.model.train.TeacherReport;
+import io.distillery.model.train.TeacherTrainer;
+import io.distillery.runtime.service.ServicePlugin;
+import io.distillery.stage.StageDescriptor;
+import io.distillery.stage.StageRegistry;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.runtime.worker.WorkerConfig;
+import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.stack.LocalStack;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
@@ -94,7 +94,7 @@ final class UpCommand implements Callable<Integer> {
         running.push(host);
         out().printf("worker %-14s http://127.0.0.1:%d/health%n", d.name(), host.httpPort());
       }
-      RunsPage page = new RunsPage(vertx, io.distillery.platform.kafka.KafkaSettings.of(stack.bootstrapServers(),
+      RunsPage page = new RunsPage(vertx, io.distillery.runtime.kafka.KafkaSettings.of(stack.bootstrapServers(),
           stack.registryUrl()), webPort);
       running.push(page);
       out().println();

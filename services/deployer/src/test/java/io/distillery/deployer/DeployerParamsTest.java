@@ -3,8 +3,8 @@ package io.distillery.deployer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.distillery.platform.stage.StageException;
-import io.distillery.platform.stage.StageParams;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StageParams;
 import org.junit.jupiter.api.Test;
 
 class DeployerParamsTest {

@@ -2,9 +2,9 @@ package io.distillery.deployer;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.recipe.Recipe;
-import io.distillery.platform.recipe.RecipeParser;
-import io.distillery.platform.stage.StageParams;
+import io.distillery.runtime.recipe.Recipe;
+import io.distillery.runtime.recipe.RecipeParser;
+import io.distillery.stage.StageParams;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Set;

@@ -1,15 +1,15 @@
 package io.distillery.deployer;
 
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.config.LlamaTensorNames;
-import io.distillery.platform.model.quant.CompressedTensors;
-import io.distillery.platform.model.quant.GroupQuantizer;
-import io.distillery.platform.model.quant.QuantizationScheme;
-import io.distillery.platform.model.quant.QuantizedWeight;
-import io.distillery.platform.model.safetensors.Checkpoint;
-import io.distillery.platform.model.safetensors.SafetensorsWriter;
-import io.distillery.platform.model.safetensors.TensorData;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.quant.GroupQuantizer;
+import io.distillery.model.quant.QuantizationScheme;
+import io.distillery.model.quant.QuantizedWeight;
+import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.safetensors.SafetensorsWriter;
+import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;

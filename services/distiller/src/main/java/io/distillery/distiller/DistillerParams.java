@@ -1,7 +1,7 @@
 package io.distillery.distiller;
 
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.tasks.TaskKind;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.tasks.TaskKind;
 import java.util.List;
 import java.util.Set;
 

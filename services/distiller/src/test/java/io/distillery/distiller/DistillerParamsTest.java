@@ -4,9 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.distillery.distiller.DistillerParams.Student;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.stage.StageException;
-import io.distillery.platform.stage.StageParams;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StageParams;
 import org.junit.jupiter.api.Test;
 
 class DistillerParamsTest {

@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.distillery.evaluator.gate.Pick;
-import io.distillery.platform.stage.StageException;
-import io.distillery.platform.stage.StageParams;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StageParams;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 

@@ -1,6 +1,6 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.kafka.DeadLetterHandler;
+import io.distillery.runtime.kafka.DeadLetterHandler;
 import java.util.Map;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.streams.errors.DeserializationExceptionHandler;

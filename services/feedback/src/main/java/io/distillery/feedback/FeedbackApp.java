@@ -1,11 +1,11 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.artefact.FileArtefactStore;
-import io.distillery.platform.kafka.DeadLetterHandler;
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.StreamsLifecycle;
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.artefact.FileArtefactStore;
+import io.distillery.runtime.kafka.DeadLetterHandler;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.StreamsLifecycle;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Vertx;

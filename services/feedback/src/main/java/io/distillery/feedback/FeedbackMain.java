@@ -1,6 +1,6 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.config.Settings;
+import io.distillery.runtime.config.Settings;
 import java.util.concurrent.CountDownLatch;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;

@@ -1,8 +1,8 @@
 package io.distillery.feedback;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.distillery.platform.config.Settings;
-import io.distillery.platform.service.ServicePlugin;
+import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.service.ServicePlugin;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -1,6 +1,6 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.dlq.DeadLetter;
 import io.distillery.schemas.misfire.Misfire;

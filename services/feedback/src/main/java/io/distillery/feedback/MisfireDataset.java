@@ -1,8 +1,8 @@
 package io.distillery.feedback;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.distillery.platform.artefact.ArtefactStore;
-import io.distillery.platform.stage.ArtefactFormats;
+import io.distillery.runtime.artefact.ArtefactStore;
+import io.distillery.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import java.io.IOException;
 import java.io.Writer;

@@ -1,7 +1,7 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.kafka.DeadLetters;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.kafka.DeadLetters;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

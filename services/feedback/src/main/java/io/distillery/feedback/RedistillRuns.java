@@ -1,7 +1,7 @@
 package io.distillery.feedback;
 
-import io.distillery.platform.artefact.ContentHash;
-import io.distillery.platform.stage.ArtefactFormats;
+import io.distillery.stage.ContentHash;
+import io.distillery.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

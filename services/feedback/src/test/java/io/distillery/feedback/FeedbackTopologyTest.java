@@ -3,8 +3,8 @@ package io.distillery.feedback;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.distillery.platform.artefact.FileArtefactStore;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.artefact.FileArtefactStore;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

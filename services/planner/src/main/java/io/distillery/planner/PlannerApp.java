@@ -1,11 +1,11 @@
 package io.distillery.planner;
 
-import io.distillery.platform.config.Settings;
-import io.distillery.platform.kafka.DeadLetterHandler;
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.StreamsLifecycle;
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.kafka.DeadLetterHandler;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.StreamsLifecycle;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;

@@ -1,6 +1,6 @@
 package io.distillery.planner;
 
-import io.distillery.platform.service.ServicePlugin;
+import io.distillery.runtime.service.ServicePlugin;
 import java.time.Duration;
 import java.util.Map;
 

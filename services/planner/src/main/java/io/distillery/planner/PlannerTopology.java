@@ -1,8 +1,8 @@
 package io.distillery.planner;
 
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.serde.AvroSerde;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.schemas.job.JobEvent;
 import io.distillery.schemas.job.StageJob;
 import io.distillery.schemas.model.ModelRegistered;

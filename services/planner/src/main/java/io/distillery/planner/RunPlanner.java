@@ -1,9 +1,9 @@
 package io.distillery.planner;
 
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.recipe.Recipe;
-import io.distillery.platform.recipe.RecipeException;
-import io.distillery.platform.recipe.RecipeParser;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.recipe.Recipe;
+import io.distillery.runtime.recipe.RecipeException;
+import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.Completed;
 import io.distillery.schemas.job.Failed;

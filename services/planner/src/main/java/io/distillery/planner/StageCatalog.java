@@ -1,7 +1,7 @@
 package io.distillery.planner;
 
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
 import java.util.Set;
 import java.util.function.Predicate;
 

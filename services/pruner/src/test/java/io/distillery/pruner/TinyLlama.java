@@ -2,10 +2,10 @@ package io.distillery.pruner;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import io.distillery.platform.model.calib.CalibrationStats;
-import io.distillery.platform.model.calib.StatsAccumulator;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.model.calib.CalibrationStats;
+import io.distillery.model.calib.StatsAccumulator;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;

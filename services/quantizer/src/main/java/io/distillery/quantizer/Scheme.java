@@ -1,6 +1,6 @@
 package io.distillery.quantizer;
 
-import io.distillery.platform.model.quant.QuantizedWeight;
+import io.distillery.model.quant.QuantizedWeight;
 import java.util.Arrays;
 import java.util.List;
 

@@ -3,9 +3,9 @@ package io.distillery.quantizer;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.distillery.platform.stage.StageException;
-import io.distillery.platform.stage.StageParams;
-import io.distillery.platform.stage.StageRegistry;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StageParams;
+import io.distillery.stage.StageRegistry;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 

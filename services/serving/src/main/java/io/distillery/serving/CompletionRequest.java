@@ -1,6 +1,6 @@
 package io.distillery.serving;
 
-import io.distillery.platform.model.llama.SamplingParams;
+import io.distillery.model.llama.SamplingParams;
 import io.vertx.core.json.JsonObject;
 
 /**

@@ -1,6 +1,6 @@
 package io.distillery.serving;
 
-import io.distillery.platform.config.Settings;
+import io.distillery.runtime.config.Settings;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;

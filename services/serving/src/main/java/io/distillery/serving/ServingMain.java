@@ -1,9 +1,9 @@
 package io.distillery.serving;
 
-import io.distillery.platform.config.Settings;
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.serving.events.BufferedKafkaSink;
 import io.distillery.serving.rollout.DeploymentFollower;
 import io.vertx.core.Vertx;

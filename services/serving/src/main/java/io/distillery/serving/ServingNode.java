@@ -1,8 +1,8 @@
 package io.distillery.serving;
 
-import io.distillery.platform.artefact.ContentHash;
-import io.distillery.platform.artefact.FileArtefactStore;
-import io.distillery.platform.kafka.Topics;
+import io.distillery.stage.ContentHash;
+import io.distillery.runtime.artefact.FileArtefactStore;
+import io.distillery.runtime.kafka.Topics;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;

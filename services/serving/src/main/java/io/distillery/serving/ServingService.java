@@ -1,7 +1,7 @@
 package io.distillery.serving;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.platform.service.ServicePlugin;
+import io.distillery.runtime.service.ServicePlugin;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;

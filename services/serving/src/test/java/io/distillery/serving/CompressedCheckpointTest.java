@@ -2,15 +2,15 @@ package io.distillery.serving;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.config.LlamaTensorNames;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.quant.CompressedTensors;
-import io.distillery.platform.model.quant.GroupQuantizer;
-import io.distillery.platform.model.quant.QuantizationScheme;
-import io.distillery.platform.model.quant.QuantizedWeight;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.tasks.ExactMatch;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.quant.GroupQuantizer;
+import io.distillery.model.quant.QuantizationScheme;
+import io.distillery.model.quant.QuantizedWeight;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.tasks.ExactMatch;
 import io.vertx.core.json.JsonObject;
 import java.nio.file.Files;
 import java.nio.file.Path;

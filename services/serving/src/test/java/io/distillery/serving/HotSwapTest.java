@@ -2,7 +2,7 @@ package io.distillery.serving;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.artefact.FileArtefactStore;
+import io.distillery.runtime.artefact.FileArtefactStore;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;

@@ -2,7 +2,7 @@ package io.distillery.serving;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.serving.events.BufferedKafkaSink;
 import io.vertx.core.json.JsonObject;
 import java.net.ServerSocket;

@@ -1,6 +1,6 @@
 package io.distillery.serving;
 
-import io.distillery.platform.artefact.FileArtefactStore;
+import io.distillery.runtime.artefact.FileArtefactStore;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

@@ -2,7 +2,7 @@ package io.distillery.serving;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.artefact.ContentHash;
+import io.distillery.stage.ContentHash;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.misfire.MisfireReason;
 import io.vertx.core.json.JsonObject;

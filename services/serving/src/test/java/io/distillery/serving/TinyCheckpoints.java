@@ -1,10 +1,10 @@
 package io.distillery.serving;
 
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.tasks.ExactMatch;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.tasks.ExactMatch;
 import java.io.IOException;
 import java.nio.file.Path;
 

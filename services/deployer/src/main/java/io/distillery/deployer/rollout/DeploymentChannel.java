@@ -1,6 +1,6 @@
 package io.distillery.deployer.rollout;
 
-import io.distillery.platform.stage.StageException;
+import io.distillery.stage.StageException;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.serving.ServingTraffic;

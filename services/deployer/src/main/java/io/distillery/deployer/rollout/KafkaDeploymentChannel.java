@@ -1,11 +1,11 @@
 package io.distillery.deployer.rollout;
 
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.TopicAdmin;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.serde.AvroSerde;
-import io.distillery.platform.serde.SchemaRegistryException;
-import io.distillery.platform.stage.StageException;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicAdmin;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.serde.AvroSerde;
+import io.distillery.runtime.serde.SchemaRegistryException;
+import io.distillery.stage.StageException;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.serving.ServingTraffic;

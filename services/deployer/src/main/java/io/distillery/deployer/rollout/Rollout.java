@@ -1,7 +1,7 @@
 package io.distillery.deployer.rollout;
 
-import io.distillery.platform.stage.ProgressSink;
-import io.distillery.platform.stage.StageException;
+import io.distillery.stage.ProgressSink;
+import io.distillery.stage.StageException;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;

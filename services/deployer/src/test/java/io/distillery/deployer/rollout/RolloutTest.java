@@ -3,7 +3,7 @@ package io.distillery.deployer.rollout;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.distillery.platform.stage.StageException;
+import io.distillery.stage.StageException;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

@@ -2,8 +2,8 @@ package io.distillery.distiller.student;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
 import java.util.List;
 
 /**

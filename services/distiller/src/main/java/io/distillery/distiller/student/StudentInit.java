@@ -1,19 +1,19 @@
 package io.distillery.distiller.student;
 
-import static io.distillery.platform.model.llama.WeightSlices.expand;
-import static io.distillery.platform.model.llama.WeightSlices.first;
-import static io.distillery.platform.model.llama.WeightSlices.pick;
-import static io.distillery.platform.model.llama.WeightSlices.slice;
+import static io.distillery.model.llama.WeightSlices.expand;
+import static io.distillery.model.llama.WeightSlices.first;
+import static io.distillery.model.llama.WeightSlices.pick;
+import static io.distillery.model.llama.WeightSlices.slice;
 
 import io.distillery.distiller.DistillerParams.Student;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.config.LlamaTensorNames;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.safetensors.Checkpoint;
-import io.distillery.platform.model.safetensors.DType;
-import io.distillery.platform.model.safetensors.SafetensorsWriter;
-import io.distillery.platform.model.safetensors.TensorData;
-import io.distillery.platform.model.safetensors.TensorSource;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.safetensors.SafetensorsWriter;
+import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.safetensors.TensorSource;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

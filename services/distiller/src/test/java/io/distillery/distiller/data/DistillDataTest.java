@@ -4,11 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.distillery.distiller.DistillerParams;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.stage.StageParams;
-import io.distillery.platform.tasks.TaskExample;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.stage.StageParams;
+import io.distillery.model.tasks.TaskExample;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;

@@ -6,8 +6,8 @@ import static org.assertj.core.api.Assertions.within;
 
 import ai.djl.ndarray.NDManager;
 import io.distillery.distiller.DistillerParams.Student;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

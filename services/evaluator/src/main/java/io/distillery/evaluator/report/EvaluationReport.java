@@ -9,7 +9,7 @@ import io.distillery.evaluator.gate.GateKey;
 import io.distillery.evaluator.gate.GateResult;
 import io.distillery.evaluator.measure.CandidateMetrics;
 import io.distillery.evaluator.measure.Latency;
-import io.distillery.platform.stage.ArtefactFormats;
+import io.distillery.stage.ArtefactFormats;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -5,12 +5,12 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.data.Offset.offset;
 
 import io.distillery.evaluator.TinyTeacher;
-import io.distillery.platform.model.CorruptCheckpointException;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.tokenizer.ByteTokenizer;
-import io.distillery.platform.tasks.ExactMatch;
-import io.distillery.platform.tasks.Perplexity;
-import io.distillery.platform.tasks.TaskExample;
+import io.distillery.model.CorruptCheckpointException;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.tasks.ExactMatch;
+import io.distillery.model.tasks.Perplexity;
+import io.distillery.model.tasks.TaskExample;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;

@@ -1,7 +1,7 @@
 package io.distillery.pruner.sparsegpt;
 
-import io.distillery.platform.model.calib.CalibrationStats;
-import io.distillery.platform.model.linalg.HessianInverse;
+import io.distillery.model.calib.CalibrationStats;
+import io.distillery.model.linalg.HessianInverse;
 import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;

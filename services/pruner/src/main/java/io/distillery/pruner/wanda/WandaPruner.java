@@ -1,6 +1,6 @@
 package io.distillery.pruner.wanda;
 
-import io.distillery.platform.model.calib.CalibrationStats;
+import io.distillery.model.calib.CalibrationStats;
 import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;

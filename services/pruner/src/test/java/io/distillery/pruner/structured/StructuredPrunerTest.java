@@ -3,11 +3,11 @@ package io.distillery.pruner.structured;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import io.distillery.platform.model.calib.CalibrationStats;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.config.Projection;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.llama.WeightSlices;
+import io.distillery.model.calib.CalibrationStats;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.Projection;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.llama.WeightSlices;
 import io.distillery.pruner.TinyLlama;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;

@@ -4,7 +4,7 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import io.distillery.platform.model.quant.GroupQuantizer;
+import io.distillery.model.quant.GroupQuantizer;
 import java.util.List;
 
 /**

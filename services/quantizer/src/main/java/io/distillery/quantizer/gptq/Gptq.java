@@ -1,8 +1,8 @@
 package io.distillery.quantizer.gptq;
 
-import io.distillery.platform.model.linalg.HessianInverse;
-import io.distillery.platform.model.quant.GroupQuantizer;
-import io.distillery.platform.model.quant.QuantizedWeight;
+import io.distillery.model.linalg.HessianInverse;
+import io.distillery.model.quant.GroupQuantizer;
+import io.distillery.model.quant.QuantizedWeight;
 import java.util.stream.IntStream;
 
 /**

@@ -1,7 +1,7 @@
 package io.distillery.quantizer.rtn;
 
-import io.distillery.platform.model.quant.GroupQuantizer;
-import io.distillery.platform.model.quant.QuantizedWeight;
+import io.distillery.model.quant.GroupQuantizer;
+import io.distillery.model.quant.QuantizedWeight;
 
 /** Round-to-nearest quantization of a weight into a stored kind: the baseline, and the last step of AWQ/SmoothQuant. */
 public final class RoundToNearest {

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
-import io.distillery.platform.model.quant.GroupQuantizer;
+import io.distillery.model.quant.GroupQuantizer;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 

@@ -2,7 +2,7 @@ package io.distillery.quantizer.gptq;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.platform.model.quant.GroupQuantizer;
+import io.distillery.model.quant.GroupQuantizer;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 

@@ -1,7 +1,7 @@
 package io.distillery.serving.events;
 
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.serde.AvroSerde;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.serde.AvroSerde;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.ArrayBlockingQueue;

@@ -1,12 +1,12 @@
 package io.distillery.serving.model;
 
-import io.distillery.platform.model.CorruptCheckpointException;
-import io.distillery.platform.model.config.LlamaConfig;
-import io.distillery.platform.model.llama.LlamaModel;
-import io.distillery.platform.model.llama.SamplingParams;
-import io.distillery.platform.model.llama.ScoredGeneration;
-import io.distillery.platform.model.quant.CompressedTensors;
-import io.distillery.platform.model.tokenizer.TextTokenizer;
+import io.distillery.model.CorruptCheckpointException;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.llama.SamplingParams;
+import io.distillery.model.llama.ScoredGeneration;
+import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

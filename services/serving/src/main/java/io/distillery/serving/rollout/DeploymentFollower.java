@@ -1,9 +1,9 @@
 package io.distillery.serving.rollout;
 
-import io.distillery.platform.kafka.DeadLetters;
-import io.distillery.platform.kafka.KafkaSettings;
-import io.distillery.platform.kafka.Topics;
-import io.distillery.platform.serde.AvroSerde;
+import io.distillery.runtime.kafka.DeadLetters;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;

@@ -1,0 +1,137 @@
+package io.distillery.model.quant;
+
+/**
+ * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT4
+ * per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max
+ * observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
+ * fix it when a group starts and then quantize column by column.
+ */
+public final class GroupQuantizer {
+
+  public static final int INT4_MIN = -8;
+  public static final int INT4_MAX = 7;
+
+  private GroupQuantizer() {}
+
+  /** One row-group's quantization grid: q = clamp(round(x / scale) + zero, min, max). */
+  public record Grid(float scale, int zero, int min, int max) {
+
+    /** Rounds half to even, as torch.round in compressed-tensors' quantize does. */
+    public int quantize(float x) {
+      int q = (int) Math.rint(x / scale) + zero;
+      return Math.max(min, Math.min(max, q));
+    }
+
+    public float dequantize(int q) {
+      return (q - zero) * scale;
+    }
+
+    /** x rounded onto the grid. */
+    public float fakeQuantize(float x) {
+      return dequantize(quantize(x));
+    }
+
+    /** Asymmetric INT4 grid of values {@code w[from, to)}: scale = (max - min) / 15, signed zero point. */
+    public static Grid int4(float[] w, int from, int to) {
+      float lo = 0;
+      float hi = 0;
+      for (int i = from; i < to; i++) {
+        lo = Math.min(lo, w[i]);
+        hi = Math.max(hi, w[i]);
+      }
+      if (lo == 0 && hi == 0) {
+        lo = -1;
+        hi = 1;
+      }
+      float scale = (hi - lo) / (INT4_MAX - INT4_MIN);
+      int zero = (int) Math.rint(-lo / scale) + INT4_MIN;
+      return new Grid(scale, Math.max(INT4_MIN, Math.min(INT4_MAX, zero)), INT4_MIN, INT4_MAX);
+    }
+
+    /** Symmetric INT8 grid of values {@code w[from, to)}: scale = max|w| / 127, zero 0. */
+    public static Grid int8(float[] w, int from, int to) {
+      float max = 0;
+      for (int i = from; i < to; i++) {
+        max = Math.max(max, Math.abs(w[i]));
+      }
+      return new Grid(max == 0 ? 1 : max / 127f, 0, -128, 127);
+    }
+  }
+
+  /** Symmetric INT8, one scale per output row (w8-rtn, and the weights of W8A8). */
+  public static QuantizedWeight int8PerChannel(float[] w, int rows, int cols) {
+    check(w, rows, cols, cols);
+    int[] codes = new int[rows * cols];
+    float[] scales = new float[rows];
+    for (int r = 0; r < rows; r++) {
+      Grid grid = Grid.int8(w, r * cols, (r + 1) * cols);
+      scales[r] = grid.scale();
+      for (int c = 0; c < cols; c++) {
+        codes[r * cols + c] = grid.quantize(w[r * cols + c]);
+      }
+    }
+    return new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
+  }
+
+  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns (w4-rtn). */
+  public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize) {
+    check(w, rows, cols, groupSize);
+    int groups = cols / groupSize;
+    int[] codes = new int[rows * cols];
+    float[] scales = new float[rows * groups];
+    int[] zeros = new int[rows * groups];
+    for (int r = 0; r < rows; r++) {
+      for (int g = 0; g < groups; g++) {
+        int from = r * cols + g * groupSize;
+        Grid grid = Grid.int4(w, from, from + groupSize);
+        scales[r * groups + g] = grid.scale();
+        zeros[r * groups + g] = grid.zero();
+        for (int i = from; i < from + groupSize; i++) {
+          codes[i] = grid.quantize(w[i]);
+        }
+      }
+    }
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+  }
+
+  /** The INT4 round trip Q(w) as floats, without keeping the codes (AWQ's search loop). */
+  public static float[] int4FakeQuantize(float[] w, int rows, int cols, int groupSize) {
+    check(w, rows, cols, groupSize);
+    float[] out = new float[w.length];
+    for (int start = 0; start < w.length; start += groupSize) {
+      Grid grid = Grid.int4(w, start, start + groupSize);
+      for (int i = start; i < start + groupSize; i++) {
+        out[i] = grid.fakeQuantize(w[i]);
+      }
+    }
+    return out;
+  }
+
+  /** FP8 E4M3 with one scale per output row: scale = max|w| / 448, code = e4m3(w / scale). */
+  public static QuantizedWeight fp8PerChannel(float[] w, int rows, int cols) {
+    check(w, rows, cols, cols);
+    int[] codes = new int[rows * cols];
+    float[] scales = new float[rows];
+    for (int r = 0; r < rows; r++) {
+      float max = 0;
+      for (int c = 0; c < cols; c++) {
+        max = Math.max(max, Math.abs(w[r * cols + c]));
+      }
+      float scale = max == 0 ? 1 : max / Fp8E4M3.MAX;
+      scales[r] = scale;
+      for (int c = 0; c < cols; c++) {
+        codes[r * cols + c] = Fp8E4M3.encode(w[r * cols + c] / scale);
+      }
+    }
+    return new QuantizedWeight(QuantizedWeight.Kind.FP8_CHANNEL, rows, cols, cols, codes, scales, null);
+  }
+
+  private static void check(float[] w, int rows, int cols, int groupSize) {
+    if (w.length != (long) rows * cols) {
+      throw new IllegalArgumentException("weight has " + w.length + " elements, expected " + rows + "x" + cols);
+    }
+    if (groupSize <= 0 || cols % groupSize != 0) {
+      throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+package io.distillery.model.quant;
+
+/**
+ * compressed-tensors' {@code pack_to_int32} / {@code unpack_from_int32} for sub-8-bit codes (read from
+ * compressed_tensors/compressors/quantized_compressors/pack_quantized.py): a signed code is shifted to unsigned by
+ * {@code 1 << (bits - 1)}, and {@code 32 / bits} consecutive values along the packed dimension share one int32, the
+ * first in the lowest bits ({@code packed |= u[i] << (bits * i)}). A trailing partial word is zero-padded.
+ */
+public final class Int32Packing {
+
+  private Int32Packing() {}
+
+  /** Packs a {@code [rows, cols]} matrix of signed codes along dim 1 → {@code [rows, ceil(cols / (32/bits))]}. */
+  public static int[] packRows(int[] codes, int rows, int cols, int bits) {
+    int perWord = 32 / bits;
+    int words = (cols + perWord - 1) / perWord;
+    int offset = 1 << (bits - 1);
+    int mask = (1 << bits) - 1;
+    int[] out = new int[rows * words];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        int u = (codes[r * cols + c] + offset) & mask;
+        out[r * words + c / perWord] |= u << (bits * (c % perWord));
+      }
+    }
+    return out;
+  }
+
+  /** The inverse of {@link #packRows}: signed codes {@code [rows, cols]}. */
+  public static int[] unpackRows(int[] packed, int rows, int cols, int bits) {
+    int perWord = 32 / bits;
+    int words = (cols + perWord - 1) / perWord;
+    if (packed.length != rows * words) {
+      throw new IllegalArgumentException("packed tensor has " + packed.length + " words, expected " + rows + "x"
+          + words);
+    }
+    int offset = 1 << (bits - 1);
+    int mask = (1 << bits) - 1;
+    int[] out = new int[rows * cols];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        out[r * cols + c] = ((packed[r * words + c / perWord] >>> (bits * (c % perWord))) & mask) - offset;
+      }
+    }
+    return out;
+  }
+
+  /** Packs along dim 0 (compressed-tensors packs asymmetric zero points so): {@code [ceil(rows/(32/bits)), cols]}. */
+  public static int[] packColumns(int[] codes, int rows, int cols, int bits) {
+    int[] packedT = packRows(transpose(codes, rows, cols), cols, rows, bits);
+    int words = packedT.length / cols;
+    return transpose(packedT, cols, words);
+  }
+
+  /** The inverse of {@link #packColumns}. */
+  public static int[] unpackColumns(int[] packed, int rows, int cols, int bits) {
+    int words = packed.length / cols;
+    return transpose(unpackRows(transpose(packed, words, cols), cols, rows, bits), cols, rows);
+  }
+
+  private static int[] transpose(int[] m, int rows, int cols) {
+    int[] t = new int[m.length];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        t[c * rows + r] = m[r * cols + c];
+      }
+    }
+    return t;
+  }
+}

@@ -1,0 +1,73 @@
+package io.distillery.model.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
+
+import org.junit.jupiter.api.Test;
+
+class GroupQuantizerTest {
+
+  @Test
+  void shouldComputeScaleAndZeroPointPerGroupWhenQuantizingInt4() {
+    // one row, two groups of 4: [0, 1.4, 3, 0.75] -> range [0, 3], scale 0.2, zero round(0) - 8 = -8
+    //                            [-1, 1, 2, 0] -> range [-1, 2], scale 0.2, zero round(5) - 8 = -3
+    float[] w = {0f, 1.4f, 3f, 0.75f, -1f, 1f, 2f, 0f};
+    QuantizedWeight q = GroupQuantizer.int4Group(w, 1, 8, 4);
+    assertThat(q.scales()[0]).isCloseTo(0.2f, within(1e-6f));
+    assertThat(q.zeroPoints()[0]).isEqualTo(-8);
+    assertThat(q.scales()[1]).isCloseTo(0.2f, within(1e-6f));
+    assertThat(q.zeroPoints()[1]).isEqualTo(-3);
+    // 1.4 / 0.2 = 7 -> code -1; 3 / 0.2 = 15 -> code 7; 0.75 / 0.2 = 3.75 -> 4 -> -4; 1 / 0.2 + (-3) = 2
+    assertThat(q.codes()).containsExactly(-8, -1, 7, -4, -8, 2, 7, -3);
+    float[] back = q.dequantize();
+    for (int i = 0; i < w.length; i++) {
+      assertThat(back[i]).isCloseTo(w[i], within(0.1f + 1e-6f)); // at most half a step
+    }
+    assertThat(back[2]).isCloseTo(3f, within(1e-5f));
+    assertThat(back[4]).isCloseTo(-1f, within(1e-5f));
+  }
+
+  @Test
+  void shouldScaleInt8ByRowAbsMaxWhenQuantizingPerChannel() {
+    float[] w = {1.27f, -0.5f, 0f, 2.54f, 1f, -2.54f};
+    QuantizedWeight q = GroupQuantizer.int8PerChannel(w, 2, 3);
+    assertThat(q.scales()[0]).isCloseTo(0.01f, within(1e-7f));
+    assertThat(q.scales()[1]).isCloseTo(0.02f, within(1e-7f));
+    assertThat(q.codes()).containsExactly(127, -50, 0, 127, 50, -127);
+    assertThat(q.zeroPoints()).isNull();
+  }
+
+  @Test
+  void shouldRejectGroupSizeWhenItDoesNotDivideWidth() {
+    assertThatThrownBy(() -> GroupQuantizer.int4Group(new float[12], 1, 12, 8))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("groupSize 8");
+  }
+
+  @Test
+  void shouldRoundTripRepresentableValuesWhenEncodingFp8() {
+    assertThat(Fp8E4M3.decode(0x7E)).isEqualTo(448f);
+    assertThat(Fp8E4M3.decode(0x38)).isEqualTo(1f);
+    assertThat(Fp8E4M3.decode(0x01)).isEqualTo(0x1p-9f); // smallest subnormal
+    assertThat(Fp8E4M3.encode(1f)).isEqualTo(0x38);
+    assertThat(Fp8E4M3.encode(-2f)).isEqualTo(0xC0);
+    assertThat(Fp8E4M3.encode(1000f)).isEqualTo(0x7E); // saturates
+    assertThat(Fp8E4M3.decode(Fp8E4M3.encode(1.0625f))).isEqualTo(1f); // tie between 1 and 1.125 -> even code
+    for (int code = 0; code < 256; code++) {
+      if ((code & 0x7F) != 0x7F) {
+        float v = Fp8E4M3.decode(code);
+        assertThat(Fp8E4M3.decode(Fp8E4M3.encode(v))).isEqualTo(v);
+      }
+    }
+  }
+
+  @Test
+  void shouldKeepRelativeErrorBelowOneSixteenthWhenQuantizingFp8PerChannel() {
+    float[] w = {0.3f, -0.01f, 0.2f, 1e-3f, 5f, -4f};
+    float[] back = GroupQuantizer.fp8PerChannel(w, 2, 3).dequantize();
+    assertThat(back[0]).isEqualTo(0.3f); // the row max maps to 448 exactly
+    for (int i = 0; i < w.length; i++) {
+      assertThat(Math.abs(back[i] - w[i])).isLessThanOrEqualTo(Math.abs(w[i]) / 16 + 1e-6f);
+    }
+  }
+}

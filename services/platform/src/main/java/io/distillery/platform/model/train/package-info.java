@@ -1,6 +1,0 @@
-/**
- * Training a small Llama teacher from scratch on the verifiable tasks of {@link
- * io.distillery.platform.tasks}: AdamW, warmup plus cosine learning rate, global-norm clipping,
- * and a Hugging Face checkpoint at the end.
- */
-package io.distillery.platform.model.train;

@@ -1,0 +1,31 @@
+package io.distillery.runtime.serde;
+
+/** The registry refused a call or could not be reached. Carries the HTTP status and Confluent error code if any. */
+public final class SchemaRegistryException extends RuntimeException {
+  private final int httpStatus;
+  private final int errorCode;
+
+  public SchemaRegistryException(String message) {
+    this(message, 0, 0);
+  }
+
+  public SchemaRegistryException(String message, Throwable cause) {
+    super(message, cause);
+    this.httpStatus = 0;
+    this.errorCode = 0;
+  }
+
+  public SchemaRegistryException(String message, int httpStatus, int errorCode) {
+    super(message);
+    this.httpStatus = httpStatus;
+    this.errorCode = errorCode;
+  }
+
+  public int httpStatus() {
+    return httpStatus;
+  }
+
+  public int errorCode() {
+    return errorCode;
+  }
+}

@@ -1,0 +1,79 @@
+package io.distillery.runtime.worker;
+
+import io.distillery.runtime.config.Settings;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Settings of a worker host. From the environment: {@code DISTILLERY_WORKER_<KEY>} or {@code DISTILLERY_<KEY>}.
+ *
+ * @param bootstrap Kafka bootstrap servers (BOOTSTRAP)
+ * @param registryUrl Confluent-compatible schema registry base URL (REGISTRY)
+ * @param storeRoot root of the file artefact store (STORE)
+ * @param readRoots extra directories artefact URIs may point into, read-only (READ_ROOTS, ':'-separated)
+ * @param workerId identity in events and client ids (ID)
+ * @param httpHost address the health and metrics endpoint binds (HTTP_HOST; 0.0.0.0 in a pod)
+ * @param httpPort health and metrics port; 0 picks a free one, -1 disables HTTP (HTTP_PORT)
+ * @param heartbeat re-send the last progress when a stage has been quiet this long (HEARTBEAT)
+ * @param progressInterval at most one progress event per this interval (PROGRESS_INTERVAL)
+ * @param shutdownGrace on SIGTERM, how long a running job may take to finish before it is abandoned (SHUTDOWN_GRACE)
+ */
+public record WorkerConfig(
+    String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
+    Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
+
+  public WorkerConfig {
+    if (bootstrap == null || bootstrap.isBlank()) {
+      throw new IllegalArgumentException("bootstrap servers are required");
+    }
+    if (registryUrl == null || registryUrl.isBlank()) {
+      throw new IllegalArgumentException("schema registry URL is required");
+    }
+    if (heartbeat.isNegative() || heartbeat.isZero()) {
+      throw new IllegalArgumentException("heartbeat must be positive");
+    }
+    readRoots = List.copyOf(readRoots);
+  }
+
+  public static WorkerConfig of(String bootstrap, String registryUrl, Path storeRoot) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, List.of(), "worker-" + ProcessHandle.current().pid(),
+        "127.0.0.1", -1, Duration.ofSeconds(5), Duration.ofMillis(200), Duration.ofSeconds(30));
+  }
+
+  public static WorkerConfig from(Settings s) {
+    String roots = s.string("READ_ROOTS", "");
+    return new WorkerConfig(
+        s.required("BOOTSTRAP"),
+        s.required("REGISTRY"),
+        Path.of(s.string("STORE", "run/store")),
+        roots.isBlank() ? List.of() : Arrays.stream(roots.split(":")).map(Path::of).toList(),
+        s.string("ID", "worker-" + ProcessHandle.current().pid()),
+        s.string("HTTP_HOST", "127.0.0.1"),
+        s.integer("HTTP_PORT", 0),
+        s.duration("HEARTBEAT", Duration.ofSeconds(5)),
+        s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
+        s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)));
+  }
+
+  public static WorkerConfig fromEnv(Map<String, String> env) {
+    return from(new Settings("worker", env));
+  }
+
+  public WorkerConfig withWorkerId(String id) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
+        shutdownGrace);
+  }
+
+  public WorkerConfig withHttpPort(int port) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
+        shutdownGrace);
+  }
+
+  public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
+        progressInterval, shutdownGrace);
+  }
+}

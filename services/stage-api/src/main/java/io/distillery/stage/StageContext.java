@@ -1,0 +1,66 @@
+package io.distillery.stage;
+
+import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.schemas.job.StageJob;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Everything a stage may use for one job: its validated params, the run's model and the resolved outputs of the nodes
+ * it runs after, a scratch directory for this attempt, a work directory that survives attempts (for resumable
+ * checkpoints), and a progress sink.
+ */
+public record StageContext<P extends Record>(
+    StageJob job,
+    P params,
+    Path model,
+    List<Input> inputs,
+    Path scratch,
+    Path workDir,
+    ProgressSink progressSink) {
+
+  public StageContext {
+    inputs = List.copyOf(inputs);
+  }
+
+  public void progress(double percent, String message) {
+    progressSink.progress(percent, message, Map.of());
+  }
+
+  public void progress(double percent, String message, Map<String, Double> metrics) {
+    progressSink.progress(percent, message, metrics);
+  }
+
+  /**
+   * The checkpoint this stage works on: the last checkpoint artefact among the upstream nodes' outputs (so chains like
+   * distill -> prune -> quantize transform the student, not the registered model), else the run's registered model.
+   * Run-level inputs ({@code $run}, e.g. a deployed student) are not considered; stages that want them ask for them.
+   */
+  public Path inputModel() {
+    Path found = model;
+    for (Input input : inputs) {
+      if (input.node().equals("$run")) {
+        continue;
+      }
+      for (Artefact a : input.artefacts()) {
+        if (ArtefactFormats.CHECKPOINTS.contains(a.ref().getFormat())) {
+          found = a.path();
+        }
+      }
+    }
+    return found;
+  }
+
+  /** All input artefacts of a format, in the order of the recipe's {@code after} list. */
+  public List<Artefact> artefacts(String format) {
+    return inputs.stream().flatMap(i -> i.artefacts().stream()).filter(a -> a.ref().getFormat().equals(format))
+        .toList();
+  }
+
+  /** The outputs and metrics of one upstream node. */
+  public record Input(String node, String stage, List<Artefact> artefacts, Map<String, Double> metrics) {}
+
+  /** An artefact reference with its local, verified path. */
+  public record Artefact(ArtefactRef ref, Path path) {}
+}
