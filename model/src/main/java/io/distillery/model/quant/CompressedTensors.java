@@ -78,18 +78,41 @@ public final class CompressedTensors {
         tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
         continue;
       }
-      if (q.kind() != scheme.kind()) {
-        throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
-      }
-      putQuantized(tensors, module, q);
-      Float inputScale = inputScales.get(module);
-      if (inputScale != null) {
-        tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
-      }
+      tensors.putAll(moduleTensors(module, q, inputScales.get(module), scheme));
     }
     Path file = dir.resolve(Checkpoint.SINGLE_FILE);
     SafetensorsWriter.write(file, tensors, Map.of("format", "pt"));
-    ObjectNode root = (ObjectNode) JSON.readTree(config.withTorchDtype("float32").toJson());
+    writeConfig(dir, config.withTorchDtype("float32"), scheme);
+  }
+
+  /**
+   * The tensors one quantized linear module stores, by full tensor name, in the order they are written. This is the
+   * one place the format's tensor layout is decided; a streaming writer calls it per module and writes the result
+   * as it comes.
+   *
+   * @param module the module name, e.g. {@code model.layers.3.mlp.down_proj}
+   * @param inputScale the static per-tensor input scale (W8A8), or null
+   */
+  public static SequencedMap<String, TensorSource> moduleTensors(String module, QuantizedWeight q, Float inputScale,
+      QuantizationScheme scheme) {
+    if (q.kind() != scheme.kind()) {
+      throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
+    }
+    SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+    putQuantized(tensors, module, q);
+    if (inputScale != null) {
+      tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
+    }
+    return tensors;
+  }
+
+  /**
+   * Writes {@code config.json}: {@code config} (its {@code torch_dtype} as the dense tensors are stored) with the
+   * {@code quantization_config} of {@code scheme}.
+   */
+  public static void writeConfig(Path dir, LlamaConfig config, QuantizationScheme scheme) throws IOException {
+    Files.createDirectories(dir);
+    ObjectNode root = (ObjectNode) JSON.readTree(config.toJson());
     root.set("quantization_config", quantizationConfig(scheme));
     Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
         StandardCharsets.UTF_8);
