@@ -9,7 +9,9 @@ import java.util.Map;
 /**
  * Everything a stage may use for one job: its validated params, the run's model and the resolved outputs of the nodes
  * it runs after, a scratch directory for this attempt, a work directory that survives attempts (for resumable
- * checkpoints), and a progress sink.
+ * checkpoints), a progress sink, and the memory this worker may use for one job ({@code memoryBudgetBytes}: heap and
+ * native memory together, from the worker's settings or its container's limit), which a stage plans against before it
+ * starts.
  */
 public record StageContext<P extends Record>(
     StageJob job,
@@ -18,10 +20,20 @@ public record StageContext<P extends Record>(
     List<Input> inputs,
     Path scratch,
     Path workDir,
-    ProgressSink progressSink) {
+    ProgressSink progressSink,
+    long memoryBudgetBytes) {
 
   public StageContext {
     inputs = List.copyOf(inputs);
+    if (memoryBudgetBytes <= 0) {
+      throw new IllegalArgumentException("memoryBudgetBytes must be positive, got " + memoryBudgetBytes);
+    }
+  }
+
+  /** A context whose memory budget is this JVM's maximum heap (tests, tools). */
+  public StageContext(StageJob job, P params, Path model, List<Input> inputs, Path scratch, Path workDir,
+      ProgressSink progressSink) {
+    this(job, params, model, inputs, scratch, workDir, progressSink, Runtime.getRuntime().maxMemory());
   }
 
   public void progress(double percent, String message) {
