@@ -30,12 +30,19 @@ public final class TeacherMain {
         this.out = out;
     }
 
-    public static void main(String[] args) throws Exception {
+    /**
+     * Trains a teacher as the command line asks; the caller (the {@code distillery teacher} command) owns the process
+     * and its exit code.
+     *
+     * @return 0 when the teacher was trained and written, 2 when the arguments are invalid (the reason on {@code err})
+     */
+    public static int execute(String[] args, PrintStream out, PrintStream err) throws Exception {
         try {
-            new TeacherMain(System.out).run(args);
+            new TeacherMain(out).run(args);
+            return 0;
         } catch (IllegalArgumentException e) {
-            System.err.println("teacher: " + e.getMessage());
-            System.exit(2);
+            err.println("teacher: " + e.getMessage());
+            return 2;
         }
     }
 

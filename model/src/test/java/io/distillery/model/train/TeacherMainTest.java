@@ -45,4 +45,14 @@ class TeacherMainTest {
         assertThatThrownBy(() -> main.run(new String[] {"--out", "x", "--tasks", "nope"}))
                 .hasMessageContaining("add, copy, rev, kv, sort");
     }
+
+    @Test
+    void shouldReturnExitCodeTwoWithTheReasonInsteadOfExitingTheProcess() throws Exception {
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = TeacherMain.execute(new String[] {"--bogus", "1"},
+                new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertThat(code).isEqualTo(2);
+        assertThat(err.toString(StandardCharsets.UTF_8)).startsWith("teacher: ").contains("--bogus");
+    }
 }

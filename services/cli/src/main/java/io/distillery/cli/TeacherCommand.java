@@ -17,7 +17,6 @@ final class TeacherCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    TeacherMain.main(args.toArray(String[]::new));
-    return 0;
+    return TeacherMain.execute(args.toArray(String[]::new), System.out, System.err);
   }
 }
