@@ -1,9 +1,11 @@
 package io.distillery.feedback;
 
+import io.distillery.runtime.config.ConfigParameter;
 import io.distillery.runtime.config.Settings;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -43,6 +45,52 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
 
   public static final String DEFAULT_GATES = "retention=0.9,misfireImprovement=0.0";
 
+  static final ConfigParameter<String> BOOTSTRAP = ConfigParameter.required("BOOTSTRAP", "Kafka bootstrap servers");
+  static final ConfigParameter<String> REGISTRY = ConfigParameter.required("REGISTRY",
+      "Confluent-compatible schema registry URL");
+  static final ConfigParameter<String> APPLICATION_ID = ConfigParameter.text("APPLICATION_ID", "distillery-feedback",
+      "Kafka Streams application id; its state and changelogs are keyed by it");
+  static final ConfigParameter<Path> STATE_DIR = ConfigParameter.of("STATE_DIR", "run/feedback-state", Path::of,
+      "where the state stores live");
+  static final ConfigParameter<Path> STORE = ConfigParameter.of("STORE", "run/store", Path::of,
+      "artefact store root where misfire datasets are written");
+  static final ConfigParameter<Duration> WINDOW = ConfigParameter.duration("WINDOW", "10m", "hopping window size");
+  static final ConfigParameter<Duration> ADVANCE = ConfigParameter.duration("ADVANCE", "1m", "hopping window advance");
+  static final ConfigParameter<Duration> GRACE = ConfigParameter.duration("GRACE", "10s",
+      "how long after its end a window still takes late events before it is judged");
+  static final ConfigParameter<Double> MIN_RATE = ConfigParameter.decimal("MIN_RATE", 0.05,
+      "misfire rate (distinct misfires / requests) a window must reach to trip");
+  static final ConfigParameter<Long> MIN_MISFIRES = ConfigParameter.of("MIN_MISFIRES", "50",
+      v -> Long.parseLong(v.trim()), "distinct misfires a window must hold to trip");
+  static final ConfigParameter<Duration> COOL_DOWN = ConfigParameter.duration("COOL_DOWN", "1h",
+      "after a trigger, windows ending within this time belong to the same incident");
+  static final ConfigParameter<Integer> MAX_RUNS_PER_DAY = ConfigParameter.integer("MAX_RUNS_PER_DAY", 4,
+      "re-distillation runs one deployment may start per UTC day");
+  static final ConfigParameter<Path> RECIPE = ConfigParameter.of("RECIPE", "recipes/redistill.yaml", Path::of,
+      "the re-distill recipe when a deployment names none");
+  static final ConfigParameter<Path> RECIPES_DIR = ConfigParameter.of("RECIPES_DIR", "recipes", Path::of,
+      "where recipe names from the redistillRecipe label are looked up");
+  static final ConfigParameter<Map<String, Double>> GATES = ConfigParameter.of("GATES", DEFAULT_GATES,
+      FeedbackConfig::parseGates, "evaluator gates of the re-distillation run, name=value,...");
+  static final ConfigParameter<Integer> HELDOUT_PERCENT = ConfigParameter.integer("HELDOUT_PERCENT", 20,
+      "share of misfire prompts (by prompt hash) kept for the held-out split");
+  static final ConfigParameter<Duration> TICK = ConfigParameter.duration("TICK", "1s",
+      "how often the wall clock closes windows of quiet deployments");
+  static final ConfigParameter<Duration> IDLE_CLOSE = ConfigParameter.duration("IDLE_CLOSE", "1m",
+      "the wall clock judges a window only this long after its end plus the grace");
+  static final ConfigParameter<String> HTTP_HOST = ConfigParameter.text("HTTP_HOST", "127.0.0.1",
+      "interface of the /misfires endpoint");
+  static final ConfigParameter<Integer> HTTP_PORT = ConfigParameter.integer("HTTP_PORT", 8095,
+      "port of the /misfires endpoint; 0 picks a free one, -1 disables it");
+  static final ConfigParameter<Integer> THREADS = ConfigParameter.integer("THREADS", 1, "stream threads");
+  static final ConfigParameter<String> PROCESSING_GUARANTEE = ConfigParameter.text("PROCESSING_GUARANTEE",
+      "at_least_once", "Kafka Streams processing guarantee: at_least_once or exactly_once_v2");
+
+  /** Every setting of the feedback service, in one table. */
+  public static final List<ConfigParameter<?>> PARAMETERS = List.of(BOOTSTRAP, REGISTRY, APPLICATION_ID, STATE_DIR,
+      STORE, WINDOW, ADVANCE, GRACE, MIN_RATE, MIN_MISFIRES, COOL_DOWN, MAX_RUNS_PER_DAY, RECIPE, RECIPES_DIR, GATES,
+      HELDOUT_PERCENT, TICK, IDLE_CLOSE, HTTP_HOST, HTTP_PORT, THREADS, PROCESSING_GUARANTEE);
+
   public FeedbackConfig {
     positive("WINDOW", window);
     positive("ADVANCE", advance);
@@ -77,23 +125,20 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
 
   /** Defaults for a local stack, with the given windows and thresholds left to {@link #withPolicy}. */
   public static FeedbackConfig of(String bootstrap, String registryUrl, Path stateDir, Path storeRoot) {
-    return new FeedbackConfig(bootstrap, registryUrl, "distillery-feedback", stateDir, storeRoot,
-        Duration.ofMinutes(10), Duration.ofMinutes(1), Duration.ofSeconds(10), 0.05, 50, Duration.ofHours(1), 4,
-        Path.of("recipes", "redistill.yaml"), Path.of("recipes"), parseGates(DEFAULT_GATES), 20, Duration.ofSeconds(1),
-        Duration.ofMinutes(1), "127.0.0.1", 0, 1, "at_least_once");
+    return new FeedbackConfig(bootstrap, registryUrl, APPLICATION_ID.defaultValue(), stateDir, storeRoot,
+        WINDOW.defaultValue(), ADVANCE.defaultValue(), GRACE.defaultValue(), MIN_RATE.defaultValue(),
+        MIN_MISFIRES.defaultValue(), COOL_DOWN.defaultValue(), MAX_RUNS_PER_DAY.defaultValue(), RECIPE.defaultValue(),
+        RECIPES_DIR.defaultValue(), GATES.defaultValue(), HELDOUT_PERCENT.defaultValue(), TICK.defaultValue(),
+        IDLE_CLOSE.defaultValue(), HTTP_HOST.defaultValue(), 0, THREADS.defaultValue(),
+        PROCESSING_GUARANTEE.defaultValue()); // port 0: the one-process stack takes any free port
   }
 
   public static FeedbackConfig from(Settings s) {
-    return new FeedbackConfig(s.required("BOOTSTRAP"), s.required("REGISTRY"),
-        s.string("APPLICATION_ID", "distillery-feedback"), Path.of(s.string("STATE_DIR", "run/feedback-state")),
-        Path.of(s.string("STORE", "run/store")), s.duration("WINDOW", Duration.ofMinutes(10)),
-        s.duration("ADVANCE", Duration.ofMinutes(1)), s.duration("GRACE", Duration.ofSeconds(10)),
-        decimal(s, "MIN_RATE", 0.05), s.integer("MIN_MISFIRES", 50), s.duration("COOL_DOWN", Duration.ofHours(1)),
-        s.integer("MAX_RUNS_PER_DAY", 4), Path.of(s.string("RECIPE", "recipes/redistill.yaml")),
-        Path.of(s.string("RECIPES_DIR", "recipes")), parseGates(s.string("GATES", DEFAULT_GATES)),
-        s.integer("HELDOUT_PERCENT", 20), s.duration("TICK", Duration.ofSeconds(1)),
-        s.duration("IDLE_CLOSE", Duration.ofMinutes(1)), s.string("HTTP_HOST", "127.0.0.1"),
-        s.integer("HTTP_PORT", 8095), s.integer("THREADS", 1), s.string("PROCESSING_GUARANTEE", "at_least_once"));
+    return new FeedbackConfig(BOOTSTRAP.read(s), REGISTRY.read(s), APPLICATION_ID.read(s), STATE_DIR.read(s),
+        STORE.read(s), WINDOW.read(s), ADVANCE.read(s), GRACE.read(s), MIN_RATE.read(s), MIN_MISFIRES.read(s),
+        COOL_DOWN.read(s), MAX_RUNS_PER_DAY.read(s), RECIPE.read(s), RECIPES_DIR.read(s), GATES.read(s),
+        HELDOUT_PERCENT.read(s), TICK.read(s), IDLE_CLOSE.read(s), HTTP_HOST.read(s), HTTP_PORT.read(s),
+        THREADS.read(s), PROCESSING_GUARANTEE.read(s));
   }
 
   public static FeedbackConfig fromEnv(Map<String, String> env) {
@@ -150,15 +195,6 @@ public record FeedbackConfig(String bootstrap, String registryUrl, String applic
       }
     }
     return gates;
-  }
-
-  private static double decimal(Settings s, String key, double dflt) {
-    String v = s.string(key, Double.toString(dflt));
-    try {
-      return Double.parseDouble(v.trim());
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("setting " + key + "='" + v + "' is not a number");
-    }
   }
 
   private static void positive(String key, Duration d) {

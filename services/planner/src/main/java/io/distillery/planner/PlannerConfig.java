@@ -1,8 +1,10 @@
 package io.distillery.planner;
 
+import io.distillery.runtime.config.ConfigParameter;
 import io.distillery.runtime.config.Settings;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -28,6 +30,28 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
   /** No admission limit: every run starts when it is registered. */
   public static final int UNLIMITED = 0;
 
+  static final ConfigParameter<String> BOOTSTRAP = ConfigParameter.required("BOOTSTRAP", "Kafka bootstrap servers");
+  static final ConfigParameter<String> REGISTRY = ConfigParameter.required("REGISTRY",
+      "Confluent-compatible schema registry URL");
+  static final ConfigParameter<String> APPLICATION_ID = ConfigParameter.text("APPLICATION_ID", "distillery-planner",
+      "Kafka Streams application id; its state and changelogs are keyed by it");
+  static final ConfigParameter<Path> STATE_DIR = ConfigParameter.of("STATE_DIR", "run/planner-state", Path::of,
+      "where the state stores live");
+  static final ConfigParameter<Duration> TICK = ConfigParameter.duration("TICK", "250ms",
+      "how often the clock checks timeouts and due retries");
+  static final ConfigParameter<Duration> RETRY_BACKOFF = ConfigParameter.duration("RETRY_BACKOFF", "1s",
+      "first retry delay, doubling per attempt");
+  static final ConfigParameter<Duration> MAX_RETRY_BACKOFF = ConfigParameter.duration("MAX_RETRY_BACKOFF", "30s",
+      "cap of the retry delay");
+  static final ConfigParameter<Integer> THREADS = ConfigParameter.integer("THREADS", 2,
+      "stream threads; more than the partition count of the inputs idles");
+  static final ConfigParameter<Integer> MAX_WAITING_JOBS = ConfigParameter.integer("MAX_WAITING_JOBS", UNLIMITED,
+      "dispatched jobs that may wait for a worker before new runs queue (0: no limit; leave 0 where workers autoscale)");
+
+  /** Every setting of the planner, in one table. */
+  public static final List<ConfigParameter<?>> PARAMETERS = List.of(BOOTSTRAP, REGISTRY, APPLICATION_ID, STATE_DIR,
+      TICK, RETRY_BACKOFF, MAX_RETRY_BACKOFF, THREADS, MAX_WAITING_JOBS);
+
   public PlannerConfig {
     if (tick.isZero() || tick.isNegative()) {
       throw new IllegalArgumentException("tick must be positive");
@@ -41,16 +65,14 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
   }
 
   public static PlannerConfig of(String bootstrap, String registryUrl, Path stateDir) {
-    return new PlannerConfig(bootstrap, registryUrl, "distillery-planner", stateDir, Duration.ofMillis(250),
-        Duration.ofSeconds(1), Duration.ofSeconds(30), 2, UNLIMITED);
+    return new PlannerConfig(bootstrap, registryUrl, APPLICATION_ID.defaultValue(), stateDir, TICK.defaultValue(),
+        RETRY_BACKOFF.defaultValue(), MAX_RETRY_BACKOFF.defaultValue(), THREADS.defaultValue(),
+        MAX_WAITING_JOBS.defaultValue());
   }
 
   public static PlannerConfig from(Settings s) {
-    return new PlannerConfig(s.required("BOOTSTRAP"), s.required("REGISTRY"),
-        s.string("APPLICATION_ID", "distillery-planner"), Path.of(s.string("STATE_DIR", "run/planner-state")),
-        s.duration("TICK", Duration.ofMillis(250)), s.duration("RETRY_BACKOFF", Duration.ofSeconds(1)),
-        s.duration("MAX_RETRY_BACKOFF", Duration.ofSeconds(30)), s.integer("THREADS", 2),
-        s.integer("MAX_WAITING_JOBS", UNLIMITED));
+    return new PlannerConfig(BOOTSTRAP.read(s), REGISTRY.read(s), APPLICATION_ID.read(s), STATE_DIR.read(s),
+        TICK.read(s), RETRY_BACKOFF.read(s), MAX_RETRY_BACKOFF.read(s), THREADS.read(s), MAX_WAITING_JOBS.read(s));
   }
 
   public static PlannerConfig fromEnv(Map<String, String> env) {

@@ -1,5 +1,6 @@
 package io.distillery.runtime.config;
 
+import io.distillery.runtime.recipe.RecipeParser;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -50,8 +51,12 @@ public final class Settings {
   }
 
   public Duration duration(String key, Duration dflt) {
-    String v = string(key, dflt.toMillis() + "ms");
-    return io.distillery.runtime.recipe.RecipeParser.parseDuration(v);
+    return parseDuration(string(key, dflt.toMillis() + "ms"));
+  }
+
+  /** {@code 250ms}, {@code 10s}, {@code 5m}, {@code 1h}, as recipes write durations. */
+  public static Duration parseDuration(String text) {
+    return RecipeParser.parseDuration(text);
   }
 
   /** The values read so far, secrets masked, for a start-up log line. */
