@@ -180,6 +180,25 @@ class CalibratorStageTest {
   }
 
   @Test
+  void shouldRefuseBeforeAnyWorkWhenTheModelCannotFitTheWorkersBudget() throws Exception {
+    List<Double> percents = new ArrayList<>();
+    StageContext<CalibratorParams> ctx = context(new CalibratorParams(4, 16, null, true, null, null), List.of(),
+        percents);
+    // the tiny model: 2 x 256 x 32 (untied) + 2 layers x (4 x 32 x 32 + 3 x 64 x 32 + 2 x 32) + 32 = 36 896 floats
+    // = 147 584 bytes; X^T X: 8 x (2 x (2 x 32^2 + 32^2 + 64^2) + 32^2) = 122 880 bytes; together 270 464
+    StageContext<CalibratorParams> small = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 270_463);
+
+    assertThatThrownBy(() -> new CalibratorStage().run(small)).isInstanceOf(StageException.Fatal.class)
+        .hasMessage("calibrating this model in memory (F32 weights and X^T X of every layer) needs 0.3 MB, this worker"
+            + " has 0.3 MB: raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
+    assertThat(percents).as("no work started, not even loading").isEmpty();
+    StageContext<CalibratorParams> enough = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 270_464);
+    assertThat(new CalibratorStage().run(enough).outputs()).hasSize(1);
+  }
+
+  @Test
   void shouldFailWithTheParamNameWhenAParamIsInvalid() {
     for (var bad : Map.of("{\"samples\":0}", "samples", "{\"seqLen\":4}", "seqLen", "{\"seqLen\":40000}", "seqLen",
         "{\"bins\":64}", "bins", "{\"source\":\"web\"}", "source", "{\"sample\":3}", "sample").entrySet()) {
