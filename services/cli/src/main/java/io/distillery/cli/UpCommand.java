@@ -10,6 +10,7 @@ import io.distillery.stage.StageRegistry;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
+import io.distillery.runtime.worker.WorkerMemory;
 import io.distillery.stack.LocalStack;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
@@ -88,7 +89,7 @@ final class UpCommand implements Callable<Integer> {
         running.push(s.start(env));
       }
       WorkerConfig wc = WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId("local")
-          .withHttpPort(0);
+          .withHttpPort(0).withMemoryBudget(WorkerMemory.resolve(System.getenv("DISTILLERY_WORKER_MEMORY")).bytes());
       for (StageDescriptor d : StageRegistry.discover().all().values()) {
         WorkerHost host = WorkerHost.start(d, wc, vertx);
         running.push(host);

@@ -20,10 +20,13 @@ import java.util.Map;
  * @param heartbeat re-send the last progress when a stage has been quiet this long (HEARTBEAT)
  * @param progressInterval at most one progress event per this interval (PROGRESS_INTERVAL)
  * @param shutdownGrace on SIGTERM, how long a running job may take to finish before it is abandoned (SHUTDOWN_GRACE)
+ * @param memoryBudgetBytes the memory one job may plan against, heap and native together (MEMORY: {@code 6g},
+ *     {@code 512m}, bytes; default: the container's cgroup limit minus a quarter, capped by the JVM's max heap; see
+ *     {@link WorkerMemory}); every job's {@code StageContext} carries it
  */
 public record WorkerConfig(
     String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
-    Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
+    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, long memoryBudgetBytes) {
 
   public WorkerConfig {
     if (bootstrap == null || bootstrap.isBlank()) {
@@ -35,7 +38,17 @@ public record WorkerConfig(
     if (heartbeat.isNegative() || heartbeat.isZero()) {
       throw new IllegalArgumentException("heartbeat must be positive");
     }
+    if (memoryBudgetBytes <= 0) {
+      throw new IllegalArgumentException("memory budget must be positive, got " + memoryBudgetBytes);
+    }
     readRoots = List.copyOf(readRoots);
+  }
+
+  /** A config whose memory budget is the default of this process ({@link WorkerMemory#resolve(String)}). */
+  public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
+      String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
+    this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
+        shutdownGrace, WorkerMemory.resolve(null).bytes());
   }
 
   public static WorkerConfig of(String bootstrap, String registryUrl, Path storeRoot) {
@@ -44,6 +57,11 @@ public record WorkerConfig(
   }
 
   public static WorkerConfig from(Settings s) {
+    return from(s, WorkerMemory.resolve(s.string("MEMORY", "")));
+  }
+
+  /** The config of {@code s} with a memory budget already resolved (so the caller can print where it came from). */
+  public static WorkerConfig from(Settings s, WorkerMemory memory) {
     String roots = s.string("READ_ROOTS", "");
     return new WorkerConfig(
         s.required("BOOTSTRAP"),
@@ -55,7 +73,8 @@ public record WorkerConfig(
         s.integer("HTTP_PORT", 0),
         s.duration("HEARTBEAT", Duration.ofSeconds(5)),
         s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
-        s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)));
+        s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)),
+        memory.bytes());
   }
 
   public static WorkerConfig fromEnv(Map<String, String> env) {
@@ -64,16 +83,22 @@ public record WorkerConfig(
 
   public WorkerConfig withWorkerId(String id) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
-        shutdownGrace);
+        shutdownGrace, memoryBudgetBytes);
   }
 
   public WorkerConfig withHttpPort(int port) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
-        shutdownGrace);
+        shutdownGrace, memoryBudgetBytes);
   }
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace);
+        progressInterval, shutdownGrace, memoryBudgetBytes);
+  }
+
+  /** The same config with a memory budget of {@code bytes} for every job. */
+  public WorkerConfig withMemoryBudget(long bytes) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
+        progressInterval, shutdownGrace, bytes);
   }
 }
