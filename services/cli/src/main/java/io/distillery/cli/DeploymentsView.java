@@ -10,10 +10,13 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -79,7 +82,13 @@ final class DeploymentsView implements AutoCloseable {
     }
     nextLookup = System.currentTimeMillis() + 5_000;
     List<TopicPartition> fresh = new ArrayList<>();
-    var known = consumer.listTopics(Duration.ofSeconds(5));
+    Map<String, List<PartitionInfo>> known;
+    try {
+      known = consumer.listTopics(Duration.ofSeconds(5));
+    } catch (TimeoutException e) {
+      LOG.debug("runs page cannot list topics yet: {}", e.toString());
+      return; // the broker is not reachable yet: looked for again on a later poll
+    }
     for (String topic : TOPICS) {
       if (assigned.contains(topic)) {
         continue;
