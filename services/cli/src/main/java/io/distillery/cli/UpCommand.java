@@ -96,7 +96,7 @@ final class UpCommand implements Callable<Integer> {
         out().printf("worker %-14s http://127.0.0.1:%d/health%n", d.name(), host.httpPort());
       }
       RunsPage page = new RunsPage(vertx, io.distillery.runtime.kafka.KafkaSettings.of(stack.bootstrapServers(),
-          stack.registryUrl()), webPort);
+          stack.registryUrl()), webPort, store);
       running.push(page);
       out().println();
       out().println("Distillery is up.");
