@@ -34,9 +34,11 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -52,9 +54,10 @@ import org.slf4j.LoggerFactory;
  * The serving node: an OpenAI-style HTTP API over the deployments this node hosts, each a {@link Deployment} whose
  * models are swapped atomically as rollout events arrive ({@link #apply}). Generation runs on a bounded pool of
  * worker threads, never on the event loop; a full queue answers 503. Every answer below the confidence threshold
- * escalates to the deployment's teacher; escalations, {@code verify} mismatches, user flags and timeouts become
- * {@link Misfire} events, handed to a non-blocking {@link EventSink}, and every interval's counts per artefact
- * become ServingTraffic.
+ * escalates to the deployment's teacher, within what is left of the request's deadline; escalations, {@code verify}
+ * mismatches and user flags become {@link Misfire} events, handed to a non-blocking {@link EventSink}, and every
+ * interval's counts per artefact become ServingTraffic. A timeout is the node's failure, not a wrong answer: it is
+ * counted once, as an error (504), and is no misfire.
  *
  * <p>One misfire per request at most, about the deployed artefact that was routed: a {@code verify} mismatch of
  * its answer (WRONG_ANSWER, expected = verify) wins over an escalation (ESCALATED, expected = the teacher's
@@ -151,7 +154,7 @@ public final class ServingNode implements AutoCloseable {
    *
    * @throws IOException if the artefact cannot be resolved or loaded; what the node serves is unchanged then
    */
-  public void apply(DeploymentEvent event) throws IOException {
+  public synchronized void apply(DeploymentEvent event) throws IOException {
     String id = event.getDeploymentId();
     if (!config.hosts(id)) {
       return;
@@ -166,6 +169,8 @@ public final class ServingNode implements AutoCloseable {
     } catch (IOException | RuntimeException e) {
       metrics.counter("distillery.serving.rollout.failures", "deployment", id).increment();
       throw e;
+    } finally {
+      retireUnusedTeachers();
     }
   }
 
@@ -223,18 +228,25 @@ public final class ServingNode implements AutoCloseable {
    * Serves a checkpoint or package directory as the stable artefact of {@code deploymentId}, without Kafka (the
    * bench and local use); the artefact sha is the directory's content hash.
    */
-  public String serveLocal(String deploymentId, Path dir, Path teacherDir) throws IOException {
+  public synchronized String serveLocal(String deploymentId, Path dir, Path teacherDir) throws IOException {
     String sha = ContentHash.of(dir);
     ServedModel model = ServedModel.load(dir, sha, dir.toUri().toString());
-    ServedModel teacher = teacherDir == null ? null : teachers.computeIfAbsent(teacherDir.toString(), k -> {
-      try {
-        return ServedModel.load(teacherDir, ContentHash.of(teacherDir), teacherDir.toUri().toString());
-      } catch (IOException e) {
-        throw new java.io.UncheckedIOException(e);
-      }
-    });
-    deployments.computeIfAbsent(deploymentId, Deployment::new).promote(model, teacher);
+    try {
+      ServedModel teacher = teacherDir == null ? null
+          : teacher(ContentHash.of(teacherDir), teacherDir.toUri().toString(), teacherDir);
+      deployments.computeIfAbsent(deploymentId, Deployment::new).promote(model, teacher);
+    } catch (IOException | RuntimeException e) {
+      model.retire();
+      throw e;
+    } finally {
+      retireUnusedTeachers();
+    }
     return sha;
+  }
+
+  /** Serves already loaded models as the stable artefact and teacher of {@code deploymentId} (tests). */
+  synchronized void serve(String deploymentId, ServedModel model, ServedModel teacher) {
+    deployments.computeIfAbsent(deploymentId, Deployment::new).promote(model, teacher);
   }
 
   private static ServedModel loaded(Deployment.Routing r, String sha) {
@@ -247,22 +259,46 @@ public final class ServingNode implements AutoCloseable {
     return r.canary() != null && r.canary().sha256().equals(sha) ? r.canary() : null;
   }
 
-  /** The teacher of a deployment, loaded once per node and shared by deployments that name the same artefact. */
+  /** The teacher a rollout names, or null. */
   private ServedModel teacher(ArtefactRef ref) throws IOException {
-    if (ref == null) {
-      return null;
-    }
-    ServedModel t = teachers.get(ref.getSha256());
+    return ref == null ? null : teacher(ref.getSha256(), ref.getUri(), null);
+  }
+
+  /**
+   * The teacher with this content hash, loaded once per node (from {@code dir}, else by resolving {@code uri}) and
+   * shared by every deployment that names the same artefact, whether by a rollout or {@link #serveLocal}. Called
+   * with the node's lock held, as is {@link #retireUnusedTeachers}.
+   */
+  private ServedModel teacher(String sha, String uri, Path dir) throws IOException {
+    ServedModel t = teachers.get(sha);
     if (t == null) {
-      t = ServedModel.load(resolve(ref.getUri()), ref.getSha256(), ref.getUri());
-      ServedModel raced = teachers.putIfAbsent(ref.getSha256(), t);
-      if (raced != null) {
-        t.retire();
-        t = raced;
-      }
-      LOG.info("teacher loaded sha256={} uri={}", ref.getSha256(), ref.getUri());
+      t = ServedModel.load(dir != null ? dir : resolve(uri), sha, uri);
+      teachers.put(sha, t);
+      LOG.info("teacher loaded sha256={} uri={}", sha, uri);
     }
     return t;
+  }
+
+  /**
+   * Drops the teachers no deployment routes to any more (a rollout named another one) and retires them: the
+   * weights are freed when the last escalation using them ends.
+   */
+  private void retireUnusedTeachers() {
+    Set<ServedModel> used = Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Deployment d : deployments.values()) {
+      Deployment.Routing r = d.routing();
+      if (r != null && r.teacher() != null) {
+        used.add(r.teacher());
+      }
+    }
+    teachers.values().removeIf(t -> {
+      if (used.contains(t)) {
+        return false;
+      }
+      t.retire();
+      LOG.info("teacher retired sha256={} uri={} (no deployment names it)", t.sha256(), t.uri());
+      return true;
+    });
   }
 
   private Path resolve(String uri) throws IOException {
@@ -418,8 +454,7 @@ public final class ServingNode implements AutoCloseable {
     traffic.request(deploymentId, sha);
     ServedModel.Answer answer = model.answer(req.prompt(), req.maxTokens(), req.sampling(), deadline);
     if (answer.timedOut()) {
-      traffic.error(deploymentId, sha);
-      misfire(deploymentId, sha, id, req.prompt(), answer.text(), null, MisfireReason.TIMEOUT, answer.confidence());
+      traffic.error(deploymentId, sha); // once, as an error: a timeout says nothing about the answer's quality
       return new Reply(504, serverErrorBody("generation did not finish within " + config.requestTimeout().toMillis()
           + " ms (" + answer.completionTokens() + " tokens generated)"), "timeout");
     }
@@ -428,11 +463,17 @@ public final class ServingNode implements AutoCloseable {
     ServedModel teacher = lease.teacher();
     if (low && teacher != null && teacher.tryAcquire()) {
       try {
-        teacherAnswer = teacher.answer(req.prompt(), req.maxTokens(), req.sampling(), Long.MAX_VALUE);
+        teacherAnswer = teacher.answer(req.prompt(), req.maxTokens(), req.sampling(), deadline);
       } finally {
         teacher.release();
       }
-      metrics.counter("distillery.serving.escalations", "deployment", deploymentId).increment();
+      if (teacherAnswer.timedOut()) {
+        // the teacher could not finish in what was left of the request's time: the student's answer stands
+        metrics.counter("distillery.serving.escalations.timedout", "deployment", deploymentId).increment();
+        teacherAnswer = null;
+      } else {
+        metrics.counter("distillery.serving.escalations", "deployment", deploymentId).increment();
+      }
     }
     ServedModel.Answer returned = teacherAnswer != null ? teacherAnswer : answer;
     if (req.verify() != null && !req.verify().equals(answer.text())) {
