@@ -145,7 +145,8 @@ final class ProgressRenderer {
   /** A run as lines: a header, one line per stage, and the result once it has finished. */
   static List<String> lines(RunState r) {
     List<String> lines = new ArrayList<>();
-    lines.add(String.format(Locale.ROOT, "run %s  %s  %s", r.getRunId(), r.getRecipeName(), r.getStatus()));
+    // the status before the recipe's name: a line cut to a narrow terminal keeps it
+    lines.add(String.format(Locale.ROOT, "run %s  %s  %s", r.getRunId(), r.getStatus(), r.getRecipeName()));
     for (StageState s : r.getStages()) {
       int filled = (int) Math.round(Math.max(0, Math.min(100, s.getPercent())) / 100.0 * BAR);
       lines.add(String.format(Locale.ROOT, "  %-10s %-12s [%s%s] %3.0f%%  %-10s %s%s", s.getNode(), s.getStage(),

@@ -128,6 +128,6 @@ class ProgressRendererTest {
     String block = ProgressRenderer.block(run(RunStatus.RUNNING, 40, null), 70);
 
     assertThat(block.lines()).allMatch(l -> l.length() <= 70);
-    assertThat(block).contains("run 6f1c0f4e-0000-3000-8000-000000000001  demo  RUNNING");
+    assertThat(block).contains("run 6f1c0f4e-0000-3000-8000-000000000001  RUNNING  demo");
   }
 }
