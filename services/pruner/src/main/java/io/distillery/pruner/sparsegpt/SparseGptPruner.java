@@ -2,6 +2,7 @@ package io.distillery.pruner.sparsegpt;
 
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.linalg.HessianInverse;
+import io.distillery.model.linalg.TrailingUpdate;
 import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;
@@ -16,8 +17,10 @@ import java.util.stream.IntStream;
  * {@code err = w_ij / U_jj} to the later columns of the row, {@code w_ik -= err * U_jk} (the optimal reconstruction
  * update, eq. 3 restricted to the not-yet-processed columns).
  *
- * <p>Rows are independent given U, so each row is processed on its own, with the error applied eagerly to every later
- * column: this is arithmetically the lazy block update of the paper (section 3.4), done row by row. Unstructured mask
+ * <p>Rows are independent given U: inside a block the rows run in parallel in Java, each pruned weight's error applied
+ * at once to the later columns of the block; the errors of the whole block reach the columns after it as one native
+ * matrix product {@code W[:, b2:] -= E U[b1:b2, b2:]} (the lazy batch update of section 3.4, {@link TrailingUpdate}).
+ * Unstructured mask
  * selection is per row within a block ({@code round(sparsity * blockSize)} per row and block) so that every row reaches
  * the requested sparsity; the reference code thresholds the whole block instead.
  *
@@ -54,49 +57,58 @@ public final class SparseGptPruner implements LinearPruner {
     }
     double[] h = hessians.apply(module);
     double[] u = HessianInverse.upperCholeskyOfInverse(h, cols, damp);
+    double[] w = new double[weight.length];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = weight[i];
+    }
+    boolean[] mask = new boolean[weight.length];
+    for (int b1 = 0; b1 < cols; b1 += blockSize) {
+      int from = b1;
+      int b2 = Math.min(b1 + blockSize, cols);
+      double[] err = new double[rows * (b2 - b1)];
+      IntStream.range(0, rows).parallel().forEach(r -> pruneBlock(r, from, b2, w, cols, u, mask, err));
+      TrailingUpdate.subtractProduct(w, rows, cols, err, b1, b2, u);
+    }
     float[] out = new float[weight.length];
-    IntStream.range(0, rows).parallel().forEach(r -> pruneRow(weight, r, cols, u, out));
+    for (int i = 0; i < out.length; i++) {
+      out[i] = mask[i] ? 0f : (float) w[i];
+    }
     return out;
   }
 
-  private void pruneRow(float[] weight, int r, int cols, double[] u, float[] out) {
-    double[] w = new double[cols];
-    for (int j = 0; j < cols; j++) {
-      w[j] = weight[r * cols + j];
+  /** Columns [b1, b2) of row r: choose the mask, zero the pruned weights, feed their errors to the rest of the block. */
+  private void pruneBlock(int r, int b1, int b2, double[] w, int cols, double[] u, boolean[] mask, double[] err) {
+    int row = r * cols;
+    int width = b2 - b1;
+    double[] score = new double[width];
+    boolean[] blockMask = new boolean[width];
+    if (pattern instanceof SparsityPattern.Unstructured un) {
+      scores(w, row, u, cols, b1, b2, score, 0);
+      PruneMask.lowest(score, 0, width, un.pruned(width), blockMask);
     }
-    boolean[] mask = new boolean[cols];
-    double[] score = new double[cols];
-    for (int b1 = 0; b1 < cols; b1 += blockSize) {
-      int b2 = Math.min(b1 + blockSize, cols);
-      if (pattern instanceof SparsityPattern.Unstructured un) {
-        scores(w, u, cols, b1, b2, score);
-        PruneMask.lowest(score, b1, b2 - b1, un.pruned(b2 - b1), mask);
+    for (int i = b1; i < b2; i++) {
+      if (pattern instanceof SparsityPattern.NOfM nm && i % nm.m() == 0) {
+        scores(w, row, u, cols, i, i + nm.m(), score, i - b1);
+        PruneMask.lowest(score, i - b1, nm.m(), nm.n(), blockMask);
       }
-      for (int i = b1; i < b2; i++) {
-        if (pattern instanceof SparsityPattern.NOfM nm && i % nm.m() == 0) {
-          scores(w, u, cols, i, i + nm.m(), score);
-          PruneMask.lowest(score, i, nm.m(), nm.n(), mask);
-        }
-        if (!mask[i]) {
-          continue;
-        }
-        double err = w[i] / u[i * cols + i];
-        w[i] = 0;
-        for (int k = i + 1; k < cols; k++) {
-          w[k] -= err * u[i * cols + k];
-        }
+      if (!blockMask[i - b1]) {
+        continue;
       }
-    }
-    for (int j = 0; j < cols; j++) {
-      out[r * cols + j] = mask[j] ? 0f : (float) w[j];
+      mask[row + i] = true;
+      double e = w[row + i] / u[i * cols + i];
+      err[r * width + i - b1] = e;
+      w[row + i] = 0;
+      for (int k = i + 1; k < b2; k++) {
+        w[row + k] -= e * u[i * cols + k];
+      }
     }
   }
 
-  /** w_j^2 / [U_jj]^2 for j in [from, to): the error of pruning w_j alone (eq. 3 with the diagonal of H^-1). */
-  private static void scores(double[] w, double[] u, int cols, int from, int to, double[] score) {
+  /** w_j^2 / [U_jj]^2 for j in [from, to) of the row at {@code row}, into {@code score[at...]}. */
+  private static void scores(double[] w, int row, double[] u, int cols, int from, int to, double[] score, int at) {
     for (int j = from; j < to; j++) {
       double d = u[j * cols + j];
-      score[j] = w[j] * w[j] / (d * d);
+      score[at + j - from] = w[row + j] * w[row + j] / (d * d);
     }
   }
 }
