@@ -29,8 +29,17 @@ public final class TrailingUpdate {
    * @param u {@code [cols, cols]} row-major, upper triangular
    */
   public static void subtractProduct(double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u) {
+    subtractProduct(w, rows, cols, err, b0, b1, u, cols);
+  }
+
+  /**
+   * {@code w[:, b1:end] -= err . u[b0:b1, b1:end]}: the update of only the columns before {@code end} (an inner block
+   * inside a larger lazy block).
+   */
+  public static void subtractProduct(double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u,
+      int end) {
     int width = b1 - b0;
-    int rest = cols - b1;
+    int rest = end - b1;
     if (err.length != (long) rows * width) {
       throw new IllegalArgumentException("errors must be " + rows + "x" + width + ", got " + err.length);
     }
@@ -46,7 +55,7 @@ public final class TrailingUpdate {
             continue;
           }
           int urow = k * cols;
-          for (int j = b1; j < cols; j++) {
+          for (int j = b1; j < end; j++) {
             w[row + j] -= e * u[urow + j];
           }
         }

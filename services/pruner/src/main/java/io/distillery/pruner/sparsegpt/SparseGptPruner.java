@@ -6,6 +6,7 @@ import io.distillery.model.linalg.TrailingUpdate;
 import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;
+import java.util.Arrays;
 import java.util.function.Function;
 import java.util.stream.IntStream;
 
@@ -29,6 +30,9 @@ import java.util.stream.IntStream;
  * calibrator stage, the one-shot statistics are what is available; this is a known, usually small, difference.
  */
 public final class SparseGptPruner implements LinearPruner {
+
+  /** Columns per inner block (see {@code Gptq.INNER}). */
+  static final int INNER = 32;
 
   private final SparsityPattern pattern;
   private final Function<String, double[]> hessians;
@@ -62,11 +66,33 @@ public final class SparseGptPruner implements LinearPruner {
       w[i] = weight[i];
     }
     boolean[] mask = new boolean[weight.length];
+    // inner blocks as in GPTQ: the Java loop feeds each error only to its inner block, native products do the rest
+    int m = pattern instanceof SparsityPattern.NOfM nm ? nm.m() : 1;
+    int inner = blockSize % INNER == 0 && INNER % m == 0 ? INNER : blockSize;
     for (int b1 = 0; b1 < cols; b1 += blockSize) {
       int from = b1;
       int b2 = Math.min(b1 + blockSize, cols);
+      if (pattern instanceof SparsityPattern.Unstructured un) {
+        // the block's mask is chosen when the walk reaches the block, from weights carrying every earlier error
+        IntStream.range(0, rows).parallel().forEach(r -> {
+          double[] score = new double[b2 - from];
+          scores(w, r * cols, u, cols, from, b2, score, 0);
+          boolean[] blockMask = new boolean[b2 - from];
+          PruneMask.lowest(score, 0, b2 - from, un.pruned(b2 - from), blockMask);
+          System.arraycopy(blockMask, 0, mask, r * cols + from, b2 - from);
+        });
+      }
       double[] err = new double[rows * (b2 - b1)];
-      IntStream.range(0, rows).parallel().forEach(r -> pruneBlock(r, from, b2, w, cols, u, mask, err));
+      for (int s0 = b1; s0 < b2; s0 += inner) {
+        int start = s0;
+        int end = Math.min(s0 + inner, b2);
+        double[] innerErr = new double[rows * (end - start)];
+        IntStream.range(0, rows).parallel().forEach(r -> pruneBlock(r, start, end, w, cols, u, mask, innerErr));
+        TrailingUpdate.subtractProduct(w, rows, cols, innerErr, start, end, u, b2);
+        for (int r = 0; r < rows; r++) {
+          System.arraycopy(innerErr, r * (end - start), err, r * (b2 - b1) + start - b1, end - start);
+        }
+      }
       TrailingUpdate.subtractProduct(w, rows, cols, err, b1, b2, u);
     }
     float[] out = new float[weight.length];
@@ -76,29 +102,29 @@ public final class SparseGptPruner implements LinearPruner {
     return out;
   }
 
-  /** Columns [b1, b2) of row r: choose the mask, zero the pruned weights, feed their errors to the rest of the block. */
-  private void pruneBlock(int r, int b1, int b2, double[] w, int cols, double[] u, boolean[] mask, double[] err) {
+  /**
+   * Columns [s0, s1) of row r: choose N:M masks as the walk reaches each group, zero the pruned weights (the
+   * unstructured mask is already set), and feed their errors to the rest of [s0, s1).
+   */
+  private void pruneBlock(int r, int s0, int s1, double[] w, int cols, double[] u, boolean[] mask, double[] err) {
     int row = r * cols;
-    int width = b2 - b1;
-    double[] score = new double[width];
-    boolean[] blockMask = new boolean[width];
-    if (pattern instanceof SparsityPattern.Unstructured un) {
-      scores(w, row, u, cols, b1, b2, score, 0);
-      PruneMask.lowest(score, 0, width, un.pruned(width), blockMask);
-    }
-    for (int i = b1; i < b2; i++) {
+    int width = s1 - s0;
+    double[] score = pattern instanceof SparsityPattern.NOfM nm ? new double[nm.m()] : null;
+    boolean[] groupMask = pattern instanceof SparsityPattern.NOfM nm ? new boolean[nm.m()] : null;
+    for (int i = s0; i < s1; i++) {
       if (pattern instanceof SparsityPattern.NOfM nm && i % nm.m() == 0) {
-        scores(w, row, u, cols, i, i + nm.m(), score, i - b1);
-        PruneMask.lowest(score, i - b1, nm.m(), nm.n(), blockMask);
+        scores(w, row, u, cols, i, i + nm.m(), score, 0);
+        Arrays.fill(groupMask, false);
+        PruneMask.lowest(score, 0, nm.m(), nm.n(), groupMask);
+        System.arraycopy(groupMask, 0, mask, row + i, nm.m());
       }
-      if (!blockMask[i - b1]) {
+      if (!mask[row + i]) {
         continue;
       }
-      mask[row + i] = true;
       double e = w[row + i] / u[i * cols + i];
-      err[r * width + i - b1] = e;
+      err[r * width + i - s0] = e;
       w[row + i] = 0;
-      for (int k = i + 1; k < b2; k++) {
+      for (int k = i + 1; k < s1; k++) {
         w[row + k] -= e * u[i * cols + k];
       }
     }

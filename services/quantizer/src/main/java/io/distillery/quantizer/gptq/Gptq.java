@@ -19,6 +19,8 @@ import java.util.stream.IntStream;
 public final class Gptq {
 
   static final int BLOCK = 128;
+  /** Columns per inner block: the scalar part of the work is rows x cols x INNER / 2 multiply-adds. */
+  static final int INNER = 32;
 
   private Gptq() {}
 
@@ -81,13 +83,24 @@ public final class Gptq {
     // a group's grid is fixed at its first column, so every group must start a block (all earlier errors applied)
     int block = groupSize % BLOCK == 0 ? BLOCK : groupSize < BLOCK ? groupSize * (BLOCK / groupSize) : groupSize;
     int[] codes = new int[rows * cols];
+    // inside a block, columns go in inner blocks of INNER: the Java loop feeds each column's error only to its inner
+    // block; an inner block's errors reach the rest of the block as one native product, the block's the rest of W
+    int inner = block % INNER == 0 && (groupSize % INNER == 0 || INNER % groupSize == 0) ? INNER : block;
     for (int b0 = 0; b0 < cols; b0 += block) {
       int b1 = Math.min(b0 + block, cols);
-      int from = b0;
       double[] err = new double[rows * (b1 - b0)];
-      // rows are independent given U (every update stays within its row), so a block's columns run rows in parallel
-      IntStream.range(0, rows).parallel().forEach(r -> quantizeBlock(r, from, b1, w, u, cols, groupSize, perm, grids,
-          actOrder, bits, codes, err));
+      for (int s0 = b0; s0 < b1; s0 += inner) {
+        int from = s0;
+        int to = Math.min(s0 + inner, b1);
+        double[] innerErr = new double[rows * (to - from)];
+        // rows are independent given U (every update stays within its row), so rows run in parallel
+        IntStream.range(0, rows).parallel().forEach(r -> quantizeBlock(r, from, to, w, u, cols, groupSize, perm,
+            grids, actOrder, bits, codes, innerErr));
+        TrailingUpdate.subtractProduct(w, rows, cols, innerErr, from, to, u, b1);
+        for (int r = 0; r < rows; r++) {
+          System.arraycopy(innerErr, r * (to - from), err, r * (b1 - b0) + from - b0, to - from);
+        }
+      }
       // lazy batch update of the columns after the block (Section 3, "Lazy Batch-Updates")
       TrailingUpdate.subtractProduct(w, rows, cols, err, b0, b1, u);
     }
