@@ -2,9 +2,9 @@ package io.distillery.model.quant;
 
 /**
  * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT2,
- * INT3, INT4 or INT8 per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max
- * observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
- * fix it when a group starts and then quantize column by column.
+ * INT3, INT4 or INT8 per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors'
+ * min-max observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ
+ * can fix it when a group starts and then quantize column by column.
  */
 public final class GroupQuantizer {
 

@@ -9,12 +9,13 @@ import java.util.stream.IntStream;
 /**
  * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and spreads each column's
  * rounding error over the columns not yet quantized, weighted by the rows of U, the upper Cholesky factor of the
- * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily: inside a block of 128
- * columns at once (in Java, rows in parallel), to the rest of the matrix once per block as one native matrix product
- * {@code W[:, b1:] -= E U[b0:b1, b1:]} (Section 3, "Lazy Batch-Updates"; {@link TrailingUpdate}). Group-wise
- * asymmetric grids of 2, 3, 4 or 8 bits are fixed when a group's first column is reached (so they see the error already propagated into it);
- * with act-order, columns go in order of decreasing diag(H) and the grids are fixed up front per original group
- * ("static groups"), so that no g_idx has to be stored.
+ * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily (Section 3, "Lazy
+ * Batch-Updates"): inside an inner block of {@value #INNER} columns at once in Java (rows in parallel), to the rest of
+ * the block of {@value #BLOCK} columns and, once per block, to the rest of the matrix as native matrix products
+ * {@code W[:, b1:] -= E U[b0:b1, b1:]} ({@link TrailingUpdate}). Group-wise asymmetric grids of 2, 3, 4 or 8 bits are
+ * fixed when a group's first column is reached (so they see the error already propagated into it); with act-order,
+ * columns go in order of decreasing diag(H) and the grids are fixed up front per original group ("static groups"), so
+ * that no g_idx has to be stored.
  */
 public final class Gptq {
 
