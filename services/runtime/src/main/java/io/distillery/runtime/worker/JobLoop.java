@@ -294,6 +294,7 @@ final class JobLoop implements Runnable {
       StageResult result = stage.run(ctx);
       List<ArtefactRef> outputs = new ArrayList<>();
       for (StageResult.Output o : result.outputs()) {
+        LineageManifest.writeIfCheckpoint(o.path(), o.format(), descriptor.name(), job, result.metrics());
         outputs.add(store.put(o.path(), o.format(), false));
       }
       if (descriptor.cacheable()) {
