@@ -1,9 +1,9 @@
 package io.distillery.model.quant;
 
 /**
- * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT4
- * per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max
- * observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
+ * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, INT4 per group
+ * of input columns, symmetric (compressed-tensors' W4A16 preset, vLLM's uint4b8 path) or asymmetric (min/max range
+ * widened to include 0, as GPTQ's and compressed-tensors' min-max observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
  * fix it when a group starts and then quantize column by column.
  */
 public final class GroupQuantizer {
@@ -48,6 +48,24 @@ public final class GroupQuantizer {
       return new Grid(scale, Math.max(INT4_MIN, Math.min(INT4_MAX, zero)), INT4_MIN, INT4_MAX);
     }
 
+    /**
+     * Symmetric INT4 grid of values {@code w[from, to)}, as compressed-tensors' {@code calculate_qparams}
+     * (quantization/utils/helpers.py) computes it for {@code symmetric: true}: scale = max|w| / ((7 - (-8)) / 2) =
+     * max|w| / 7.5, zero point 0, codes clamped to [-8, 7].
+     */
+    public static Grid int4Symmetric(float[] w, int from, int to) {
+      float max = 0;
+      for (int i = from; i < to; i++) {
+        max = Math.max(max, Math.abs(w[i]));
+      }
+      return new Grid(max == 0 ? 1 : max / ((INT4_MAX - INT4_MIN) / 2f), 0, INT4_MIN, INT4_MAX);
+    }
+
+    /** {@link #int4Symmetric} or {@link #int4} of values {@code w[from, to)}. */
+    public static Grid int4(float[] w, int from, int to, boolean symmetric) {
+      return symmetric ? int4Symmetric(w, from, to) : int4(w, from, to);
+    }
+
     /** Symmetric INT8 grid of values {@code w[from, to)}: scale = max|w| / 127, zero 0. */
     public static Grid int8(float[] w, int from, int to) {
       float max = 0;
@@ -73,8 +91,16 @@ public final class GroupQuantizer {
     return new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
   }
 
-  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns (w4-rtn). */
+  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns. */
   public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize) {
+    return int4Group(w, rows, cols, groupSize, false);
+  }
+
+  /**
+   * INT4 with a scale per row and group of {@code groupSize} input columns (w4-rtn): symmetric (no zero points) or
+   * asymmetric (a signed zero point per row and group).
+   */
+  public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize, boolean symmetric) {
     check(w, rows, cols, groupSize);
     int groups = cols / groupSize;
     int[] codes = new int[rows * cols];
@@ -83,7 +109,7 @@ public final class GroupQuantizer {
     for (int r = 0; r < rows; r++) {
       for (int g = 0; g < groups; g++) {
         int from = r * cols + g * groupSize;
-        Grid grid = Grid.int4(w, from, from + groupSize);
+        Grid grid = Grid.int4(w, from, from + groupSize, symmetric);
         scales[r * groups + g] = grid.scale();
         zeros[r * groups + g] = grid.zero();
         for (int i = from; i < from + groupSize; i++) {
@@ -91,7 +117,8 @@ public final class GroupQuantizer {
         }
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
+        symmetric ? null : zeros);
   }
 
   /** The INT4 round trip Q(w) as floats, without keeping the codes (AWQ's search loop). */
