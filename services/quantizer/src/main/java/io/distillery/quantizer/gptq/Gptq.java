@@ -27,6 +27,15 @@ public final class Gptq {
    */
   public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
       double damp, boolean actOrder) {
+    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, false);
+  }
+
+  /**
+   * As {@link #quantize(float[], int, int, double[], int, double, boolean)}, on the symmetric INT4 grid (no zero
+   * points, compressed-tensors' W4A16 preset) when {@code symmetric}.
+   */
+  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
+      double damp, boolean actOrder, boolean symmetric) {
     if (groupSize <= 0 || cols % groupSize != 0) {
       throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
     }
@@ -63,7 +72,7 @@ public final class Gptq {
       for (int r = 0; r < rows; r++) {
         for (int g = 0; g < groups; g++) {
           int from = r * cols + g * groupSize;
-          grids[r * groups + g] = GroupQuantizer.Grid.int4(original, from, from + groupSize);
+          grids[r * groups + g] = GroupQuantizer.Grid.int4(original, from, from + groupSize, symmetric);
         }
       }
     }
@@ -71,18 +80,19 @@ public final class Gptq {
     int[] codes = new int[rows * cols];
     // rows are independent given U (every update stays within its row), so they run in parallel
     IntStream.range(0, rows).parallel().forEach(r -> quantizeRow(r, w, u, cols, groupSize, block, perm, grids,
-        actOrder, codes));
+        actOrder, symmetric, codes));
     float[] scales = new float[rows * groups];
     int[] zeros = new int[rows * groups];
     for (int i = 0; i < grids.length; i++) {
       scales[i] = grids[i].scale();
       zeros[i] = grids[i].zero();
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
+        symmetric ? null : zeros);
   }
 
   private static void quantizeRow(int r, double[] w, double[] u, int cols, int groupSize, int block, int[] perm,
-      GroupQuantizer.Grid[] grids, boolean actOrder, int[] codes) {
+      GroupQuantizer.Grid[] grids, boolean actOrder, boolean symmetric, int[] codes) {
     int groups = cols / groupSize;
     int row = r * cols;
     double[] err = new double[block];
@@ -95,7 +105,7 @@ public final class Gptq {
           for (int i = 0; i < groupSize; i++) {
             slice[i] = (float) w[row + k + i];
           }
-          grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
+          grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize, symmetric);
         }
         GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
         float x = (float) w[row + k];
