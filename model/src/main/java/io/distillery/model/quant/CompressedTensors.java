@@ -284,7 +284,10 @@ public final class CompressedTensors {
     ObjectNode node = JSON.createObjectNode();
     node.put("format", "dense");
     node.put("global_sparsity", s.globalSparsity());
-    node.putArray("ignore").add(LlamaTensorNames.LM_HEAD_MODULE);
+    ArrayNode ignore = node.putArray("ignore");
+    if (!s.targets().contains(LlamaTensorNames.LM_HEAD_MODULE)) {
+      ignore.add(LlamaTensorNames.LM_HEAD_MODULE);
+    }
     node.put("registry_requires_subclass", false);
     node.put("sparsity_structure", s.structure());
     ArrayNode targets = node.putArray("targets");
