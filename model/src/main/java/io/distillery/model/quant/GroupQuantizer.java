@@ -3,8 +3,9 @@ package io.distillery.model.quant;
 /**
  * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, INT4 per group
  * of input columns, symmetric (compressed-tensors' W4A16 preset, vLLM's uint4b8 path) or asymmetric (min/max range
- * widened to include 0, as GPTQ's and compressed-tensors' min-max observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
- * fix it when a group starts and then quantize column by column.
+ * widened to include 0, as GPTQ's and compressed-tensors' min-max observers do), and FP8 E4M3 per output channel.
+ * The {@link Grid} of one row and group is public so that GPTQ can fix it when a group starts and then quantize column
+ * by column.
  */
 public final class GroupQuantizer {
 

@@ -66,11 +66,6 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
    * a fused group (compressed_tensors/utils.py should_ignore_layer raises when q/k/v or gate/up differ).
    */
   private static void checkExclude(List<String> exclude) {
-    if (exclude.stream().noneMatch(e -> e.equals("lm_head"))) {
-      throw new IllegalArgumentException("exclude: must contain \"lm_head\" (got " + exclude + "): vLLM loads "
-          + "compressed-tensors weights into linear layers only and its ParallelLMHead has no weight_packed/"
-          + "weight_scale (compressed_tensors.py get_quant_method), so a quantized lm_head does not load");
-    }
     for (String entry : exclude) {
       int dot = entry.lastIndexOf('.');
       String prefix = entry.substring(0, dot + 1);
@@ -88,6 +83,11 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
               + fused.getValue() + " or none");
         }
       }
+    }
+    if (exclude.stream().noneMatch(e -> e.equals("lm_head"))) {
+      throw new IllegalArgumentException("exclude: must contain \"lm_head\" (got " + exclude + "): vLLM loads "
+          + "compressed-tensors weights into linear layers only and its ParallelLMHead has no weight_packed/"
+          + "weight_scale (compressed_tensors.py get_quant_method), so a quantized lm_head does not load");
     }
   }
 

@@ -42,7 +42,8 @@ public final class DjlServingPackage {
   /** The format of {@code model/} when it is stored on its own (the Kubernetes manifest mounts it by hash). */
   public static final String MODEL_FORMAT = ArtefactFormats.HF_CHECKPOINT;
   /** DJL LMI v20 (DJL Serving 0.36.0, vLLM 0.15.1), serving/docs/lmi/release_notes.md. */
-  public static final String IMAGE = "763104351884.dkr.ecr.us-west-2.amazonaws.com/djl-inference:0.36.0-lmi20.0.0-cu128-v1.0";
+  public static final String IMAGE =
+      "763104351884.dkr.ecr.us-west-2.amazonaws.com/djl-inference:0.36.0-lmi20.0.0-cu128-v1.0";
   /** Where LMI containers look for the model (serving.properties at its root). */
   public static final String MOUNT = "/opt/ml/model";
   /** The PersistentVolumeClaim holding the artefact store in the Kubernetes deployment (k8s/). */

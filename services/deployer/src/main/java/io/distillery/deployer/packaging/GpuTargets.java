@@ -5,6 +5,7 @@ import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.quant.CompressedTensorsConformance;
 import io.distillery.model.quant.VllmConstraints;
+import io.distillery.model.safetensors.Checkpoint;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -119,7 +120,7 @@ public final class GpuTargets {
   static Map<String, long[]> quantizedShapes(Path modelDir, LlamaConfig config) throws IOException {
     Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
     Map<String, long[]> out = new LinkedHashMap<>();
-    try (io.distillery.model.safetensors.Checkpoint file = io.distillery.model.safetensors.Checkpoint.open(modelDir)) {
+    try (Checkpoint file = Checkpoint.open(modelDir)) {
       for (String m : LlamaTensorNames.linearModules(config)) {
         if (file.contains(m + ".weight_scale")) {
           out.put(m, shapes.get(LlamaTensorNames.weight(m)));
