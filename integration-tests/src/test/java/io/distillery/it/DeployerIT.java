@@ -177,7 +177,8 @@ class DeployerIT {
     assertThat(r.getArtefact().getFormat()).isEqualTo("djl-serving");
     assertThat(pkg.resolve("model/config.json")).exists();
     assertThat(pkg.resolve("model/tokenizer.json")).exists();
-    assertThat(pkg.resolve("gpu/serving.properties")).content().contains("option.rolling_batch=trtllm");
+    assertThat(pkg.resolve("gpu/serving.properties")).content()
+        .contains("option.entryPoint=djl_python.lmi_vllm.vllm_async_service");
     assertThat(pkg.resolve("k8s/deployment.yaml")).content().contains("nvidia.com/gpu: 1");
     assertThat(Path.of(URI.create(r.getLabels().get("student")))).isEqualTo(pkg.resolve("model"));
 

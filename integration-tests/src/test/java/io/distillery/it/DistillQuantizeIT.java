@@ -35,7 +35,7 @@ class DistillQuantizeIT {
       stages:
         distill: { stage: distiller, params: { student: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 }, dataset: "%s", steps: 300, batch: 16, seqLen: 32, lr: 0.003, temperature: 2.0, evalSamples: 32, patience: 100 } }
         calib:   { stage: calibrator, after: [distill], params: { samples: 16, seqLen: 32 } }
-        quant:   { stage: quantizer, after: [distill, calib], params: { scheme: w4-gptq, groupSize: 32, exclude: [] } }
+        quant:   { stage: quantizer, after: [distill, calib], params: { scheme: w4-gptq, groupSize: 32, exclude: [lm_head] } }
         eval:    { stage: evaluator, after: [quant], params: { samples: 60, gates: { weightBytesRatio: 0.1 } } }
       """;
 

@@ -20,41 +20,57 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.SequencedMap;
 import java.util.stream.Stream;
 
 /**
- * Writes and reads quantized Llama checkpoints in the compressed-tensors format that vLLM loads
- * ({@code quant_method: compressed-tensors}). What we follow, read from the compressed-tensors sources
- * (compressors/quantized_compressors/{pack_quantized,naive_quantized}.py, quantization/quant_args.py,
- * quant_scheme.py) and llm-compressor's saved configs:
+ * Writes and reads quantized Llama checkpoints in the compressed-tensors format exactly as vLLM reads it
+ * ({@code quant_method: compressed-tensors}). Followed from the sources (revisions in docs/formats.md):
+ * compressed-tensors 0.12.2 .. 0.18.0 ({@code compressors/format.py}, {@code compressors/quantized_compressors/
+ * pack_quantized.py} and {@code naive_quantized.py}, {@code quantization/quant_args.py}, {@code quant_scheme.py},
+ * {@code quant_config.py}, {@code compressors/model_compressors/model_compressor.py} {@code update_config}) and vLLM's
+ * {@code model_executor/layers/quantization/compressed_tensors/compressed_tensors.py} with
+ * {@code schemes/compressed_tensors_wNa16.py}, {@code compressed_tensors_w8a8_int8.py},
+ * {@code compressed_tensors_w8a16_fp8.py}:
  * <ul>
- *   <li>{@code pack-quantized} (W4A16, group): {@code <m>.weight_packed} I32 {@code [out, in/8]} (see
- *       {@link Int32Packing}), {@code <m>.weight_scale} {@code [out, in/group]}, {@code <m>.weight_zero_point} I32
- *       packed along dim 0 {@code [ceil(out/8), in/group]} (asymmetric), {@code <m>.weight_shape} I64 {@code [2]};
- *       codes and zero points signed in [-8, 7], x = (q - z) * s.</li>
- *   <li>{@code int-quantized} (W8A16 / W8A8, channel, symmetric): {@code <m>.weight} I8 {@code [out, in]},
- *       {@code <m>.weight_scale} {@code [out, 1]}; static activations add {@code <m>.input_scale} {@code [1]}.</li>
- *   <li>{@code float-quantized} (FP8 weights, channel): {@code <m>.weight} F8_E4M3, {@code <m>.weight_scale}
- *       {@code [out, 1]}.</li>
+ *   <li>{@code pack-quantized} (integer weights without input activations: W4A16 group, W8A16 channel, 2/3-bit
+ *       group): {@code <m>.weight_packed} I32 {@code [out, ceil(in / (32/bits))]} (see {@link Int32Packing}),
+ *       {@code <m>.weight_scale} {@code [out, in/group]} ({@code [out, 1]} per channel), {@code <m>.weight_shape} I64
+ *       {@code [2]}, and only when asymmetric {@code <m>.weight_zero_point} I32 packed along dim 0
+ *       {@code [ceil(out / (32/bits)), groups]}; x = (q - z) * s.</li>
+ *   <li>{@code int-quantized} (W8A8, static per-tensor input): {@code <m>.weight} I8 {@code [out, in]},
+ *       {@code <m>.weight_scale} {@code [out, 1]}, {@code <m>.input_scale} {@code [1]}.</li>
+ *   <li>{@code naive-quantized} (FP8 E4M3 weights alone, per channel): {@code <m>.weight} F8_E4M3,
+ *       {@code <m>.weight_scale} {@code [out, 1]}.</li>
  * </ul>
- * Scales are written F32 (the config's torch_dtype is float32). Modules in {@code ignore} and every non-linear
- * tensor stay dense F32 under their transformers names. The reader dequantizes on load so that {@link LlamaModel}
- * (and so the evaluator) can run any output.
+ * Scales are stored in {@link QuantizationScheme#scaleDtype()} (the model's dtype, as llm-compressor leaves them);
+ * dense tensors in the model's dtype under their transformers names. {@code lm_head} and the embeddings are never
+ * quantized ({@link VllmConstraints#checkQuantizable}). The reader takes the bit width and format from the config and
+ * still reads the checkpoints this platform wrote before (asymmetric INT4, W8A16 as int-quantized I8), dequantizing
+ * on load so that {@link LlamaModel} (and so the evaluator and the serving node) can run any output.
  */
 public final class CompressedTensors {
 
   public static final String QUANT_METHOD = "compressed-tensors";
+  /**
+   * The compressed-tensors release whose serialized form is written: per-group {@code format} (since 0.11), no
+   * {@code scale_dtype}/{@code zp_dtype} (added in 0.13: older readers reject them, quant_args.py is extra=forbid),
+   * {@code sparsity_config} and {@code transform_config} present. vLLM does not check the string.
+   */
+  public static final String FORMAT_VERSION = "0.12.2";
 
   private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   private CompressedTensors() {}
 
   /**
-   * Writes {@code config.json} (with {@code quantization_config}) and {@code model.safetensors} into {@code dir}.
+   * Writes {@code config.json} (with {@code quantization_config}) and {@code model.safetensors} into {@code dir};
+   * dense tensors and scales in the model's {@code torch_dtype}.
    *
    * @param dense every tensor of the model by transformers name (norms, embeddings, and the weights of modules not
    *     in {@code quantized}); weights of quantized modules are ignored
@@ -65,6 +81,8 @@ public final class CompressedTensors {
       Map<String, QuantizedWeight> quantized, Map<String, Float> inputScales, QuantizationScheme scheme)
       throws IOException {
     Files.createDirectories(dir);
+    QuantizationScheme typed = scheme.withModelDtype(config);
+    DType denseType = typed.scaleDtype();
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
       String name = entry.getKey();
@@ -75,14 +93,14 @@ public final class CompressedTensors {
         if (values == null) {
           throw new IllegalArgumentException("no values for tensor '" + name + "'");
         }
-        tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
+        tensors.put(name, TensorData.ofFloats(denseType, entry.getValue(), values));
         continue;
       }
-      tensors.putAll(moduleTensors(module, q, inputScales.get(module), scheme));
+      tensors.putAll(moduleTensors(module, q, inputScales.get(module), typed));
     }
     Path file = dir.resolve(Checkpoint.SINGLE_FILE);
     SafetensorsWriter.write(file, tensors, Map.of("format", "pt"));
-    writeConfig(dir, config.withTorchDtype("float32"), scheme);
+    writeConfig(dir, config, typed);
   }
 
   /**
@@ -92,16 +110,34 @@ public final class CompressedTensors {
    *
    * @param module the module name, e.g. {@code model.layers.3.mlp.down_proj}
    * @param inputScale the static per-tensor input scale (W8A8), or null
+   * @throws IllegalArgumentException when the module may not be quantized (lm_head, embeddings), or {@code q} does
+   *     not match the scheme (kind, symmetry, code range)
    */
   public static SequencedMap<String, TensorSource> moduleTensors(String module, QuantizedWeight q, Float inputScale,
       QuantizationScheme scheme) {
+    VllmConstraints.checkQuantizable(module);
     if (q.kind() != scheme.kind()) {
       throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
     }
+    if (scheme.symmetric() && q.zeroPoints() != null) {
+      throw new IllegalArgumentException(module + " has zero points but the scheme is symmetric");
+    }
+    if (!scheme.symmetric() && q.zeroPoints() == null) {
+      throw new IllegalArgumentException(module + " has no zero points but the scheme is asymmetric");
+    }
+    if (inputScale != null && !scheme.staticInputActivations()) {
+      throw new IllegalArgumentException(module + " has an input scale but the scheme declares no static input "
+          + "activations");
+    }
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
-    putQuantized(tensors, module, q);
+    if (scheme.packed()) {
+      putPacked(tensors, module, q, scheme);
+    } else {
+      putUnpacked(tensors, module, q, scheme);
+    }
     if (inputScale != null) {
-      tensors.put(module + ".input_scale", TensorData.ofFloats(new long[] {1}, new float[] {inputScale}));
+      tensors.put(module + ".input_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {1},
+          new float[] {inputScale}));
     }
     return tensors;
   }
@@ -111,89 +147,152 @@ public final class CompressedTensors {
    * {@code quantization_config} of {@code scheme}.
    */
   public static void writeConfig(Path dir, LlamaConfig config, QuantizationScheme scheme) throws IOException {
+    writeQuantizationConfig(dir, config, quantizationConfig(scheme));
+  }
+
+  /**
+   * Writes {@code config.json} for a dense checkpoint whose linear weights are 2:4 sparse: a
+   * {@code quantization_config} holding only {@code sparsity_config}, as compressed-tensors' {@code
+   * ModelCompressor.update_config} writes it for a sparse model without quantization (format {@code dense}: the
+   * weights stay uncompressed, zeros included).
+   */
+  public static void writeSparseConfig(Path dir, LlamaConfig config, QuantizationScheme.Sparsity sparsity)
+      throws IOException {
+    ObjectNode q = JSON.createObjectNode();
+    q.put("quant_method", QUANT_METHOD);
+    q.set("sparsity_config", sparsityConfig(sparsity));
+    q.putObject("transform_config");
+    q.put("version", FORMAT_VERSION);
+    writeQuantizationConfig(dir, config, q);
+  }
+
+  private static void writeQuantizationConfig(Path dir, LlamaConfig config, ObjectNode q) throws IOException {
     Files.createDirectories(dir);
     ObjectNode root = (ObjectNode) JSON.readTree(config.toJson());
-    root.set("quantization_config", quantizationConfig(scheme));
+    root.set("quantization_config", q);
     Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
         StandardCharsets.UTF_8);
   }
 
-  private static void putQuantized(Map<String, TensorSource> tensors, String m, QuantizedWeight q) {
+  private static void putPacked(Map<String, TensorSource> tensors, String m, QuantizedWeight q,
+      QuantizationScheme scheme) {
+    int bits = scheme.bits();
+    checkRange(m, q.codes(), bits, "codes");
     long rows = q.rows();
-    long cols = q.cols();
-    switch (q.kind()) {
-      case INT4_GROUP -> {
-        int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), 4);
-        tensors.put(m + ".weight_packed", TensorData.ofBytes(DType.I32, new long[] {rows, packed.length / rows},
-            TensorCodec.intsToBytes(packed)));
-        tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, q.groups()}, q.scales()));
-        if (q.zeroPoints() != null) {
-          int[] zp = Int32Packing.packColumns(q.zeroPoints(), q.rows(), q.groups(), 4);
-          tensors.put(m + ".weight_zero_point", TensorData.ofBytes(DType.I32,
-              new long[] {zp.length / q.groups(), q.groups()}, TensorCodec.intsToBytes(zp)));
-        }
-        tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2}, TensorCodec.longsToBytes(rows, cols)));
-      }
-      case INT8_CHANNEL, FP8_CHANNEL -> {
-        byte[] codes = new byte[q.codes().length];
-        for (int i = 0; i < codes.length; i++) {
-          codes[i] = (byte) q.codes()[i];
-        }
-        DType type = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL ? DType.I8 : DType.F8_E4M3;
-        tensors.put(m + ".weight", TensorData.ofBytes(type, new long[] {rows, cols}, codes));
-        tensors.put(m + ".weight_scale", TensorData.ofFloats(new long[] {rows, 1}, q.scales()));
+    int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), bits);
+    tensors.put(m + ".weight_packed", TensorData.ofBytes(DType.I32, new long[] {rows, packed.length / rows},
+        TensorCodec.intsToBytes(packed)));
+    tensors.put(m + ".weight_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, q.groups()},
+        q.scales()));
+    if (q.zeroPoints() != null) {
+      checkRange(m, q.zeroPoints(), bits, "zero points");
+      int[] zp = Int32Packing.packColumns(q.zeroPoints(), q.rows(), q.groups(), bits);
+      tensors.put(m + ".weight_zero_point", TensorData.ofBytes(DType.I32,
+          new long[] {zp.length / q.groups(), q.groups()}, TensorCodec.intsToBytes(zp)));
+    }
+    tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2},
+        TensorCodec.longsToBytes(rows, q.cols())));
+  }
+
+  private static void putUnpacked(Map<String, TensorSource> tensors, String m, QuantizedWeight q,
+      QuantizationScheme scheme) {
+    boolean int8 = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL;
+    if (int8) {
+      checkRange(m, q.codes(), 8, "codes");
+    }
+    byte[] codes = new byte[q.codes().length];
+    for (int i = 0; i < codes.length; i++) {
+      codes[i] = (byte) q.codes()[i];
+    }
+    tensors.put(m + ".weight", TensorData.ofBytes(int8 ? DType.I8 : DType.F8_E4M3, new long[] {q.rows(), q.cols()},
+        codes));
+    tensors.put(m + ".weight_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {q.rows(), 1}, q.scales()));
+  }
+
+  private static void checkRange(String m, int[] values, int bits, String what) {
+    int lo = -(1 << (bits - 1));
+    int hi = (1 << (bits - 1)) - 1;
+    for (int v : values) {
+      if (v < lo || v > hi) {
+        throw new IllegalArgumentException(m + ": " + what + " must lie in [" + lo + ", " + hi + "] for " + bits
+            + "-bit packing, got " + v);
       }
     }
   }
 
-  static ObjectNode quantizationConfig(QuantizationScheme scheme) {
-    ObjectNode weights = JSON.createObjectNode();
-    boolean int4 = scheme.kind() == QuantizedWeight.Kind.INT4_GROUP;
-    weights.putNull("actorder");
-    weights.putNull("block_structure");
-    weights.put("dynamic", false);
-    if (int4) {
-      weights.put("group_size", scheme.groupSize());
+  /** compressed-tensors' {@code QuantizationArgs} as the library serializes it (keys sorted, 0.12.2's key set). */
+  private static ObjectNode args(int bits, String type, String strategy, Integer groupSize, boolean symmetric) {
+    ObjectNode a = JSON.createObjectNode();
+    a.putNull("actorder");
+    a.putNull("block_structure");
+    a.put("dynamic", false);
+    if (groupSize == null) {
+      a.putNull("group_size");
     } else {
-      weights.putNull("group_size");
+      a.put("group_size", groupSize);
     }
-    weights.put("num_bits", scheme.kind().bits());
-    weights.put("observer", "minmax");
-    weights.putObject("observer_kwargs");
-    weights.put("strategy", int4 ? "group" : "channel");
-    weights.put("symmetric", !int4);
-    weights.put("type", scheme.kind() == QuantizedWeight.Kind.FP8_CHANNEL ? "float" : "int");
+    a.put("num_bits", bits);
+    a.put("observer", "minmax");
+    a.putObject("observer_kwargs");
+    a.put("strategy", strategy);
+    a.put("symmetric", symmetric);
+    a.put("type", type);
+    return a;
+  }
 
-    ObjectNode group = JSON.createObjectNode();
+  static ObjectNode quantizationConfig(QuantizationScheme scheme) {
+    boolean group = scheme.kind() == QuantizedWeight.Kind.INT4_GROUP;
+    ObjectNode weights = args(scheme.bits(), scheme.kind() == QuantizedWeight.Kind.FP8_CHANNEL ? "float" : "int",
+        scheme.strategy(), group ? scheme.groupSize() : null, scheme.symmetric());
+
+    ObjectNode groupNode = JSON.createObjectNode();
+    groupNode.put("format", scheme.format());
     if (scheme.staticInputActivations()) {
-      ObjectNode input = group.putObject("input_activations");
-      input.putNull("actorder");
-      input.putNull("block_structure");
-      input.put("dynamic", false);
-      input.putNull("group_size");
-      input.put("num_bits", 8);
-      input.put("observer", "minmax");
-      input.putObject("observer_kwargs");
-      input.put("strategy", "tensor");
-      input.put("symmetric", true);
-      input.put("type", "int");
+      groupNode.set("input_activations", args(8, "int", "tensor", null, true));
     } else {
-      group.putNull("input_activations");
+      groupNode.putNull("input_activations");
     }
-    group.putNull("output_activations");
-    group.putArray("targets").add("Linear");
-    group.set("weights", weights);
+    groupNode.putNull("output_activations");
+    groupNode.putArray("targets").add("Linear");
+    groupNode.set("weights", weights);
 
     ObjectNode config = JSON.createObjectNode();
-    config.putObject("config_groups").set("group_0", group);
+    config.putObject("config_groups").set("group_0", groupNode);
     config.put("format", scheme.format());
     config.putNull("global_compression_ratio");
     ArrayNode ignore = config.putArray("ignore");
-    scheme.ignore().forEach(ignore::add);
+    List<String> ignored = new ArrayList<>(scheme.ignore());
+    if (!ignored.contains(LlamaTensorNames.LM_HEAD_MODULE)) {
+      ignored.add(LlamaTensorNames.LM_HEAD_MODULE);
+    }
+    ignored.forEach(ignore::add);
     config.putNull("kv_cache_scheme");
     config.put("quant_method", QUANT_METHOD);
     config.put("quantization_status", "compressed");
+    if (scheme.sparsity() == null) {
+      config.putObject("sparsity_config");
+    } else {
+      config.set("sparsity_config", sparsityConfig(scheme.sparsity()));
+    }
+    config.putObject("transform_config");
+    config.put("version", FORMAT_VERSION);
     return config;
+  }
+
+  /** compressed-tensors' dense {@code SparsityCompressionConfig} (config/base.py, config/dense.py), keys sorted. */
+  private static ObjectNode sparsityConfig(QuantizationScheme.Sparsity s) {
+    ObjectNode node = JSON.createObjectNode();
+    node.put("format", "dense");
+    node.put("global_sparsity", s.globalSparsity());
+    ArrayNode ignore = node.putArray("ignore");
+    if (!s.targets().contains(LlamaTensorNames.LM_HEAD_MODULE)) {
+      ignore.add(LlamaTensorNames.LM_HEAD_MODULE);
+    }
+    node.put("registry_requires_subclass", false);
+    node.put("sparsity_structure", s.structure());
+    ArrayNode targets = node.putArray("targets");
+    s.targets().forEach(targets::add);
+    return node;
   }
 
   /** The quantized weights of a compressed-tensors checkpoint, by module, exactly as stored. */
@@ -206,10 +305,11 @@ public final class CompressedTensors {
 
   private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config, Checkpoint file)
       throws IOException {
+    Declared declared = Declared.of(dir);
     Map<String, QuantizedWeight> out = new LinkedHashMap<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
       try {
-        QuantizedWeight q = readModule(file, module);
+        QuantizedWeight q = readModule(file, module, declared);
         if (q != null) {
           out.put(module, q);
         }
@@ -219,6 +319,32 @@ public final class CompressedTensors {
       }
     }
     return out;
+  }
+
+  /**
+   * What {@code quantization_config} declares about the weights (first config group): their bit width and strategy.
+   * Checkpoints written before the width was taken from the config are 4-bit when packed.
+   */
+  private record Declared(int bits, String strategy) {
+
+    static Declared of(Path dir) throws IOException {
+      JsonNode q = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile()).path("quantization_config");
+      JsonNode groups = q.path("config_groups");
+      if (groups.size() > 1) {
+        throw new CorruptCheckpointException(dir, "quantization_config has " + groups.size()
+            + " config_groups; this reader takes one scheme for all layers");
+      }
+      JsonNode weights = groups.elements().hasNext() ? groups.elements().next().path("weights") : null;
+      if (weights == null || weights.isMissingNode() || weights.isNull()) {
+        return new Declared(4, "group");
+      }
+      int bits = weights.path("num_bits").asInt(4);
+      if (!QuantizationScheme.PACKED_BITS.contains(bits)) {
+        throw new CorruptCheckpointException(dir, "weights of " + bits + " bits are not supported; packed widths "
+            + "are " + QuantizationScheme.PACKED_BITS);
+      }
+      return new Declared(bits, weights.path("strategy").asText("group"));
+    }
   }
 
   /** The static activation scales ({@code <module>.input_scale}) of a W8A8 checkpoint. */
@@ -234,20 +360,25 @@ public final class CompressedTensors {
     return out;
   }
 
-  private static QuantizedWeight readModule(Checkpoint file, String m) throws CorruptCheckpointException {
+  private static QuantizedWeight readModule(Checkpoint file, String m, Declared declared)
+      throws CorruptCheckpointException {
     if (file.contains(m + ".weight_packed")) {
+      int bits = declared.bits();
       long[] shape = TensorCodec.bytesToLongs(file.bytes(m + ".weight_shape"));
       int rows = Math.toIntExact(shape[0]);
       int cols = Math.toIntExact(shape[1]);
-      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.bytes(m + ".weight_packed")), rows, cols, 4);
-      int groups = Math.toIntExact(file.info(m + ".weight_scale").dim(1));
+      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.bytes(m + ".weight_packed")), rows, cols,
+          bits);
+      TensorInfo scale = file.info(m + ".weight_scale");
+      int groups = scale.shape().length < 2 ? 1 : Math.toIntExact(scale.dim(1));
       int[] zeros = null;
       if (file.contains(m + ".weight_zero_point")) {
         zeros = Int32Packing.unpackColumns(TensorCodec.bytesToInts(file.bytes(m + ".weight_zero_point")), rows, groups,
-            4);
+            bits);
       }
-      return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, cols / groups, codes,
-          file.floats(m + ".weight_scale"), zeros);
+      boolean channel = bits == 8 && groups == 1 && zeros == null && declared.strategy().equals("channel");
+      return new QuantizedWeight(channel ? QuantizedWeight.Kind.INT8_CHANNEL : QuantizedWeight.Kind.INT4_GROUP, rows,
+          cols, cols / groups, codes, file.floats(m + ".weight_scale"), zeros, bits);
     }
     if (!file.contains(m + ".weight_scale")) {
       return null;
@@ -383,8 +514,4 @@ public final class CompressedTensors {
     JsonNode q = root.get("quantization_config");
     return q != null && QUANT_METHOD.equals(q.path("quant_method").asText());
   }
-
-
-
-
 }

@@ -1,10 +1,11 @@
 package io.distillery.model.quant;
 
 /**
- * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT2,
- * INT3, INT4 or INT8 per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors'
- * min-max observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ
- * can fix it when a group starts and then quantize column by column.
+ * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, INT2, INT3, INT4
+ * or INT8 per group of input columns, symmetric (compressed-tensors' W4A16 preset, vLLM's uint4b8 path) or asymmetric
+ * (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max observers do), and FP8 E4M3 per output
+ * channel. The {@link Grid} of one row and group is public so that GPTQ can fix it when a group starts and then
+ * quantize column by column.
  */
 public final class GroupQuantizer {
 
@@ -59,6 +60,40 @@ public final class GroupQuantizer {
       return new Grid(scale, Math.max(qmin, Math.min(qmax, zero)), qmin, qmax);
     }
 
+    /**
+     * Symmetric INT4 grid of values {@code w[from, to)}, as compressed-tensors' {@code calculate_qparams}
+     * (quantization/utils/helpers.py) computes it for {@code symmetric: true}: scale = max|w| / ((7 - (-8)) / 2) =
+     * max|w| / 7.5, zero point 0, codes clamped to [-8, 7].
+     */
+    public static Grid int4Symmetric(float[] w, int from, int to) {
+      return symmetric(w, from, to, 4);
+    }
+
+    /**
+     * Symmetric grid of {@code bits} (2, 3, 4 or 8), the same rule at any width: scale = max|w| / ((qmax - qmin) / 2),
+     * zero point 0, codes clamped to [-2^(bits-1), 2^(bits-1) - 1].
+     */
+    public static Grid symmetric(float[] w, int from, int to, int bits) {
+      checkBits(bits);
+      int qmin = -(1 << (bits - 1));
+      int qmax = (1 << (bits - 1)) - 1;
+      float max = 0;
+      for (int i = from; i < to; i++) {
+        max = Math.max(max, Math.abs(w[i]));
+      }
+      return new Grid(max == 0 ? 1 : max / ((qmax - qmin) / 2f), 0, qmin, qmax);
+    }
+
+    /** {@link #int4Symmetric} or {@link #int4} of values {@code w[from, to)}. */
+    public static Grid int4(float[] w, int from, int to, boolean symmetric) {
+      return of(w, from, to, 4, symmetric);
+    }
+
+    /** {@link #symmetric} or {@link #asymmetric} of values {@code w[from, to)}. */
+    public static Grid of(float[] w, int from, int to, int bits, boolean symmetric) {
+      return symmetric ? symmetric(w, from, to, bits) : asymmetric(w, from, to, bits);
+    }
+
     /** Symmetric INT8 grid of values {@code w[from, to)}: scale = max|w| / 127, zero 0. */
     public static Grid int8(float[] w, int from, int to) {
       float max = 0;
@@ -84,9 +119,17 @@ public final class GroupQuantizer {
     return new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
   }
 
-  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns (w4-rtn). */
+  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns. */
   public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize) {
-    return intGroup(w, rows, cols, groupSize, 4);
+    return intGroup(w, rows, cols, groupSize, 4, false);
+  }
+
+  /**
+   * INT4 with a scale per row and group of {@code groupSize} input columns (w4-rtn): symmetric (no zero points) or
+   * asymmetric (a signed zero point per row and group).
+   */
+  public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize, boolean symmetric) {
+    return intGroup(w, rows, cols, groupSize, 4, symmetric);
   }
 
   /**
@@ -94,6 +137,14 @@ public final class GroupQuantizer {
    * {@code groupSize} input columns.
    */
   public static QuantizedWeight intGroup(float[] w, int rows, int cols, int groupSize, int bits) {
+    return intGroup(w, rows, cols, groupSize, bits, false);
+  }
+
+  /**
+   * Integer codes of {@code bits} (2, 3, 4 or 8) with a scale per row and group of {@code groupSize} input columns,
+   * symmetric (no zero points) or asymmetric (a signed zero point per row and group).
+   */
+  public static QuantizedWeight intGroup(float[] w, int rows, int cols, int groupSize, int bits, boolean symmetric) {
     check(w, rows, cols, groupSize);
     checkBits(bits);
     int groups = cols / groupSize;
@@ -103,7 +154,7 @@ public final class GroupQuantizer {
     for (int r = 0; r < rows; r++) {
       for (int g = 0; g < groups; g++) {
         int from = r * cols + g * groupSize;
-        Grid grid = Grid.asymmetric(w, from, from + groupSize, bits);
+        Grid grid = Grid.of(w, from, from + groupSize, bits, symmetric);
         scales[r * groups + g] = grid.scale();
         zeros[r * groups + g] = grid.zero();
         for (int i = from; i < from + groupSize; i++) {
@@ -111,7 +162,8 @@ public final class GroupQuantizer {
         }
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros, bits);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
+        symmetric ? null : zeros, bits);
   }
 
   /** The INT4 round trip Q(w) as floats, without keeping the codes (AWQ's search loop). */

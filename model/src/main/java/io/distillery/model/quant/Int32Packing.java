@@ -1,17 +1,28 @@
 package io.distillery.model.quant;
 
 /**
- * compressed-tensors' {@code pack_to_int32} / {@code unpack_from_int32} for sub-8-bit codes (read from
- * compressed_tensors/compressors/quantized_compressors/pack_quantized.py): a signed code is shifted to unsigned by
- * {@code 1 << (bits - 1)}, and {@code 32 / bits} consecutive values along the packed dimension share one int32, the
- * first in the lowest bits ({@code packed |= u[i] << (bits * i)}). A trailing partial word is zero-padded.
+ * compressed-tensors' {@code pack_to_int32} / {@code unpack_from_int32} for codes of 1 to 8 bits (read from
+ * compressed_tensors/compressors/quantized_compressors/pack_quantized.py, 0.12.2 .. 0.16.0): a signed code is shifted
+ * to unsigned by {@code 1 << (bits - 1)}, and {@code 32 / bits} consecutive values along the packed dimension share
+ * one int32, the first in the lowest bits ({@code packed |= u[i] << (bits * i)}). A trailing partial word is
+ * zero-padded. This is the layout vLLM's loader unpacks: {@code schemes/compressed_tensors_wNa16.py} registers
+ * {@code weight_packed} with {@code pack_factor = 32 // num_bits} values per word. For 2, 4 and 8 bits it is bit for
+ * bit the dense layout compressed-tensors 0.17 switched to (PR #715); for 3 bits it is the legacy one (10 values per
+ * word, the top 2 bits unused), not 0.17's cross-word packing (32 values in 3 words).
  */
 public final class Int32Packing {
 
   private Int32Packing() {}
 
+  private static void checkBits(int bits) {
+    if (bits < 1 || bits > 8) {
+      throw new IllegalArgumentException("packed codes have 1 to 8 bits, not " + bits);
+    }
+  }
+
   /** Packs a {@code [rows, cols]} matrix of signed codes along dim 1 → {@code [rows, ceil(cols / (32/bits))]}. */
   public static int[] packRows(int[] codes, int rows, int cols, int bits) {
+    checkBits(bits);
     int perWord = 32 / bits;
     int words = (cols + perWord - 1) / perWord;
     int offset = 1 << (bits - 1);
@@ -28,6 +39,7 @@ public final class Int32Packing {
 
   /** The inverse of {@link #packRows}: signed codes {@code [rows, cols]}. */
   public static int[] unpackRows(int[] packed, int rows, int cols, int bits) {
+    checkBits(bits);
     int perWord = 32 / bits;
     int words = (cols + perWord - 1) / perWord;
     if (packed.length != rows * words) {

@@ -71,7 +71,10 @@ class CompressedTensorsTest {
       Path out = dir.resolve(kind.name());
       Map<String, QuantizedWeight> quantized = quantizeAll(config, tensors, kind);
       boolean w8a8 = kind == QuantizedWeight.Kind.INT8_CHANNEL;
-      Map<String, Float> inputScales = w8a8 ? Map.of("model.layers.0.self_attn.q_proj", 0.05f) : Map.of();
+      Map<String, Float> inputScales = new LinkedHashMap<>();
+      if (w8a8) {
+        quantized.keySet().forEach(m -> inputScales.put(m, 0.05f));
+      }
       CompressedTensors.write(out, config, tensors, quantized, inputScales,
           new QuantizationScheme(kind, 16, w8a8, List.of("lm_head")));
 

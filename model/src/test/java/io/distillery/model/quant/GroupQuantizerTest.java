@@ -29,6 +29,17 @@ class GroupQuantizerTest {
   }
 
   @Test
+  void shouldUseCompressedTensorsSymmetricScaleWithoutZeroPointsWhenSymmetric() {
+    // calculate_qparams, symmetric: scale = max|w| / ((7 - (-8)) / 2) = 1.5 / 7.5 = 0.2; zero point 0
+    float[] w = {1.5f, -1.5f, 0.3f, -0.1f};
+    QuantizedWeight q = GroupQuantizer.int4Group(w, 1, 4, 4, true);
+    assertThat(q.scales()[0]).isCloseTo(0.2f, within(1e-6f));
+    assertThat(q.zeroPoints()).isNull();
+    // 1.5 / 0.2 = 7.5 -> rint 8 -> clamped 7; -7.5 -> -8 (half to even); 0.3 / 0.2 = 1.5 -> 2; -0.5 -> -0
+    assertThat(q.codes()).containsExactly(7, -8, 2, 0);
+  }
+
+  @Test
   void shouldScaleInt8ByRowAbsMaxWhenQuantizingPerChannel() {
     float[] w = {1.27f, -0.5f, 0f, 2.54f, 1f, -2.54f};
     QuantizedWeight q = GroupQuantizer.int8PerChannel(w, 2, 3);

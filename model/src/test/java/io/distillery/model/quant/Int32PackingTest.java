@@ -33,4 +33,46 @@ class Int32PackingTest {
     assertThat(packedCols).hasSize(cols);
     assertThat(Int32Packing.unpackColumns(packedCols, rows, cols, 4)).containsExactly(codes);
   }
+
+  @Test
+  void shouldPackFourInt8ValuesPerWordLowByteFirstWhenPackingEightBits() {
+    // +128 offset: -128 -> 0x00, -1 -> 0x7F, 0 -> 0x80, 127 -> 0xFF; value i at bits [8i, 8i + 8)
+    int[] codes = {-128, -1, 0, 127, 1, 2, 3, 4};
+    assertThat(Int32Packing.packRows(codes, 1, 8, 8)).containsExactly(0xFF807F00, 0x84838281);
+    assertThat(Int32Packing.unpackRows(new int[] {0xFF807F00, 0x84838281}, 1, 8, 8)).containsExactly(codes);
+  }
+
+  @Test
+  void shouldPackTenThreeBitValuesPerWordLeavingTheTopTwoBitsWhenPackingThreeBits() {
+    // vLLM's pack_factor 32 // 3 = 10; codes -4..3 shift by 4 to 0..7
+    int[] codes = {-4, -3, -2, -1, 0, 1, 2, 3, 3, 3, -4};
+    int[] packed = Int32Packing.packRows(codes, 1, 11, 3);
+    int expected = 0;
+    int[] unsigned = {0, 1, 2, 3, 4, 5, 6, 7, 7, 7};
+    for (int i = 0; i < 10; i++) {
+      expected |= unsigned[i] << (3 * i);
+    }
+    assertThat(packed).containsExactly(expected, 0);
+    assertThat(expected >>> 30).isZero();
+    assertThat(Int32Packing.unpackRows(packed, 1, 11, 3)).containsExactly(codes);
+  }
+
+  @Test
+  void shouldRoundTripEveryPackedWidthWhenPackingTwoThreeFourAndEightBits() {
+    SplittableRandom random = new SplittableRandom(11);
+    for (int bits : new int[] {2, 3, 4, 8}) {
+      int rows = 3;
+      int cols = 40;
+      int[] codes = new int[rows * cols];
+      for (int i = 0; i < codes.length; i++) {
+        codes[i] = random.nextInt(-(1 << (bits - 1)), 1 << (bits - 1));
+      }
+      int perWord = 32 / bits;
+      int[] packed = Int32Packing.packRows(codes, rows, cols, bits);
+      assertThat(packed).as(bits + " bits").hasSize(rows * ((cols + perWord - 1) / perWord));
+      assertThat(Int32Packing.unpackRows(packed, rows, cols, bits)).as(bits + " bits").containsExactly(codes);
+      int[] packedCols = Int32Packing.packColumns(codes, rows, cols, bits);
+      assertThat(Int32Packing.unpackColumns(packedCols, rows, cols, bits)).as(bits + " bits").containsExactly(codes);
+    }
+  }
 }

@@ -7,7 +7,9 @@ import java.util.regex.Pattern;
  * Params of the deployer stage, validated here (an IllegalArgumentException names the param and fails the job as
  * non-retryable). Token limits are checked against the model's {@code max_position_embeddings} when the stage runs.
  *
- * @param target {@code local} (CPU serving node, default) or {@code gpu} (DJL Serving LMI with TensorRT-LLM)
+ * @param target {@code local} (CPU serving node, default), {@code gpu-vllm} (DJL Serving LMI with vLLM, the default
+ *     GPU target; {@code gpu} means it too) or {@code gpu-trtllm} (TensorRT-LLM's {@code trtllm-serve} on a
+ *     pre-quantized ModelOpt-style export); a GPU target refuses a checkpoint its engine cannot run
  * @param deployment the deployment id; default: the run's label {@code deployment}
  * @param canaryPercent share of requests the new package gets first, 1..100 (default 100: no canary phase)
  * @param canaryWindowSeconds longest time the canary is watched before the verdict (default 300)
@@ -16,8 +18,9 @@ import java.util.regex.Pattern;
  *     this, 0..1 (default 0.05)
  * @param activeTimeoutSeconds how long to wait for a serving node to answer DeploymentActive (default 120)
  * @param redistillRecipe the recipe a re-distillation of this deployment runs (default recipes/redistill.yaml)
- * @param maxInputTokens longest prompt the GPU engine is built for (default: half of max_position_embeddings)
- * @param maxOutputTokens longest answer the GPU engine is built for (default: the rest of max_position_embeddings)
+ * @param maxInputTokens longest prompt on the GPU target (default: half of max_position_embeddings)
+ * @param maxOutputTokens longest answer on the GPU target (default: the rest of max_position_embeddings); with
+ *     maxInputTokens it gives the engine's max model length
  * @param maxRollingBatchSize concurrent sequences per model copy on the GPU target (default 32)
  */
 public record DeployerParams(String target, String deployment, Integer canaryPercent, Integer canaryWindowSeconds,
@@ -25,8 +28,11 @@ public record DeployerParams(String target, String deployment, Integer canaryPer
     Integer maxInputTokens, Integer maxOutputTokens, Integer maxRollingBatchSize) {
 
   public static final String LOCAL = "local";
+  /** The default GPU target's alias. */
   public static final String GPU = "gpu";
-  public static final List<String> TARGETS = List.of(LOCAL, GPU);
+  public static final String GPU_VLLM = "gpu-vllm";
+  public static final String GPU_TRTLLM = "gpu-trtllm";
+  public static final List<String> TARGETS = List.of(LOCAL, GPU_VLLM, GPU_TRTLLM, GPU);
   public static final String DEFAULT_REDISTILL_RECIPE = "recipes/redistill.yaml";
 
   /** A deployment id is a topic key and a Kubernetes label value: letters, digits, '.', '_' and '-'. */
@@ -44,6 +50,7 @@ public record DeployerParams(String target, String deployment, Integer canaryPer
     if (!TARGETS.contains(target)) {
       throw new IllegalArgumentException("target: must be one of " + TARGETS + ", got '" + target + "'");
     }
+    target = target.equals(GPU) ? GPU_VLLM : target;
     if (deployment != null && !DEPLOYMENT_ID.matcher(deployment).matches()) {
       throw new IllegalArgumentException("deployment: '" + deployment
           + "' is not a valid id (letters, digits, '.', '_', '-'; at most 63; starts and ends alphanumeric)");
@@ -75,6 +82,11 @@ public record DeployerParams(String target, String deployment, Integer canaryPer
     if (maxRollingBatchSize < 1) {
       throw new IllegalArgumentException("maxRollingBatchSize: must be at least 1, got " + maxRollingBatchSize);
     }
+  }
+
+  /** Whether the target is a GPU engine (its kernel constraints are checked before packaging). */
+  public boolean gpu() {
+    return !target.equals(LOCAL);
   }
 
   /** Whether the rollout starts with a canary share (it still needs a stable package to compare against). */

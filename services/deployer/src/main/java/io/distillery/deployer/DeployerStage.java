@@ -38,7 +38,8 @@ import org.slf4j.LoggerFactory;
  * the order of the recipe's {@code after} list; with no upstream node, the run's own model is deployed.
  */
 @StagePlugin(name = "deployer", params = DeployerParams.class, cacheable = false,
-    description = "package the chosen checkpoint for DJL Serving (CPU, TensorRT-LLM) and roll it out, canary first")
+    description = "package the chosen checkpoint for DJL Serving (CPU, LMI vLLM) or TensorRT-LLM and roll it out, "
+        + "canary first")
 public final class DeployerStage implements Stage<DeployerParams>, HostServices.Aware {
 
   /**
@@ -110,6 +111,11 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
           + ": " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("cannot write the djl-serving package: " + e.getMessage(), e);
+    }
+    for (String warning : written.warnings()) {
+      LOG.warn("target warning stage=deployer runId={} jobId={} target={}: {}", job.getRunId(), job.getJobId(),
+          p.target(), warning);
+      ctx.progress(10, "warning: " + warning);
     }
     LOG.info("packaged stage=deployer runId={} jobId={} deployment={} package={} quantization={} target={}",
         job.getRunId(), job.getJobId(), deployment, pkgRef.getSha256(), written.quantization().scheme(), p.target());

@@ -26,6 +26,9 @@ class DeployerParamsTest {
     assertThat(p.activeTimeoutSeconds()).isEqualTo(120);
     assertThat(p.redistillRecipe()).isEqualTo("recipes/redistill.yaml");
     assertThat(bind("{\"canaryPercent\":20}").canary()).isTrue();
+    assertThat(bind("{\"target\":\"gpu\"}").target()).as("gpu is the default GPU target").isEqualTo("gpu-vllm");
+    assertThat(bind("{\"target\":\"gpu-trtllm\"}").gpu()).isTrue();
+    assertThat(p.gpu()).isFalse();
   }
 
   @Test

@@ -112,6 +112,22 @@ class DeployerStageTest {
   }
 
   @Test
+  void shouldFailFatallyNamingTheRuleWhenTheGpuTargetCannotRunTheCheckpoint() throws Exception {
+    // w4 here has zero points: TensorRT-LLM's W4A16_AWQ is symmetric; nothing is published
+    assertThatThrownBy(() -> stage.run(ctx("{\"deployment\":\"chat\",\"target\":\"gpu-trtllm\"}", Map.of(),
+        List.of(input("q4", w4))))).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("target gpu-trtllm").hasMessageContaining("W4A16_AWQ is symmetric");
+    assertThat(channel.published).isEmpty();
+    // the same checkpoint on vLLM: packaged, with the Marlin shape warning in the progress the watch shows
+    List<String> messages = new ArrayList<>();
+    StageContext<DeployerParams> vllm = ctx("{\"deployment\":\"chat\",\"target\":\"gpu-vllm\"}", Map.of(),
+        List.of(input("q4", w4)));
+    stage.run(new StageContext<>(vllm.job(), vllm.params(), vllm.model(), vllm.inputs(), vllm.scratch(),
+        store.workDir("run-1/deploy-vllm"), (p, m, x) -> messages.add(m)));
+    assertThat(messages).anyMatch(m -> m.startsWith("warning: gpu-vllm") && m.contains("GPTQ_MARLIN_MIN_THREAD_K"));
+  }
+
+  @Test
   void shouldDeployTheRunsModelWhenThereIsNoUpstreamNode() throws Exception {
     stage.run(ctx("{\"deployment\":\"solo\"}", Map.of(), List.of(input("$run"))));
     DeploymentRequested r = (DeploymentRequested) channel.published.getFirst().getPayload();

@@ -27,20 +27,7 @@ public final class TestCheckpoints {
   private TestCheckpoints() {}
 
   static Map<String, float[]> tensors(long seed) {
-    Random r = new Random(seed);
-    Map<String, float[]> t = new LinkedHashMap<>();
-    for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(CONFIG).entrySet()) {
-      long n = 1;
-      for (long d : e.getValue()) {
-        n *= d;
-      }
-      float[] v = new float[Math.toIntExact(n)];
-      for (int i = 0; i < v.length; i++) {
-        v[i] = (float) (r.nextGaussian() * 0.05);
-      }
-      t.put(e.getKey(), v);
-    }
-    return t;
+    return tensors(seed, CONFIG);
   }
 
   /** A dense F32 checkpoint, with the byte tokenizer when {@code tokenizer}. */
@@ -57,20 +44,60 @@ public final class TestCheckpoints {
     return dir;
   }
 
-  /** A compressed-tensors pack-quantized (W4A16, group 32, asymmetric) checkpoint, as the quantizer's w4-gptq writes. */
+  /** A compressed-tensors pack-quantized (W4A16, group 32, asymmetric) checkpoint, as w4-gptq with symmetric: false. */
   public static Path w4(Path dir, long seed) throws IOException {
-    Map<String, float[]> t = tensors(seed);
+    return quantized(dir, seed, new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false,
+        List.of("lm_head")));
+  }
+
+  /**
+   * A compressed-tensors checkpoint of {@code scheme} with every linear layer but lm_head quantized as the quantizer
+   * does (W8A8 with a static input scale per layer), in {@link #CONFIG}'s shapes.
+   */
+  public static Path quantized(Path dir, long seed, QuantizationScheme scheme) throws IOException {
+    return quantized(dir, seed, scheme, CONFIG);
+  }
+
+  /** As {@link #quantized(Path, long, QuantizationScheme)} for another config. */
+  public static Path quantized(Path dir, long seed, QuantizationScheme scheme, LlamaConfig config)
+      throws IOException {
+    Map<String, float[]> t = tensors(seed, config);
     Map<String, QuantizedWeight> q = new LinkedHashMap<>();
-    Map<String, long[]> shapes = LlamaTensorNames.shapes(CONFIG);
-    for (String m : LlamaTensorNames.linearModules(CONFIG)) {
+    Map<String, Float> inputScales = new LinkedHashMap<>();
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
+    for (String m : LlamaTensorNames.linearModules(config)) {
       if (m.equals(LlamaTensorNames.LM_HEAD_MODULE)) {
         continue;
       }
       long[] s = shapes.get(LlamaTensorNames.weight(m));
-      q.put(m, GroupQuantizer.int4Group(t.get(LlamaTensorNames.weight(m)), (int) s[0], (int) s[1], 32));
+      float[] w = t.get(LlamaTensorNames.weight(m));
+      q.put(m, switch (scheme.kind()) {
+        case INT4_GROUP -> GroupQuantizer.int4Group(w, (int) s[0], (int) s[1], scheme.groupSize(), scheme.symmetric());
+        case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, (int) s[0], (int) s[1]);
+        case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, (int) s[0], (int) s[1]);
+      });
+      if (scheme.staticInputActivations()) {
+        inputScales.put(m, 0.02f);
+      }
     }
-    CompressedTensors.write(dir, CONFIG, t, q, Map.of(),
-        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false, List.of("lm_head")));
+    CompressedTensors.write(dir, config, t, q, inputScales, scheme);
     return dir;
+  }
+
+  static Map<String, float[]> tensors(long seed, LlamaConfig config) {
+    Random r = new Random(seed);
+    Map<String, float[]> t = new LinkedHashMap<>();
+    for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(config).entrySet()) {
+      long n = 1;
+      for (long d : e.getValue()) {
+        n *= d;
+      }
+      float[] v = new float[Math.toIntExact(n)];
+      for (int i = 0; i < v.length; i++) {
+        v[i] = (float) (r.nextGaussian() * 0.05);
+      }
+      t.put(e.getKey(), v);
+    }
+    return t;
   }
 }

@@ -8,6 +8,8 @@ import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.safetensors.DType;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
@@ -75,6 +77,13 @@ public final class PrunerStage implements Stage<PrunerParams> {
         pruneLinearLayers(ctx, model, stats, metrics);
         ctx.progress(99, "saving");
         model.save(out, DType.F32);
+        if (p.sparsityPattern() instanceof SparsityPattern.NOfM nm && nm.n() == 2 && nm.m() == 4) {
+          // compressed-tensors' dense sparsity_config, so that engines see the 2:4 structure (issue 17)
+          List<String> targets = model.linearLayerNames().stream().filter(m -> !p.excludes(m)
+              && !(m.equals(LlamaTensorNames.LM_HEAD_MODULE) && model.config().tieWordEmbeddings())).toList();
+          CompressedTensors.writeSparseConfig(out, model.config().withTorchDtype("float32"),
+              new QuantizationScheme.Sparsity("2:4", targets, metrics.get("sparsity")));
+        }
         metrics.put("params_after", (double) before);
         metrics.put("nonzero_params_after", before - metrics.get("zeros"));
       }

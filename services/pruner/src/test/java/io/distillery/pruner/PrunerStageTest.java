@@ -79,6 +79,13 @@ class PrunerStageTest {
     assertThat(manifest.at("/stage").asText()).isEqualTo("pruner");
     assertThat(manifest.at("/params/method").asText()).isEqualTo("wanda");
     assertThat(manifest.at("/metrics/sparsity").asDouble()).isEqualTo(0.5);
+    // compressed-tensors config/dense.py: a dense-stored 2:4 model declares its structure in sparsity_config
+    JsonNode sparsity = new ObjectMapper().readTree(out.resolve("config.json").toFile())
+        .at("/quantization_config/sparsity_config");
+    assertThat(sparsity.path("format").asText()).isEqualTo("dense");
+    assertThat(sparsity.path("sparsity_structure").asText()).isEqualTo("2:4");
+    assertThat(sparsity.path("targets")).hasSize(14);
+    assertThat(io.distillery.model.quant.CompressedTensorsConformance.violations(out)).isEmpty();
     try (LlamaModel pruned = LlamaModel.load(out)) {
       float[] down = pruned.linearWeight("model.layers.1.mlp.down_proj");
       for (int g = 0; g < down.length; g += 4) {

@@ -1,6 +1,8 @@
 package io.distillery.quantizer;
 
+import io.distillery.model.quant.VllmConstraints;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Params of the quantizer stage, validated here (an IllegalArgumentException names the param and fails the job as
@@ -12,13 +14,23 @@ import java.util.List;
  * @param damp GPTQ dampening, fraction of mean(diag H) (default 0.01)
  * @param actOrder GPTQ: quantize columns by decreasing diag(H) (default false)
  * @param awqGrid AWQ: number of exponents r on the grid over [0, 1) (default 20)
- * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"])
- * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4, asymmetric groups
- *     of {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn, w8a8-smoothquant, fp8) are 8-bit
+ * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"]); must keep lm_head dense and
+ *     may not split a fused group (q/k/v, gate/up), as vLLM's loader requires (see {@link VllmConstraints})
+ * @param symmetric group schemes: symmetric weights without zero points (default true: compressed-tensors' W4A16
+ *     preset, the layout every vLLM release and Marlin load); false keeps the asymmetric grid with zero points (vLLM
+ *     loads it from PR #14211, 2025)
+ * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4, groups of
+ *     {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn, w8a8-smoothquant, fp8) are 8-bit
  *     only (default 8)
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude, Integer bits) {
+    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits) {
+
+  /** The params before {@code symmetric} and {@code bits} existed (symmetric, the scheme's default width). */
+  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
+      Integer awqGrid, List<String> exclude) {
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null);
+  }
 
   public QuantizerParams {
     if (scheme == null) {
@@ -51,12 +63,47 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
       throw new IllegalArgumentException("bits: " + scheme + " is 8-bit only, got " + bits
           + "; for narrower codes use w4-rtn, w4-awq or w4-gptq with bits " + bits);
     }
+    symmetric = symmetric == null || symmetric;
+    if (!symmetric && !Scheme.of(scheme).grouped()) {
+      throw new IllegalArgumentException("symmetric: false applies to the INT4 group schemes only; " + scheme
+          + " weights are symmetric");
+    }
+    checkExclude(exclude);
   }
 
-  /** The params at the scheme's default width. */
-  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-      Integer awqGrid, List<String> exclude) {
-    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null);
+  /**
+   * The exclude list must keep lm_head dense (vLLM's compressed_tensors.py get_quant_method quantizes linear layers
+   * only: a quantized lm_head does not load, see {@link VllmConstraints#checkQuantizable}) and may not exclude part of
+   * a fused group (compressed_tensors/utils.py should_ignore_layer raises when q/k/v or gate/up differ).
+   */
+  private static void checkExclude(List<String> exclude) {
+    for (String entry : exclude) {
+      int dot = entry.lastIndexOf('.');
+      String prefix = entry.substring(0, dot + 1);
+      String leaf = entry.substring(dot + 1);
+      for (Map.Entry<String, List<String>> fused : VllmConstraints.FUSED_SHARDS.entrySet()) {
+        if (!fused.getValue().contains(leaf)) {
+          continue;
+        }
+        List<String> missing = fused.getValue().stream().filter(shard -> !excludes(exclude, prefix + shard))
+            .toList();
+        if (!missing.isEmpty()) {
+          throw new IllegalArgumentException("exclude: \"" + entry + "\" splits the fused group " + fused.getKey()
+              + " " + fused.getValue() + " (" + missing + " would stay quantized); vLLM requires all shards of a "
+              + "fused layer to share one scheme (compressed_tensors/utils.py should_ignore_layer): exclude all of "
+              + fused.getValue() + " or none");
+        }
+      }
+    }
+    if (exclude.stream().noneMatch(e -> e.equals("lm_head"))) {
+      throw new IllegalArgumentException("exclude: must contain \"lm_head\" (got " + exclude + "): vLLM loads "
+          + "compressed-tensors weights into linear layers only and its ParallelLMHead has no weight_packed/"
+          + "weight_scale (compressed_tensors.py get_quant_method), so a quantized lm_head does not load");
+    }
+  }
+
+  private static boolean excludes(List<String> exclude, String module) {
+    return exclude.stream().anyMatch(e -> module.equals(e) || module.endsWith("." + e));
   }
 
   public Scheme schemeValue() {
@@ -65,6 +112,6 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
 
   /** Whether {@code module} is excluded: equal to an entry, or ending with "." + entry. */
   public boolean excludes(String module) {
-    return exclude.stream().anyMatch(e -> module.equals(e) || module.endsWith("." + e));
+    return excludes(exclude, module);
   }
 }

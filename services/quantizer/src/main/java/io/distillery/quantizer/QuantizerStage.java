@@ -103,8 +103,9 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         float[] w = tensors.get(LlamaTensorNames.weight(module));
         QuantizedWeight q = scheme == Scheme.W4_GPTQ
             ? Gptq.quantize(w, rows, cols, stats.layer(module).hessian(), params.groupSize(), params.damp(),
-                params.actOrder(), params.bits())
-            : RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize(), params.bits());
+                params.actOrder(), params.bits(), params.symmetric())
+            : RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize(), params.bits(),
+                params.symmetric());
         quantized.put(module, q);
         bytesAfter += q.storageBytes();
         ctx.progress(5 + 90.0 * (i + 1) / modules.size(), "quantized " + module,
@@ -114,7 +115,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       List<String> ignore = LlamaTensorNames.linearModules(config).stream().filter(m -> !quantized.containsKey(m))
           .toList();
       CompressedTensors.write(out, config, tensors, quantized, inputScales,
-          new QuantizationScheme(scheme.kind(), params.groupSize(), scheme == Scheme.W8A8_SMOOTHQUANT, ignore));
+          new QuantizationScheme(scheme.kind(), params.groupSize(), scheme == Scheme.W8A8_SMOOTHQUANT, ignore)
+              .withSymmetric(params.symmetric()).withBits(params.bits()));
       metrics.put("weight_bytes_before", (double) bytesBefore);
       metrics.put("weight_bytes_after", (double) bytesAfter);
       metrics.put("compression_ratio", bytesAfter == 0 ? 1.0 : (double) bytesBefore / bytesAfter);

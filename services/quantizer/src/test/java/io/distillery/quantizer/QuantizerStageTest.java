@@ -206,4 +206,49 @@ class QuantizerStageTest {
     assertThatThrownBy(() -> params("w3-magic", 128)).isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("scheme").hasMessageContaining("w3-magic").hasMessageContaining("w4-gptq");
   }
+
+  @Test
+  void everySchemeShouldWriteACheckpointVllmLoadsWhenRunWithDefaultParams() throws Exception {
+    // the conformance suite on the stage's real output: every scheme and INT4 option, checked against the rules
+    // transcribed from compressed-tensors and vLLM (CompressedTensorsConformance; file and condition per rule)
+    List<String> runs = List.of("{'scheme': 'w8-rtn'}", "{'scheme': 'w4-rtn', 'groupSize': 16}",
+        "{'scheme': 'w4-rtn', 'groupSize': 16, 'symmetric': false}", "{'scheme': 'w4-gptq', 'groupSize': 16}",
+        "{'scheme': 'w4-gptq', 'groupSize': 16, 'symmetric': false}", "{'scheme': 'w4-awq', 'groupSize': 16}",
+        "{'scheme': 'w8a8-smoothquant'}", "{'scheme': 'fp8'}");
+    for (int i = 0; i < runs.size(); i++) {
+      QuantizerParams p = io.distillery.stage.StageParams.bind("quantizer", runs.get(i).replace('\'', '"'),
+          QuantizerParams.class);
+      StageResult result = new QuantizerStage().run(context(p, "conformance-" + i, new ArrayList<>()));
+      Path out = result.outputs().getFirst().path();
+      assertThat(io.distillery.model.quant.CompressedTensorsConformance.violations(out)).as(runs.get(i)).isEmpty();
+      String json = Files.readString(out.resolve("config.json"));
+      assertThat(json.contains("\"symmetric\" : false")).as(runs.get(i) + ": symmetric unless asked otherwise")
+          .isEqualTo(runs.get(i).contains("'symmetric': false"));
+      try (Checkpoint c = Checkpoint.open(out)) {
+        assertThat(c.contains("lm_head.weight_packed") || c.contains("lm_head.weight_scale")).as(runs.get(i))
+            .isFalse();
+      }
+    }
+  }
+
+  @Test
+  void shouldRefuseParamsThatQuantizeLmHeadOrSplitAFusedGroup() {
+    assertThatThrownBy(() -> io.distillery.stage.StageParams.bind("quantizer",
+        "{\"scheme\": \"w4-gptq\", \"exclude\": []}", QuantizerParams.class))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("exclude: must contain \"lm_head\"")
+        .hasMessageContaining("get_quant_method");
+    assertThatThrownBy(() -> io.distillery.stage.StageParams.bind("quantizer",
+        "{\"scheme\": \"w4-rtn\", \"exclude\": [\"k_proj\"]}", QuantizerParams.class))
+        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("splits the fused group qkv_proj")
+        .hasMessageContaining("should_ignore_layer");
+    assertThatThrownBy(() -> io.distillery.stage.StageParams.bind("quantizer",
+        "{\"scheme\": \"w4-rtn\", \"exclude\": [\"lm_head\", \"model.layers.1.mlp.up_proj\"]}",
+        QuantizerParams.class)).hasMessageContaining("gate_up_proj");
+    assertThatThrownBy(() -> io.distillery.stage.StageParams.bind("quantizer",
+        "{\"scheme\": \"fp8\", \"symmetric\": false}", QuantizerParams.class))
+        .hasMessageContaining("symmetric: false applies to the INT4 group schemes only");
+    QuantizerParams whole = new QuantizerParams("w4-rtn", 16, null, null, null, null,
+        List.of("lm_head", "q_proj", "k_proj", "v_proj", "model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"));
+    assertThat(whole.excludes("model.layers.1.self_attn.k_proj")).isTrue();
+  }
 }

@@ -25,19 +25,25 @@ import java.util.stream.Stream;
  * <pre>
  * model/                   the chosen Hugging Face checkpoint (config.json, *.safetensors) and its tokenizer files
  * serving.properties       local CPU target (DJL Serving, Python engine, Hugging Face handler)
- * gpu/serving.properties   GPU target (DJL Serving LMI, TensorRT-LLM)
+ * gpu/serving.properties   GPU target gpu-vllm (DJL Serving LMI with vLLM, which reads compressed-tensors itself)
  * k8s/deployment.yaml      ConfigMap (the GPU serving.properties) + Deployment on one nvidia.com/gpu
- * manifest.json            lineage: parent artefact, run, params, quantization
+ * trtllm/, README.md       target gpu-trtllm only: the ModelOpt-style export TensorRT-LLM loads ({@link TrtLlmExport})
+ *                          and the trtllm-serve command
+ * manifest.json            lineage: parent artefact, run, params, quantization, target warnings
  * report.json              the evaluator's report, when the chosen checkpoint came with one
  * </pre>
- * The templates live next to this class as resources and cite the DJL Serving documentation they follow.
+ * A GPU target checks its engine's rules first ({@link GpuTargets}): a checkpoint it cannot run is refused before
+ * anything is written, one that only fits a slow kernel is packaged with warnings. The templates live next to this
+ * class as resources and cite the DJL Serving documentation and sources they follow.
  */
 public final class DjlServingPackage {
 
   public static final String FORMAT = ArtefactFormats.DJL_SERVING;
   /** The format of {@code model/} when it is stored on its own (the Kubernetes manifest mounts it by hash). */
   public static final String MODEL_FORMAT = ArtefactFormats.HF_CHECKPOINT;
-  public static final String IMAGE = "deepjavalibrary/djl-serving:0.33.0-tensorrt-llm";
+  /** DJL LMI v20 (DJL Serving 0.36.0, vLLM 0.15.1), serving/docs/lmi/release_notes.md. */
+  public static final String IMAGE =
+      "763104351884.dkr.ecr.us-west-2.amazonaws.com/djl-inference:0.36.0-lmi20.0.0-cu128-v1.0";
   /** Where LMI containers look for the model (serving.properties at its root). */
   public static final String MOUNT = "/opt/ml/model";
   /** The PersistentVolumeClaim holding the artefact store in the Kubernetes deployment (k8s/). */
@@ -48,6 +54,7 @@ public final class DjlServingPackage {
   public static final String K8S_DEPLOYMENT = "k8s/deployment.yaml";
   public static final String MANIFEST = "manifest.json";
   public static final String REPORT = "report.json";
+  public static final String README = "README.md";
   static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json",
       "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json");
   static final int READINESS_MINUTES = 30;
@@ -60,8 +67,9 @@ public final class DjlServingPackage {
   public record Spec(String deployment, String runId, String jobId, String node, String parentNode,
       ArtefactRef parent, ArtefactRef teacher, ArtefactRef model, DeployerParams params) {}
 
-  /** What {@link #write} derived from the checkpoint. */
-  public record Written(CheckpointQuantization quantization, int maxInputTokens, int maxOutputTokens) {}
+  /** What {@link #write} derived from the checkpoint, and the target's warnings (a slower kernel, a GPU class). */
+  public record Written(CheckpointQuantization quantization, int maxInputTokens, int maxOutputTokens,
+      List<String> warnings) {}
 
   /**
    * Fills {@code packageDir/model} with the checkpoint's files, adding the tokenizer files of {@code tokenizerSource}
@@ -108,22 +116,27 @@ public final class DjlServingPackage {
    *     or the token limits do not fit its context
    */
   public static Written write(Path packageDir, Spec spec) throws IOException {
-    Path configFile = packageDir.resolve(MODEL_DIR).resolve(LlamaConfig.FILE_NAME);
+    Path modelDir = packageDir.resolve(MODEL_DIR);
+    Path configFile = modelDir.resolve(LlamaConfig.FILE_NAME);
     JsonNode configJson = JSON.readTree(configFile.toFile());
     CheckpointQuantization quantization = CheckpointQuantization.of(configJson);
     LlamaConfig config = LlamaConfig.read(configFile);
     int[] limits = tokenLimits(spec.params(), config.maxPositionEmbeddings());
+    String target = spec.params().target();
+    GpuTargets.Verdict verdict = GpuTargets.check(target, quantization, modelDir, config);
     String modelPath = MOUNT + "/" + MODEL_DIR;
 
     Map<String, String> v = new LinkedHashMap<>();
     v.put("image", IMAGE);
     v.put("modelPath", modelPath);
-    v.put("quantizationFormat", quantization.quantized() ? "compressed-tensors " + quantization.format() : "none: dense");
+    v.put("quantizationFormat", describeWeights(quantization));
     v.put("maxRollingBatchSize", Integer.toString(spec.params().maxRollingBatchSize()));
-    v.put("maxInputTokens", Integer.toString(limits[0]));
-    v.put("maxOutputTokens", Integer.toString(limits[1]));
-    v.put("maxNumTokens", Integer.toString(spec.params().maxRollingBatchSize() * limits[0]));
-    v.put("quantization", gpuQuantization(quantization));
+    v.put("maxModelLen", Integer.toString(limits[0] + limits[1]));
+    String dtype = gpuDtype(config);
+    v.put("dtype", dtype);
+    v.put("dtypeReason", config.torchDtype().equals("float32")
+        ? "bf16 for a float32 checkpoint: vLLM's Marlin and FP8 kernels take fp16/bf16 activations only"
+        : "the checkpoint's torch_dtype " + config.torchDtype());
     String cpu = Template.resource("serving-cpu.properties").render(v);
     String gpu = Template.resource("serving-gpu.properties").render(v);
 
@@ -142,9 +155,38 @@ public final class DjlServingPackage {
     write(packageDir.resolve(CPU_PROPERTIES), cpu);
     write(packageDir.resolve(GPU_PROPERTIES), gpu);
     write(packageDir.resolve(K8S_DEPLOYMENT), k8s);
+    if (target.equals(DeployerParams.GPU_TRTLLM)) {
+      Path export = packageDir.resolve(TrtLlmExport.DIR);
+      TrtLlmExport.write(modelDir, export, verdict.trtLlmQuantAlgo());
+      for (String name : TOKENIZER_FILES) {
+        if (Files.isRegularFile(modelDir.resolve(name))) {
+          linkOrCopy(modelDir.resolve(name), export.resolve(name));
+        }
+      }
+      v.put("trtllmPath", MOUNT + "/" + TrtLlmExport.DIR);
+      v.put("trtllmWeights", verdict.trtLlmQuantAlgo() == null ? "dense, " + config.torchDtype()
+          + " (no hf_quant_config.json)" : verdict.trtLlmQuantAlgo() + ", group " + quantization.groupSize()
+          + ", symmetric (" + TrtLlmExport.QUANT_CONFIG + ")");
+      write(packageDir.resolve(README), Template.resource("README-trtllm.md").render(v));
+    }
     write(packageDir.resolve(MANIFEST), JSON.writeValueAsString(manifest(spec, quantization, limits,
-        Files.exists(packageDir.resolve(REPORT)))) + "\n");
-    return new Written(quantization, limits[0], limits[1]);
+        Files.exists(packageDir.resolve(REPORT)), verdict)) + "\n");
+    return new Written(quantization, limits[0], limits[1], verdict.warnings());
+  }
+
+  /** The GPU engines' {@code option.dtype}: the checkpoint's half type, bf16 for a float32 one. */
+  static String gpuDtype(LlamaConfig config) {
+    return config.torchDtype().equals("float16") ? "fp16" : "bf16";
+  }
+
+  private static String describeWeights(CheckpointQuantization q) {
+    String sparse = q.sparsity() == null ? "" : ", " + q.sparsity() + " sparse";
+    if (!q.quantized()) {
+      return "dense" + sparse;
+    }
+    return "compressed-tensors " + q.format() + " (" + q.scheme() + ", " + q.bits() + "-bit"
+        + (q.groupSize() > 0 ? ", group " + q.groupSize() : ", per channel")
+        + (q.zeroPoint() ? ", asymmetric" : "") + sparse + "), read by vLLM from model/config.json";
   }
 
   /** Copies report.json of an eval-report artefact (a directory holding it, or the file itself). */
@@ -175,40 +217,6 @@ public final class DjlServingPackage {
     return new int[] {in, out};
   }
 
-  /**
-   * The GPU target's quantization lines. The checkpoint is already quantized: LMI's documented {@code option.quantize}
-   * (trt_llm_user_guide.md) selects the matching engine family, and the TensorRT-LLM {@code QuantConfig} keys, which
-   * the LMI 0.33 build script reads instead of {@code quantize}, state the stored layout so that the weights are
-   * loaded as they are rather than re-calibrated.
-   */
-  static String gpuQuantization(CheckpointQuantization q) {
-    if (!q.quantized()) {
-      return "# dense checkpoint: no quantization; the engine is built in option.dtype\n";
-    }
-    StringBuilder sb = new StringBuilder();
-    sb.append("# pre-quantized weights: compressed-tensors ").append(q.format()).append(", ").append(q.bits())
-        .append("-bit").append(q.groupSize() > 0 ? ", group " + q.groupSize() : "")
-        .append(q.zeroPoint() ? ", asymmetric" : "").append(" (model/config.json quantization_config)\n");
-    if (q.lmiQuantize() != null) {
-      sb.append("# option.quantize: the LMI engine family of these weights (trt_llm_user_guide.md: smoothquant|awq|fp8)\n");
-      sb.append("option.quantize=").append(q.lmiQuantize()).append('\n');
-      if (q.lmiQuantize().equals("awq")) {
-        sb.append("option.q_format=int4_awq\n");
-        sb.append("option.awq_block_size=").append(q.groupSize()).append('\n');
-      }
-    }
-    sb.append("# TensorRT-LLM QuantConfig keys (read by the LMI 0.33 build script instead of option.quantize): the stored\n");
-    sb.append("# layout, so the engine is built from these weights as they are, without re-calibration\n");
-    sb.append("option.quant_algo=").append(q.trtLlmQuantAlgo()).append('\n');
-    if (q.groupSize() > 0) {
-      sb.append("option.group_size=").append(q.groupSize()).append('\n');
-    }
-    if (q.bits() == 4) {
-      sb.append("option.has_zero_point=").append(q.zeroPoint()).append('\n');
-    }
-    return sb.toString();
-  }
-
   /** The path of a directory artefact inside a file store's root ({@code FileArtefactStore}'s layout). */
   static String storeSubPath(ArtefactRef ref) {
     String sha = ref.getSha256();
@@ -222,7 +230,8 @@ public final class DjlServingPackage {
     return s.replaceAll("-+$", "");
   }
 
-  private static Map<String, Object> manifest(Spec spec, CheckpointQuantization q, int[] limits, boolean report) {
+  private static Map<String, Object> manifest(Spec spec, CheckpointQuantization q, int[] limits, boolean report,
+      GpuTargets.Verdict verdict) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("format", FORMAT);
     m.put("deployment", spec.deployment());
@@ -238,6 +247,10 @@ public final class DjlServingPackage {
     m.put("teacher", spec.teacher() == null ? null : ref(spec.teacher()));
     m.put("params", JSON.convertValue(spec.params(), Map.class));
     m.put("quantization", q.describe());
+    m.put("warnings", verdict.warnings());
+    if (verdict.trtLlmQuantAlgo() != null) {
+      m.put("tensorrtLlmQuantAlgo", verdict.trtLlmQuantAlgo());
+    }
     m.put("maxInputTokens", limits[0]);
     m.put("maxOutputTokens", limits[1]);
     Map<String, Object> files = new LinkedHashMap<>();
@@ -247,6 +260,10 @@ public final class DjlServingPackage {
     files.put("kubernetes", K8S_DEPLOYMENT);
     if (report) {
       files.put("report", REPORT);
+    }
+    if (spec.params().target().equals(DeployerParams.GPU_TRTLLM)) {
+      files.put("tensorrtLlm", TrtLlmExport.DIR + "/");
+      files.put("readme", README);
     }
     m.put("files", files);
     m.put("image", IMAGE);

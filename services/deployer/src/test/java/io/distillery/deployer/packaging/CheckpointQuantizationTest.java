@@ -11,50 +11,39 @@ class CheckpointQuantizationTest {
 
   static final ObjectMapper JSON = new ObjectMapper();
 
-  static JsonNode config(String format, int bits, String groupSize, boolean symmetric, boolean staticInput)
-      throws Exception {
+  static JsonNode config(String format, int bits, String type, String groupSize, boolean symmetric,
+      boolean staticInput) throws Exception {
     return JSON.readTree("""
         {"model_type": "llama", "quantization_config": {"quant_method": "compressed-tensors", "format": "%s",
          "config_groups": {"group_0": {"targets": ["Linear"], "input_activations": %s,
-           "weights": {"num_bits": %d, "group_size": %s, "symmetric": %s}}}}}
-        """.formatted(format, staticInput ? "{\"num_bits\": 8}" : "null", bits, groupSize, symmetric));
+           "weights": {"num_bits": %d, "type": "%s", "group_size": %s, "symmetric": %s}}}}}
+        """.formatted(format, staticInput ? "{\"num_bits\": 8}" : "null", bits, type, groupSize, symmetric));
   }
 
   @Test
-  void shouldMapEachCompressedTensorsLayoutToItsTensorRtLlmAlgorithm() throws Exception {
-    CheckpointQuantization w4 = CheckpointQuantization.of(config("pack-quantized", 4, "128", false, false));
-    assertThat(w4).isEqualTo(new CheckpointQuantization("w4a16", "pack-quantized", 4, 128, true));
-    assertThat(w4.trtLlmQuantAlgo()).isEqualTo("W4A16_GPTQ");
-    assertThat(w4.lmiQuantize()).isEqualTo("awq");
-
-    CheckpointQuantization w8a8 = CheckpointQuantization.of(config("int-quantized", 8, "null", true, true));
-    assertThat(w8a8.scheme()).isEqualTo("w8a8");
-    assertThat(w8a8.trtLlmQuantAlgo()).isEqualTo("W8A8_SQ_PER_CHANNEL");
-    assertThat(w8a8.lmiQuantize()).isEqualTo("smoothquant");
-
-    CheckpointQuantization w8 = CheckpointQuantization.of(config("int-quantized", 8, "null", true, false));
-    assertThat(w8.trtLlmQuantAlgo()).isEqualTo("W8A16");
-    assertThat(w8.lmiQuantize()).isNull();
-
-    CheckpointQuantization fp8 = CheckpointQuantization.of(config("float-quantized", 8, "null", true, false));
-    assertThat(fp8.trtLlmQuantAlgo()).isEqualTo("FP8");
-    assertThat(fp8.lmiQuantize()).isEqualTo("fp8");
-
+  void shouldReadEachLayoutTheQuantizerWritesAndTheOnesItWroteBefore() throws Exception {
+    assertThat(CheckpointQuantization.of(config("pack-quantized", 4, "int", "128", false, false)))
+        .isEqualTo(new CheckpointQuantization("w4a16", "pack-quantized", 4, 128, true, null));
+    assertThat(CheckpointQuantization.of(config("pack-quantized", 4, "int", "64", true, false)).zeroPoint()).isFalse();
+    assertThat(CheckpointQuantization.of(config("pack-quantized", 8, "int", "null", true, false)))
+        .isEqualTo(new CheckpointQuantization("w8a16", "pack-quantized", 8, -1, false, null));
+    assertThat(CheckpointQuantization.of(config("int-quantized", 8, "int", "null", true, true)).scheme())
+        .isEqualTo("w8a8");
+    assertThat(CheckpointQuantization.of(config("int-quantized", 8, "int", "null", true, false)).scheme())
+        .as("W8A16 as written before issue 17").isEqualTo("w8a16-int-quantized");
+    assertThat(CheckpointQuantization.of(config("naive-quantized", 8, "float", "null", true, false)).scheme())
+        .isEqualTo("fp8");
+    assertThat(CheckpointQuantization.of(config("float-quantized", 8, "float", "null", true, false)).scheme())
+        .as("FP8 weight-only as written before issue 17").isEqualTo("fp8");
+    assertThat(CheckpointQuantization.of(config("pack-quantized", 3, "int", "32", true, false)).scheme())
+        .isEqualTo("w3a16");
     CheckpointQuantization dense = CheckpointQuantization.of(JSON.readTree("{\"model_type\": \"llama\"}"));
     assertThat(dense.quantized()).isFalse();
-    assertThat(dense.trtLlmQuantAlgo()).isNull();
-  }
-
-  @Test
-  void shouldWriteOnlyTheKeysThatApplyToTheLayout() throws Exception {
-    String w8 = DjlServingPackage.gpuQuantization(CheckpointQuantization.of(config("int-quantized", 8, "null", true,
-        false)));
-    assertThat(w8).contains("option.quant_algo=W8A16\n").doesNotContain("option.quantize=")
-        .doesNotContain("group_size").doesNotContain("has_zero_point");
-    String fp8 = DjlServingPackage.gpuQuantization(CheckpointQuantization.of(config("float-quantized", 8, "null",
-        true, false)));
-    assertThat(fp8).contains("option.quantize=fp8\n").contains("option.quant_algo=FP8\n")
-        .doesNotContain("awq_block_size");
+    CheckpointQuantization sparse = CheckpointQuantization.of(JSON.readTree("""
+        {"quantization_config": {"quant_method": "compressed-tensors", "sparsity_config": {"format": "dense",
+         "sparsity_structure": "2:4", "targets": []}}}"""));
+    assertThat(sparse.quantized()).isFalse();
+    assertThat(sparse.sparsity()).isEqualTo("2:4");
   }
 
   @Test
@@ -62,9 +51,7 @@ class CheckpointQuantizationTest {
     assertThatThrownBy(() -> CheckpointQuantization.of(JSON.readTree(
         "{\"quantization_config\": {\"quant_method\": \"bitsandbytes\"}}")))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("bitsandbytes");
-    assertThatThrownBy(() -> CheckpointQuantization.of(config("pack-quantized", 3, "32", false, false)))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("3 bits");
-    assertThatThrownBy(() -> CheckpointQuantization.of(config("sparse-bitmask", 8, "null", true, false)))
+    assertThatThrownBy(() -> CheckpointQuantization.of(config("sparse-bitmask", 8, "int", "null", true, false)))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("sparse-bitmask");
   }
 }

@@ -51,30 +51,27 @@ class DjlServingPackageTest {
   }
 
   @Test
-  void shouldDescribeAW4GptqCheckpointAsPreQuantizedInt4ForTensorRtLlm() throws Exception {
+  void shouldWriteAnLmiVllmPackageThatLetsVllmReadTheStoredWeights() throws Exception {
     Path ckpt = TestCheckpoints.w4(tmp.resolve("w4"), 1);
     Path teacher = TestCheckpoints.dense(tmp.resolve("teacher"), 2, true);
     Path pkg = pkg(ckpt, teacher, params("{\"target\":\"gpu\",\"maxRollingBatchSize\":8}"));
 
+    // serving/docs/lmi/user_guides/vllm_user_guide.md, deployment_guide/configurations.md, vllm_rb_properties.py
     Properties gpu = properties(pkg.resolve("gpu/serving.properties"));
     assertThat(gpu.getProperty("engine")).isEqualTo("Python");
-    assertThat(gpu.getProperty("option.mpi_mode")).isEqualTo("true");
-    assertThat(gpu.getProperty("option.rolling_batch")).isEqualTo("trtllm");
-    assertThat(gpu.getProperty("option.entryPoint")).isEqualTo("djl_python.tensorrt_llm");
+    assertThat(gpu.getProperty("option.async_mode")).isEqualTo("true");
+    assertThat(gpu.getProperty("option.rolling_batch")).isEqualTo("disable");
+    assertThat(gpu.getProperty("option.entryPoint")).isEqualTo("djl_python.lmi_vllm.vllm_async_service");
     assertThat(gpu.getProperty("option.tensor_parallel_degree")).isEqualTo("1");
     assertThat(gpu.getProperty("option.max_rolling_batch_size")).isEqualTo("8");
     assertThat(gpu.getProperty("option.model_id")).isEqualTo("/opt/ml/model/model");
-    // max_position_embeddings 128 split in half; a full batch of prompts fits max_num_tokens
-    assertThat(gpu.getProperty("option.max_input_len")).isEqualTo("64");
-    assertThat(gpu.getProperty("option.max_output_len")).isEqualTo("64");
-    assertThat(gpu.getProperty("option.max_num_tokens")).isEqualTo("512");
-    assertThat(gpu.getProperty("option.quantize")).isEqualTo("awq");
-    assertThat(gpu.getProperty("option.awq_block_size")).isEqualTo("32");
-    assertThat(gpu.getProperty("option.quant_algo")).isEqualTo("W4A16_GPTQ");
-    assertThat(gpu.getProperty("option.group_size")).isEqualTo("32");
-    assertThat(gpu.getProperty("option.has_zero_point")).isEqualTo("true");
-    assertThat(Files.readString(pkg.resolve("gpu/serving.properties"))).contains("trt_llm_user_guide.md")
-        .doesNotContain("${");
+    assertThat(gpu.getProperty("option.max_model_len")).isEqualTo("128"); // 64 in + 64 out
+    assertThat(gpu.getProperty("option.dtype")).as("float32 checkpoint: Marlin takes fp16/bf16").isEqualTo("bf16");
+    assertThat(gpu.getProperty("option.quantize")).as("pre-quantized: vLLM reads config.json itself").isNull();
+    assertThat(gpu.stringPropertyNames()).as("no TensorRT-LLM container keys").noneMatch(k -> k.contains("quant_algo")
+        || k.contains("mpi_mode") || k.contains("max_output_len") || k.contains("max_input_len"));
+    assertThat(Files.readString(pkg.resolve("gpu/serving.properties"))).contains("vllm_user_guide.md")
+        .contains("configurations.md").contains("vllm_rb_properties.py").doesNotContain("${");
 
     Properties cpu = properties(pkg.resolve("serving.properties"));
     assertThat(cpu.getProperty("engine")).isEqualTo("Python");
@@ -89,17 +86,20 @@ class DjlServingPackageTest {
     assertThat(pkg.resolve("model/tokenizer.json")).exists();
     assertThat(pkg.resolve("model/tokenizer_config.json")).exists();
     assertThat(ckpt.resolve("tokenizer.json")).doesNotExist();
+    assertThat(pkg.resolve("trtllm")).doesNotExist();
 
     JsonNode manifest = JSON.readTree(pkg.resolve("manifest.json").toFile());
     assertThat(manifest.path("format").asText()).isEqualTo("djl-serving");
     assertThat(manifest.path("runId").asText()).isEqualTo("run-7");
     assertThat(manifest.path("parent").path("sha256").asText()).startsWith("cd1111");
     assertThat(manifest.path("parent").path("node").asText()).isEqualTo("q4");
-    assertThat(manifest.path("params").path("target").asText()).isEqualTo("gpu");
+    assertThat(manifest.path("target").asText()).isEqualTo("gpu-vllm");
     assertThat(manifest.path("params").path("canaryPercent").asInt()).isEqualTo(100);
     assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("w4a16");
     assertThat(manifest.path("quantization").path("groupSize").asInt()).isEqualTo(32);
-    assertThat(manifest.path("quantization").path("tensorrtLlmQuantAlgo").asText()).isEqualTo("W4A16_GPTQ");
+    assertThat(manifest.path("quantization").path("zeroPoint").asBoolean()).isTrue();
+    // the tiny model's 64-wide layers are below Marlin's 128-column tiles: packaged, with the reason
+    assertThat(manifest.path("warnings").get(0).asText()).contains("GPTQ_MARLIN_MIN_THREAD_K");
   }
 
   @Test
@@ -107,15 +107,11 @@ class DjlServingPackageTest {
     Path ckpt = TestCheckpoints.dense(tmp.resolve("dense"), 3, true);
     Path pkg = pkg(ckpt, null, params("{\"maxInputTokens\":100}"));
     Properties gpu = properties(pkg.resolve("gpu/serving.properties"));
-    assertThat(gpu.getProperty("option.rolling_batch")).isEqualTo("trtllm");
     assertThat(gpu.getProperty("option.quantize")).isNull();
-    assertThat(gpu.getProperty("option.quant_algo")).isNull();
-    assertThat(gpu.getProperty("option.group_size")).isNull();
-    assertThat(gpu.getProperty("option.max_input_len")).isEqualTo("100");
-    assertThat(gpu.getProperty("option.max_output_len")).isEqualTo("28");
-    assertThat(gpu.getProperty("option.dtype")).isEqualTo("fp16");
+    assertThat(gpu.getProperty("option.max_model_len")).isEqualTo("128");
     JsonNode manifest = JSON.readTree(pkg.resolve("manifest.json").toFile());
     assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("none");
+    assertThat(manifest.path("warnings")).isEmpty();
   }
 
   @Test
@@ -140,7 +136,7 @@ class DjlServingPackageTest {
         .isEqualTo("Chat.Bot-1");
     JsonNode pod = deployment.path("spec").path("template").path("spec");
     JsonNode c = pod.path("containers").get(0);
-    assertThat(c.path("image").asText()).isEqualTo("deepjavalibrary/djl-serving:0.33.0-tensorrt-llm");
+    assertThat(c.path("image").asText()).isEqualTo(DjlServingPackage.IMAGE).contains("lmi20");
     assertThat(c.path("resources").path("limits").path("nvidia.com/gpu").asInt()).isEqualTo(1);
     assertThat(c.path("ports").get(0).path("containerPort").asInt()).isEqualTo(8080);
     assertThat(c.path("readinessProbe").path("httpGet").path("path").asText()).isEqualTo("/ping");

@@ -34,12 +34,27 @@ public final class Gptq {
    */
   public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
       double damp, boolean actOrder) {
-    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4);
+    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4, false);
   }
 
   /** GPTQ onto asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
   public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
       double damp, boolean actOrder, int bits) {
+    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, bits, false);
+  }
+
+  /**
+   * As {@link #quantize(float[], int, int, double[], int, double, boolean)}, on the symmetric INT4 grid (no zero
+   * points, compressed-tensors' W4A16 preset) when {@code symmetric}.
+   */
+  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
+      double damp, boolean actOrder, boolean symmetric) {
+    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4, symmetric);
+  }
+
+  /** GPTQ onto group grids of {@code bits} (2, 3, 4 or 8), symmetric (no zero points) or asymmetric. */
+  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
+      double damp, boolean actOrder, int bits, boolean symmetric) {
     GroupQuantizer.checkBits(bits);
     if (groupSize <= 0 || cols % groupSize != 0) {
       throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
@@ -77,7 +92,7 @@ public final class Gptq {
       for (int r = 0; r < rows; r++) {
         for (int g = 0; g < groups; g++) {
           int from = r * cols + g * groupSize;
-          grids[r * groups + g] = GroupQuantizer.Grid.asymmetric(original, from, from + groupSize, bits);
+          grids[r * groups + g] = GroupQuantizer.Grid.of(original, from, from + groupSize, bits, symmetric);
         }
       }
     }
@@ -96,7 +111,7 @@ public final class Gptq {
         double[] innerErr = new double[rows * (to - from)];
         // rows are independent given U (every update stays within its row), so rows run in parallel
         IntStream.range(0, rows).parallel().forEach(r -> quantizeBlock(r, from, to, w, u, cols, groupSize, perm,
-            grids, actOrder, bits, codes, innerErr));
+            grids, actOrder, bits, symmetric, codes, innerErr));
         TrailingUpdate.subtractProduct(w, rows, cols, innerErr, from, to, u, b1);
         for (int r = 0; r < rows; r++) {
           System.arraycopy(innerErr, r * (to - from), err, r * (b1 - b0) + from - b0, to - from);
@@ -111,12 +126,14 @@ public final class Gptq {
       scales[i] = grids[i].scale();
       zeros[i] = grids[i].zero();
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros, bits);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
+        symmetric ? null : zeros, bits);
   }
 
   /** Columns [b0, b1) of row r, each column's error fed to the later columns of the block at once. */
   private static void quantizeBlock(int r, int b0, int b1, double[] w, double[] u, int cols, int groupSize,
-      int[] perm, GroupQuantizer.Grid[] grids, boolean actOrder, int bits, int[] codes, double[] err) {
+      int[] perm, GroupQuantizer.Grid[] grids, boolean actOrder, int bits, boolean symmetric, int[] codes,
+      double[] err) {
     int groups = cols / groupSize;
     int row = r * cols;
     int width = b1 - b0;
@@ -127,7 +144,7 @@ public final class Gptq {
         for (int i = 0; i < groupSize; i++) {
           slice[i] = (float) w[row + k + i];
         }
-        grids[r * groups + k / groupSize] = GroupQuantizer.Grid.asymmetric(slice, 0, groupSize, bits);
+        grids[r * groups + k / groupSize] = GroupQuantizer.Grid.of(slice, 0, groupSize, bits, symmetric);
       }
       GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
       float x = (float) w[row + k];

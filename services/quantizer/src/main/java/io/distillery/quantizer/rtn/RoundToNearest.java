@@ -9,18 +9,33 @@ public final class RoundToNearest {
   private RoundToNearest() {}
 
   public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize) {
-    return quantize(kind, w, rows, cols, groupSize, kind.bits());
+    return quantize(kind, w, rows, cols, groupSize, kind.bits(), false);
+  }
+
+  /** As {@link #quantize(QuantizedWeight.Kind, float[], int, int, int)}; INT4 on the symmetric grid if asked. */
+  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
+      boolean symmetric) {
+    return quantize(kind, w, rows, cols, groupSize, kind.bits(), symmetric);
   }
 
   /** @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other kinds are 8-bit */
   public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
       int bits) {
+    return quantize(kind, w, rows, cols, groupSize, bits, false);
+  }
+
+  /**
+   * @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other kinds are 8-bit
+   * @param symmetric group codes without zero points
+   */
+  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
+      int bits, boolean symmetric) {
     if (kind != QuantizedWeight.Kind.INT4_GROUP && bits != 8) {
       throw new IllegalArgumentException(kind + " is 8-bit only, got bits " + bits);
     }
     return switch (kind) {
       case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, rows, cols);
-      case INT4_GROUP -> GroupQuantizer.intGroup(w, rows, cols, groupSize, bits);
+      case INT4_GROUP -> GroupQuantizer.intGroup(w, rows, cols, groupSize, bits, symmetric);
       case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, rows, cols);
     };
   }
