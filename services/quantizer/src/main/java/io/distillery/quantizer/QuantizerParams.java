@@ -1,5 +1,6 @@
 package io.distillery.quantizer;
 
+import io.distillery.quantizer.smoothquant.InputScale;
 import java.util.List;
 
 /**
@@ -13,9 +14,16 @@ import java.util.List;
  * @param actOrder GPTQ: quantize columns by decreasing diag(H) (default false)
  * @param awqGrid AWQ: number of exponents r on the grid over [0, 1) (default 20)
  * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"])
+ * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram) or auto (the one
+ *     with the lower expected output error on the calibration statistics; default)
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude) {
+    Integer awqGrid, List<String> exclude, String inputScale) {
+
+  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
+      Integer awqGrid, List<String> exclude) {
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null);
+  }
 
   public QuantizerParams {
     if (scheme == null) {
@@ -28,6 +36,7 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     actOrder = actOrder != null && actOrder;
     awqGrid = awqGrid == null ? 20 : awqGrid;
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
+    inputScale = inputScale == null ? InputScale.AUTO.id() : InputScale.of(inputScale).id();
     if (groupSize <= 0) {
       throw new IllegalArgumentException("groupSize: must be positive, got " + groupSize);
     }
@@ -40,6 +49,10 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     if (awqGrid < 1) {
       throw new IllegalArgumentException("awqGrid: must be at least 1, got " + awqGrid);
     }
+  }
+
+  public InputScale inputScaleValue() {
+    return InputScale.of(inputScale);
   }
 
   public Scheme schemeValue() {
