@@ -8,7 +8,8 @@ import java.util.Locale;
 /**
  * How W8A8's static per-tensor input scale is chosen: from the abs-max of the (smoothed) input, from the entropy (KL)
  * clip of its |x| histogram (TensorRT's calibration, {@link EntropyCalibration}), or whichever of the two has the lower
- * expected output error on the calibration statistics ({@link #AUTO}, the default).
+ * expected output error on the calibration statistics ({@link #AUTO}, the default; abs-max when the calibration has
+ * no usable histogram).
  *
  * <p>The calibrator collects one |x| histogram per layer input, pooled over channels, before smoothing. Unsmoothed
  * (s = null) that histogram is used as is. Smoothed, the histogram of |x_j / s_j| is estimated from it: channel j is
@@ -53,7 +54,7 @@ public enum InputScale {
           + rows + "x" + n);
     }
     float absMaxScale = SmoothQuant.inputScale(stats.absMax(), s);
-    if (this == ABSMAX) {
+    if (this == ABSMAX || (this == AUTO && !hasHistogram(stats))) {
       return new Choice(absMaxScale, absMaxScale, Float.NaN, Double.NaN, Double.NaN);
     }
     Histogram h = smoothedHistogram(stats, s);
@@ -74,6 +75,12 @@ public enum InputScale {
     return new Choice(eEnt < eAbs ? entropyScale : absMaxScale, absMaxScale, entropyScale, eAbs, eEnt);
   }
 
+  /** Whether the calibration collected a histogram entropy calibration can use (non-empty, at least 128 bins). */
+  public static boolean hasHistogram(LayerStats stats) {
+    long[] h = stats.histogram();
+    return h != null && h.length >= EntropyCalibration.INT8_LEVELS && Arrays.stream(h).anyMatch(c -> c > 0);
+  }
+
   /** Counts of |x| in equal bins over [0, max]. */
   public record Histogram(long[] counts, float max) {}
 
@@ -83,7 +90,7 @@ public enum InputScale {
    */
   public static Histogram smoothedHistogram(LayerStats stats, float[] s) {
     long[] pooled = stats.histogram();
-    if (pooled == null || pooled.length < EntropyCalibration.INT8_LEVELS) {
+    if (!hasHistogram(stats)) {
       throw new IllegalArgumentException(stats.module() + ": the calibration has no |x| histogram of at least "
           + EntropyCalibration.INT8_LEVELS + " bins for entropy input scales");
     }
