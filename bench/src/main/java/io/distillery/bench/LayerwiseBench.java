@@ -278,75 +278,81 @@ public final class LayerwiseBench {
   }
 
   /**
-   * The W3 rows, run when this tree's GPTQ and RTN take a bit width: found by reflection as an overload of the W4
-   * entry point with one more int parameter (the width), and accepted only if its codes use at most 8 levels.
+   * The W3 rows, run when this tree's RTN, GPTQ and AWQ take a bit width: found by reflection as overloads of the W4
+   * entry points with one more trailing int parameter (the width), and accepted only if the codes use at most 8
+   * levels; otherwise skipped with a note.
    */
   static final class ThreeBit {
+
+    private static final int BITS = 3;
 
     private ThreeBit() {}
 
     static void rows(Map<String, Double> e, Timer t, List<String> notes, NDManager manager, InputSet set, float[] w,
         int m, int n, int g, double[] hessian) {
-      QuantizedWeight rtn = call(RoundToNearest.class, "quantize",
-          new Object[] {QuantizedWeight.Kind.INT4_GROUP, w, m, n, g});
-      QuantizedWeight gptq = rtn == null ? null : call(Gptq.class, "quantize",
-          new Object[] {w, m, n, hessian, g, DAMP, false});
+      LayerStats st = set.stats();
+      Method rtn = withBits(RoundToNearest.class, "quantize", QuantizedWeight.Kind.class, float[].class, int.class,
+          int.class, int.class);
+      Method gptq = withBits(Gptq.class, "quantize", float[].class, int.class, int.class, double[].class, int.class,
+          double.class, boolean.class);
+      Method search = withBits(AwqScaleSearch.class, "search", List.class, int[].class, int.class, float[].class,
+          double[].class, float[].class, int.class, int.class);
+      Method clip = withBits(AwqClipSearch.class, "clip", float[].class, int.class, int.class, int.class,
+          double[].class, float[].class, int.class, double.class);
       if (rtn == null || gptq == null) {
         notes.add("W3 rows skipped: " + (rtn == null ? "RoundToNearest.quantize" : "Gptq.quantize")
             + " takes no bit width in this tree (the 'linalg' branch adds 2/3/8-bit grids)");
         return;
       }
-      e.put("rtn-w3", t.time("rtn-w3", () -> weightError(manager, set, rtn.dequantize(), m, n)));
-      e.put("gptq-w3", t.time("gptq-w3", () -> weightError(manager, set, gptq.dequantize(), m, n)));
+      e.put("rtn-w3", t.time("rtn-w3", () -> weightError(manager, set,
+          codes(invoke(rtn, QuantizedWeight.Kind.INT4_GROUP, w, m, n, g, BITS)).dequantize(), m, n)));
+      if (search == null || clip == null) {
+        notes.add("AWQ W3 row skipped: AwqScaleSearch.search or AwqClipSearch.clip takes no bit width in this tree");
+      } else {
+        e.put("awq-w3", t.time("awq-w3", () -> {
+          AwqScaleSearch.Result r = (AwqScaleSearch.Result) invoke(search, List.of(w), new int[] {m}, n, st.meanAbs(),
+              st.gram(), st.sumSq(), g, AWQ_GRID, BITS);
+          float[] ws = scaleColumns(w, m, n, r.scales(), false);
+          invoke(clip, ws, m, n, g, st.gram(), r.scales(), CLIP_STEPS, CLIP_MAX_SHRINK, BITS);
+          float[] q = codes(invoke(rtn, QuantizedWeight.Kind.INT4_GROUP, ws, m, n, g, BITS)).dequantize();
+          return weightError(manager, set, scaleColumns(q, m, n, r.scales(), true), m, n);
+        }));
+      }
+      e.put("gptq-w3", t.time("gptq-w3", () -> weightError(manager, set,
+          codes(invoke(gptq, w, m, n, hessian, g, DAMP, false, BITS)).dequantize(), m, n)));
     }
 
-    /** {@code type.name(args with bits = 3 inserted)} if an overload takes it and yields 3-bit codes; else null. */
-    static QuantizedWeight call(Class<?> type, String name, Object[] args) {
-      for (Method method : type.getMethods()) {
-        Class<?>[] params = method.getParameterTypes();
-        if (!method.getName().equals(name) || !Modifier.isStatic(method.getModifiers())
-            || params.length != args.length + 1 || method.getReturnType() != QuantizedWeight.class) {
-          continue;
-        }
-        for (int at = 0; at <= args.length; at++) {
-          if (params[at] != int.class || !matches(params, args, at)) {
-            continue;
-          }
-          Object[] withBits = new Object[args.length + 1];
-          System.arraycopy(args, 0, withBits, 0, at);
-          withBits[at] = 3;
-          System.arraycopy(args, at, withBits, at + 1, args.length - at);
-          try {
-            QuantizedWeight q = (QuantizedWeight) method.invoke(null, withBits);
-            int lo = Arrays.stream(q.codes()).min().orElse(0);
-            int hi = Arrays.stream(q.codes()).max().orElse(0);
-            if (hi - lo <= 7 && q.groupSize() == (int) args[4]) {
-              return q;
-            }
-          } catch (IllegalAccessException | InvocationTargetException | IllegalArgumentException ex) {
-            // not this position: try the next
-          }
-        }
+    /** The public static overload {@code name(params..., int bits)}, or null. */
+    static Method withBits(Class<?> type, String name, Class<?>... params) {
+      Class<?>[] with = Arrays.copyOf(params, params.length + 1);
+      with[params.length] = int.class;
+      try {
+        Method method = type.getMethod(name, with);
+        return Modifier.isStatic(method.getModifiers()) ? method : null;
+      } catch (NoSuchMethodException ex) {
+        return null;
       }
-      return null;
     }
 
-    private static boolean matches(Class<?>[] params, Object[] args, int skip) {
-      for (int i = 0, a = 0; i < params.length; i++) {
-        if (i == skip) {
-          continue;
-        }
-        Object arg = args[a++];
-        Class<?> p = params[i];
-        boolean ok = p.isPrimitive()
-            ? (p == int.class && arg instanceof Integer) || (p == double.class && arg instanceof Double)
-                || (p == boolean.class && arg instanceof Boolean)
-            : p.isInstance(arg);
-        if (!ok) {
-          return false;
-        }
+    static Object invoke(Method method, Object... args) {
+      try {
+        return method.invoke(null, args);
+      } catch (IllegalAccessException ex) {
+        throw new IllegalStateException(ex);
+      } catch (InvocationTargetException ex) {
+        throw ex.getCause() instanceof RuntimeException r ? r : new IllegalStateException(ex.getCause());
       }
-      return true;
+    }
+
+    /** The weight, checked to use at most 2^3 code levels (so that the overload really took the width). */
+    static QuantizedWeight codes(Object result) {
+      QuantizedWeight q = (QuantizedWeight) result;
+      int lo = Arrays.stream(q.codes()).min().orElse(0);
+      int hi = Arrays.stream(q.codes()).max().orElse(0);
+      if (hi - lo >= 1 << BITS) {
+        throw new IllegalStateException("a 3-bit quantization returned codes in [" + lo + ", " + hi + "]");
+      }
+      return q;
     }
   }
 
