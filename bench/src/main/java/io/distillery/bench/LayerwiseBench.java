@@ -39,17 +39,18 @@ import java.util.function.Supplier;
  * no outlier channels, so it cannot rank GPTQ against RTN or Wanda against magnitude).
  *
  * <p>The layers are generated here, seeded: weights Student-t (df 4, heavy tails as trained LLM weights have), inputs
- * x = (z + F L) diag(c) with z i.i.d. normal, F L a rank-16 factor part (correlated channels), c log-normal channel
- * magnitudes; the outlier set multiplies a few channels (n / 256) to 20-100x the median channel magnitude, as
- * LLM.int8() (arXiv 2208.07339) and SmoothQuant (arXiv 2211.10438) report for models from 6.7B up; the control set is
- * the same data without them. Each method sees the calibration tokens (through the same {@link LayerStats} the
+ * x = (sqrt(1 - f) z + sqrt(f) F L) diag(c) with z i.i.d. normal, F L a rank-16 factor part (correlated channels,
+ * share f of the variance), c log-normal channel magnitudes; the outlier set multiplies a few channels (n / 256) to
+ * 20-100x the median channel magnitude, as LLM.int8() (arXiv 2208.07339) and SmoothQuant (arXiv 2211.10438) report
+ * for models from 6.7B up; the control set is the same data without them. Each method sees the calibration tokens (through the same {@link LayerStats} the
  * calibrator writes: abs-max, sum |x|, sum x^2, X^T X, the |x| histogram) and is scored on held-out tokens by the
  * relative output error ||W X - W' X|| / ||W X|| (W8A8: ||W X - Q(W') Q(X)|| / ||W X||).
  *
  * <p>Args: {@code --shapes name:OUTxIN,...} (default o:2048x2048,up:5632x2048,q:4096x4096), {@code --calib N}
  * calibration tokens (default 4096: GPTQ's Hessian needs several times more tokens than input channels to hold on
  * unseen tokens), {@code --held N} held-out tokens (default 2048), {@code --group G} (default 128), {@code --seed N},
- * {@code --threads N} engine threads, {@code --act-order true} adds GPTQ with act-order.
+ * {@code --threads N} engine threads, {@code --act-order true} adds GPTQ with act-order, {@code --shared F} the share of
+ * each channel's variance that comes from the rank-16 factor part (default 0.5; the rest is independent per channel).
  * Last line: {@code layerwise gptq_vs_rtn=X awq_vs_rtn=X wanda_vs_mag=X sparsegpt_vs_wanda=X smooth_vs_naive=X},
  * geometric means over the shapes on the outlier inputs.
  */
@@ -70,7 +71,8 @@ public final class LayerwiseBench {
 
   record LayerShape(String name, int out, int in) {}
 
-  record Options(List<LayerShape> shapes, int calib, int held, int group, long seed, int threads, boolean actOrder) {
+  record Options(List<LayerShape> shapes, int calib, int held, int group, long seed, int threads, boolean actOrder,
+      double shared) {
 
     static Options parse(String[] args) {
       Map<String, String> named = new LinkedHashMap<>();
@@ -93,8 +95,12 @@ public final class LayerwiseBench {
           Integer.parseInt(named.getOrDefault("held", "2048")),
           Integer.parseInt(named.getOrDefault("group", "128")), Long.parseLong(named.getOrDefault("seed", "18")),
           Integer.parseInt(named.getOrDefault("threads", "0")),
-          Boolean.parseBoolean(named.getOrDefault("act-order", "false")));
-      named.keySet().removeAll(List.of("shapes", "calib", "held", "group", "seed", "threads", "act-order"));
+          Boolean.parseBoolean(named.getOrDefault("act-order", "false")),
+          Double.parseDouble(named.getOrDefault("shared", "0.5")));
+      named.keySet().removeAll(List.of("shapes", "calib", "held", "group", "seed", "threads", "act-order", "shared"));
+      if (!(o.shared() >= 0 && o.shared() < 1)) {
+        throw new IllegalArgumentException("--shared: the factor share of each channel's variance, in [0, 1)");
+      }
       if (!named.isEmpty()) {
         throw new IllegalArgumentException("unknown options " + named.keySet());
       }
@@ -117,8 +123,9 @@ public final class LayerwiseBench {
     if (o.threads() > 0) {
       JniUtils.setNumThreads(o.threads());
     }
-    System.out.printf(Locale.ROOT, "engine=%s threads=%d calibration=%d held-out=%d tokens group=%d seed=%d shapes=%s%n",
-        engine.getEngineName(), JniUtils.getNumThreads(), o.calib(), o.held(), o.group(), o.seed(), o.shapes());
+    System.out.printf(Locale.ROOT, "engine=%s threads=%d calibration=%d held-out=%d tokens group=%d seed=%d "
+        + "shared=%.2f shapes=%s%n", engine.getEngineName(), JniUtils.getNumThreads(), o.calib(), o.held(), o.group(), o.seed(),
+        o.shared(), o.shapes());
     // method -> set -> one error per shape
     Map<String, Map<String, double[]>> errors = new LinkedHashMap<>();
     List<String> notes = new ArrayList<>();
@@ -128,7 +135,7 @@ public final class LayerwiseBench {
       try (NDManager manager = engine.newBaseManager()) {
         SplittableRandom random = new SplittableRandom(o.seed() * 1_000_003L + si);
         float[] w = studentT(random, shape.out() * shape.in(), 0.02);
-        Layer layer = Layer.generate(manager, random, shape.in(), o.calib(), o.held());
+        Layer layer = Layer.generate(manager, random, shape.in(), o.calib(), o.held(), o.shared());
         for (boolean outliers : new boolean[] {true, false}) {
           InputSet set = layer.inputSet(manager, w, shape, outliers);
           Map<String, Double> e = run(manager, o, shape, w, set, notes);
@@ -154,8 +161,8 @@ public final class LayerwiseBench {
         ratio(errors, "wanda-2:4", "magnitude-2:4", "control"), ratio(errors, "sparsegpt-2:4", "wanda-2:4", "control"),
         ratio(errors, "wanda-50%", "magnitude-50%", "control"),
         ratio(errors, "w8a8-sq0.5-auto", "w8a8-naive", "control"));
-    System.out.printf(Locale.ROOT, "layerwise gptq_vs_rtn=%.3f awq_vs_rtn=%.3f wanda_vs_mag=%.3f sparsegpt_vs_wanda=%.3f "
-        + "smooth_vs_naive=%.3f%n", gptq, awq, wanda, sparsegpt, smooth);
+    System.out.printf(Locale.ROOT, "layerwise gptq_vs_rtn=%.3f awq_vs_rtn=%.3f wanda_vs_mag=%.3f "
+        + "sparsegpt_vs_wanda=%.3f smooth_vs_naive=%.3f%n", gptq, awq, wanda, sparsegpt, smooth);
   }
 
   private static double[] filled(int n) {
@@ -360,15 +367,15 @@ public final class LayerwiseBench {
   record Layer(float[] base, float[] channel, int[] outlierChannels, float[] outlierFactor, int n, int calib,
       int held) {
 
-    static Layer generate(NDManager manager, SplittableRandom random, int n, int calib, int held) {
+    static Layer generate(NDManager manager, SplittableRandom random, int n, int calib, int held, double shared) {
       int rows = calib + held; // calibration, then held-out
       float[] z = normals(random, rows * n, 1);
       float[] f = normals(random, rows * FACTORS, 1);
       float[] l = normals(random, FACTORS * n, (float) (1 / Math.sqrt(FACTORS)));
       try (NDManager scope = manager.newSubManager()) {
-        NDArray x = scope.create(z, new Shape(rows, n))
-            .add(scope.create(f, new Shape(rows, FACTORS)).matMul(scope.create(l, new Shape(FACTORS, n))))
-            .div(Math.sqrt(2));
+        NDArray x = scope.create(z, new Shape(rows, n)).mul(Math.sqrt(1 - shared))
+            .add(scope.create(f, new Shape(rows, FACTORS)).matMul(scope.create(l, new Shape(FACTORS, n)))
+                .mul(Math.sqrt(shared)));
         z = x.toFloatArray();
       }
       float[] channel = new float[n];

@@ -15,7 +15,7 @@ class InputScaleTest {
   static final int TOKENS = 4000;
   static final int BINS = 2048;
 
-  /** Calibration statistics of Laplace-tailed inputs (one rare spike per channel 0), collected as the calibrator does. */
+  /** Statistics of Laplace-tailed inputs (with one rare spike in channel 0), collected as the calibrator does. */
   static LayerStats stats(boolean spike) {
     SplittableRandom random = new SplittableRandom(2);
     float[] x = new float[TOKENS * N];
