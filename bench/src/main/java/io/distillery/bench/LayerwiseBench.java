@@ -42,15 +42,16 @@ import java.util.function.Supplier;
  * x = (sqrt(1 - f) z + sqrt(f) F L) diag(c) with z i.i.d. normal, F L a rank-16 factor part (correlated channels,
  * share f of the variance), c log-normal channel magnitudes; the outlier set multiplies a few channels (n / 256) to
  * 20-100x the median channel magnitude, as LLM.int8() (arXiv 2208.07339) and SmoothQuant (arXiv 2211.10438) report
- * for models from 6.7B up; the control set is the same data without them. Each method sees the calibration tokens (through the same {@link LayerStats} the
- * calibrator writes: abs-max, sum |x|, sum x^2, X^T X, the |x| histogram) and is scored on held-out tokens by the
- * relative output error ||W X - W' X|| / ||W X|| (W8A8: ||W X - Q(W') Q(X)|| / ||W X||).
+ * for models from 6.7B up; the control set is the same data without them. Each method sees the calibration tokens
+ * (through the same {@link LayerStats} the calibrator writes: abs-max, sum |x|, sum x^2, X^T X, the |x| histogram)
+ * and is scored on held-out tokens by the relative output error ||W X - W' X|| / ||W X|| (W8A8:
+ * ||W X - Q(W') Q(X)|| / ||W X||).
  *
  * <p>Args: {@code --shapes name:OUTxIN,...} (default o:2048x2048,up:5632x2048,q:4096x4096), {@code --calib N}
  * calibration tokens (default 4096: GPTQ's Hessian needs several times more tokens than input channels to hold on
  * unseen tokens), {@code --held N} held-out tokens (default 2048), {@code --group G} (default 128), {@code --seed N},
- * {@code --threads N} engine threads, {@code --act-order true} adds GPTQ with act-order, {@code --shared F} the share of
- * each channel's variance that comes from the rank-16 factor part (default 0.5; the rest is independent per channel).
+ * {@code --threads N} engine threads, {@code --act-order true} adds GPTQ with act-order, {@code --shared F} the share
+ * of each channel's variance from the rank-16 factor part (default 0.5; the rest is independent per channel).
  * Last line: {@code layerwise gptq_vs_rtn=X awq_vs_rtn=X wanda_vs_mag=X sparsegpt_vs_wanda=X smooth_vs_naive=X},
  * geometric means over the shapes on the outlier inputs.
  */
@@ -124,8 +125,8 @@ public final class LayerwiseBench {
       JniUtils.setNumThreads(o.threads());
     }
     System.out.printf(Locale.ROOT, "engine=%s threads=%d calibration=%d held-out=%d tokens group=%d seed=%d "
-        + "shared=%.2f shapes=%s%n", engine.getEngineName(), JniUtils.getNumThreads(), o.calib(), o.held(), o.group(), o.seed(),
-        o.shared(), o.shapes());
+        + "shared=%.2f shapes=%s%n", engine.getEngineName(), JniUtils.getNumThreads(), o.calib(), o.held(), o.group(),
+        o.seed(), o.shared(), o.shapes());
     // method -> set -> one error per shape
     Map<String, Map<String, double[]>> errors = new LinkedHashMap<>();
     List<String> notes = new ArrayList<>();
