@@ -1,6 +1,7 @@
 package io.distillery.quantizer;
 
 import io.distillery.model.quant.VllmConstraints;
+import io.distillery.quantizer.smoothquant.InputScale;
 import java.util.List;
 import java.util.Map;
 
@@ -22,14 +23,16 @@ import java.util.Map;
  * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4, groups of
  *     {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn, w8a8-smoothquant, fp8) are 8-bit
  *     only (default 8)
+ * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram) or auto (the one
+ *     with the lower expected output error on the calibration statistics; default)
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits) {
+    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits, String inputScale) {
 
-  /** The params before {@code symmetric} and {@code bits} existed (symmetric, the scheme's default width). */
+  /** The params before {@code symmetric}, {@code bits} and {@code inputScale} existed (all at their defaults). */
   public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
       Integer awqGrid, List<String> exclude) {
-    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null);
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null, null);
   }
 
   public QuantizerParams {
@@ -44,6 +47,7 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     awqGrid = awqGrid == null ? 20 : awqGrid;
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
     bits = bits == null ? parsed.kind().bits() : bits;
+    inputScale = inputScale == null ? InputScale.AUTO.id() : InputScale.of(inputScale).id();
     if (groupSize <= 0) {
       throw new IllegalArgumentException("groupSize: must be positive, got " + groupSize);
     }
@@ -104,6 +108,10 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
 
   private static boolean excludes(List<String> exclude, String module) {
     return exclude.stream().anyMatch(e -> module.equals(e) || module.endsWith("." + e));
+  }
+
+  public InputScale inputScaleValue() {
+    return InputScale.of(inputScale);
   }
 
   public Scheme schemeValue() {

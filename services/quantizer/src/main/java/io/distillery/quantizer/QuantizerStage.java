@@ -159,7 +159,10 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       }
     }
     for (String module : modules) {
-      inputScales.put(module, SmoothQuant.inputScale(stats.layer(module).absMax(), smoothing.get(module)));
+      LayerStats in = stats.layer(module);
+      float[] w = tensors.get(LlamaTensorNames.weight(module));
+      inputScales.put(module, params.inputScaleValue().choose(in, smoothing.get(module), w,
+          w.length / in.inFeatures()).scale());
     }
   }
 
