@@ -42,7 +42,7 @@ import org.slf4j.LoggerFactory;
  * run, or an upstream pruner's output), else the {@code studentUri} checkpoint, else the {@code student} shape sliced
  * from the teacher ({@link StudentInit}). Training: {@link DistillTrainer}, resumable from {@code workDir()/distill},
  * so a retried job continues from its last checkpoint. Output: an F32 HF checkpoint with the teacher's tokenizer
- * files and {@code distillery-manifest.json}; metrics include both sizes, the losses, and the student's and
+ * files (the worker host adds the lineage manifest); metrics include both sizes, the losses, and the student's and
  * teacher's exact match on the held-out sample.
  */
 @StagePlugin(name = "distiller", params = DistillerParams.class,
@@ -54,7 +54,6 @@ public final class DistillerStage implements Stage<DistillerParams> {
   public static final List<String> STUDENT_FORMATS = List.of(ArtefactFormats.HF_CHECKPOINT, FORMAT);
   public static final String DATASET_FORMAT = "dataset";
   public static final String MISFIRES_FORMAT = ArtefactFormats.MISFIRES_JSONL;
-  public static final String MANIFEST = "distillery-manifest.json";
   private static final List<String> TOKENIZER_FILES =
       List.of(ByteTokenizer.TOKENIZER_FILE, ByteTokenizer.CONFIG_FILE, "special_tokens_map.json");
   private static final Logger LOG = LoggerFactory.getLogger(DistillerStage.class);
@@ -121,17 +120,6 @@ public final class DistillerStage implements Stage<DistillerParams> {
         }
         LOG.info("distiller finished runId={} metrics={}", runId, metrics);
       }
-      Map<String, Object> manifest = new LinkedHashMap<>();
-      if (ctx.job() != null) {
-        manifest.put("teacher", Map.of("uri", String.valueOf(ctx.job().getModel().getUri()),
-            "sha256", String.valueOf(ctx.job().getModel().getSha256())));
-        manifest.put("runId", ctx.job().getRunId());
-        manifest.put("jobId", ctx.job().getJobId());
-      }
-      manifest.put("stage", "distiller");
-      manifest.put("params", p);
-      manifest.put("metrics", metrics);
-      JSON.writeValue(out.resolve(MANIFEST).toFile(), manifest);
     } catch (StageException e) {
       throw e;
     } catch (DataFiles.BadDataException e) {

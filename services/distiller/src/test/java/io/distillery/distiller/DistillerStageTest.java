@@ -97,7 +97,6 @@ class DistillerStageTest {
     assertThat(messages.get(1)).matches("step 3/6 loss=\\S+ tok/s=\\d+ eta=\\d+s");
     assertThat(events.getLast()).containsEntry("step", 6.0);
     Path out = result.outputs().getFirst().path();
-    assertThat(out.resolve("distillery-manifest.json")).exists();
     assertThat(out.resolve("config.json")).exists();
     assertThat(out.resolve("model.safetensors")).exists();
     assertThat(out.resolve("tokenizer.json")).exists();

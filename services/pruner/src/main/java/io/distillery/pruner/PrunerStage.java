@@ -32,7 +32,7 @@ import org.slf4j.LoggerFactory;
 /**
  * The pruner worker's stage: magnitude, Wanda or SparseGPT masks (unstructured or 2:4) on every linear layer the user
  * does not exclude, or structured removal of heads, MLP channels and layers. Writes an F32 Hugging Face checkpoint
- * ({@code hf-llama}) with a {@value #MANIFEST} naming the parent model, the stage, params and metrics.
+ * ({@code hf-llama}); the worker host adds its lineage manifest.
  *
  * <p>The model pruned is the last upstream {@code hf-llama} artefact when there is one (e.g. after a distillation
  * node), else the run's registered model.
@@ -41,7 +41,6 @@ import org.slf4j.LoggerFactory;
     description = "magnitude / Wanda / SparseGPT (unstructured, 2:4) and structured pruning of Llama checkpoints")
 public final class PrunerStage implements Stage<PrunerParams> {
 
-  public static final String MANIFEST = "distillery-manifest.json";
   public static final String FORMAT = ArtefactFormats.HF_LLAMA;
 
   private static final Logger LOG = LoggerFactory.getLogger(PrunerStage.class);
@@ -51,15 +50,15 @@ public final class PrunerStage implements Stage<PrunerParams> {
   @Override
   public StageResult run(StageContext<PrunerParams> ctx) throws StageException, InterruptedException {
     PrunerParams p = ctx.params();
-    Parent parent = parent(ctx);
+    Path parent = parent(ctx);
     String jobId = ctx.job() == null ? "-" : ctx.job().getJobId();
     LOG.info("pruning jobId={} stage=pruner method={} pattern={} model={}", jobId, p.method(), p.pattern(),
-        parent.path());
+        parent);
     CalibrationStats stats = p.method().equals("magnitude") ? null : CalibrationInput.read(ctx, "method " + ctx.params().method());
     Path out = ctx.scratch().resolve("model");
     Map<String, Double> metrics = new LinkedHashMap<>();
-    ctx.progress(0, "loading " + parent.path().getFileName());
-    try (LlamaModel model = LlamaModel.load(parent.path())) {
+    ctx.progress(0, "loading " + parent.getFileName());
+    try (LlamaModel model = LlamaModel.load(parent)) {
       long before = count(model.config());
       metrics.put("params_before", (double) before);
       if (p.method().equals("structured")) {
@@ -88,14 +87,13 @@ public final class PrunerStage implements Stage<PrunerParams> {
         metrics.put("nonzero_params_after", before - metrics.get("zeros"));
       }
     } catch (CheckpointException e) {
-      throw StageException.fatal("cannot prune " + parent.path() + ": " + e.getMessage(), e);
+      throw StageException.fatal("cannot prune " + parent + ": " + e.getMessage(), e);
     } catch (IllegalArgumentException | IllegalStateException e) {
       throw StageException.fatal("pruner " + p.method() + " failed: " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("cannot read or write the model: " + e.getMessage(), e);
     }
     metrics.remove("zeros");
-    writeManifest(ctx, parent, out, metrics);
     ctx.progress(100, "pruned", metrics);
     LOG.info("pruned jobId={} stage=pruner metrics={}", jobId, metrics);
     return StageResult.of(List.of(new StageResult.Output(out, FORMAT)), metrics);
@@ -165,44 +163,17 @@ public final class PrunerStage implements Stage<PrunerParams> {
     return n;
   }
 
-  /** The checkpoint pruned, and its content hash. */
-  record Parent(Path path, String sha256, String uri) {}
-
-  private static Parent parent(StageContext<PrunerParams> ctx) throws StageException {
+  /** The checkpoint pruned: the last upstream {@value #FORMAT} output, else the run's model. */
+  private static Path parent(StageContext<PrunerParams> ctx) throws StageException {
     List<StageContext.Artefact> upstream = ctx.artefacts(FORMAT);
     if (!upstream.isEmpty()) {
-      StageContext.Artefact a = upstream.getLast();
-      return new Parent(a.path(), a.ref().getSha256(), a.ref().getUri());
+      return upstream.getLast().path();
     }
     if (ctx.model() == null) {
       throw StageException.fatal("the pruner needs a model: the run has none and no upstream node produced "
           + FORMAT);
     }
-    String sha = ctx.job() == null ? null : ctx.job().getModel().getSha256();
-    String uri = ctx.job() == null ? ctx.model().toUri().toString() : ctx.job().getModel().getUri();
-    return new Parent(ctx.model(), sha, uri);
+    return ctx.model();
   }
 
-  private static void writeManifest(StageContext<PrunerParams> ctx, Parent parent, Path out,
-      Map<String, Double> metrics) throws StageException {
-    Map<String, Object> manifest = new LinkedHashMap<>();
-    Map<String, Object> parentJson = new LinkedHashMap<>();
-    parentJson.put("sha256", parent.sha256());
-    parentJson.put("uri", parent.uri());
-    parentJson.put("format", FORMAT);
-    manifest.put("parent", parentJson);
-    if (ctx.job() != null) {
-      manifest.put("model", Map.of("sha256", ctx.job().getModel().getSha256(), "uri", ctx.job().getModel().getUri()));
-      manifest.put("runId", ctx.job().getRunId());
-      manifest.put("jobId", ctx.job().getJobId());
-    }
-    manifest.put("stage", "pruner");
-    manifest.put("params", ctx.params());
-    manifest.put("metrics", metrics);
-    try {
-      JSON.writeValue(out.resolve(MANIFEST).toFile(), manifest);
-    } catch (IOException e) {
-      throw StageException.retryable("cannot write " + MANIFEST + ": " + e.getMessage(), e);
-    }
-  }
 }

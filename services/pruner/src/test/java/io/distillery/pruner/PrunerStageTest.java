@@ -64,7 +64,7 @@ class PrunerStageTest {
   }
 
   @Test
-  void shouldWriteTwoFourSparseCheckpointWithManifestWhenWandaRuns() throws Exception {
+  void shouldWriteTwoFourSparseCheckpointWhenWandaRuns() throws Exception {
     List<Double> progress = new ArrayList<>();
     StageResult result = new PrunerStage().run(context("{\"method\":\"wanda\",\"pattern\":\"2:4\"}", true, progress,
         "wanda"));
@@ -74,11 +74,6 @@ class PrunerStageTest {
     assertThat(result.metrics().get("layers_pruned")).isEqualTo(14.0); // 2 x 7, lm_head excluded
     assertThat(result.metrics().get("nonzero_params_after")).isLessThan(result.metrics().get("params_before"));
     assertThat(progress).hasSizeGreaterThanOrEqualTo(3).isSorted();
-    JsonNode manifest = new ObjectMapper().readTree(out.resolve(PrunerStage.MANIFEST).toFile());
-    assertThat(manifest.at("/parent/sha256").asText()).isEqualTo("ab".repeat(32));
-    assertThat(manifest.at("/stage").asText()).isEqualTo("pruner");
-    assertThat(manifest.at("/params/method").asText()).isEqualTo("wanda");
-    assertThat(manifest.at("/metrics/sparsity").asDouble()).isEqualTo(0.5);
     // compressed-tensors config/dense.py: a dense-stored 2:4 model declares its structure in sparsity_config
     JsonNode sparsity = new ObjectMapper().readTree(out.resolve("config.json").toFile())
         .at("/quantization_config/sparsity_config");
