@@ -28,10 +28,15 @@ public final class LineageManifest {
 
   private LineageManifest() {}
 
-  /** Writes the manifest into {@code output} when it is a checkpoint directory; other outputs are left alone. */
+  /**
+   * Writes the manifest into {@code output} when it is a checkpoint directory without one; other outputs are left
+   * alone, and so is a checkpoint a stage passes on unchanged (the evaluator's chosen candidate keeps the lineage of
+   * the stage that made it, and with it its content hash).
+   */
   static void writeIfCheckpoint(Path output, String format, String stage, StageJob job,
       Map<String, Double> metrics) throws IOException {
-    if (!ArtefactFormats.CHECKPOINTS.contains(format) || !Files.isDirectory(output)) {
+    if (!ArtefactFormats.CHECKPOINTS.contains(format) || !Files.isDirectory(output)
+        || Files.exists(output.resolve(FILE_NAME))) {
       return;
     }
     ObjectNode root = JSON.createObjectNode();

@@ -60,4 +60,14 @@ class LineageManifestTest {
     assertThat(report.resolve(LineageManifest.FILE_NAME)).doesNotExist();
     assertThat(dir.resolve(LineageManifest.FILE_NAME)).doesNotExist();
   }
+
+  @Test
+  void aCheckpointPassedOnKeepsTheLineageOfTheStageThatMadeIt() throws Exception {
+    Path chosen = Files.createDirectories(dir.resolve("chosen"));
+    Files.writeString(chosen.resolve(LineageManifest.FILE_NAME), "{\"stage\":\"quantizer\"}");
+
+    LineageManifest.writeIfCheckpoint(chosen, "compressed-tensors", "evaluator", job(), Map.of());
+
+    assertThat(chosen.resolve(LineageManifest.FILE_NAME)).hasContent("{\"stage\":\"quantizer\"}");
+  }
 }
