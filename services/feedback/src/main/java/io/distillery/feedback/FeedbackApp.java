@@ -62,6 +62,7 @@ public final class FeedbackApp implements AutoCloseable {
         RedistillRuns.of(config), metrics, config.applicationId(), config.tick());
 
     Properties p = new Properties();
+    p.putAll(kafka.streams());
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, config.applicationId());
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrap());
     p.put(StreamsConfig.STATE_DIR_CONFIG, config.stateDir().toAbsolutePath().toString());

@@ -27,7 +27,7 @@ public final class PlannerApp implements AutoCloseable {
   private final TopicAdmin admin;
 
   private PlannerApp(PlannerConfig config) {
-    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl());
+    KafkaSettings kafka = config.kafka();
     this.admin = new TopicAdmin(kafka);
     admin.ensurePlatformTopics();
     admin.ensure(List.of(Topics.dlq(Topics.MODELS_REGISTERED), Topics.dlq(Topics.JOB_EVENTS)), Map.of());
@@ -37,6 +37,7 @@ public final class PlannerApp implements AutoCloseable {
         config.maxWaitingJobs());
 
     Properties p = new Properties();
+    p.putAll(kafka.streams());
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, config.applicationId());
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrap());
     p.put(StreamsConfig.STATE_DIR_CONFIG, config.stateDir().toAbsolutePath().toString());

@@ -1,11 +1,14 @@
 package io.distillery.runtime.worker;
 
 import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicReplication;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 
 /**
  * Settings of a worker host. From the environment: {@code DISTILLERY_WORKER_<KEY>} or {@code DISTILLERY_<KEY>}.
@@ -20,10 +23,12 @@ import java.util.Map;
  * @param heartbeat re-send the last progress when a stage has been quiet this long (HEARTBEAT)
  * @param progressInterval at most one progress event per this interval (PROGRESS_INTERVAL)
  * @param shutdownGrace on SIGTERM, how long a running job may take to finish before it is abandoned (SHUTDOWN_GRACE)
+ * @param replication replicas and min in-sync replicas of the topics the worker creates (REPLICATION_FACTOR,
+ *     MIN_INSYNC_REPLICAS; -1, the default, for the broker's defaults)
  */
 public record WorkerConfig(
     String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
-    Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
+    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, TopicReplication replication) {
 
   public WorkerConfig {
     if (bootstrap == null || bootstrap.isBlank()) {
@@ -36,6 +41,14 @@ public record WorkerConfig(
       throw new IllegalArgumentException("heartbeat must be positive");
     }
     readRoots = List.copyOf(readRoots);
+    Objects.requireNonNull(replication, "replication");
+  }
+
+  /** Topics replicated as the broker's defaults say. */
+  public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
+      String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
+    this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
+        shutdownGrace, TopicReplication.BROKER_DEFAULT);
   }
 
   public static WorkerConfig of(String bootstrap, String registryUrl, Path storeRoot) {
@@ -55,7 +68,8 @@ public record WorkerConfig(
         s.integer("HTTP_PORT", 0),
         s.duration("HEARTBEAT", Duration.ofSeconds(5)),
         s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
-        s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)));
+        s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)),
+        TopicReplication.from(s));
   }
 
   public static WorkerConfig fromEnv(Map<String, String> env) {
@@ -64,16 +78,26 @@ public record WorkerConfig(
 
   public WorkerConfig withWorkerId(String id) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
-        shutdownGrace);
+        shutdownGrace, replication);
   }
 
   public WorkerConfig withHttpPort(int port) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
-        shutdownGrace);
+        shutdownGrace, replication);
+  }
+
+  public WorkerConfig withReplication(TopicReplication value) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
+        progressInterval, shutdownGrace, value);
+  }
+
+  /** The cluster and registry this worker talks to, with its topic replication. */
+  public KafkaSettings kafka() {
+    return KafkaSettings.of(bootstrap, registryUrl, replication);
   }
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace);
+        progressInterval, shutdownGrace, replication);
   }
 }
