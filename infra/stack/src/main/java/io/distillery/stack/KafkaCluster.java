@@ -169,7 +169,9 @@ public final class KafkaCluster implements AutoCloseable {
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
   }
 
-  /** Stops the nodes still running, all at once (a node alone cannot reach a quorum to stop politely), and deletes the data. */
+  /**
+   * Stops the nodes still running, all at once (one left alone would wait for a quorum), and deletes the data.
+   */
   @Override
   public void close() {
     if (!closed.compareAndSet(false, true)) {
