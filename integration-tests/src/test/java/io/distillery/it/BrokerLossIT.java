@@ -62,9 +62,10 @@ class BrokerLossIT {
       KafkaSettings kafka = KafkaSettings.of(brokers.bootstrapServers(), Cluster.registry(), replication);
       List<AutoCloseable> services = new ArrayList<>();
       try {
-        services.add(PlannerApp.start(PlannerConfig.of(kafka.bootstrapServers(), kafka.registryUrl(),
+        PlannerApp planner = PlannerApp.start(PlannerConfig.of(kafka.bootstrapServers(), kafka.registryUrl(),
                 Cluster.newDir("planner")).withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2))
-            .withReplication(replication)).awaitRunning(Duration.ofSeconds(90)));
+            .withReplication(replication)).awaitRunning(Duration.ofSeconds(90));
+        services.add(planner);
         for (String stage : List.of("hash", "slow-hash", "transform")) {
           WorkerConfig config = WorkerConfig.of(kafka.bootstrapServers(), kafka.registryUrl(), Cluster.store())
               .withWorkerId("broker-loss").withTiming(Duration.ofMillis(500), Duration.ofSeconds(5)).withHttpPort(-1)
@@ -93,6 +94,7 @@ class BrokerLossIT {
           assertThat(s.getCompletions()).as(s.getNode()).isEqualTo(1);
         });
         assertThat(leaderOfRunEvents(kafka, runId)).as("the partition moved to a live broker").isNotEqualTo(victim);
+        assertThat(planner.replacedThreads()).as("planner stream threads that died and were replaced").isZero();
 
         List<JobEvent> events = jobEvents(kafka, runId);
         Map<String, Long> completed = events.stream().filter(e -> e.getPayload() instanceof Completed)

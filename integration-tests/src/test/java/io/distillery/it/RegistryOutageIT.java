@@ -69,9 +69,10 @@ class RegistryOutageIT {
           String transformJobs = Topics.jobs("transform");
           admin.ensure(List.of(transformJobs, Topics.dlq(transformJobs)), Map.of());
         }
-        services.add(PlannerApp.start(PlannerConfig.of(kafka.bootstrapServers(), kafka.registryUrl(),
+        PlannerApp planner = PlannerApp.start(PlannerConfig.of(kafka.bootstrapServers(), kafka.registryUrl(),
             dir.resolve("planner")).withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2)))
-            .awaitRunning(Duration.ofSeconds(90)));
+            .awaitRunning(Duration.ofSeconds(90));
+        services.add(planner);
         for (String stage : List.of("hash", "slow-hash", "merge")) {
           services.add(worker(kafka, stage));
         }
@@ -111,6 +112,7 @@ class RegistryOutageIT {
             .singleElement().as("slow completed while the registry was away")
             .satisfies(e -> assertThat(e.getTs().toEpochMilli()).isLessThan(backMillis));
         assertThat(deadLetters(kafka)).as("records on distillery.dlq.* topics").isEmpty();
+        assertThat(planner.replacedThreads()).as("planner stream threads that died and were replaced").isZero();
 
         String upper = text.toUpperCase(Locale.ROOT);
         assertThat(Files.readString(BrokerLossIT.outputText(done, "t"))).isEqualTo(upper);
