@@ -9,10 +9,10 @@ import org.apache.kafka.common.config.TopicConfig;
 /**
  * How many copies of each record the topics a service creates keep, and how many of them must have a write before a
  * producer with {@code acks=all} is answered. On a cluster of three brokers, factor 3 with min in-sync 2 lets one
- * broker go without losing an acknowledged record or stopping writes. {@link #BROKER_DEFAULT} (-1 for either) leaves the
- * choice to the cluster's {@code default.replication.factor} and {@code min.insync.replicas}: 1 and 1 on the local
- * stack's single broker, whatever the operator set on a provisioned cluster (k8s/kafka.yaml: 3 and 2), so that a
- * service never creates a topic weaker than its cluster intends.
+ * broker go without losing an acknowledged record or stopping writes. {@link #BROKER_DEFAULT} (-1 for either) leaves
+ * the choice to the cluster's {@code default.replication.factor} and {@code min.insync.replicas}: 1 and 1 on the
+ * local stack's single broker, whatever the operator set on a provisioned cluster (k8s/kafka.yaml: 3 and 2), so that
+ * a service never creates a topic weaker than its cluster intends.
  *
  * @param factor replicas per partition of a topic the service creates, or -1 for the broker default
  * @param minInsyncReplicas the {@code min.insync.replicas} of those topics, or -1 for the broker default
