@@ -60,13 +60,14 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   private final int port;
   private final Path logFile;
   private final Thread shutdownHook;
-  private final AtomicBoolean closed = new AtomicBoolean();
+  private final AtomicBoolean closed;
 
-  private SchemaRegistryProcess(Process process, int port, Path logFile, Thread shutdownHook) {
+  private SchemaRegistryProcess(Process process, int port, Path logFile, Thread shutdownHook, AtomicBoolean stopping) {
     this.process = process;
     this.port = port;
     this.logFile = logFile;
     this.shutdownHook = shutdownHook;
+    this.closed = stopping;
   }
 
   /**
@@ -159,19 +160,27 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     } catch (IOException e) {
       throw new StackStartException("Schema registry: cannot launch " + String.join(" ", command), e);
     }
+    AtomicBoolean stopping = new AtomicBoolean();
     Thread shutdownHook =
-        Thread.ofPlatform().name("schema-registry-stop").unstarted(() -> destroyTree(process));
+        Thread.ofPlatform()
+            .name("schema-registry-stop")
+            .unstarted(
+                () -> {
+                  stopping.set(true);
+                  destroyTree(process);
+                });
     Runtime.getRuntime().addShutdownHook(shutdownHook);
-    CompletableFuture<Integer> listening = pumpOutput(process, logFile);
+    CompletableFuture<Integer> listening = pumpOutput(process, logFile, stopping);
     SchemaRegistryProcess registry;
     try {
       int listeningPort = listening.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-      registry = new SchemaRegistryProcess(process, listeningPort, logFile, shutdownHook);
+      registry = new SchemaRegistryProcess(process, listeningPort, logFile, shutdownHook, stopping);
       registry.awaitReady(deadline);
     } catch (TimeoutException | ExecutionException | InterruptedException | StackStartException e) {
       if (e instanceof InterruptedException) {
         Thread.currentThread().interrupt();
       }
+      stopping.set(true);
       destroyTree(process);
       removeHook(shutdownHook);
       Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
@@ -233,9 +242,11 @@ public final class SchemaRegistryProcess implements AutoCloseable {
 
   /**
    * Copies the child's output line by line to {@code logFile} on a daemon thread; the returned future completes with
-   * the HTTP port from Quarkus's "Listening on:" line, or fails when the output ends before that line.
+   * the HTTP port from Quarkus's "Listening on:" line, or fails when the output ends before that line. Once {@code
+   * stopping} is set (close, the shutdown hook), the output closing under the reader is the expected end and is not
+   * reported: {@link Process#isAlive()} cannot tell, it is often still true when the JDK closes the pipe.
    */
-  private static CompletableFuture<Integer> pumpOutput(Process process, Path logFile) {
+  static CompletableFuture<Integer> pumpOutput(Process process, Path logFile, AtomicBoolean stopping) {
     CompletableFuture<Integer> listening = new CompletableFuture<>();
     Thread.ofPlatform()
         .name("schema-registry-log")
@@ -261,9 +272,11 @@ public final class SchemaRegistryProcess implements AutoCloseable {
                 }
               } catch (IOException e) {
                 listening.completeExceptionally(e);
-                if (process.isAlive()) {
+                if (stopping.get()) {
+                  LOG.debug("Schema registry output closed while stopping log={}: {}", logFile, e.toString());
+                } else {
                   LOG.warn("Schema registry log copy failed log={}", logFile, e);
-                } // else: the registry was stopped and its output closed under the reader; nothing was lost
+                }
               } finally {
                 if (!listening.isDone()) {
                   listening.completeExceptionally(
@@ -344,7 +357,7 @@ public final class SchemaRegistryProcess implements AutoCloseable {
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
   }
 
-  private static void destroyTree(Process process) {
+  static void destroyTree(Process process) {
     List<ProcessHandle> descendants = process.descendants().toList();
     descendants.forEach(ProcessHandle::destroy);
     process.destroy();

@@ -1,8 +1,14 @@
 package io.distillery.model.calib;
 
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.stream.IntStream;
 
 /**
  * Accumulates {@link LayerStats} from linear-layer inputs, batch by batch (feed it from
@@ -11,6 +17,12 @@ import java.util.Set;
  * accumulation, so the sums and X^T X are computed once but reported under every module name.
  */
 public final class StatsAccumulator {
+
+  /** Rows of X per native product (bounds the copy of a large batch). */
+  static final int GRAM_CHUNK = 4096;
+  /** Below this many multiply-adds X^T X is accumulated in Java. */
+  static final long GRAM_NATIVE_MIN_MACS = 1L << 22;
+  private static final String ENGINE = "PyTorch";
 
   private final int bins;
   private final float histHeadroom;
@@ -63,7 +75,23 @@ public final class StatsAccumulator {
         int bin = s.histMax <= 0 ? 0 : (int) Math.min(bins - 1, (long) (a / s.histMax * bins));
         s.histogram[bin]++;
       }
-      if (s.gram != null) {
+    }
+    if (s.gram != null) {
+      addGram(s.gram, x, rows, n);
+    }
+    s.tokens += rows;
+  }
+
+  /**
+   * gram += X^T X for {@code rows x n} inputs X. Large batches are float32 matrix products on DJL's native engine
+   * (multi-threaded BLAS; float32 as the GPTQ and SparseGPT reference code accumulate), {@value #GRAM_CHUNK} rows at a
+   * time, added to the float64 sum; small ones, where the copy would cost more than the product, run in Java (upper
+   * triangle only, as {@link #result} mirrors it).
+   */
+  static void addGram(double[] gram, float[] x, int rows, int n) {
+    if ((long) rows * n * n < GRAM_NATIVE_MIN_MACS) {
+      for (int r = 0; r < rows; r++) {
+        int o = r * n;
         for (int i = 0; i < n; i++) {
           double xi = x[o + i];
           if (xi == 0) {
@@ -71,12 +99,39 @@ public final class StatsAccumulator {
           }
           int gi = i * n;
           for (int j = i; j < n; j++) {
-            s.gram[gi + j] += xi * x[o + j];
+            gram[gi + j] += xi * x[o + j];
           }
         }
       }
+      return;
     }
-    s.tokens += rows;
+    float[] product;
+    try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
+      NDArray sum = null;
+      for (int r0 = 0; r0 < rows; r0 += GRAM_CHUNK) {
+        int r1 = Math.min(rows, r0 + GRAM_CHUNK);
+        float[] chunk = r0 == 0 && r1 == rows ? x : Arrays.copyOfRange(x, r0 * n, r1 * n);
+        NDArray xs = manager.create(chunk, new Shape(r1 - r0, n));
+        NDArray xt = xs.transpose();
+        NDArray g = xt.matMul(xs);
+        xt.close();
+        xs.close();
+        if (sum == null) {
+          sum = g;
+        } else {
+          sum.addi(g);
+          g.close();
+        }
+      }
+      product = sum.toFloatArray();
+    }
+    float[] p = product;
+    IntStream.range(0, n).parallel().forEach(i -> {
+      int gi = i * n;
+      for (int j = i; j < n; j++) {
+        gram[gi + j] += p[gi + j];
+      }
+    });
   }
 
   /**

@@ -1,9 +1,14 @@
 package io.distillery.model.config;
 
+import io.distillery.model.CorruptCheckpointException;
+import io.distillery.model.safetensors.Checkpoint;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.SequencedMap;
 
 /**
@@ -86,5 +91,74 @@ public final class LlamaTensorNames {
             shapes.put(LM_HEAD, new long[] {config.vocabSize(), hidden});
         }
         return Collections.unmodifiableSequencedMap(shapes);
+    }
+
+    /**
+     * Checks, from the headers alone and before any weight is read, that {@code checkpoint} holds every tensor
+     * {@code config} needs with the shape config.json implies. Extra tensors (old {@code rotary_emb.inv_freq} buffers,
+     * a tied model's {@code lm_head.weight}) are allowed.
+     *
+     * @throws CorruptCheckpointException naming the first tensor that is missing, or whose shape disagrees, with its
+     *     shape, the expected one and the config.json keys the disagreeing dimensions come from
+     */
+    public static void validate(Checkpoint checkpoint, LlamaConfig config) throws CorruptCheckpointException {
+        Map<String, String[]> keys = configKeys(config);
+        for (Map.Entry<String, long[]> expected : shapes(config).entrySet()) {
+            String name = expected.getKey();
+            if (!checkpoint.contains(name)) {
+                throw new CorruptCheckpointException(checkpoint.directory(), "checkpoint has no tensor '" + name
+                        + "', which config.json (" + config.numHiddenLayers() + " layers, tie_word_embeddings "
+                        + config.tieWordEmbeddings() + ") needs");
+            }
+            long[] actual = checkpoint.info(name).shape();
+            long[] want = expected.getValue();
+            if (Arrays.equals(actual, want)) {
+                continue;
+            }
+            String[] from = keys.get(name);
+            List<String> culprits = new ArrayList<>();
+            for (int d = 0; d < want.length; d++) {
+                if (actual.length != want.length || actual[d] != want[d]) {
+                    culprits.add(from[d]);
+                }
+            }
+            throw new CorruptCheckpointException(checkpoint.directory(), "tensor '" + name + "' has shape "
+                    + Arrays.toString(actual) + " but config.json implies " + Arrays.toString(want) + " (from "
+                    + String.join(", ", culprits) + ")");
+        }
+    }
+
+    /** For each tensor of {@link #shapes}, the config.json key (with its value) each dimension comes from. */
+    private static Map<String, String[]> configKeys(LlamaConfig c) {
+        String vocab = "vocab_size " + c.vocabSize();
+        String hidden = "hidden_size " + c.hiddenSize();
+        Map<String, String[]> keys = new HashMap<>();
+        keys.put(EMBED_TOKENS, new String[] {vocab, hidden});
+        keys.put(LM_HEAD, new String[] {vocab, hidden});
+        keys.put(FINAL_NORM, new String[] {hidden});
+        for (int layer = 0; layer < c.numHiddenLayers(); layer++) {
+            for (Projection p : Projection.values()) {
+                String out = key(p, c, true);
+                keys.put(weight(p.module(layer)), new String[] {out, key(p, c, false)});
+                keys.put(bias(p.module(layer)), new String[] {out});
+            }
+            keys.put(inputLayernorm(layer), new String[] {hidden});
+            keys.put(postAttentionLayernorm(layer), new String[] {hidden});
+        }
+        return keys;
+    }
+
+    private static String key(Projection p, LlamaConfig c, boolean out) {
+        String heads = "num_attention_heads " + c.numAttentionHeads() + " x head_dim " + c.headDim();
+        String kvHeads = "num_key_value_heads " + c.numKeyValueHeads() + " x head_dim " + c.headDim();
+        String hidden = "hidden_size " + c.hiddenSize();
+        String intermediate = "intermediate_size " + c.intermediateSize();
+        return switch (p) {
+            case Q -> out ? heads : hidden;
+            case K, V -> out ? kvHeads : hidden;
+            case O -> out ? hidden : heads;
+            case GATE, UP -> out ? intermediate : hidden;
+            case DOWN -> out ? hidden : intermediate;
+        };
     }
 }

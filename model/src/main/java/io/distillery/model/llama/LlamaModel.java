@@ -132,6 +132,7 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel fromCheckpoint(LlamaConfig config, Checkpoint checkpoint, NDManager parent)
             throws IOException {
+        LlamaTensorNames.validate(checkpoint, config); // every name and shape, from the headers, before any weight
         NDManager manager = newManager(parent);
         try {
             SequencedMap<String, NDArray> params = new LinkedHashMap<>();

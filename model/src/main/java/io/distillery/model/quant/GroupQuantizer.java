@@ -1,10 +1,10 @@
 package io.distillery.model.quant;
 
 /**
- * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT4
- * per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max
- * observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ can
- * fix it when a group starts and then quantize column by column.
+ * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, asymmetric INT2,
+ * INT3, INT4 or INT8 per group of input columns (min/max range widened to include 0, as GPTQ's and compressed-tensors'
+ * min-max observers do), and FP8 E4M3 per output channel. The {@link Grid} of one row and group is public so that GPTQ
+ * can fix it when a group starts and then quantize column by column.
  */
 public final class GroupQuantizer {
 
@@ -33,6 +33,17 @@ public final class GroupQuantizer {
 
     /** Asymmetric INT4 grid of values {@code w[from, to)}: scale = (max - min) / 15, signed zero point. */
     public static Grid int4(float[] w, int from, int to) {
+      return asymmetric(w, from, to, 4);
+    }
+
+    /**
+     * Asymmetric grid of {@code bits} (2, 3, 4 or 8) for values {@code w[from, to)}: codes in [-2^(bits-1),
+     * 2^(bits-1) - 1], scale = (max - min) / (2^bits - 1), signed zero point.
+     */
+    public static Grid asymmetric(float[] w, int from, int to, int bits) {
+      checkBits(bits);
+      int qmin = -(1 << (bits - 1));
+      int qmax = (1 << (bits - 1)) - 1;
       float lo = 0;
       float hi = 0;
       for (int i = from; i < to; i++) {
@@ -43,9 +54,9 @@ public final class GroupQuantizer {
         lo = -1;
         hi = 1;
       }
-      float scale = (hi - lo) / (INT4_MAX - INT4_MIN);
-      int zero = (int) Math.rint(-lo / scale) + INT4_MIN;
-      return new Grid(scale, Math.max(INT4_MIN, Math.min(INT4_MAX, zero)), INT4_MIN, INT4_MAX);
+      float scale = (hi - lo) / (qmax - qmin);
+      int zero = (int) Math.rint(-lo / scale) + qmin;
+      return new Grid(scale, Math.max(qmin, Math.min(qmax, zero)), qmin, qmax);
     }
 
     /** Symmetric INT8 grid of values {@code w[from, to)}: scale = max|w| / 127, zero 0. */
@@ -75,7 +86,16 @@ public final class GroupQuantizer {
 
   /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns (w4-rtn). */
   public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize) {
+    return intGroup(w, rows, cols, groupSize, 4);
+  }
+
+  /**
+   * Asymmetric integer codes of {@code bits} (2, 3, 4 or 8) with a scale and zero point per row and group of
+   * {@code groupSize} input columns.
+   */
+  public static QuantizedWeight intGroup(float[] w, int rows, int cols, int groupSize, int bits) {
     check(w, rows, cols, groupSize);
+    checkBits(bits);
     int groups = cols / groupSize;
     int[] codes = new int[rows * cols];
     float[] scales = new float[rows * groups];
@@ -83,7 +103,7 @@ public final class GroupQuantizer {
     for (int r = 0; r < rows; r++) {
       for (int g = 0; g < groups; g++) {
         int from = r * cols + g * groupSize;
-        Grid grid = Grid.int4(w, from, from + groupSize);
+        Grid grid = Grid.asymmetric(w, from, from + groupSize, bits);
         scales[r * groups + g] = grid.scale();
         zeros[r * groups + g] = grid.zero();
         for (int i = from; i < from + groupSize; i++) {
@@ -91,15 +111,21 @@ public final class GroupQuantizer {
         }
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros, bits);
   }
 
   /** The INT4 round trip Q(w) as floats, without keeping the codes (AWQ's search loop). */
   public static float[] int4FakeQuantize(float[] w, int rows, int cols, int groupSize) {
+    return fakeQuantize(w, rows, cols, groupSize, 4);
+  }
+
+  /** The asymmetric {@code bits}-wide group round trip Q(w) as floats, without keeping the codes. */
+  public static float[] fakeQuantize(float[] w, int rows, int cols, int groupSize, int bits) {
     check(w, rows, cols, groupSize);
+    checkBits(bits);
     float[] out = new float[w.length];
     for (int start = 0; start < w.length; start += groupSize) {
-      Grid grid = Grid.int4(w, start, start + groupSize);
+      Grid grid = Grid.asymmetric(w, start, start + groupSize, bits);
       for (int i = start; i < start + groupSize; i++) {
         out[i] = grid.fakeQuantize(w[i]);
       }
@@ -124,6 +150,13 @@ public final class GroupQuantizer {
       }
     }
     return new QuantizedWeight(QuantizedWeight.Kind.FP8_CHANNEL, rows, cols, cols, codes, scales, null);
+  }
+
+  /** @throws IllegalArgumentException unless {@code bits} is 2, 3, 4 or 8 */
+  public static void checkBits(int bits) {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+      throw new IllegalArgumentException("bits: must be 2, 3, 4 or 8, got " + bits);
+    }
   }
 
   private static void check(float[] w, int rows, int cols, int groupSize) {

@@ -90,6 +90,7 @@ final class HeaderParser {
         }
         long dataStart = 8 + headerLength;
         long dataLength = fileSize - dataStart;
+        refuseTruncated(file, root, dataStart, dataLength, fileSize);
         Map<String, String> metadata = Map.of();
         List<TensorInfo> tensors = new ArrayList<>(root.size());
         for (Map.Entry<String, JsonNode> field : root.properties()) {
@@ -119,6 +120,35 @@ final class HeaderParser {
                     + " bytes");
         }
         return new Header(dataStart, dataLength, metadata, List.copyOf(tensors));
+    }
+
+    /**
+     * A file shorter than its header's largest {@code data_offsets} end says (a shard cut short by a failed copy or
+     * download) is named as such, with the expected and actual sizes, before the per-tensor checks. Offsets that are
+     * not well-formed are left to those checks.
+     */
+    private static void refuseTruncated(Path file, JsonNode root, long dataStart, long dataLength, long fileSize)
+            throws CorruptCheckpointException {
+        long maxEnd = 0;
+        String last = null;
+        for (Map.Entry<String, JsonNode> field : root.properties()) {
+            JsonNode offsets = field.getValue().get("data_offsets");
+            if (field.getKey().equals(METADATA_KEY) || offsets == null || !offsets.isArray() || offsets.size() != 2) {
+                continue;
+            }
+            JsonNode begin = offsets.get(0);
+            JsonNode end = offsets.get(1);
+            if (begin.isIntegralNumber() && begin.canConvertToLong() && end.isIntegralNumber() && end.canConvertToLong()
+                    && begin.longValue() >= 0 && end.longValue() >= begin.longValue() && end.longValue() > maxEnd) {
+                maxEnd = end.longValue();
+                last = field.getKey();
+            }
+        }
+        if (maxEnd > dataLength) {
+            throw corrupt(file, "file is truncated: its header's data_offsets run past the data buffer of " + dataLength
+                    + " bytes (tensor '" + last + "' ends at byte " + maxEnd + " of the data), so the file should be "
+                    + (dataStart + maxEnd) + " bytes but it is " + fileSize + " bytes");
+        }
     }
 
     private static Map<String, String> metadata(Path file, JsonNode value) throws CorruptCheckpointException {

@@ -47,6 +47,31 @@ class CalibrationStatsTest {
   }
 
   @Test
+  void shouldAccumulateTheGramMatrixNativelyWhenTheBatchIsLarge() {
+    int n = 96;
+    int rows = StatsAccumulator.GRAM_CHUNK + 500; // two native chunks
+    assertThat((long) rows * n * n).isGreaterThanOrEqualTo(StatsAccumulator.GRAM_NATIVE_MIN_MACS);
+    float[] x = new float[rows * n];
+    java.util.SplittableRandom random = new java.util.SplittableRandom(9);
+    for (int i = 0; i < x.length; i++) {
+      x[i] = random.nextInt(-3, 4); // small integers: every float32 product and partial sum is exact
+    }
+    StatsAccumulator acc = new StatsAccumulator(8, 1.0f, Set.of("l"), false);
+    acc.add("l", x, n);
+    acc.add("l", java.util.Arrays.copyOf(x, 2 * n), n); // a small batch on the Java path, into the same sum
+    double[] gram = acc.result(Map.of()).layer("l").gram();
+    for (int i = 0; i < n; i++) {
+      for (int j = 0; j < n; j++) {
+        double expected = 0;
+        for (int r = 0; r < rows; r++) {
+          expected += (double) x[r * n + i] * x[r * n + j] * (r < 2 ? 2 : 1);
+        }
+        assertThat(gram[i * n + j]).as("gram[%d][%d]", i, j).isEqualTo(expected);
+      }
+    }
+  }
+
+  @Test
   void shouldReportSharedInputsUnderEveryModuleNameWhenModulesShareOneInput() {
     StatsAccumulator acc = new StatsAccumulator(4, 1.0f, Set.of(), true);
     acc.add("q", new float[] {1, -2, 3, 0}, 2);

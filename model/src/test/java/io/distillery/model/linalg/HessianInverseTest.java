@@ -62,4 +62,78 @@ class HessianInverseTest {
     assertThatThrownBy(() -> HessianInverse.cholesky(new double[] {1, 2, 2, 1}, 2))
         .hasMessageContaining("not positive definite at column 1");
   }
+
+  @Test
+  void shouldMatchTheScalarPathOnARandom300x300Hessian() {
+    int n = 300; // recurses: a 192-column block split again, and a 108-column block
+    int tokens = 400;
+    Random r = new Random(11);
+    float[] x = new float[tokens * n];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) (r.nextGaussian() * (i % n % 17 == 0 ? 10 : 1));
+    }
+    double[] h = new double[n * n];
+    for (int t = 0; t < tokens; t++) {
+      for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+          h[i * n + j] += 2.0 * x[t * n + i] * x[t * n + j] / tokens;
+        }
+      }
+    }
+    double[] expected = HessianInverse.upperCholeskyOfInverseScalar(h, n, 0.01);
+    double[] actual = HessianInverse.upperCholeskyOfInverse(h, n, 0.01);
+    double diff = 0;
+    double norm = 0;
+    for (int i = 0; i < n * n; i++) {
+      diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+      norm = Math.max(norm, Math.abs(expected[i]));
+    }
+    assertThat(diff / norm).isLessThan(1e-9);
+    for (int i = 1; i < n; i++) {
+      assertThat(actual[i * n + i - 1]).isZero(); // upper triangular
+    }
+  }
+
+  @Test
+  void shouldGiveTheInverseCholeskyFactorOfAMatrixWiderThanOneBlock() {
+    int n = 2 * HessianInverse.BASE + 7;
+    Random r = new Random(3);
+    double[] b = new double[n * n];
+    for (int i = 0; i < b.length; i++) {
+      b[i] = r.nextGaussian();
+    }
+    double[] a = new double[n * n]; // B B^T + n I
+    for (int i = 0; i < n; i++) {
+      for (int j = 0; j < n; j++) {
+        double s = i == j ? n : 0;
+        for (int k = 0; k < n; k++) {
+          s += b[i * n + k] * b[j * n + k];
+        }
+        a[i * n + j] = s;
+      }
+    }
+    double[] inv = HessianInverse.inverseCholesky(a, n);
+    double[] l = HessianInverse.cholesky(a, n);
+    for (int i = 0; i < n; i++) {
+      for (int j = 0; j < n; j++) {
+        double s = 0;
+        for (int k = 0; k < n; k++) {
+          s += inv[i * n + k] * l[k * n + j];
+        }
+        assertThat(s).isCloseTo(i == j ? 1 : 0, within(1e-10));
+      }
+    }
+  }
+
+  @Test
+  void shouldRefuseAnIndefiniteMatrixWiderThanOneBlock() {
+    int n = HessianInverse.BASE + 10;
+    double[] h = new double[n * n];
+    for (int i = 0; i < n; i++) {
+      h[i * n + i] = 1;
+    }
+    h[0] = -1e6; // damping by 1% of a hugely negative mean cannot fix it
+    assertThatThrownBy(() -> HessianInverse.upperCholeskyOfInverse(h, n, 0.01))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("not positive definite");
+  }
 }

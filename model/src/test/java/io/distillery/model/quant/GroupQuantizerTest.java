@@ -39,6 +39,56 @@ class GroupQuantizerTest {
   }
 
   @Test
+  void shouldKeepCodesInRangeAndLowerTheErrorWhenBitsGrow() {
+    int rows = 8;
+    int cols = 64;
+    java.util.SplittableRandom random = new java.util.SplittableRandom(4);
+    float[] w = new float[rows * cols];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = (float) (random.nextGaussian() * 0.05 + (i % 9 == 0 ? 0.02 : 0));
+    }
+    double previous = Double.POSITIVE_INFINITY;
+    for (int bits : new int[] {2, 3, 4, 8}) {
+      QuantizedWeight q = GroupQuantizer.intGroup(w, rows, cols, 16, bits);
+      assertThat(q.bits()).isEqualTo(bits);
+      int lo = -(1 << (bits - 1));
+      int hi = (1 << (bits - 1)) - 1;
+      assertThat(java.util.Arrays.stream(q.codes()).boxed().toList())
+          .allSatisfy(c -> assertThat(c).isBetween(lo, hi));
+      assertThat(java.util.Arrays.stream(q.zeroPoints()).boxed().toList())
+          .allSatisfy(z -> assertThat(z).isBetween(lo, hi));
+      assertThat(java.util.Arrays.stream(q.codes()).min().getAsInt()).isEqualTo(lo); // the grid spans the range
+      float[] back = q.dequantize();
+      double error = 0;
+      for (int i = 0; i < w.length; i++) {
+        error += (w[i] - back[i]) * (w[i] - back[i]);
+      }
+      assertThat(error).as("error at %d bits", bits).isLessThan(previous / 2);
+      assertThat(GroupQuantizer.fakeQuantize(w, rows, cols, 16, bits)).containsExactly(back);
+      previous = error;
+    }
+    assertThat(GroupQuantizer.intGroup(w, rows, cols, 16, 4).codes())
+        .containsExactly(GroupQuantizer.int4Group(w, rows, cols, 16).codes());
+  }
+
+  @Test
+  void shouldPutThreeBitCodesOnAnEightStepGrid() {
+    // [0, 0.7]: scale 0.1, zero round(0) - 4 = -4; 0.35 / 0.1 = 3.5 -> 4 (half to even) -> code 0
+    QuantizedWeight q = GroupQuantizer.intGroup(new float[] {0f, 0.7f, 0.35f, 0.1f}, 1, 4, 4, 3);
+    assertThat(q.scales()[0]).isCloseTo(0.1f, within(1e-6f));
+    assertThat(q.zeroPoints()).containsExactly(-4);
+    assertThat(q.codes()).containsExactly(-4, 3, 0, -3);
+  }
+
+  @Test
+  void shouldRejectAWidthOtherThanTwoThreeFourOrEightBits() {
+    assertThatThrownBy(() -> GroupQuantizer.intGroup(new float[8], 1, 8, 4, 5))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("bits: must be 2, 3, 4 or 8, got 5");
+    assertThatThrownBy(() -> new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, 1, 2, 2, new int[2],
+        new float[1], null, 4)).hasMessageContaining("cannot hold 4-bit codes");
+  }
+
+  @Test
   void shouldRejectGroupSizeWhenItDoesNotDivideWidth() {
     assertThatThrownBy(() -> GroupQuantizer.int4Group(new float[12], 1, 12, 8))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("groupSize 8");

@@ -141,6 +141,40 @@ class CheckpointTest {
     }
 
     @Test
+    void shouldNameTheShardAndATensorInItWhenAnIndexedShardIsMissing() throws IOException {
+        Path model = Files.createDirectories(root.resolve("lost-shard"));
+        writeShard(model.resolve("model-00001-of-00002.safetensors"), "model.embed_tokens.weight", 1f);
+        writeIndex(model, """
+                {"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+                                "model.layers.0.mlp.up_proj.weight": "model-00002-of-00002.safetensors"}}""");
+        assertThatThrownBy(() -> Checkpoint.open(model))
+                .isInstanceOf(CorruptCheckpointException.class)
+                .hasMessageContaining("shard model-00002-of-00002.safetensors listed for"
+                        + " 'model.layers.0.mlp.up_proj.weight' does not exist");
+    }
+
+    @Test
+    void shouldNameTheFileAndBothSizesWhenAShardIsTruncated() throws IOException {
+        Path model = Files.createDirectories(root.resolve("truncated"));
+        Path shard = model.resolve("model-00002-of-00002.safetensors");
+        writeShard(model.resolve("model-00001-of-00002.safetensors"), "model.embed_tokens.weight", 1f);
+        writeShard(shard, "lm_head.weight", 2f);
+        writeIndex(model, """
+                {"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+                                "lm_head.weight": "model-00002-of-00002.safetensors"}}""");
+        long size = Files.size(shard);
+        try (java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(shard,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            channel.truncate(size - 5); // a copy cut short: the last 5 of the tensor's 16 bytes are gone
+        }
+        assertThatThrownBy(() -> Checkpoint.open(model))
+                .isInstanceOf(CorruptCheckpointException.class)
+                .hasMessageContaining(shard.toString())
+                .hasMessageContaining("file is truncated")
+                .hasMessageContaining("should be " + size + " bytes but it is " + (size - 5) + " bytes");
+    }
+
+    @Test
     void shouldRefuseLookupWhenTensorIsAbsent() throws IOException {
         Path model = Files.createDirectories(root.resolve("absent"));
         writeShard(model.resolve(Checkpoint.SINGLE_FILE), "w", 1f);

@@ -3,8 +3,10 @@ package io.distillery.calibrator;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.distillery.model.CheckpointException;
+import io.distillery.model.MemoryBudget;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.calib.StatsAccumulator;
+import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LinearInputObserver;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.tokenizer.TextTokenizer;
@@ -79,9 +81,10 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       texts = CalibrationSamples.fromTasks(p.samples(), p.seed(), taskSettings(ctx.model()));
     }
 
-    ctx.progress(0, "loading the model");
     // the checkpoint a chain hands over (e.g. the distilled student); its tokenizer, else the registered model's
     Path subject = ctx.inputModel();
+    requireMemory(ctx, subject);
+    ctx.progress(0, "loading the model");
     try (LlamaModel model = loadModel(subject)) {
       TextTokenizer tokenizer = loadTokenizer(TextTokenizer.present(subject) ? subject : ctx.model());
       int seqLen = Math.min(p.seqLen(), model.config().maxPositionEmbeddings());
@@ -155,6 +158,31 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
     } catch (IllegalArgumentException e) {
       throw StageException.fatal("calibration failed on the model's input: " + e.getMessage(), e);
     }
+  }
+
+  /**
+   * Refuses, before loading anything, a model whose in-memory calibration cannot fit the worker's budget: all weights
+   * in F32 plus, with {@code hessian}, X^T X in doubles for every distinct linear input of every layer (attention and
+   * MLP inputs, o_proj's and down_proj's) and lm_head's. A lower bound: activations come on top.
+   */
+  private static void requireMemory(StageContext<CalibratorParams> ctx, Path subject) throws StageException {
+    LlamaConfig config;
+    try {
+      config = LlamaConfig.read(subject.resolve(LlamaConfig.FILE_NAME));
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the model's config: " + e.getMessage(), e);
+    }
+    long needed = MemoryBudget.denseF32Bytes(config);
+    if (ctx.params().hessian()) {
+      long h = config.hiddenSize();
+      long a = config.attentionWidth();
+      long i = config.intermediateSize();
+      needed += Long.BYTES * (config.numHiddenLayers() * (2 * h * h + a * a + i * i) + h * h);
+    }
+    MemoryBudget.require(needed, ctx.memoryBudgetBytes(), "calibrating this model in memory (F32 weights"
+        + (ctx.params().hessian() ? " and X^T X of every layer" : "") + ")");
   }
 
   private static LlamaModel loadModel(Path dir) throws StageException {

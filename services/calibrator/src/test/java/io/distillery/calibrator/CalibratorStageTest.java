@@ -180,6 +180,26 @@ class CalibratorStageTest {
   }
 
   @Test
+  void shouldRefuseBeforeAnyWorkWhenTheModelCannotFitTheWorkersBudget() throws Exception {
+    List<Double> percents = new ArrayList<>();
+    StageContext<CalibratorParams> ctx = context(new CalibratorParams(4, 16, null, true, null, null), List.of(),
+        percents);
+    // the tiny model (head_dim 8, k/v 16 wide): 2 x 259 x 32 (untied) + 2 layers x (2 x 32 x 32 + 2 x 16 x 32
+    // + 3 x 64 x 32 + 2 x 32) + 32 = 35 168 floats = 140 672 bytes; X^T X in doubles: 8 x (2 layers x (2 x 32^2
+    // (attention and MLP input) + 32^2 (o_proj) + 64^2 (down_proj)) + 32^2 (lm_head)) = 122 880 bytes; 263 552 in all
+    StageContext<CalibratorParams> small = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 263_551);
+
+    assertThatThrownBy(() -> new CalibratorStage().run(small)).isInstanceOf(StageException.Fatal.class)
+        .hasMessage("calibrating this model in memory (F32 weights and X^T X of every layer) needs 0.3 MB, this worker"
+            + " has 0.3 MB: raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
+    assertThat(percents).as("no work started, not even loading").isEmpty();
+    StageContext<CalibratorParams> enough = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
+        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 263_552);
+    assertThat(new CalibratorStage().run(enough).outputs()).hasSize(1);
+  }
+
+  @Test
   void shouldFailWithTheParamNameWhenAParamIsInvalid() {
     for (var bad : Map.of("{\"samples\":0}", "samples", "{\"seqLen\":4}", "seqLen", "{\"seqLen\":40000}", "seqLen",
         "{\"bins\":64}", "bins", "{\"source\":\"web\"}", "source", "{\"sample\":3}", "sample").entrySet()) {

@@ -26,13 +26,21 @@ public final class Main implements Runnable {
     return execute(new java.io.PrintWriter(System.out, true), new java.io.PrintWriter(System.err, true), args);
   }
 
-  /** Runs one command line with its output and errors going to the given writers. */
+  /**
+   * Runs one command line with its output and errors going to the given writers, flushed before it returns: the
+   * caller may exit at once, and a {@code print} still in a writer's buffer would be lost.
+   */
   public static int execute(java.io.PrintWriter out, java.io.PrintWriter err, String... args) {
-    return new CommandLine(new Main()).setOut(out).setErr(err)
-        .setExecutionExceptionHandler((e, cmd, parsed) -> {
-          cmd.getErr().println("error: " + e.getMessage());
-          return 2;
-        })
-        .execute(args);
+    try {
+      return new CommandLine(new Main()).setOut(out).setErr(err)
+          .setExecutionExceptionHandler((e, cmd, parsed) -> {
+            cmd.getErr().println("error: " + e.getMessage());
+            return 2;
+          })
+          .execute(args);
+    } finally {
+      out.flush();
+      err.flush();
+    }
   }
 }

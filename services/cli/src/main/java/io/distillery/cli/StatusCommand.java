@@ -33,7 +33,8 @@ final class StatusCommand implements Callable<Integer> {
         spec.commandLine().getErr().println("no run " + runId + " (the planner has not seen it yet, or the id is wrong)");
         return 1;
       }
-      out().print(json ? RunStateJson.text(r) + System.lineSeparator() : ProgressRenderer.block(r));
+      out().print(json ? RunStateJson.text(r) + System.lineSeparator()
+          : ProgressRenderer.block(r, ProgressRenderer.width(System.getenv())));
       return 0;
     }
   }

@@ -4,12 +4,14 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.model.train.TeacherConfig;
 import io.distillery.model.train.TeacherReport;
 import io.distillery.model.train.TeacherTrainer;
+import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.service.ServicePlugin;
 import io.distillery.stage.StageDescriptor;
 import io.distillery.stage.StageRegistry;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
+import io.distillery.runtime.worker.WorkerMemory;
 import io.distillery.stack.LocalStack;
 import io.vertx.core.Vertx;
 import java.nio.file.Files;
@@ -31,6 +33,10 @@ import picocli.CommandLine.Option;
  * The whole platform in one process: an in-process Kafka broker, the schema registry, every {@link ServicePlugin} and
  * every stage worker on the class path. Ctrl-C stops everything in reverse order. Writes {@code <dir>/stack.json} so
  * other commands find the stack without flags.
+ *
+ * <p>The console shows the runs, not a log: the logs go to {@code <dir>/logs/distillery.log} (the console has them
+ * too with {@code --verbose}), and once the stack is up every run registered from then on is drawn live, one line
+ * per stage (redrawn in place on a terminal, plain lines otherwise or with {@code --verbose}), with its result.
  */
 @Command(name = "up", mixinStandardHelpOptions = true,
     description = "Start broker, registry, planner and all workers in one process (Ctrl-C stops).")
@@ -57,17 +63,29 @@ final class UpCommand implements Callable<Integer> {
   @Option(names = "--teacher", description = "Teacher checkpoint of the demo run (default: train a small one into <dir>/demo-teacher)")
   Path teacher;
 
-  /** Released to stop (tests); main waits for Ctrl-C. */
+  @Option(names = "--verbose", description = "Show the logs on the console too (they always go to <dir>/logs/distillery.log)")
+  boolean verbose;
+
+  static final String LOG_FILE = "distillery.log";
+
+  /** Released to stop (tests, Ctrl-C); main waits for it. */
   CountDownLatch stop = new CountDownLatch(1);
 
   @Override
   public Integer call() throws Exception {
     Files.createDirectories(dir);
     Path store = dir.resolve("store").toAbsolutePath();
+    Path logPath = dir.resolve("logs").resolve(LOG_FILE).toAbsolutePath();
+    LogFile logs = LogFile.redirect(logPath, verbose);
+    long startedAt = System.currentTimeMillis();
     Deque<AutoCloseable> running = new ArrayDeque<>();
-    Thread hook = new Thread(() -> closeAll(running), "distillery-up-shutdown");
+    Thread hook = new Thread(() -> {
+      stop.countDown();
+      closeAll(running);
+    }, "distillery-up-shutdown");
     Runtime.getRuntime().addShutdownHook(hook);
     try {
+      out().println("logs: " + logPath + (verbose ? "" : " (--verbose shows them here too)"));
       out().println("starting Kafka broker and schema registry in " + dir.toAbsolutePath() + " ...");
       LocalStack stack = LocalStack.start(dir.toAbsolutePath());
       running.push(stack);
@@ -88,14 +106,14 @@ final class UpCommand implements Callable<Integer> {
         running.push(s.start(env));
       }
       WorkerConfig wc = WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId("local")
-          .withHttpPort(0);
+          .withHttpPort(0).withMemoryBudget(WorkerMemory.resolve(System.getenv("DISTILLERY_WORKER_MEMORY")).bytes());
       for (StageDescriptor d : StageRegistry.discover().all().values()) {
         WorkerHost host = WorkerHost.start(d, wc, vertx);
         running.push(host);
         out().printf("worker %-14s http://127.0.0.1:%d/health%n", d.name(), host.httpPort());
       }
-      RunsPage page = new RunsPage(vertx, io.distillery.runtime.kafka.KafkaSettings.of(stack.bootstrapServers(),
-          stack.registryUrl()), webPort);
+      RunsPage page = new RunsPage(vertx, KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl()), webPort,
+          store);
       running.push(page);
       out().println();
       out().println("Distillery is up.");
@@ -106,9 +124,21 @@ final class UpCommand implements Callable<Integer> {
       out().println("  register:  ./distillery register --model <dir> --recipe <file>");
       out().println("  watch:     ./distillery watch");
       out().println("Ctrl-C stops.");
+      out().println();
       out().flush();
-      if (demo) {
-        runDemo(stack);
+      boolean terminal = !verbose && System.console() != null;
+      ProgressRenderer view = new ProgressRenderer(out(), terminal, ProgressRenderer.width(System.getenv()));
+      try (RunsView runs = new RunsView(KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl()))) {
+        if (demo) {
+          runDemo(stack, runs, view);
+        }
+        // every run registered from now on, live, until Ctrl-C
+        WatchCommand.follow(runs, view, s -> s.getCreatedAt().toEpochMilli() >= startedAt, false, false,
+            () -> stop.getCount() == 0);
+      } catch (RuntimeException e) {
+        if (stop.getCount() > 0) {
+          throw e;
+        } // stopping: the broker went away under the view
       }
       stop.await();
       return 0;
@@ -119,6 +149,7 @@ final class UpCommand implements Callable<Integer> {
       } catch (IllegalStateException e) {
         // the JVM is already shutting down; the hook is running
       }
+      logs.close();
     }
   }
 
@@ -156,8 +187,8 @@ final class UpCommand implements Callable<Integer> {
         .testExamples(300).evalEvery(0).build();
   }
 
-  /** Registers the demo teacher with the demo recipe and watches the run. */
-  private void runDemo(LocalStack stack) throws Exception {
+  /** Registers the demo teacher with the demo recipe and draws the run until it ends. */
+  private void runDemo(LocalStack stack, RunsView runs, ProgressRenderer view) throws Exception {
     Path model = demoTeacher();
     String[] common = {"--bootstrap", stack.bootstrapServers(), "--registry", stack.registryUrl(), "--store",
         dir.resolve("store").toAbsolutePath().toString()};
@@ -169,12 +200,17 @@ final class UpCommand implements Callable<Integer> {
       throw new IllegalStateException("demo registration failed");
     }
     String runId = id.toString().trim();
-    out().println("demo run " + runId + " registered; watching it:");
-    int watched = Main.execute(concat(new String[] {"watch", runId}, common));
+    out().println("demo run " + runId + " registered:");
+    out().flush();
+    int watched = WatchCommand.follow(runs, view, s -> runId.equals(s.getRunId()), true, false,
+        () -> stop.getCount() == 0);
     if (watched == 0) {
       askTheServingNode(model);
     }
-    out().println("the stack stays up; Ctrl-C stops.");
+    if (watched != WatchCommand.NOT_FINISHED) {
+      out().println("the stack stays up; runs registered from now on show here. Ctrl-C stops.");
+      out().flush();
+    }
   }
 
   /** Sends one held-out prompt of the teacher's test split to the serving node the run deployed to, and prints it. */

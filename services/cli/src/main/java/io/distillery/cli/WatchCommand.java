@@ -5,6 +5,8 @@ import io.distillery.schemas.run.RunStatus;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.function.BooleanSupplier;
+import java.util.function.Predicate;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -13,6 +15,9 @@ import picocli.CommandLine.Parameters;
 /** Live per-stage progress of one run (until it ends) or of all runs (until Ctrl-C, or {@code --until-idle}). */
 @Command(name = "watch", mixinStandardHelpOptions = true, description = "Watch runs live: stages, percent, verdict.")
 final class WatchCommand implements Callable<Integer> {
+
+  /** {@link #follow}'s answer when it gave up or was stopped before the run ended. */
+  static final int NOT_FINISHED = 3;
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -36,38 +41,48 @@ final class WatchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    boolean ansi = !plain && System.console() != null;
-    ProgressRenderer renderer = new ProgressRenderer(out(), ansi);
+    boolean terminal = !plain && System.console() != null;
+    ProgressRenderer renderer = new ProgressRenderer(out(), terminal, ProgressRenderer.width(System.getenv()));
     long deadline = timeoutSeconds > 0 ? System.nanoTime() + timeoutSeconds * 1_000_000_000L : Long.MAX_VALUE;
     try (RunsView view = new RunsView(cluster.kafka())) {
-      long lastDraw = 0;
-      while (System.nanoTime() < deadline) {
-        boolean[] changed = {false};
-        view.poll(Duration.ofMillis(200), s -> {
-          if (runId == null || runId.equals(s.getRunId())) {
-            renderer.changed(s);
-            changed[0] = true;
-          }
-        });
-        List<RunState> shown = view.runs().values().stream()
-            .filter(s -> runId == null || runId.equals(s.getRunId())).toList();
-        if (ansi && changed[0] && System.nanoTime() - lastDraw > 100_000_000L) {
-          renderer.redraw(shown);
-          lastDraw = System.nanoTime();
-        }
-        if (runId != null && !shown.isEmpty() && shown.getFirst().getStatus() != RunStatus.RUNNING) {
-          if (ansi) {
-            renderer.redraw(shown);
-          }
-          return shown.getFirst().getStatus() == RunStatus.SUCCEEDED ? 0 : 1;
-        }
-        if (runId == null && untilIdle && !shown.isEmpty()
-            && shown.stream().noneMatch(s -> s.getStatus() == RunStatus.RUNNING)) {
-          return 0;
-        }
+      int code = follow(view, renderer, runId == null ? s -> true : s -> runId.equals(s.getRunId()), runId != null,
+          untilIdle, () -> System.nanoTime() >= deadline);
+      if (code == NOT_FINISHED) {
+        out().println("watch: timed out");
       }
-      out().println("watch: timed out");
-      return 3;
+      return code;
     }
+  }
+
+  /**
+   * Draws the runs {@code shown} picks as they change, until {@code stop} says so ({@value #NOT_FINISHED}), or, with
+   * {@code oneRun}, until that run has ended (0 when it SUCCEEDED, else 1), or, with {@code untilIdle}, until no run
+   * it shows is in progress (0).
+   */
+  static int follow(RunsView view, ProgressRenderer renderer, Predicate<RunState> shown, boolean oneRun,
+      boolean untilIdle, BooleanSupplier stop) {
+    long lastDraw = 0;
+    while (!stop.getAsBoolean()) {
+      boolean[] changed = {false};
+      view.poll(Duration.ofMillis(200), s -> {
+        if (shown.test(s)) {
+          renderer.changed(s);
+          changed[0] = true;
+        }
+      });
+      List<RunState> runs = view.runs().values().stream().filter(shown).toList();
+      boolean over = !runs.isEmpty() && runs.stream().noneMatch(s -> s.getStatus() == RunStatus.RUNNING);
+      if (renderer.terminal() && changed[0] && (over || System.nanoTime() - lastDraw > 100_000_000L)) {
+        renderer.redraw(runs);
+        lastDraw = System.nanoTime();
+      }
+      if (oneRun && over) {
+        return runs.getFirst().getStatus() == RunStatus.SUCCEEDED ? 0 : 1;
+      }
+      if (untilIdle && over) {
+        return 0;
+      }
+    }
+    return NOT_FINISHED;
   }
 }

@@ -13,21 +13,25 @@ import java.util.List;
  * @param actOrder GPTQ: quantize columns by decreasing diag(H) (default false)
  * @param awqGrid AWQ: number of exponents r on the grid over [0, 1) (default 20)
  * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"])
+ * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4, asymmetric groups
+ *     of {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn, w8a8-smoothquant, fp8) are 8-bit
+ *     only (default 8)
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude) {
+    Integer awqGrid, List<String> exclude, Integer bits) {
 
   public QuantizerParams {
     if (scheme == null) {
       throw new IllegalArgumentException("scheme: required; one of " + Scheme.ids());
     }
-    Scheme.of(scheme);
+    Scheme parsed = Scheme.of(scheme);
     groupSize = groupSize == null ? 128 : groupSize;
     alpha = alpha == null ? 0.5 : alpha;
     damp = damp == null ? 0.01 : damp;
     actOrder = actOrder != null && actOrder;
     awqGrid = awqGrid == null ? 20 : awqGrid;
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
+    bits = bits == null ? parsed.kind().bits() : bits;
     if (groupSize <= 0) {
       throw new IllegalArgumentException("groupSize: must be positive, got " + groupSize);
     }
@@ -40,6 +44,19 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     if (awqGrid < 1) {
       throw new IllegalArgumentException("awqGrid: must be at least 1, got " + awqGrid);
     }
+    if (parsed.grouped() && bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+      throw new IllegalArgumentException("bits: " + scheme + " takes 2, 3, 4 or 8, got " + bits);
+    }
+    if (!parsed.grouped() && bits != 8) {
+      throw new IllegalArgumentException("bits: " + scheme + " is 8-bit only, got " + bits
+          + "; for narrower codes use w4-rtn, w4-awq or w4-gptq with bits " + bits);
+    }
+  }
+
+  /** The params at the scheme's default width. */
+  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
+      Integer awqGrid, List<String> exclude) {
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null);
   }
 
   public Scheme schemeValue() {

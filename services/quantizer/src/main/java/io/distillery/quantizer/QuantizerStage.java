@@ -103,8 +103,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         float[] w = tensors.get(LlamaTensorNames.weight(module));
         QuantizedWeight q = scheme == Scheme.W4_GPTQ
             ? Gptq.quantize(w, rows, cols, stats.layer(module).hessian(), params.groupSize(), params.damp(),
-                params.actOrder())
-            : RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize());
+                params.actOrder(), params.bits())
+            : RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize(), params.bits());
         quantized.put(module, q);
         bytesAfter += q.storageBytes();
         ctx.progress(5 + 90.0 * (i + 1) / modules.size(), "quantized " + module,
@@ -254,7 +254,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       }
       float[] w = tensors.get(LlamaTensorNames.weight(module));
       AwqClipSearch.Result r = AwqClipSearch.clip(w, w.length / s.inFeatures(), s.inFeatures(), params.groupSize(),
-          s.gram(), scales.get(module), CLIP_STEPS, CLIP_MAX_SHRINK);
+          s.gram(), scales.get(module), CLIP_STEPS, CLIP_MAX_SHRINK, params.bits());
       before += r.rtnError();
       after += r.clippedError();
       ratios += r.meanRatio();
@@ -343,7 +343,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   private static AwqScaleSearch.Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs,
       LayerStats s, QuantizerParams params) {
     return AwqScaleSearch.search(weights, rows, n, meanAbs, s.gram(), s.sumSq(), params.groupSize(),
-        params.awqGrid());
+        params.awqGrid(), params.bits());
   }
 
   private static void scaleColumns(float[] w, int rows, int cols, float[] s) {

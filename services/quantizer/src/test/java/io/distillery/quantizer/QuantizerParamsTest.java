@@ -23,6 +23,22 @@ class QuantizerParamsTest {
     assertThat(p.excludes("lm_head")).isTrue();
     assertThat(p.excludes("model.layers.0.mlp.down_proj")).isFalse();
     assertThat(p.schemeValue()).isEqualTo(Scheme.W4_GPTQ);
+    assertThat(p.bits()).isEqualTo(4);
+    assertThat(new QuantizerParams("w8-rtn", null, null, null, null, null, null).bits()).isEqualTo(8);
+  }
+
+  @Test
+  void shouldTakeTwoThreeFourOrEightBitsForTheGroupSchemesOnly() throws Exception {
+    assertThat(StageParams.bind("quantizer", "{\"scheme\":\"w4-gptq\",\"bits\":3}", QuantizerParams.class).bits())
+        .isEqualTo(3);
+    for (int bits : new int[] {2, 3, 4, 8}) {
+      assertThat(new QuantizerParams("w4-awq", 64, null, null, null, null, null, bits).bits()).isEqualTo(bits);
+    }
+    assertThatThrownBy(() -> StageParams.bind("quantizer", "{\"scheme\":\"w4-rtn\",\"bits\":5}",
+        QuantizerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("bits")
+        .hasMessageContaining("2, 3, 4 or 8");
+    assertThatThrownBy(() -> new QuantizerParams("w8-rtn", null, null, null, null, null, null, 4))
+        .hasMessageContaining("bits: w8-rtn is 8-bit only");
   }
 
   @Test

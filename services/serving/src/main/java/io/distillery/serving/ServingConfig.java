@@ -24,8 +24,8 @@ import java.util.Map;
  * @param defaultMaxTokens {@code max_tokens} when a request gives none (DEFAULT_MAX_TOKENS)
  * @param workers generation threads (WORKERS)
  * @param queueSize requests waiting for a generation thread before new ones get 503 (QUEUE_SIZE)
- * @param requestTimeout a request still generating after this long ends with 504 and a TIMEOUT misfire
- *     (REQUEST_TIMEOUT)
+ * @param requestTimeout a request still generating after this long ends with 504, counted as an error; an
+ *     escalation to the teacher must finish within it too (REQUEST_TIMEOUT)
  * @param trafficIntervalMs how often ServingTraffic counts are published (TRAFFIC_INTERVAL_MS)
  * @param eventBuffer misfire/traffic events held in memory while Kafka is slow or down; more are dropped and counted
  *     (EVENT_BUFFER)

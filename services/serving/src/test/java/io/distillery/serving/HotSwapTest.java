@@ -158,4 +158,28 @@ class HotSwapTest {
     }
   }
 
+
+  @Test
+  void shouldFreeTheReplacedTeacherAndShareOneTeacherPerArtefact() throws Exception {
+    FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
+    ArtefactRef student = Rollouts.pack(store, tmp, 32, 31);
+    ArtefactRef t1 = Rollouts.pack(store, tmp, 48, 32);
+    ArtefactRef t2 = Rollouts.pack(store, tmp, 48, 33);
+    ServingConfig config = ServingConfig.of(null, null, store.root()).withNodeId("teachers");
+    try (ServingNode node = ServingNode.start(config, new CapturedEvents())) {
+      node.apply(Rollouts.requested("chat", student, 100, t1));
+      // the same teacher artefact served locally from its directory is the same loaded model, not a second copy
+      node.serveLocal("local", store.resolve(student), store.resolve(t1));
+      ServedModel first = node.routing("chat").teacher();
+      assertThat(node.routing("local").teacher()).isSameAs(first);
+
+      node.apply(Rollouts.requested("chat", student, 100, t2));
+      assertThat(first.isFreed()).as("still the teacher of 'local'").isFalse();
+      node.serveLocal("local", store.resolve(student), store.resolve(t2));
+
+      assertThat(node.routing("chat").teacher().sha256()).isEqualTo(t2.getSha256());
+      assertThat(node.routing("local").teacher()).isSameAs(node.routing("chat").teacher());
+      assertThat(first.isFreed()).as("no deployment names the first teacher any more").isTrue();
+    }
+  }
 }

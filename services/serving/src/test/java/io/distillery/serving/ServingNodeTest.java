@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.distillery.stage.ContentHash;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.misfire.MisfireReason;
+import io.distillery.schemas.serving.ServingTraffic;
 import io.vertx.core.json.JsonObject;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -210,7 +211,8 @@ class ServingNodeTest {
   }
 
   @Test
-  void shouldAnswer503OnHealthBeforeAModelIsLoadedAnd504WhenGenerationTimesOut() throws Exception {
+  void shouldAnswer503OnHealthBeforeAModelIsLoadedAnd504CountedOnceAsAnErrorWhenGenerationTimesOut()
+      throws Exception {
     CapturedEvents own = new CapturedEvents();
     ServingConfig config = ServingConfig.of(null, null, null).withNodeId("slow")
         .withTiming(Duration.ofNanos(1), 60_000);
@@ -225,8 +227,14 @@ class ServingNodeTest {
       Http.Reply late = Http.complete(empty.url(), new JsonObject().put("prompt", "abc").put("max_tokens", 4));
       assertThat(late.status()).isEqualTo(504);
       assertThat(late.json().getJsonObject("error").getString("type")).isEqualTo("server_error");
-      assertThat(own.of(Misfire.class)).singleElement()
-          .satisfies(m -> assertThat(m.getReason()).isEqualTo(MisfireReason.TIMEOUT));
+      // a timeout is the node's failure, not a wrong answer: one error, no misfire (a canary is not penalised twice)
+      assertThat(own.of(Misfire.class)).isEmpty();
+      empty.publishTraffic();
+      assertThat(own.of(ServingTraffic.class)).singleElement().satisfies(t -> {
+        assertThat(t.getRequests()).isEqualTo(1);
+        assertThat(t.getErrors()).isEqualTo(1);
+        assertThat(t.getMisfires()).isZero();
+      });
     }
   }
 }

@@ -1,5 +1,6 @@
 package io.distillery.deployer.rollout;
 
+import io.distillery.schemas.misfire.MisfireReason;
 import java.util.Locale;
 
 /**
@@ -9,7 +10,9 @@ import java.util.Locale;
  * <p>Rate of an artefact = (misfires + errors) / requests over the window, where requests and errors come from the
  * serving nodes' {@code ServingTraffic} counts, and misfires = max(sum of {@code ServingTraffic.misfires}, number of
  * {@code Misfire} events): a node's counter includes events it had to drop, the topic includes flags that users wrote
- * themselves; the two overlap, so they are not added.
+ * themselves; the two overlap, so they are not added. A timeout is a failure of the node, counted once, as an error:
+ * TIMEOUT misfire events (which older nodes sent, and also counted in both {@code errors} and {@code misfires}) are
+ * taken out of the node's misfire count and not counted as events.
  *
  * <p>The verdict waits until the canary has served {@code minRequests} requests or the window has passed, whichever
  * comes first. Then it rolls back when canaryRate &gt; stableRate + margin, and promotes otherwise (also when the
@@ -53,9 +56,14 @@ public final class CanaryWindow {
   }
 
   /** One Misfire event answered by {@code artefactSha} at {@code tsMillis}. */
-  public void misfire(String artefactSha, long tsMillis) {
+  public void misfire(String artefactSha, MisfireReason reason, long tsMillis) {
     Counts c = countsOf(artefactSha, tsMillis);
-    if (c != null) {
+    if (c == null) {
+      return;
+    }
+    if (reason == MisfireReason.TIMEOUT) {
+      c.timeoutEvents++; // already in the traffic's errors
+    } else {
       c.misfireEvents++;
     }
   }
@@ -127,9 +135,10 @@ public final class CanaryWindow {
     long errors;
     long trafficMisfires;
     long misfireEvents;
+    long timeoutEvents;
 
     Tally tally() {
-      return new Tally(requests, errors, Math.max(trafficMisfires, misfireEvents));
+      return new Tally(requests, errors, Math.max(Math.max(0, trafficMisfires - timeoutEvents), misfireEvents));
     }
   }
 }

@@ -190,7 +190,7 @@ public final class Rollout {
           case DeploymentChannel.Observation.Traffic(ServingTraffic t) -> window.traffic(t.getArtefactSha256(),
               t.getRequests(), t.getErrors(), t.getMisfires(), t.getTs().toEpochMilli());
           case DeploymentChannel.Observation.Misfired(Misfire m) ->
-              window.misfire(m.getArtefactSha256(), m.getTs().toEpochMilli());
+              window.misfire(m.getArtefactSha256(), m.getReason(), m.getTs().toEpochMilli());
           case DeploymentChannel.Observation.Deployment d -> { }
         }
       }

@@ -3,6 +3,7 @@ package io.distillery.deployer.rollout;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.distillery.schemas.misfire.MisfireReason;
 import org.junit.jupiter.api.Test;
 
 class CanaryWindowTest {
@@ -75,7 +76,7 @@ class CanaryWindowTest {
     CanaryWindow w = window();
     w.traffic(CANARY, 20, 2, 3, 2_000);
     for (int i = 0; i < 5; i++) {
-      w.misfire(CANARY, 2_500); // 5 events, of which the node counted 3
+      w.misfire(CANARY, MisfireReason.WRONG_ANSWER, 2_500); // 5 events, of which the node counted 3
     }
     assertThat(w.canary()).isEqualTo(new CanaryWindow.Tally(20, 2, 5));
     assertThat(w.canary().rate()).isEqualTo(7 / 20.0);
@@ -85,7 +86,7 @@ class CanaryWindowTest {
   void shouldIgnoreObservationsBeforeTheCanaryWentActiveAndOfOtherArtefacts() {
     CanaryWindow w = window();
     w.traffic(STABLE, 1000, 0, 900, 999); // before t=1000
-    w.misfire(CANARY, 500);
+    w.misfire(CANARY, MisfireReason.USER_FLAG, 500);
     w.traffic("x".repeat(64), 10, 10, 10, 2_000);
     w.traffic(STABLE, 10, 0, 1, 1_000);
     assertThat(w.stable()).isEqualTo(new CanaryWindow.Tally(10, 0, 1));
@@ -95,5 +96,21 @@ class CanaryWindowTest {
   @Test
   void shouldRefuseToCompareAnArtefactWithItself() {
     assertThatThrownBy(() -> new CanaryWindow(CANARY, CANARY, 0, 1, 1, 0)).isInstanceOf(IllegalArgumentException.class);
+  }
+
+  @Test
+  void shouldCountATimeoutOnceAsAnErrorAndNotAlsoAsAMisfire() {
+    CanaryWindow w = window();
+    // a node that counted its 2 timeouts as errors and as misfires, beside 1 wrong answer, and sent all 3 events
+    w.traffic(CANARY, 10, 2, 3, 2_000);
+    w.misfire(CANARY, MisfireReason.TIMEOUT, 2_100);
+    w.misfire(CANARY, MisfireReason.TIMEOUT, 2_200);
+    w.misfire(CANARY, MisfireReason.WRONG_ANSWER, 2_300);
+    // a node that counts a timeout as an error only, and sends no event for it
+    w.traffic(STABLE, 10, 2, 1, 2_000);
+    w.misfire(STABLE, MisfireReason.WRONG_ANSWER, 2_300);
+
+    assertThat(w.canary()).isEqualTo(new CanaryWindow.Tally(10, 2, 1));
+    assertThat(w.stable()).isEqualTo(new CanaryWindow.Tally(10, 2, 1));
   }
 }

@@ -323,10 +323,16 @@ public final class DistillTrainer {
     State state = JSON.readValue(ckpt.resolve(STATE).toFile(), State.class);
     try (SafetensorsFile weights = SafetensorsFile.open(ckpt.resolve(WEIGHTS))) {
       for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-        if (!weights.contains(e.getKey())
-            || !Arrays.equals(weights.info(e.getKey()).shape(), e.getValue().getShape().getShape())) {
-          throw new IOException("the checkpoint in " + ckpt + " does not fit the student at " + e.getKey()
-              + "; delete it to start over");
+        long[] wanted = e.getValue().getShape().getShape();
+        if (!weights.contains(e.getKey())) {
+          throw new CheckpointMismatchException(ckpt, "does not fit the student: it has no " + e.getKey()
+              + " (the student's is " + Arrays.toString(wanted) + "); delete it to start over");
+        }
+        long[] saved = weights.info(e.getKey()).shape();
+        if (!Arrays.equals(saved, wanted)) {
+          throw new CheckpointMismatchException(ckpt, "does not fit the student: " + e.getKey() + " is "
+              + Arrays.toString(saved) + " in the checkpoint and " + Arrays.toString(wanted)
+              + " in the student; delete it to start over");
         }
         e.getValue().set(weights.floats(e.getKey()));
       }

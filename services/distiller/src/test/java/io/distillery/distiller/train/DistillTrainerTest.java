@@ -9,6 +9,7 @@ import io.distillery.distiller.student.StudentInit;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.stage.StageParams;
+import io.distillery.stage.UnusableInput;
 import io.distillery.model.tasks.TaskExample;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -83,6 +84,28 @@ class DistillTrainerTest {
       // multi-threaded CPU kernels sum in varying order: the runs agree to float noise (~1e-5 after 6 AdamW steps),
       // while restarting from step 0 or from fresh optimizer moments moves weights by ~lr = 1e-2
       assertThat(resumed).containsExactly(uninterrupted, Offset.offset(2e-4f));
+    }
+  }
+
+  @Test
+  void shouldRefuseAsUnusableInputNamingBothShapesWhenTheCheckpointDoesNotFitTheStudent(@TempDir Path dir)
+      throws Exception {
+    DistillerParams p = params(",\"steps\":3");
+    Path ck = dir.resolve("ck");
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3); LlamaModel s = student(teacher,
+        dir.resolve("a"))) {
+      new DistillTrainer(p).train(teacher, s, data(), W, List.of(), ck, g -> {});
+    }
+    // the same checkpoint directory, a student with a wider MLP (intermediate 32 instead of 24): retrying cannot help
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3)) {
+      StudentInit.write(teacher, new Student(1, 16, 2, 1, 32), dir.resolve("b"));
+      try (LlamaModel wider = LlamaModel.load(dir.resolve("b"))) {
+        assertThatThrownBy(() -> new DistillTrainer(p).train(teacher, wider, data(), W, List.of(), ck, g -> {}))
+            .isInstanceOf(UnusableInput.class)
+            .hasMessageContaining("does not fit the student")
+            .hasMessageContaining("[24, 16]")
+            .hasMessageContaining("[32, 16]");
+      }
     }
   }
 

@@ -2,9 +2,11 @@ package io.distillery.pruner.sparsegpt;
 
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.linalg.HessianInverse;
+import io.distillery.model.linalg.TrailingUpdate;
 import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;
+import java.util.Arrays;
 import java.util.function.Function;
 import java.util.stream.IntStream;
 
@@ -16,8 +18,10 @@ import java.util.stream.IntStream;
  * {@code err = w_ij / U_jj} to the later columns of the row, {@code w_ik -= err * U_jk} (the optimal reconstruction
  * update, eq. 3 restricted to the not-yet-processed columns).
  *
- * <p>Rows are independent given U, so each row is processed on its own, with the error applied eagerly to every later
- * column: this is arithmetically the lazy block update of the paper (section 3.4), done row by row. Unstructured mask
+ * <p>Rows are independent given U: inside a block the rows run in parallel in Java, each pruned weight's error applied
+ * at once to the later columns of the block; the errors of the whole block reach the columns after it as one native
+ * matrix product {@code W[:, b2:] -= E U[b1:b2, b2:]} (the lazy batch update of section 3.4, {@link TrailingUpdate}).
+ * Unstructured mask
  * selection is per row within a block ({@code round(sparsity * blockSize)} per row and block) so that every row reaches
  * the requested sparsity; the reference code thresholds the whole block instead.
  *
@@ -26,6 +30,9 @@ import java.util.stream.IntStream;
  * calibrator stage, the one-shot statistics are what is available; this is a known, usually small, difference.
  */
 public final class SparseGptPruner implements LinearPruner {
+
+  /** Columns per inner block (see {@code Gptq.INNER}). */
+  static final int INNER = 32;
 
   private final SparsityPattern pattern;
   private final Function<String, double[]> hessians;
@@ -54,49 +61,80 @@ public final class SparseGptPruner implements LinearPruner {
     }
     double[] h = hessians.apply(module);
     double[] u = HessianInverse.upperCholeskyOfInverse(h, cols, damp);
+    double[] w = new double[weight.length];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = weight[i];
+    }
+    boolean[] mask = new boolean[weight.length];
+    // inner blocks as in GPTQ: the Java loop feeds each error only to its inner block, native products do the rest
+    int m = pattern instanceof SparsityPattern.NOfM nm ? nm.m() : 1;
+    int inner = blockSize % INNER == 0 && INNER % m == 0 ? INNER : blockSize;
+    for (int b1 = 0; b1 < cols; b1 += blockSize) {
+      int from = b1;
+      int b2 = Math.min(b1 + blockSize, cols);
+      if (pattern instanceof SparsityPattern.Unstructured un) {
+        // the block's mask is chosen when the walk reaches the block, from weights carrying every earlier error
+        IntStream.range(0, rows).parallel().forEach(r -> {
+          double[] score = new double[b2 - from];
+          scores(w, r * cols, u, cols, from, b2, score, 0);
+          boolean[] blockMask = new boolean[b2 - from];
+          PruneMask.lowest(score, 0, b2 - from, un.pruned(b2 - from), blockMask);
+          System.arraycopy(blockMask, 0, mask, r * cols + from, b2 - from);
+        });
+      }
+      double[] err = new double[rows * (b2 - b1)];
+      for (int s0 = b1; s0 < b2; s0 += inner) {
+        int start = s0;
+        int end = Math.min(s0 + inner, b2);
+        double[] innerErr = new double[rows * (end - start)];
+        IntStream.range(0, rows).parallel().forEach(r -> pruneBlock(r, start, end, w, cols, u, mask, innerErr));
+        TrailingUpdate.subtractProduct(w, rows, cols, innerErr, start, end, u, b2);
+        for (int r = 0; r < rows; r++) {
+          System.arraycopy(innerErr, r * (end - start), err, r * (b2 - b1) + start - b1, end - start);
+        }
+      }
+      TrailingUpdate.subtractProduct(w, rows, cols, err, b1, b2, u);
+    }
     float[] out = new float[weight.length];
-    IntStream.range(0, rows).parallel().forEach(r -> pruneRow(weight, r, cols, u, out));
+    for (int i = 0; i < out.length; i++) {
+      out[i] = mask[i] ? 0f : (float) w[i];
+    }
     return out;
   }
 
-  private void pruneRow(float[] weight, int r, int cols, double[] u, float[] out) {
-    double[] w = new double[cols];
-    for (int j = 0; j < cols; j++) {
-      w[j] = weight[r * cols + j];
-    }
-    boolean[] mask = new boolean[cols];
-    double[] score = new double[cols];
-    for (int b1 = 0; b1 < cols; b1 += blockSize) {
-      int b2 = Math.min(b1 + blockSize, cols);
-      if (pattern instanceof SparsityPattern.Unstructured un) {
-        scores(w, u, cols, b1, b2, score);
-        PruneMask.lowest(score, b1, b2 - b1, un.pruned(b2 - b1), mask);
+  /**
+   * Columns [s0, s1) of row r: choose N:M masks as the walk reaches each group, zero the pruned weights (the
+   * unstructured mask is already set), and feed their errors to the rest of [s0, s1).
+   */
+  private void pruneBlock(int r, int s0, int s1, double[] w, int cols, double[] u, boolean[] mask, double[] err) {
+    int row = r * cols;
+    int width = s1 - s0;
+    double[] score = pattern instanceof SparsityPattern.NOfM nm ? new double[nm.m()] : null;
+    boolean[] groupMask = pattern instanceof SparsityPattern.NOfM nm ? new boolean[nm.m()] : null;
+    for (int i = s0; i < s1; i++) {
+      if (pattern instanceof SparsityPattern.NOfM nm && i % nm.m() == 0) {
+        scores(w, row, u, cols, i, i + nm.m(), score, 0);
+        Arrays.fill(groupMask, false);
+        PruneMask.lowest(score, 0, nm.m(), nm.n(), groupMask);
+        System.arraycopy(groupMask, 0, mask, row + i, nm.m());
       }
-      for (int i = b1; i < b2; i++) {
-        if (pattern instanceof SparsityPattern.NOfM nm && i % nm.m() == 0) {
-          scores(w, u, cols, i, i + nm.m(), score);
-          PruneMask.lowest(score, i, nm.m(), nm.n(), mask);
-        }
-        if (!mask[i]) {
-          continue;
-        }
-        double err = w[i] / u[i * cols + i];
-        w[i] = 0;
-        for (int k = i + 1; k < cols; k++) {
-          w[k] -= err * u[i * cols + k];
-        }
+      if (!mask[row + i]) {
+        continue;
       }
-    }
-    for (int j = 0; j < cols; j++) {
-      out[r * cols + j] = mask[j] ? 0f : (float) w[j];
+      double e = w[row + i] / u[i * cols + i];
+      err[r * width + i - s0] = e;
+      w[row + i] = 0;
+      for (int k = i + 1; k < s1; k++) {
+        w[row + k] -= e * u[i * cols + k];
+      }
     }
   }
 
-  /** w_j^2 / [U_jj]^2 for j in [from, to): the error of pruning w_j alone (eq. 3 with the diagonal of H^-1). */
-  private static void scores(double[] w, double[] u, int cols, int from, int to, double[] score) {
+  /** w_j^2 / [U_jj]^2 for j in [from, to) of the row at {@code row}, into {@code score[at...]}. */
+  private static void scores(double[] w, int row, double[] u, int cols, int from, int to, double[] score, int at) {
     for (int j = from; j < to; j++) {
       double d = u[j * cols + j];
-      score[j] = w[j] * w[j] / (d * d);
+      score[at + j - from] = w[row + j] * w[row + j] / (d * d);
     }
   }
 }

@@ -31,6 +31,13 @@ public final class AwqClipSearch {
    */
   public static Result clip(float[] w, int rows, int cols, int groupSize, double[] gram, float[] inputScale,
       int steps, double maxShrink) {
+    return clip(w, rows, cols, groupSize, gram, inputScale, steps, maxShrink, 4);
+  }
+
+  /** The clip search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
+  public static Result clip(float[] w, int rows, int cols, int groupSize, double[] gram, float[] inputScale,
+      int steps, double maxShrink, int bits) {
+    GroupQuantizer.checkBits(bits);
     if (w.length != (long) rows * cols || gram.length != (long) cols * cols || cols % groupSize != 0) {
       throw new IllegalArgumentException("clip: weight " + w.length + " for " + rows + "x" + cols + ", gram "
           + gram.length + ", group " + groupSize);
@@ -53,7 +60,7 @@ public final class AwqClipSearch {
           for (int i = 0; i < steps; i++) {
             double ratio = 1 - i * maxShrink / steps;
             for (int r = 0; r < rows; r++) {
-              quantizeClamped(block, r * groupSize, groupSize, ratio, trial);
+              quantizeClamped(block, r * groupSize, groupSize, ratio, trial, bits);
               for (int k = 0; k < groupSize; k++) {
                 error[r * groupSize + k] = block[r * groupSize + k] - trial[k];
               }
@@ -81,12 +88,12 @@ public final class AwqClipSearch {
   }
 
   /** Q(clamp(w[from, from + n), +-ratio * max|w|)) into {@code out}. */
-  static void quantizeClamped(float[] w, int from, int n, double ratio, float[] out) {
+  static void quantizeClamped(float[] w, int from, int n, double ratio, float[] out, int bits) {
     float limit = (float) (ratio * maxAbs(w, from, n));
     for (int k = 0; k < n; k++) {
       out[k] = Math.max(-limit, Math.min(limit, w[from + k]));
     }
-    GroupQuantizer.Grid grid = GroupQuantizer.Grid.int4(out, 0, n);
+    GroupQuantizer.Grid grid = GroupQuantizer.Grid.asymmetric(out, 0, n, bits);
     for (int k = 0; k < n; k++) {
       out[k] = grid.fakeQuantize(out[k]);
     }

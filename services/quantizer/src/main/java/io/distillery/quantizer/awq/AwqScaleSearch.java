@@ -33,6 +33,13 @@ public final class AwqScaleSearch {
    */
   public static Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs, double[] gram,
       float[] sumSq, int groupSize, int gridPoints) {
+    return search(weights, rows, n, meanAbs, gram, sumSq, groupSize, gridPoints, 4);
+  }
+
+  /** The search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
+  public static Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs, double[] gram,
+      float[] sumSq, int groupSize, int gridPoints, int bits) {
+    GroupQuantizer.checkBits(bits);
     float[] best = null;
     double bestLoss = Double.POSITIVE_INFINITY;
     double bestRatio = 0;
@@ -45,7 +52,7 @@ public final class AwqScaleSearch {
         double loss = 0;
         for (int i = 0; i < weights.size(); i++) {
           float[] w = weights.get(i);
-          double[] e = error(w, rows[i], n, s, groupSize);
+          double[] e = error(w, rows[i], n, s, groupSize, bits);
           loss += g == null ? diagonalLoss(e, rows[i], n, sumSq) : gramLoss(manager, e, rows[i], n, g);
         }
         if (step == 0) {
@@ -82,7 +89,13 @@ public final class AwqScaleSearch {
 
   /** || (W - Q(W diag s) diag(s)^-1) X ||_F^2 through the Gram matrix (null: its diagonal {@code sumSq}). */
   public static double loss(float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize) {
-    double[] e = error(w, rows, n, s, groupSize);
+    return loss(w, rows, n, s, gram, sumSq, groupSize, 4);
+  }
+
+  /** {@link #loss(float[], int, int, float[], double[], float[], int)} for {@code bits}-wide group grids. */
+  public static double loss(float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize,
+      int bits) {
+    double[] e = error(w, rows, n, s, groupSize, bits);
     if (gram == null) {
       return diagonalLoss(e, rows, n, sumSq);
     }
@@ -92,14 +105,14 @@ public final class AwqScaleSearch {
   }
 
   /** E = W - Q(W diag s) diag(s)^-1, {@code [rows, n]} row-major. */
-  static double[] error(float[] w, int rows, int n, float[] s, int groupSize) {
+  static double[] error(float[] w, int rows, int n, float[] s, int groupSize, int bits) {
     float[] scaled = new float[w.length];
     for (int r = 0; r < rows; r++) {
       for (int j = 0; j < n; j++) {
         scaled[r * n + j] = w[r * n + j] * s[j];
       }
     }
-    float[] q = GroupQuantizer.int4FakeQuantize(scaled, rows, n, groupSize);
+    float[] q = GroupQuantizer.fakeQuantize(scaled, rows, n, groupSize, bits);
     double[] e = new double[w.length];
     for (int r = 0; r < rows; r++) {
       for (int j = 0; j < n; j++) {

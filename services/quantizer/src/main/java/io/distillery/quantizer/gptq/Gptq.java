@@ -2,31 +2,45 @@ package io.distillery.quantizer.gptq;
 
 import io.distillery.model.linalg.HessianInverse;
 import io.distillery.model.quant.GroupQuantizer;
+import io.distillery.model.linalg.TrailingUpdate;
 import io.distillery.model.quant.QuantizedWeight;
 import java.util.stream.IntStream;
 
 /**
  * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and spreads each column's
  * rounding error over the columns not yet quantized, weighted by the rows of U, the upper Cholesky factor of the
- * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily: inside a block of 128
- * columns at once, to the rest of the matrix once per block (Section 3, "Lazy Batch-Updates"). Group-wise asymmetric
- * INT4 grids are fixed when a group's first column is reached (so they see the error already propagated into it);
- * with act-order, columns go in order of decreasing diag(H) and the grids are fixed up front per original group
- * ("static groups"), so that no g_idx has to be stored.
+ * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily (Section 3, "Lazy
+ * Batch-Updates"): inside an inner block of {@value #INNER} columns at once in Java (rows in parallel), to the rest of
+ * the block of {@value #BLOCK} columns and, once per block, to the rest of the matrix as native matrix products
+ * {@code W[:, b1:] -= E U[b0:b1, b1:]} ({@link TrailingUpdate}). Group-wise asymmetric grids of 2, 3, 4 or 8 bits are
+ * fixed when a group's first column is reached (so they see the error already propagated into it); with act-order,
+ * columns go in order of decreasing diag(H) and the grids are fixed up front per original group ("static groups"), so
+ * that no g_idx has to be stored.
  */
 public final class Gptq {
 
   static final int BLOCK = 128;
+  /** Columns per inner block: the scalar part of the work is rows x cols x INNER / 2 multiply-adds. */
+  static final int INNER = 32;
 
   private Gptq() {}
 
   /**
+   * INT4 GPTQ.
+   *
    * @param weight {@code [rows, cols]} row-major
    * @param hessian {@code [cols, cols]} row-major, H = 2 X^T X / tokens
    * @param damp fraction of mean(diag H) added to the diagonal
    */
   public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
       double damp, boolean actOrder) {
+    return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4);
+  }
+
+  /** GPTQ onto asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
+  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
+      double damp, boolean actOrder, int bits) {
+    GroupQuantizer.checkBits(bits);
     if (groupSize <= 0 || cols % groupSize != 0) {
       throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
     }
@@ -63,61 +77,67 @@ public final class Gptq {
       for (int r = 0; r < rows; r++) {
         for (int g = 0; g < groups; g++) {
           int from = r * cols + g * groupSize;
-          grids[r * groups + g] = GroupQuantizer.Grid.int4(original, from, from + groupSize);
+          grids[r * groups + g] = GroupQuantizer.Grid.asymmetric(original, from, from + groupSize, bits);
         }
       }
     }
-    int block = groupSize >= BLOCK ? groupSize : groupSize * Math.max(1, BLOCK / groupSize);
+    // a group's grid is fixed at its first column, so every group must start a block (all earlier errors applied)
+    int block = groupSize % BLOCK == 0 ? BLOCK : groupSize < BLOCK ? groupSize * (BLOCK / groupSize) : groupSize;
     int[] codes = new int[rows * cols];
-    // rows are independent given U (every update stays within its row), so they run in parallel
-    IntStream.range(0, rows).parallel().forEach(r -> quantizeRow(r, w, u, cols, groupSize, block, perm, grids,
-        actOrder, codes));
+    // inside a block, columns go in inner blocks of INNER: the Java loop feeds each column's error only to its inner
+    // block; an inner block's errors reach the rest of the block as one native product, the block's the rest of W
+    int inner = block % INNER == 0 && (groupSize % INNER == 0 || INNER % groupSize == 0) ? INNER : block;
+    for (int b0 = 0; b0 < cols; b0 += block) {
+      int b1 = Math.min(b0 + block, cols);
+      double[] err = new double[rows * (b1 - b0)];
+      for (int s0 = b0; s0 < b1; s0 += inner) {
+        int from = s0;
+        int to = Math.min(s0 + inner, b1);
+        double[] innerErr = new double[rows * (to - from)];
+        // rows are independent given U (every update stays within its row), so rows run in parallel
+        IntStream.range(0, rows).parallel().forEach(r -> quantizeBlock(r, from, to, w, u, cols, groupSize, perm,
+            grids, actOrder, bits, codes, innerErr));
+        TrailingUpdate.subtractProduct(w, rows, cols, innerErr, from, to, u, b1);
+        for (int r = 0; r < rows; r++) {
+          System.arraycopy(innerErr, r * (to - from), err, r * (b1 - b0) + from - b0, to - from);
+        }
+      }
+      // lazy batch update of the columns after the block (Section 3, "Lazy Batch-Updates")
+      TrailingUpdate.subtractProduct(w, rows, cols, err, b0, b1, u);
+    }
     float[] scales = new float[rows * groups];
     int[] zeros = new int[rows * groups];
     for (int i = 0; i < grids.length; i++) {
       scales[i] = grids[i].scale();
       zeros[i] = grids[i].zero();
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros);
+    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales, zeros, bits);
   }
 
-  private static void quantizeRow(int r, double[] w, double[] u, int cols, int groupSize, int block, int[] perm,
-      GroupQuantizer.Grid[] grids, boolean actOrder, int[] codes) {
+  /** Columns [b0, b1) of row r, each column's error fed to the later columns of the block at once. */
+  private static void quantizeBlock(int r, int b0, int b1, double[] w, double[] u, int cols, int groupSize,
+      int[] perm, GroupQuantizer.Grid[] grids, boolean actOrder, int bits, int[] codes, double[] err) {
     int groups = cols / groupSize;
     int row = r * cols;
-    double[] err = new double[block];
-    float[] slice = new float[groupSize];
-    for (int b0 = 0; b0 < cols; b0 += block) {
-      int b1 = Math.min(b0 + block, cols);
-      for (int k = b0; k < b1; k++) {
-        int c = perm[k];
-        if (!actOrder && k % groupSize == 0) {
-          for (int i = 0; i < groupSize; i++) {
-            slice[i] = (float) w[row + k + i];
-          }
-          grids[r * groups + k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
+    int width = b1 - b0;
+    float[] slice = actOrder ? null : new float[groupSize];
+    for (int k = b0; k < b1; k++) {
+      int c = perm[k];
+      if (!actOrder && k % groupSize == 0) {
+        for (int i = 0; i < groupSize; i++) {
+          slice[i] = (float) w[row + k + i];
         }
-        GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
-        float x = (float) w[row + k];
-        int q = grid.quantize(x);
-        codes[row + c] = q;
-        double e = (x - grid.dequantize(q)) / u[k * cols + k];
-        err[k - b0] = e;
-        int urow = k * cols;
-        for (int j = k + 1; j < b1; j++) {
-          w[row + j] -= e * u[urow + j];
-        }
+        grids[r * groups + k / groupSize] = GroupQuantizer.Grid.asymmetric(slice, 0, groupSize, bits);
       }
-      // lazy batch update of the columns after the block (Section 3, "Lazy Batch-Updates")
-      for (int k = b0; k < b1; k++) {
-        double e = err[k - b0];
-        if (e == 0) {
-          continue;
-        }
-        int urow = k * cols;
-        for (int j = b1; j < cols; j++) {
-          w[row + j] -= e * u[urow + j];
-        }
+      GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
+      float x = (float) w[row + k];
+      int q = grid.quantize(x);
+      codes[row + c] = q;
+      double e = (x - grid.dequantize(q)) / u[k * cols + k];
+      err[r * width + k - b0] = e;
+      int urow = k * cols;
+      for (int j = k + 1; j < b1; j++) {
+        w[row + j] -= e * u[urow + j];
       }
     }
   }

@@ -9,9 +9,18 @@ public final class RoundToNearest {
   private RoundToNearest() {}
 
   public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize) {
+    return quantize(kind, w, rows, cols, groupSize, kind.bits());
+  }
+
+  /** @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other kinds are 8-bit */
+  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
+      int bits) {
+    if (kind != QuantizedWeight.Kind.INT4_GROUP && bits != 8) {
+      throw new IllegalArgumentException(kind + " is 8-bit only, got bits " + bits);
+    }
     return switch (kind) {
       case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, rows, cols);
-      case INT4_GROUP -> GroupQuantizer.int4Group(w, rows, cols, groupSize);
+      case INT4_GROUP -> GroupQuantizer.intGroup(w, rows, cols, groupSize, bits);
       case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, rows, cols);
     };
   }

@@ -32,6 +32,32 @@ class AwqScaleSearchTest {
   }
 
   @Test
+  void shouldBeatRtnAtEveryWidthAndLoseLessAsBitsGrow() {
+    int rows = 16;
+    int n = 32;
+    SplittableRandom random = new SplittableRandom(11);
+    float[] w = new float[rows * n];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = (float) (random.nextGaussian() * 0.1);
+    }
+    float[] meanAbs = new float[n];
+    float[] sumSq = new float[n];
+    for (int j = 0; j < n; j++) {
+      meanAbs[j] = j % 8 == 0 ? 20f : 0.5f;
+      sumSq[j] = meanAbs[j] * meanAbs[j] * 100;
+    }
+    double previous = Double.POSITIVE_INFINITY;
+    for (int bits : new int[] {2, 3, 4, 8}) {
+      AwqScaleSearch.Result r = AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20,
+          bits);
+      assertThat(r.bestLoss()).as("%d bits", bits).isLessThanOrEqualTo(r.rtnLoss()).isLessThan(previous / 2);
+      previous = r.bestLoss();
+    }
+    assertThat(AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20, 4).bestLoss())
+        .isEqualTo(AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20).bestLoss());
+  }
+
+  @Test
   void shouldEqualTheOutputErrorOfTheCalibrationInputsWhenGivenTheirGramMatrix() {
     int rows = 3;
     int n = 16;
@@ -57,7 +83,7 @@ class AwqScaleSearchTest {
       }
     }
     float[] s = AwqScaleSearch.scales(new float[] {3, 1, 1, 2, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 2, 1}, 0.5);
-    double[] e = AwqScaleSearch.error(w, rows, n, s, 8);
+    double[] e = AwqScaleSearch.error(w, rows, n, s, 8, 4);
     // || E X^T ||_F^2 over the tokens, directly
     double direct = 0;
     for (int r = 0; r < rows; r++) {

@@ -6,6 +6,7 @@ import io.distillery.runtime.kafka.DeadLetters;
 import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.runtime.serde.AvroSerde;
+import io.distillery.stage.ProgressSink;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageDescriptor;
@@ -266,6 +267,12 @@ final class JobLoop implements Runnable {
     }
   }
 
+  /** The context of one job: what the host resolved, and this worker's memory budget. */
+  static <P extends Record> StageContext<P> context(WorkerConfig config, StageJob job, P params, Path model,
+      List<StageContext.Input> inputs, Path scratch, Path workDir, ProgressSink sink) {
+    return new StageContext<>(job, params, model, inputs, scratch, workDir, sink, config.memoryBudgetBytes());
+  }
+
   private JobEvent execute(StageJob job, Record params, JobEvents events, ProgressPublisher progress,
       String cacheKey) throws InterruptedException {
     Path scratch = null;
@@ -280,8 +287,8 @@ final class JobLoop implements Runnable {
         }
         inputs.add(new StageContext.Input(in.getNode(), in.getStage(), arts, in.getMetrics()));
       }
-      StageContext<Record> ctx = new StageContext<>(job, params, model, inputs, scratch,
-          store.workDir(job.getJobId()), progress::publish);
+      StageContext<Record> ctx = context(config, job, params, model, inputs, scratch, store.workDir(job.getJobId()),
+          progress::publish);
       StageResult result = stage.run(ctx);
       List<ArtefactRef> outputs = new ArrayList<>();
       for (StageResult.Output o : result.outputs()) {

@@ -23,12 +23,16 @@ import java.util.Objects;
  * @param heartbeat re-send the last progress when a stage has been quiet this long (HEARTBEAT)
  * @param progressInterval at most one progress event per this interval (PROGRESS_INTERVAL)
  * @param shutdownGrace on SIGTERM, how long a running job may take to finish before it is abandoned (SHUTDOWN_GRACE)
+ * @param memoryBudgetBytes the memory one job may plan against, heap and native together (MEMORY: {@code 6g},
+ *     {@code 512m}, bytes; default: the container's cgroup limit minus a quarter, capped by the JVM's max heap; see
+ *     {@link WorkerMemory}); every job's {@code StageContext} carries it
  * @param replication replicas and min in-sync replicas of the topics the worker creates (REPLICATION_FACTOR,
  *     MIN_INSYNC_REPLICAS; -1, the default, for the broker's defaults)
  */
 public record WorkerConfig(
     String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
-    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, TopicReplication replication) {
+    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, long memoryBudgetBytes,
+    TopicReplication replication) {
 
   public WorkerConfig {
     if (bootstrap == null || bootstrap.isBlank()) {
@@ -40,15 +44,29 @@ public record WorkerConfig(
     if (heartbeat.isNegative() || heartbeat.isZero()) {
       throw new IllegalArgumentException("heartbeat must be positive");
     }
+    if (memoryBudgetBytes <= 0) {
+      throw new IllegalArgumentException("memory budget must be positive, got " + memoryBudgetBytes);
+    }
     readRoots = List.copyOf(readRoots);
     Objects.requireNonNull(replication, "replication");
   }
 
   /** Topics replicated as the broker's defaults say. */
   public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
+      String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace,
+      long memoryBudgetBytes) {
+    this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
+        shutdownGrace, memoryBudgetBytes, TopicReplication.BROKER_DEFAULT);
+  }
+
+  /**
+   * A config whose memory budget is the default of this process ({@link WorkerMemory#resolve(String)}) and whose
+   * topics are replicated as the broker's defaults say.
+   */
+  public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
       String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
     this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
-        shutdownGrace, TopicReplication.BROKER_DEFAULT);
+        shutdownGrace, WorkerMemory.resolve(null).bytes());
   }
 
   public static WorkerConfig of(String bootstrap, String registryUrl, Path storeRoot) {
@@ -57,6 +75,11 @@ public record WorkerConfig(
   }
 
   public static WorkerConfig from(Settings s) {
+    return from(s, WorkerMemory.resolve(s.string("MEMORY", "")));
+  }
+
+  /** The config of {@code s} with a memory budget already resolved (so the caller can print where it came from). */
+  public static WorkerConfig from(Settings s, WorkerMemory memory) {
     String roots = s.string("READ_ROOTS", "");
     return new WorkerConfig(
         s.required("BOOTSTRAP"),
@@ -69,6 +92,7 @@ public record WorkerConfig(
         s.duration("HEARTBEAT", Duration.ofSeconds(5)),
         s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
         s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)),
+        memory.bytes(),
         TopicReplication.from(s));
   }
 
@@ -78,17 +102,17 @@ public record WorkerConfig(
 
   public WorkerConfig withWorkerId(String id) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
-        shutdownGrace, replication);
+        shutdownGrace, memoryBudgetBytes, replication);
   }
 
   public WorkerConfig withHttpPort(int port) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
-        shutdownGrace, replication);
+        shutdownGrace, memoryBudgetBytes, replication);
   }
 
   public WorkerConfig withReplication(TopicReplication value) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace, value);
+        progressInterval, shutdownGrace, memoryBudgetBytes, value);
   }
 
   /** The cluster and registry this worker talks to, with its topic replication. */
@@ -98,6 +122,12 @@ public record WorkerConfig(
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace, replication);
+        progressInterval, shutdownGrace, memoryBudgetBytes, replication);
+  }
+
+  /** The same config with a memory budget of {@code bytes} for every job. */
+  public WorkerConfig withMemoryBudget(long bytes) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
+        progressInterval, shutdownGrace, bytes, replication);
   }
 }

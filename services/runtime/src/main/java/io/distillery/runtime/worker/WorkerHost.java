@@ -97,8 +97,9 @@ public final class WorkerHost implements AutoCloseable {
     if (config.httpPort() >= 0) {
       host.startHttp();
     }
-    LOG.info("stage={} worker={} started: topic={} {}", descriptor.name(), config.workerId(),
-        Topics.jobs(descriptor.name()), host.http == null ? "http=off" : "http=" + host.httpPort());
+    LOG.info("stage={} worker={} started: topic={} {} memory_budget={}", descriptor.name(), config.workerId(),
+        Topics.jobs(descriptor.name()), host.http == null ? "http=off" : "http=" + host.httpPort(),
+        WorkerMemory.format(config.memoryBudgetBytes()));
     return host;
   }
 

@@ -29,9 +29,11 @@ public final class WorkerMain {
   /** The seam for tests: returns when {@code stop} is released (main: never, until SIGTERM). */
   public static void run(String[] args, Map<String, String> env, CountDownLatch stop) throws Exception {
     Settings settings = new Settings("worker", env);
-    WorkerConfig config = WorkerConfig.from(settings);
+    WorkerMemory memory = WorkerMemory.resolve(settings.string("MEMORY", ""));
+    WorkerConfig config = WorkerConfig.from(settings, memory);
     String wanted = args.length > 0 ? String.join(",", args) : settings.string("STAGES", "");
-    LOG.info("worker config: {}", settings.describe());
+    LOG.info("worker config: {} memory_budget={} heap_max={}", settings.describe(), memory,
+        WorkerMemory.format(Runtime.getRuntime().maxMemory()));
     StageRegistry registry = StageRegistry.discover();
     List<StageDescriptor> stages = wanted.isBlank()
         ? List.copyOf(registry.all().values())
