@@ -4,6 +4,7 @@ import io.distillery.runtime.config.ConfigParameter;
 import io.distillery.runtime.config.Settings;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.TopicReplication;
+import io.distillery.runtime.serde.SchemaRegistryClient;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -102,8 +103,12 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
         threads, maxWaitingJobs, value);
   }
 
-  /** The cluster and registry the planner talks to, with its topic replication. */
+  /**
+   * The cluster and registry the planner talks to, with its topic replication; its registry calls wait out a registry
+   * restart ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET}) rather than fail a stream thread.
+   */
   public KafkaSettings kafka() {
-    return KafkaSettings.of(bootstrap, registryUrl, replication);
+    return KafkaSettings.of(bootstrap, registryUrl, replication)
+        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET);
   }
 }

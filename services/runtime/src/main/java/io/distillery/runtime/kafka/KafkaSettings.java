@@ -2,6 +2,7 @@ package io.distillery.runtime.kafka;
 
 import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.runtime.serde.SchemaRegistryClient;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.avro.specific.SpecificRecord;
@@ -34,6 +35,14 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
 
   public static KafkaSettings of(String bootstrapServers, String registryUrl, TopicReplication replication) {
     return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl), replication);
+  }
+
+  /**
+   * The same settings with a registry client that waits up to {@code budget} per call for a registry that is down or
+   * failing ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET} for threads that should ride out a restart).
+   */
+  public KafkaSettings withRegistryRetry(Duration budget) {
+    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl, budget), replication);
   }
 
   public <T extends SpecificRecord> AvroSerde<T> serde(Class<T> type) {

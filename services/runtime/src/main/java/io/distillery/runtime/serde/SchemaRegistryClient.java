@@ -21,18 +21,23 @@ import org.slf4j.LoggerFactory;
  * registry and Apicurio's {@code /apis/ccompat/v7} alike. Ids and schemas are immutable, so both are cached forever.
  *
  * <p>A registry that is down or answers 5xx is waited for: each call backs off (doubling from {@link #FIRST_BACKOFF}
- * up to {@link #MAX_BACKOFF}) until it answers or the retry budget ({@link #DEFAULT_RETRY_BUDGET} unless given) is
- * spent. So a registry restart stalls the producers and consumers that need a schema they have not cached yet, and
- * they resume when it is back, instead of failing a job or dead-lettering a good record. The budget stays below
- * Kafka's {@code max.poll.interval.ms} (5 minutes), so a consumer thread that waits here keeps its partitions.
+ * up to {@link #MAX_BACKOFF}) until it answers or the retry budget is spent. The default budget,
+ * {@link #DEFAULT_RETRY_BUDGET}, rides out a hiccup and suits callers with a deadline (the CLI, the serving node's
+ * event sink). Threads that may wait, a Kafka Streams thread or a worker's job loop, take
+ * {@link #OUTAGE_RETRY_BUDGET}: a registry restart then stalls the producers and consumers that need a schema they
+ * have not cached yet, and they resume when it is back, instead of losing the stream thread or dead-lettering a good
+ * record. That budget stays below Kafka's {@code max.poll.interval.ms} (5 minutes), so a consumer thread that waits
+ * here keeps its partitions.
  */
 public final class SchemaRegistryClient {
 
   private static final String CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  /** How long a call waits out an unreachable registry before it reports the failure. */
-  public static final Duration DEFAULT_RETRY_BUDGET = Duration.ofMinutes(2);
+  /** How long a call waits out an unreachable registry before it reports the failure, by default. */
+  public static final Duration DEFAULT_RETRY_BUDGET = Duration.ofSeconds(2);
+  /** The budget of threads that should wait out a registry restart rather than fail (stream threads, job loops). */
+  public static final Duration OUTAGE_RETRY_BUDGET = Duration.ofMinutes(2);
   static final Duration FIRST_BACKOFF = Duration.ofMillis(100);
   static final Duration MAX_BACKOFF = Duration.ofSeconds(5);
   private static final Logger LOG = LoggerFactory.getLogger(SchemaRegistryClient.class);

@@ -3,6 +3,7 @@ package io.distillery.runtime.worker;
 import io.distillery.runtime.config.Settings;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.TopicReplication;
+import io.distillery.runtime.serde.SchemaRegistryClient;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -115,9 +116,13 @@ public record WorkerConfig(
         progressInterval, shutdownGrace, memoryBudgetBytes, value);
   }
 
-  /** The cluster and registry this worker talks to, with its topic replication. */
+  /**
+   * The cluster and registry this worker talks to, with its topic replication; its registry calls wait out a registry
+   * restart ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET}) rather than fail a job.
+   */
   public KafkaSettings kafka() {
-    return KafkaSettings.of(bootstrap, registryUrl, replication);
+    return KafkaSettings.of(bootstrap, registryUrl, replication)
+        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET);
   }
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
