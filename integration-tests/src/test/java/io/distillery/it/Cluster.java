@@ -50,15 +50,14 @@ final class Cluster {
       return;
     }
     try {
-      // a fresh root per test JVM: the store (and its output cache) must not leak between builds
-      root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
+      Path dir = root();
       String externalBootstrap = System.getenv("DISTILLERY_IT_BOOTSTRAP");
       String externalRegistry = System.getenv("DISTILLERY_IT_REGISTRY");
       if (externalBootstrap != null && externalRegistry != null) {
         bootstrap = externalBootstrap;
         registry = externalRegistry;
       } else {
-        stack = LocalStack.start(root.resolve("stack"));
+        stack = LocalStack.start(dir.resolve("stack"));
         bootstrap = stack.bootstrapServers();
         registry = stack.registryUrl();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -77,6 +76,14 @@ final class Cluster {
     }
   }
 
+  /** A fresh root per test JVM (the store and its output cache must not leak between builds); starts nothing. */
+  private static synchronized Path root() throws IOException {
+    if (root == null) {
+      root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
+    }
+    return root;
+  }
+
   static String bootstrap() {
     ensureStarted();
     return bootstrap;
@@ -91,14 +98,17 @@ final class Cluster {
     return KafkaSettings.of(bootstrap(), registry());
   }
 
+  /** The artefact store of all tests of this JVM (tests on their own broker use it too). */
   static Path store() {
-    ensureStarted();
-    return root.resolve("store");
+    try {
+      return root().resolve("store");
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
   }
 
   static Path newDir(String prefix) throws IOException {
-    ensureStarted();
-    return Files.createDirectories(root.resolve(prefix + "-" + UUID.randomUUID()));
+    return Files.createDirectories(root().resolve(prefix + "-" + UUID.randomUUID()));
   }
 
   static PlannerApp planner(Path stateDir) throws InterruptedException {
@@ -138,10 +148,15 @@ final class Cluster {
 
   /** Runs the CLI in-process; returns its exit code and output. */
   static Cli cli(String... args) {
+    return cli(kafka(), args);
+  }
+
+  /** Runs the CLI in-process against {@code target} (another cluster or registry than the shared ones). */
+  static Cli cli(KafkaSettings target, String... args) {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
     List<String> all = new java.util.ArrayList<>(List.of(args));
-    all.addAll(List.of("--bootstrap", bootstrap(), "--registry", registry(),
+    all.addAll(List.of("--bootstrap", target.bootstrapServers(), "--registry", target.registryUrl(),
         "--store", store().toString()));
     int code = Main.execute(new PrintWriter(out, true), new PrintWriter(err, true), all.toArray(String[]::new));
     return new Cli(code, out.toString(), err.toString());
@@ -165,8 +180,13 @@ final class Cluster {
 
   /** Reads the runs topic until {@code runId}'s state satisfies {@code until}, or fails at the deadline. */
   static RunState awaitRun(String runId, Predicate<RunState> until, Duration timeout) {
-    AvroSerde<RunState> serde = kafka().serde(RunState.class);
-    Map<String, Object> props = kafka().consumer(null, "it-await");
+    return awaitRun(kafka(), runId, until, timeout);
+  }
+
+  /** As {@link #awaitRun(String, Predicate, Duration)}, on {@code target}. */
+  static RunState awaitRun(KafkaSettings target, String runId, Predicate<RunState> until, Duration timeout) {
+    AvroSerde<RunState> serde = target.serde(RunState.class);
+    Map<String, Object> props = target.consumer(null, "it-await");
     try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props)) {
       List<TopicPartition> parts = c.partitionsFor(Topics.RUNS).stream()
           .map(p -> new TopicPartition(p.topic(), p.partition())).toList();

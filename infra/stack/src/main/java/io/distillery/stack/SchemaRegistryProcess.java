@@ -117,7 +117,7 @@ public final class SchemaRegistryProcess implements AutoCloseable {
 
   /** Starts the registry app {@code app} with in-memory storage, logging to {@code logDir}. */
   public static SchemaRegistryProcess start(Path app, Path logDir) {
-    return launch(app, logDir, null);
+    return launch(app, logDir, null, 0);
   }
 
   /**
@@ -125,15 +125,27 @@ public final class SchemaRegistryProcess implements AutoCloseable {
    * so registered schemas keep their ids across restarts on the same directory.
    */
   public static SchemaRegistryProcess start(Path app, Path logDir, Path storageDir) {
-    return launch(app, logDir, storageDir);
+    return launch(app, logDir, storageDir, 0);
   }
 
-  private static SchemaRegistryProcess launch(Path app, Path logDir, Path storageDir) {
+  /**
+   * As {@link #start(Path, Path, Path)}, on {@code port}: how a registry comes back after an outage at the address its
+   * clients know (start it on the {@link #port()} of the one that was stopped, with the same storage directory).
+   */
+  public static SchemaRegistryProcess start(Path app, Path logDir, Path storageDir, int port) {
+    if (port <= 0 || port > 65535) {
+      throw new IllegalArgumentException("registry port must be 1..65535, was " + port);
+    }
+    return launch(app, logDir, storageDir, port);
+  }
+
+  /** Launches the app on {@code port} (0: a free one, which the app reports) and waits until it answers. */
+  private static SchemaRegistryProcess launch(Path app, Path logDir, Path storageDir, int port) {
     long startNanos = System.nanoTime();
     long deadline = startNanos + START_TIMEOUT.toNanos();
     Path appJar = existingApp(app.toAbsolutePath(), "argument");
     Path logFile = logDir.toAbsolutePath().resolve(LOG_FILE_NAME);
-    List<String> command = command(appJar, storageDir);
+    List<String> command = command(appJar, storageDir, port);
     Process process;
     try {
       Files.createDirectories(logDir);
@@ -161,8 +173,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     CompletableFuture<Integer> listening = pumpOutput(process, logFile, stopping);
     SchemaRegistryProcess registry;
     try {
-      int port = listening.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-      registry = new SchemaRegistryProcess(process, port, logFile, shutdownHook, stopping);
+      int listeningPort = listening.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+      registry = new SchemaRegistryProcess(process, listeningPort, logFile, shutdownHook, stopping);
       registry.awaitReady(deadline);
     } catch (TimeoutException | ExecutionException | InterruptedException | StackStartException e) {
       if (e instanceof InterruptedException) {
@@ -193,7 +205,7 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     return registry;
   }
 
-  private static List<String> command(Path appJar, Path storageDir) {
+  private static List<String> command(Path appJar, Path storageDir, int port) {
     List<String> command = new ArrayList<>();
     command.add(javaExecutable());
     // A registry for tests and a laptop: start fast and small rather than reach peak throughput.
@@ -204,7 +216,7 @@ public final class SchemaRegistryProcess implements AutoCloseable {
       command.add("--sun-misc-unsafe-memory-access=allow");
     }
     command.add("-Dquarkus.http.host=127.0.0.1");
-    command.add("-Dquarkus.http.port=0");
+    command.add("-Dquarkus.http.port=" + port);
     command.add("-Dquarkus.log.category.\"io.sentry\".level=ERROR");
     if (storageDir != null) {
       command.add(

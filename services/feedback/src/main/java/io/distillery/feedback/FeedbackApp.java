@@ -6,6 +6,7 @@ import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.StreamsLifecycle;
 import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
+import io.distillery.runtime.serde.SchemaRegistryClient;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Vertx;
@@ -51,7 +52,8 @@ public final class FeedbackApp implements AutoCloseable {
 
   private FeedbackApp(FeedbackConfig config, Vertx vertx) throws IOException {
     this.config = config;
-    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl());
+    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl())
+        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET); // stream threads wait out a registry restart
     this.admin = new TopicAdmin(kafka);
     admin.ensurePlatformTopics();
     admin.ensure(List.of(Topics.SERVING_TRAFFIC, Topics.dlq(Topics.MISFIRES), Topics.dlq(Topics.SERVING_TRAFFIC),
@@ -62,6 +64,7 @@ public final class FeedbackApp implements AutoCloseable {
         RedistillRuns.of(config), metrics, config.applicationId(), config.tick());
 
     Properties p = new Properties();
+    p.putAll(kafka.streams());
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, config.applicationId());
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrap());
     p.put(StreamsConfig.STATE_DIR_CONFIG, config.stateDir().toAbsolutePath().toString());

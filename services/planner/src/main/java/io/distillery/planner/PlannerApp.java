@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.streams.KafkaStreams;
@@ -25,9 +26,10 @@ public final class PlannerApp implements AutoCloseable {
 
   private final KafkaStreams streams;
   private final TopicAdmin admin;
+  private final AtomicInteger replacedThreads = new AtomicInteger();
 
   private PlannerApp(PlannerConfig config) {
-    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl());
+    KafkaSettings kafka = config.kafka();
     this.admin = new TopicAdmin(kafka);
     admin.ensurePlatformTopics();
     admin.ensure(List.of(Topics.dlq(Topics.MODELS_REGISTERED), Topics.dlq(Topics.JOB_EVENTS)), Map.of());
@@ -37,6 +39,7 @@ public final class PlannerApp implements AutoCloseable {
         config.maxWaitingJobs());
 
     Properties p = new Properties();
+    p.putAll(kafka.streams());
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, config.applicationId());
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrap());
     p.put(StreamsConfig.STATE_DIR_CONFIG, config.stateDir().toAbsolutePath().toString());
@@ -51,6 +54,7 @@ public final class PlannerApp implements AutoCloseable {
     p.put(StreamsConfig.POLL_MS_CONFIG, 20);
     this.streams = new KafkaStreams(topology, p);
     streams.setUncaughtExceptionHandler(e -> {
+      replacedThreads.incrementAndGet();
       LOG.error("planner stream thread failed; replacing it", e);
       return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse
           .REPLACE_THREAD;
@@ -68,6 +72,14 @@ public final class PlannerApp implements AutoCloseable {
   public PlannerApp awaitRunning(Duration timeout) throws InterruptedException {
     StreamsLifecycle.awaitRunning(streams, timeout, "planner");
     return this;
+  }
+
+  /**
+   * How many stream threads died of an exception and were replaced since start: 0 on a planner that rode out its
+   * faults (a replaced thread reprocesses from the last commit, which at-least-once makes safe but not free).
+   */
+  public int replacedThreads() {
+    return replacedThreads.get();
   }
 
   public KafkaStreams.State state() {

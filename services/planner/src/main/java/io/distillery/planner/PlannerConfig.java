@@ -2,10 +2,14 @@ package io.distillery.planner;
 
 import io.distillery.runtime.config.ConfigParameter;
 import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicReplication;
+import io.distillery.runtime.serde.SchemaRegistryClient;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 
 /**
  * Settings of the planner. From the environment: {@code DISTILLERY_PLANNER_<KEY>} or {@code DISTILLERY_<KEY>}.
@@ -23,9 +27,11 @@ import java.util.Map;
  *     fixed pool of workers, as in {@code distillery up}: it keeps the jobs topics short, which is exactly the signal a
  *     lag-based autoscaler (KEDA in k8s/) scales workers on, so leave it at 0 where workers autoscale. A job whose
  *     stage has no live worker holds its slot until its timeout fails it.
+ * @param replication replicas and min in-sync replicas of the topics the planner creates, its Streams changelogs
+ *     included (REPLICATION_FACTOR, MIN_INSYNC_REPLICAS; -1, the default, for the broker's defaults)
  */
 public record PlannerConfig(String bootstrap, String registryUrl, String applicationId, Path stateDir, Duration tick,
-    Duration retryBackoff, Duration maxRetryBackoff, int threads, int maxWaitingJobs) {
+    Duration retryBackoff, Duration maxRetryBackoff, int threads, int maxWaitingJobs, TopicReplication replication) {
 
   /** No admission limit: every run starts when it is registered. */
   public static final int UNLIMITED = 0;
@@ -50,7 +56,8 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
 
   /** Every setting of the planner, in one table. */
   public static final List<ConfigParameter<?>> PARAMETERS = List.of(BOOTSTRAP, REGISTRY, APPLICATION_ID, STATE_DIR,
-      TICK, RETRY_BACKOFF, MAX_RETRY_BACKOFF, THREADS, MAX_WAITING_JOBS);
+      TICK, RETRY_BACKOFF, MAX_RETRY_BACKOFF, THREADS, MAX_WAITING_JOBS, TopicReplication.REPLICATION_FACTOR,
+      TopicReplication.MIN_INSYNC_REPLICAS);
 
   public PlannerConfig {
     if (tick.isZero() || tick.isNegative()) {
@@ -62,17 +69,19 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
     if (maxWaitingJobs < 0) {
       throw new IllegalArgumentException("maxWaitingJobs must be 0 (no limit) or more, was " + maxWaitingJobs);
     }
+    Objects.requireNonNull(replication, "replication");
   }
 
   public static PlannerConfig of(String bootstrap, String registryUrl, Path stateDir) {
     return new PlannerConfig(bootstrap, registryUrl, APPLICATION_ID.defaultValue(), stateDir, TICK.defaultValue(),
         RETRY_BACKOFF.defaultValue(), MAX_RETRY_BACKOFF.defaultValue(), THREADS.defaultValue(),
-        MAX_WAITING_JOBS.defaultValue());
+        MAX_WAITING_JOBS.defaultValue(), TopicReplication.BROKER_DEFAULT);
   }
 
   public static PlannerConfig from(Settings s) {
     return new PlannerConfig(BOOTSTRAP.read(s), REGISTRY.read(s), APPLICATION_ID.read(s), STATE_DIR.read(s),
-        TICK.read(s), RETRY_BACKOFF.read(s), MAX_RETRY_BACKOFF.read(s), THREADS.read(s), MAX_WAITING_JOBS.read(s));
+        TICK.read(s), RETRY_BACKOFF.read(s), MAX_RETRY_BACKOFF.read(s), THREADS.read(s), MAX_WAITING_JOBS.read(s),
+        TopicReplication.from(s));
   }
 
   public static PlannerConfig fromEnv(Map<String, String> env) {
@@ -81,11 +90,25 @@ public record PlannerConfig(String bootstrap, String registryUrl, String applica
 
   public PlannerConfig withBackoff(Duration initial, Duration max) {
     return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, initial, max, threads,
-        maxWaitingJobs);
+        maxWaitingJobs, replication);
   }
 
   public PlannerConfig withMaxWaitingJobs(int value) {
     return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, retryBackoff, maxRetryBackoff,
-        threads, value);
+        threads, value, replication);
+  }
+
+  public PlannerConfig withReplication(TopicReplication value) {
+    return new PlannerConfig(bootstrap, registryUrl, applicationId, stateDir, tick, retryBackoff, maxRetryBackoff,
+        threads, maxWaitingJobs, value);
+  }
+
+  /**
+   * The cluster and registry the planner talks to, with its topic replication; its registry calls wait out a registry
+   * restart ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET}) rather than fail a stream thread.
+   */
+  public KafkaSettings kafka() {
+    return KafkaSettings.of(bootstrap, registryUrl, replication)
+        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET);
   }
 }

@@ -2,26 +2,47 @@ package io.distillery.runtime.kafka;
 
 import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.runtime.serde.SchemaRegistryClient;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.streams.StreamsConfig;
 
-/** Where the cluster and the registry are, and the client settings every Distillery service shares. */
-public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaRegistryClient registry) {
+/**
+ * Where the cluster and the registry are, how replicated the topics a service creates are, and the client settings
+ * every Distillery service shares.
+ */
+public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaRegistryClient registry,
+    TopicReplication replication) {
 
   public KafkaSettings {
     if (bootstrapServers == null || bootstrapServers.isBlank()) {
       throw new IllegalArgumentException("bootstrap servers are empty");
     }
+    java.util.Objects.requireNonNull(replication, "replication");
   }
 
+  /** Topics replicated as the cluster's defaults say. */
   public static KafkaSettings of(String bootstrapServers, String registryUrl) {
-    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl));
+    return of(bootstrapServers, registryUrl, TopicReplication.BROKER_DEFAULT);
+  }
+
+  public static KafkaSettings of(String bootstrapServers, String registryUrl, TopicReplication replication) {
+    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl), replication);
+  }
+
+  /**
+   * The same settings with a registry client that waits up to {@code budget} per call for a registry that is down or
+   * failing ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET} for threads that should ride out a restart).
+   */
+  public KafkaSettings withRegistryRetry(Duration budget) {
+    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl, budget), replication);
   }
 
   public <T extends SpecificRecord> AvroSerde<T> serde(Class<T> type) {
@@ -42,6 +63,22 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
     p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
     p.put(ProducerConfig.LINGER_MS_CONFIG, 0);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class);
+    return p;
+  }
+
+  /**
+   * What a Kafka Streams app adds to its properties so that it writes as safely as the plain producers: acks=all and
+   * idempotence on its producers (set explicitly, not left to client defaults), and its internal topics (changelogs,
+   * repartition) replicated as {@link #replication()} says.
+   */
+  public Map<String, Object> streams() {
+    Map<String, Object> p = new HashMap<>();
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.ACKS_CONFIG), "all");
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
+    p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, replication.factor());
+    if (replication.minInsyncReplicas() > 0) {
+      p.put(StreamsConfig.topicPrefix(TopicConfig.MIN_IN_SYNC_REPLICAS_CONFIG), replication.minInsyncReplicas());
+    }
     return p;
   }
 

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -13,21 +14,24 @@ import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.errors.TopicExistsException;
 
-/** Creates the topics a service needs (idempotently) and lists what exists. */
+/**
+ * Creates the topics a service needs (idempotently), replicated as the service's {@link TopicReplication} says, and
+ * lists what exists.
+ */
 public final class TopicAdmin implements AutoCloseable {
 
   public static final int DEFAULT_PARTITIONS = 3;
 
   private final Admin admin;
-  private final short replication;
+  private final TopicReplication replication;
   private final int partitions;
 
+  /** Topics of {@value #DEFAULT_PARTITIONS} partitions, replicated as {@code settings.replication()} says. */
   public TopicAdmin(KafkaSettings settings) {
-    this(settings, DEFAULT_PARTITIONS, (short) -1);
+    this(settings, DEFAULT_PARTITIONS, settings.replication());
   }
 
-  /** {@code replication} -1 takes the broker default. */
-  public TopicAdmin(KafkaSettings settings, int partitions, short replication) {
+  public TopicAdmin(KafkaSettings settings, int partitions, TopicReplication replication) {
     this.admin = Admin.create(settings.common());
     this.partitions = partitions;
     this.replication = replication;
@@ -43,10 +47,7 @@ public final class TopicAdmin implements AutoCloseable {
   public void ensure(Collection<String> topics, Map<String, String> configs) {
     List<NewTopic> wanted = new ArrayList<>();
     for (String t : topics) {
-      NewTopic nt = replication > 0
-          ? new NewTopic(t, partitions, replication)
-          : new NewTopic(t, java.util.Optional.of(partitions), java.util.Optional.empty());
-      wanted.add(nt.configs(configs));
+      wanted.add(newTopic(t, partitions, replication, configs));
     }
     try {
       var results = admin.createTopics(wanted).values();
@@ -65,6 +66,14 @@ public final class TopicAdmin implements AutoCloseable {
     } catch (TimeoutException e) {
       throw new IllegalStateException("timed out creating topics " + topics, e);
     }
+  }
+
+  /** The topic as it is asked for: replication and min in-sync replicas from {@code replication}, else the broker's. */
+  static NewTopic newTopic(String name, int partitions, TopicReplication replication, Map<String, String> configs) {
+    NewTopic topic = replication.factor() > 0
+        ? new NewTopic(name, partitions, (short) replication.factor())
+        : new NewTopic(name, Optional.of(partitions), Optional.empty());
+    return topic.configs(replication.topicConfigs(configs));
   }
 
   public Set<String> list() {

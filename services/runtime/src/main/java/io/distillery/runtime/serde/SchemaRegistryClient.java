@@ -13,22 +13,51 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.avro.Schema;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * A client of the documented Confluent Schema Registry REST API, and nothing else: it works against Confluent's
  * registry and Apicurio's {@code /apis/ccompat/v7} alike. Ids and schemas are immutable, so both are cached forever.
+ *
+ * <p>A registry that is down or answers 5xx is waited for: each call backs off (doubling from {@link #FIRST_BACKOFF}
+ * up to {@link #MAX_BACKOFF}) until it answers or the retry budget is spent. The default budget,
+ * {@link #DEFAULT_RETRY_BUDGET}, rides out a hiccup and suits callers with a deadline (the CLI, the serving node's
+ * event sink). Threads that may wait, a Kafka Streams thread or a worker's job loop, take
+ * {@link #OUTAGE_RETRY_BUDGET}: a registry restart then stalls the producers and consumers that need a schema they
+ * have not cached yet, and they resume when it is back, instead of losing the stream thread or dead-lettering a good
+ * record. That budget stays below Kafka's {@code max.poll.interval.ms} (5 minutes), so a consumer thread that waits
+ * here keeps its partitions.
  */
 public final class SchemaRegistryClient {
 
   private static final String CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
   private static final ObjectMapper JSON = new ObjectMapper();
 
+  /** How long a call waits out an unreachable registry before it reports the failure, by default. */
+  public static final Duration DEFAULT_RETRY_BUDGET = Duration.ofSeconds(2);
+  /** The budget of threads that should wait out a registry restart rather than fail (stream threads, job loops). */
+  public static final Duration OUTAGE_RETRY_BUDGET = Duration.ofMinutes(2);
+  static final Duration FIRST_BACKOFF = Duration.ofMillis(100);
+  static final Duration MAX_BACKOFF = Duration.ofSeconds(5);
+  private static final Logger LOG = LoggerFactory.getLogger(SchemaRegistryClient.class);
+
   private final String baseUrl;
   private final HttpClient http;
+  private final Duration retryBudget;
   private final Map<Integer, Schema> byId = new ConcurrentHashMap<>();
   private final Map<String, Integer> idBySubjectAndSchema = new ConcurrentHashMap<>();
 
   public SchemaRegistryClient(String baseUrl) {
+    this(baseUrl, DEFAULT_RETRY_BUDGET);
+  }
+
+  /** A client that waits at most {@code retryBudget} per call for a registry that is down or answers 5xx. */
+  public SchemaRegistryClient(String baseUrl, Duration retryBudget) {
+    if (retryBudget.isNegative()) {
+      throw new IllegalArgumentException("retry budget must not be negative, was " + retryBudget);
+    }
+    this.retryBudget = retryBudget;
     if (baseUrl == null || baseUrl.isBlank()) {
       throw new IllegalArgumentException("schema registry URL is empty");
     }
@@ -147,22 +176,33 @@ public final class SchemaRegistryClient {
   private static final int ATTEMPTS = 4;
 
   /**
-   * One REST call, tried again (after 100, 400, 1600 ms) when the registry is unreachable or answers 5xx: registries
-   * have transient trouble too (Apicurio's H2 storage times out on a table lock under concurrent registrations).
+   * One REST call, tried again while the registry is unreachable or answers 5xx, backing off from 100 ms, doubling,
+   * up to 5 s between tries, until the retry budget is spent: registries have transient trouble (Apicurio's H2
+   * storage times out on a table lock under concurrent registrations) and restarts. The last failure is thrown.
    */
   private JsonNode call(String method, String path, String body) {
+    long deadline = System.nanoTime() + retryBudget.toNanos();
+    long backoff = FIRST_BACKOFF.toNanos();
     for (int attempt = 1; ; attempt++) {
       try {
-        return callOnce(method, path, body);
+        JsonNode reply = callOnce(method, path, body);
+        if (attempt > 1) {
+          LOG.info("schema registry at {} answered {} {} after {} tries", baseUrl, method, path, attempt);
+        }
+        return reply;
       } catch (SchemaRegistryException e) {
-        boolean transientError = e.httpStatus() >= 500 || e.httpStatus() == 0;
-        if (!transientError || attempt >= ATTEMPTS) {
+        if (!e.isTransient() || System.nanoTime() + backoff > deadline || Thread.currentThread().isInterrupted()) {
           throw e;
         }
-        java.util.concurrent.locks.LockSupport.parkNanos(100_000_000L << (2 * (attempt - 1)));
+        if (attempt == 1 || backoff == MAX_BACKOFF.toNanos()) {
+          LOG.warn("schema registry at {}: {} {} failed, retrying for up to {}: {}", baseUrl, method, path,
+              retryBudget, e.getMessage());
+        }
+        java.util.concurrent.locks.LockSupport.parkNanos(backoff);
         if (Thread.currentThread().isInterrupted()) {
           throw e;
         }
+        backoff = Math.min(backoff * 2, MAX_BACKOFF.toNanos());
       }
     }
   }
@@ -180,7 +220,7 @@ public final class SchemaRegistryClient {
     try {
       resp = http.send(req.build(), HttpResponse.BodyHandlers.ofString());
     } catch (IOException e) {
-      throw new SchemaRegistryException("schema registry at " + baseUrl + " is unreachable: " + e.getMessage(), e);
+      throw new SchemaRegistryException("schema registry at " + baseUrl + " is unreachable: " + e, e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new SchemaRegistryException("interrupted while calling the schema registry", e);
@@ -189,7 +229,8 @@ public final class SchemaRegistryClient {
     try {
       json = resp.body().isBlank() ? JSON.createObjectNode() : JSON.readTree(resp.body());
     } catch (IOException e) {
-      throw new SchemaRegistryException(method + " " + path + " -> HTTP " + resp.statusCode() + ", not JSON: " + resp.body());
+      throw new SchemaRegistryException(method + " " + path + " -> HTTP " + resp.statusCode() + ", not JSON: "
+          + resp.body(), resp.statusCode(), 0);
     }
     if (resp.statusCode() / 100 != 2) {
       throw new SchemaRegistryException(method + " " + path + " -> HTTP " + resp.statusCode()

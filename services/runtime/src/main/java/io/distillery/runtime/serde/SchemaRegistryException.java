@@ -28,4 +28,12 @@ public final class SchemaRegistryException extends RuntimeException {
   public int errorCode() {
     return errorCode;
   }
+
+  /**
+   * The registry could not be reached, or failed on its side (5xx): the same call may well succeed later, and the
+   * record that needed it is not at fault.
+   */
+  public boolean isTransient() {
+    return httpStatus >= 500 || (httpStatus == 0 && getCause() instanceof java.io.IOException);
+  }
 }

@@ -83,8 +83,7 @@ final class JobLoop implements Runnable {
     this.descriptor = descriptor;
     this.stage = descriptor.instantiate();
     if (stage instanceof HostServices.Aware aware) {
-      aware.attach(new HostServices(io.distillery.runtime.kafka.KafkaSettings.of(config.bootstrap(),
-          config.registryUrl()), store, config.workerId()));
+      aware.attach(new HostServices(config.kafka(), store, config.workerId()));
     }
     this.config = config;
     this.consumer = consumer;
@@ -175,8 +174,7 @@ final class JobLoop implements Runnable {
         throw new IllegalArgumentException("job for stage '" + job.getStage() + "' on topic " + rec.topic());
       }
     } catch (RuntimeException e) {
-      if (e.getCause() instanceof io.distillery.runtime.serde.SchemaRegistryException sre
-          && (sre.httpStatus() == 0 || sre.httpStatus() >= 500)) {
+      if (e.getCause() instanceof io.distillery.runtime.serde.SchemaRegistryException sre && sre.isTransient()) {
         throw e; // the registry is down, the record may be fine: retried by the loop, not dead-lettered
       }
       LOG.warn("stage={} offset={}:{} undecodable job sent to {}: {}", descriptor.name(), rec.partition(),

@@ -1,11 +1,15 @@
 package io.distillery.runtime.worker;
 
 import io.distillery.runtime.config.Settings;
+import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.kafka.TopicReplication;
+import io.distillery.runtime.serde.SchemaRegistryClient;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 
 /**
  * Settings of a worker host. From the environment: {@code DISTILLERY_WORKER_<KEY>} or {@code DISTILLERY_<KEY>}.
@@ -23,10 +27,13 @@ import java.util.Map;
  * @param memoryBudgetBytes the memory one job may plan against, heap and native together (MEMORY: {@code 6g},
  *     {@code 512m}, bytes; default: the container's cgroup limit minus a quarter, capped by the JVM's max heap; see
  *     {@link WorkerMemory}); every job's {@code StageContext} carries it
+ * @param replication replicas and min in-sync replicas of the topics the worker creates (REPLICATION_FACTOR,
+ *     MIN_INSYNC_REPLICAS; -1, the default, for the broker's defaults)
  */
 public record WorkerConfig(
     String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId, String httpHost, int httpPort,
-    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, long memoryBudgetBytes) {
+    Duration heartbeat, Duration progressInterval, Duration shutdownGrace, long memoryBudgetBytes,
+    TopicReplication replication) {
 
   public WorkerConfig {
     if (bootstrap == null || bootstrap.isBlank()) {
@@ -42,9 +49,21 @@ public record WorkerConfig(
       throw new IllegalArgumentException("memory budget must be positive, got " + memoryBudgetBytes);
     }
     readRoots = List.copyOf(readRoots);
+    Objects.requireNonNull(replication, "replication");
   }
 
-  /** A config whose memory budget is the default of this process ({@link WorkerMemory#resolve(String)}). */
+  /** Topics replicated as the broker's defaults say. */
+  public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
+      String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace,
+      long memoryBudgetBytes) {
+    this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
+        shutdownGrace, memoryBudgetBytes, TopicReplication.BROKER_DEFAULT);
+  }
+
+  /**
+   * A config whose memory budget is the default of this process ({@link WorkerMemory#resolve(String)}) and whose
+   * topics are replicated as the broker's defaults say.
+   */
   public WorkerConfig(String bootstrap, String registryUrl, Path storeRoot, List<Path> readRoots, String workerId,
       String httpHost, int httpPort, Duration heartbeat, Duration progressInterval, Duration shutdownGrace) {
     this(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat, progressInterval,
@@ -74,7 +93,8 @@ public record WorkerConfig(
         s.duration("HEARTBEAT", Duration.ofSeconds(5)),
         s.duration("PROGRESS_INTERVAL", Duration.ofMillis(200)),
         s.duration("SHUTDOWN_GRACE", Duration.ofSeconds(30)),
-        memory.bytes());
+        memory.bytes(),
+        TopicReplication.from(s));
   }
 
   public static WorkerConfig fromEnv(Map<String, String> env) {
@@ -83,22 +103,36 @@ public record WorkerConfig(
 
   public WorkerConfig withWorkerId(String id) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, id, httpHost, httpPort, heartbeat, progressInterval,
-        shutdownGrace, memoryBudgetBytes);
+        shutdownGrace, memoryBudgetBytes, replication);
   }
 
   public WorkerConfig withHttpPort(int port) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, port, heartbeat, progressInterval,
-        shutdownGrace, memoryBudgetBytes);
+        shutdownGrace, memoryBudgetBytes, replication);
+  }
+
+  public WorkerConfig withReplication(TopicReplication value) {
+    return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
+        progressInterval, shutdownGrace, memoryBudgetBytes, value);
+  }
+
+  /**
+   * The cluster and registry this worker talks to, with its topic replication; its registry calls wait out a registry
+   * restart ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET}) rather than fail a job.
+   */
+  public KafkaSettings kafka() {
+    return KafkaSettings.of(bootstrap, registryUrl, replication)
+        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET);
   }
 
   public WorkerConfig withTiming(Duration heartbeat, Duration shutdownGrace) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace, memoryBudgetBytes);
+        progressInterval, shutdownGrace, memoryBudgetBytes, replication);
   }
 
   /** The same config with a memory budget of {@code bytes} for every job. */
   public WorkerConfig withMemoryBudget(long bytes) {
     return new WorkerConfig(bootstrap, registryUrl, storeRoot, readRoots, workerId, httpHost, httpPort, heartbeat,
-        progressInterval, shutdownGrace, bytes);
+        progressInterval, shutdownGrace, bytes, replication);
   }
 }

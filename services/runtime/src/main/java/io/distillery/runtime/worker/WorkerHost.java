@@ -55,7 +55,7 @@ public final class WorkerHost implements AutoCloseable {
     this.config = config;
     this.vertx = vertx;
     this.ownsVertx = ownsVertx;
-    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl());
+    KafkaSettings kafka = config.kafka();
     String jobsTopic = Topics.jobs(descriptor.name());
     try (TopicAdmin admin = new TopicAdmin(kafka)) {
       admin.ensurePlatformTopics();

@@ -29,7 +29,11 @@ class SchemaRegistryClientTest {
 
   @BeforeEach
   void start() throws IOException {
-    server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+    start(0);
+  }
+
+  void start(int port) throws IOException {
+    server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
     server.createContext("/", ex -> {
       calls.add(ex.getRequestMethod() + " " + ex.getRequestURI().getPath());
       Answer a = script.isEmpty() ? new Answer(500, "{\"message\":\"script exhausted\"}") : script.poll();
@@ -43,7 +47,13 @@ class SchemaRegistryClientTest {
 
   @AfterEach
   void stop() {
-    server.stop(0);
+    if (server != null) {
+      server.stop(0);
+    }
+  }
+
+  SchemaRegistryClient client(int port, java.time.Duration retryBudget) {
+    return new SchemaRegistryClient("http://127.0.0.1:" + port + "/apis/ccompat/v7", retryBudget);
   }
 
   SchemaRegistryClient client() {
@@ -89,6 +99,54 @@ class SchemaRegistryClientTest {
     assertThatThrownBy(() -> client().register("u-value", SCHEMA)).hasMessageContaining("HTTP 422")
         .hasMessageContaining("Invalid schema");
     assertThat(calls).hasSize(3);
+  }
+
+  @Test
+  void shouldWaitForARegistryThatIsDownAndResumeWhenItIsBack() throws Exception {
+    int port = server.getAddress().getPort();
+    server.stop(0); // the registry is down: connections are refused
+    server = null;
+    script.add(new Answer(200, "{\"id\":11}"));
+    SchemaRegistryClient client = client(port, java.time.Duration.ofSeconds(30));
+    Thread restart = Thread.ofPlatform().start(() -> {
+      java.util.concurrent.locks.LockSupport.parkNanos(800_000_000L);
+      try {
+        start(port);
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    });
+    long t0 = System.nanoTime();
+
+    assertThat(client.register("t-value", SCHEMA)).isEqualTo(11);
+
+    restart.join();
+    assertThat(java.time.Duration.ofNanos(System.nanoTime() - t0)).isGreaterThan(java.time.Duration.ofMillis(700));
+    assertThat(calls).containsExactly("POST /apis/ccompat/v7/subjects/t-value/versions");
+  }
+
+  @Test
+  void shouldReportAnUnreachableRegistryAsTransientOnceTheBudgetIsSpent() {
+    int port = server.getAddress().getPort();
+    server.stop(0);
+    server = null;
+    long t0 = System.nanoTime();
+
+    assertThatThrownBy(() -> client(port, java.time.Duration.ofMillis(500)).schemaById(1))
+        .isInstanceOfSatisfying(SchemaRegistryException.class, e -> {
+          assertThat(e.isTransient()).isTrue();
+          assertThat(e.getMessage()).contains("unreachable");
+        });
+    assertThat(java.time.Duration.ofNanos(System.nanoTime() - t0)).isBetween(java.time.Duration.ofMillis(300),
+        java.time.Duration.ofSeconds(5));
+  }
+
+  @Test
+  void shouldNotRetryANotFoundSchema() {
+    script.add(new Answer(404, "{\"error_code\":40403,\"message\":\"Schema not found\"}"));
+    assertThatThrownBy(() -> client().schemaById(9)).isInstanceOfSatisfying(SchemaRegistryException.class,
+        e -> assertThat(e.isTransient()).isFalse());
+    assertThat(calls).hasSize(1);
   }
 
   @Test
