@@ -33,6 +33,7 @@ import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
@@ -492,10 +493,8 @@ public final class CompressBench {
   }
 
   private static void deleteTree(Path root) {
-    try (Stream<Path> files = Files.walk(root)) {
-      for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-        Files.deleteIfExists(p);
-      }
+    try {
+      FileTrees.delete(root);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }

@@ -16,6 +16,7 @@ import io.distillery.model.safetensors.TensorCodec;
 import io.distillery.model.safetensors.TensorData;
 import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.safetensors.TensorSource;
+import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -447,11 +448,7 @@ public final class CompressedTensors {
       }
       return model;
     } finally {
-      try (Stream<Path> files = Files.walk(tmp)) {
-        for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-          Files.deleteIfExists(p);
-        }
-      }
+      FileTrees.delete(tmp);
     }
   }
 

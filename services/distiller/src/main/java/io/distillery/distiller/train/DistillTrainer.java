@@ -17,6 +17,7 @@ import io.distillery.model.train.AdamW;
 import io.distillery.model.train.LearningRateSchedule;
 import io.distillery.model.tasks.TaskBatch;
 import io.distillery.model.tasks.TaskExample;
+import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -291,7 +292,7 @@ public final class DistillTrainer {
   static void save(Path dir, Map<String, NDArray> parameters, AdamW optimizer, State state) throws IOException {
     Files.createDirectories(dir);
     Path tmp = dir.resolve(CHECKPOINT + ".tmp");
-    deleteTree(tmp);
+    FileTrees.delete(tmp);
     Files.createDirectories(tmp);
     Map<String, TensorData> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
@@ -303,12 +304,12 @@ public final class DistillTrainer {
     JSON.writeValue(tmp.resolve(STATE).toFile(), state);
     Path target = dir.resolve(CHECKPOINT);
     Path old = dir.resolve(CHECKPOINT + ".old");
-    deleteTree(old);
+    FileTrees.delete(old);
     if (Files.exists(target)) {
       Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
     }
     Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-    deleteTree(old);
+    FileTrees.delete(old);
   }
 
   /** Loads the checkpoint in {@code dir/ckpt} (or a leftover {@code ckpt.old}) if any; null when there is none. */
@@ -347,14 +348,4 @@ public final class DistillTrainer {
     return Files.exists(state) ? JSON.readValue(state.toFile(), State.class).step() : 0;
   }
 
-  private static void deleteTree(Path p) throws IOException {
-    if (!Files.exists(p)) {
-      return;
-    }
-    try (var s = Files.walk(p)) {
-      for (Path f : s.sorted(Comparator.reverseOrder()).toList()) {
-        Files.delete(f);
-      }
-    }
-  }
 }

@@ -3,6 +3,7 @@ package io.distillery.runtime.artefact;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.stage.ContentHash;
+import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URISyntaxException;
@@ -206,30 +207,10 @@ public final class FileArtefactStore implements ArtefactStore {
   }
 
   static void copyTree(Path source, Path target) throws IOException {
-    if (!Files.isDirectory(source)) {
-      Files.copy(source, target, StandardCopyOption.REPLACE_EXISTING);
-      return;
-    }
-    try (Stream<Path> s = Files.walk(source)) {
-      for (Path p : (Iterable<Path>) s::iterator) {
-        Path t = target.resolve(source.relativize(p).toString());
-        if (Files.isDirectory(p)) {
-          Files.createDirectories(t);
-        } else {
-          Files.copy(p, t, StandardCopyOption.REPLACE_EXISTING);
-        }
-      }
-    }
+    FileTrees.copy(source, target);
   }
 
   static void deleteTree(Path p) throws IOException {
-    if (!Files.exists(p)) {
-      return;
-    }
-    try (Stream<Path> s = Files.walk(p)) {
-      for (Path f : (Iterable<Path>) s.sorted(Comparator.reverseOrder())::iterator) {
-        Files.deleteIfExists(f);
-      }
-    }
+    FileTrees.delete(p);
   }
 }
