@@ -13,9 +13,21 @@ import java.util.List;
  * @param actOrder GPTQ: quantize columns by decreasing diag(H) (default false)
  * @param awqGrid AWQ: number of exponents r on the grid over [0, 1) (default 20)
  * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"])
+ * @param sequential streamed GPTQ: calibrate layer i+1 on the outputs of the already quantized layer i, as the GPTQ
+ *     reference code and llm-compressor's sequential pipeline do (default true); false takes every layer's statistics
+ *     from the original model in one pass, as a whole-model calibration does
+ * @param streaming run on the layer-streaming executor: null (the default) streams every scheme it supports (w8-rtn,
+ *     w4-rtn, fp8, and w4-gptq when the calibration carries its token ids), true requires it, false keeps the whole
+ *     model in memory
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude) {
+    Integer awqGrid, List<String> exclude, Boolean sequential, Boolean streaming) {
+
+  /** Params without the executor settings (sequential, streaming by default where supported). */
+  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
+      Integer awqGrid, List<String> exclude) {
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null);
+  }
 
   public QuantizerParams {
     if (scheme == null) {
@@ -28,6 +40,7 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     actOrder = actOrder != null && actOrder;
     awqGrid = awqGrid == null ? 20 : awqGrid;
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
+    sequential = sequential == null || sequential;
     if (groupSize <= 0) {
       throw new IllegalArgumentException("groupSize: must be positive, got " + groupSize);
     }
