@@ -7,6 +7,7 @@ import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.calib.StatsAccumulator;
 import io.distillery.model.llama.LinearInputObserver;
 import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
@@ -27,8 +28,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Runs the run's model over calibration samples and records, per linear layer input channel, abs-max, sum |x|, sum
  * x^2, an |x| histogram for entropy range selection and (with {@code hessian}) X^T X, as one
- * {@value CalibrationStats#FILE_NAME} artefact of format {@value CalibrationStats#FORMAT} that the quantizer and pruner
- * take as an input.
+ * {@value CalibrationStats#FILE_NAME} in a directory artefact of format {@value CalibrationStats#FORMAT} that the
+ * quantizer and pruner take as an input, beside the samples' token ids ({@value CalibrationTokens#FILE_NAME}) for the
+ * streamed stages.
  *
  * <p>Samples of equal length are batched (no padding reaches the statistics). Modules that read one tensor (q/k/v,
  * gate/up) are accumulated once and reported under each name. The histogram range of a layer is fixed by the first
@@ -139,9 +141,13 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
             + "; the model is not a supported Llama layout");
       }
 
-      Path out = ctx.scratch().resolve(CalibrationStats.FILE_NAME);
+      // the artefact is a directory: the statistics, and the samples' token ids that a streamed stage runs through the
+      // model one layer at a time (sequential GPTQ computes each layer's Hessians itself, on the quantized inputs)
+      Path out = ctx.scratch().resolve("calibration");
       try {
-        stats.write(out);
+        java.nio.file.Files.createDirectories(out);
+        stats.write(out.resolve(CalibrationStats.FILE_NAME));
+        new CalibrationTokens(samples).write(out.resolve(CalibrationTokens.FILE_NAME));
       } catch (IOException e) {
         throw StageException.retryable("cannot write " + out + ": " + e.getMessage(), e);
       }

@@ -10,6 +10,7 @@ import io.distillery.model.calib.LayerStats;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
+import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
@@ -63,7 +64,7 @@ class CalibratorStageTest {
     long withDefaults = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(10, 3L, TaskSettings.defaults()),
         ByteTokenizer.instance(), 64, ByteTokenizer.VOCAB_SIZE).stream().mapToLong(s -> s.length).sum();
     assertThat(expected).isLessThan(withDefaults); // shorter additions and fewer recall pairs
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     assertThat(stats.layers().get(DOWN).tokens()).isEqualTo(expected);
   }
 
@@ -85,10 +86,16 @@ class CalibratorStageTest {
 
     assertThat(result.outputs()).hasSize(1);
     assertThat(result.outputs().getFirst().format()).isEqualTo(CalibrationStats.FORMAT);
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     List<int[]> fed = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(12, 3L, TaskSettings.defaults()), ByteTokenizer.instance(), 64,
         ByteTokenizer.VOCAB_SIZE);
     long tokens = fed.stream().mapToLong(s -> s.length).sum();
+    // the token ids of exactly the samples fed ride along, for the streamed stages
+    CalibrationTokens written = CalibrationTokens.readArtefact(result.outputs().getFirst().path());
+    assertThat(written.samples()).hasSameSizeAs(fed);
+    for (int i = 0; i < fed.size(); i++) {
+      assertThat(written.samples().get(i)).containsExactly(fed.get(i));
+    }
     try (LlamaModel model = LlamaModel.load(modelDir)) {
       assertThat(stats.layers().keySet()).containsExactlyInAnyOrderElementsOf(model.linearLayerNames());
       for (LayerStats layer : stats.layers().values()) {
@@ -128,7 +135,7 @@ class CalibratorStageTest {
 
     StageResult result = new CalibratorStage().run(context(params, List.of(dataset(data)), new ArrayList<>(), out));
 
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     // BOS + 7 bytes of "12+3=15", and BOS + the first 7 bytes of "hello calibration" (truncated to seqLen 8)
     assertThat(stats.metadata()).containsEntry("samples", "2").containsEntry("tokens", "16")
         .containsEntry("source", "dataset").containsEntry("dataset_sha256", "cd".repeat(32));
