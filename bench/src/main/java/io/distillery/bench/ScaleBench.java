@@ -190,7 +190,8 @@ public final class ScaleBench {
     for (long[] s : shapes.values()) {
       total += (s.length == 1 ? s[0] : s[0] * s[1]) * 2;
     }
-    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir, total / 2 + (1 << 20),
+    // shards of ~55% of the data: two, whatever the tensor boundaries
+    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir, total * 55 / 100,
         Map.of("format", "pt"))) {
       int index = 0;
       for (Map.Entry<String, long[]> e : shapes.entrySet()) {

@@ -117,6 +117,8 @@ public final class LayerStreamer {
    *
    * @param batches calibration token ids, each batch {@code [rows][seq]} of equal-length rows; empty when nothing is
    *     observed (round-to-nearest needs no data)
+   * @param output the output model directory, or null for a stage that only observes (nothing is written, and a
+   *     killed run starts over)
    * @param workDir survives a killed attempt; holds the finished layers
    * @param fingerprint identifies the job (params, inputs): finished layers of another fingerprint are discarded
    * @throws CorruptCheckpointException if a tensor is missing, not floating point, or its shape disagrees with
@@ -190,7 +192,9 @@ public final class LayerStreamer {
               forwardNanos += System.nanoTime() - t0;
               flops += forwardFlops(batches);
             }
-            writeLayer(workDir, weights, layerShapes, checkpoint, dense);
+            if (output != null) {
+              writeLayer(workDir, weights, layerShapes, checkpoint, dense);
+            }
             if (forward) {
               states.close();
               states = next;
@@ -210,7 +214,7 @@ public final class LayerStreamer {
         }
         states.close();
       }
-      List<Path> files = assemble(checkpoint, shapes, workDir, output);
+      List<Path> files = output == null ? List.of() : assemble(checkpoint, shapes, workDir, output);
       clean(workDir);
       LOG.info("streamed layers={} resumedFrom={} sequential={} forwardGflop={} output={}", layers, done,
           options.sequential(), String.format(Locale.ROOT, "%.1f", flops / 1e9), output);

@@ -187,6 +187,39 @@ class CalibratorStageTest {
   }
 
   @Test
+  void shouldStreamOneLayerAtATimeWithTheSameStatisticsWhenTheWholeModelCannotFitTheBudget(@TempDir Path a,
+      @TempDir Path b) throws Exception {
+    CalibratorParams params = new CalibratorParams(12, 64, null, false, 256, 3L);
+    StageContext<CalibratorParams> whole = context(params, List.of(), new ArrayList<>(), a);
+    StageResult reference = new CalibratorStage().run(whole);
+    LlamaConfig config = LlamaConfig.read(modelDir.resolve(LlamaConfig.FILE_NAME));
+    // a budget below the whole-model path's needs (it holds the model and a batch's logits) but above the streamed plan
+    long budget = CalibratorStage.wholeModelBytes(config, false) - 1;
+    StageContext<CalibratorParams> small = context(params, List.of(), new ArrayList<>(), b);
+    StageContext<CalibratorParams> streamedCtx = new StageContext<>(small.job(), params, small.model(), small.inputs(),
+        small.scratch(), small.workDir(), small.progressSink(), budget);
+    StageResult streamed = new CalibratorStage().run(streamedCtx);
+
+    assertThat(streamed.metrics()).containsEntry("streamed", 1.0);
+    CalibrationStats x = CalibrationStats.readArtefact(reference.outputs().getFirst().path());
+    CalibrationStats y = CalibrationStats.readArtefact(streamed.outputs().getFirst().path());
+    assertThat(CalibrationTokens.readArtefact(streamed.outputs().getFirst().path()).samples())
+        .hasSameSizeAs(CalibrationTokens.readArtefact(reference.outputs().getFirst().path()).samples());
+    // every decoder layer's module, not the LM head (left dense by default, and not streamed)
+    assertThat(y.layers().keySet()).containsExactlyInAnyOrderElementsOf(x.layers().keySet().stream()
+        .filter(m -> !m.equals("lm_head")).toList());
+    for (LayerStats s : y.layers().values()) {
+      LayerStats r = x.layer(s.module());
+      assertThat(s.tokens()).isEqualTo(r.tokens());
+      assertThat(s.histogram()).as(s.module()).containsExactly(r.histogram());
+      for (int j = 0; j < s.inFeatures(); j++) {
+        assertThat(s.absMax()[j]).as(s.module()).isCloseTo(r.absMax()[j], within(1e-5f * Math.max(1, r.absMax()[j])));
+        assertThat(s.sumSq()[j]).as(s.module()).isCloseTo(r.sumSq()[j], within(1e-4f * Math.max(1, r.sumSq()[j])));
+      }
+    }
+  }
+
+  @Test
   void shouldFailWithTheParamNameWhenAParamIsInvalid() {
     for (var bad : Map.of("{\"samples\":0}", "samples", "{\"seqLen\":4}", "seqLen", "{\"seqLen\":40000}", "seqLen",
         "{\"bins\":64}", "bins", "{\"source\":\"web\"}", "source", "{\"sample\":3}", "sample").entrySet()) {
