@@ -143,10 +143,16 @@ public final class ScaleBench {
       System.out.printf(Locale.ROOT, "    calibration forward: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
           m.getOrDefault("forward_gflop", 0.0), m.getOrDefault("forward_seconds", 0.0), forwardRate,
           forwardRate / matmul);
+      double hessianRate = m.getOrDefault("hessian_gflop", 0.0) / Math.max(1e-9, m.getOrDefault("hessian_seconds",
+          0.0));
+      System.out.printf(Locale.ROOT, "    X^T X (f64): %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f64%n",
+          m.getOrDefault("hessian_gflop", 0.0), m.getOrDefault("hessian_seconds", 0.0), hessianRate,
+          hessianRate / matmul64);
       System.out.printf(Locale.ROOT, "    gptq: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
           m.getOrDefault("gptq_gflop", 0.0), m.getOrDefault("gptq_seconds", 0.0), gptqRate, gptqRate / matmul);
-      System.out.printf(Locale.ROOT, "    hessians and the rest: %.1f s; weights %.2f GB -> %.2f GB%n",
-          quantize - m.getOrDefault("forward_seconds", 0.0) - m.getOrDefault("gptq_seconds", 0.0),
+      System.out.printf(Locale.ROOT, "    load, write and the rest: %.1f s; weights %.2f GB -> %.2f GB%n",
+          quantize - m.getOrDefault("forward_seconds", 0.0) - m.getOrDefault("hessian_seconds", 0.0)
+              - m.getOrDefault("gptq_seconds", 0.0),
           m.get("weight_bytes_before") / 1e9, m.get("weight_bytes_after") / 1e9);
       System.out.printf(Locale.ROOT, "scale model=%s params=%d peak_rss_gb=%.2f seconds=%.0f gptq_efficiency=%.3f%n",
           name, params, quantizePeak / 1e9, quantize, gptqRate / matmul);

@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.config.Projection;
 import io.distillery.model.llama.DecoderLayer;
 import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.safetensors.DType;
@@ -95,7 +96,7 @@ public final class LayerStreamer {
    * @param layers decoder layers in the model
    * @param resumedFrom layers found finished in the work directory when the run started
    * @param forwardFlops floating-point operations of the calibration forward passes (2 x MACs)
-   * @param forwardSeconds wall time spent in them
+   * @param forwardSeconds wall time spent in them (including what the visitor does with the observed inputs)
    * @param files the output weight files (index last when sharded)
    * @param denseDtype the stored dtype of the input's decoder-layer weights, kept for dense outputs
    */
@@ -292,7 +293,7 @@ public final class LayerStreamer {
   /** Forward FLOPs of one layer over all batches: 2 x linear MACs plus QK^T and AV (4 x seq x attention width). */
   private double forwardFlops(List<int[][]> batches) {
     double linear = 0;
-    for (var p : io.distillery.model.config.Projection.values()) {
+    for (Projection p : Projection.values()) {
       linear += (double) p.inFeatures(config) * p.outFeatures(config);
     }
     double flops = 0;

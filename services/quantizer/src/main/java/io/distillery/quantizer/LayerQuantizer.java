@@ -39,6 +39,8 @@ final class LayerQuantizer implements LayerVisitor {
   private long bytesAfter;
   private double gptqFlops;
   private long gptqNanos;
+  private long hessianNanos;
+  private double hessianFlops;
 
   LayerQuantizer(LlamaConfig config, Scheme scheme, QuantizerParams params, QuantizationScheme format,
       List<String> modules) {
@@ -60,7 +62,9 @@ final class LayerQuantizer implements LayerVisitor {
       manager = Engine.getEngine("PyTorch").newBaseManager();
       hessians = new HessianAccumulator(manager, modules);
     }
+    long t0 = System.nanoTime();
     hessians.add(module, input);
+    hessianNanos += System.nanoTime() - t0;
   }
 
   @Override
@@ -97,8 +101,8 @@ final class LayerQuantizer implements LayerVisitor {
           long t0 = System.nanoTime();
           q = Gptq.quantize(w, rows, cols, h, params.groupSize(), params.damp(), params.actOrder());
           gptqNanos += System.nanoTime() - t0;
-          // Algorithm 1: the Cholesky of H^-1 (~cols^3) and the row updates (2 x rows x cols^2)
-          gptqFlops += (double) cols * cols * cols + 2.0 * rows * cols * cols;
+          // as /work/shared/SCALE.md counts it: the row updates (2 x rows x cols^2) and a Cholesky (cols^3 / 3)
+          gptqFlops += 2.0 * rows * cols * cols + (double) cols * cols * cols / 3;
         } else {
           q = RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize());
         }
@@ -111,6 +115,7 @@ final class LayerQuantizer implements LayerVisitor {
       layersQuantized++;
     } finally {
       if (hessians != null) {
+        hessianFlops += hessians.flops();
         hessians.close();
         manager.close();
         hessians = null;
@@ -142,5 +147,14 @@ final class LayerQuantizer implements LayerVisitor {
 
   double gptqSeconds() {
     return gptqNanos / 1e9;
+  }
+
+  /** X^T X products (float64), part of the observe passes' time. */
+  double hessianFlops() {
+    return hessianFlops;
+  }
+
+  double hessianSeconds() {
+    return hessianNanos / 1e9;
   }
 }

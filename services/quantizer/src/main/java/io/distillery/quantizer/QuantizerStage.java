@@ -245,8 +245,10 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       metrics.put("resumed_from_layer", (double) result.resumedFrom());
       metrics.put("planned_peak_bytes", (double) plan.peakBytes());
       metrics.put("forward_gflop", result.forwardFlops() / 1e9);
-      metrics.put("forward_seconds", result.forwardSeconds());
+      metrics.put("forward_seconds", result.forwardSeconds() - visitor.hessianSeconds());
       if (gptq) {
+        metrics.put("hessian_gflop", visitor.hessianFlops() / 1e9);
+        metrics.put("hessian_seconds", visitor.hessianSeconds());
         metrics.put("gptq_gflop", visitor.gptqFlops() / 1e9);
         metrics.put("gptq_seconds", visitor.gptqSeconds());
       }
