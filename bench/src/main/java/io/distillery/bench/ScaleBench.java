@@ -55,7 +55,8 @@ import java.util.stream.Stream;
  *
  * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --samples N} (32), {@code --seq N} (512), {@code --scheme}
  * (w4-gptq), {@code --group G} (128), {@code --budget-gb X} the worker budget planned against (default: max heap),
- * {@code --dir D} (default /tmp/scale-bench; deleted after unless {@code --keep}).
+ * {@code --dir D} (default /tmp/scale-bench; deleted after unless {@code --keep}), {@code --model D} an existing
+ * checkpoint of that shape to use instead of writing one (left in place).
  * Last line: {@code scale model=NAME params=N peak_rss_gb=X seconds=N gptq_efficiency=X}.
  */
 public final class ScaleBench {
@@ -107,11 +108,19 @@ public final class ScaleBench {
 
       rss.reset();
       long t0 = System.nanoTime();
-      Path model = dir.resolve("model");
-      long bytes = writeCheckpoint(config, model, 7);
-      double generate = (System.nanoTime() - t0) / 1e9;
-      System.out.printf(Locale.ROOT, "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%.2f GB BF16 in two shards)%n",
-          "generate", generate, rss.peakAnon() / 1e9, bytes / 1e9);
+      Path model = o.containsKey("model") ? Path.of(o.get("model")) : dir.resolve("model");
+      if (o.containsKey("model")) {
+        LlamaConfig existing = LlamaConfig.read(model.resolve(LlamaConfig.FILE_NAME));
+        if (existing.hiddenSize() != config.hiddenSize() || existing.numHiddenLayers() != config.numHiddenLayers()) {
+          throw new IllegalArgumentException("--model " + model + " is not of the " + shape + " shape");
+        }
+        System.out.printf(Locale.ROOT, "  %-10s reusing %s%n", "generate", model);
+      } else {
+        long bytes = writeCheckpoint(config, model, 7);
+        double generate = (System.nanoTime() - t0) / 1e9;
+        System.out.printf(Locale.ROOT, "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%.2f GB BF16 in two shards)%n",
+            "generate", generate, rss.peakAnon() / 1e9, bytes / 1e9);
+      }
 
       Path calibration = Files.createDirectories(dir.resolve("calibration"));
       SplittableRandom random = new SplittableRandom(11);
@@ -136,7 +145,8 @@ public final class ScaleBench {
       Map<String, Double> m = result.metrics();
       double forwardRate = m.getOrDefault("forward_gflop", 0.0) / Math.max(1e-9, m.getOrDefault("forward_seconds",
           0.0));
-      double gptqRate = m.getOrDefault("gptq_gflop", 0.0) / Math.max(1e-9, m.getOrDefault("gptq_seconds", 0.0));
+      double gptqRate = m.containsKey("gptq_seconds") ? m.get("gptq_gflop") / Math.max(1e-9, m.get("gptq_seconds"))
+          : Double.NaN;
       System.out.printf(Locale.ROOT, "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
           + " plan/measured %.2f)%n", "quantize", quantize, quantizePeak / 1e9, rss.peakRss() / 1e9,
           m.get("planned_peak_bytes") / 1e9, m.get("planned_peak_bytes") / quantizePeak);
@@ -150,6 +160,14 @@ public final class ScaleBench {
           hessianRate / matmul64);
       System.out.printf(Locale.ROOT, "    gptq: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
           m.getOrDefault("gptq_gflop", 0.0), m.getOrDefault("gptq_seconds", 0.0), gptqRate, gptqRate / matmul);
+      long inputBytes = 0;
+      try (var files = Files.list(model)) {
+        for (Path f : files.filter(f -> f.toString().endsWith(".safetensors")).toList()) {
+          inputBytes += Files.size(f);
+        }
+      }
+      System.out.printf(Locale.ROOT, "    end to end: %.2f GB of input weights at %.2f GB/s%n", inputBytes / 1e9,
+          inputBytes / 1e9 / quantize);
       System.out.printf(Locale.ROOT, "    load, write and the rest: %.1f s; weights %.2f GB -> %.2f GB%n",
           quantize - m.getOrDefault("forward_seconds", 0.0) - m.getOrDefault("hessian_seconds", 0.0)
               - m.getOrDefault("gptq_seconds", 0.0),
