@@ -2,20 +2,17 @@ package io.distillery.model.llama;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.ndarray.types.SparseFormat;
-import ai.djl.nn.Activation;
 import ai.djl.nn.core.Embedding;
 import ai.djl.nn.core.Linear;
 import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
-import io.distillery.model.config.Projection;
 import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsWriter;
@@ -69,38 +66,20 @@ public final class LlamaModel implements AutoCloseable {
     private final NDManager manager;
     private final SequencedMap<String, NDArray> parameters;
     private final RotaryEmbedding rope;
-    private final Layer[] layers;
-    private final NDIndex firstHalf;
-    private final NDIndex secondHalf;
+    private final DecoderLayer[] decoderLayers;
     private final NDIndex lastPosition = new NDIndex(":, -1:, :");
     private final List<LinearInputObserver> observers = new CopyOnWriteArrayList<>();
     private final List<LinearInputTransform> transforms = new CopyOnWriteArrayList<>();
     private volatile boolean trainable;
-
-    /** Precomputed names of one decoder layer's tensors. */
-    private record Layer(String[] modules, String[] weights, String[] biases, String inputNorm, String postNorm) {}
 
     private LlamaModel(LlamaConfig config, NDManager manager, SequencedMap<String, NDArray> parameters) {
         this.config = config;
         this.manager = manager;
         this.parameters = parameters;
         this.rope = new RotaryEmbedding(config);
-        int half = config.headDim() / 2;
-        this.firstHalf = new NDIndex("..., :" + half);
-        this.secondHalf = new NDIndex("..., " + half + ":");
-        this.layers = new Layer[config.numHiddenLayers()];
-        Projection[] projections = Projection.values();
-        for (int i = 0; i < layers.length; i++) {
-            String[] modules = new String[projections.length];
-            String[] weights = new String[projections.length];
-            String[] biases = new String[projections.length];
-            for (Projection p : projections) {
-                modules[p.ordinal()] = p.module(i);
-                weights[p.ordinal()] = LlamaTensorNames.weight(modules[p.ordinal()]);
-                biases[p.ordinal()] = p.hasBias(config) ? LlamaTensorNames.bias(modules[p.ordinal()]) : null;
-            }
-            layers[i] = new Layer(modules, weights, biases, LlamaTensorNames.inputLayernorm(i),
-                    LlamaTensorNames.postAttentionLayernorm(i));
+        this.decoderLayers = new DecoderLayer[config.numHiddenLayers()];
+        for (int i = 0; i < decoderLayers.length; i++) {
+            decoderLayers[i] = new DecoderLayer(config, i);
         }
     }
 
@@ -302,13 +281,13 @@ public final class LlamaModel implements AutoCloseable {
         int past = cache == null ? 0 : cache.length();
         NDManager out = tokenIds.getManager();
         try (NDManager scope = out.newSubManager()) {
-            float[][] tables = rope.tables(past, seq);
-            NDArray cos = scope.create(tables[0], new Shape(seq, config.headDim()));
-            NDArray sin = scope.create(tables[1], new Shape(seq, config.headDim()));
+            NDArray[] tables = DecoderLayer.ropeTables(scope, rope, config, past, seq);
+            NDArray cos = tables[0];
+            NDArray sin = tables[1];
             NDArray mask = segments == null ? causalMask(scope, past, seq) : segmentMask(scope, segments, batch, seq);
             NDArray h = own(scope, Embedding.embedding(tokenIds, param(LlamaTensorNames.EMBED_TOKENS),
                     SparseFormat.DENSE).singletonOrThrow());
-            for (int i = 0; i < layers.length; i++) {
+            for (int i = 0; i < decoderLayers.length; i++) {
                 h = decoderLayer(scope, i, h, batch, seq, cos, sin, mask, cache);
             }
             h = rmsNorm(h, param(LlamaTensorNames.FINAL_NORM));
@@ -332,43 +311,7 @@ public final class LlamaModel implements AutoCloseable {
 
     private NDArray decoderLayer(NDManager scope, int index, NDArray h, int batch, int seq, NDArray cos, NDArray sin,
             NDArray mask, KvCache cache) {
-        Layer layer = layers[index];
-        int heads = config.numAttentionHeads();
-        int kvHeads = config.numKeyValueHeads();
-        int headDim = config.headDim();
-
-        NDArray x = rmsNorm(h, param(layer.inputNorm()));
-        NDArray q = project(layer, Projection.Q, x).reshape(batch, seq, heads, headDim).transpose(0, 2, 1, 3);
-        NDArray k = project(layer, Projection.K, x).reshape(batch, seq, kvHeads, headDim).transpose(0, 2, 1, 3);
-        NDArray v = project(layer, Projection.V, x).reshape(batch, seq, kvHeads, headDim).transpose(0, 2, 1, 3);
-        q = applyRope(q, cos, sin);
-        k = applyRope(k, cos, sin);
-        NDArray keys = k;
-        NDArray values = v;
-        if (cache != null) {
-            NDArray[] all = cache.append(index, k, v);
-            keys = all[0];
-            values = all[1];
-        }
-        int groups = config.numKeyValueGroups();
-        if (groups > 1) {
-            keys = own(scope, keys.repeat(1, groups));
-            values = own(scope, values.repeat(1, groups));
-        }
-        NDArray scores = q.matMul(own(scope, keys.transpose(0, 1, 3, 2))).mul((float) (1.0 / Math.sqrt(headDim)));
-        if (mask != null) {
-            scores = scores.add(mask);
-        }
-        NDArray attention = scores.softmax(-1).matMul(values)
-                .transpose(0, 2, 1, 3)
-                .reshape(batch, seq, (long) heads * headDim);
-        h = h.add(project(layer, Projection.O, attention));
-
-        NDArray n = rmsNorm(h, param(layer.postNorm()));
-        NDArray gate = project(layer, Projection.GATE, n);
-        NDArray up = project(layer, Projection.UP, n);
-        NDArray act = gate.mul(Activation.sigmoid(gate)).mul(up);
-        return h.add(project(layer, Projection.DOWN, act));
+        return decoderLayers[index].forward(scope, this::param, this::linear, h, batch, seq, cos, sin, mask, cache);
     }
 
     /**
@@ -377,20 +320,7 @@ public final class LlamaModel implements AutoCloseable {
      * when everything is visible (one new token, no window).
      */
     private NDArray causalMask(NDManager scope, int past, int seq) {
-        int total = past + seq;
-        Integer window = config.slidingWindow();
-        if (seq == 1 && (window == null || total <= window)) {
-            return null;
-        }
-        float[] mask = new float[Math.multiplyExact(seq, total)];
-        for (int i = 0; i < seq; i++) {
-            int position = past + i;
-            for (int j = 0; j < total; j++) {
-                boolean visible = j <= position && (window == null || position - j < window);
-                mask[i * total + j] = visible ? 0f : Float.NEGATIVE_INFINITY;
-            }
-        }
-        return scope.create(mask, new Shape(seq, total));
+        return DecoderLayer.causalMask(scope, config, past, seq);
     }
 
     /**
@@ -419,20 +349,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     private NDArray rmsNorm(NDArray x, NDArray weight) {
-        NDArray rms = x.square().mean(new int[] {-1}, true).add((float) config.rmsNormEps()).sqrt();
-        return x.div(rms).mul(weight);
-    }
-
-    /** {@code x * cos + rotate_half(x) * sin}, rotate_half(x) = cat(-x[d/2:], x[:d/2]). */
-    private NDArray applyRope(NDArray x, NDArray cos, NDArray sin) {
-        NDArray rotated = NDArrays.concat(new NDList(x.get(secondHalf).neg(), x.get(firstHalf)), -1);
-        return x.mul(cos).add(rotated.mul(sin));
-    }
-
-    private NDArray project(Layer layer, Projection projection, NDArray input) {
-        int p = projection.ordinal();
-        String bias = layer.biases()[p];
-        return linear(layer.modules()[p], input, param(layer.weights()[p]), bias == null ? null : param(bias));
+        return DecoderLayer.rmsNorm(x, weight, config.rmsNormEps());
     }
 
     private NDArray linear(String module, NDArray input, NDArray weight, NDArray bias) {

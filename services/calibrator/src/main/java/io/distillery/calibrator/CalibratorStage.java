@@ -7,8 +7,15 @@ import io.distillery.model.MemoryBudget;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.calib.StatsAccumulator;
 import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
+import io.distillery.model.config.ModelConfigException;
 import io.distillery.model.llama.LinearInputObserver;
 import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.stream.CalibrationTokens;
+import io.distillery.model.stream.LayerStreamer;
+import io.distillery.model.stream.LayerVisitor;
+import io.distillery.model.stream.LayerWeights;
+import io.distillery.model.stream.MemoryPlan;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
@@ -29,8 +36,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Runs the run's model over calibration samples and records, per linear layer input channel, abs-max, sum |x|, sum
  * x^2, an |x| histogram for entropy range selection and (with {@code hessian}) X^T X, as one
- * {@value CalibrationStats#FILE_NAME} artefact of format {@value CalibrationStats#FORMAT} that the quantizer and pruner
- * take as an input.
+ * {@value CalibrationStats#FILE_NAME} in a directory artefact of format {@value CalibrationStats#FORMAT} that the
+ * quantizer and pruner take as an input, beside the samples' token ids ({@value CalibrationTokens#FILE_NAME}) for the
+ * streamed stages.
  *
  * <p>Samples of equal length are batched (no padding reaches the statistics). Modules that read one tensor (q/k/v,
  * gate/up) are accumulated once and reported under each name. The histogram range of a layer is fixed by the first
@@ -83,8 +91,13 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
 
     // the checkpoint a chain hands over (e.g. the distilled student); its tokenizer, else the registered model's
     Path subject = ctx.inputModel();
-    requireMemory(ctx, subject);
-    ctx.progress(0, "loading the model");
+    LlamaConfig config = readConfig(subject);
+    long wholeModel = wholeModelBytes(config, p.hessian());
+    if (wholeModel > ctx.memoryBudgetBytes()) {
+      LOG.info("calibrating streamed runId={} jobId={} stage=calibrator wholeModelBytes={} budgetBytes={}", runId,
+          jobId, wholeModel, ctx.memoryBudgetBytes());
+      return streamed(ctx, config, subject, texts, datasetSha, started);
+    }
     try (LlamaModel model = loadModel(subject)) {
       TextTokenizer tokenizer = loadTokenizer(TextTokenizer.present(subject) ? subject : ctx.model());
       int seqLen = Math.min(p.seqLen(), model.config().maxPositionEmbeddings());
@@ -142,9 +155,13 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
             + "; the model is not a supported Llama layout");
       }
 
-      Path out = ctx.scratch().resolve(CalibrationStats.FILE_NAME);
+      // the artefact is a directory: the statistics, and the samples' token ids that a streamed stage runs through the
+      // model one layer at a time (sequential GPTQ computes each layer's Hessians itself, on the quantized inputs)
+      Path out = ctx.scratch().resolve("calibration");
       try {
-        stats.write(out);
+        java.nio.file.Files.createDirectories(out);
+        stats.write(out.resolve(CalibrationStats.FILE_NAME));
+        new CalibrationTokens(samples).write(out.resolve(CalibrationTokens.FILE_NAME));
       } catch (IOException e) {
         throw StageException.retryable("cannot write " + out + ": " + e.getMessage(), e);
       }
@@ -161,28 +178,119 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
   }
 
   /**
-   * Refuses, before loading anything, a model whose in-memory calibration cannot fit the worker's budget: all weights
-   * in F32 plus, with {@code hessian}, X^T X in doubles for every distinct linear input of every layer (attention and
-   * MLP inputs, o_proj's and down_proj's) and lm_head's. A lower bound: activations come on top.
+   * What the whole-model path holds: the model in F32, one batch's logits (twice), and with {@code hessian} X^T X of
+   * every distinct linear input of every layer in f64 (q/k/v and gate/up share theirs) and of the LM head.
    */
-  private static void requireMemory(StageContext<CalibratorParams> ctx, Path subject) throws StageException {
-    LlamaConfig config;
-    try {
-      config = LlamaConfig.read(subject.resolve(LlamaConfig.FILE_NAME));
-    } catch (CheckpointException e) {
-      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
-    } catch (IOException e) {
-      throw StageException.retryable("cannot read the model's config: " + e.getMessage(), e);
+  static long wholeModelBytes(LlamaConfig config, boolean hessian) {
+    long params = 0;
+    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
+      params += shape.length == 1 ? shape[0] : shape[0] * shape[1];
     }
-    long needed = MemoryBudget.denseF32Bytes(config);
-    if (ctx.params().hessian()) {
+    long bytes = MemoryPlan.RUNTIME_BYTES + params * 4 + 2L * MAX_BATCH_TOKENS * config.vocabSize() * 4;
+    if (hessian) {
       long h = config.hiddenSize();
       long a = config.attentionWidth();
       long i = config.intermediateSize();
-      needed += Long.BYTES * (config.numHiddenLayers() * (2 * h * h + a * a + i * i) + h * h);
+      bytes += (config.numHiddenLayers() * (2 * h * h + a * a + i * i) + h * h) * 8;
     }
-    MemoryBudget.require(needed, ctx.memoryBudgetBytes(), "calibrating this model in memory (F32 weights"
-        + (ctx.params().hessian() ? " and X^T X of every layer" : "") + ")");
+    return bytes;
+  }
+
+  /**
+   * A model too large for the whole-model path: the statistics are collected on the layer-streaming executor, one
+   * decoder layer at a time ({@link LayerStreamer}, one pass over the original layers), without X^T X (all layers'
+   * Hessians are what does not fit; streamed GPTQ computes each layer's from the token ids written beside the
+   * statistics, sequentially) and without the LM head's statistics (the quantizer leaves it dense by default).
+   */
+  private static StageResult streamed(StageContext<CalibratorParams> ctx, LlamaConfig config, Path subject,
+      List<String> texts, String datasetSha, long started) throws StageException, InterruptedException {
+    CalibratorParams p = ctx.params();
+    TextTokenizer tokenizer = loadTokenizer(TextTokenizer.present(subject) ? subject : ctx.model());
+    int seqLen = Math.min(p.seqLen(), config.maxPositionEmbeddings());
+    List<int[]> samples = CalibrationSamples.tokenize(texts, tokenizer, seqLen, config.vocabSize());
+    if (samples.isEmpty()) {
+      throw StageException.fatal("no calibration sample has any tokens (source=" + p.source() + ")");
+    }
+    long totalTokens = samples.stream().mapToLong(s -> s.length).sum();
+    List<int[][]> batches = CalibrationSamples.batches(samples, MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
+    long batchTokens = 0;
+    int batchRows = 0;
+    int longest = 0;
+    for (int[][] b : batches) {
+      batchTokens = Math.max(batchTokens, (long) b.length * b[0].length);
+      batchRows = Math.max(batchRows, b.length);
+      longest = Math.max(longest, b[0].length);
+    }
+    MemoryPlan plan = MemoryPlan.estimate(config, totalTokens, batchTokens, batchRows, longest, false);
+    String refusal = plan.refusal(ctx.memoryBudgetBytes());
+    if (refusal != null) {
+      throw StageException.fatal("calibrator " + refusal);
+    }
+    StatsAccumulator accumulator = new StatsAccumulator(p.bins(), HIST_HEADROOM, Set.of(), false);
+    SharedInputObserver observer = new SharedInputObserver(accumulator);
+    LayerVisitor visitor = new LayerVisitor() {
+      @Override
+      public boolean observes() {
+        return true;
+      }
+
+      @Override
+      public void observe(int layer, String module, NDArray input) {
+        observer.onLinearInput(module, input);
+      }
+
+      @Override
+      public void endOfBatch(int layer) {
+        observer.endOfPass();
+      }
+
+      @Override
+      public void rewrite(LayerWeights weights, StepListener step) {}
+    };
+    try {
+      new LayerStreamer(subject, config, LayerStreamer.Options.defaults().withSequential(false)).run(batches, visitor,
+          null, ctx.scratch().resolve("stream-work"), java.util.UUID.randomUUID().toString(),
+          (layer, layers, step, fraction) -> ctx.progress(95 * fraction, "layer " + (layer + 1) + "/" + layers + ": "
+              + step));
+      Map<String, String> metadata = new LinkedHashMap<>();
+      metadata.put("samples", Integer.toString(samples.size()));
+      metadata.put("seqLen", Integer.toString(seqLen));
+      metadata.put("tokens", Long.toString(totalTokens));
+      metadata.put("source", p.source());
+      metadata.put("seed", Long.toString(p.seed()));
+      metadata.put("bins", Integer.toString(p.bins()));
+      metadata.put("hessian", "false");
+      metadata.put("streamed", "true");
+      metadata.put("model_sha256", ctx.job().getModel().getSha256().toString());
+      if (datasetSha != null) {
+        metadata.put("dataset_sha256", datasetSha);
+      }
+      CalibrationStats stats = accumulator.result(metadata);
+      Path out = java.nio.file.Files.createDirectories(ctx.scratch().resolve("calibration"));
+      stats.write(out.resolve(CalibrationStats.FILE_NAME));
+      new CalibrationTokens(samples).write(out.resolve(CalibrationTokens.FILE_NAME));
+      double seconds = (System.nanoTime() - started) / 1e9;
+      ctx.progress(100, "wrote " + CalibrationStats.FILE_NAME + " (" + stats.layers().size() + " layers, streamed)");
+      return StageResult.of(List.of(new StageResult.Output(out, CalibrationStats.FORMAT)),
+          Map.of("tokens", (double) totalTokens, "samples", (double) samples.size(),
+              "layers", (double) stats.layers().size(), "seconds", seconds, "streamed", 1.0));
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IllegalArgumentException e) {
+      throw StageException.fatal("calibration failed on the model's input: " + e.getMessage(), e);
+    }
+  }
+
+  private static LlamaConfig readConfig(Path dir) throws StageException {
+    try {
+      return LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
+    } catch (ModelConfigException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read config.json: " + e.getMessage(), e);
+    }
   }
 
   private static LlamaModel loadModel(Path dir) throws StageException {

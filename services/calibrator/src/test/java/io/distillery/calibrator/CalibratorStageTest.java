@@ -10,6 +10,7 @@ import io.distillery.model.calib.LayerStats;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
+import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
@@ -63,7 +64,7 @@ class CalibratorStageTest {
     long withDefaults = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(10, 3L, TaskSettings.defaults()),
         ByteTokenizer.instance(), 64, ByteTokenizer.VOCAB_SIZE).stream().mapToLong(s -> s.length).sum();
     assertThat(expected).isLessThan(withDefaults); // shorter additions and fewer recall pairs
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     assertThat(stats.layers().get(DOWN).tokens()).isEqualTo(expected);
   }
 
@@ -85,10 +86,16 @@ class CalibratorStageTest {
 
     assertThat(result.outputs()).hasSize(1);
     assertThat(result.outputs().getFirst().format()).isEqualTo(CalibrationStats.FORMAT);
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     List<int[]> fed = CalibrationSamples.tokenize(CalibrationSamples.fromTasks(12, 3L, TaskSettings.defaults()), ByteTokenizer.instance(), 64,
         ByteTokenizer.VOCAB_SIZE);
     long tokens = fed.stream().mapToLong(s -> s.length).sum();
+    // the token ids of exactly the samples fed ride along, for the streamed stages
+    CalibrationTokens written = CalibrationTokens.readArtefact(result.outputs().getFirst().path());
+    assertThat(written.samples()).hasSameSizeAs(fed);
+    for (int i = 0; i < fed.size(); i++) {
+      assertThat(written.samples().get(i)).containsExactly(fed.get(i));
+    }
     try (LlamaModel model = LlamaModel.load(modelDir)) {
       assertThat(stats.layers().keySet()).containsExactlyInAnyOrderElementsOf(model.linearLayerNames());
       for (LayerStats layer : stats.layers().values()) {
@@ -128,7 +135,7 @@ class CalibratorStageTest {
 
     StageResult result = new CalibratorStage().run(context(params, List.of(dataset(data)), new ArrayList<>(), out));
 
-    CalibrationStats stats = CalibrationStats.read(result.outputs().getFirst().path());
+    CalibrationStats stats = CalibrationStats.readArtefact(result.outputs().getFirst().path());
     // BOS + 7 bytes of "12+3=15", and BOS + the first 7 bytes of "hello calibration" (truncated to seqLen 8)
     assertThat(stats.metadata()).containsEntry("samples", "2").containsEntry("tokens", "16")
         .containsEntry("source", "dataset").containsEntry("dataset_sha256", "cd".repeat(32));
@@ -180,23 +187,36 @@ class CalibratorStageTest {
   }
 
   @Test
-  void shouldRefuseBeforeAnyWorkWhenTheModelCannotFitTheWorkersBudget() throws Exception {
-    List<Double> percents = new ArrayList<>();
-    StageContext<CalibratorParams> ctx = context(new CalibratorParams(4, 16, null, true, null, null), List.of(),
-        percents);
-    // the tiny model (head_dim 8, k/v 16 wide): 2 x 259 x 32 (untied) + 2 layers x (2 x 32 x 32 + 2 x 16 x 32
-    // + 3 x 64 x 32 + 2 x 32) + 32 = 35 168 floats = 140 672 bytes; X^T X in doubles: 8 x (2 layers x (2 x 32^2
-    // (attention and MLP input) + 32^2 (o_proj) + 64^2 (down_proj)) + 32^2 (lm_head)) = 122 880 bytes; 263 552 in all
-    StageContext<CalibratorParams> small = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
-        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 263_551);
+  void shouldStreamOneLayerAtATimeWithTheSameStatisticsWhenTheWholeModelCannotFitTheBudget(@TempDir Path a,
+      @TempDir Path b) throws Exception {
+    CalibratorParams params = new CalibratorParams(12, 64, null, false, 256, 3L);
+    StageContext<CalibratorParams> whole = context(params, List.of(), new ArrayList<>(), a);
+    StageResult reference = new CalibratorStage().run(whole);
+    LlamaConfig config = LlamaConfig.read(modelDir.resolve(LlamaConfig.FILE_NAME));
+    // a budget below the whole-model path's needs (it holds the model and a batch's logits) but above the streamed plan
+    long budget = CalibratorStage.wholeModelBytes(config, false) - 1;
+    StageContext<CalibratorParams> small = context(params, List.of(), new ArrayList<>(), b);
+    StageContext<CalibratorParams> streamedCtx = new StageContext<>(small.job(), params, small.model(), small.inputs(),
+        small.scratch(), small.workDir(), small.progressSink(), budget);
+    StageResult streamed = new CalibratorStage().run(streamedCtx);
 
-    assertThatThrownBy(() -> new CalibratorStage().run(small)).isInstanceOf(StageException.Fatal.class)
-        .hasMessage("calibrating this model in memory (F32 weights and X^T X of every layer) needs 0.3 MB, this worker"
-            + " has 0.3 MB: raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
-    assertThat(percents).as("no work started, not even loading").isEmpty();
-    StageContext<CalibratorParams> enough = new StageContext<>(ctx.job(), ctx.params(), ctx.model(), ctx.inputs(),
-        ctx.scratch(), ctx.workDir(), ctx.progressSink(), 263_552);
-    assertThat(new CalibratorStage().run(enough).outputs()).hasSize(1);
+    assertThat(streamed.metrics()).containsEntry("streamed", 1.0);
+    CalibrationStats x = CalibrationStats.readArtefact(reference.outputs().getFirst().path());
+    CalibrationStats y = CalibrationStats.readArtefact(streamed.outputs().getFirst().path());
+    assertThat(CalibrationTokens.readArtefact(streamed.outputs().getFirst().path()).samples())
+        .hasSameSizeAs(CalibrationTokens.readArtefact(reference.outputs().getFirst().path()).samples());
+    // every decoder layer's module, not the LM head (left dense by default, and not streamed)
+    assertThat(y.layers().keySet()).containsExactlyInAnyOrderElementsOf(x.layers().keySet().stream()
+        .filter(m -> !m.equals("lm_head")).toList());
+    for (LayerStats s : y.layers().values()) {
+      LayerStats r = x.layer(s.module());
+      assertThat(s.tokens()).isEqualTo(r.tokens());
+      assertThat(s.histogram()).as(s.module()).containsExactly(r.histogram());
+      for (int j = 0; j < s.inFeatures(); j++) {
+        assertThat(s.absMax()[j]).as(s.module()).isCloseTo(r.absMax()[j], within(1e-5f * Math.max(1, r.absMax()[j])));
+        assertThat(s.sumSq()[j]).as(s.module()).isCloseTo(r.sumSq()[j], within(1e-4f * Math.max(1, r.sumSq()[j])));
+      }
+    }
   }
 
   @Test

@@ -25,14 +25,21 @@ import java.util.Map;
  *     only (default 8)
  * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram) or auto (the one
  *     with the lower expected output error on the calibration statistics; default)
+ * @param sequential streamed GPTQ: calibrate layer i+1 on the outputs of the already quantized layer i, as the GPTQ
+ *     reference code and llm-compressor's sequential pipeline do (default true); false takes every layer's statistics
+ *     from the original model in one pass, as a whole-model calibration does
+ * @param streaming run on the layer-streaming executor: null (the default) streams every scheme it supports (w8-rtn,
+ *     w4-rtn, fp8, and w4-gptq when the calibration carries its token ids), true requires it, false keeps the whole
+ *     model in memory
  */
 public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits, String inputScale) {
+    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits, String inputScale, Boolean sequential,
+    Boolean streaming) {
 
-  /** The params before {@code symmetric}, {@code bits} and {@code inputScale} existed (all at their defaults). */
+  /** The params with only the first seven given (every later one at its default). */
   public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
       Integer awqGrid, List<String> exclude) {
-    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null, null);
+    this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null, null, null, null);
   }
 
   public QuantizerParams {
@@ -48,6 +55,7 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
     bits = bits == null ? parsed.kind().bits() : bits;
     inputScale = inputScale == null ? InputScale.AUTO.id() : InputScale.of(inputScale).id();
+    sequential = sequential == null || sequential;
     if (groupSize <= 0) {
       throw new IllegalArgumentException("groupSize: must be positive, got " + groupSize);
     }

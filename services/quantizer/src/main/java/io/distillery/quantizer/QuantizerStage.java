@@ -12,6 +12,9 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.stream.CalibrationTokens;
+import io.distillery.model.stream.LayerStreamer;
+import io.distillery.model.stream.MemoryPlan;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
@@ -24,10 +27,17 @@ import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
 import io.distillery.quantizer.smoothquant.SmoothQuant;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
@@ -38,6 +48,13 @@ import org.slf4j.LoggerFactory;
  * calibrator's statistics), quantizes every linear layer not excluded, and writes a compressed-tensors checkpoint
  * (see {@link CompressedTensors}) that vLLM loads and the model core runs dequantized. Progress is reported per
  * layer.
+ *
+ * <p>w8-rtn, w4-rtn, fp8 and w4-gptq run on the layer-streaming executor by default ({@link LayerStreamer}: one
+ * decoder layer in memory at a time, so a model of any size quantizes within its planned budget, resumable per layer);
+ * streamed w4-gptq needs the calibration samples' token ids ({@link CalibrationTokens}) and by default calibrates
+ * sequentially. Streaming is the default, not a size threshold, so that the tiny models of the tests run the very code
+ * that real-size models run; with {@code sequential: false} its output equals the whole-model path's. w4-awq and
+ * w8a8-smoothquant still hold the whole model (refused up front when it cannot fit the worker's budget).
  */
 @StagePlugin(name = "quantizer", params = QuantizerParams.class,
     description = "post-training weight quantization (RTN, AWQ, GPTQ, SmoothQuant W8A8, FP8) to compressed-tensors")
@@ -49,6 +66,11 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   /** AWQ clipping grid: ratios 1, 0.95, ... 0.55, as the authors' n_grid 20 with max_shrink 0.5. */
   static final int CLIP_STEPS = 10;
   static final double CLIP_MAX_SHRINK = 0.5;
+  /** Schemes that run on the layer-streaming executor; AWQ and SmoothQuant still hold the whole model. */
+  static final Set<Scheme> STREAMED = EnumSet.of(Scheme.W8_RTN, Scheme.W4_RTN, Scheme.FP8, Scheme.W4_GPTQ);
+  /** The calibrator's batching (equal-length rows, at most this many tokens and rows a batch). */
+  static final int MAX_BATCH_TOKENS = 4096;
+  static final int MAX_BATCH_ROWS = 16;
 
   @Override
   public StageResult run(StageContext<QuantizerParams> ctx) throws StageException, InterruptedException {
@@ -72,6 +94,29 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         }
       }
     }
+    CalibrationTokens tokens = scheme == Scheme.W4_GPTQ ? readTokens(ctx) : null;
+    boolean streamable = STREAMED.contains(scheme) && !modules.contains(LlamaTensorNames.LM_HEAD_MODULE);
+    boolean stream;
+    if (params.streaming() == null) {
+      stream = streamable && (scheme != Scheme.W4_GPTQ || tokens != null);
+    } else if (params.streaming()) {
+      if (!streamable) {
+        throw StageException.fatal("streaming: scheme " + scheme.id() + (STREAMED.contains(scheme)
+            ? " streams only with lm_head excluded (or tied)" : " does not run on the layer-streaming executor yet")
+            + "; streamed schemes: " + STREAMED.stream().map(Scheme::id).toList());
+      }
+      if (scheme == Scheme.W4_GPTQ && tokens == null) {
+        throw StageException.fatal("streaming: streamed w4-gptq needs the calibration samples' token ids ("
+            + CalibrationTokens.FILE_NAME + " in the calibration artefact); re-run the calibrator");
+      }
+      stream = true;
+    } else {
+      stream = false;
+    }
+    if (stream) {
+      return streamed(ctx, config, scheme, modules, tokens);
+    }
+    checkInMemoryPlan(ctx, config, scheme);
     CalibrationStats stats = scheme.needsCalibration() ? CalibrationInput.read(ctx, "scheme " + ctx.params().scheme()) : null;
     long[] sourceBytes = new long[1];
     Map<String, float[]> tensors = readTensors(ctx.inputModel(), config, modules, sourceBytes);
@@ -131,6 +176,169 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     } catch (IOException e) {
       throw StageException.retryable("cannot write the quantized checkpoint: " + e.getMessage(), e);
     }
+  }
+
+  /**
+   * The streamed path (see {@link LayerStreamer}): one decoder layer at a time, planned against the worker's memory
+   * budget before any work, resumable per layer from the job's work directory, dense tensors kept in the input's
+   * dtype.
+   */
+  private static StageResult streamed(StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme,
+      List<String> modules, CalibrationTokens tokens) throws StageException, InterruptedException {
+    QuantizerParams params = ctx.params();
+    boolean gptq = scheme == Scheme.W4_GPTQ;
+    List<int[][]> batches = tokens == null ? List.of() : tokens.batches(MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
+    long batchTokens = 0;
+    int batchRows = 0;
+    for (int[][] b : batches) {
+      batchTokens = Math.max(batchTokens, (long) b.length * b[0].length);
+      batchRows = Math.max(batchRows, b.length);
+    }
+    MemoryPlan plan = MemoryPlan.estimate(config, tokens == null ? 0 : tokens.tokenCount(), batchTokens, batchRows,
+        tokens == null ? 0 : tokens.longest(), gptq);
+    String refusal = plan.refusal(ctx.memoryBudgetBytes());
+    if (refusal != null) {
+      throw StageException.fatal("quantizer " + scheme.id() + " " + refusal);
+    }
+    List<String> ignore = LlamaTensorNames.linearModules(config).stream().filter(m -> !modules.contains(m)).toList();
+    QuantizationScheme format = new QuantizationScheme(scheme.kind(), params.groupSize(), false, ignore)
+        .withSymmetric(params.symmetric()).withBits(params.bits()).withModelDtype(config);
+    LayerQuantizer visitor = new LayerQuantizer(config, scheme, params, format, modules);
+    Path out = ctx.scratch().resolve("quantized");
+    Path work = ctx.workDir().resolve("quantizer-stream");
+    boolean sequential = gptq && params.sequential();
+    long started = System.nanoTime();
+    double[] baseline = {-1};
+    LayerStreamer.Progress progress = (layer, layers, step, fraction) -> {
+      if (baseline[0] < 0) {
+        baseline[0] = fraction;
+      }
+      double elapsed = (System.nanoTime() - started) / 1e9;
+      String eta = fraction > baseline[0] + 1e-9
+          ? ", eta " + duration(elapsed / (fraction - baseline[0]) * (1 - fraction)) : "";
+      ctx.progress(2 + 96 * fraction, String.format(Locale.ROOT, "layer %d/%d: %s (%.0f%%%s)", layer + 1, layers,
+          step, 100 * fraction, eta), Map.of("layers_done", (double) (int) Math.floor(fraction * layers + 1e-9)));
+    };
+    ctx.progress(1, "streaming " + ctx.inputModel().getFileName() + " scheme=" + scheme.id() + " sequential="
+        + sequential + " plan " + MemoryPlan.gigabytes(plan.peakBytes()) + " of "
+        + MemoryPlan.gigabytes(ctx.memoryBudgetBytes()));
+    try {
+      LayerStreamer.Result result = new LayerStreamer(ctx.inputModel(), config,
+          LayerStreamer.Options.defaults().withSequential(sequential))
+          .run(batches, visitor, out, work, fingerprint(ctx, config, tokens), progress);
+      CompressedTensors.writeConfig(out, config.withTorchDtype(result.denseDtype().torchName()), format);
+      Map<String, Double> metrics = new LinkedHashMap<>();
+      long before = 0;
+      long after = 0;
+      try (Checkpoint written = Checkpoint.open(out)) {
+        for (String module : modules) {
+          long[] shape = LlamaTensorNames.shapes(config).get(LlamaTensorNames.weight(module));
+          before += shape[0] * shape[1] * result.denseDtype().byteSize();
+          for (String name : written.tensorNames().subSet(module + ".weight", module + ".weight\uffff")) {
+            after += written.info(name).byteSize();
+          }
+        }
+      }
+      metrics.put("weight_bytes_before", (double) before);
+      metrics.put("weight_bytes_after", (double) after);
+      metrics.put("compression_ratio", after == 0 ? 1.0 : (double) before / after);
+      metrics.put("layers_quantized", (double) modules.size());
+      metrics.put("streamed", 1.0);
+      metrics.put("sequential", sequential ? 1.0 : 0.0);
+      metrics.put("resumed_from_layer", (double) result.resumedFrom());
+      metrics.put("planned_peak_bytes", (double) plan.peakBytes());
+      metrics.put("forward_gflop", result.forwardFlops() / 1e9);
+      metrics.put("forward_seconds", result.forwardSeconds() - visitor.hessianSeconds());
+      if (gptq) {
+        metrics.put("hessian_gflop", visitor.hessianFlops() / 1e9);
+        metrics.put("hessian_seconds", visitor.hessianSeconds());
+        metrics.put("gptq_gflop", visitor.gptqFlops() / 1e9);
+        metrics.put("gptq_seconds", visitor.gptqSeconds());
+      }
+      metrics.put("seconds", (System.nanoTime() - started) / 1e9);
+      LOG.info("quantized stage=quantizer scheme={} streamed=true sequential={} layers={} bytesBefore={} bytesAfter={}",
+          scheme.id(), sequential, modules.size(), before, after);
+      ctx.progress(100, "wrote compressed-tensors checkpoint");
+      return StageResult.of(List.of(new StageResult.Output(out, OUTPUT_FORMAT)), metrics);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot use the input checkpoint: " + e.getMessage(), e);
+    } catch (IllegalArgumentException | IllegalStateException e) {
+      throw StageException.fatal("quantizer " + scheme.id() + ": " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("quantizer " + scheme.id() + " I/O failure: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * The whole-model path holds every tensor in F32 (and its quantized and dequantized copies) and, for calibrated
+   * schemes, every module's X^T X from the calibration artefact: refused up front when that exceeds the budget.
+   */
+  private static void checkInMemoryPlan(StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme)
+      throws StageException {
+    long params = 0;
+    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
+      params += shape.length == 1 ? shape[0] : shape[0] * shape[1];
+    }
+    long grams = 0;
+    if (scheme.needsCalibration()) {
+      for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
+        for (Projection p : Projection.values()) {
+          grams += (long) p.inFeatures(config) * p.inFeatures(config) * 8;
+        }
+      }
+      grams += (long) config.hiddenSize() * config.hiddenSize() * 8;
+    }
+    long need = MemoryPlan.RUNTIME_BYTES + params * 4 * 3 + grams * 2;
+    if (need > ctx.memoryBudgetBytes()) {
+      throw StageException.fatal("quantizer " + scheme.id() + " needs " + MemoryPlan.gigabytes(need)
+          + ", this worker has " + MemoryPlan.gigabytes(ctx.memoryBudgetBytes())
+          + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (this scheme holds the whole model in memory;"
+          + " streamed schemes: " + STREAMED.stream().map(Scheme::id).toList() + ")");
+    }
+  }
+
+  /** The calibration samples' token ids, or null when the calibration artefact carries none (or there is none). */
+  private static CalibrationTokens readTokens(StageContext<QuantizerParams> ctx) throws StageException {
+    List<StageContext.Artefact> artefacts = ctx.artefacts(CalibrationStats.FORMAT);
+    if (artefacts.isEmpty()) {
+      return null;
+    }
+    try {
+      return CalibrationTokens.readArtefact(artefacts.getFirst().path());
+    } catch (CheckpointException e) {
+      throw StageException.fatal("corrupt calibration tokens: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the calibration tokens: " + e.getMessage(), e);
+    }
+  }
+
+  /** Identifies what a streamed run computes, so that a resumed attempt reuses only matching finished layers. */
+  private static String fingerprint(StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens)
+      throws StageException {
+    try {
+      MessageDigest digest = MessageDigest.getInstance("SHA-256");
+      digest.update(ctx.params().toString().getBytes(StandardCharsets.UTF_8));
+      digest.update(ctx.inputModel().toAbsolutePath().toString().getBytes(StandardCharsets.UTF_8));
+      digest.update(config.toJson().getBytes(StandardCharsets.UTF_8));
+      if (tokens != null) {
+        ByteBuffer buffer = ByteBuffer.allocate(4);
+        for (int[] sample : tokens.samples()) {
+          digest.update(buffer.clear().putInt(-sample.length).flip());
+          for (int id : sample) {
+            digest.update(buffer.clear().putInt(id).flip());
+          }
+        }
+      }
+      return HexFormat.of().formatHex(digest.digest());
+    } catch (NoSuchAlgorithmException e) {
+      throw StageException.fatal("no SHA-256 in this JVM", e);
+    }
+  }
+
+  private static String duration(double seconds) {
+    long s = Math.round(seconds);
+    return s >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
+        : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
   }
 
   /** SmoothQuant on q/k/v (input_layernorm) and gate/up (post_attention_layernorm); static scales for all. */

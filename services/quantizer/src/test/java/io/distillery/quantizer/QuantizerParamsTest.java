@@ -32,12 +32,12 @@ class QuantizerParamsTest {
     assertThat(StageParams.bind("quantizer", "{\"scheme\":\"w4-gptq\",\"bits\":3}", QuantizerParams.class).bits())
         .isEqualTo(3);
     for (int bits : new int[] {2, 3, 4, 8}) {
-      assertThat(new QuantizerParams("w4-awq", 64, null, null, null, null, null, null, bits, null).bits()).isEqualTo(bits);
+      assertThat(new QuantizerParams("w4-awq", 64, null, null, null, null, null, null, bits, null, null, null).bits()).isEqualTo(bits);
     }
     assertThatThrownBy(() -> StageParams.bind("quantizer", "{\"scheme\":\"w4-rtn\",\"bits\":5}",
         QuantizerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("bits")
         .hasMessageContaining("2, 3, 4 or 8");
-    assertThatThrownBy(() -> new QuantizerParams("w8-rtn", null, null, null, null, null, null, null, 4, null))
+    assertThatThrownBy(() -> new QuantizerParams("w8-rtn", null, null, null, null, null, null, null, 4, null, null, null))
         .hasMessageContaining("bits: w8-rtn is 8-bit only");
   }
 
