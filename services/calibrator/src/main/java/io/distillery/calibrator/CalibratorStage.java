@@ -11,6 +11,7 @@ import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.config.ModelConfigException;
 import io.distillery.model.llama.LinearInputObserver;
 import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.LayerVisitor;
@@ -92,6 +93,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
     // the checkpoint a chain hands over (e.g. the distilled student); its tokenizer, else the registered model's
     Path subject = ctx.inputModel();
     LlamaConfig config = readConfig(subject);
+    validateCheckpoint(subject, config);
     long wholeModel = wholeModelBytes(config, p.hessian());
     if (wholeModel > ctx.memoryBudgetBytes()) {
       LOG.info("calibrating streamed runId={} jobId={} stage=calibrator wholeModelBytes={} budgetBytes={}", runId,
@@ -280,6 +282,20 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       throw StageException.retryable("cannot calibrate the model: " + e.getMessage(), e);
     } catch (IllegalArgumentException e) {
       throw StageException.fatal("calibration failed on the model's input: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Refuses a corrupt checkpoint (a missing or truncated shard, a tensor whose shape disagrees with config.json) from
+   * its headers alone, before the memory plan and before any work: the problem with the files is the one to report.
+   */
+  private static void validateCheckpoint(Path dir, LlamaConfig config) throws StageException {
+    try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+      LlamaTensorNames.validate(checkpoint, config);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("cannot calibrate the model: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the model: " + e.getMessage(), e);
     }
   }
 
