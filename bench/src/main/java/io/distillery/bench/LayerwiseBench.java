@@ -16,6 +16,7 @@ import io.distillery.pruner.magnitude.MagnitudePruner;
 import io.distillery.pruner.sparsegpt.SparseGptPruner;
 import io.distillery.pruner.wanda.WandaPruner;
 import io.distillery.quantizer.awq.AwqClipSearch;
+import io.distillery.quantizer.awq.AwqModel;
 import io.distillery.quantizer.awq.AwqScaleSearch;
 import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
@@ -64,8 +65,8 @@ public final class LayerwiseBench {
   private static final float HIST_HEADROOM = 2f;
   private static final double DAMP = 0.01;
   private static final int AWQ_GRID = 20;
-  private static final int CLIP_STEPS = 10;
-  private static final double CLIP_MAX_SHRINK = 0.5;
+  private static final int CLIP_STEPS = AwqModel.CLIP_STEPS;
+  private static final double CLIP_MAX_SHRINK = AwqModel.CLIP_MAX_SHRINK;
   private static final int SPARSEGPT_BLOCK = 128;
 
   private LayerwiseBench() {}

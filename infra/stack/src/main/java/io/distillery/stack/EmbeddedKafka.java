@@ -227,12 +227,18 @@ public final class EmbeddedKafka implements AutoCloseable {
       return clusterId;
     }
     String clusterId = Uuid.randomUuid().toString();
+    format(logDir, NODE_ID, clusterId);
+    return clusterId;
+  }
+
+  /** Formats {@code logDir} as the KRaft log directory of node {@code nodeId} of cluster {@code clusterId}. */
+  static void format(Path logDir, int nodeId, String clusterId) {
     ByteArrayOutputStream output = new ByteArrayOutputStream();
     try {
       Files.createDirectories(logDir);
       new Formatter()
           .setPrintStream(new PrintStream(output, true, StandardCharsets.UTF_8))
-          .setNodeId(NODE_ID)
+          .setNodeId(nodeId)
           .setClusterId(clusterId)
           .setControllerListenerName(CONTROLLER_LISTENER)
           .setMetadataLogDirectory(logDir.toString())
@@ -240,11 +246,10 @@ public final class EmbeddedKafka implements AutoCloseable {
           .setHasDynamicQuorum(false)
           .run();
     } catch (Exception e) {
-      throw new StackStartException(
-          "Kafka: cannot format logDir=" + logDir + ": " + output.toString(StandardCharsets.UTF_8).strip(), e);
+      throw new StackStartException("Kafka: cannot format node " + nodeId + " logDir=" + logDir + ": "
+          + output.toString(StandardCharsets.UTF_8).strip(), e);
     }
     LOG.debug("Kafka formatted logDir={} output={}", logDir, output.toString(StandardCharsets.UTF_8).strip());
-    return clusterId;
   }
 
   private static String readClusterId(Path metaProperties) {

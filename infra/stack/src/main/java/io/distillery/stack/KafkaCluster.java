@@ -91,7 +91,7 @@ public final class KafkaCluster implements AutoCloseable {
     try {
       for (int id = 1; id <= nodes; id++) {
         Path logDir = dir.resolve("node-" + id).resolve(EmbeddedKafka.LOG_DIR_NAME);
-        format(logDir, id, clusterId);
+        EmbeddedKafka.format(logDir, id, clusterId);
         Map<String, String> props = nodeConfig(logDir, id, ports[2 * (id - 1)], ports[2 * (id - 1) + 1], voters,
             nodes, minInsyncReplicas);
         servers.put(id, new KafkaRaftServer(new KafkaConfig(props, false), Time.SYSTEM));
@@ -218,24 +218,6 @@ public final class KafkaCluster implements AutoCloseable {
     return p;
   }
 
-  private static void format(Path logDir, int nodeId, String clusterId) {
-    ByteArrayOutputStream output = new ByteArrayOutputStream();
-    try {
-      Files.createDirectories(logDir);
-      new Formatter()
-          .setPrintStream(new PrintStream(output, true, StandardCharsets.UTF_8))
-          .setNodeId(nodeId)
-          .setClusterId(clusterId)
-          .setControllerListenerName(CONTROLLER_LISTENER)
-          .setMetadataLogDirectory(logDir.toString())
-          .setDirectories(List.of(logDir.toString()))
-          .setHasDynamicQuorum(false)
-          .run();
-    } catch (Exception e) {
-      throw new StackStartException("Kafka cluster: cannot format node " + nodeId + " logDir=" + logDir + ": "
-          + output.toString(StandardCharsets.UTF_8).strip(), e);
-    }
-  }
 
   /** Waits until every node is listed as an alive broker. */
   private static void awaitBrokers(String bootstrap, Collection<Integer> ids, long startNanos) {

@@ -21,11 +21,10 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.quantizer.awq.AwqClipSearch;
-import io.distillery.quantizer.awq.AwqScaleSearch;
+import io.distillery.quantizer.awq.AwqModel;
 import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
-import io.distillery.quantizer.smoothquant.SmoothQuant;
+import io.distillery.quantizer.smoothquant.SmoothQuantModel;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -63,9 +62,6 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   public static final String OUTPUT_FORMAT = ArtefactFormats.COMPRESSED_TENSORS;
 
   private static final Logger LOG = LoggerFactory.getLogger(QuantizerStage.class);
-  /** AWQ clipping grid: ratios 1, 0.95, ... 0.55, as the authors' n_grid 20 with max_shrink 0.5. */
-  static final int CLIP_STEPS = 10;
-  static final double CLIP_MAX_SHRINK = 0.5;
   /** Schemes that run on the layer-streaming executor; AWQ and SmoothQuant still hold the whole model. */
   static final Set<Scheme> STREAMED = EnumSet.of(Scheme.W8_RTN, Scheme.W4_RTN, Scheme.FP8, Scheme.W4_GPTQ);
   /** The calibrator's batching (equal-length rows, at most this many tokens and rows a batch). */
@@ -127,11 +123,13 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     Map<String, Double> metrics = new LinkedHashMap<>();
     try {
       switch (scheme) {
-        case W8A8_SMOOTHQUANT -> smooth(config, tensors, stats, params, modules, inputScales);
+        case W8A8_SMOOTHQUANT -> SmoothQuantModel.smooth(config, tensors, stats, params.alpha(), params.inputScaleValue(),
+            modules, inputScales);
         case W4_AWQ -> {
           Map<String, float[]> scales = new LinkedHashMap<>();
-          metrics.put("awq_mean_ratio", awqScale(config, tensors, stats, params, Set.copyOf(modules), scales));
-          metrics.putAll(awqClip(tensors, stats, params, modules, scales));
+          AwqModel.Settings awq = new AwqModel.Settings(params.groupSize(), params.awqGrid(), params.bits());
+          metrics.put("awq_mean_ratio", AwqModel.scale(config, tensors, stats, awq, Set.copyOf(modules), scales));
+          metrics.putAll(AwqModel.clip(tensors, stats, awq, modules, scales));
         }
         default -> { }
       }
@@ -339,232 +337,6 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     long s = Math.round(seconds);
     return s >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
         : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
-  }
-
-  /** SmoothQuant on q/k/v (input_layernorm) and gate/up (post_attention_layernorm); static scales for all. */
-  static void smooth(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats, QuantizerParams params,
-      List<String> modules, Map<String, Float> inputScales) {
-    int hidden = config.hiddenSize();
-    Map<String, float[]> smoothing = new LinkedHashMap<>();
-    for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-      List<Projection> attn = List.of(Projection.Q, Projection.K, Projection.V);
-      List<Projection> mlp = List.of(Projection.GATE, Projection.UP);
-      for (List<Projection> group : List.of(attn, mlp)) {
-        String norm = group == attn ? LlamaTensorNames.inputLayernorm(layer)
-            : LlamaTensorNames.postAttentionLayernorm(layer);
-        List<float[]> weights = new ArrayList<>();
-        int[] rows = new int[group.size()];
-        for (int i = 0; i < group.size(); i++) {
-          weights.add(tensors.get(LlamaTensorNames.weight(group.get(i).module(layer))));
-          rows[i] = group.get(i).outFeatures(config);
-        }
-        float[] absMax = stats.layer(group.getFirst().module(layer)).absMax();
-        float[] s = SmoothQuant.scales(absMax, weights, rows, hidden, params.alpha());
-        SmoothQuant.fold(tensors.get(norm), weights, rows, hidden, s);
-        for (Projection p : group) {
-          smoothing.put(p.module(layer), s);
-        }
-      }
-    }
-    for (String module : modules) {
-      LayerStats in = stats.layer(module);
-      float[] w = tensors.get(LlamaTensorNames.weight(module));
-      inputScales.put(module, params.inputScaleValue().choose(in, smoothing.get(module), w,
-          w.length / in.inFeatures()).scale());
-    }
-  }
-
-  /**
-   * AWQ scales per decoder layer (Lin et al., arXiv 2306.00978, Section 3.2), each folded into the operator that
-   * produces the scaled input so that the float model is unchanged: down_proj's 1/s into up_proj's output rows (its
-   * input is act(gate) * up), o_proj's into v_proj's output rows (its input is softmax(QK^T) V, linear in V), gate/up's
-   * into post_attention_layernorm, q/k/v's into input_layernorm. With grouped-query attention one v_proj row feeds the
-   * same channel of every query head of its group, so o_proj's scales are tied across those heads (searched on the
-   * group's mean activation). Returns the mean chosen exponent.
-   */
-  static double awqScale(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      QuantizerParams params, Set<String> quantized, Map<String, float[]> applied) {
-    double ratioSum = 0;
-    int searches = 0;
-    int hidden = config.hiddenSize();
-    for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-      // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
-      String downModule = Projection.DOWN.module(layer);
-      if (quantized.contains(downModule)) {
-        AwqScaleSearch.Result r = search(List.of(tensors.get(LlamaTensorNames.weight(downModule))),
-            new int[] {hidden}, config.intermediateSize(), stats.layer(downModule).meanAbs(), stats.layer(downModule),
-            params);
-        foldIntoUp(config, tensors, layer, r.scales());
-        applied.put(downModule, r.scales());
-        ratioSum += r.ratio();
-        searches++;
-      }
-
-      String oModule = Projection.O.module(layer);
-      if (quantized.contains(oModule)) {
-        LayerStats oStats = stats.layer(oModule);
-        AwqScaleSearch.Result ro = search(List.of(tensors.get(LlamaTensorNames.weight(oModule))), new int[] {hidden},
-            config.attentionWidth(), tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, params);
-        foldIntoValue(config, tensors, layer, ro.scales());
-        applied.put(oModule, ro.scales());
-        ratioSum += ro.ratio();
-        searches++;
-      }
-
-      for (List<Projection> group : List.of(List.of(Projection.GATE, Projection.UP),
-          List.of(Projection.Q, Projection.K, Projection.V))) {
-        String norm = group.getFirst() == Projection.GATE ? LlamaTensorNames.postAttentionLayernorm(layer)
-            : LlamaTensorNames.inputLayernorm(layer);
-        // every consumer of the norm is rescaled (the fold must keep the float model); the quantized ones are scored
-        List<float[]> all = new ArrayList<>();
-        int[] allRows = new int[group.size()];
-        List<float[]> scored = new ArrayList<>();
-        List<Integer> scoredRows = new ArrayList<>();
-        for (int i = 0; i < group.size(); i++) {
-          float[] w = tensors.get(LlamaTensorNames.weight(group.get(i).module(layer)));
-          all.add(w);
-          allRows[i] = group.get(i).outFeatures(config);
-          if (quantized.contains(group.get(i).module(layer))) {
-            scored.add(w);
-            scoredRows.add(allRows[i]);
-          }
-        }
-        if (scored.isEmpty()) {
-          continue;
-        }
-        LayerStats s = stats.layer(group.getFirst().module(layer));
-        AwqScaleSearch.Result g = search(scored, scoredRows.stream().mapToInt(Integer::intValue).toArray(), hidden,
-            s.meanAbs(), s, params);
-        SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
-        for (Projection p : group) {
-          applied.put(p.module(layer), g.scales());
-        }
-        ratioSum += g.ratio();
-        searches++;
-      }
-    }
-    return searches == 0 ? 0 : ratioSum / searches;
-  }
-
-  /**
-   * AWQ's clipping search ({@link AwqClipSearch}) on every quantized projection but q_proj and k_proj (whose error
-   * reaches the output through the softmax of QK^T, so the authors leave them unclipped), in the input basis left by
-   * the scale search. Returns the summed output error before and after, and the mean clip ratio.
-   */
-  static Map<String, Double> awqClip(Map<String, float[]> tensors, CalibrationStats stats, QuantizerParams params,
-      List<String> quantized, Map<String, float[]> scales) {
-    double before = 0;
-    double after = 0;
-    double ratios = 0;
-    int clipped = 0;
-    for (String module : quantized) {
-      if (module.endsWith(".q_proj") || module.endsWith(".k_proj")) {
-        continue;
-      }
-      LayerStats s = stats.layer(module);
-      if (s.gram() == null) {
-        continue; // calibrated without X^T X: nothing to score the clip ratios on
-      }
-      float[] w = tensors.get(LlamaTensorNames.weight(module));
-      AwqClipSearch.Result r = AwqClipSearch.clip(w, w.length / s.inFeatures(), s.inFeatures(), params.groupSize(),
-          s.gram(), scales.get(module), CLIP_STEPS, CLIP_MAX_SHRINK, params.bits());
-      before += r.rtnError();
-      after += r.clippedError();
-      ratios += r.meanRatio();
-      clipped++;
-    }
-    Map<String, Double> m = new LinkedHashMap<>();
-    m.put("awq_clip_layers", (double) clipped);
-    m.put("awq_clip_mean_ratio", clipped == 0 ? 1.0 : ratios / clipped);
-    m.put("awq_clip_error_reduction", before == 0 ? 0.0 : 1 - after / before);
-    return m;
-  }
-
-  /** down_proj's columns times s, up_proj's output rows divided by s: act(gate) * (up / s) * s is unchanged. */
-  static void foldIntoUp(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
-    int hidden = config.hiddenSize();
-    int inter = config.intermediateSize();
-    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer))), hidden, inter, s);
-    float[] up = tensors.get(LlamaTensorNames.weight(Projection.UP.module(layer)));
-    for (int row = 0; row < inter; row++) {
-      for (int j = 0; j < hidden; j++) {
-        up[row * hidden + j] /= s[row];
-      }
-    }
-  }
-
-  /**
-   * o_proj's columns times s, v_proj's output rows (and bias) divided by s. Column h * headDim + d of o_proj reads
-   * channel d of query head h, which is channel d of value head h / (heads / kvHeads): s must be equal across the
-   * query heads of a group (see {@link #tieAcrossQueryGroups}), and v_proj's row is divided by that shared value.
-   *
-   * @throws IllegalArgumentException if s differs within a group of query heads
-   */
-  static void foldIntoValue(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
-    int hidden = config.hiddenSize();
-    int headDim = config.headDim();
-    int groups = config.numKeyValueGroups();
-    int attention = config.attentionWidth();
-    for (int c = 0; c < attention; c++) {
-      int head = c / headDim;
-      int first = (head / groups) * groups * headDim + c % headDim;
-      if (s[c] != s[first]) {
-        throw new IllegalArgumentException("o_proj scale of channel " + c + " differs from channel " + first
-            + " that reads the same value head");
-      }
-    }
-    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.O.module(layer))), hidden, attention, s);
-    String vModule = Projection.V.module(layer);
-    float[] v = tensors.get(LlamaTensorNames.weight(vModule));
-    float[] bias = Projection.V.hasBias(config) ? tensors.get(LlamaTensorNames.bias(vModule)) : null;
-    for (int kv = 0; kv < config.numKeyValueHeads(); kv++) {
-      for (int d = 0; d < headDim; d++) {
-        int row = kv * headDim + d;
-        float scale = s[kv * groups * headDim + d];
-        for (int j = 0; j < hidden; j++) {
-          v[row * hidden + j] /= scale;
-        }
-        if (bias != null) {
-          bias[row] /= scale;
-        }
-      }
-    }
-  }
-
-  /**
-   * Per o_proj input channel (h, d): the mean of {@code meanAbs} over channel d of every query head sharing h's value
-   * head, so that the scales AWQ derives from it are equal within each group.
-   */
-  static float[] tieAcrossQueryGroups(LlamaConfig config, float[] meanAbs) {
-    int headDim = config.headDim();
-    int groups = config.numKeyValueGroups();
-    float[] out = new float[meanAbs.length];
-    for (int kv = 0; kv < config.numKeyValueHeads(); kv++) {
-      for (int d = 0; d < headDim; d++) {
-        double sum = 0;
-        for (int g = 0; g < groups; g++) {
-          sum += meanAbs[(kv * groups + g) * headDim + d];
-        }
-        for (int g = 0; g < groups; g++) {
-          out[(kv * groups + g) * headDim + d] = (float) (sum / groups);
-        }
-      }
-    }
-    return out;
-  }
-
-  private static AwqScaleSearch.Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs,
-      LayerStats s, QuantizerParams params) {
-    return AwqScaleSearch.search(weights, rows, n, meanAbs, s.gram(), s.sumSq(), params.groupSize(),
-        params.awqGrid(), params.bits());
-  }
-
-  private static void scaleColumns(float[] w, int rows, int cols, float[] s) {
-    for (int r = 0; r < rows; r++) {
-      for (int j = 0; j < cols; j++) {
-        w[r * cols + j] *= s[j];
-      }
-    }
   }
 
   private static LlamaConfig readConfig(Path model) throws StageException {

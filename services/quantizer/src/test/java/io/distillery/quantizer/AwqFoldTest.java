@@ -14,9 +14,11 @@ import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.safetensors.SafetensorsWriter;
 import io.distillery.model.safetensors.TensorData;
+import io.distillery.quantizer.awq.AwqModel;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -96,10 +98,10 @@ class AwqFoldTest {
       perChannel[c] = (float) (0.2 + 3 * random.nextDouble());
     }
     // equal means per (value head, dim) give equal scales across the query heads of a group
-    float[] s = QuantizerStage.tieAcrossQueryGroups(CONFIG, perChannel);
+    float[] s = AwqModel.tieAcrossQueryGroups(CONFIG, perChannel);
     int headDim = CONFIG.headDim();
     assertThat(s[0]).isEqualTo(s[headDim]).isNotEqualTo(s[2 * headDim]); // heads 0,1 share value head 0; head 2 not
-    QuantizerStage.foldIntoValue(CONFIG, scaled, 1, s);
+    AwqModel.foldIntoValue(CONFIG, scaled, 1, s);
 
     String o = LlamaTensorNames.weight(Projection.O.module(1));
     assertThat(scaled.get(o)).isNotEqualTo(tensors.get(o));
@@ -118,7 +120,7 @@ class AwqFoldTest {
     for (int c = 0; c < s.length; c++) {
       s[c] = (float) (0.2 + 3 * random.nextDouble());
     }
-    QuantizerStage.foldIntoUp(CONFIG, scaled, 0, s);
+    AwqModel.foldIntoUp(CONFIG, scaled, 0, s);
     assertThat(relativeError(before, logits(scaled, "after"))).isLessThan(1e-5);
   }
 
@@ -138,8 +140,8 @@ class AwqFoldTest {
     quantized.removeIf(m -> m.endsWith("down_proj") || m.equals(LlamaTensorNames.LM_HEAD_MODULE));
     Map<String, float[]> scaled = copy(tensors);
     // group 32 divides hidden 32 but not intermediate 48: down_proj (input 48) must be left alone
-    QuantizerStage.awqScale(CONFIG, scaled, accumulator.result(Map.of()),
-        new QuantizerParams("w4-awq", 32, null, null, null, null, null), quantized, new java.util.HashMap<>());
+    AwqModel.scale(CONFIG, scaled, accumulator.result(Map.of()), new AwqModel.Settings(32, 20, 4), quantized,
+        new HashMap<>());
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
       String down = LlamaTensorNames.weight(Projection.DOWN.module(layer));
       assertThat(scaled.get(down)).isEqualTo(tensors.get(down));
@@ -152,7 +154,7 @@ class AwqFoldTest {
     float[] s = new float[CONFIG.attentionWidth()];
     java.util.Arrays.fill(s, 1f);
     s[CONFIG.headDim()] = 2f; // head 1 reads value head 0, like head 0, but gets another scale
-    assertThatThrownBy(() -> QuantizerStage.foldIntoValue(CONFIG, tensors, 0, s))
+    assertThatThrownBy(() -> AwqModel.foldIntoValue(CONFIG, tensors, 0, s))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("same value head");
   }
 
@@ -172,8 +174,7 @@ class AwqFoldTest {
     Map<String, float[]> scaled = copy(tensors);
     Set<String> quantized = new java.util.HashSet<>(LlamaTensorNames.linearModules(CONFIG));
     quantized.remove(LlamaTensorNames.LM_HEAD_MODULE);
-    QuantizerStage.awqScale(CONFIG, scaled, stats, new QuantizerParams("w4-awq", 16, null, null, null, null, null),
-        quantized, new java.util.HashMap<>());
+    AwqModel.scale(CONFIG, scaled, stats, new AwqModel.Settings(16, 20, 4), quantized, new HashMap<>());
 
     int changed = 0;
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
