@@ -3,6 +3,7 @@ package io.distillery.serving;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.distillery.runtime.config.Settings;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -13,6 +14,20 @@ class ServingConfigTest {
 
   static final Map<String, String> BASE = Map.of("DISTILLERY_SERVING_BOOTSTRAP", "k:9092",
       "DISTILLERY_REGISTRY", "http://r:8081");
+
+  @Test
+  void theEnvironmentAndTheCodePathShareOneSetOfDefaults() {
+    // of() binds a free port (0) where the environment's default is 8090
+    ServingConfig fromEnv = ServingConfig.from(new Settings("serving", Map.of("DISTILLERY_BOOTSTRAP", "b:9092",
+        "DISTILLERY_REGISTRY", "http://r", "DISTILLERY_STORE", "store", "DISTILLERY_SERVING_PORT", "0")));
+
+    assertThat(fromEnv).isEqualTo(ServingConfig.of("b:9092", "http://r", Path.of("store")));
+  }
+
+  @Test
+  void everySettingIsInTheTable() {
+    assertThat(ServingConfig.PARAMETERS).hasSize(ServingConfig.class.getRecordComponents().length);
+  }
 
   @Test
   void shouldReadServingKeysAndFallBackToSharedOnes() {

@@ -29,7 +29,7 @@ public final class WorkerMain {
   /** The seam for tests: returns when {@code stop} is released (main: never, until SIGTERM). */
   public static void run(String[] args, Map<String, String> env, CountDownLatch stop) throws Exception {
     Settings settings = new Settings("worker", env);
-    WorkerMemory memory = WorkerMemory.resolve(settings.string("MEMORY", ""));
+    WorkerMemory memory = WorkerConfig.MEMORY.read(settings);
     WorkerConfig config = WorkerConfig.from(settings, memory);
     String wanted = args.length > 0 ? String.join(",", args) : settings.string("STAGES", "");
     LOG.info("worker config: {} memory_budget={} heap_max={}", settings.describe(), memory,
