@@ -234,6 +234,21 @@ public final class CompressedTensors {
     return out;
   }
 
+  /**
+   * One module's quantized weight as stored, read from an open checkpoint, or null when the module is dense: what a
+   * layer-streaming reader dequantizes one layer at a time instead of the whole model.
+   *
+   * @throws CorruptCheckpointException if the module's quantized tensors disagree with each other
+   */
+  public static QuantizedWeight readModule(Checkpoint file, Path dir, String module) throws CorruptCheckpointException {
+    try {
+      return readModule(file, module);
+    } catch (RuntimeException e) {
+      throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": " + e.getMessage(),
+          e);
+    }
+  }
+
   private static QuantizedWeight readModule(Checkpoint file, String m) throws CorruptCheckpointException {
     if (file.contains(m + ".weight_packed")) {
       long[] shape = TensorCodec.bytesToLongs(file.bytes(m + ".weight_shape"));
