@@ -199,8 +199,8 @@ public final class TeacherForcedScorer {
   }
 
   /** One decoder layer's tensors as F32 arrays: dense ones widened, quantized linears dequantized. */
-  private Map<String, NDArray> layerArrays(NDManager manager, Checkpoint checkpoint, SequencedMap<String, long[]> shapes,
-      int layer) throws IOException {
+  private Map<String, NDArray> layerArrays(NDManager manager, Checkpoint checkpoint,
+      SequencedMap<String, long[]> shapes, int layer) throws IOException {
     String prefix = LlamaTensorNames.layerPrefix(layer);
     Map<String, NDArray> arrays = new LinkedHashMap<>();
     for (Map.Entry<String, long[]> e : shapes.entrySet()) {

@@ -1,10 +1,12 @@
 package io.distillery.model.stream;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.LlamaModel;
@@ -128,7 +130,7 @@ class TeacherForcedScorerTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"w4-g16", "w8a8"})
+  @ValueSource(strings = {"w4-g16", "w8a8", "fp8"})
   void streamedScoresEqualTheDequantizedModelsOnCompressedTensors(String scheme) throws Exception {
     LlamaConfig config = config(false);
     Map<String, float[]> dense = new LinkedHashMap<>();
@@ -136,6 +138,7 @@ class TeacherForcedScorerTest {
       random.parameters().forEach((name, a) -> dense.put(name, a.toFloatArray()));
     }
     boolean w4 = scheme.equals("w4-g16");
+    boolean fp8 = scheme.equals("fp8");
     Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
     Map<String, Float> inputScales = new LinkedHashMap<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
@@ -143,18 +146,36 @@ class TeacherForcedScorerTest {
         long[] shape = LlamaTensorNames.shapes(config).get(LlamaTensorNames.weight(module));
         float[] w = dense.get(LlamaTensorNames.weight(module));
         quantized.put(module, w4 ? GroupQuantizer.int4Group(w, (int) shape[0], (int) shape[1], 16)
+            : fp8 ? GroupQuantizer.fp8PerChannel(w, (int) shape[0], (int) shape[1])
             : GroupQuantizer.int8PerChannel(w, (int) shape[0], (int) shape[1]));
         inputScales.put(module, 0.01f);
       }
     }
     Path path = dir.resolve(scheme);
-    CompressedTensors.write(path, config, dense, quantized, w4 ? Map.of() : inputScales, new QuantizationScheme(
-        w4 ? QuantizedWeight.Kind.INT4_GROUP : QuantizedWeight.Kind.INT8_CHANNEL, w4 ? 16 : 0, !w4,
-        List.of(LlamaTensorNames.LM_HEAD_MODULE)));
+    boolean w8a8 = !w4 && !fp8;
+    QuantizedWeight.Kind kind = w4 ? QuantizedWeight.Kind.INT4_GROUP
+        : fp8 ? QuantizedWeight.Kind.FP8_CHANNEL : QuantizedWeight.Kind.INT8_CHANNEL;
+    CompressedTensors.write(path, config, dense, quantized, w8a8 ? inputScales : Map.of(), new QuantizationScheme(
+        kind, w4 ? 16 : 0, w8a8, List.of(LlamaTensorNames.LM_HEAD_MODULE)));
     List<TaskBatch> batches = batches(3);
     try (LlamaModel model = CompressedTensors.loadAny(path)) {
       assertSame(streamed(path, config, 64, batches), whole(model, batches));
     }
+  }
+
+  @Test
+  void shouldFailNamingTheTensorWhoseShapeDisagreesWithConfigJson() throws Exception {
+    LlamaConfig config = config(false);
+    Path path = dir.resolve("model");
+    try (LlamaModel random = LlamaModel.random(config, 14)) {
+      random.save(path, DType.BF16);
+    }
+    LlamaConfig wrong = LlamaConfig.builder().vocabSize(300).hiddenSize(32).intermediateSize(48).numHiddenLayers(2)
+        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64).rmsNormEps(1e-5).build();
+    assertThatThrownBy(() -> new TeacherForcedScorer(path, wrong, 64).score(batches(5), (d, t, s) -> {}))
+        .isInstanceOf(CorruptCheckpointException.class)
+        .hasMessageContaining("model.layers.0.mlp.gate_proj.weight' has shape [64, 32] but config.json implies "
+            + "[48, 32]");
   }
 
   @Test

@@ -19,8 +19,8 @@ import java.util.Map;
  * @param decodeTokens decode steps timed per latency run (default 16)
  * @param batch sequences per teacher-forced forward pass (default 32)
  * @param streamed {@code auto} (default): load each model whole when the whole-model evaluation fits the worker's
- *     memory budget, else stream it one decoder layer at a time; {@code true}: always stream (exact match teacher-forced,
- *     perplexity, agreement; no latency, no KL); {@code false}: always load whole
+ *     memory budget, else stream it one decoder layer at a time; {@code true}: always stream (exact match
+ *     teacher-forced, perplexity, agreement; no latency, no KL); {@code false}: always load whole
  */
 public record EvaluatorParams(String dataset, Integer samples, Long seed, Map<String, Double> gates, String pick,
     Integer latencyRuns, Integer decodeTokens, Integer batch, String streamed) {

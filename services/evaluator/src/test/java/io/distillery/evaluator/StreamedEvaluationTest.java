@@ -133,6 +133,30 @@ class StreamedEvaluationTest {
   }
 
   @Test
+  void streamedMisfireExactMatchOfCandidateAndBaselineEqualTheWholeModelPaths() throws Exception {
+    Path misfires = Files.createDirectories(dir.resolve("misfires"));
+    StringBuilder rows = new StringBuilder();
+    for (char c = 'a'; c <= 'l'; c++) {
+      rows.append("{\"prompt\":\"c:").append(c).append("=\",\"output\":\"x\",\"expected\":\"").append(c)
+          .append("\",\"reason\":\"WRONG_ANSWER\",\"deploymentId\":\"d\",\"split\":\"heldout\"}\n");
+    }
+    Files.writeString(misfires.resolve(EvalData.MISFIRES_FILE), rows);
+    StageContext.Input run = new StageContext.Input("$run", "input", List.of(
+        EvaluatorStageTest.artefact(misfires, "misfires-jsonl"), EvaluatorStageTest.artefact(mild, "hf-checkpoint")),
+        Map.of());
+    List<StageContext.Input> inputs = List.of(run, EvaluatorStageTest.node("q8", q8, "compressed-tensors"));
+    JsonNode whole = run(reference, inputs, "false", 8L << 30, Map.of("misfireImprovement", 0.0), new ArrayList<>());
+    JsonNode streamed = run(reference, inputs, "true", 8L << 30, Map.of("misfireImprovement", 0.0),
+        new ArrayList<>());
+    assertThat(streamed.path("misfires").asInt()).isEqualTo(12);
+    assertThat(streamed.path("baseline").path("misfireExactMatch").asDouble()).as("the mild baseline")
+        .isEqualTo(whole.path("baseline").path("misfireExactMatch").asDouble()).isStrictlyBetween(0.0, 1.0);
+    assertThat(byName(streamed).get("q8").path("misfireExactMatch").asDouble())
+        .isEqualTo(byName(whole).get("q8").path("misfireExactMatch").asDouble()).isEqualTo(1.0);
+    assertSameQuality(streamed, whole);
+  }
+
+  @Test
   void streamedRefusesLatencyAndKlGatesNamingThem() {
     List<StageContext.Input> inputs = List.of(EvaluatorStageTest.node("q8", q8, "compressed-tensors"));
     assertThatThrownBy(() -> run(reference, inputs, "true", 8L << 30, Map.of("p99Ms", 50.0, "klDivergence", 0.1,
