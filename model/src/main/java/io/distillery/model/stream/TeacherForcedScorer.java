@@ -41,7 +41,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Greedy decoding returns exactly the expected answer when, teacher-forced on {@code <s> prompt answer </s>}, the
  * argmax at every answer position and at the stop is the expected token; perplexity is exp(mean -log p) over the same
- * positions, as {@link TaskBatch#mask()} marks them.
+ * positions, as {@link TaskBatch#mask()} marks them. Given the reference's {@link Reference} from its own pass, the
+ * same chunk loop also accumulates KL(P_ref || P_model) per position (the reference's head is re-read beside the
+ * model's; its layers are not re-run).
  */
 public final class TeacherForcedScorer {
 
@@ -59,8 +61,17 @@ public final class TeacherForcedScorer {
    * @param sequence the row, numbered across batches (batch 0's rows first)
    * @param sequences rows in all batches
    * @param seconds wall time of the pass
+   * @param klFromReference KL(P_reference || P_model) in nats at each scored position, or null when no reference
+   *     was given
+   * @param asReference what a later candidate's pass needs to compute its KL against this model
    */
-  public record Result(double[] logProb, int[] argmax, int[] target, int[] sequence, int sequences, double seconds) {
+  public record Result(double[] logProb, int[] argmax, int[] target, int[] sequence, int sequences, double seconds,
+      double[] klFromReference, Reference asReference) {
+
+    /** Scores without KL. */
+    public Result(double[] logProb, int[] argmax, int[] target, int[] sequence, int sequences, double seconds) {
+      this(logProb, argmax, target, sequence, sequences, seconds, null, null);
+    }
 
     /** Per row: whether every scored position's argmax is its target (greedy decoding returns the answer). */
     public boolean[] exact() {
@@ -74,6 +85,15 @@ public final class TeacherForcedScorer {
       return exact;
     }
   }
+
+  /**
+   * A scored model as the reference of a later pass: its LM head's input at the scored positions ({@code [scored,
+   * hidden]}, after the final norm and any input quantization) and the log-sum-exp of its logits there. A candidate's
+   * pass re-reads the reference's head chunk by chunk beside its own, so that KL(P_ref || P_cand) = sum_v p_ref(v)
+   * (log p_ref(v) - z_cand(v)) + logsumexp(z_cand) is accumulated in the same chunk loop, without either model's full
+   * distribution or the reference's layers.
+   */
+  public record Reference(Path model, LlamaConfig config, float[] headInput, double[] logSumExp) {}
 
   /** Progress: {@code done} of {@code total} steps (decoder layers, then the head's chunks). */
   @FunctionalInterface
@@ -97,7 +117,7 @@ public final class TeacherForcedScorer {
   /**
    * Peak memory of {@link #score}: the streamed forward's (one layer, the batches' hidden states, one batch's
    * workspace; {@link MemoryPlan}) plus the head's chunk in Java and DJL, its logits for the scored positions, and
-   * the normed scored hidden states.
+   * the normed scored hidden states, for the model and (KL) the reference.
    */
   public static long peakBytes(LlamaConfig config, List<TaskBatch> batches, int headRows) {
     long tokens = 0;
@@ -116,7 +136,8 @@ public final class TeacherForcedScorer {
     long forward = MemoryPlan.estimate(config, tokens, batchTokens, rows, seq, false).peakBytes();
     long chunk = Math.min(headRows, config.vocabSize());
     long head = 2 * chunk * config.hiddenSize() * 4 + 2 * scored * chunk * 4 + 2 * scored * config.hiddenSize() * 4;
-    return forward + head;
+    // twice: a KL pass reads the reference's head chunk and holds its logits beside the model's own
+    return forward + 2 * head;
   }
 
   /**
@@ -127,6 +148,23 @@ public final class TeacherForcedScorer {
    *     shape disagrees with config.json
    */
   public Result score(List<TaskBatch> batches, Progress progress) throws IOException, InterruptedException {
+    return score(batches, null, progress);
+  }
+
+  /**
+   * {@link #score(List, Progress)} plus KL(P_reference || P_model) at each scored position.
+   *
+   * @param reference {@link Result#asReference()} of the reference's pass over the same batches, or null
+   */
+  public Result score(List<TaskBatch> batches, Reference reference, Progress progress)
+      throws IOException, InterruptedException {
+    if (batches.isEmpty()) {
+      throw new IllegalArgumentException("nothing to score: no batches");
+    }
+    if (reference != null && reference.config().vocabSize() != config.vocabSize()) {
+      throw new IllegalArgumentException("the reference has vocab_size " + reference.config().vocabSize()
+          + " but the model has " + config.vocabSize());
+    }
     for (TaskBatch b : batches) {
       if (b.segments() != null) {
         throw new IllegalArgumentException("packed batches cannot be scored streamed; use TaskBatch.of");
@@ -191,7 +229,7 @@ public final class TeacherForcedScorer {
         float[] normed = scoredHidden(checkpoint, batches, hidden);
         states.close();
         states = base.newSubManager();
-        return head(base, checkpoint, batches, normed, activations, progress, layers, total, start);
+        return head(base, checkpoint, batches, normed, activations, reference, progress, layers, total, start);
       } finally {
         states.close();
       }
@@ -296,8 +334,8 @@ public final class TeacherForcedScorer {
 
   /** The LM head over the scored positions in chunks of vocabulary rows, with a running max / log-sum-exp / argmax. */
   private Result head(NDManager base, Checkpoint checkpoint, List<TaskBatch> batches, float[] normed,
-      StaticActivationQuantization activations, Progress progress, int layers, int total, long start)
-      throws IOException, InterruptedException {
+      StaticActivationQuantization activations, Reference reference, Progress progress, int layers, int total,
+      long start) throws IOException, InterruptedException {
     int width = config.hiddenSize();
     int vocab = config.vocabSize();
     int scored = normed.length / width;
@@ -317,46 +355,37 @@ public final class TeacherForcedScorer {
       }
       row0 += b.size();
     }
-    String headName = config.tieWordEmbeddings() ? LlamaTensorNames.EMBED_TOKENS : LlamaTensorNames.LM_HEAD;
-    float[] quantizedHead = null;
-    if (!checkpoint.contains(headName) || !checkpoint.info(headName).dtype().isFloatingPoint()) {
-      // a quantized lm_head (rare: quantizers keep it dense) is dequantized whole
-      quantizedHead = floats(checkpoint, headName, new long[] {vocab, width});
-    } else if (!Arrays.equals(checkpoint.info(headName).shape(), new long[] {vocab, width})) {
-      throw new CorruptCheckpointException(model, "tensor '" + headName + "' has shape "
-          + Arrays.toString(checkpoint.info(headName).shape()) + " but config.json implies [" + vocab + ", " + width
-          + "]");
+    if (reference != null && reference.logSumExp().length != scored) {
+      throw new IllegalArgumentException("the reference was scored on " + reference.logSumExp().length
+          + " positions, this pass has " + scored);
     }
     double[] max = new double[scored];
     double[] sum = new double[scored];
     double[] targetLogit = new double[scored];
+    double[] klPart = reference == null ? null : new double[scored];
     int[] argmax = new int[scored];
     Arrays.fill(max, Double.NEGATIVE_INFINITY);
-    try (NDManager scope = base.newSubManager()) {
+    float[] headInput;
+    try (NDManager scope = base.newSubManager();
+        Checkpoint referenceCheckpoint = reference == null ? null : Checkpoint.open(reference.model())) {
+      HeadRows own = new HeadRows(checkpoint, model, config);
+      HeadRows ref = reference == null ? null : new HeadRows(referenceCheckpoint, reference.model(),
+          reference.config());
       NDArray x = scope.create(normed, new Shape(scored, width));
       if (activations != null) {
         x = activations.apply(LlamaTensorNames.LM_HEAD_MODULE, x);
       }
+      headInput = x.toFloatArray();
+      NDArray refX = reference == null ? null
+          : scope.create(reference.headInput(), new Shape(scored, reference.config().hiddenSize()));
       for (int from = 0, chunk = 0; from < vocab; from += headRows, chunk++) {
         if (Thread.interrupted()) {
           throw new InterruptedException("streamed scoring interrupted in the LM head");
         }
         progress.report(layers + chunk, total, "lm head rows " + from + "/" + vocab);
         int rows = Math.min(headRows, vocab - from);
-        float[] w;
-        if (quantizedHead != null) {
-          w = Arrays.copyOfRange(quantizedHead, from * width, (from + rows) * width);
-        } else {
-          TensorInfo info = checkpoint.info(headName);
-          long rowBytes = (long) width * info.dtype().byteSize();
-          w = TensorCodec.decodeFloats(checkpoint.segment(headName).asSlice(from * rowBytes, rows * rowBytes),
-              info.dtype());
-        }
-        float[] logits;
-        try (NDManager step = scope.newSubManager()) {
-          NDArray weight = step.create(w, new Shape(rows, width));
-          logits = Linear.linear(x, weight).singletonOrThrow().toFloatArray();
-        }
+        float[] logits = own.logits(scope, x, from, rows);
+        float[] refLogits = ref == null ? null : ref.logits(scope, refX, from, rows);
         for (int i = 0; i < scored; i++) {
           int offset = i * rows;
           double m = max[i];
@@ -377,17 +406,80 @@ public final class TeacherForcedScorer {
           if (target[i] >= from && target[i] < from + rows) {
             targetLogit[i] = logits[offset + target[i] - from];
           }
+          if (refLogits != null) {
+            double lse = reference.logSumExp()[i];
+            double k = 0;
+            for (int v = 0; v < rows; v++) {
+              double lr = refLogits[offset + v] - lse;
+              k += Math.exp(lr) * (lr - logits[offset + v]);
+            }
+            klPart[i] += k;
+          }
         }
       }
     }
     double[] logProb = new double[scored];
+    double[] logSumExp = new double[scored];
+    double[] kl = reference == null ? null : new double[scored];
     for (int i = 0; i < scored; i++) {
-      logProb[i] = targetLogit[i] - (max[i] + Math.log(sum[i]));
+      logSumExp[i] = max[i] + Math.log(sum[i]);
+      logProb[i] = targetLogit[i] - logSumExp[i];
+      if (kl != null) {
+        kl[i] = Math.max(0, klPart[i] + logSumExp[i]);
+      }
     }
     double seconds = (System.nanoTime() - start) / 1e9;
     progress.report(total, total, "scored");
     LOG.info("streamed teacher-forced scoring model={} layers={} sequences={} scoredPositions={} headChunks={} "
-        + "seconds={}", model, layers, row0, scored, (vocab + headRows - 1) / headRows, seconds);
-    return new Result(logProb, argmax, target, sequence, row0, seconds);
+        + "klAgainst={} seconds={}", model, layers, row0, scored, (vocab + headRows - 1) / headRows,
+        reference == null ? null : reference.model(), seconds);
+    return new Result(logProb, argmax, target, sequence, row0, seconds, kl,
+        new Reference(model, config, headInput, logSumExp));
+  }
+
+  /** Rows of one model's LM head (the embedding when tied), widened in Java a chunk at a time. */
+  private static final class HeadRows {
+    private final Checkpoint checkpoint;
+    private final String name;
+    private final int width;
+    private final float[] dequantized;
+
+    HeadRows(Checkpoint checkpoint, Path dir, LlamaConfig config) throws IOException {
+      this.checkpoint = checkpoint;
+      this.name = config.tieWordEmbeddings() ? LlamaTensorNames.EMBED_TOKENS : LlamaTensorNames.LM_HEAD;
+      this.width = config.hiddenSize();
+      long[] shape = {config.vocabSize(), width};
+      if (!checkpoint.contains(name) || !checkpoint.info(name).dtype().isFloatingPoint()) {
+        // a quantized lm_head (rare: quantizers keep it dense) is dequantized whole
+        QuantizedWeight q = CompressedTensors.readModule(checkpoint, dir, LlamaTensorNames.LM_HEAD_MODULE);
+        if (q == null || q.rows() != shape[0] || q.cols() != shape[1]) {
+          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing or not a float "
+              + Arrays.toString(shape) + " tensor");
+        }
+        dequantized = q.dequantize();
+      } else if (!Arrays.equals(checkpoint.info(name).shape(), shape)) {
+        throw new CorruptCheckpointException(dir, "tensor '" + name + "' has shape "
+            + Arrays.toString(checkpoint.info(name).shape()) + " but config.json implies " + Arrays.toString(shape));
+      } else {
+        dequantized = null;
+      }
+    }
+
+    /** {@code x [n, width]} times rows {@code [from, from + rows)} transposed: {@code [n, rows]} row-major. */
+    float[] logits(NDManager scope, NDArray x, int from, int rows) throws IOException {
+      float[] w;
+      if (dequantized != null) {
+        w = Arrays.copyOfRange(dequantized, from * width, (from + rows) * width);
+      } else {
+        TensorInfo info = checkpoint.info(name);
+        long rowBytes = (long) width * info.dtype().byteSize();
+        w = TensorCodec.decodeFloats(checkpoint.segment(name).asSlice(from * rowBytes, rows * rowBytes),
+            info.dtype());
+      }
+      try (NDManager step = scope.newSubManager()) {
+        NDArray weight = step.create(w, new Shape(rows, width));
+        return Linear.linear(x, weight).singletonOrThrow().toFloatArray();
+      }
+    }
   }
 }

@@ -21,6 +21,7 @@ import io.distillery.model.tokenizer.ByteTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -54,7 +55,13 @@ class TeacherForcedScorerTest {
 
   /** The whole-model path's log p(target) and argmax at the scored positions, as the evaluator computes them. */
   static TeacherForcedScorer.Result whole(LlamaModel model, List<TaskBatch> batches) {
+    return whole(model, null, batches);
+  }
+
+  /** ... and KL(P_reference || P_model) there, as the evaluator's whole-model path computes it; null without one. */
+  static TeacherForcedScorer.Result whole(LlamaModel model, LlamaModel reference, List<TaskBatch> batches) {
     List<Double> logProb = new ArrayList<>();
+    List<Double> kl = new ArrayList<>();
     List<Integer> argmax = new ArrayList<>();
     List<Integer> sequence = new ArrayList<>();
     List<Integer> target = new ArrayList<>();
@@ -65,6 +72,11 @@ class TeacherForcedScorerTest {
         int vocab = Math.toIntExact(logProbs.getShape().get(2));
         float[] all = logProbs.toFloatArray();
         long[] top = logProbs.argMax(-1).toLongArray();
+        float[] klAll = null;
+        if (reference != null) {
+          NDArray refLogProbs = reference.forward(scope, b.inputs()).logSoftmax(-1);
+          klAll = refLogProbs.exp().mul(refLogProbs.sub(logProbs)).sum(new int[] {-1}).toFloatArray();
+        }
         for (int p = 0; p < b.mask().length; p++) {
           if (b.mask()[p] > 0) {
             int t = Math.toIntExact(b.targets()[p]);
@@ -72,6 +84,9 @@ class TeacherForcedScorerTest {
             argmax.add((int) top[p]);
             target.add(t);
             sequence.add(row0 + p / b.length());
+            if (klAll != null) {
+              kl.add(Math.max(0.0, klAll[p]));
+            }
           }
         }
       }
@@ -79,7 +94,8 @@ class TeacherForcedScorerTest {
     }
     return new TeacherForcedScorer.Result(logProb.stream().mapToDouble(Double::doubleValue).toArray(),
         argmax.stream().mapToInt(Integer::intValue).toArray(), target.stream().mapToInt(Integer::intValue).toArray(),
-        sequence.stream().mapToInt(Integer::intValue).toArray(), row0, 0);
+        sequence.stream().mapToInt(Integer::intValue).toArray(), row0, 0,
+        reference == null ? null : kl.stream().mapToDouble(Double::doubleValue).toArray(), null);
   }
 
   static void assertSame(TeacherForcedScorer.Result streamed, TeacherForcedScorer.Result whole) {
@@ -92,6 +108,15 @@ class TeacherForcedScorerTest {
     assertThat(streamed.target()).containsExactly(whole.target());
     assertThat(streamed.sequence()).containsExactly(whole.sequence());
     assertThat(streamed.exact()).containsExactly(whole.exact());
+    if (whole.klFromReference() != null) {
+      assertThat(streamed.klFromReference()).hasSameSizeAs(whole.klFromReference());
+      for (int i = 0; i < whole.klFromReference().length; i++) {
+        assertThat(streamed.klFromReference()[i]).as("KL at scored position %d", i)
+            .isCloseTo(whole.klFromReference()[i], within(1e-5));
+      }
+      assertThat(Arrays.stream(whole.klFromReference()).max().orElseThrow()).as("a KL worth comparing")
+          .isGreaterThan(1e-3);
+    }
   }
 
   static TeacherForcedScorer.Result streamed(Path checkpoint, LlamaConfig config, int headRows,
@@ -134,8 +159,19 @@ class TeacherForcedScorerTest {
   void streamedScoresEqualTheDequantizedModelsOnCompressedTensors(String scheme) throws Exception {
     LlamaConfig config = config(false);
     Map<String, float[]> dense = new LinkedHashMap<>();
+    Path reference = dir.resolve("reference");
     try (LlamaModel random = LlamaModel.random(config, 13)) {
       random.parameters().forEach((name, a) -> dense.put(name, a.toFloatArray()));
+      // the reference: the same model with every linear weight x10, so that its next-token distributions are far from
+      // uniform and the KL between the two is O(1), not ~0
+      for (String module : random.linearLayerNames()) {
+        float[] w = random.linearWeight(module);
+        for (int i = 0; i < w.length; i++) {
+          w[i] *= 10;
+        }
+        random.replaceLinearWeight(module, w);
+      }
+      random.save(reference, DType.F32);
     }
     boolean w4 = scheme.equals("w4-g16");
     boolean fp8 = scheme.equals("fp8");
@@ -158,8 +194,11 @@ class TeacherForcedScorerTest {
     CompressedTensors.write(path, config, dense, quantized, w8a8 ? inputScales : Map.of(), new QuantizationScheme(
         kind, w4 ? 16 : 0, w8a8, List.of(LlamaTensorNames.LM_HEAD_MODULE)));
     List<TaskBatch> batches = batches(3);
-    try (LlamaModel model = CompressedTensors.loadAny(path)) {
-      assertSame(streamed(path, config, 64, batches), whole(model, batches));
+    TeacherForcedScorer.Result referenceScores = streamed(reference, config, 64, batches);
+    TeacherForcedScorer.Result scores = new TeacherForcedScorer(path, config, 64).score(batches,
+        referenceScores.asReference(), (done, total, step) -> {});
+    try (LlamaModel model = CompressedTensors.loadAny(path); LlamaModel ref = LlamaModel.load(reference)) {
+      assertSame(scores, whole(model, ref, batches));
     }
   }
 

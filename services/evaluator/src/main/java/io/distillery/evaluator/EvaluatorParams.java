@@ -20,7 +20,7 @@ import java.util.Map;
  * @param batch sequences per teacher-forced forward pass (default 32)
  * @param streamed {@code auto} (default): load each model whole when the whole-model evaluation fits the worker's
  *     memory budget, else stream it one decoder layer at a time; {@code true}: always stream (exact match
- *     teacher-forced, perplexity, agreement; no latency, no KL); {@code false}: always load whole
+ *     teacher-forced, perplexity, agreement, KL; no latency); {@code false}: always load whole
  */
 public record EvaluatorParams(String dataset, Integer samples, Long seed, Map<String, Double> gates, String pick,
     Integer latencyRuns, Integer decodeTokens, Integer batch, String streamed) {

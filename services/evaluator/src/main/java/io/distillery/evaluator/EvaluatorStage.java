@@ -362,8 +362,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
 
   /**
    * Each model streamed one decoder layer at a time in one teacher-forced pass ({@link TeacherForcedScorer}): exact
-   * match (argmax-correct at every answer position and the stop), perplexity, agreement with the reference's argmax;
-   * no latency, no KL (that would need both models' full next-token distributions at once).
+   * match (argmax-correct at every answer position and the stop), perplexity, agreement with the reference's argmax,
+   * KL from the reference (the candidate's head pass re-reads the reference's head beside its own); no latency.
    */
   private static final class StreamedMeasurer implements Measurer {
     private final StageContext<EvaluatorParams> ctx;
@@ -383,7 +383,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
 
     private Evaluation.Streamed stream(String what, Path dir) throws IOException, InterruptedException {
       int at = step++;
-      return evaluation.scoreStreamed(dir, configs.get(dir), (done, total, message) ->
+      return evaluation.scoreStreamed(dir, configs.get(dir), reference, (done, total, message) ->
           ctx.progress(99.0 * (at + (double) done / total) / steps, what + ": " + message));
     }
 
@@ -458,9 +458,9 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
    */
   record Mode(boolean streamed, long wholeBytes, long streamedBytes, String note) {}
 
-  /** Gates a streamed evaluation cannot check: latency is not measured, nor is KL. */
+  /** Gates a streamed evaluation cannot check: latency is not measured. */
   static final List<GateKey> NOT_STREAMED = List.of(GateKey.P99_MS, GateKey.PREFILL_P99_MS,
-      GateKey.TOKENS_PER_SECOND, GateKey.KL_DIVERGENCE);
+      GateKey.TOKENS_PER_SECOND);
 
   public static final String NOT_FITTING = "latency not measured: the model does not fit in memory (streamed "
       + "evaluation)";
@@ -527,12 +527,11 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     if (!refused.isEmpty()) {
       throw StageException.fatal("evaluator: gate(s) " + String.join(", ", refused) + " cannot be checked: " + why
           + (streamed.equals("true") ? "" : "; the whole-model evaluation needs " + MemoryPlan.gigabytes(wholeBytes)
-          + have) + ", and a streamed evaluation measures neither latency nor KL divergence. Remove those gates"
+          + have) + ", and a streamed evaluation does not time the model. Remove those gates"
           + (streamed.equals("true") ? " or set streamed: auto" : " or raise DISTILLERY_WORKER_MEMORY"));
     }
-    return new Mode(true, wholeBytes, streamedBytes, why + "; KL divergence not measured either (each model is "
-        + "streamed on its own); exact match is teacher-forced: greedy decoding returns the answer exactly when the "
-        + "argmax at every answer position and at the stop is the expected token");
+    return new Mode(true, wholeBytes, streamedBytes, why + "; exact match is teacher-forced: greedy decoding returns "
+        + "the answer exactly when the argmax at every answer position and at the stop is the expected token");
   }
 
   private static void requireSameVocab(String what, LlamaConfig model, LlamaConfig reference) throws StageException {

@@ -90,7 +90,10 @@ class StreamedEvaluationTest {
     return out;
   }
 
-  /** Exact match and agreement equal; perplexity equal to 1e-5 in log space (mean NLL), as the two paths compute it. */
+  /**
+   * Exact match and agreement equal; perplexity equal to 1e-5 in log space (mean NLL); KL to 1e-4 relative (the
+   * whole-model path sums it over the vocabulary in float).
+   */
   static void assertSameQuality(JsonNode streamed, JsonNode whole) {
     Map<String, JsonNode> s = byName(streamed);
     Map<String, JsonNode> w = byName(whole);
@@ -106,7 +109,9 @@ class StreamedEvaluationTest {
       assertThat(s.get(name).path("parameters").asLong()).isEqualTo(w.get(name).path("parameters").asLong());
       assertThat(s.get(name).path("weightBytes").asLong()).isEqualTo(w.get(name).path("weightBytes").asLong());
       assertThat(s.get(name).path("decodeP99Ms").isNull()).as("no latency when streamed").isTrue();
-      assertThat(s.get(name).path("klDivergence").isNull()).isTrue();
+      double kl = w.get(name).path("klDivergence").asDouble();
+      assertThat(s.get(name).path("klDivergence").asDouble()).as(name + " KL").isCloseTo(kl,
+          within(1e-4 * Math.max(1, kl)));
       assertThat(w.get(name).path("decodeP99Ms").asDouble()).isPositive();
     }
   }
@@ -117,7 +122,8 @@ class StreamedEvaluationTest {
         EvaluatorStageTest.node("mild", mild, "hf-llama"), EvaluatorStageTest.node("noisy", noisy, "hf-llama"));
     List<String> messages = new ArrayList<>();
     JsonNode whole = run(reference, inputs, "false", 8L << 30, Map.of(), messages);
-    JsonNode streamed = run(reference, inputs, "true", 8L << 30, Map.of("exactMatch", 0.5), messages);
+    JsonNode streamed = run(reference, inputs, "true", 8L << 30, Map.of("exactMatch", 0.5, "klDivergence", 0.5),
+        messages);
 
     assertSameQuality(streamed, whole);
     Map<String, JsonNode> s = byName(streamed);
@@ -129,6 +135,10 @@ class StreamedEvaluationTest {
     assertThat(streamed.path("mode").asText()).isEqualTo(EvaluationReport.STREAMED);
     assertThat(streamed.path("note").asText()).startsWith("latency not measured: streamed: true was set");
     assertThat(streamed.path("chosen").asText()).isEqualTo("q8");
+    assertThat(s.get("noisy").path("klDivergence").asDouble()).isGreaterThan(1.0);
+    assertThat(s.get("mild").path("passed").asBoolean()).as("mild: exact match %s, KL %s",
+        s.get("mild").path("exactMatch"), s.get("mild").path("klDivergence")).isEqualTo(
+        s.get("mild").path("exactMatch").asDouble() >= 0.5 && s.get("mild").path("klDivergence").asDouble() <= 0.5);
     assertThat(messages).anyMatch(m -> m.startsWith("candidate q8: layer 1/1"));
   }
 
@@ -157,12 +167,12 @@ class StreamedEvaluationTest {
   }
 
   @Test
-  void streamedRefusesLatencyAndKlGatesNamingThem() {
+  void streamedRefusesLatencyGatesNamingThem() {
     List<StageContext.Input> inputs = List.of(EvaluatorStageTest.node("q8", q8, "compressed-tensors"));
-    assertThatThrownBy(() -> run(reference, inputs, "true", 8L << 30, Map.of("p99Ms", 50.0, "klDivergence", 0.1,
-        "exactMatch", 0.5), new ArrayList<>()))
+    assertThatThrownBy(() -> run(reference, inputs, "true", 8L << 30, Map.of("p99Ms", 50.0, "tokensPerSecond", 1.0,
+        "klDivergence", 0.1, "exactMatch", 0.5), new ArrayList<>()))
         .isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("gate(s) p99Ms, klDivergence cannot be checked: latency not measured")
+        .hasMessageContaining("gate(s) p99Ms, tokensPerSecond cannot be checked: latency not measured")
         .hasMessageContaining("Remove those gates");
   }
 

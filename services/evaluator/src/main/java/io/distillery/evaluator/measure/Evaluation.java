@@ -170,11 +170,17 @@ public final class Evaluation {
     return out;
   }
 
-  /** One model's streamed teacher-forced scores over {@link #streamedBatches()}. */
-  public Streamed scoreStreamed(Path checkpoint, LlamaConfig config, TeacherForcedScorer.Progress progress)
-      throws IOException, InterruptedException {
+  /**
+   * One model's streamed teacher-forced scores over {@link #streamedBatches()}, with its KL from {@code reference}'s
+   * next-token distributions when given.
+   *
+   * @param reference the reference's streamed scores, or null (for the reference itself)
+   */
+  public Streamed scoreStreamed(Path checkpoint, LlamaConfig config, Streamed reference,
+      TeacherForcedScorer.Progress progress) throws IOException, InterruptedException {
     TeacherForcedScorer.Result result = new TeacherForcedScorer(checkpoint, config,
-        TeacherForcedScorer.DEFAULT_HEAD_ROWS).score(streamedBatches(), progress);
+        TeacherForcedScorer.DEFAULT_HEAD_ROWS).score(streamedBatches(),
+        reference == null ? null : reference.result().asReference(), progress);
     return new Streamed(result, examples.size());
   }
 
@@ -218,6 +224,21 @@ public final class Evaluation {
       return Math.exp(nll / answerTokens());
     }
 
+    /** Mean KL(reference || this) over the eval prompts' answer positions; 0 for the reference itself. */
+    double klDivergence(Streamed reference) {
+      double[] kl = result.klFromReference();
+      if (kl == null) {
+        return reference == this ? 0.0 : Double.NaN;
+      }
+      double sum = 0;
+      for (int i = 0; i < kl.length; i++) {
+        if (result.sequence()[i] < examples) {
+          sum += kl[i];
+        }
+      }
+      return sum / answerTokens();
+    }
+
     /** Share of the eval prompts' answer positions where this model's argmax equals {@code reference}'s. */
     double agreement(Streamed reference) {
       if (reference.result.argmax().length != result.argmax().length) {
@@ -235,7 +256,7 @@ public final class Evaluation {
 
   /**
    * The metrics of a streamed evaluation: exact match (teacher-forced), perplexity, agreement with the reference's
-   * argmax and misfire exact match; KL and latency are not measured (NaN).
+   * argmax, KL from the reference and misfire exact match; latency is not measured (NaN).
    */
   public CandidateMetrics streamedMetrics(String name, Path checkpoint, LlamaConfig config, Streamed own,
       Streamed reference) throws IOException {
@@ -250,7 +271,8 @@ public final class Evaluation {
       }
       parameters += n;
     }
-    return new CandidateMetrics(name, own.exactMatch(false), own.perplexity(), own.agreement(reference), Double.NaN,
+    return new CandidateMetrics(name, own.exactMatch(false), own.perplexity(), own.agreement(reference),
+        own.klDivergence(reference),
         Latency.NOT_MEASURED, weightBytes(checkpoint), parameters, own.exactMatch(true), examples.size(),
         own.answerTokens());
   }

@@ -33,7 +33,7 @@ import java.util.Map;
  * @param candidates every candidate with its verdict
  * @param chosen the chosen candidate's name; null when none passed
  * @param mode {@value #WHOLE_MODEL} (each model loaded whole, generation and latency measured) or {@value #STREAMED}
- *     (one teacher-forced pass streamed one decoder layer at a time: no latency, no KL)
+ *     (one teacher-forced pass streamed one decoder layer at a time: no latency)
  * @param note why something was not measured (the streamed mode's reason), or null
  */
 public record EvaluationReport(String runId, String dataSource, int misfires, String retentionBasis, String pick,
