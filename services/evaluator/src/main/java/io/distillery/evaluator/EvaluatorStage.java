@@ -384,7 +384,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     private Evaluation.Streamed stream(String what, Path dir) throws IOException, InterruptedException {
       int at = step++;
       return evaluation.scoreStreamed(dir, configs.get(dir), reference, (done, total, message) ->
-          ctx.progress(99.0 * (at + (double) done / total) / steps, what + ": " + message));
+          ctx.progress(Math.max(1, 99.0 * (at + (double) done / total) / steps), what + ": " + message));
     }
 
     @Override

@@ -67,8 +67,13 @@ class StreamedEvaluationTest {
       long budget, List<String> messages) throws IOException {
     Path scratch = Files.createDirectories(dir.resolve("scratch-" + UUID.randomUUID()));
     Path work = Files.createDirectories(dir.resolve("work-" + UUID.randomUUID()));
-    return new StageContext<>(null, params, model, inputs, scratch, work,
-        (percent, message, metrics) -> messages.add(message), budget);
+    List<Double> percents = new ArrayList<>();
+    return new StageContext<>(null, params, model, inputs, scratch, work, (percent, message, metrics) -> {
+      assertThat(percent).as("progress only goes forward: " + message).isGreaterThanOrEqualTo(
+          percents.isEmpty() ? 0 : percents.getLast());
+      percents.add(percent);
+      messages.add(message);
+    }, budget);
   }
 
   static EvaluatorParams params(String streamed, Map<String, Double> gates) {
