@@ -361,6 +361,23 @@ public final class CompressedTensors {
     return out;
   }
 
+  /**
+   * One module's quantized weight as stored, read from an open checkpoint (bit width and strategy from {@code dir}'s
+   * config.json), or null when the module is dense: what a layer-streaming reader dequantizes one layer at a time
+   * instead of the whole model.
+   *
+   * @throws CorruptCheckpointException if the module's quantized tensors disagree with each other or the config
+   */
+  public static QuantizedWeight readModule(Checkpoint file, Path dir, String module) throws IOException {
+    Declared declared = Declared.of(dir);
+    try {
+      return readModule(file, module, declared);
+    } catch (RuntimeException e) {
+      throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": " + e.getMessage(),
+          e);
+    }
+  }
+
   private static QuantizedWeight readModule(Checkpoint file, String m, Declared declared)
       throws CorruptCheckpointException {
     if (file.contains(m + ".weight_packed")) {

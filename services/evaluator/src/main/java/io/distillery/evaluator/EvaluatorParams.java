@@ -18,9 +18,14 @@ import java.util.Map;
  * @param latencyRuns timed prompts per model, batch 1, after one untimed warm-up (default 5)
  * @param decodeTokens decode steps timed per latency run (default 16)
  * @param batch sequences per teacher-forced forward pass (default 32)
+ * @param streamed {@code auto} (default): load each model whole when the whole-model evaluation fits the worker's
+ *     memory budget, else stream it one decoder layer at a time; {@code true}: always stream (exact match
+ *     teacher-forced, perplexity, agreement, KL; no latency); {@code false}: always load whole
  */
 public record EvaluatorParams(String dataset, Integer samples, Long seed, Map<String, Double> gates, String pick,
-    Integer latencyRuns, Integer decodeTokens, Integer batch) {
+    Integer latencyRuns, Integer decodeTokens, Integer batch, String streamed) {
+
+  public static final String AUTO = "auto";
 
   public EvaluatorParams {
     samples = samples == null ? 200 : samples;
@@ -30,6 +35,7 @@ public record EvaluatorParams(String dataset, Integer samples, Long seed, Map<St
     latencyRuns = latencyRuns == null ? 5 : latencyRuns;
     decodeTokens = decodeTokens == null ? 16 : decodeTokens;
     batch = batch == null ? 32 : batch;
+    streamed = streamed == null ? AUTO : streamed;
     if (dataset != null && dataset.isBlank()) {
       throw new IllegalArgumentException("dataset: must name a JSONL file, got an empty string");
     }
@@ -60,6 +66,15 @@ public record EvaluatorParams(String dataset, Integer samples, Long seed, Map<St
     if (batch < 1) {
       throw new IllegalArgumentException("batch: must be at least 1, got " + batch);
     }
+    if (!streamed.equals(AUTO) && !streamed.equals("true") && !streamed.equals("false")) {
+      throw new IllegalArgumentException("streamed: must be true, false or auto, got '" + streamed + "'");
+    }
+  }
+
+  /** Params with {@code streamed} left at auto. */
+  public EvaluatorParams(String dataset, Integer samples, Long seed, Map<String, Double> gates, String pick,
+      Integer latencyRuns, Integer decodeTokens, Integer batch) {
+    this(dataset, samples, seed, gates, pick, latencyRuns, decodeTokens, batch, null);
   }
 
   public Pick pickValue() {

@@ -12,7 +12,14 @@ import io.distillery.evaluator.measure.EvalData;
 import io.distillery.evaluator.measure.Evaluation;
 import io.distillery.evaluator.report.EvaluationReport;
 import io.distillery.model.CheckpointException;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.LlamaModel;
+import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.stream.MemoryPlan;
+import io.distillery.model.stream.TeacherForcedScorer;
+import io.distillery.model.tasks.TaskBatch;
+import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
@@ -20,7 +27,6 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.model.tasks.TaskExample;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -106,7 +112,21 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     }
     TextTokenizer tokenizer = tokenizer(ctx.model());
     try {
-      return evaluate(ctx, evaluation(ctx, tokenizer, misfires), candidates, baseline, gates, pick);
+      Prepared prepared = evaluation(ctx, tokenizer, misfires);
+      List<ModelShape> models = new ArrayList<>();
+      models.add(shape("reference", ctx.model()));
+      if (baseline != null) {
+        models.add(shape("baseline", baseline.path()));
+      }
+      for (Candidate c : candidates) {
+        models.add(shape("candidate " + c.name(), c.artefact().path()));
+      }
+      Mode mode = mode(params.streamed(), gates, models, prepared.evaluation(), ctx.memoryBudgetBytes());
+      LOG.info("evaluation mode stage=evaluator mode={} wholeModelGb={} streamedGb={} budgetGb={}",
+          mode.streamed() ? EvaluationReport.STREAMED : EvaluationReport.WHOLE_MODEL,
+          MemoryPlan.gigabytes(mode.wholeBytes()), MemoryPlan.gigabytes(mode.streamedBytes()),
+          MemoryPlan.gigabytes(ctx.memoryBudgetBytes()));
+      return evaluate(ctx, prepared, candidates, baseline, gates, pick, mode, models);
     } finally {
       if (tokenizer instanceof AutoCloseable closeable) {
         try {
@@ -119,22 +139,22 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
   }
 
   private StageResult evaluate(StageContext<EvaluatorParams> ctx, Prepared prepared, List<Candidate> candidates,
-      StageContext.Artefact baseline, Gates gates, Pick pick) throws StageException, InterruptedException {
+      StageContext.Artefact baseline, Gates gates, Pick pick, Mode mode, List<ModelShape> shapes)
+      throws StageException, InterruptedException {
     Evaluation evaluation = prepared.evaluation();
     String runId = ctx.job() == null ? null : ctx.job().getRunId();
     int steps = candidates.size() + (baseline == null ? 1 : 2);
     int step = 0;
-    ctx.progress(1, "evaluating the reference on " + evaluation.examples().size() + " prompts");
-    try (LlamaModel reference = load("reference", ctx.model())) {
-      CandidateMetrics referenceMetrics = measure("reference", ctx.model(), reference, reference, evaluation);
+    ctx.progress(1, "evaluating the reference on " + evaluation.examples().size() + " prompts"
+        + (mode.streamed() ? " (streamed one decoder layer at a time)" : ""));
+    try (Measurer measurer = mode.streamed() ? new StreamedMeasurer(ctx, evaluation, shapes, steps)
+        : new WholeModelMeasurer(ctx.model(), evaluation)) {
+      CandidateMetrics referenceMetrics = measurer.reference();
       ctx.progress(99.0 * ++step / steps, "measured the reference",
           Map.of("exactMatch", referenceMetrics.exactMatch()));
       double baselineMisfire = Double.NaN;
       if (baseline != null) {
-        try (LlamaModel model = load("baseline", baseline.path())) {
-          requireSameVocab("baseline", model, reference);
-          baselineMisfire = evaluation.misfireExactMatch(model);
-        }
+        baselineMisfire = measurer.baselineMisfire(baseline.path());
         ctx.progress(99.0 * ++step / steps, "measured the deployed baseline on the held-out misfires");
       }
       Map<String, String> notMeasured = new LinkedHashMap<>();
@@ -146,11 +166,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
       List<EvaluationReport.Entry> entries = new ArrayList<>();
       List<Assessment> assessments = new ArrayList<>();
       for (Candidate c : candidates) {
-        CandidateMetrics m;
-        try (LlamaModel model = load("candidate " + c.name(), c.artefact().path())) {
-          requireSameVocab("candidate " + c.name(), model, reference);
-          m = measure(c.name(), c.artefact().path(), model, reference, evaluation);
-        }
+        CandidateMetrics m = measurer.candidate(c);
         Map<String, Double> values = Comparison.values(m, referenceMetrics, baselineMisfire);
         Assessment a = new Assessment(c.name(), values, gates.check(values, notMeasured));
         assessments.add(a);
@@ -167,7 +183,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
       Optional<Assessment> chosen = pick.choose(assessments);
       EvaluationReport report = new EvaluationReport(runId, prepared.source(), evaluation.misfires().size(),
           Comparison.retentionBasis(referenceMetrics), pick.id(), gates.thresholds(), referenceMetrics,
-          baselineMisfire, entries, chosen.map(Assessment::candidate).orElse(null));
+          baselineMisfire, entries, chosen.map(Assessment::candidate).orElse(null),
+          mode.streamed() ? EvaluationReport.STREAMED : EvaluationReport.WHOLE_MODEL, mode.note());
       Path kept = writeReport(report, ctx.workDir().resolve(REPORT_DIR));
       if (chosen.isEmpty()) {
         String reasons = assessments.stream()
@@ -193,6 +210,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
           Comparison.retentionBasis(referenceMetrics).equals(Comparison.BASIS_PERPLEXITY) ? 1.0 : 0.0);
       metrics.put("candidates", (double) candidates.size());
       metrics.put("passing", (double) assessments.stream().filter(Assessment::passed).count());
+      metrics.put("streamed", mode.streamed() ? 1.0 : 0.0);
       LOG.info("picked stage=evaluator runId={} pick={} chosen={} passing={} candidates={}", runId, pick.id(),
           winner.name(), metrics.get("passing").intValue(), candidates.size());
       ctx.progress(100, "picked " + winner.name() + " (" + pick.id() + ")");
@@ -200,6 +218,8 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
           new StageResult.Output(reportCopy, EvaluationReport.FORMAT)), metrics);
     } catch (IllegalArgumentException | IllegalStateException e) {
       throw StageException.fatal("evaluator: " + e.getMessage(), e);
+    } catch (CheckpointException e) {
+      throw StageException.fatal("evaluator: cannot read a checkpoint: " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("evaluator: cannot read or write: " + e.getMessage(), e);
     }
@@ -289,15 +309,235 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
     }
   }
 
-  private static CandidateMetrics measure(String name, Path dir, LlamaModel model, LlamaModel reference,
-      Evaluation evaluation) throws IOException, InterruptedException {
-    return evaluation.measure(name, dir, model, reference);
+  /** Measures the reference, the baseline's misfires and each candidate, in that order; owns what it loads. */
+  private interface Measurer extends AutoCloseable {
+    CandidateMetrics reference() throws StageException, IOException, InterruptedException;
+
+    double baselineMisfire(Path baseline) throws StageException, IOException, InterruptedException;
+
+    CandidateMetrics candidate(Candidate c) throws StageException, IOException, InterruptedException;
+
+    @Override
+    void close();
   }
 
-  private static void requireSameVocab(String what, LlamaModel model, LlamaModel reference) throws StageException {
-    if (model.config().vocabSize() != reference.config().vocabSize()) {
-      throw StageException.fatal("evaluator: the " + what + " has vocab_size " + model.config().vocabSize()
-          + " but the reference has " + reference.config().vocabSize() + ": they cannot be compared token by token");
+  /** Each model loaded whole in F32: generation for exact match, latency timed, KL against the reference. */
+  private static final class WholeModelMeasurer implements Measurer {
+    private final Path referenceDir;
+    private final Evaluation evaluation;
+    private final LlamaModel reference;
+
+    WholeModelMeasurer(Path referenceDir, Evaluation evaluation) throws StageException {
+      this.referenceDir = referenceDir;
+      this.evaluation = evaluation;
+      this.reference = load("reference", referenceDir);
+    }
+
+    @Override
+    public CandidateMetrics reference() throws IOException, InterruptedException {
+      return evaluation.measure("reference", referenceDir, reference, reference);
+    }
+
+    @Override
+    public double baselineMisfire(Path baseline) throws StageException, InterruptedException {
+      try (LlamaModel model = load("baseline", baseline)) {
+        requireSameVocab("baseline", model.config(), reference.config());
+        return evaluation.misfireExactMatch(model);
+      }
+    }
+
+    @Override
+    public CandidateMetrics candidate(Candidate c) throws StageException, IOException, InterruptedException {
+      try (LlamaModel model = load("candidate " + c.name(), c.artefact().path())) {
+        requireSameVocab("candidate " + c.name(), model.config(), reference.config());
+        return evaluation.measure(c.name(), c.artefact().path(), model, reference);
+      }
+    }
+
+    @Override
+    public void close() {
+      reference.close();
+    }
+  }
+
+  /**
+   * Each model streamed one decoder layer at a time in one teacher-forced pass ({@link TeacherForcedScorer}): exact
+   * match (argmax-correct at every answer position and the stop), perplexity, agreement with the reference's argmax,
+   * KL from the reference (the candidate's head pass re-reads the reference's head beside its own); no latency.
+   */
+  private static final class StreamedMeasurer implements Measurer {
+    private final StageContext<EvaluatorParams> ctx;
+    private final Evaluation evaluation;
+    private final Map<Path, LlamaConfig> configs = new LinkedHashMap<>();
+    private final int steps;
+    private int step;
+    private Evaluation.Streamed reference;
+    private LlamaConfig referenceConfig;
+
+    StreamedMeasurer(StageContext<EvaluatorParams> ctx, Evaluation evaluation, List<ModelShape> shapes, int steps) {
+      this.ctx = ctx;
+      this.evaluation = evaluation;
+      shapes.forEach(m -> configs.put(m.dir(), m.config()));
+      this.steps = steps;
+    }
+
+    private Evaluation.Streamed stream(String what, Path dir) throws IOException, InterruptedException {
+      int at = step++;
+      return evaluation.scoreStreamed(dir, configs.get(dir), reference, (done, total, message) ->
+          ctx.progress(Math.max(1, 99.0 * (at + (double) done / total) / steps), what + ": " + message));
+    }
+
+    @Override
+    public CandidateMetrics reference() throws IOException, InterruptedException {
+      referenceConfig = configs.get(ctx.model());
+      reference = stream("reference", ctx.model());
+      return evaluation.streamedMetrics("reference", ctx.model(), referenceConfig, reference, reference);
+    }
+
+    @Override
+    public double baselineMisfire(Path baseline) throws StageException, IOException, InterruptedException {
+      requireSameVocab("baseline", configs.get(baseline), referenceConfig);
+      return evaluation.streamedMetrics("baseline", baseline, configs.get(baseline), stream("baseline", baseline),
+          reference).misfireExactMatch();
+    }
+
+    @Override
+    public CandidateMetrics candidate(Candidate c) throws StageException, IOException, InterruptedException {
+      Path dir = c.artefact().path();
+      requireSameVocab("candidate " + c.name(), configs.get(dir), referenceConfig);
+      return evaluation.streamedMetrics(c.name(), dir, configs.get(dir), stream("candidate " + c.name(), dir),
+          reference);
+    }
+
+    @Override
+    public void close() {}
+  }
+
+  /** A model's config.json and whether it is compressed-tensors (dequantized on a whole-model load). */
+  record ModelShape(String what, Path dir, LlamaConfig config, boolean compressed) {
+
+    long parameters() {
+      long n = 0;
+      for (long[] shape : LlamaTensorNames.shapes(config).values()) {
+        long p = 1;
+        for (long d : shape) {
+          p *= d;
+        }
+        n += p;
+      }
+      return n;
+    }
+
+    /** F32 bytes a whole-model load holds: compressed ones also hold the decompressed arrays while loading. */
+    long wholeModelBytes() {
+      return 4 * parameters() * (compressed ? 2 : 1);
+    }
+  }
+
+  private static ModelShape shape(String what, Path dir) throws StageException {
+    try {
+      if (!Files.isRegularFile(dir.resolve(LlamaConfig.FILE_NAME))) {
+        throw StageException.fatal("evaluator: the " + what + " checkpoint " + dir + " has no "
+            + LlamaConfig.FILE_NAME);
+      }
+      return new ModelShape(what, dir, LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME)),
+          CompressedTensors.isCompressed(dir));
+    } catch (CheckpointException | JacksonException | IllegalArgumentException e) {
+      throw StageException.fatal("evaluator: cannot read the " + what + " checkpoint's config in " + dir + ": "
+          + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("evaluator: cannot read the " + what + " checkpoint " + dir + ": "
+          + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Whole-model or streamed, with both memory estimates.
+   *
+   * @param note the report's note on what a streamed evaluation does not measure; null when whole
+   */
+  record Mode(boolean streamed, long wholeBytes, long streamedBytes, String note) {}
+
+  /** Gates a streamed evaluation cannot check: latency is not measured. */
+  static final List<GateKey> NOT_STREAMED = List.of(GateKey.P99_MS, GateKey.PREFILL_P99_MS,
+      GateKey.TOKENS_PER_SECOND);
+
+  public static final String NOT_FITTING = "latency not measured: the model does not fit in memory (streamed "
+      + "evaluation)";
+
+  /**
+   * Estimated peak of the whole-model evaluation: the runtime; the reference and the largest other model held at once
+   * in F32 (a compressed one twice while it is dequantized); the teacher-forced pass's [batch, seq, vocab] tensors of
+   * both models (logits, log-softmax, one-hot, product: 4 each, so 8); and one batch's forward workspace. Streamed:
+   * the largest model's {@link TeacherForcedScorer#peakBytes}.
+   */
+  static Mode mode(String streamed, Gates gates, List<ModelShape> models, Evaluation evaluation, long budget)
+      throws StageException {
+    List<TaskBatch> batches = evaluation.streamedBatches();
+    long batchTokens = 0;
+    int rows = 0;
+    int seq = 0;
+    for (TaskBatch b : batches) {
+      batchTokens = Math.max(batchTokens, (long) b.size() * b.length());
+      rows = Math.max(rows, b.size());
+      seq = Math.max(seq, b.length());
+    }
+    ModelShape reference = models.getFirst();
+    long others = 0;
+    long workspace = 0;
+    long vocab = 0;
+    long streamedBytes = 0;
+    for (ModelShape m : models) {
+      if (m != reference) {
+        others = Math.max(others, m.wholeModelBytes());
+      }
+      vocab = Math.max(vocab, m.config().vocabSize());
+      workspace = Math.max(workspace, MemoryPlan.estimate(m.config(), batchTokens, batchTokens, rows, seq, false)
+          .pieces().getOrDefault("forward_workspace", 0L));
+      streamedBytes = Math.max(streamedBytes, TeacherForcedScorer.peakBytes(m.config(), batches,
+          TeacherForcedScorer.DEFAULT_HEAD_ROWS));
+    }
+    long wholeBytes = MemoryPlan.RUNTIME_BYTES + reference.wholeModelBytes() + others + 8 * batchTokens * vocab * 4
+        + workspace;
+    String have = ", this worker has " + MemoryPlan.gigabytes(budget);
+    boolean stream = switch (streamed) {
+      case "true" -> true;
+      case "false" -> {
+        if (wholeBytes > budget) {
+          throw StageException.fatal("evaluator: the whole-model evaluation (streamed: false) needs "
+              + MemoryPlan.gigabytes(wholeBytes) + have + ": raise DISTILLERY_WORKER_MEMORY, lower batch, or set "
+              + "streamed: auto to stream the models one decoder layer at a time (needs "
+              + MemoryPlan.gigabytes(streamedBytes) + ")");
+        }
+        yield false;
+      }
+      default -> wholeBytes > budget;
+    };
+    if (!stream) {
+      return new Mode(false, wholeBytes, streamedBytes, null);
+    }
+    if (streamedBytes > budget) {
+      throw StageException.fatal("evaluator: the streamed evaluation needs " + MemoryPlan.gigabytes(streamedBytes)
+          + have + " (the whole-model one " + MemoryPlan.gigabytes(wholeBytes) + "): raise DISTILLERY_WORKER_MEMORY "
+          + "or lower batch/samples");
+    }
+    String why = streamed.equals("true") ? "latency not measured: streamed: true was set (streamed evaluation)"
+        : NOT_FITTING;
+    List<String> refused = NOT_STREAMED.stream().filter(gates::contains).map(GateKey::id).toList();
+    if (!refused.isEmpty()) {
+      throw StageException.fatal("evaluator: gate(s) " + String.join(", ", refused) + " cannot be checked: " + why
+          + (streamed.equals("true") ? "" : "; the whole-model evaluation needs " + MemoryPlan.gigabytes(wholeBytes)
+          + have) + ", and a streamed evaluation does not time the model. Remove those gates"
+          + (streamed.equals("true") ? " or set streamed: auto" : " or raise DISTILLERY_WORKER_MEMORY"));
+    }
+    return new Mode(true, wholeBytes, streamedBytes, why + "; exact match is teacher-forced: greedy decoding returns "
+        + "the answer exactly when the argmax at every answer position and at the stop is the expected token");
+  }
+
+  private static void requireSameVocab(String what, LlamaConfig model, LlamaConfig reference) throws StageException {
+    if (model.vocabSize() != reference.vocabSize()) {
+      throw StageException.fatal("evaluator: the " + what + " has vocab_size " + model.vocabSize()
+          + " but the reference has " + reference.vocabSize() + ": they cannot be compared token by token");
     }
   }
 

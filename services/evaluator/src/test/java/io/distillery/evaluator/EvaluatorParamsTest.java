@@ -42,4 +42,14 @@ class EvaluatorParamsTest {
     assertThatThrownBy(() -> bind("{\"gate\": {}}")).isInstanceOf(StageException.Fatal.class)
         .hasMessageContaining("gate");
   }
+
+  @Test
+  void shouldBindStreamedAsBooleanOrAutoAndDefaultToAuto() throws Exception {
+    assertThat(bind("{}").streamed()).isEqualTo("auto");
+    assertThat(bind("{\"streamed\": true}").streamed()).isEqualTo("true");
+    assertThat(bind("{\"streamed\": false}").streamed()).isEqualTo("false");
+    assertThat(bind("{\"streamed\": \"auto\"}").streamed()).isEqualTo("auto");
+    assertThatThrownBy(() -> bind("{\"streamed\": \"sometimes\"}")).isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("streamed").hasMessageContaining("true, false or auto");
+  }
 }

@@ -5,9 +5,11 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.KvCache;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.stream.TeacherForcedScorer;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.model.tasks.ExactMatch;
 import io.distillery.model.tasks.TaskBatch;
@@ -15,6 +17,7 @@ import io.distillery.model.tasks.TaskExample;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -151,6 +154,127 @@ public final class Evaluation {
       throw new IllegalArgumentException("the eval examples have no answer tokens to score");
     }
     return new Scores(nll, tokens, agreeing, kl);
+  }
+
+  /**
+   * The eval prompts then the held-out misfires as teacher-forced batches of {@code batch} rows ({@link TaskBatch#of}:
+   * {@code <s> prompt answer </s>}, answer and stop positions scored), the examples' batches first.
+   */
+  public List<TaskBatch> streamedBatches() {
+    List<TaskBatch> out = new ArrayList<>();
+    for (List<TaskExample> set : List.of(examples, misfires)) {
+      for (int from = 0; from < set.size(); from += batch) {
+        out.add(TaskBatch.of(set.subList(from, Math.min(set.size(), from + batch)), tokenizer));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * One model's streamed teacher-forced scores over {@link #streamedBatches()}, with its KL from {@code reference}'s
+   * next-token distributions when given.
+   *
+   * @param reference the reference's streamed scores, or null (for the reference itself)
+   */
+  public Streamed scoreStreamed(Path checkpoint, LlamaConfig config, Streamed reference,
+      TeacherForcedScorer.Progress progress) throws IOException, InterruptedException {
+    TeacherForcedScorer.Result result = new TeacherForcedScorer(checkpoint, config,
+        TeacherForcedScorer.DEFAULT_HEAD_ROWS).score(streamedBatches(),
+        reference == null ? null : reference.result().asReference(), progress);
+    return new Streamed(result, examples.size());
+  }
+
+  /**
+   * Teacher-forced scores of one model, streamed: rows below {@code examples} are eval prompts, the rest held-out
+   * misfires. Exact match per row is argmax-correct at every answer position and at the stop, which is when greedy
+   * decoding returns exactly the answer (see /work/shared/SCALE.md).
+   */
+  public record Streamed(TeacherForcedScorer.Result result, int examples) {
+
+    double exactMatch(boolean misfires) {
+      boolean[] exact = result.exact();
+      int from = misfires ? examples : 0;
+      int to = misfires ? exact.length : examples;
+      if (to <= from) {
+        return Double.NaN;
+      }
+      int correct = 0;
+      for (int i = from; i < to; i++) {
+        correct += exact[i] ? 1 : 0;
+      }
+      return (double) correct / (to - from);
+    }
+
+    /** Scored answer positions of the eval prompts, and exp(mean NLL) over them. */
+    long answerTokens() {
+      long n = 0;
+      for (int s : result.sequence()) {
+        n += s < examples ? 1 : 0;
+      }
+      return n;
+    }
+
+    double perplexity() {
+      double nll = 0;
+      for (int i = 0; i < result.sequence().length; i++) {
+        if (result.sequence()[i] < examples) {
+          nll -= result.logProb()[i];
+        }
+      }
+      return Math.exp(nll / answerTokens());
+    }
+
+    /** Mean KL(reference || this) over the eval prompts' answer positions; 0 for the reference itself. */
+    double klDivergence(Streamed reference) {
+      double[] kl = result.klFromReference();
+      if (kl == null) {
+        return reference == this ? 0.0 : Double.NaN;
+      }
+      double sum = 0;
+      for (int i = 0; i < kl.length; i++) {
+        if (result.sequence()[i] < examples) {
+          sum += kl[i];
+        }
+      }
+      return sum / answerTokens();
+    }
+
+    /** Share of the eval prompts' answer positions where this model's argmax equals {@code reference}'s. */
+    double agreement(Streamed reference) {
+      if (reference.result.argmax().length != result.argmax().length) {
+        throw new IllegalStateException("the reference and the candidate were scored on different positions");
+      }
+      long agreeing = 0;
+      for (int i = 0; i < result.sequence().length; i++) {
+        if (result.sequence()[i] < examples && result.argmax()[i] == reference.result.argmax()[i]) {
+          agreeing++;
+        }
+      }
+      return (double) agreeing / answerTokens();
+    }
+  }
+
+  /**
+   * The metrics of a streamed evaluation: exact match (teacher-forced), perplexity, agreement with the reference's
+   * argmax, KL from the reference and misfire exact match; latency is not measured (NaN).
+   */
+  public CandidateMetrics streamedMetrics(String name, Path checkpoint, LlamaConfig config, Streamed own,
+      Streamed reference) throws IOException {
+    if (own.answerTokens() == 0) {
+      throw new IllegalArgumentException("the eval examples have no answer tokens to score");
+    }
+    long parameters = 0;
+    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
+      long n = 1;
+      for (long d : shape) {
+        n *= d;
+      }
+      parameters += n;
+    }
+    return new CandidateMetrics(name, own.exactMatch(false), own.perplexity(), own.agreement(reference),
+        own.klDivergence(reference),
+        Latency.NOT_MEASURED, weightBytes(checkpoint), parameters, own.exactMatch(true), examples.size(),
+        own.answerTokens());
   }
 
   /**

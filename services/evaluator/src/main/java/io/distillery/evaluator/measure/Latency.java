@@ -16,6 +16,10 @@ import java.util.Arrays;
 public record Latency(double prefillP50Ms, double prefillP99Ms, double decodeP50Ms, double decodeP99Ms,
     double prefillTokensPerSecond, double decodeTokensPerSecond) {
 
+  /** Not measured (a streamed evaluation: the model does not fit in memory to be timed). */
+  public static final Latency NOT_MEASURED = new Latency(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
+      Double.NaN);
+
   /** The nearest-rank percentile {@code p} (0, 100] of {@code samples}. */
   public static double percentile(double[] samples, double p) {
     if (samples.length == 0) {

@@ -32,10 +32,16 @@ import java.util.Map;
  * @param baselineMisfireExactMatch the deployed baseline's exact match on the held-out misfires; NaN without one
  * @param candidates every candidate with its verdict
  * @param chosen the chosen candidate's name; null when none passed
+ * @param mode {@value #WHOLE_MODEL} (each model loaded whole, generation and latency measured) or {@value #STREAMED}
+ *     (one teacher-forced pass streamed one decoder layer at a time: no latency)
+ * @param note why something was not measured (the streamed mode's reason), or null
  */
 public record EvaluationReport(String runId, String dataSource, int misfires, String retentionBasis, String pick,
     Map<GateKey, Double> gates, CandidateMetrics reference, double baselineMisfireExactMatch, List<Entry> candidates,
-    String chosen) {
+    String chosen, String mode, String note) {
+
+  public static final String WHOLE_MODEL = "whole-model";
+  public static final String STREAMED = "streamed";
 
   public static final String FORMAT = ArtefactFormats.EVAL_REPORT;
   public static final String JSON_FILE = "report.json";
@@ -46,6 +52,15 @@ public record EvaluationReport(String runId, String dataSource, int misfires, St
   public EvaluationReport {
     gates = Map.copyOf(gates);
     candidates = List.copyOf(candidates);
+    mode = mode == null ? WHOLE_MODEL : mode;
+  }
+
+  /** A whole-model report (everything measured). */
+  public EvaluationReport(String runId, String dataSource, int misfires, String retentionBasis, String pick,
+      Map<GateKey, Double> gates, CandidateMetrics reference, double baselineMisfireExactMatch, List<Entry> candidates,
+      String chosen) {
+    this(runId, dataSource, misfires, retentionBasis, pick, gates, reference, baselineMisfireExactMatch, candidates,
+        chosen, WHOLE_MODEL, null);
   }
 
   /** One candidate: what it is, what it measured, how it fared at the gates. */
@@ -68,6 +83,8 @@ public record EvaluationReport(String runId, String dataSource, int misfires, St
     root.put("retentionBasis", retentionBasis);
     root.put("pick", pick);
     root.put("chosen", chosen);
+    root.put("mode", mode);
+    root.put("note", note);
     root.put("passing", candidates.stream().filter(e -> e.assessment().passed()).count());
     ObjectNode gateNode = root.putObject("gates");
     for (GateKey key : GateKey.values()) {

@@ -49,6 +49,10 @@ final class ReportPage {
         .append(r.retentionBasis().equals("exactMatch") ? " (candidate exactMatch / reference exactMatch)"
             : " (reference exactMatch is 0, so reference perplexity / candidate perplexity)")
         .append(".</p>\n");
+    if (r.note() != null) {
+      h.append("<p class=\"note\"><b>").append(esc(r.mode())).append(" evaluation</b>: ").append(esc(r.note()))
+          .append(".</p>\n");
+    }
     h.append("<h2>Gates</h2>\n<p>");
     if (r.gates().isEmpty()) {
       h.append("No gates: every candidate passes.");
