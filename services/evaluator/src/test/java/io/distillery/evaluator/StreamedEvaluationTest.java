@@ -187,7 +187,7 @@ class StreamedEvaluationTest {
     List<String> messages = new ArrayList<>();
     assertThatThrownBy(() -> run(reference, inputs, "auto", 100L << 20, Map.of(), messages))
         .isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("the streamed evaluation needs 0.5 GB, this worker has 0.1 GB")
+        .hasMessageContaining("the streamed evaluation needs 472.5 MB, this worker has 104.9 MB")
         .hasMessageContaining("raise DISTILLERY_WORKER_MEMORY");
     assertThat(messages).isEmpty();
     assertThatThrownBy(() -> run(reference, inputs, "false", 100L << 20, Map.of(), messages))
