@@ -1,5 +1,6 @@
 package io.distillery.bench;
 
+import com.sun.management.OperatingSystemMXBean;
 import io.distillery.planner.PlannerApp;
 import io.distillery.planner.PlannerConfig;
 import io.distillery.planner.PlannerService;
@@ -7,7 +8,6 @@ import io.distillery.runtime.artefact.FileArtefactStore;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
-import io.distillery.stage.StageRegistry;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.schemas.common.ArtefactRef;
@@ -19,6 +19,8 @@ import io.distillery.schemas.model.ModelRegistered;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import io.distillery.stack.LocalStack;
+import io.distillery.stage.StageRegistry;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -26,11 +28,14 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -139,7 +144,7 @@ public final class DispatchBench {
 
   /** CPU time of this whole process (the stack, the workers and the planner all run in it). */
   static long processCpuNanos() {
-    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+    return ((OperatingSystemMXBean) ManagementFactory
         .getOperatingSystemMXBean()).getProcessCpuTime();
   }
 
@@ -148,14 +153,14 @@ public final class DispatchBench {
    * their ids with the wall-clock millisecond each was registered at.
    */
   static Map<String, Long> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate) throws Exception {
-    Map<String, Long> ids = new java.util.LinkedHashMap<>();
+    Map<String, Long> ids = new LinkedHashMap<>();
     try (var p = new KafkaProducer<>(kafka.producer("bench"), new StringSerializer(),
         kafka.serde(ModelRegistered.class))) {
       long start = System.nanoTime();
       for (int i = 0; i < n; i++) {
         if (rate > 0) {
           long due = start + (long) (i * 1e9 / rate);
-          java.util.concurrent.locks.LockSupport.parkNanos(due - System.nanoTime());
+          LockSupport.parkNanos(due - System.nanoTime());
         }
         String id = UUID.randomUUID().toString();
         Instant now = Instant.now();
@@ -293,7 +298,7 @@ public final class DispatchBench {
     return c;
   }
 
-  static void readAll(KafkaSettings kafka, String topic, java.util.function.Consumer<ConsumerRecord<String, byte[]>> f) {
+  static void readAll(KafkaSettings kafka, String topic, Consumer<ConsumerRecord<String, byte[]>> f) {
     try (KafkaConsumer<String, byte[]> c = assigned(kafka, topic)) {
       Map<TopicPartition, Long> end = c.endOffsets(c.assignment());
       while (end.entrySet().stream().anyMatch(e -> c.position(e.getKey()) < e.getValue())) {

@@ -1,16 +1,15 @@
 package io.distillery.bench;
 
 import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
 import ai.djl.pytorch.jni.JniUtils;
-import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.DistillerParams.Student;
+import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.DistillerStage;
 import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.model.llama.LlamaModel;
-import io.distillery.model.tokenizer.ByteTokenizer;
-import io.distillery.stage.StageParams;
 import io.distillery.model.tasks.ExactMatch;
 import io.distillery.model.tasks.Perplexity;
 import io.distillery.model.tasks.TaskExample;
@@ -18,6 +17,8 @@ import io.distillery.model.tasks.TaskJsonl;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tasks.TaskSuite;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.stage.StageParams;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -184,7 +185,7 @@ public final class DistillBench {
   }
 
   private static long params(LlamaModel m) {
-    return m.parameters().values().stream().mapToLong(ai.djl.ndarray.NDArray::size).sum();
+    return m.parameters().values().stream().mapToLong(NDArray::size).sum();
   }
 
   private static int maxNewTokens(List<TaskExample> examples) {

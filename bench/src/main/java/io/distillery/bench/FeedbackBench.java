@@ -4,6 +4,7 @@ import io.distillery.stack.LocalStack;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Locale;
 
 /**
  * {@code bench/feedback [PROMPTS] [REDISTILL_STEPS]}: the closed loop of {@link FeedbackLoop} on its own in-process
@@ -23,10 +24,10 @@ public final class FeedbackBench {
     try (LocalStack stack = LocalStack.start(dir.resolve("stack"))) {
       FeedbackLoop.Result r = new FeedbackLoop(stack.bootstrapServers(), stack.registryUrl(), dir.resolve("store"),
           dir.resolve("work"), options, System.out).run();
-      System.out.printf(java.util.Locale.ROOT, "prompts=%d teacher_exact_match=%.3f weak_run=%s redistill_run=%s%n",
+      System.out.printf(Locale.ROOT, "prompts=%d teacher_exact_match=%.3f weak_run=%s redistill_run=%s%n",
           r.prompts(), r.teacherExactMatch(), r.weakRunId(), r.redistillRunId());
       System.out.println("re-distillation verdict: " + r.redistillRun().getVerdict());
-      System.out.printf(java.util.Locale.ROOT, "artefact before %s, after %s; wall %.0f s%n", r.shaBefore(),
+      System.out.printf(Locale.ROOT, "artefact before %s, after %s; wall %.0f s%n", r.shaBefore(),
           r.shaAfter(), (System.nanoTime() - began) / 1e9);
       System.out.println(r.line());
     }

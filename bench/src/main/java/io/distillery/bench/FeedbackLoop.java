@@ -4,20 +4,19 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.feedback.FeedbackApp;
 import io.distillery.feedback.FeedbackConfig;
+import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tasks.TaskJsonl;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.model.tasks.TaskSettings;
+import io.distillery.model.train.TeacherConfig;
+import io.distillery.model.train.TeacherReport;
+import io.distillery.model.train.TeacherTrainer;
 import io.distillery.planner.PlannerApp;
 import io.distillery.planner.PlannerConfig;
 import io.distillery.runtime.config.Settings;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.Topics;
-import io.distillery.model.train.TeacherConfig;
-import io.distillery.model.train.TeacherReport;
-import io.distillery.model.train.TeacherTrainer;
 import io.distillery.runtime.serde.AvroSerde;
-import io.distillery.stage.StageRegistry;
-import io.distillery.model.tasks.TaskExample;
-import io.distillery.model.tasks.TaskJsonl;
-import io.distillery.model.tasks.TaskKind;
-import io.distillery.model.tasks.TaskSettings;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.schemas.deployment.DeploymentActive;
@@ -27,6 +26,7 @@ import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
 import io.distillery.serving.ServingConfig;
 import io.distillery.serving.ServingMain;
+import io.distillery.stage.StageRegistry;
 import io.vertx.core.Vertx;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -43,8 +43,10 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.UUID;
+import java.util.function.Function;
 import java.util.function.Predicate;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -68,7 +70,7 @@ public final class FeedbackLoop {
       double teacherExactMatch) {
 
     public String line() {
-      return String.format(java.util.Locale.ROOT,
+      return String.format(Locale.ROOT,
           "feedback misfire_rate_before=%.3f misfire_rate_after=%.3f seconds_to_redeploy=%d", misfireRateBefore,
           misfireRateAfter, secondsToRedeploy);
     }
@@ -173,7 +175,7 @@ public final class FeedbackLoop {
       String shaBefore = awaitActive(null);
 
       double before = misfireRate(url, prompts);
-      log.printf(java.util.Locale.ROOT, "loop: misfire rate before %.3f over %d prompts%n", before, prompts.size());
+      log.printf(Locale.ROOT, "loop: misfire rate before %.3f over %d prompts%n", before, prompts.size());
       ModelRegistered trigger = awaitRedistillRegistration();
       log.println("loop: feedback registered re-distillation run " + trigger.getRunId() + " labels "
           + trigger.getLabels());
@@ -185,7 +187,7 @@ public final class FeedbackLoop {
       String shaAfter = awaitActive(shaBefore);
       long seconds = Duration.between(trigger.getRegisteredAt(), Instant.now()).toSeconds();
       double after = misfireRate(url, prompts);
-      log.printf(java.util.Locale.ROOT, "loop: misfire rate after %.3f%n", after);
+      log.printf(Locale.ROOT, "loop: misfire rate after %.3f%n", after);
       return new Result(before, after, seconds, weakRunId, trigger.getRunId(), redistilled, shaBefore, shaAfter,
           prompts.size(), teacherExactMatch);
     } finally {
@@ -207,7 +209,7 @@ public final class FeedbackLoop {
             .withTextLength(2, 3))
         .validationExamples(20).testExamples(options.prompts()).evalEvery(0).build();
     TeacherReport report = new TeacherTrainer(config, p -> {}).trainAndSave(dir);
-    log.printf(java.util.Locale.ROOT, "loop: teacher params=%d exact_match=%.3f seconds=%.0f%n", report.parameters(),
+    log.printf(Locale.ROOT, "loop: teacher params=%d exact_match=%.3f seconds=%.0f%n", report.parameters(),
         report.exactMatch(), report.totalSeconds());
     return report.exactMatch();
   }
@@ -327,7 +329,7 @@ public final class FeedbackLoop {
         "a re-distillation run for " + deployment);
   }
 
-  private <T> T awaitRecord(String topic, java.util.function.Function<ConsumerRecord<String, byte[]>, T> decode,
+  private <T> T awaitRecord(String topic, Function<ConsumerRecord<String, byte[]>, T> decode,
       Predicate<T> until, String what) {
     try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(kafka.consumer(null, "loop-await"))) {
       List<TopicPartition> parts = new ArrayList<>();

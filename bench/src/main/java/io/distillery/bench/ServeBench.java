@@ -1,17 +1,19 @@
 package io.distillery.bench;
 
+import ai.djl.ndarray.NDArray;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tasks.TaskSuite;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.serving.ServingConfig;
 import io.distillery.serving.ServingNode;
 import io.distillery.serving.events.EventSink;
 import io.vertx.core.json.JsonObject;
+import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -91,7 +93,7 @@ public final class ServeBench {
       try (ServingNode node = ServingNode.start(config, EventSink.none())) {
         String sha = node.serveLocal(name, dir, null);
         long params = node.routing(name).stable().model().parameters().values().stream()
-            .mapToLong(ai.djl.ndarray.NDArray::size).sum();
+            .mapToLong(NDArray::size).sum();
         System.out.printf(Locale.ROOT, "%s: %s params=%d sha256=%s url=%s%n", name, dir, params,
             sha.substring(0, 12), node.url());
         drive(node.url(), name, prompts.subList(0, Math.min(8, prompts.size())), maxTokens, 4); // warm-up
@@ -119,7 +121,7 @@ public final class ServeBench {
   }
 
   /** A random byte-level Llama checkpoint (the teacher size of bench/model at hidden 256, 4 layers). */
-  private static Path writeRandom(Path dir, int hidden, int layers, long seed) throws java.io.IOException {
+  private static Path writeRandom(Path dir, int hidden, int layers, long seed) throws IOException {
     if (!Files.exists(dir.resolve("config.json"))) {
       LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(hidden)
           .intermediateSize(hidden * 8 / 3 / 64 * 64 + 64).numHiddenLayers(layers).numAttentionHeads(hidden / 64)

@@ -1,6 +1,7 @@
 package io.distillery.stack;
 
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -13,11 +14,13 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import kafka.server.KafkaConfig;
 import kafka.server.KafkaRaftServer;
 import org.apache.kafka.clients.admin.Admin;
@@ -50,7 +53,7 @@ public final class KafkaCluster implements AutoCloseable {
   private final Path dataDir;
   private final Map<Integer, KafkaRaftServer> servers;
   private final Map<Integer, String> brokerAddresses;
-  private final Set<Integer> stopped = java.util.concurrent.ConcurrentHashMap.newKeySet();
+  private final Set<Integer> stopped = ConcurrentHashMap.newKeySet();
   private final int minInsyncReplicas;
   private final AtomicBoolean closed = new AtomicBoolean();
 
@@ -78,11 +81,11 @@ public final class KafkaCluster implements AutoCloseable {
     Path dir;
     try {
       dir = Files.createTempDirectory("distillery-kafka-cluster-");
-    } catch (java.io.IOException e) {
+    } catch (IOException e) {
       throw new StackStartException("Kafka cluster: cannot create a temp data directory", e);
     }
     int[] ports = EmbeddedKafka.freeLoopbackPorts(2 * nodes);
-    String voters = java.util.stream.IntStream.rangeClosed(1, nodes)
+    String voters = IntStream.rangeClosed(1, nodes)
         .mapToObj(id -> id + "@" + LOOPBACK + ":" + ports[2 * (id - 1) + 1])
         .collect(Collectors.joining(","));
     String clusterId = Uuid.randomUuid().toString();

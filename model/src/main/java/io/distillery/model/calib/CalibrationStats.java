@@ -1,5 +1,6 @@
 package io.distillery.model.calib;
 
+import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsFile;
 import io.distillery.model.safetensors.SafetensorsWriter;
@@ -8,6 +9,7 @@ import io.distillery.model.safetensors.TensorData;
 import io.distillery.model.safetensors.TensorSource;
 import io.distillery.stage.ArtefactFormats;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -76,14 +78,14 @@ public final class CalibrationStats {
 
   /** The statistics of a calibration artefact: the file itself, or a directory holding {@value #FILE_NAME}. */
   public static CalibrationStats readArtefact(Path artefact) throws IOException {
-    return read(java.nio.file.Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact);
+    return read(Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact);
   }
 
   public static CalibrationStats read(Path file) throws IOException {
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
       Map<String, String> meta = new TreeMap<>(f.metadata());
       if (!FORMAT.equals(meta.get("format"))) {
-        throw new io.distillery.model.CorruptCheckpointException(file,
+        throw new CorruptCheckpointException(file,
             "is not a calibration artefact (metadata format=" + meta.get("format") + ")");
       }
       Map<String, LayerStats> layers = new LinkedHashMap<>();
@@ -108,7 +110,7 @@ public final class CalibrationStats {
       meta.remove("format");
       return new CalibrationStats(layers, meta);
     } catch (RuntimeException e) {
-      throw new io.distillery.model.CorruptCheckpointException(file, "is an inconsistent calibration file: "
+      throw new CorruptCheckpointException(file, "is an inconsistent calibration file: "
           + e.getMessage(), e);
     }
   }

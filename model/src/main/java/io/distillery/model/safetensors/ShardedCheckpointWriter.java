@@ -18,6 +18,7 @@ import java.util.Arrays;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
@@ -157,7 +158,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
       Shard shard = shards.get(i);
       shard.channel.close();
       String fileName = count == 1 ? Checkpoint.SINGLE_FILE
-          : String.format(java.util.Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, count);
+          : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, count);
       Path target = directory.resolve(fileName);
       assemble(shard, target);
       files.add(target);

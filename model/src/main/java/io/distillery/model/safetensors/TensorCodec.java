@@ -3,6 +3,7 @@ package io.distillery.model.safetensors;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
@@ -169,7 +170,7 @@ public final class TensorCodec {
 
     /** Little-endian bytes of I32 values, as safetensors stores them. */
     public static byte[] intsToBytes(int... values) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(values.length * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
         for (int v : values) {
             b.putInt(v);
         }
@@ -178,7 +179,7 @@ public final class TensorCodec {
 
     /** I32 values from little-endian bytes. */
     public static int[] bytesToInts(byte[] bytes) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         int[] out = new int[bytes.length / 4];
         for (int i = 0; i < out.length; i++) {
             out[i] = b.getInt();
@@ -188,7 +189,7 @@ public final class TensorCodec {
 
     /** Little-endian bytes of I64 values, as safetensors stores them. */
     public static byte[] longsToBytes(long... values) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(values.length * 8).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = ByteBuffer.allocate(values.length * 8).order(ByteOrder.LITTLE_ENDIAN);
         for (long v : values) {
             b.putLong(v);
         }
@@ -197,7 +198,7 @@ public final class TensorCodec {
 
     /** I64 values from little-endian bytes. */
     public static long[] bytesToLongs(byte[] bytes) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         long[] out = new long[bytes.length / 8];
         for (int i = 0; i < out.length; i++) {
             out[i] = b.getLong();

@@ -6,6 +6,7 @@ import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Random;
 import java.util.Set;
 import java.util.SplittableRandom;
 
@@ -120,7 +121,7 @@ public record TaskSuite(List<TaskExample> train, List<TaskExample> validation, L
             unique.putIfAbsent(example.prompt(), example);
         }
         List<TaskExample> shuffled = new ArrayList<>(unique.values());
-        Collections.shuffle(shuffled, new java.util.Random(new SplittableRandom(seed).nextLong()));
+        Collections.shuffle(shuffled, new Random(new SplittableRandom(seed).nextLong()));
         int testSize = (int) Math.round(shuffled.size() * testFraction);
         int validationSize = (int) Math.round(shuffled.size() * validationFraction);
         return new TaskSuite(shuffled.subList(testSize + validationSize, shuffled.size()),

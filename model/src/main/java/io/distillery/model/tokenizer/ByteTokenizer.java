@@ -13,6 +13,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.OptionalInt;
 
 /**
  * A byte-level tokenizer: every UTF-8 byte is a token, so any text round-trips and the vocabulary
@@ -76,18 +77,18 @@ public final class ByteTokenizer implements TextTokenizer {
     }
 
     @Override
-    public java.util.OptionalInt bosId() {
-        return java.util.OptionalInt.of(BOS_ID);
+    public OptionalInt bosId() {
+        return OptionalInt.of(BOS_ID);
     }
 
     @Override
-    public java.util.OptionalInt eosId() {
-        return java.util.OptionalInt.of(EOS_ID);
+    public OptionalInt eosId() {
+        return OptionalInt.of(EOS_ID);
     }
 
     @Override
-    public java.util.OptionalInt padId() {
-        return java.util.OptionalInt.of(PAD_ID);
+    public OptionalInt padId() {
+        return OptionalInt.of(PAD_ID);
     }
 
     @Override

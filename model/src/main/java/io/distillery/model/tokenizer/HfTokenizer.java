@@ -2,12 +2,14 @@ package io.distillery.model.tokenizer;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.model.CorruptCheckpointException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.OptionalInt;
 
@@ -40,7 +42,7 @@ public final class HfTokenizer implements TextTokenizer, AutoCloseable {
     static boolean isDistilleryFormat(Path tokenizerJson) throws IOException {
         try {
             return ByteTokenizer.FORMAT.equals(JSON.readTree(tokenizerJson.toFile()).path("format").asText(""));
-        } catch (com.fasterxml.jackson.core.JacksonException e) {
+        } catch (JacksonException e) {
             throw new CorruptCheckpointException(tokenizerJson, "is not valid JSON: " + e.getOriginalMessage(), e);
         }
     }
@@ -51,13 +53,13 @@ public final class HfTokenizer implements TextTokenizer, AutoCloseable {
         JsonNode spec;
         try {
             spec = JSON.readTree(file.toFile());
-        } catch (com.fasterxml.jackson.core.JacksonException e) {
+        } catch (JacksonException e) {
             throw new CorruptCheckpointException(file, "is not valid JSON: " + e.getOriginalMessage(), e);
         }
         if (!spec.isObject() || !spec.path("model").isObject()) {
             throw new CorruptCheckpointException(file, "is not a Hugging Face tokenizer.json (no 'model' object)");
         }
-        Map<String, Integer> ids = new java.util.HashMap<>();
+        Map<String, Integer> ids = new HashMap<>();
         spec.path("model").path("vocab").properties().forEach(e -> {
             if (e.getValue().isInt()) {
                 ids.put(e.getKey(), e.getValue().asInt());

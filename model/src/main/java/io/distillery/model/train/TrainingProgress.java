@@ -1,5 +1,8 @@
 package io.distillery.model.train;
 
+import java.util.Locale;
+import java.util.Map;
+
 /**
  * One optimizer step as reported to a {@link ProgressListener}.
  *
@@ -14,17 +17,17 @@ package io.distillery.model.train;
  *     step; empty on steps without an evaluation
  */
 public record TrainingProgress(int step, int steps, double loss, double learningRate, double gradientNorm, double tokensPerSecond,
-        double elapsedSeconds, java.util.Map<String, Double> validationExactMatch) {
+        double elapsedSeconds, Map<String, Double> validationExactMatch) {
 
     public TrainingProgress {
-        validationExactMatch = java.util.Map.copyOf(validationExactMatch);
+        validationExactMatch = Map.copyOf(validationExactMatch);
     }
 
     /** One progress-bar line: {@code [#####.....] step/steps loss=.. lr=.. gnorm=.. tok/s=.. Ns}. */
     public String bar() {
         int width = 30;
         int filled = (int) ((long) width * step / steps);
-        return String.format(java.util.Locale.ROOT, "[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
+        return String.format(Locale.ROOT, "[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
                 "#".repeat(filled), ".".repeat(width - filled), step, steps, loss, learningRate, gradientNorm,
                 tokensPerSecond, elapsedSeconds);
     }

@@ -3,12 +3,12 @@ package io.distillery.calibrator;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.distillery.model.tokenizer.TextTokenizer;
-import io.distillery.stage.StageException;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskGenerator;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.model.tasks.TaskSettings;
+import io.distillery.model.tokenizer.TextTokenizer;
+import io.distillery.stage.StageException;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -16,8 +16,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
+import java.util.TreeMap;
 import java.util.stream.Stream;
 
 /**
@@ -149,7 +151,7 @@ final class CalibrationSamples {
    * range, so it should see as many tokens as possible).
    */
   static List<int[][]> batches(List<int[]> samples, int maxBatchTokens, int maxBatch) {
-    java.util.TreeMap<Integer, List<int[]>> byLength = new java.util.TreeMap<>(java.util.Comparator.reverseOrder());
+    TreeMap<Integer, List<int[]>> byLength = new TreeMap<>(Comparator.reverseOrder());
     for (int[] s : samples) {
       byLength.computeIfAbsent(s.length, k -> new ArrayList<>()).add(s);
     }

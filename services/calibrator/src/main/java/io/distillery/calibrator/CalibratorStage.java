@@ -17,20 +17,23 @@ import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.LayerVisitor;
 import io.distillery.model.stream.LayerWeights;
 import io.distillery.model.stream.MemoryPlan;
+import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.model.tasks.TaskSettings;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.UUID;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -161,7 +164,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       // model one layer at a time (sequential GPTQ computes each layer's Hessians itself, on the quantized inputs)
       Path out = ctx.scratch().resolve("calibration");
       try {
-        java.nio.file.Files.createDirectories(out);
+        Files.createDirectories(out);
         stats.write(out.resolve(CalibrationStats.FILE_NAME));
         new CalibrationTokens(samples).write(out.resolve(CalibrationTokens.FILE_NAME));
       } catch (IOException e) {
@@ -170,7 +173,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
       double seconds = (System.nanoTime() - started) / 1e9;
       ctx.progress(100, "wrote " + CalibrationStats.FILE_NAME + " (" + stats.layers().size() + " layers)");
       LOG.info("calibrated runId={} jobId={} stage=calibrator layers={} tokens={} seconds={}", runId, jobId,
-          stats.layers().size(), totalTokens, String.format(java.util.Locale.ROOT, "%.2f", seconds));
+          stats.layers().size(), totalTokens, String.format(Locale.ROOT, "%.2f", seconds));
       return StageResult.of(List.of(new StageResult.Output(out, CalibrationStats.FORMAT)),
           Map.of("tokens", (double) totalTokens, "samples", (double) samples.size(),
               "layers", (double) stats.layers().size(), "seconds", seconds));
@@ -251,7 +254,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
     };
     try {
       new LayerStreamer(subject, config, LayerStreamer.Options.defaults().withSequential(false)).run(batches, visitor,
-          null, ctx.scratch().resolve("stream-work"), java.util.UUID.randomUUID().toString(),
+          null, ctx.scratch().resolve("stream-work"), UUID.randomUUID().toString(),
           (layer, layers, step, fraction) -> ctx.progress(95 * fraction, "layer " + (layer + 1) + "/" + layers + ": "
               + step));
       Map<String, String> metadata = new LinkedHashMap<>();
@@ -268,7 +271,7 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
         metadata.put("dataset_sha256", datasetSha);
       }
       CalibrationStats stats = accumulator.result(metadata);
-      Path out = java.nio.file.Files.createDirectories(ctx.scratch().resolve("calibration"));
+      Path out = Files.createDirectories(ctx.scratch().resolve("calibration"));
       stats.write(out.resolve(CalibrationStats.FILE_NAME));
       new CalibrationTokens(samples).write(out.resolve(CalibrationTokens.FILE_NAME));
       double seconds = (System.nanoTime() - started) / 1e9;

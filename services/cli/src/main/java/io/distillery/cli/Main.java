@@ -1,7 +1,8 @@
 package io.distillery.cli;
 
-import picocli.CommandLine;
+import java.io.PrintWriter;
 import picocli.CommandLine.Command;
+import picocli.CommandLine;
 
 /** The {@code distillery} command. */
 @Command(name = "distillery", mixinStandardHelpOptions = true, version = "distillery 0.1.0",
@@ -23,14 +24,14 @@ public final class Main implements Runnable {
 
   /** The seam for tests: runs one command line, returns its exit code. */
   public static int execute(String... args) {
-    return execute(new java.io.PrintWriter(System.out, true), new java.io.PrintWriter(System.err, true), args);
+    return execute(new PrintWriter(System.out, true), new PrintWriter(System.err, true), args);
   }
 
   /**
    * Runs one command line with its output and errors going to the given writers, flushed before it returns: the
    * caller may exit at once, and a {@code print} still in a writer's buffer would be lost.
    */
-  public static int execute(java.io.PrintWriter out, java.io.PrintWriter err, String... args) {
+  public static int execute(PrintWriter out, PrintWriter err, String... args) {
     try {
       return new CommandLine(new Main()).setOut(out).setErr(err)
           .setExecutionExceptionHandler((e, cmd, parsed) -> {

@@ -6,6 +6,7 @@ import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.model.ModelRegistered;
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -13,9 +14,11 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.UUID;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.StringSerializer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -23,11 +26,11 @@ import picocli.CommandLine.Option;
 /** Imports a model directory into the artefact store and publishes {@code ModelRegistered}; prints the runId. */
 @Command(name = "register", mixinStandardHelpOptions = true,
     description = "Register a model (Hugging Face layout directory) with a recipe; prints the runId.")
-final class RegisterCommand implements java.util.concurrent.Callable<Integer> {
+final class RegisterCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  private java.io.PrintWriter out() {
+  private PrintWriter out() {
     return spec.commandLine().getOut();
   }
 
@@ -76,7 +79,7 @@ final class RegisterCommand implements java.util.concurrent.Callable<Integer> {
         .setGates(new HashMap<>(gates)).setOwner(owner).setLabels(new HashMap<>(labels))
         .setRegisteredAt(Instant.now()).build();
     Map<String, Object> props = kafka.producer("distillery-cli");
-    try (var producer = new KafkaProducer<>(props, new org.apache.kafka.common.serialization.StringSerializer(),
+    try (var producer = new KafkaProducer<>(props, new StringSerializer(),
         kafka.serde(ModelRegistered.class))) {
       producer.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, reg.getModelId(), reg)).get(30, TimeUnit.SECONDS);
     }

@@ -1,5 +1,6 @@
 package io.distillery.cli;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -57,7 +58,7 @@ final class RunStateJson {
   static String text(RunState r) {
     try {
       return JSON.writeValueAsString(of(r));
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+    } catch (JsonProcessingException e) {
       throw new IllegalStateException(e);
     }
   }
@@ -67,7 +68,7 @@ final class RunStateJson {
     runs.forEach(r -> a.add(of(r)));
     try {
       return JSON.writeValueAsString(a);
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+    } catch (JsonProcessingException e) {
       throw new IllegalStateException(e);
     }
   }

@@ -2,6 +2,7 @@ package io.distillery.cli;
 
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.StageStatus;
+import java.io.PrintWriter;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -15,7 +16,7 @@ final class RunsCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  private java.io.PrintWriter out() {
+  private PrintWriter out() {
     return spec.commandLine().getOut();
   }
 

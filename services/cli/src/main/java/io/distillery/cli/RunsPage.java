@@ -157,7 +157,7 @@ public final class RunsPage implements AutoCloseable {
   private static String page() {
     try (var in = RunsPage.class.getResourceAsStream("/runs.html")) {
       return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-    } catch (java.io.IOException | NullPointerException e) {
+    } catch (IOException | NullPointerException e) {
       return "runs.html is missing from the CLI jar";
     }
   }

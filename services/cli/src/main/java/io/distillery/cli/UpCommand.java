@@ -1,27 +1,37 @@
 package io.distillery.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distillery.model.tasks.TaskKind;
 import io.distillery.model.train.TeacherConfig;
 import io.distillery.model.train.TeacherReport;
 import io.distillery.model.train.TeacherTrainer;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.service.ServicePlugin;
-import io.distillery.stage.StageDescriptor;
-import io.distillery.stage.StageRegistry;
-import io.distillery.model.tasks.TaskKind;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.runtime.worker.WorkerMemory;
 import io.distillery.stack.LocalStack;
+import io.distillery.stage.StageDescriptor;
+import io.distillery.stage.StageRegistry;
 import io.vertx.core.Vertx;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.Deque;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.ServiceLoader;
 import java.util.concurrent.Callable;
@@ -44,7 +54,7 @@ final class UpCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  private java.io.PrintWriter out() {
+  private PrintWriter out() {
     return spec.commandLine().getOut();
   }
 
@@ -157,7 +167,7 @@ final class UpCommand implements Callable<Integer> {
    * The demo's teacher: {@code --teacher DIR} if given, else a small Llama trained here on the copy, reverse and sort
    * tasks (about two minutes on two cores, cached in {@code <dir>/demo-teacher}).
    */
-  private Path demoTeacher() throws java.io.IOException {
+  private Path demoTeacher() throws IOException {
     if (teacher != null) {
       return teacher.toAbsolutePath();
     }
@@ -174,8 +184,8 @@ final class UpCommand implements Callable<Integer> {
       out().print("\r" + p.bar());
       out().flush();
     }).trainAndSave(partial);
-    Files.move(partial, model, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-    out().printf(java.util.Locale.ROOT, "%ndemo teacher: params=%d exact_match=%.3f perplexity=%.3f seconds=%.0f%n",
+    Files.move(partial, model, StandardCopyOption.ATOMIC_MOVE);
+    out().printf(Locale.ROOT, "%ndemo teacher: params=%d exact_match=%.3f perplexity=%.3f seconds=%.0f%n",
         report.parameters(), report.exactMatch(), report.perplexity(), report.totalSeconds());
     return model;
   }
@@ -192,10 +202,10 @@ final class UpCommand implements Callable<Integer> {
     Path model = demoTeacher();
     String[] common = {"--bootstrap", stack.bootstrapServers(), "--registry", stack.registryUrl(), "--store",
         dir.resolve("store").toAbsolutePath().toString()};
-    java.io.StringWriter id = new java.io.StringWriter();
+    StringWriter id = new StringWriter();
     String[] reg = concat(new String[] {"register", "--model", model.toString(), "--recipe", recipe.toString(),
         "--model-id", "demo-llama"}, common);
-    int code = Main.execute(new java.io.PrintWriter(id, true), new java.io.PrintWriter(System.err, true), reg);
+    int code = Main.execute(new PrintWriter(id, true), new PrintWriter(System.err, true), reg);
     if (code != 0) {
       throw new IllegalStateException("demo registration failed");
     }
@@ -228,11 +238,11 @@ final class UpCommand implements Callable<Integer> {
         : json.createObjectNode().put("prompt", "copy:demo=").put("answer", "demo");
     String body = json.createObjectNode().put("prompt", example.path("prompt").asText()).put("max_tokens", 16)
         .put("verify", example.path("answer").asText()).toString();
-    var request = java.net.http.HttpRequest.newBuilder(java.net.URI.create(url + "/v1/completions"))
+    var request = HttpRequest.newBuilder(URI.create(url + "/v1/completions"))
         .timeout(Duration.ofSeconds(30)).header("Content-Type", "application/json")
-        .POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build();
-    try (var client = java.net.http.HttpClient.newHttpClient()) {
-      var response = client.send(request, java.net.http.HttpResponse.BodyHandlers.ofString());
+        .POST(HttpRequest.BodyPublishers.ofString(body)).build();
+    try (var client = HttpClient.newHttpClient()) {
+      var response = client.send(request, HttpResponse.BodyHandlers.ofString());
       var answer = json.readTree(response.body());
       out().println();
       out().println("serving node: " + url + " (POST /v1/completions, /v1/feedback; GET /health, /metrics)");
@@ -247,7 +257,7 @@ final class UpCommand implements Callable<Integer> {
   }
 
   private static String[] concat(String[] a, String[] b) {
-    String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+    String[] out = Arrays.copyOf(a, a.length + b.length);
     System.arraycopy(b, 0, out, a.length, b.length);
     return out;
   }

@@ -2,6 +2,7 @@ package io.distillery.cli;
 
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
+import java.io.PrintWriter;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -21,7 +22,7 @@ final class WatchCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  private java.io.PrintWriter out() {
+  private PrintWriter out() {
     return spec.commandLine().getOut();
   }
 

@@ -4,17 +4,17 @@ import io.distillery.deployer.packaging.DjlServingPackage;
 import io.distillery.deployer.rollout.DeploymentChannel;
 import io.distillery.deployer.rollout.KafkaDeploymentChannel;
 import io.distillery.deployer.rollout.Rollout;
-import io.distillery.runtime.artefact.ArtefactStore;
 import io.distillery.model.CheckpointException;
+import io.distillery.runtime.artefact.ArtefactStore;
+import io.distillery.runtime.worker.HostServices;
+import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.schemas.job.StageJob;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.runtime.worker.HostServices;
-import io.distillery.schemas.common.ArtefactRef;
-import io.distillery.schemas.job.StageJob;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,6 +25,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
+import org.apache.kafka.common.KafkaException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -154,7 +155,7 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
   private DeploymentChannel openChannel(String deployment) throws StageException {
     try {
       return channels.apply(deployment);
-    } catch (org.apache.kafka.common.KafkaException | IllegalStateException e) {
+    } catch (KafkaException | IllegalStateException e) {
       // the broker or the registry is unreachable, or a topic could not be created: worth another attempt
       throw StageException.retryable("cannot open the deployment topics for " + deployment + ": " + e, e);
     }

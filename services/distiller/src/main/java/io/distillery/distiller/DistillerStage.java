@@ -11,6 +11,11 @@ import io.distillery.model.CheckpointException;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.safetensors.DType;
+import io.distillery.model.tasks.ExactMatch;
+import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tasks.TaskJsonl;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
@@ -18,13 +23,9 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.model.tasks.ExactMatch;
-import io.distillery.model.tasks.TaskExample;
-import io.distillery.model.tasks.TaskJsonl;
-import io.distillery.model.tasks.TaskKind;
-import io.distillery.model.tasks.TaskSettings;
 import java.io.IOException;
 import java.net.URI;
+import java.nio.file.FileSystemNotFoundException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -227,7 +228,7 @@ public final class DistillerStage implements Stage<DistillerParams> {
   private static Path localPath(String uri, String param) throws StageException {
     try {
       return uri.startsWith("file:") ? Path.of(URI.create(uri)) : Path.of(uri);
-    } catch (IllegalArgumentException | java.nio.file.FileSystemNotFoundException e) {
+    } catch (IllegalArgumentException | FileSystemNotFoundException e) {
       throw StageException.fatal(param + " " + uri + " is not a local path or file: URI", e);
     }
   }

@@ -28,6 +28,7 @@ import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
+import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -281,7 +282,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
       List<TaskExample> misfires) throws StageException {
     EvaluatorParams p = ctx.params();
     Path dataset = p.dataset() == null ? null
-        : p.dataset().startsWith("file:") ? Path.of(java.net.URI.create(p.dataset())) : Path.of(p.dataset());
+        : p.dataset().startsWith("file:") ? Path.of(URI.create(p.dataset())) : Path.of(p.dataset());
     try {
       EvalData.EvalSet set = EvalData.examples(dataset, ctx.model(), p.samples(), p.seed());
       LOG.info("eval data stage=evaluator source={} examples={} misfires={}", set.source(), set.examples().size(),

@@ -7,6 +7,7 @@ import io.distillery.runtime.kafka.StreamsLifecycle;
 import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.serde.SchemaRegistryClient;
+import io.distillery.schemas.deployment.DeploymentEvent;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Vertx;
@@ -87,7 +88,7 @@ public final class FeedbackApp implements AutoCloseable {
     });
     this.report = new MisfiresReport(policy, new MisfiresReport.Stores() {
       @Override
-      public ReadOnlyKeyValueStore<String, io.distillery.schemas.deployment.DeploymentEvent> deployments() {
+      public ReadOnlyKeyValueStore<String, DeploymentEvent> deployments() {
         return store(MisfireWindowProcessor.DEPLOYMENTS);
       }
 

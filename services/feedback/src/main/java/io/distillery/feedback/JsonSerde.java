@@ -3,6 +3,7 @@ package io.distillery.feedback;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.util.Map;
 import org.apache.kafka.common.errors.SerializationException;
 import org.apache.kafka.common.serialization.Deserializer;
 import org.apache.kafka.common.serialization.Serde;
@@ -48,7 +49,7 @@ final class JsonSerde<T> implements Serde<T>, Serializer<T>, Deserializer<T> {
   }
 
   @Override
-  public void configure(java.util.Map<String, ?> configs, boolean isKey) {}
+  public void configure(Map<String, ?> configs, boolean isKey) {}
 
   @Override
   public void close() {}

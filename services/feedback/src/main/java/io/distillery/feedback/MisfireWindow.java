@@ -1,5 +1,6 @@
 package io.distillery.feedback;
 
+import java.util.Collections;
 import java.util.List;
 import java.util.SortedSet;
 import java.util.TreeSet;
@@ -32,7 +33,7 @@ record MisfireWindow(String deploymentId, long start, long end, long duplicates,
   }
 
   boolean contains(String promptHash) {
-    return java.util.Collections.binarySearch(prompts, promptHash) >= 0;
+    return Collections.binarySearch(prompts, promptHash) >= 0;
   }
 
   MisfireWindow withPrompt(String promptHash) {

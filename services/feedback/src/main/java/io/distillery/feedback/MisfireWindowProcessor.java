@@ -12,12 +12,14 @@ import io.distillery.schemas.serving.ServingTraffic;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.function.UnaryOperator;
 import org.apache.avro.specific.SpecificRecord;
+import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.streams.processor.PunctuationType;
 import org.apache.kafka.streams.processor.api.Processor;
@@ -55,7 +57,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
   private final FeedbackMetrics metrics;
   private final Serializer<Misfire> misfireBytes;
   private final String consumer;
-  private final java.time.Duration tick;
+  private final Duration tick;
 
   private ProcessorContext<String, SpecificRecord> context;
   private KeyValueStore<String, DeploymentEvent> deployments;
@@ -65,7 +67,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
   private KeyValueStore<String, Trigger> incidents;
 
   MisfireWindowProcessor(TriggerPolicy policy, MisfireDataset dataset, RedistillRuns runs, FeedbackMetrics metrics,
-      Serializer<Misfire> misfireBytes, String consumer, java.time.Duration tick) {
+      Serializer<Misfire> misfireBytes, String consumer, Duration tick) {
     this.policy = policy;
     this.dataset = dataset;
     this.runs = runs;
@@ -216,7 +218,7 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     List<MisfireWindow> due = new ArrayList<>();
     List<String> expired = new ArrayList<>();
     try (KeyValueIterator<String, MisfireWindow> it = windows.prefixScan(prefix(dep),
-        org.apache.kafka.common.serialization.Serdes.String().serializer())) {
+        Serdes.String().serializer())) {
       while (it.hasNext()) {
         var kv = it.next();
         MisfireWindow w = kv.value;

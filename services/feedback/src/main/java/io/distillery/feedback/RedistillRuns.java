@@ -1,14 +1,15 @@
 package io.distillery.feedback;
 
-import io.distillery.stage.ContentHash;
-import io.distillery.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;
 import io.distillery.schemas.model.ModelRegistered;
+import io.distillery.stage.ArtefactFormats;
+import io.distillery.stage.ContentHash;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.FileSystemNotFoundException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -142,7 +143,7 @@ final class RedistillRuns {
         LOG.warn("deploymentId={} student={} is not on this machine; its reference carries no hash",
             deployment.getDeploymentId(), uri);
       }
-    } catch (IOException | IllegalArgumentException | java.nio.file.FileSystemNotFoundException e) {
+    } catch (IOException | IllegalArgumentException | FileSystemNotFoundException e) {
       LOG.warn("deploymentId={} student={} cannot be hashed here: {}", deployment.getDeploymentId(), uri,
           e.getMessage());
     }

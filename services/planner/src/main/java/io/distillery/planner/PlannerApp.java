@@ -16,6 +16,7 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -56,7 +57,7 @@ public final class PlannerApp implements AutoCloseable {
     streams.setUncaughtExceptionHandler(e -> {
       replacedThreads.incrementAndGet();
       LOG.error("planner stream thread failed; replacing it", e);
-      return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse
+      return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse
           .REPLACE_THREAD;
     });
   }

@@ -1,6 +1,7 @@
 package io.distillery.serving;
 
 import io.distillery.model.llama.SamplingParams;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 
 /**
@@ -92,7 +93,7 @@ public record CompletionRequest(String model, String prompt, int maxTokens, Samp
       case String s -> "a string";
       case Number x -> "a number";
       case Boolean b -> "a boolean";
-      case io.vertx.core.json.JsonArray a -> "an array";
+      case JsonArray a -> "an array";
       case JsonObject o -> "an object";
       default -> v.getClass().getSimpleName();
     };

@@ -1,7 +1,5 @@
 package io.distillery.deployer.rollout;
 
-import io.distillery.stage.ProgressSink;
-import io.distillery.stage.StageException;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;
@@ -9,12 +7,15 @@ import io.distillery.schemas.deployment.DeploymentRequested;
 import io.distillery.schemas.deployment.RolledBack;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.serving.ServingTraffic;
+import io.distillery.stage.ProgressSink;
+import io.distillery.stage.StageException;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
@@ -198,7 +199,7 @@ public final class Rollout {
       if (!(v instanceof CanaryWindow.Verdict.KeepWaiting k)) {
         return v;
       }
-      progress.progress(25 + 60 * k.progress(), String.format(java.util.Locale.ROOT,
+      progress.progress(25 + 60 * k.progress(), String.format(Locale.ROOT,
           "canary %d%% of deployment %s: %.0f%% of the window, %d canary requests", plan.canaryPercent(),
           plan.deploymentId(), 100 * k.progress(), k.canary().requests()),
           Map.of("canaryRequests", (double) k.canary().requests(), "canaryMisfireRate", k.canary().rate(),

@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -74,13 +75,13 @@ public record ChannelImportance(float[] hidden, float[][] heads, float[][] chann
     for (int i = 0; i < order.length; i++) {
       order[i] = i;
     }
-    java.util.Arrays.sort(order, (a, b) -> scores[a] != scores[b] ? Float.compare(scores[b], scores[a])
+    Arrays.sort(order, (a, b) -> scores[a] != scores[b] ? Float.compare(scores[b], scores[a])
         : Integer.compare(a, b));
     int[] out = new int[k];
     for (int i = 0; i < k; i++) {
       out[i] = order[i];
     }
-    java.util.Arrays.sort(out);
+    Arrays.sort(out);
     return out;
   }
 }

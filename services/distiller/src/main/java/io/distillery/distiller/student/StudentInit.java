@@ -1,10 +1,5 @@
 package io.distillery.distiller.student;
 
-import static io.distillery.model.llama.WeightSlices.expand;
-import static io.distillery.model.llama.WeightSlices.first;
-import static io.distillery.model.llama.WeightSlices.pick;
-import static io.distillery.model.llama.WeightSlices.slice;
-
 import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
@@ -17,8 +12,14 @@ import io.distillery.model.safetensors.TensorSource;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+
+import static io.distillery.model.llama.WeightSlices.expand;
+import static io.distillery.model.llama.WeightSlices.first;
+import static io.distillery.model.llama.WeightSlices.pick;
+import static io.distillery.model.llama.WeightSlices.slice;
 
 /**
  * Initialises a student from the teacher's weights (Minitron-style): layer selection takes
@@ -144,7 +145,7 @@ public final class StudentInit {
     for (int g = 0; g < groups.length; g++) {
       int[] within = first(perGroup);
       if (scores != null) {
-        within = ChannelImportance.top(java.util.Arrays.copyOfRange(scores, groups[g] * perGroupTeacher,
+        within = ChannelImportance.top(Arrays.copyOfRange(scores, groups[g] * perGroupTeacher,
             (groups[g] + 1) * perGroupTeacher), perGroup);
       }
       for (int i = 0; i < perGroup; i++) {

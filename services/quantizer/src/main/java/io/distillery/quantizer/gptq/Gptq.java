@@ -1,9 +1,10 @@
 package io.distillery.quantizer.gptq;
 
 import io.distillery.model.linalg.HessianInverse;
-import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.linalg.TrailingUpdate;
+import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizedWeight;
+import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /**
@@ -165,7 +166,7 @@ public final class Gptq {
       idx[i] = i;
     }
     if (actOrder) {
-      java.util.Arrays.sort(idx, (a, b) -> Double.compare(h[b * n + b], h[a * n + a]));
+      Arrays.sort(idx, (a, b) -> Double.compare(h[b * n + b], h[a * n + a]));
     }
     int[] out = new int[n];
     for (int i = 0; i < n; i++) {

@@ -7,7 +7,9 @@ import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URISyntaxException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -75,7 +77,7 @@ public final class FileArtefactStore implements ArtefactStore {
       Files.createDirectories(dir.getParent());
       try {
         Files.move(staging, dir, StandardCopyOption.ATOMIC_MOVE);
-      } catch (FileAlreadyExistsException | java.nio.file.DirectoryNotEmptyException e) {
+      } catch (FileAlreadyExistsException | DirectoryNotEmptyException e) {
         deleteTree(staging); // someone stored the same content first
       }
     } else if (!copy) {
@@ -179,7 +181,7 @@ public final class FileArtefactStore implements ArtefactStore {
   @Override
   public void markDone(String jobId, int attempt) throws IOException {
     Path dir = Files.createDirectories(root.resolve("jobs").resolve(ContentHash.ofString(jobId)));
-    writeAtomically(dir.resolve("attempt-" + attempt + ".done"), jobId.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    writeAtomically(dir.resolve("attempt-" + attempt + ".done"), jobId.getBytes(StandardCharsets.UTF_8));
   }
 
   @Override
@@ -200,7 +202,7 @@ public final class FileArtefactStore implements ArtefactStore {
   private static void moveOrCopy(Path source, Path target) throws IOException {
     try {
       Files.move(source, target, StandardCopyOption.ATOMIC_MOVE);
-    } catch (AtomicMoveNotSupportedException | java.nio.file.DirectoryNotEmptyException e) {
+    } catch (AtomicMoveNotSupportedException | DirectoryNotEmptyException e) {
       copyTree(source, target);
       deleteTree(source);
     }

@@ -2,6 +2,7 @@ package io.distillery.runtime.kafka;
 
 import io.distillery.schemas.dlq.DeadLetter;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -40,7 +41,7 @@ public final class DeadLetters {
   public void send(String topic, int partition, long offset, String key, byte[] value, Throwable error) {
     String dlq = Topics.dlq(topic);
     DeadLetter letter = letter(topic, partition, offset,
-        key == null ? null : key.getBytes(java.nio.charset.StandardCharsets.UTF_8), value, error, consumer);
+        key == null ? null : key.getBytes(StandardCharsets.UTF_8), value, error, consumer);
     try {
       producer.send(new ProducerRecord<>(dlq, key, serializer.serialize(dlq, letter))).get(30, TimeUnit.SECONDS);
     } catch (InterruptedException e) {

@@ -5,6 +5,7 @@ import io.distillery.runtime.serde.SchemaRegistryClient;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.Objects;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -25,7 +26,7 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
     if (bootstrapServers == null || bootstrapServers.isBlank()) {
       throw new IllegalArgumentException("bootstrap servers are empty");
     }
-    java.util.Objects.requireNonNull(replication, "replication");
+    Objects.requireNonNull(replication, "replication");
   }
 
   /** Topics replicated as the cluster's defaults say. */

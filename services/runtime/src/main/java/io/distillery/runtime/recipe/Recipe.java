@@ -3,6 +3,7 @@ package io.distillery.runtime.recipe;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -14,7 +15,7 @@ import java.util.Map;
 public record Recipe(String name, Map<String, Node> nodes, int retries, Duration timeout) {
 
   public Recipe {
-    nodes = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(nodes));
+    nodes = Collections.unmodifiableMap(new LinkedHashMap<>(nodes));
   }
 
   /** One node: {@code stage} is the worker topic suffix; {@code params} is passed to the stage as JSON. */

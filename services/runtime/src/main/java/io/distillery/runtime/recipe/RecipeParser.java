@@ -10,6 +10,7 @@ import io.distillery.runtime.kafka.Topics;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -17,6 +18,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.function.Predicate;
 import java.util.regex.Pattern;
 
@@ -179,7 +181,7 @@ public final class RecipeParser {
   private static void unknownKeys(JsonNode n, Set<String> allowed, String where, List<String> problems) {
     n.fieldNames().forEachRemaining(k -> {
       if (!allowed.contains(k)) {
-        problems.add(where + ": unknown key '" + k + "' (allowed: " + new java.util.TreeSet<>(allowed) + ")");
+        problems.add(where + ": unknown key '" + k + "' (allowed: " + new TreeSet<>(allowed) + ")");
       }
     });
   }
@@ -247,7 +249,7 @@ public final class RecipeParser {
           }
         }
         cyc.add(dep);
-        java.util.Collections.reverse(cyc); // show it in execution order (after -> dependent)
+        Collections.reverse(cyc); // show it in execution order (after -> dependent)
         return String.join(" -> ", cyc);
       }
       if (s == null) {

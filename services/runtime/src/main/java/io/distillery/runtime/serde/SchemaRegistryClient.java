@@ -12,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.LockSupport;
 import org.apache.avro.Schema;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -114,7 +115,7 @@ public final class SchemaRegistryClient {
           throw conflict;
         }
       }
-      java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L << attempt);
+      LockSupport.parkNanos(50_000_000L << attempt);
       if (Thread.currentThread().isInterrupted()) {
         throw conflict;
       }
@@ -198,7 +199,7 @@ public final class SchemaRegistryClient {
           LOG.warn("schema registry at {}: {} {} failed, retrying for up to {}: {}", baseUrl, method, path,
               retryBudget, e.getMessage());
         }
-        java.util.concurrent.locks.LockSupport.parkNanos(backoff);
+        LockSupport.parkNanos(backoff);
         if (Thread.currentThread().isInterrupted()) {
           throw e;
         }

@@ -1,5 +1,7 @@
 package io.distillery.runtime.serde;
 
+import java.io.IOException;
+
 /** The registry refused a call or could not be reached. Carries the HTTP status and Confluent error code if any. */
 public final class SchemaRegistryException extends RuntimeException {
   private final int httpStatus;
@@ -34,6 +36,6 @@ public final class SchemaRegistryException extends RuntimeException {
    * record that needed it is not at fault.
    */
   public boolean isTransient() {
-    return httpStatus >= 500 || (httpStatus == 0 && getCause() instanceof java.io.IOException);
+    return httpStatus >= 500 || (httpStatus == 0 && getCause() instanceof IOException);
   }
 }

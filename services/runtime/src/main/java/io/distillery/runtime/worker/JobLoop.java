@@ -6,6 +6,13 @@ import io.distillery.runtime.kafka.DeadLetters;
 import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.runtime.serde.AvroSerde;
+import io.distillery.runtime.serde.SchemaRegistryException;
+import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.schemas.job.Completed;
+import io.distillery.schemas.job.Failed;
+import io.distillery.schemas.job.JobEvent;
+import io.distillery.schemas.job.StageInput;
+import io.distillery.schemas.job.StageJob;
 import io.distillery.stage.ProgressSink;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
@@ -14,10 +21,6 @@ import io.distillery.stage.StageException;
 import io.distillery.stage.StageParams;
 import io.distillery.stage.StageResult;
 import io.distillery.stage.UnusableInput;
-import io.distillery.schemas.common.ArtefactRef;
-import io.distillery.schemas.job.JobEvent;
-import io.distillery.schemas.job.StageInput;
-import io.distillery.schemas.job.StageJob;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.io.IOException;
@@ -28,12 +31,15 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -43,6 +49,7 @@ import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -131,7 +138,7 @@ final class JobLoop implements Runnable {
         ConsumerRecords<String, byte[]> records;
         try {
           records = consumer.poll(POLL);
-        } catch (org.apache.kafka.common.errors.WakeupException e) {
+        } catch (WakeupException e) {
           continue;
         }
         for (ConsumerRecord<String, byte[]> rec : records) {
@@ -145,7 +152,7 @@ final class JobLoop implements Runnable {
             LOG.error("stage={} offset={}:{} could not be processed, retrying: {}", descriptor.name(),
                 rec.partition(), rec.offset(), e.toString(), e);
             consumer.seek(new TopicPartition(rec.topic(), rec.partition()), rec.offset());
-            java.util.concurrent.locks.LockSupport.parkNanos(Duration.ofSeconds(1).toNanos());
+            LockSupport.parkNanos(Duration.ofSeconds(1).toNanos());
             break;
           }
         }
@@ -174,7 +181,7 @@ final class JobLoop implements Runnable {
         throw new IllegalArgumentException("job for stage '" + job.getStage() + "' on topic " + rec.topic());
       }
     } catch (RuntimeException e) {
-      if (e.getCause() instanceof io.distillery.runtime.serde.SchemaRegistryException sre && sre.isTransient()) {
+      if (e.getCause() instanceof SchemaRegistryException sre && sre.isTransient()) {
         throw e; // the registry is down, the record may be fine: retried by the loop, not dead-lettered
       }
       LOG.warn("stage={} offset={}:{} undecodable job sent to {}: {}", descriptor.name(), rec.partition(),
@@ -226,7 +233,7 @@ final class JobLoop implements Runnable {
             descriptor.name(), job.getRunId(), job.getJobId(), job.getAttempt());
         return;
       }
-      String outcome = result.getPayload() instanceof io.distillery.schemas.job.Completed ? "completed" : "failed";
+      String outcome = result.getPayload() instanceof Completed ? "completed" : "failed";
       timer.stop(metrics.timer("distillery_job_seconds", "stage", descriptor.name(), "outcome", outcome));
       finish(rec, job, result, outcome);
     } finally {
@@ -243,7 +250,7 @@ final class JobLoop implements Runnable {
     while (true) {
       try {
         return future.get(POLL.toMillis(), TimeUnit.MILLISECONDS);
-      } catch (java.util.concurrent.TimeoutException e) {
+      } catch (TimeoutException e) {
         // still running
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -251,7 +258,7 @@ final class JobLoop implements Runnable {
         return null;
       } catch (ExecutionException e) {
         throw new IllegalStateException("stage execution wrapper failed", e.getCause());
-      } catch (java.util.concurrent.CancellationException e) {
+      } catch (CancellationException e) {
         return null;
       }
       if (!running && System.nanoTime() > stopDeadlineNanos) {
@@ -260,7 +267,7 @@ final class JobLoop implements Runnable {
       }
       try {
         consumer.poll(Duration.ZERO); // paused: returns nothing, keeps the group membership alive
-      } catch (org.apache.kafka.common.errors.WakeupException e) {
+      } catch (WakeupException e) {
         // stop() woke us; the loop above decides
       }
       progress.heartbeat(config.heartbeat());
@@ -339,7 +346,7 @@ final class JobLoop implements Runnable {
       LOG.warn("stage={} jobId={} cannot record completion marker: {}", descriptor.name(), job.getJobId(), e.toString());
     }
     metrics.counter("distillery_jobs_total", "stage", descriptor.name(), "outcome", outcome).increment();
-    if (result.getPayload() instanceof io.distillery.schemas.job.Failed f) {
+    if (result.getPayload() instanceof Failed f) {
       LOG.warn("stage={} runId={} jobId={} attempt={} {} (retryable={} rejected={}): {}", descriptor.name(),
           job.getRunId(), job.getJobId(), job.getAttempt(), outcome, f.getRetryable(), f.getRejected(), f.getReason());
     } else {
@@ -371,8 +378,8 @@ final class JobLoop implements Runnable {
     if (closed) {
       return false;
     }
-    var f = producer.send(new ProducerRecord<>(io.distillery.runtime.kafka.Topics.JOB_EVENTS, event.getRunId(),
-        eventSerde.serialize(io.distillery.runtime.kafka.Topics.JOB_EVENTS, event)));
+    var f = producer.send(new ProducerRecord<>(Topics.JOB_EVENTS, event.getRunId(),
+        eventSerde.serialize(Topics.JOB_EVENTS, event)));
     if (!await) {
       return true;
     }
@@ -382,7 +389,7 @@ final class JobLoop implements Runnable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return false;
-    } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+    } catch (ExecutionException | TimeoutException e) {
       throw new IllegalStateException("cannot write job event for " + event.getJobId() + ": " + e, e);
     }
   }

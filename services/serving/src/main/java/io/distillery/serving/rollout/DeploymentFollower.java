@@ -20,6 +20,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -131,7 +132,7 @@ public final class DeploymentFollower implements AutoCloseable {
           return parts;
         }
         LOG.warn("topic {} has no partitions yet; retrying", Topics.DEPLOYMENTS);
-      } catch (org.apache.kafka.common.errors.TimeoutException e) {
+      } catch (TimeoutException e) {
         LOG.warn("cannot reach the broker for {}; retrying error={}", Topics.DEPLOYMENTS, e.toString());
       }
       try {
