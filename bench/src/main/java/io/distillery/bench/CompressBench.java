@@ -18,15 +18,12 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.safetensors.Checkpoint;
-import io.distillery.model.tokenizer.ByteTokenizer;
-import io.distillery.stage.Stage;
-import io.distillery.stage.StageContext;
-import io.distillery.stage.StageResult;
 import io.distillery.model.tasks.ExactMatch;
 import io.distillery.model.tasks.Perplexity;
 import io.distillery.model.tasks.TaskBatch;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskJsonl;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.pruner.PrunerParams;
 import io.distillery.pruner.PrunerStage;
 import io.distillery.quantizer.QuantizerParams;
@@ -34,6 +31,9 @@ import io.distillery.quantizer.QuantizerStage;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
 import io.distillery.stage.FileTrees;
+import io.distillery.stage.Stage;
+import io.distillery.stage.StageContext;
+import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
@@ -44,46 +44,67 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.stream.Stream;
 
 /**
- * bench/compress: every post-training compression the quantizer and pruner offer, applied to one trained teacher in
- * one run and measured against that teacher's own uncompressed quality on its held-out split. The calibrator runs
- * once; each scheme runs through the same {@link Stage} code the workers run (in-process, no broker), and its output
- * checkpoint is loaded the way the evaluator loads it (compressed-tensors dequantized on load, W8A8 with its static
- * activation quantization simulated). Per scheme: bytes of the linear weights it compresses, perplexity of the
+ * bench/compress: every post-training compression the quantizer and pruner offer, applied to one
+ * trained teacher in one run and measured against that teacher's own uncompressed quality on its
+ * held-out split. The calibrator runs once; each scheme runs through the same {@link Stage} code
+ * the workers run (in-process, no broker), and its output checkpoint is loaded the way the
+ * evaluator loads it (compressed-tensors dequantized on load, W8A8 with its static activation
+ * quantization simulated). Per scheme: bytes of the linear weights it compresses, perplexity of the
  * held-out answers, greedy exact match, and the ratios to the dense teacher.
  *
- * <p>Then quantize throughput: GB of F32 linear weights per second through w8-rtn's per-channel INT8 kernel, against
- * reading the same tensors from the (page-cached, memory-mapped) checkpoint into float arrays, both single-threaded
- * and each repeated for a fixed time.
+ * <p>Then quantize throughput: GB of F32 linear weights per second through w8-rtn's per-channel
+ * INT8 kernel, against reading the same tensors from the (page-cached, memory-mapped) checkpoint
+ * into float arrays, both single-threaded and each repeated for a fixed time.
  *
- * <p>Args: {@code --teacher DIR} (with test.jsonl; default /tmp/teacher-d), {@code --prompts N} exact-match prompts
- * (default 200), {@code --ppl-prompts N} perplexity prompts (default all), {@code --samples N} calibration samples
- * (default 512), {@code --group G} INT4 group size (default: the largest of 128, 64, 32, 16 dividing every width),
- * {@code --seconds S} per throughput measurement (default 2), {@code --threads N} engine threads, {@code --schemes}
- * a comma list of {@code w8-rtn,w8a8-smoothquant,fp8,w4-rtn,w4-awq,w4-gptq,sp24-magnitude,sp24-wanda,sp24-sparsegpt}
- * (default all; the ratios of schemes not run print NaN), {@code --exclude} modules the quantizer leaves dense
- * (default lm_head; e.g. {@code lm_head,down_proj} to try a group size the MLP width does not allow).
+ * <p>Args: {@code --teacher DIR} (with test.jsonl; default /tmp/teacher-d), {@code --prompts N}
+ * exact-match prompts (default 200), {@code --ppl-prompts N} perplexity prompts (default all),
+ * {@code --samples N} calibration samples (default 512), {@code --group G} INT4 group size
+ * (default: the largest of 128, 64, 32, 16 dividing every width), {@code --seconds S} per
+ * throughput measurement (default 2), {@code --threads N} engine threads, {@code --schemes} a comma
+ * list of {@code
+ * w8-rtn,w8a8-smoothquant,fp8,w4-rtn,w4-awq,w4-gptq,sp24-magnitude,sp24-wanda,sp24-sparsegpt}
+ * (default all; the ratios of schemes not run print NaN), {@code --exclude} modules the quantizer
+ * leaves dense (default lm_head; e.g. {@code lm_head,down_proj} to try a group size the MLP width
+ * does not allow).
  */
 public final class CompressBench {
 
-  private static final String[] QUANT_SCHEMES = {"w8-rtn", "w8a8-smoothquant", "fp8", "w4-rtn", "w4-awq", "w4-gptq"};
+  private static final String[] QUANT_SCHEMES = {
+    "w8-rtn", "w8a8-smoothquant", "fp8", "w4-rtn", "w4-awq", "w4-gptq"
+  };
   private static final String[] PRUNE_METHODS = {"magnitude", "wanda", "sparsegpt"};
-  private static final List<String> ALL = List.of("w8-rtn", "w8a8-smoothquant", "fp8", "w4-rtn", "w4-awq", "w4-gptq",
-      "sp24-magnitude", "sp24-wanda", "sp24-sparsegpt");
+  private static final List<String> ALL =
+      List.of(
+          "w8-rtn",
+          "w8a8-smoothquant",
+          "fp8",
+          "w4-rtn",
+          "w4-awq",
+          "w4-gptq",
+          "sp24-magnitude",
+          "sp24-wanda",
+          "sp24-sparsegpt");
   private static final int EM_BATCH = 64;
 
   private CompressBench() {}
 
-  record Options(Path teacher, int prompts, int pplPrompts, int samples, int group, double seconds, int threads,
-      List<String> schemes, List<String> exclude) {
+  record Options(
+      Path teacher,
+      int prompts,
+      int pplPrompts,
+      int samples,
+      int group,
+      double seconds,
+      int threads,
+      List<String> schemes,
+      List<String> exclude) {
 
     static Options parse(String[] args) {
       Map<String, String> named = new LinkedHashMap<>();
@@ -93,19 +114,33 @@ public final class CompressBench {
         }
         named.put(args[i].substring(2), args[++i]);
       }
-      Options o = new Options(Path.of(named.getOrDefault("teacher", "/tmp/teacher-d")),
-          Integer.parseInt(named.getOrDefault("prompts", "200")),
-          Integer.parseInt(named.getOrDefault("ppl-prompts", "0")),
-          Integer.parseInt(named.getOrDefault("samples", "512")),
-          Integer.parseInt(named.getOrDefault("group", "0")),
-          Double.parseDouble(named.getOrDefault("seconds", "2")),
-          Integer.parseInt(named.getOrDefault("threads", "0")),
-          List.of(named.getOrDefault("schemes", String.join(",", ALL)).split(",")),
-          List.of(named.getOrDefault("exclude", "lm_head").split(",")));
-      named.keySet().removeAll(List.of("teacher", "prompts", "ppl-prompts", "samples", "group", "seconds", "threads",
-          "schemes", "exclude"));
+      Options o =
+          new Options(
+              Path.of(named.getOrDefault("teacher", "/tmp/teacher-d")),
+              Integer.parseInt(named.getOrDefault("prompts", "200")),
+              Integer.parseInt(named.getOrDefault("ppl-prompts", "0")),
+              Integer.parseInt(named.getOrDefault("samples", "512")),
+              Integer.parseInt(named.getOrDefault("group", "0")),
+              Double.parseDouble(named.getOrDefault("seconds", "2")),
+              Integer.parseInt(named.getOrDefault("threads", "0")),
+              List.of(named.getOrDefault("schemes", String.join(",", ALL)).split(",")),
+              List.of(named.getOrDefault("exclude", "lm_head").split(",")));
+      named
+          .keySet()
+          .removeAll(
+              List.of(
+                  "teacher",
+                  "prompts",
+                  "ppl-prompts",
+                  "samples",
+                  "group",
+                  "seconds",
+                  "threads",
+                  "schemes",
+                  "exclude"));
       if (!ALL.containsAll(o.schemes())) {
-        throw new IllegalArgumentException("--schemes: known schemes are " + ALL + ", got " + o.schemes());
+        throw new IllegalArgumentException(
+            "--schemes: known schemes are " + ALL + ", got " + o.schemes());
       }
       if (!named.isEmpty()) {
         throw new IllegalArgumentException("unknown options " + named.keySet());
@@ -115,7 +150,12 @@ public final class CompressBench {
   }
 
   /** One measured model. */
-  record Row(String name, long linearBytes, double perplexity, double exactMatch, double klToDense,
+  record Row(
+      String name,
+      long linearBytes,
+      double perplexity,
+      double exactMatch,
+      double klToDense,
       double stageSeconds) {}
 
   public static void main(String[] args) throws Exception {
@@ -128,11 +168,22 @@ public final class CompressBench {
     int group = o.group() > 0 ? o.group() : largestGroup(config);
     List<TaskExample> test = TaskJsonl.read(o.teacher().resolve("test.jsonl"));
     List<TaskExample> emSet = test.subList(0, Math.min(o.prompts(), test.size()));
-    List<TaskExample> pplSet = o.pplPrompts() > 0 ? test.subList(0, Math.min(o.pplPrompts(), test.size())) : test;
-    System.out.printf(Locale.ROOT, "engine=%s threads=%d teacher=%s layers=%d hidden=%d intermediate=%d group=%d"
-            + " exact_match_prompts=%d ppl_prompts=%d calibration_samples=%d%n", engine.getVersion(),
-        JniUtils.getNumThreads(), o.teacher(), config.numHiddenLayers(), config.hiddenSize(),
-        config.intermediateSize(), group, emSet.size(), pplSet.size(), o.samples());
+    List<TaskExample> pplSet =
+        o.pplPrompts() > 0 ? test.subList(0, Math.min(o.pplPrompts(), test.size())) : test;
+    System.out.printf(
+        Locale.ROOT,
+        "engine=%s threads=%d teacher=%s layers=%d hidden=%d intermediate=%d group=%d"
+            + " exact_match_prompts=%d ppl_prompts=%d calibration_samples=%d%n",
+        engine.getVersion(),
+        JniUtils.getNumThreads(),
+        o.teacher(),
+        config.numHiddenLayers(),
+        config.hiddenSize(),
+        config.intermediateSize(),
+        group,
+        emSet.size(),
+        pplSet.size(),
+        o.samples());
 
     Path work = Files.createTempDirectory("compress-bench-");
     try {
@@ -142,22 +193,40 @@ public final class CompressBench {
       Row dense = measure("dense (f32)", denseBytes, 0, o.teacher(), false, emSet, pplSet, null);
       {
         List<TaskExample> few = emSet.subList(0, Math.min(40, emSet.size()));
-        int longest = few.stream().mapToInt(e -> ByteTokenizer.instance().encode(e.answer()).length).max().orElse(0);
-        System.out.printf(Locale.ROOT, "exact-match check on the teacher, first %d prompts: batched %.4f,"
-                + " one at a time %.4f%n", few.size(), batchedExactMatch(teacher, ByteTokenizer.instance(), few,
-                longest + 2), ExactMatch.score(teacher, ByteTokenizer.instance(), few, longest + 2));
+        int longest =
+            few.stream()
+                .mapToInt(e -> ByteTokenizer.instance().encode(e.answer()).length)
+                .max()
+                .orElse(0);
+        System.out.printf(
+            Locale.ROOT,
+            "exact-match check on the teacher, first %d prompts: batched %.4f,"
+                + " one at a time %.4f%n",
+            few.size(),
+            batchedExactMatch(teacher, ByteTokenizer.instance(), few, longest + 2),
+            ExactMatch.score(teacher, ByteTokenizer.instance(), few, longest + 2));
       }
       print(null, null);
       print(dense, dense);
 
       long t0 = System.nanoTime();
-      StageResult calib = new CalibratorStage().run(context(work, "calib", o.teacher(),
-          new CalibratorParams(o.samples(), 256, "tasks", true, null, 0L), List.of()));
+      StageResult calib =
+          new CalibratorStage()
+              .run(
+                  context(
+                      work,
+                      "calib",
+                      o.teacher(),
+                      new CalibratorParams(o.samples(), 256, "tasks", true, null, 0L),
+                      List.of()));
       double calibSeconds = (System.nanoTime() - t0) / 1e9;
-      StageContext.Input calibInput = input("calib", "calibrator", calib.outputs().getFirst().path(),
-          CalibrationStats.FORMAT);
-      System.out.printf(Locale.ROOT, "calibration: %.0f tokens in %.1f s (once, shared by every scheme)%n",
-          calib.metrics().get("tokens"), calibSeconds);
+      StageContext.Input calibInput =
+          input("calib", "calibrator", calib.outputs().getFirst().path(), CalibrationStats.FORMAT);
+      System.out.printf(
+          Locale.ROOT,
+          "calibration: %.0f tokens in %.1f s (once, shared by every scheme)%n",
+          calib.metrics().get("tokens"),
+          calibSeconds);
 
       Map<String, Row> rows = new LinkedHashMap<>();
       for (String scheme : QUANT_SCHEMES) {
@@ -165,61 +234,109 @@ public final class CompressBench {
           continue;
         }
         long s0 = System.nanoTime();
-        StageResult r = new QuantizerStage().run(context(work, scheme, o.teacher(),
-            new QuantizerParams(scheme, group, null, null, null, null, o.exclude()), List.of(calibInput)));
+        StageResult r =
+            new QuantizerStage()
+                .run(
+                    context(
+                        work,
+                        scheme,
+                        o.teacher(),
+                        new QuantizerParams(scheme, group, null, null, null, null, o.exclude()),
+                        List.of(calibInput)));
         double seconds = (System.nanoTime() - s0) / 1e9;
         String name = scheme.startsWith("w4") ? scheme + " g" + group : scheme;
         // modules left out by --exclude stay F32 and still count
-        long bytes = r.metrics().get("weight_bytes_after").longValue() + denseBytes
-            - r.metrics().get("weight_bytes_before").longValue();
-        Row row = measure(name, bytes, seconds,
-            r.outputs().getFirst().path(), true, emSet, pplSet, teacher);
+        long bytes =
+            r.metrics().get("weight_bytes_after").longValue()
+                + denseBytes
+                - r.metrics().get("weight_bytes_before").longValue();
+        Row row =
+            measure(
+                name, bytes, seconds, r.outputs().getFirst().path(), true, emSet, pplSet, teacher);
         rows.put(scheme, row);
         print(row, dense);
       }
-      CalibrationStats calibStats = CalibrationStats.readArtefact(calib.outputs().getFirst().path());
+      CalibrationStats calibStats =
+          CalibrationStats.readArtefact(calib.outputs().getFirst().path());
       Map<String, Double> reconstruction = new LinkedHashMap<>();
       for (String method : PRUNE_METHODS) {
         if (!o.schemes().contains("sp24-" + method)) {
           continue;
         }
         long s0 = System.nanoTime();
-        List<StageContext.Input> inputs = method.equals("magnitude") ? List.of() : List.of(calibInput);
-        StageResult r = new PrunerStage().run(context(work, "prune-" + method, o.teacher(),
-            new PrunerParams(method, null, "2:4", null, null, null, null, null, null), inputs));
+        List<StageContext.Input> inputs =
+            method.equals("magnitude") ? List.of() : List.of(calibInput);
+        StageResult r =
+            new PrunerStage()
+                .run(
+                    context(
+                        work,
+                        "prune-" + method,
+                        o.teacher(),
+                        new PrunerParams(method, null, "2:4", null, null, null, null, null, null),
+                        inputs));
         double seconds = (System.nanoTime() - s0) / 1e9;
-        // the checkpoint stays dense F32: 2:4 halves the math on sparse tensor cores, not these bytes
-        Row row = measure("2:4 " + method, denseBytes, seconds, r.outputs().getFirst().path(), false, emSet,
-            pplSet, teacher);
+        // the checkpoint stays dense F32: 2:4 halves the math on sparse tensor cores, not these
+        // bytes
+        Row row =
+            measure(
+                "2:4 " + method,
+                denseBytes,
+                seconds,
+                r.outputs().getFirst().path(),
+                false,
+                emSet,
+                pplSet,
+                teacher);
         rows.put("sp24-" + method, row);
         print(row, dense);
-        reconstruction.put(method, layerError(teacher, r.outputs().getFirst().path(), calibStats, modules));
+        reconstruction.put(
+            method, layerError(teacher, r.outputs().getFirst().path(), calibStats, modules));
       }
       if (!reconstruction.isEmpty()) {
-        System.out.print("2:4 layer-wise output error sum ||(W - W_pruned) X||^2 / sum ||W X||^2 on the calibration"
-            + " tokens (what Wanda and SparseGPT minimise, each layer alone):");
+        System.out.print(
+            "2:4 layer-wise output error sum ||(W - W_pruned) X||^2 / sum ||W X||^2 on the calibration"
+                + " tokens (what Wanda and SparseGPT minimise, each layer alone):");
         reconstruction.forEach((m, e) -> System.out.printf(Locale.ROOT, " %s %.4f", m, e));
         System.out.println();
       }
 
       Throughput tp = throughput(o.teacher(), modules, o.seconds());
-      double w8StageGbs = rows.containsKey("w8-rtn") ? denseBytes / 1e9 / rows.get("w8-rtn").stageSeconds()
-          : Double.NaN;
-      System.out.printf(Locale.ROOT, "throughput over %.1f MB of f32 linear weights, single thread: read %.2f GB/s,"
+      double w8StageGbs =
+          rows.containsKey("w8-rtn")
+              ? denseBytes / 1e9 / rows.get("w8-rtn").stageSeconds()
+              : Double.NaN;
+      System.out.printf(
+          Locale.ROOT,
+          "throughput over %.1f MB of f32 linear weights, single thread: read %.2f GB/s,"
               + " w8-rtn quantize %.2f GB/s (%.2fx the read time); whole w8-rtn stage (read, quantize, write)"
-              + " %.3f GB/s%n", denseBytes / 1e6, tp.readGbs(), tp.quantGbs(), tp.readGbs() / tp.quantGbs(),
+              + " %.3f GB/s%n",
+          denseBytes / 1e6,
+          tp.readGbs(),
+          tp.quantGbs(),
+          tp.readGbs() / tp.quantGbs(),
           w8StageGbs);
 
       Map<String, Double> ratio = new LinkedHashMap<>();
       ALL.forEach(k -> ratio.put(k, Double.NaN));
       rows.forEach((k, v) -> ratio.put(k, v.perplexity() / dense.perplexity()));
       printTargets(ratio, group);
-      System.out.printf(Locale.ROOT, "compress w8_ppl_ratio=%.4f w8a8_ppl_ratio=%.4f fp8_ppl_ratio=%.4f"
+      System.out.printf(
+          Locale.ROOT,
+          "compress w8_ppl_ratio=%.4f w8a8_ppl_ratio=%.4f fp8_ppl_ratio=%.4f"
               + " w4_rtn_ppl_ratio=%.4f w4_awq_ppl_ratio=%.4f w4_gptq_ppl_ratio=%.4f sp24_mag_ppl_ratio=%.4f"
               + " sp24_wanda_ppl_ratio=%.4f sp24_sparsegpt_ppl_ratio=%.4f w8_quant_gb_s=%.3f read_gb_s=%.3f%n",
-          ratio.get("w8-rtn"), ratio.get("w8a8-smoothquant"), ratio.get("fp8"), ratio.get("w4-rtn"),
-          ratio.get("w4-awq"), ratio.get("w4-gptq"), ratio.get("sp24-magnitude"), ratio.get("sp24-wanda"),
-          ratio.get("sp24-sparsegpt"), tp.quantGbs(), tp.readGbs());
+          ratio.get("w8-rtn"),
+          ratio.get("w8a8-smoothquant"),
+          ratio.get("fp8"),
+          ratio.get("w4-rtn"),
+          ratio.get("w4-awq"),
+          ratio.get("w4-gptq"),
+          ratio.get("sp24-magnitude"),
+          ratio.get("sp24-wanda"),
+          ratio.get("sp24-sparsegpt"),
+          tp.quantGbs(),
+          tp.readGbs());
       teacher.close();
     } finally {
       deleteTree(work);
@@ -227,10 +344,12 @@ public final class CompressBench {
   }
 
   /**
-   * sum over modules of ||(W - W') X||_F^2 = tr(E G E^T) (E = W - W', G = X^T X from the calibration), divided by the
-   * same sum for W itself: each layer's output error on the calibration inputs of the dense model.
+   * sum over modules of ||(W - W') X||_F^2 = tr(E G E^T) (E = W - W', G = X^T X from the
+   * calibration), divided by the same sum for W itself: each layer's output error on the
+   * calibration inputs of the dense model.
    */
-  static double layerError(LlamaModel dense, Path pruned, CalibrationStats stats, List<String> modules)
+  static double layerError(
+      LlamaModel dense, Path pruned, CalibrationStats stats, List<String> modules)
       throws IOException {
     double err = 0;
     double ref = 0;
@@ -259,15 +378,21 @@ public final class CompressBench {
 
   private static void printTargets(Map<String, Double> r, int group) {
     double mag = r.get("sp24-magnitude") - 1;
-    List<String> lines = List.of(
-        check("w8-rtn ppl <= +0.5%", r.get("w8-rtn") <= 1.005),
-        check("w8a8-smoothquant ppl <= +0.5%", r.get("w8a8-smoothquant") <= 1.005),
-        check("w4-gptq ppl <= +3%", r.get("w4-gptq") <= 1.03),
-        check("w4-awq ppl <= +3%", r.get("w4-awq") <= 1.03),
-        check("w4-gptq better than w4-rtn (g" + group + ")", r.get("w4-gptq") < r.get("w4-rtn")),
-        check("w4-awq better than w4-rtn (g" + group + ")", r.get("w4-awq") < r.get("w4-rtn")),
-        check("2:4 wanda at least 2x closer to dense than 2:4 magnitude", r.get("sp24-wanda") - 1 <= mag / 2),
-        check("2:4 sparsegpt at least 2x closer to dense than 2:4 magnitude", r.get("sp24-sparsegpt") - 1 <= mag / 2));
+    List<String> lines =
+        List.of(
+            check("w8-rtn ppl <= +0.5%", r.get("w8-rtn") <= 1.005),
+            check("w8a8-smoothquant ppl <= +0.5%", r.get("w8a8-smoothquant") <= 1.005),
+            check("w4-gptq ppl <= +3%", r.get("w4-gptq") <= 1.03),
+            check("w4-awq ppl <= +3%", r.get("w4-awq") <= 1.03),
+            check(
+                "w4-gptq better than w4-rtn (g" + group + ")", r.get("w4-gptq") < r.get("w4-rtn")),
+            check("w4-awq better than w4-rtn (g" + group + ")", r.get("w4-awq") < r.get("w4-rtn")),
+            check(
+                "2:4 wanda at least 2x closer to dense than 2:4 magnitude",
+                r.get("sp24-wanda") - 1 <= mag / 2),
+            check(
+                "2:4 sparsegpt at least 2x closer to dense than 2:4 magnitude",
+                r.get("sp24-sparsegpt") - 1 <= mag / 2));
     lines.forEach(System.out::println);
   }
 
@@ -277,21 +402,47 @@ public final class CompressBench {
 
   private static void print(Row row, Row dense) {
     if (row == null) {
-      System.out.printf(Locale.ROOT, "%-22s %12s %7s %9s %9s %8s %8s %10s %8s%n", "scheme", "linear_bytes", "x_bytes",
-          "ppl", "ppl_ratio", "exact", "em_ratio", "kl_dense", "stage_s");
+      System.out.printf(
+          Locale.ROOT,
+          "%-22s %12s %7s %9s %9s %8s %8s %10s %8s%n",
+          "scheme",
+          "linear_bytes",
+          "x_bytes",
+          "ppl",
+          "ppl_ratio",
+          "exact",
+          "em_ratio",
+          "kl_dense",
+          "stage_s");
       return;
     }
-    System.out.printf(Locale.ROOT, "%-22s %12d %7.3f %9.5f %9.4f %8.4f %8.4f %10.2e %8.1f%n", row.name(),
-        row.linearBytes(), (double) row.linearBytes() / dense.linearBytes(), row.perplexity(),
-        row.perplexity() / dense.perplexity(), row.exactMatch(),
-        dense.exactMatch() == 0 ? Double.NaN : row.exactMatch() / dense.exactMatch(), row.klToDense(),
+    System.out.printf(
+        Locale.ROOT,
+        "%-22s %12d %7.3f %9.5f %9.4f %8.4f %8.4f %10.2e %8.1f%n",
+        row.name(),
+        row.linearBytes(),
+        (double) row.linearBytes() / dense.linearBytes(),
+        row.perplexity(),
+        row.perplexity() / dense.perplexity(),
+        row.exactMatch(),
+        dense.exactMatch() == 0 ? Double.NaN : row.exactMatch() / dense.exactMatch(),
+        row.klToDense(),
         row.stageSeconds());
   }
 
-  private static Row measure(String name, long bytes, double stageSeconds, Path checkpoint, boolean compressed,
-      List<TaskExample> emSet, List<TaskExample> pplSet, LlamaModel dense) throws IOException {
+  private static Row measure(
+      String name,
+      long bytes,
+      double stageSeconds,
+      Path checkpoint,
+      boolean compressed,
+      List<TaskExample> emSet,
+      List<TaskExample> pplSet,
+      LlamaModel dense)
+      throws IOException {
     ByteTokenizer tokenizer = ByteTokenizer.instance();
-    try (LlamaModel model = compressed ? CompressedTensors.loadDequantized(checkpoint) : LlamaModel.load(checkpoint)) {
+    try (LlamaModel model =
+        compressed ? CompressedTensors.loadDequantized(checkpoint) : LlamaModel.load(checkpoint)) {
       double kl = dense == null ? 0 : klToDense(dense, model, tokenizer, pplSet);
       double ppl = Perplexity.evaluate(model, tokenizer, pplSet).perplexity();
       int longest = 0;
@@ -304,12 +455,13 @@ public final class CompressBench {
   }
 
   /**
-   * {@link ExactMatch#score} with prompts of equal token length decoded together: one batched greedy KV-cached decode
-   * per length (up to {@value #EM_BATCH} rows), the same answers as one prompt at a time (same argmax, same stop at
-   * {@code </s>}, same rule for generations cut at the limit) up to float summation order, in a fraction of the time.
+   * {@link ExactMatch#score} with prompts of equal token length decoded together: one batched
+   * greedy KV-cached decode per length (up to {@value #EM_BATCH} rows), the same answers as one
+   * prompt at a time (same argmax, same stop at {@code </s>}, same rule for generations cut at the
+   * limit) up to float summation order, in a fraction of the time.
    */
-  static double batchedExactMatch(LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples,
-      int maxNewTokens) {
+  static double batchedExactMatch(
+      LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples, int maxNewTokens) {
     Map<Integer, List<Integer>> byLength = new TreeMap<>();
     List<int[]> prompts = new ArrayList<>();
     for (int i = 0; i < examples.size(); i++) {
@@ -331,7 +483,9 @@ public final class CompressBench {
           while (end < generated[b].length && generated[b][end] != ByteTokenizer.EOS_ID) {
             end++;
           }
-          if (tokenizer.decode(Arrays.copyOf(generated[b], end)).equals(examples.get(rows.get(b)).answer())) {
+          if (tokenizer
+              .decode(Arrays.copyOf(generated[b], end))
+              .equals(examples.get(rows.get(b)).answer())) {
             correct++;
           }
         }
@@ -340,13 +494,17 @@ public final class CompressBench {
     return examples.isEmpty() ? 0 : (double) correct / examples.size();
   }
 
-  /** Greedy continuation of equal-length prompts, {@code maxNewTokens} each (rows past {@code </s>} keep going). */
+  /**
+   * Greedy continuation of equal-length prompts, {@code maxNewTokens} each (rows past {@code </s>}
+   * keep going).
+   */
   private static int[][] greedy(LlamaModel model, int[][] prompts, int maxNewTokens) {
     int batch = prompts.length;
     int vocab = model.config().vocabSize();
     int[][] out = new int[batch][maxNewTokens];
     boolean[] done = new boolean[batch];
-    try (NDManager call = model.manager().newSubManager(); KvCache cache = model.newKvCache()) {
+    try (NDManager call = model.manager().newSubManager();
+        KvCache cache = model.newKvCache()) {
       NDArray logits = model.forward(call, prompts, cache);
       int positions = Math.toIntExact(logits.getShape().get(1));
       for (int step = 0; step < maxNewTokens; step++) {
@@ -378,14 +536,18 @@ public final class CompressBench {
   }
 
   /**
-   * Mean KL(dense || compressed) of the next-token distributions at the answer positions (nats per token): how far
-   * the compressed model's predictions moved, even where the argmax and the answer's likelihood barely do.
+   * Mean KL(dense || compressed) of the next-token distributions at the answer positions (nats per
+   * token): how far the compressed model's predictions moved, even where the argmax and the
+   * answer's likelihood barely do.
    */
-  static double klToDense(LlamaModel dense, LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples) {
+  static double klToDense(
+      LlamaModel dense, LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> examples) {
     double kl = 0;
     long tokens = 0;
     for (int from = 0; from < examples.size(); from += EM_BATCH) {
-      TaskBatch batch = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + EM_BATCH)), tokenizer);
+      TaskBatch batch =
+          TaskBatch.of(
+              examples.subList(from, Math.min(examples.size(), from + EM_BATCH)), tokenizer);
       try (NDManager scope = model.manager().newSubManager()) {
         NDArray p = dense.forward(scope, batch.inputs()).logSoftmax(-1);
         NDArray q = model.forward(scope, batch.inputs()).logSoftmax(-1);
@@ -400,10 +562,15 @@ public final class CompressBench {
 
   record Throughput(double readGbs, double quantGbs) {}
 
-  private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  private static final ValueLayout.OfFloat F32_LE =
+      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  /** Reading the F32 linear weights into float[] vs INT8 per-channel quantizing them, each for {@code seconds}. */
-  private static Throughput throughput(Path teacher, List<String> modules, double seconds) throws IOException {
+  /**
+   * Reading the F32 linear weights into float[] vs INT8 per-channel quantizing them, each for
+   * {@code seconds}.
+   */
+  private static Throughput throughput(Path teacher, List<String> modules, double seconds)
+      throws IOException {
     Map<String, long[]> shapes = new LinkedHashMap<>();
     Map<String, float[]> weights = new LinkedHashMap<>();
     long bytes = 0;
@@ -422,7 +589,8 @@ public final class CompressBench {
         for (String m : modules) {
           // the same little-endian F32 bytes into the float[] the quantizer reads (no allocation)
           float[] w = weights.get(m);
-          MemorySegment.copy(checkpoint.segment(LlamaTensorNames.weight(m)), F32_LE, 0, w, 0, w.length);
+          MemorySegment.copy(
+              checkpoint.segment(LlamaTensorNames.weight(m)), F32_LE, 0, w, 0, w.length);
           sink += w[w.length - 1];
         }
         passes++;
@@ -451,7 +619,8 @@ public final class CompressBench {
   /** The modules the quantizer compresses by default: every linear layer but lm_head. */
   private static List<String> compressedModules(LlamaConfig config) {
     return LlamaTensorNames.linearModules(config).stream()
-        .filter(m -> !m.equals(LlamaTensorNames.LM_HEAD_MODULE)).toList();
+        .filter(m -> !m.equals(LlamaTensorNames.LM_HEAD_MODULE))
+        .toList();
   }
 
   private static long linearBytes(Path teacher, List<String> modules) throws IOException {
@@ -464,32 +633,63 @@ public final class CompressBench {
     return bytes;
   }
 
-  /** The largest of 128, 64, 32, 16, 8 dividing every linear input width (128 for the teacher; 16 for a 688-wide down_proj). */
+  /**
+   * The largest of 128, 64, 32, 16, 8 dividing every linear input width (128 for the teacher; 16
+   * for a 688-wide down_proj).
+   */
   static int largestGroup(LlamaConfig config) {
     for (int g : new int[] {128, 64, 32, 16, 8}) {
-      if (config.hiddenSize() % g == 0 && config.intermediateSize() % g == 0 && config.attentionWidth() % g == 0) {
+      if (config.hiddenSize() % g == 0
+          && config.intermediateSize() % g == 0
+          && config.attentionWidth() % g == 0) {
         return g;
       }
     }
-    throw new IllegalArgumentException("no group size in {128, 64, 32, 16, 8} divides hidden "
-        + config.hiddenSize() + " and intermediate " + config.intermediateSize() + "; pass --group");
+    throw new IllegalArgumentException(
+        "no group size in {128, 64, 32, 16, 8} divides hidden "
+            + config.hiddenSize()
+            + " and intermediate "
+            + config.intermediateSize()
+            + "; pass --group");
   }
 
-  private static <P extends Record> StageContext<P> context(Path work, String node, Path model, P params,
-      List<StageContext.Input> inputs) throws IOException {
+  private static <P extends Record> StageContext<P> context(
+      Path work, String node, Path model, P params, List<StageContext.Input> inputs)
+      throws IOException {
     Path scratch = Files.createDirectories(work.resolve(node));
-    ArtefactRef ref = ArtefactRef.newBuilder().setUri(model.toUri().toString()).setSha256("bench")
-        .setBytes(0L).setFormat("hf-llama").build();
-    StageJob job = StageJob.newBuilder().setRunId("bench").setJobId("bench/" + node).setAttempt(1)
-        .setStage(node).setNode(node).setParams("{}").setModel(ref).setTimeoutMs(0L)
-        .setDispatchedAt(Instant.now()).build();
-    return new StageContext<>(job, params, model, inputs, scratch, scratch, (percent, message, metrics) -> { });
+    ArtefactRef ref =
+        ArtefactRef.newBuilder()
+            .setUri(model.toUri().toString())
+            .setSha256("bench")
+            .setBytes(0L)
+            .setFormat("hf-llama")
+            .build();
+    StageJob job =
+        StageJob.newBuilder()
+            .setRunId("bench")
+            .setJobId("bench/" + node)
+            .setAttempt(1)
+            .setStage(node)
+            .setNode(node)
+            .setParams("{}")
+            .setModel(ref)
+            .setTimeoutMs(0L)
+            .setDispatchedAt(Instant.now())
+            .build();
+    return new StageContext<>(
+        job, params, model, inputs, scratch, scratch, (percent, message, metrics) -> {});
   }
 
   private static StageContext.Input input(String node, String stage, Path path, String format) {
-    ArtefactRef ref = ArtefactRef.newBuilder().setUri(path.toUri().toString()).setSha256("bench").setBytes(0L)
-        .setFormat(format).build();
-    return new StageContext.Input(node, stage, List.of(new StageContext.Artefact(ref, path)), Map.of());
+    ArtefactRef ref =
+        ArtefactRef.newBuilder()
+            .setUri(path.toUri().toString())
+            .setSha256("bench")
+            .setBytes(0L)
+            .setFormat(format)
+            .build();
+    return new StageContext.Input(
+        node, stage, List.of(new StageContext.Artefact(ref, path)), Map.of());
   }
 
   private static void deleteTree(Path root) {

@@ -45,14 +45,16 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
- * bench/dispatch: N concurrent runs of a 3-stage no-op recipe through one planner on the embedded broker. Measures
- * runs/s, the latency from a stage's Completed to the next stage's Started (planner + two Kafka hops + worker
- * queueing), the planner's own share (Completed to the job's dispatch), and, as the baseline in the same run, the
- * plain produce-to-consume latency of one Kafka hop on the same broker.
+ * bench/dispatch: N concurrent runs of a 3-stage no-op recipe through one planner on the embedded
+ * broker. Measures runs/s, the latency from a stage's Completed to the next stage's Started
+ * (planner + two Kafka hops + worker queueing), the planner's own share (Completed to the job's
+ * dispatch), and, as the baseline in the same run, the plain produce-to-consume latency of one
+ * Kafka hop on the same broker.
  */
 public final class DispatchBench {
 
-  static final String RECIPE = """
+  static final String RECIPE =
+      """
       name: noop3
       stages:
         a: { stage: noop-a }
@@ -61,19 +63,26 @@ public final class DispatchBench {
       """;
 
   /**
-   * Runs before the measured batch, so that it measures JIT-compiled code rather than the compilers (after 300 the
-   * compilers still took about half a core).
+   * Runs before the measured batch, so that it measures JIT-compiled code rather than the compilers
+   * (after 300 the compilers still took about half a core).
    */
   static final int WARMUP_RUNS = Integer.getInteger("dispatch.warmup", 1500);
 
-  /** Seconds of measured idleness between warm-up and the measured batch (also lets the JIT compilers finish). */
+  /**
+   * Seconds of measured idleness between warm-up and the measured batch (also lets the JIT
+   * compilers finish).
+   */
   static final int IDLE_SECONDS = Integer.getInteger("dispatch.idle", 10);
 
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
     int workersPerStage = args.length > 1 ? Integer.parseInt(args[1]) : 1;
-    double rate = args.length > 2 ? Double.parseDouble(args[2]) : 0; // registrations per second; 0 = all at once
-    int maxWaitingJobs = args.length > 3 ? Integer.parseInt(args[3]) : PlannerService.LOCAL_MAX_WAITING_JOBS;
+    double rate =
+        args.length > 2
+            ? Double.parseDouble(args[2])
+            : 0; // registrations per second; 0 = all at once
+    int maxWaitingJobs =
+        args.length > 3 ? Integer.parseInt(args[3]) : PlannerService.LOCAL_MAX_WAITING_JOBS;
     Path dir = Files.createDirectories(Path.of("bench", "target", "dispatch-" + UUID.randomUUID()));
     try (LocalStack stack = LocalStack.start(dir.toAbsolutePath())) {
       KafkaSettings kafka = KafkaSettings.of(stack.bootstrapServers(), stack.registryUrl());
@@ -81,19 +90,30 @@ public final class DispatchBench {
         admin.ensurePlatformTopics();
       }
       Percentiles hop = kafkaHop(kafka, 2000);
-      System.out.printf(Locale.ROOT, "baseline: one Kafka hop (produce -> consume) p50=%.1f ms p99=%.1f ms (n=%d)%n",
-          hop.p50(), hop.p99(), hop.n());
+      System.out.printf(
+          Locale.ROOT,
+          "baseline: one Kafka hop (produce -> consume) p50=%.1f ms p99=%.1f ms (n=%d)%n",
+          hop.p50(),
+          hop.p99(),
+          hop.n());
 
       Path store = dir.resolve("store").toAbsolutePath();
       List<WorkerHost> workers = new ArrayList<>();
       for (String stage : List.of("noop-a", "noop-b", "noop-c")) {
         for (int i = 0; i < workersPerStage; i++) {
-          workers.add(WorkerHost.start(StageRegistry.discover().get(stage),
-              WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store).withWorkerId(stage + "-" + i)));
+          workers.add(
+              WorkerHost.start(
+                  StageRegistry.discover().get(stage),
+                  WorkerConfig.of(stack.bootstrapServers(), stack.registryUrl(), store)
+                      .withWorkerId(stage + "-" + i)));
         }
       }
-      try (PlannerApp planner = PlannerApp.start(PlannerConfig.of(stack.bootstrapServers(), stack.registryUrl(),
-          dir.resolve("planner")).withMaxWaitingJobs(maxWaitingJobs)).awaitRunning(Duration.ofSeconds(90))) {
+      try (PlannerApp planner =
+          PlannerApp.start(
+                  PlannerConfig.of(
+                          stack.bootstrapServers(), stack.registryUrl(), dir.resolve("planner"))
+                      .withMaxWaitingJobs(maxWaitingJobs))
+              .awaitRunning(Duration.ofSeconds(90))) {
         Path model = Files.createDirectories(dir.resolve("model"));
         Files.writeString(model.resolve("config.json"), "{}");
         ArtefactRef ref = new FileArtefactStore(store).put(model, "hf-model", true);
@@ -101,9 +121,12 @@ public final class DispatchBench {
         runBatch(kafka, ref, WARMUP_RUNS, 0); // warm-up: JIT, topic metadata, group joins
         long idle0 = processCpuNanos();
         Thread.sleep(IDLE_SECONDS * 1000L);
-        System.out.printf(Locale.ROOT, "idle: %.3f cores busy over %d s with no runs (JIT compilers finishing, consumer"
-            + " polls, broker housekeeping)%n",
-            (processCpuNanos() - idle0) / 1e9 / IDLE_SECONDS, IDLE_SECONDS);
+        System.out.printf(
+            Locale.ROOT,
+            "idle: %.3f cores busy over %d s with no runs (JIT compilers finishing, consumer"
+                + " polls, broker housekeeping)%n",
+            (processCpuNanos() - idle0) / 1e9 / IDLE_SECONDS,
+            IDLE_SECONDS);
         long cpu0 = processCpuNanos();
         long t0 = System.nanoTime();
         Map<String, Long> registered = runBatch(kafka, ref, runs, rate);
@@ -117,24 +140,59 @@ public final class DispatchBench {
         Percentiles e2e = Percentiles.of(lat.completedToStarted());
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
         Percentiles admission = Percentiles.of(lat.registeredToStarted());
-        System.out.printf(Locale.ROOT,
-            "runs=%d stages/run=3 workers/stage=%d arrival=%s max_waiting_jobs=%d wall=%.2f s%n", runs, workersPerStage, rate > 0 ? rate + " runs/s" : "all at once", maxWaitingJobs, seconds);
-        System.out.printf(Locale.ROOT, "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in"
-            + " this process; the registry is a child process, idle once schemas are cached; %d cores)%n", cpuMsPerRun,
+        System.out.printf(
+            Locale.ROOT,
+            "runs=%d stages/run=3 workers/stage=%d arrival=%s max_waiting_jobs=%d wall=%.2f s%n",
+            runs,
+            workersPerStage,
+            rate > 0 ? rate + " runs/s" : "all at once",
+            maxWaitingJobs,
+            seconds);
+        System.out.printf(
+            Locale.ROOT,
+            "cpu: %.2f ms per run (broker, planner, workers and the benchmark's readers in"
+                + " this process; the registry is a child process, idle once schemas are cached; %d cores)%n",
+            cpuMsPerRun,
             Runtime.getRuntime().availableProcessors());
-        System.out.printf(Locale.ROOT, "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
-            e2e.p50(), e2e.p99(), e2e.max(), e2e.n());
-        System.out.printf(Locale.ROOT, "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
-            planned.p50(), planned.p99(), planned.n());
-        System.out.printf(Locale.ROOT, "registered -> first stage started (includes time queued for admission):"
-            + " p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n", admission.p50(), admission.p99(), admission.max(),
+        System.out.printf(
+            Locale.ROOT,
+            "completed -> next started: p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
+            e2e.p50(),
+            e2e.p99(),
+            e2e.max(),
+            e2e.n());
+        System.out.printf(
+            Locale.ROOT,
+            "completed -> dispatched (planner only): p50=%.1f ms p99=%.1f ms (n=%d)%n",
+            planned.p50(),
+            planned.p99(),
+            planned.n());
+        System.out.printf(
+            Locale.ROOT,
+            "registered -> first stage started (includes time queued for admission):"
+                + " p50=%.1f ms p99=%.1f ms max=%.0f ms (n=%d)%n",
+            admission.p50(),
+            admission.p99(),
+            admission.max(),
             admission.n());
-        System.out.printf(Locale.ROOT, "ratio to baseline: e2e p99 / (2 x hop p99) = %.2f; planner p99 / hop p99 = %.2f%n",
-            e2e.p99() / (2 * Math.max(1, hop.p99())), planned.p99() / Math.max(1, hop.p99()));
-        System.out.printf(Locale.ROOT,
+        System.out.printf(
+            Locale.ROOT,
+            "ratio to baseline: e2e p99 / (2 x hop p99) = %.2f; planner p99 / hop p99 = %.2f%n",
+            e2e.p99() / (2 * Math.max(1, hop.p99())),
+            planned.p99() / Math.max(1, hop.p99()));
+        System.out.printf(
+            Locale.ROOT,
             "dispatch runs=%d runs_per_s=%.1f p50_ms=%.1f p99_ms=%.1f planner_p99_ms=%.1f hop_p99_ms=%.1f"
                 + " start_p99_ms=%.1f cpu_ms_per_run=%.2f lost=%d%n",
-            runs, runs / seconds, e2e.p50(), e2e.p99(), planned.p99(), hop.p99(), admission.p99(), cpuMsPerRun, lost);
+            runs,
+            runs / seconds,
+            e2e.p50(),
+            e2e.p99(),
+            planned.p99(),
+            hop.p99(),
+            admission.p99(),
+            cpuMsPerRun,
+            lost);
       } finally {
         workers.forEach(w -> w.close(Duration.ofSeconds(2)));
       }
@@ -144,18 +202,20 @@ public final class DispatchBench {
 
   /** CPU time of this whole process (the stack, the workers and the planner all run in it). */
   static long processCpuNanos() {
-    return ((OperatingSystemMXBean) ManagementFactory
-        .getOperatingSystemMXBean()).getProcessCpuTime();
+    return ((OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+        .getProcessCpuTime();
   }
 
   /**
-   * Registers {@code n} runs (all at once, or {@code rate} per second), waits until every one has finished, and returns
-   * their ids with the wall-clock millisecond each was registered at.
+   * Registers {@code n} runs (all at once, or {@code rate} per second), waits until every one has
+   * finished, and returns their ids with the wall-clock millisecond each was registered at.
    */
-  static Map<String, Long> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate) throws Exception {
+  static Map<String, Long> runBatch(KafkaSettings kafka, ArtefactRef model, int n, double rate)
+      throws Exception {
     Map<String, Long> ids = new LinkedHashMap<>();
-    try (var p = new KafkaProducer<>(kafka.producer("bench"), new StringSerializer(),
-        kafka.serde(ModelRegistered.class))) {
+    try (var p =
+        new KafkaProducer<>(
+            kafka.producer("bench"), new StringSerializer(), kafka.serde(ModelRegistered.class))) {
       long start = System.nanoTime();
       for (int i = 0; i < n; i++) {
         if (rate > 0) {
@@ -165,9 +225,19 @@ public final class DispatchBench {
         String id = UUID.randomUUID().toString();
         Instant now = Instant.now();
         ids.put(id, now.toEpochMilli());
-        p.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, "bench-" + i, ModelRegistered.newBuilder().setRunId(id)
-            .setModelId("bench-" + i).setUri(model.getUri()).setSha256(model.getSha256()).setBytes(model.getBytes())
-            .setRecipe(RECIPE).setRegisteredAt(now).build()));
+        p.send(
+            new ProducerRecord<>(
+                Topics.MODELS_REGISTERED,
+                "bench-" + i,
+                ModelRegistered.newBuilder()
+                    .setRunId(id)
+                    .setModelId("bench-" + i)
+                    .setUri(model.getUri())
+                    .setSha256(model.getSha256())
+                    .setBytes(model.getBytes())
+                    .setRecipe(RECIPE)
+                    .setRegisteredAt(now)
+                    .build()));
       }
       p.flush();
     }
@@ -182,7 +252,8 @@ public final class DispatchBench {
     try (KafkaConsumer<String, byte[]> c = assigned(kafka, Topics.RUNS)) {
       while (!pending.isEmpty() && System.nanoTime() < deadline) {
         for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(100))) {
-          if (pending.contains(r.key()) && serde.deserialize(r.topic(), r.value()).getStatus() != RunStatus.RUNNING) {
+          if (pending.contains(r.key())
+              && serde.deserialize(r.topic(), r.value()).getStatus() != RunStatus.RUNNING) {
             pending.remove(r.key());
           }
         }
@@ -196,15 +267,19 @@ public final class DispatchBench {
   static Map<String, RunStatus> finals(KafkaSettings kafka, Set<String> ids) {
     Map<String, RunStatus> out = new HashMap<>();
     var serde = kafka.serde(RunState.class);
-    readAll(kafka, Topics.RUNS, r -> {
-      if (ids.contains(r.key())) {
-        out.put(r.key(), serde.deserialize(r.topic(), r.value()).getStatus());
-      }
-    });
+    readAll(
+        kafka,
+        Topics.RUNS,
+        r -> {
+          if (ids.contains(r.key())) {
+            out.put(r.key(), serde.deserialize(r.topic(), r.value()).getStatus());
+          }
+        });
     return out;
   }
 
-  record Latencies(long[] completedToStarted, long[] completedToDispatched, long[] registeredToStarted) {}
+  record Latencies(
+      long[] completedToStarted, long[] completedToDispatched, long[] registeredToStarted) {}
 
   static Latencies latencies(KafkaSettings kafka, Map<String, Long> registered) {
     Set<String> ids = registered.keySet();
@@ -213,25 +288,32 @@ public final class DispatchBench {
     Map<String, Long> completed = new HashMap<>();
     Map<String, Long> started = new HashMap<>();
     Map<String, Long> dispatched = new HashMap<>();
-    readAll(kafka, Topics.JOB_EVENTS, r -> {
-      if (!ids.contains(r.key())) {
-        return;
-      }
-      JobEvent e = events.deserialize(r.topic(), r.value());
-      String k = e.getRunId() + "/" + e.getNode();
-      if (e.getPayload() instanceof Completed) {
-        completed.putIfAbsent(k, e.getTs().toEpochMilli());
-      } else if (e.getPayload() instanceof Started) {
-        started.putIfAbsent(k, e.getTs().toEpochMilli());
-      }
-    });
+    readAll(
+        kafka,
+        Topics.JOB_EVENTS,
+        r -> {
+          if (!ids.contains(r.key())) {
+            return;
+          }
+          JobEvent e = events.deserialize(r.topic(), r.value());
+          String k = e.getRunId() + "/" + e.getNode();
+          if (e.getPayload() instanceof Completed) {
+            completed.putIfAbsent(k, e.getTs().toEpochMilli());
+          } else if (e.getPayload() instanceof Started) {
+            started.putIfAbsent(k, e.getTs().toEpochMilli());
+          }
+        });
     for (String stage : List.of("noop-b", "noop-c")) {
-      readAll(kafka, Topics.jobs(stage), r -> {
-        if (ids.contains(r.key())) {
-          StageJob j = jobs.deserialize(r.topic(), r.value());
-          dispatched.putIfAbsent(j.getRunId() + "/" + j.getNode(), j.getDispatchedAt().toEpochMilli());
-        }
-      });
+      readAll(
+          kafka,
+          Topics.jobs(stage),
+          r -> {
+            if (ids.contains(r.key())) {
+              StageJob j = jobs.deserialize(r.topic(), r.value());
+              dispatched.putIfAbsent(
+                  j.getRunId() + "/" + j.getNode(), j.getDispatchedAt().toEpochMilli());
+            }
+          });
     }
     List<Long> e2e = new ArrayList<>();
     List<Long> planner = new ArrayList<>();
@@ -253,8 +335,10 @@ public final class DispatchBench {
         }
       }
     }
-    return new Latencies(e2e.stream().mapToLong(Long::longValue).toArray(),
-        planner.stream().mapToLong(Long::longValue).toArray(), admitted.stream().mapToLong(Long::longValue).toArray());
+    return new Latencies(
+        e2e.stream().mapToLong(Long::longValue).toArray(),
+        planner.stream().mapToLong(Long::longValue).toArray(),
+        admitted.stream().mapToLong(Long::longValue).toArray());
   }
 
   /** Baseline: produce-to-consume latency of single records on the same broker. */
@@ -264,7 +348,9 @@ public final class DispatchBench {
       admin.ensure(List.of(topic), Map.of());
     }
     long[] lat = new long[n];
-    try (var p = new KafkaProducer<>(kafka.producer("hop"), new StringSerializer(), new ByteArraySerializer());
+    try (var p =
+            new KafkaProducer<>(
+                kafka.producer("hop"), new StringSerializer(), new ByteArraySerializer());
         KafkaConsumer<String, byte[]> c = assigned(kafka, topic)) {
       c.poll(Duration.ofMillis(100));
       for (int i = 0; i < n; i++) {
@@ -282,13 +368,18 @@ public final class DispatchBench {
 
   static KafkaConsumer<String, byte[]> assigned(KafkaSettings kafka, String topic) {
     Map<String, Object> props = kafka.consumer(null, "bench-reader");
-    // a long poll: data still returns at once, and an idle reader does not ask the broker 200 times a second
+    // a long poll: data still returns at once, and an idle reader does not ask the broker 200 times
+    // a second
     props.put("fetch.max.wait.ms", 100);
     KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props);
     List<TopicPartition> parts = List.of();
     long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-    while (parts.isEmpty() && System.nanoTime() < deadline) { // a new topic's metadata may lag its creation
-      parts = c.partitionsFor(topic).stream().map(x -> new TopicPartition(topic, x.partition())).toList();
+    while (parts.isEmpty()
+        && System.nanoTime() < deadline) { // a new topic's metadata may lag its creation
+      parts =
+          c.partitionsFor(topic).stream()
+              .map(x -> new TopicPartition(topic, x.partition()))
+              .toList();
     }
     if (parts.isEmpty()) {
       throw new IllegalStateException("topic " + topic + " has no partitions after 30 s");
@@ -298,7 +389,8 @@ public final class DispatchBench {
     return c;
   }
 
-  static void readAll(KafkaSettings kafka, String topic, Consumer<ConsumerRecord<String, byte[]>> f) {
+  static void readAll(
+      KafkaSettings kafka, String topic, Consumer<ConsumerRecord<String, byte[]>> f) {
     try (KafkaConsumer<String, byte[]> c = assigned(kafka, topic)) {
       Map<TopicPartition, Long> end = c.endOffsets(c.assignment());
       while (end.entrySet().stream().anyMatch(e -> c.position(e.getKey()) < e.getValue())) {

@@ -3,8 +3,8 @@ package io.distillery.bench;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.pytorch.jni.JniUtils;
-import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.distiller.DistillerParams;
+import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.distiller.DistillerStage;
 import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
@@ -30,22 +30,25 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * bench/distill: does distillation buy anything over training the same small model on the labels alone? One student
- * shape, one seed, one set of task-suite training prompts and the same number of optimizer steps and batches (so the
- * same training tokens): (1) the student initialised from the teacher (layer selection + width slicing) and trained
- * with the Hinton loss, alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels) (arXiv 1503.02531, eq. 2
- * with the T^2 factor of section 2); (2) the student from random weights trained with CE on the labels alone (alpha
- * 0, no teacher). Both, and the teacher, are scored on the teacher's held-out {@code test.jsonl}: exact match and
- * answer perplexity. Retention = distilled exact match / teacher exact match.
+ * bench/distill: does distillation buy anything over training the same small model on the labels
+ * alone? One student shape, one seed, one set of task-suite training prompts and the same number of
+ * optimizer steps and batches (so the same training tokens): (1) the student initialised from the
+ * teacher (layer selection + width slicing) and trained with the Hinton loss, alpha * T^2 *
+ * KL(teacher_T || student_T) + (1 - alpha) * CE(labels) (arXiv 1503.02531, eq. 2 with the T^2
+ * factor of section 2); (2) the student from random weights trained with CE on the labels alone
+ * (alpha 0, no teacher). Both, and the teacher, are scored on the teacher's held-out {@code
+ * test.jsonl}: exact match and answer perplexity. Retention = distilled exact match / teacher exact
+ * match.
  *
- * <p>Defaults are the tuned ones for the 4-layer, hidden-256 teacher of {@code distillery teacher}: a student that keeps
- * all four layers at hidden 128, 2 heads and 304 MLP channels (~0.24 of the teacher's parameters; dropping layers
- * instead cost far more exact match), sliced by activation importance, 1500 steps of 32 sequences, lr 3e-3, T 2,
- * alpha 0.7.
+ * <p>Defaults are the tuned ones for the 4-layer, hidden-256 teacher of {@code distillery teacher}:
+ * a student that keeps all four layers at hidden 128, 2 heads and 304 MLP channels (~0.24 of the
+ * teacher's parameters; dropping layers instead cost far more exact match), sliced by activation
+ * importance, 1500 steps of 32 sequences, lr 3e-3, T 2, alpha 0.7.
  *
- * <p>Args: {@code --teacher DIR} (required; a checkpoint written by {@code distillery teacher}) and optionally
- * {@code --student L,H,HEADS,KV,I --steps N --batch N --lr X --scratch-lr X --T X --alpha X --samples N --eval N
- * --seed N --threads N --slicing activations|first}; {@code --scratch false} skips the baseline (for tuning probes).
+ * <p>Args: {@code --teacher DIR} (required; a checkpoint written by {@code distillery teacher}) and
+ * optionally {@code --student L,H,HEADS,KV,I --steps N --batch N --lr X --scratch-lr X --T X
+ * --alpha X --samples N --eval N --seed N --threads N --slicing activations|first}; {@code
+ * --scratch false} skips the baseline (for tuning probes).
  */
 public final class DistillBench {
 
@@ -60,13 +63,16 @@ public final class DistillBench {
       a.put(args[i].substring(2), args[i + 1]);
     }
     if (!a.containsKey("teacher")) {
-      throw new IllegalArgumentException("usage: bench/distill --teacher DIR [--student L,H,HEADS,KV,I] [--steps N] "
-          + "[--batch N] [--lr X] [--scratch-lr X] [--T X] [--alpha X] [--samples N] [--eval N] [--seed N] "
-          + "[--threads N]");
+      throw new IllegalArgumentException(
+          "usage: bench/distill --teacher DIR [--student L,H,HEADS,KV,I] [--steps N] "
+              + "[--batch N] [--lr X] [--scratch-lr X] [--T X] [--alpha X] [--samples N] [--eval N] [--seed N] "
+              + "[--threads N]");
     }
     Path teacherDir = Path.of(a.get("teacher"));
-    int[] s = Arrays.stream(a.getOrDefault("student", "4,128,2,2,304").split(",")).mapToInt(Integer::parseInt)
-        .toArray();
+    int[] s =
+        Arrays.stream(a.getOrDefault("student", "4,128,2,2,304").split(","))
+            .mapToInt(Integer::parseInt)
+            .toArray();
     Student shape = new Student(s[0], s[1], s[2], s[3], s[4]);
     int steps = Integer.parseInt(a.getOrDefault("steps", "1500"));
     int batch = Integer.parseInt(a.getOrDefault("batch", "32"));
@@ -89,99 +95,223 @@ public final class DistillBench {
     Set<String> heldPrompts = new HashSet<>();
     test.forEach(e -> heldPrompts.add(e.prompt()));
     Path validationFile = teacherDir.resolve("validation.jsonl");
-    List<TaskExample> validation = Files.exists(validationFile)
-        ? TaskJsonl.read(validationFile).stream().filter(e -> !heldPrompts.contains(e.prompt())).limit(64).toList()
-        : List.of();
+    List<TaskExample> validation =
+        Files.exists(validationFile)
+            ? TaskJsonl.read(validationFile).stream()
+                .filter(e -> !heldPrompts.contains(e.prompt()))
+                .limit(64)
+                .toList()
+            : List.of();
     validation.forEach(e -> heldPrompts.add(e.prompt()));
-    List<TaskExample> train = TaskSuite.generate(List.of(TaskKind.values()), TaskSettings.defaults(), samples, 0, 0,
-        seed).train().stream().filter(e -> !heldPrompts.contains(e.prompt())).toList();
+    List<TaskExample> train =
+        TaskSuite.generate(List.of(TaskKind.values()), TaskSettings.defaults(), samples, 0, 0, seed)
+            .train()
+            .stream()
+            .filter(e -> !heldPrompts.contains(e.prompt()))
+            .toList();
     double[] weights = new double[train.size()];
     Arrays.fill(weights, 1.0);
     int maxNew = maxNewTokens(test);
-    System.out.printf(Locale.ROOT, "engine=%s threads=%d train=%d test=%d student=%s steps=%d batch=%d%n",
-        engine.getVersion(), JniUtils.getNumThreads(), train.size(), test.size(), a.getOrDefault("student",
-            "4,128,2,2,304"), steps, batch);
+    System.out.printf(
+        Locale.ROOT,
+        "engine=%s threads=%d train=%d test=%d student=%s steps=%d batch=%d%n",
+        engine.getVersion(),
+        JniUtils.getNumThreads(),
+        train.size(),
+        test.size(),
+        a.getOrDefault("student", "4,128,2,2,304"),
+        steps,
+        batch);
 
     try (LlamaModel teacher = LlamaModel.load(teacherDir)) {
       long teacherParams = params(teacher);
       Score teacherScore = score("teacher", teacher, tokenizer, test, maxNew, began);
 
-      String common = ",\"steps\":" + steps + ",\"batch\":" + batch + ",\"seed\":" + seed + ",\"evalEvery\":" + steps
-          + ",\"patience\":1000,\"progressEvery\":" + Math.max(1, steps / 10) + ",\"seqLen\":128,\"warmup\":"
-          + Math.max(1, steps / 20);
-      DistillerParams distill = StageParams.bind("distiller", "{\"lr\":" + lr + ",\"temperature\":" + temperature
-          + ",\"alpha\":" + alpha + common + "}", DistillerParams.class);
-      DistillerParams scratch = StageParams.bind("distiller", "{\"lr\":" + scratchLr + ",\"alpha\":0.0" + common + "}",
-          DistillerParams.class);
+      String common =
+          ",\"steps\":"
+              + steps
+              + ",\"batch\":"
+              + batch
+              + ",\"seed\":"
+              + seed
+              + ",\"evalEvery\":"
+              + steps
+              + ",\"patience\":1000,\"progressEvery\":"
+              + Math.max(1, steps / 10)
+              + ",\"seqLen\":128,\"warmup\":"
+              + Math.max(1, steps / 20);
+      DistillerParams distill =
+          StageParams.bind(
+              "distiller",
+              "{\"lr\":"
+                  + lr
+                  + ",\"temperature\":"
+                  + temperature
+                  + ",\"alpha\":"
+                  + alpha
+                  + common
+                  + "}",
+              DistillerParams.class);
+      DistillerParams scratch =
+          StageParams.bind(
+              "distiller",
+              "{\"lr\":" + scratchLr + ",\"alpha\":0.0" + common + "}",
+              DistillerParams.class);
 
       Path init = Files.createTempDirectory("distill-bench-student");
       boolean byActivations = !"first".equals(a.getOrDefault("slicing", "activations"));
-      StudentInit.write(teacher, shape, init, byActivations
-          ? ChannelImportance.measure(teacher, DistillerStage.calibration(train)) : null);
+      StudentInit.write(
+          teacher,
+          shape,
+          init,
+          byActivations
+              ? ChannelImportance.measure(teacher, DistillerStage.calibration(train))
+              : null);
       Score distilled;
       long studentParams;
       DistillTrainer.Result distillRun;
       long t0 = System.nanoTime();
       try (LlamaModel student = LlamaModel.load(init)) {
         studentParams = params(student);
-        distillRun = new DistillTrainer(distill).train(teacher, student, train, weights, validation, null,
-            g -> progress("distill", g));
+        distillRun =
+            new DistillTrainer(distill)
+                .train(
+                    teacher,
+                    student,
+                    train,
+                    weights,
+                    validation,
+                    null,
+                    g -> progress("distill", g));
         double seconds = (System.nanoTime() - t0) / 1e9;
-        System.out.printf(Locale.ROOT, "distill trained %d steps, %d tokens in %.0f s%n", distillRun.steps(),
-            distillRun.tokens(), seconds);
+        System.out.printf(
+            Locale.ROOT,
+            "distill trained %d steps, %d tokens in %.0f s%n",
+            distillRun.steps(),
+            distillRun.tokens(),
+            seconds);
         distilled = score("distilled", student, tokenizer, test, maxNew, began);
       }
       if (!Boolean.parseBoolean(a.getOrDefault("scratch", "true"))) {
-        System.out.printf(Locale.ROOT, "probe distilled_em=%.4f retention=%.4f (no scratch run)%n",
-            distilled.exactMatch(), distilled.exactMatch() / teacherScore.exactMatch());
+        System.out.printf(
+            Locale.ROOT,
+            "probe distilled_em=%.4f retention=%.4f (no scratch run)%n",
+            distilled.exactMatch(),
+            distilled.exactMatch() / teacherScore.exactMatch());
         return;
       }
       Score fromScratch;
       DistillTrainer.Result scratchRun;
       t0 = System.nanoTime();
-      try (LlamaModel student = LlamaModel.random(StudentInit.studentConfig(teacher.config(), shape), seed)) {
-        scratchRun = new DistillTrainer(scratch).train(null, student, train, weights, validation, null,
-            g -> progress("scratch", g));
+      try (LlamaModel student =
+          LlamaModel.random(StudentInit.studentConfig(teacher.config(), shape), seed)) {
+        scratchRun =
+            new DistillTrainer(scratch)
+                .train(
+                    null, student, train, weights, validation, null, g -> progress("scratch", g));
         double seconds = (System.nanoTime() - t0) / 1e9;
-        System.out.printf(Locale.ROOT, "scratch trained %d steps, %d tokens in %.0f s%n", scratchRun.steps(),
-            scratchRun.tokens(), seconds);
+        System.out.printf(
+            Locale.ROOT,
+            "scratch trained %d steps, %d tokens in %.0f s%n",
+            scratchRun.steps(),
+            scratchRun.tokens(),
+            seconds);
         fromScratch = score("scratch", student, tokenizer, test, maxNew, began);
       }
       double wall = (System.nanoTime() - began) / 1e9;
       double retention = distilled.exactMatch() / teacherScore.exactMatch();
       System.out.println();
-      System.out.printf(Locale.ROOT, "%-10s %10s %8s %11s %10s%n", "model", "params", "exact", "perplexity",
+      System.out.printf(
+          Locale.ROOT,
+          "%-10s %10s %8s %11s %10s%n",
+          "model",
+          "params",
+          "exact",
+          "perplexity",
           "tokens");
-      System.out.printf(Locale.ROOT, "%-10s %10d %8.4f %11.4f %10s%n", "teacher", teacherParams,
-          teacherScore.exactMatch(), teacherScore.perplexity(), "-");
-      System.out.printf(Locale.ROOT, "%-10s %10d %8.4f %11.4f %10d%n", "distilled", studentParams,
-          distilled.exactMatch(), distilled.perplexity(), distillRun.tokens());
-      System.out.printf(Locale.ROOT, "%-10s %10d %8.4f %11.4f %10d%n", "scratch", studentParams,
-          fromScratch.exactMatch(), fromScratch.perplexity(), scratchRun.tokens());
-      System.out.printf(Locale.ROOT, "student/teacher params=%.3f retention=%.4f distilled-scratch=%+.4f "
-          + "wall=%.0fs (lr=%s scratch-lr=%s T=%s alpha=%s)%n", (double) studentParams / teacherParams, retention,
-          distilled.exactMatch() - fromScratch.exactMatch(), wall, lr, scratchLr, temperature, alpha);
-      System.out.printf(Locale.ROOT, "distill teacher_params=%d student_params=%d teacher_em=%.4f distilled_em=%.4f "
-          + "scratch_em=%.4f retention=%.4f%n", teacherParams, studentParams, teacherScore.exactMatch(),
-          distilled.exactMatch(), fromScratch.exactMatch(), retention);
+      System.out.printf(
+          Locale.ROOT,
+          "%-10s %10d %8.4f %11.4f %10s%n",
+          "teacher",
+          teacherParams,
+          teacherScore.exactMatch(),
+          teacherScore.perplexity(),
+          "-");
+      System.out.printf(
+          Locale.ROOT,
+          "%-10s %10d %8.4f %11.4f %10d%n",
+          "distilled",
+          studentParams,
+          distilled.exactMatch(),
+          distilled.perplexity(),
+          distillRun.tokens());
+      System.out.printf(
+          Locale.ROOT,
+          "%-10s %10d %8.4f %11.4f %10d%n",
+          "scratch",
+          studentParams,
+          fromScratch.exactMatch(),
+          fromScratch.perplexity(),
+          scratchRun.tokens());
+      System.out.printf(
+          Locale.ROOT,
+          "student/teacher params=%.3f retention=%.4f distilled-scratch=%+.4f "
+              + "wall=%.0fs (lr=%s scratch-lr=%s T=%s alpha=%s)%n",
+          (double) studentParams / teacherParams,
+          retention,
+          distilled.exactMatch() - fromScratch.exactMatch(),
+          wall,
+          lr,
+          scratchLr,
+          temperature,
+          alpha);
+      System.out.printf(
+          Locale.ROOT,
+          "distill teacher_params=%d student_params=%d teacher_em=%.4f distilled_em=%.4f "
+              + "scratch_em=%.4f retention=%.4f%n",
+          teacherParams,
+          studentParams,
+          teacherScore.exactMatch(),
+          distilled.exactMatch(),
+          fromScratch.exactMatch(),
+          retention);
     }
   }
 
   private record Score(double exactMatch, double perplexity) {}
 
-  private static Score score(String name, LlamaModel model, ByteTokenizer tokenizer, List<TaskExample> test,
-      int maxNew, long began) {
+  private static Score score(
+      String name,
+      LlamaModel model,
+      ByteTokenizer tokenizer,
+      List<TaskExample> test,
+      int maxNew,
+      long began) {
     double em = ExactMatch.score(model, tokenizer, test, maxNew);
     double ppl = Perplexity.evaluate(model, tokenizer, test).perplexity();
-    System.out.printf(Locale.ROOT, "%s exact_match=%.4f perplexity=%.4f (at %.0f s)%n", name, em, ppl,
+    System.out.printf(
+        Locale.ROOT,
+        "%s exact_match=%.4f perplexity=%.4f (at %.0f s)%n",
+        name,
+        em,
+        ppl,
         (System.nanoTime() - began) / 1e9);
     return new Score(em, ppl);
   }
 
   private static void progress(String name, DistillTrainer.Progress g) {
-    System.out.printf(Locale.ROOT, "%s step %d/%d loss=%.4f tok/s=%.0f eta=%.0fs%s%n", name, g.step(), g.total(),
-        g.loss(), g.tokensPerSecond(), g.etaSeconds(),
-        Double.isNaN(g.validationLoss()) ? "" : String.format(Locale.ROOT, " val=%.4f", g.validationLoss()));
+    System.out.printf(
+        Locale.ROOT,
+        "%s step %d/%d loss=%.4f tok/s=%.0f eta=%.0fs%s%n",
+        name,
+        g.step(),
+        g.total(),
+        g.loss(),
+        g.tokensPerSecond(),
+        g.etaSeconds(),
+        Double.isNaN(g.validationLoss())
+            ? ""
+            : String.format(Locale.ROOT, " val=%.4f", g.validationLoss()));
   }
 
   private static long params(LlamaModel m) {

@@ -56,23 +56,35 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
- * The closed loop of issue 7, end to end on a real broker: a tiny teacher is trained on the copy task; a deliberately
- * weak student (a few distillation steps) is distilled, evaluated and deployed to a serving node; verifiable traffic
- * makes it misfire; the feedback service trips, registers a re-distillation run on the misfires, which is distilled
- * from the deployed student, evaluated against its gates and deployed; the same prompts are sent again. Used by
- * {@code bench/feedback} (its own in-process stack) and by the integration test (the shared test cluster).
+ * The closed loop of issue 7, end to end on a real broker: a tiny teacher is trained on the copy
+ * task; a deliberately weak student (a few distillation steps) is distilled, evaluated and deployed
+ * to a serving node; verifiable traffic makes it misfire; the feedback service trips, registers a
+ * re-distillation run on the misfires, which is distilled from the deployed student, evaluated
+ * against its gates and deployed; the same prompts are sent again. Used by {@code bench/feedback}
+ * (its own in-process stack) and by the integration test (the shared test cluster).
  */
 public final class FeedbackLoop {
 
   /** What one loop measured. */
-  public record Result(double misfireRateBefore, double misfireRateAfter, long secondsToRedeploy, String weakRunId,
-      String redistillRunId, RunState redistillRun, String shaBefore, String shaAfter, int prompts,
+  public record Result(
+      double misfireRateBefore,
+      double misfireRateAfter,
+      long secondsToRedeploy,
+      String weakRunId,
+      String redistillRunId,
+      RunState redistillRun,
+      String shaBefore,
+      String shaAfter,
+      int prompts,
       double teacherExactMatch) {
 
     public String line() {
-      return String.format(Locale.ROOT,
-          "feedback misfire_rate_before=%.3f misfire_rate_after=%.3f seconds_to_redeploy=%d", misfireRateBefore,
-          misfireRateAfter, secondsToRedeploy);
+      return String.format(
+          Locale.ROOT,
+          "feedback misfire_rate_before=%.3f misfire_rate_after=%.3f seconds_to_redeploy=%d",
+          misfireRateBefore,
+          misfireRateAfter,
+          secondsToRedeploy);
     }
   }
 
@@ -101,7 +113,8 @@ public final class FeedbackLoop {
   private final KafkaSettings kafka;
   private final String deployment = "loop-" + UUID.randomUUID().toString().substring(0, 8);
 
-  public FeedbackLoop(String bootstrap, String registry, Path store, Path work, Options options, PrintStream log) {
+  public FeedbackLoop(
+      String bootstrap, String registry, Path store, Path work, Options options, PrintStream log) {
     this.bootstrap = bootstrap;
     this.registry = registry;
     this.store = store;
@@ -116,12 +129,17 @@ public final class FeedbackLoop {
     return deployment;
   }
 
-  /** Re-distillation runs registered for this loop's deployment so far (read to the end of the topic). */
+  /**
+   * Re-distillation runs registered for this loop's deployment so far (read to the end of the
+   * topic).
+   */
   public long redistillRegistrations() {
     AvroSerde<ModelRegistered> serde = kafka.serde(ModelRegistered.class);
-    try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(kafka.consumer(null, "loop-count"))) {
+    try (KafkaConsumer<String, byte[]> c =
+        new KafkaConsumer<>(kafka.consumer(null, "loop-count"))) {
       List<TopicPartition> parts = new ArrayList<>();
-      c.partitionsFor(Topics.MODELS_REGISTERED).forEach(p -> parts.add(new TopicPartition(p.topic(), p.partition())));
+      c.partitionsFor(Topics.MODELS_REGISTERED)
+          .forEach(p -> parts.add(new TopicPartition(p.topic(), p.partition())));
       c.assign(parts);
       c.seekToBeginning(parts);
       Map<TopicPartition, Long> end = c.endOffsets(parts);
@@ -129,7 +147,8 @@ public final class FeedbackLoop {
       while (parts.stream().anyMatch(p -> c.position(p) < end.get(p))) {
         for (ConsumerRecord<String, byte[]> r : c.poll(Duration.ofMillis(200))) {
           ModelRegistered m = serde.deserialize(r.topic(), r.value());
-          if (deployment.equals(m.getLabels().get("deployment")) && "misfires".equals(m.getLabels().get("trigger"))) {
+          if (deployment.equals(m.getLabels().get("deployment"))
+              && "misfires".equals(m.getLabels().get("trigger"))) {
             count++;
           }
         }
@@ -144,23 +163,31 @@ public final class FeedbackLoop {
     Vertx vertx = Vertx.vertx();
     try {
       running.push(vertx::close);
-      Path teacher = store.resolve("models").resolve(deployment + "-teacher"); // inside the store's roots
+      Path teacher =
+          store.resolve("models").resolve(deployment + "-teacher"); // inside the store's roots
       double teacherExactMatch = trainTeacher(teacher);
-      List<TaskExample> prompts = TaskJsonl.read(teacher.resolve("test.jsonl")).stream().limit(options.prompts())
-          .toList();
+      List<TaskExample> prompts =
+          TaskJsonl.read(teacher.resolve("test.jsonl")).stream().limit(options.prompts()).toList();
 
-      running.push(PlannerApp.start(PlannerConfig.of(bootstrap, registry, work.resolve("planner")))
-          .awaitRunning(options.timeout()));
+      running.push(
+          PlannerApp.start(PlannerConfig.of(bootstrap, registry, work.resolve("planner")))
+              .awaitRunning(options.timeout()));
       WorkerConfig workers = WorkerConfig.of(bootstrap, registry, store).withHttpPort(-1);
       for (String stage : List.of("distiller", "evaluator", "deployer")) {
-        running.push(WorkerHost.start(StageRegistry.discover().get(stage), workers.withWorkerId("loop-" + stage),
-            vertx));
+        running.push(
+            WorkerHost.start(
+                StageRegistry.discover().get(stage), workers.withWorkerId("loop-" + stage), vertx));
       }
-      ServingMain node = ServingMain.start(ServingConfig.of(bootstrap, registry, store)
-          .withDeployments(List.of(deployment)).withTiming(Duration.ofSeconds(30), 300), vertx);
+      ServingMain node =
+          ServingMain.start(
+              ServingConfig.of(bootstrap, registry, store)
+                  .withDeployments(List.of(deployment))
+                  .withTiming(Duration.ofSeconds(30), 300),
+              vertx);
       running.push(node);
       String url = node.node().url();
-      FeedbackApp feedback = FeedbackApp.start(feedbackConfig(), vertx).awaitRunning(options.timeout());
+      FeedbackApp feedback =
+          FeedbackApp.start(feedbackConfig(), vertx).awaitRunning(options.timeout());
       running.push(feedback);
 
       Path redistill = writeRecipe("redistill.yaml", redistillRecipe());
@@ -169,27 +196,43 @@ public final class FeedbackLoop {
       log.println("loop: weak student run " + weakRunId + " (deployment " + deployment + ")");
       RunState weakRun = awaitRun(weakRunId, r -> r.getStatus() != RunStatus.RUNNING);
       if (weakRun.getStatus() != RunStatus.SUCCEEDED) {
-        throw new IllegalStateException("the weak student's run ended " + weakRun.getStatus() + ": "
-            + weakRun.getReason());
+        throw new IllegalStateException(
+            "the weak student's run ended " + weakRun.getStatus() + ": " + weakRun.getReason());
       }
       String shaBefore = awaitActive(null);
 
       double before = misfireRate(url, prompts);
-      log.printf(Locale.ROOT, "loop: misfire rate before %.3f over %d prompts%n", before, prompts.size());
+      log.printf(
+          Locale.ROOT, "loop: misfire rate before %.3f over %d prompts%n", before, prompts.size());
       ModelRegistered trigger = awaitRedistillRegistration();
-      log.println("loop: feedback registered re-distillation run " + trigger.getRunId() + " labels "
-          + trigger.getLabels());
+      log.println(
+          "loop: feedback registered re-distillation run "
+              + trigger.getRunId()
+              + " labels "
+              + trigger.getLabels());
       RunState redistilled = awaitRun(trigger.getRunId(), r -> r.getStatus() != RunStatus.RUNNING);
       if (redistilled.getStatus() != RunStatus.SUCCEEDED) {
-        throw new IllegalStateException("re-distillation run ended " + redistilled.getStatus() + ": "
-            + redistilled.getReason());
+        throw new IllegalStateException(
+            "re-distillation run ended "
+                + redistilled.getStatus()
+                + ": "
+                + redistilled.getReason());
       }
       String shaAfter = awaitActive(shaBefore);
       long seconds = Duration.between(trigger.getRegisteredAt(), Instant.now()).toSeconds();
       double after = misfireRate(url, prompts);
       log.printf(Locale.ROOT, "loop: misfire rate after %.3f%n", after);
-      return new Result(before, after, seconds, weakRunId, trigger.getRunId(), redistilled, shaBefore, shaAfter,
-          prompts.size(), teacherExactMatch);
+      return new Result(
+          before,
+          after,
+          seconds,
+          weakRunId,
+          trigger.getRunId(),
+          redistilled,
+          shaBefore,
+          shaAfter,
+          prompts.size(),
+          teacherExactMatch);
     } finally {
       while (!running.isEmpty()) {
         try {
@@ -203,14 +246,32 @@ public final class FeedbackLoop {
 
   /** A small Llama that copies 2-3 letter strings; its held-out split is the loop's traffic. */
   private double trainTeacher(Path dir) throws IOException {
-    TeacherConfig config = TeacherConfig.teacher().layers(2).hidden(64).heads(4).kvHeads(2).intermediate(128)
-        .steps(options.teacherSteps()).batch(32).learningRate(3e-3).warmupSteps(30).threads(1).seed(7)
-        .tasks(List.of(TaskKind.COPY)).taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh")
-            .withTextLength(2, 3))
-        .validationExamples(20).testExamples(options.prompts()).evalEvery(0).build();
+    TeacherConfig config =
+        TeacherConfig.teacher()
+            .layers(2)
+            .hidden(64)
+            .heads(4)
+            .kvHeads(2)
+            .intermediate(128)
+            .steps(options.teacherSteps())
+            .batch(32)
+            .learningRate(3e-3)
+            .warmupSteps(30)
+            .threads(1)
+            .seed(7)
+            .tasks(List.of(TaskKind.COPY))
+            .taskSettings(TaskSettings.defaults().withAlphabet("abcdefgh").withTextLength(2, 3))
+            .validationExamples(20)
+            .testExamples(options.prompts())
+            .evalEvery(0)
+            .build();
     TeacherReport report = new TeacherTrainer(config, p -> {}).trainAndSave(dir);
-    log.printf(Locale.ROOT, "loop: teacher params=%d exact_match=%.3f seconds=%.0f%n", report.parameters(),
-        report.exactMatch(), report.totalSeconds());
+    log.printf(
+        Locale.ROOT,
+        "loop: teacher params=%d exact_match=%.3f seconds=%.0f%n",
+        report.parameters(),
+        report.exactMatch(),
+        report.totalSeconds());
     return report.exactMatch();
   }
 
@@ -242,12 +303,14 @@ public final class FeedbackLoop {
           distill: { stage: distiller, params: { student: { layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64 }, source: tasks, samples: 64, steps: 3, batch: 8, seqLen: 32, evalSamples: 16 } }
           eval:    { stage: evaluator, after: [distill], params: { samples: 20 } }
           deploy:  { stage: deployer, after: [eval], params: { canaryPercent: 100, activeTimeoutSeconds: 60, redistillRecipe: "%s" } }
-        """.formatted(redistill);
+        """
+        .formatted(redistill);
   }
 
   /**
-   * The deployment's re-distillation recipe: the deployed student and the misfire set come as run inputs; the gates
-   * are retention on the held-out task split and improvement on the held-out misfires.
+   * The deployment's re-distillation recipe: the deployed student and the misfire set come as run
+   * inputs; the gates are retention on the held-out task split and improvement on the held-out
+   * misfires.
    */
   private String redistillRecipe() {
     return """
@@ -257,7 +320,8 @@ public final class FeedbackLoop {
           distill: { stage: distiller, params: { source: tasks, samples: 128, misfireWeight: 4, steps: %d, batch: 16, seqLen: 32, lr: 0.003, evalSamples: 16, patience: 100 } }
           eval:    { stage: evaluator, after: [distill], params: { samples: 40, gates: { retention: 0.0, misfireImprovement: 0.0 } } }
           deploy:  { stage: deployer, after: [eval], params: { canaryPercent: 100, activeTimeoutSeconds: 60 } }
-        """.formatted(options.redistillSteps());
+        """
+        .formatted(options.redistillSteps());
   }
 
   private Path writeRecipe(String name, String text) throws IOException {
@@ -268,28 +332,52 @@ public final class FeedbackLoop {
 
   private String register(Path model, Path recipe, Map<String, String> labels) throws Exception {
     String runId = UUID.randomUUID().toString();
-    try (var p = new KafkaProducer<>(kafka.producer("loop"), new StringSerializer(),
-        kafka.serde(ModelRegistered.class))) {
-      p.send(new ProducerRecord<>(Topics.MODELS_REGISTERED, "loop-teacher", ModelRegistered.newBuilder()
-          .setRunId(runId).setModelId("loop-teacher").setUri(model.toAbsolutePath().toUri().toString())
-          .setRecipe(Files.readString(recipe)).setRecipeRef(recipe.toString()).setLabels(labels)
-          .setRegisteredAt(Instant.now()).build())).get();
+    try (var p =
+        new KafkaProducer<>(
+            kafka.producer("loop"), new StringSerializer(), kafka.serde(ModelRegistered.class))) {
+      p.send(
+              new ProducerRecord<>(
+                  Topics.MODELS_REGISTERED,
+                  "loop-teacher",
+                  ModelRegistered.newBuilder()
+                      .setRunId(runId)
+                      .setModelId("loop-teacher")
+                      .setUri(model.toAbsolutePath().toUri().toString())
+                      .setRecipe(Files.readString(recipe))
+                      .setRecipeRef(recipe.toString())
+                      .setLabels(labels)
+                      .setRegisteredAt(Instant.now())
+                      .build()))
+          .get();
     }
     return runId;
   }
 
-  /** Sends every prompt once with its exact answer as {@code verify}; the share answered wrongly. */
+  /**
+   * Sends every prompt once with its exact answer as {@code verify}; the share answered wrongly.
+   */
   private double misfireRate(String url, List<TaskExample> prompts) throws Exception {
     int wrong = 0;
     try (HttpClient http = HttpClient.newHttpClient()) {
       for (TaskExample e : prompts) {
-        String body = JSON.createObjectNode().put("model", deployment).put("prompt", e.prompt()).put("max_tokens", 8)
-            .put("verify", e.answer()).toString();
-        HttpResponse<String> response = http.send(HttpRequest.newBuilder(URI.create(url + "/v1/completions"))
-            .timeout(Duration.ofSeconds(30)).header("Content-Type", "application/json")
-            .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+        String body =
+            JSON.createObjectNode()
+                .put("model", deployment)
+                .put("prompt", e.prompt())
+                .put("max_tokens", 8)
+                .put("verify", e.answer())
+                .toString();
+        HttpResponse<String> response =
+            http.send(
+                HttpRequest.newBuilder(URI.create(url + "/v1/completions"))
+                    .timeout(Duration.ofSeconds(30))
+                    .header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString(body))
+                    .build(),
+                HttpResponse.BodyHandlers.ofString());
         if (response.statusCode() != 200) {
-          throw new IllegalStateException("completion failed: HTTP " + response.statusCode() + " " + response.body());
+          throw new IllegalStateException(
+              "completion failed: HTTP " + response.statusCode() + " " + response.body());
         }
         JsonNode answer = JSON.readTree(response.body());
         if (!answer.path("choices").path(0).path("text").asText().trim().equals(e.answer())) {
@@ -302,36 +390,55 @@ public final class FeedbackLoop {
 
   private RunState awaitRun(String runId, Predicate<RunState> until) {
     AvroSerde<RunState> serde = kafka.serde(RunState.class);
-    return awaitRecord(Topics.RUNS, r -> runId.equals(r.key()) ? serde.deserialize(r.topic(), r.value()) : null,
-        until, "run " + runId);
+    return awaitRecord(
+        Topics.RUNS,
+        r -> runId.equals(r.key()) ? serde.deserialize(r.topic(), r.value()) : null,
+        until,
+        "run " + runId);
   }
 
-  /** The sha of the next DeploymentActive at 100% for the loop's deployment whose sha differs from {@code not}. */
+  /**
+   * The sha of the next DeploymentActive at 100% for the loop's deployment whose sha differs from
+   * {@code not}.
+   */
   private String awaitActive(String not) {
     AvroSerde<DeploymentEvent> serde = kafka.serde(DeploymentEvent.class);
-    DeploymentEvent event = awaitRecord(Topics.DEPLOYMENTS, r -> {
-      if (!deployment.equals(r.key())) {
-        return null;
-      }
-      DeploymentEvent e = serde.deserialize(r.topic(), r.value());
-      return e.getPayload() instanceof DeploymentActive ? e : null;
-    }, e -> {
-      DeploymentActive a = (DeploymentActive) e.getPayload();
-      return a.getCanaryPercent() == 100 && !a.getArtefactSha256().equals(not);
-    }, "deployment " + deployment + " active" + (not == null ? "" : " with a new artefact"));
+    DeploymentEvent event =
+        awaitRecord(
+            Topics.DEPLOYMENTS,
+            r -> {
+              if (!deployment.equals(r.key())) {
+                return null;
+              }
+              DeploymentEvent e = serde.deserialize(r.topic(), r.value());
+              return e.getPayload() instanceof DeploymentActive ? e : null;
+            },
+            e -> {
+              DeploymentActive a = (DeploymentActive) e.getPayload();
+              return a.getCanaryPercent() == 100 && !a.getArtefactSha256().equals(not);
+            },
+            "deployment " + deployment + " active" + (not == null ? "" : " with a new artefact"));
     return ((DeploymentActive) event.getPayload()).getArtefactSha256();
   }
 
   private ModelRegistered awaitRedistillRegistration() {
     AvroSerde<ModelRegistered> serde = kafka.serde(ModelRegistered.class);
-    return awaitRecord(Topics.MODELS_REGISTERED, r -> serde.deserialize(r.topic(), r.value()),
-        m -> deployment.equals(m.getLabels().get("deployment")) && "misfires".equals(m.getLabels().get("trigger")),
+    return awaitRecord(
+        Topics.MODELS_REGISTERED,
+        r -> serde.deserialize(r.topic(), r.value()),
+        m ->
+            deployment.equals(m.getLabels().get("deployment"))
+                && "misfires".equals(m.getLabels().get("trigger")),
         "a re-distillation run for " + deployment);
   }
 
-  private <T> T awaitRecord(String topic, Function<ConsumerRecord<String, byte[]>, T> decode,
-      Predicate<T> until, String what) {
-    try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(kafka.consumer(null, "loop-await"))) {
+  private <T> T awaitRecord(
+      String topic,
+      Function<ConsumerRecord<String, byte[]>, T> decode,
+      Predicate<T> until,
+      String what) {
+    try (KafkaConsumer<String, byte[]> c =
+        new KafkaConsumer<>(kafka.consumer(null, "loop-await"))) {
       List<TopicPartition> parts = new ArrayList<>();
       c.partitionsFor(topic).forEach(p -> parts.add(new TopicPartition(p.topic(), p.partition())));
       c.assign(parts);
@@ -349,8 +456,8 @@ public final class FeedbackLoop {
           }
         }
       }
-      throw new IllegalStateException("timed out after " + options.timeout() + " waiting for " + what + "; last: "
-          + last);
+      throw new IllegalStateException(
+          "timed out after " + options.timeout() + " waiting for " + what + "; last: " + last);
     }
   }
 }

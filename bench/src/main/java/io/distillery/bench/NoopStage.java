@@ -8,8 +8,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Stages that do nothing, so the dispatch benchmark measures the platform alone. Three names (three topics, three
- * worker groups), as a real 3-stage recipe has: a job of stage b never queues behind jobs of stage a.
+ * Stages that do nothing, so the dispatch benchmark measures the platform alone. Three names (three
+ * topics, three worker groups), as a real 3-stage recipe has: a job of stage b never queues behind
+ * jobs of stage a.
  */
 public abstract class NoopStage implements Stage<NoopStage.Params> {
 

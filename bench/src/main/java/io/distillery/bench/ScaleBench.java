@@ -41,23 +41,27 @@ import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /**
- * bench/scale: a real-size model through the quantizer's stage code on this machine. Writes a random-weight BF16
- * checkpoint of the exact Llama-3.2-1B shape (hidden 2048, 16 layers, 32/8 heads, MLP 8192, vocab 128256, tied, rope
- * llama3; weights N(0, 0.02), norms 1; two shards with an index) or Llama-3.1-8B shape (hidden 4096, 32 layers, MLP
- * 14336, untied), random calibration token ids (samples x seqLen), then runs the quantizer stage (w4-gptq g128 by
- * default, streamed and sequential) in-process, and prints per stage its wall time and peak anonymous resident memory
- * ({@code RssAnon} of /proc/self/status, sampled every 20 ms: what the stage holds, not the page cache of the mapped
- * input), the memory plan's estimate beside the measured peak, and the achieved GFLOP/s of the calibration forward and
- * of GPTQ against DJL's raw f32 matmul rate measured in the same run.
+ * bench/scale: a real-size model through the quantizer's stage code on this machine. Writes a
+ * random-weight BF16 checkpoint of the exact Llama-3.2-1B shape (hidden 2048, 16 layers, 32/8
+ * heads, MLP 8192, vocab 128256, tied, rope llama3; weights N(0, 0.02), norms 1; two shards with an
+ * index) or Llama-3.1-8B shape (hidden 4096, 32 layers, MLP 14336, untied), random calibration
+ * token ids (samples x seqLen), then runs the quantizer stage (w4-gptq g128 by default, streamed
+ * and sequential) in-process, and prints per stage its wall time and peak anonymous resident memory
+ * ({@code RssAnon} of /proc/self/status, sampled every 20 ms: what the stage holds, not the page
+ * cache of the mapped input), the memory plan's estimate beside the measured peak, and the achieved
+ * GFLOP/s of the calibration forward and of GPTQ against DJL's raw f32 matmul rate measured in the
+ * same run.
  *
- * <p>The calibrator still holds the whole model, so this bench hands the quantizer the token ids directly (what the
- * calibrator writes as {@link CalibrationTokens}); the quantizer computes each layer's Hessians itself.
+ * <p>The calibrator still holds the whole model, so this bench hands the quantizer the token ids
+ * directly (what the calibrator writes as {@link CalibrationTokens}); the quantizer computes each
+ * layer's Hessians itself.
  *
- * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --samples N} (32), {@code --seq N} (512), {@code --scheme}
- * (w4-gptq), {@code --group G} (128), {@code --budget-gb X} the worker budget planned against (default: max heap),
- * {@code --dir D} (default /tmp/scale-bench; deleted after unless {@code --keep}), {@code --model D} an existing
- * checkpoint of that shape to use instead of writing one (left in place).
- * Last line: {@code scale model=NAME params=N peak_rss_gb=X seconds=N gptq_efficiency=X}.
+ * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --samples N} (32), {@code --seq N} (512),
+ * {@code --scheme} (w4-gptq), {@code --group G} (128), {@code --budget-gb X} the worker budget
+ * planned against (default: max heap), {@code --dir D} (default /tmp/scale-bench; deleted after
+ * unless {@code --keep}), {@code --model D} an existing checkpoint of that shape to use instead of
+ * writing one (left in place). Last line: {@code scale model=NAME params=N peak_rss_gb=X seconds=N
+ * gptq_efficiency=X}.
  */
 public final class ScaleBench {
 
@@ -73,21 +77,50 @@ public final class ScaleBench {
     int seq = Integer.parseInt(o.getOrDefault("seq", "512"));
     String scheme = o.getOrDefault("scheme", "w4-gptq");
     int group = Integer.parseInt(o.getOrDefault("group", "128"));
-    long budget = o.containsKey("budget-gb") ? (long) (Double.parseDouble(o.get("budget-gb")) * 1e9)
-        : Runtime.getRuntime().maxMemory();
+    long budget =
+        o.containsKey("budget-gb")
+            ? (long) (Double.parseDouble(o.get("budget-gb")) * 1e9)
+            : Runtime.getRuntime().maxMemory();
     Path dir = Path.of(o.getOrDefault("dir", "/tmp/scale-bench"));
     boolean keep = Boolean.parseBoolean(o.getOrDefault("keep", "false"));
-    LlamaConfig config = switch (shape) {
-      case "1b" -> LlamaConfig.builder().vocabSize(128256).hiddenSize(2048).intermediateSize(8192)
-          .numHiddenLayers(16).numAttentionHeads(32).numKeyValueHeads(8).maxPositionEmbeddings(131072)
-          .rmsNormEps(1e-5).ropeTheta(500000).ropeScaling(RopeScaling.llama3(32, 1, 4, 8192))
-          .tieWordEmbeddings(true).torchDtype("bfloat16").bosTokenId(128000).eosTokenIds(List.of(128001)).build();
-      case "8b" -> LlamaConfig.builder().vocabSize(128256).hiddenSize(4096).intermediateSize(14336)
-          .numHiddenLayers(32).numAttentionHeads(32).numKeyValueHeads(8).maxPositionEmbeddings(131072)
-          .rmsNormEps(1e-5).ropeTheta(500000).ropeScaling(RopeScaling.llama3(8, 1, 4, 8192))
-          .tieWordEmbeddings(false).torchDtype("bfloat16").bosTokenId(128000).eosTokenIds(List.of(128001)).build();
-      default -> throw new IllegalArgumentException("--shape must be 1b or 8b, got " + shape);
-    };
+    LlamaConfig config =
+        switch (shape) {
+          case "1b" ->
+              LlamaConfig.builder()
+                  .vocabSize(128256)
+                  .hiddenSize(2048)
+                  .intermediateSize(8192)
+                  .numHiddenLayers(16)
+                  .numAttentionHeads(32)
+                  .numKeyValueHeads(8)
+                  .maxPositionEmbeddings(131072)
+                  .rmsNormEps(1e-5)
+                  .ropeTheta(500000)
+                  .ropeScaling(RopeScaling.llama3(32, 1, 4, 8192))
+                  .tieWordEmbeddings(true)
+                  .torchDtype("bfloat16")
+                  .bosTokenId(128000)
+                  .eosTokenIds(List.of(128001))
+                  .build();
+          case "8b" ->
+              LlamaConfig.builder()
+                  .vocabSize(128256)
+                  .hiddenSize(4096)
+                  .intermediateSize(14336)
+                  .numHiddenLayers(32)
+                  .numAttentionHeads(32)
+                  .numKeyValueHeads(8)
+                  .maxPositionEmbeddings(131072)
+                  .rmsNormEps(1e-5)
+                  .ropeTheta(500000)
+                  .ropeScaling(RopeScaling.llama3(8, 1, 4, 8192))
+                  .tieWordEmbeddings(false)
+                  .torchDtype("bfloat16")
+                  .bosTokenId(128000)
+                  .eosTokenIds(List.of(128001))
+                  .build();
+          default -> throw new IllegalArgumentException("--shape must be 1b or 8b, got " + shape);
+        };
     String name = "llama-3." + (shape.equals("1b") ? "2-1b" : "1-8b") + "-shape";
     long params = 0;
     for (long[] s : LlamaTensorNames.shapes(config).values()) {
@@ -95,31 +128,51 @@ public final class ScaleBench {
     }
     RssSampler rss = new RssSampler();
     rss.start();
-    System.out.printf(Locale.ROOT, "scale: %s params=%,d samples=%d seq=%d scheme=%s group=%d budget=%s max_heap=%s"
-        + " cores=%d%n", name, params, samples, seq, scheme, group, MemoryPlan.gigabytes(budget),
-        MemoryPlan.gigabytes(Runtime.getRuntime().maxMemory()), Runtime.getRuntime().availableProcessors());
+    System.out.printf(
+        Locale.ROOT,
+        "scale: %s params=%,d samples=%d seq=%d scheme=%s group=%d budget=%s max_heap=%s"
+            + " cores=%d%n",
+        name,
+        params,
+        samples,
+        seq,
+        scheme,
+        group,
+        MemoryPlan.gigabytes(budget),
+        MemoryPlan.gigabytes(Runtime.getRuntime().maxMemory()),
+        Runtime.getRuntime().availableProcessors());
     deleteTree(dir);
     Files.createDirectories(dir);
     try {
       double matmul = rawMatmulGflops(DataType.FLOAT32);
       double matmul64 = rawMatmulGflops(DataType.FLOAT64);
-      System.out.printf(Locale.ROOT, "  DJL raw matmul (2048x2048 . 2048x4096): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s%n",
-          matmul, matmul64);
+      System.out.printf(
+          Locale.ROOT,
+          "  DJL raw matmul (2048x2048 . 2048x4096): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s%n",
+          matmul,
+          matmul64);
 
       rss.reset();
       long t0 = System.nanoTime();
       Path model = o.containsKey("model") ? Path.of(o.get("model")) : dir.resolve("model");
       if (o.containsKey("model")) {
         LlamaConfig existing = LlamaConfig.read(model.resolve(LlamaConfig.FILE_NAME));
-        if (existing.hiddenSize() != config.hiddenSize() || existing.numHiddenLayers() != config.numHiddenLayers()) {
-          throw new IllegalArgumentException("--model " + model + " is not of the " + shape + " shape");
+        if (existing.hiddenSize() != config.hiddenSize()
+            || existing.numHiddenLayers() != config.numHiddenLayers()) {
+          throw new IllegalArgumentException(
+              "--model " + model + " is not of the " + shape + " shape");
         }
         System.out.printf(Locale.ROOT, "  %-10s reusing %s%n", "generate", model);
       } else {
         long bytes = writeCheckpoint(config, model, 7);
         double generate = (System.nanoTime() - t0) / 1e9;
-        System.out.printf(Locale.ROOT, "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%.2f GB BF16 in two shards)%n",
-            "generate", generate, rss.peakAnon() / 1e9, bytes / 1e9);
+        System.out.printf(
+            Locale.ROOT,
+            "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%.2f GB BF16 in two shards)%n",
+            "generate",
+            generate,
+            rss.peakAnon() / 1e9,
+            bytes / 1e9);
       }
 
       Path calibration = Files.createDirectories(dir.resolve("calibration"));
@@ -138,42 +191,88 @@ public final class ScaleBench {
       rss.reset();
       t0 = System.nanoTime();
       List<String> log = new ArrayList<>();
-      StageResult result = new QuantizerStage().run(context(dir, model, calibration,
-          new QuantizerParams(scheme, group, null, null, null, null, null), budget, log));
+      StageResult result =
+          new QuantizerStage()
+              .run(
+                  context(
+                      dir,
+                      model,
+                      calibration,
+                      new QuantizerParams(scheme, group, null, null, null, null, null),
+                      budget,
+                      log));
       double quantize = (System.nanoTime() - t0) / 1e9;
       long quantizePeak = rss.peakAnon();
       Map<String, Double> m = result.metrics();
-      double forwardRate = m.getOrDefault("forward_gflop", 0.0) / Math.max(1e-9, m.getOrDefault("forward_seconds",
-          0.0));
-      double gptqRate = m.containsKey("gptq_seconds") ? m.get("gptq_gflop") / Math.max(1e-9, m.get("gptq_seconds"))
-          : Double.NaN;
-      System.out.printf(Locale.ROOT, "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
-          + " plan/measured %.2f)%n", "quantize", quantize, quantizePeak / 1e9, rss.peakRss() / 1e9,
-          m.get("planned_peak_bytes") / 1e9, m.get("planned_peak_bytes") / quantizePeak);
-      System.out.printf(Locale.ROOT, "    calibration forward: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
-          m.getOrDefault("forward_gflop", 0.0), m.getOrDefault("forward_seconds", 0.0), forwardRate,
+      double forwardRate =
+          m.getOrDefault("forward_gflop", 0.0)
+              / Math.max(1e-9, m.getOrDefault("forward_seconds", 0.0));
+      double gptqRate =
+          m.containsKey("gptq_seconds")
+              ? m.get("gptq_gflop") / Math.max(1e-9, m.get("gptq_seconds"))
+              : Double.NaN;
+      System.out.printf(
+          Locale.ROOT,
+          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
+              + " plan/measured %.2f)%n",
+          "quantize",
+          quantize,
+          quantizePeak / 1e9,
+          rss.peakRss() / 1e9,
+          m.get("planned_peak_bytes") / 1e9,
+          m.get("planned_peak_bytes") / quantizePeak);
+      System.out.printf(
+          Locale.ROOT,
+          "    calibration forward: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
+          m.getOrDefault("forward_gflop", 0.0),
+          m.getOrDefault("forward_seconds", 0.0),
+          forwardRate,
           forwardRate / matmul);
-      double hessianRate = m.getOrDefault("hessian_gflop", 0.0) / Math.max(1e-9, m.getOrDefault("hessian_seconds",
-          0.0));
-      System.out.printf(Locale.ROOT, "    X^T X (f64): %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f64%n",
-          m.getOrDefault("hessian_gflop", 0.0), m.getOrDefault("hessian_seconds", 0.0), hessianRate,
+      double hessianRate =
+          m.getOrDefault("hessian_gflop", 0.0)
+              / Math.max(1e-9, m.getOrDefault("hessian_seconds", 0.0));
+      System.out.printf(
+          Locale.ROOT,
+          "    X^T X (f64): %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f64%n",
+          m.getOrDefault("hessian_gflop", 0.0),
+          m.getOrDefault("hessian_seconds", 0.0),
+          hessianRate,
           hessianRate / matmul64);
-      System.out.printf(Locale.ROOT, "    gptq: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
-          m.getOrDefault("gptq_gflop", 0.0), m.getOrDefault("gptq_seconds", 0.0), gptqRate, gptqRate / matmul);
+      System.out.printf(
+          Locale.ROOT,
+          "    gptq: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
+          m.getOrDefault("gptq_gflop", 0.0),
+          m.getOrDefault("gptq_seconds", 0.0),
+          gptqRate,
+          gptqRate / matmul);
       long inputBytes = 0;
       try (var files = Files.list(model)) {
         for (Path f : files.filter(f -> f.toString().endsWith(".safetensors")).toList()) {
           inputBytes += Files.size(f);
         }
       }
-      System.out.printf(Locale.ROOT, "    end to end: %.2f GB of input weights at %.2f GB/s%n", inputBytes / 1e9,
+      System.out.printf(
+          Locale.ROOT,
+          "    end to end: %.2f GB of input weights at %.2f GB/s%n",
+          inputBytes / 1e9,
           inputBytes / 1e9 / quantize);
-      System.out.printf(Locale.ROOT, "    load, write and the rest: %.1f s; weights %.2f GB -> %.2f GB%n",
-          quantize - m.getOrDefault("forward_seconds", 0.0) - m.getOrDefault("hessian_seconds", 0.0)
+      System.out.printf(
+          Locale.ROOT,
+          "    load, write and the rest: %.1f s; weights %.2f GB -> %.2f GB%n",
+          quantize
+              - m.getOrDefault("forward_seconds", 0.0)
+              - m.getOrDefault("hessian_seconds", 0.0)
               - m.getOrDefault("gptq_seconds", 0.0),
-          m.get("weight_bytes_before") / 1e9, m.get("weight_bytes_after") / 1e9);
-      System.out.printf(Locale.ROOT, "scale model=%s params=%d peak_rss_gb=%.2f seconds=%.0f gptq_efficiency=%.3f%n",
-          name, params, quantizePeak / 1e9, quantize, gptqRate / matmul);
+          m.get("weight_bytes_before") / 1e9,
+          m.get("weight_bytes_after") / 1e9);
+      System.out.printf(
+          Locale.ROOT,
+          "scale model=%s params=%d peak_rss_gb=%.2f seconds=%.0f gptq_efficiency=%.3f%n",
+          name,
+          params,
+          quantizePeak / 1e9,
+          quantize,
+          gptqRate / matmul);
     } finally {
       rss.stop();
       if (!keep) {
@@ -182,29 +281,61 @@ public final class ScaleBench {
     }
   }
 
-  private static StageContext<QuantizerParams> context(Path dir, Path model, Path calibration, QuantizerParams params,
-      long budget, List<String> log) throws IOException {
+  private static StageContext<QuantizerParams> context(
+      Path dir, Path model, Path calibration, QuantizerParams params, long budget, List<String> log)
+      throws IOException {
     Path scratch = Files.createDirectories(dir.resolve("quantizer"));
-    ArtefactRef modelRef = ArtefactRef.newBuilder().setUri(model.toUri().toString()).setSha256("bench")
-        .setBytes(0L).setFormat("hf-llama").build();
-    StageJob job = StageJob.newBuilder().setRunId("scale").setJobId("scale/quantize").setAttempt(1)
-        .setStage("quantizer").setNode("quantize").setParams("{}").setModel(modelRef).setTimeoutMs(0L)
-        .setDispatchedAt(Instant.now()).build();
-    ArtefactRef ref = ArtefactRef.newBuilder().setUri(calibration.toUri().toString()).setSha256("bench")
-        .setBytes(0L).setFormat(CalibrationStats.FORMAT).build();
-    StageContext.Input input = new StageContext.Input("calibrate", "calibrator",
-        List.of(new StageContext.Artefact(ref, calibration)), Map.of());
+    ArtefactRef modelRef =
+        ArtefactRef.newBuilder()
+            .setUri(model.toUri().toString())
+            .setSha256("bench")
+            .setBytes(0L)
+            .setFormat("hf-llama")
+            .build();
+    StageJob job =
+        StageJob.newBuilder()
+            .setRunId("scale")
+            .setJobId("scale/quantize")
+            .setAttempt(1)
+            .setStage("quantizer")
+            .setNode("quantize")
+            .setParams("{}")
+            .setModel(modelRef)
+            .setTimeoutMs(0L)
+            .setDispatchedAt(Instant.now())
+            .build();
+    ArtefactRef ref =
+        ArtefactRef.newBuilder()
+            .setUri(calibration.toUri().toString())
+            .setSha256("bench")
+            .setBytes(0L)
+            .setFormat(CalibrationStats.FORMAT)
+            .build();
+    StageContext.Input input =
+        new StageContext.Input(
+            "calibrate",
+            "calibrator",
+            List.of(new StageContext.Artefact(ref, calibration)),
+            Map.of());
     String[] last = {""};
-    return new StageContext<>(job, params, model, List.of(input), scratch, Files.createDirectories(dir.resolve("work")),
+    return new StageContext<>(
+        job,
+        params,
+        model,
+        List.of(input),
+        scratch,
+        Files.createDirectories(dir.resolve("work")),
         (percent, message, metrics) -> {
           // one line a layer step change is plenty
-          String head = message.contains(" (") ? message.substring(0, message.indexOf(" (")) : message;
+          String head =
+              message.contains(" (") ? message.substring(0, message.indexOf(" (")) : message;
           if (!head.equals(last[0])) {
             last[0] = head;
             System.err.printf(Locale.ROOT, "    %5.1f%% %s%n", percent, message);
             log.add(message);
           }
-        }, budget);
+        },
+        budget);
   }
 
   /** Writes config.json and two BF16 shards with an index; returns the data bytes. */
@@ -215,8 +346,8 @@ public final class ScaleBench {
       total += (s.length == 1 ? s[0] : s[0] * s[1]) * 2;
     }
     // shards of ~55% of the data: two, whatever the tensor boundaries
-    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir, total * 55 / 100,
-        Map.of("format", "pt"))) {
+    try (ShardedCheckpointWriter writer =
+        new ShardedCheckpointWriter(dir, total * 55 / 100, Map.of("format", "pt"))) {
       int index = 0;
       for (Map.Entry<String, long[]> e : shapes.entrySet()) {
         long[] s = e.getValue();
@@ -235,23 +366,32 @@ public final class ScaleBench {
     return total;
   }
 
-  /** N(0, 0.02) BF16 values (or ones for a norm), generated in parallel chunks, each seeded by its position. */
+  /**
+   * N(0, 0.02) BF16 values (or ones for a norm), generated in parallel chunks, each seeded by its
+   * position.
+   */
   private static void fill(MemorySegment bytes, long count, boolean norm, long seed) {
     int chunk = 1 << 20;
     int chunks = (int) ((count + chunk - 1) / chunk);
     ValueLayout.OfShort bf16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    IntStream.range(0, chunks).parallel().forEach(c -> {
-      SplittableRandom random = new SplittableRandom(seed * 65_537L + c);
-      long from = (long) c * chunk;
-      long to = Math.min(count, from + chunk);
-      for (long i = from; i < to; i++) {
-        float v = norm ? 1f : (float) (random.nextGaussian() * 0.02);
-        bytes.set(bf16, 2 * i, TensorCodec.floatToBf16(v));
-      }
-    });
+    IntStream.range(0, chunks)
+        .parallel()
+        .forEach(
+            c -> {
+              SplittableRandom random = new SplittableRandom(seed * 65_537L + c);
+              long from = (long) c * chunk;
+              long to = Math.min(count, from + chunk);
+              for (long i = from; i < to; i++) {
+                float v = norm ? 1f : (float) (random.nextGaussian() * 0.02);
+                bytes.set(bf16, 2 * i, TensorCodec.floatToBf16(v));
+              }
+            });
   }
 
-  /** DJL's f32 (or f64) matmul rate on a 2048x2048 by 2048x4096 product, repeated for about 2 seconds. */
+  /**
+   * DJL's f32 (or f64) matmul rate on a 2048x2048 by 2048x4096 product, repeated for about 2
+   * seconds.
+   */
   static double rawMatmulGflops(DataType type) {
     try (NDManager manager = Engine.getEngine("PyTorch").newBaseManager()) {
       NDArray a = manager.randomNormal(new Shape(2048, 2048)).toType(type, false);
@@ -268,7 +408,10 @@ public final class ScaleBench {
     }
   }
 
-  /** Samples VmRSS and RssAnon of /proc/self/status every 20 ms; peaks since the last reset and overall. */
+  /**
+   * Samples VmRSS and RssAnon of /proc/self/status every 20 ms; peaks since the last reset and
+   * overall.
+   */
   static final class RssSampler implements Runnable {
     private volatile boolean running = true;
     private volatile long peakAnon;

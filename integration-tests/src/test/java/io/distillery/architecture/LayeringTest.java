@@ -14,15 +14,15 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * The module layering of docs/architecture.md, checked on the compiled main classes of every module:
- * {@code schemas <- stage-api <- runtime <- services}, the model core beside the runtime and used only by the services
- * that run models, workers talking to each other only through topics.
+ * The module layering of docs/architecture.md, checked on the compiled main classes of every
+ * module: {@code schemas <- stage-api <- runtime <- services}, the model core beside the runtime
+ * and used only by the services that run models, workers talking to each other only through topics.
  */
 class LayeringTest {
 
   /** Worker modules: each is one stage; they never see each other. */
-  static final List<String> WORKERS = List.of("calibrator", "pruner", "distiller", "quantizer", "evaluator",
-      "deployer");
+  static final List<String> WORKERS =
+      List.of("calibrator", "pruner", "distiller", "quantizer", "evaluator", "deployer");
 
   /** Services that are not workers; they never see a worker either. */
   static final List<String> SERVICES = List.of("planner", "feedback", "serving");
@@ -31,47 +31,73 @@ class LayeringTest {
 
   @BeforeAll
   static void importMainClasses() {
-    main = new ClassFileImporter().withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS)
-        .importPackages("io.distillery");
+    main =
+        new ClassFileImporter()
+            .withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS)
+            .importPackages("io.distillery");
   }
 
   @Test
   void stageApiDependsOnSchemasAndTheJdkOnly() {
-    classes().that().resideInAPackage("io.distillery.stage..")
-        .should().onlyDependOnClassesThat().resideInAnyPackage("io.distillery.stage..", "io.distillery.schemas..",
-            "java..", "com.fasterxml.jackson..")
-        .because("a plugin author compiles against stage-api alone (Jackson binds params; schemas' Avro brings it)")
+    classes()
+        .that()
+        .resideInAPackage("io.distillery.stage..")
+        .should()
+        .onlyDependOnClassesThat()
+        .resideInAnyPackage(
+            "io.distillery.stage..", "io.distillery.schemas..", "java..", "com.fasterxml.jackson..")
+        .because(
+            "a plugin author compiles against stage-api alone (Jackson binds params; schemas' Avro brings it)")
         .check(main);
   }
 
   @Test
   void runtimeNeverUsesTheModelCore() {
-    noClasses().that().resideInAPackage("io.distillery.runtime..")
-        .should().dependOnClassesThat().resideInAnyPackage(onlyServicesAnd("io.distillery.model.."))
+    noClasses()
+        .that()
+        .resideInAPackage("io.distillery.runtime..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAnyPackage(onlyServicesAnd("io.distillery.model.."))
         .because("the planner, the feedback service and plugins must not carry DJL and libtorch")
         .check(main);
   }
 
   @Test
   void modelCoreNeverUsesTheRuntimeOrAService() {
-    noClasses().that().resideInAPackage("io.distillery.model..")
-        .should().dependOnClassesThat().resideInAnyPackage(onlyServicesAnd("io.distillery.runtime.."))
+    noClasses()
+        .that()
+        .resideInAPackage("io.distillery.model..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAnyPackage(onlyServicesAnd("io.distillery.runtime.."))
         .because("the model core is a library: it runs tensors, not Kafka")
         .check(main);
   }
 
   @Test
   void planAndFeedbackNeverRunModels() {
-    noClasses().that().resideInAnyPackage("io.distillery.planner..", "io.distillery.feedback..")
-        .should().dependOnClassesThat().resideInAPackage("io.distillery.model..")
+    noClasses()
+        .that()
+        .resideInAnyPackage("io.distillery.planner..", "io.distillery.feedback..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAPackage("io.distillery.model..")
         .check(main);
   }
 
   @Test
   void theExamplePluginNeedsOnlyTheStageApi() {
-    classes().that().resideInAPackage("io.distillery.examples..")
-        .should().onlyDependOnClassesThat().resideInAnyPackage("io.distillery.examples..", "io.distillery.stage..",
-            "io.distillery.schemas..", "java..")
+    classes()
+        .that()
+        .resideInAPackage("io.distillery.examples..")
+        .should()
+        .onlyDependOnClassesThat()
+        .resideInAnyPackage(
+            "io.distillery.examples..",
+            "io.distillery.stage..",
+            "io.distillery.schemas..",
+            "java..")
         .check(main);
   }
 
@@ -84,11 +110,19 @@ class LayeringTest {
   @ParameterizedTest(name = "{0} uses no other worker or service")
   @MethodSource("servicesAndWorkers")
   void servicesTalkThroughTopicsOnly(String service) {
-    String[] others = servicesAndWorkers().stream().filter(s -> !s.equals(service))
-        .map(s -> "io.distillery." + s + "..").toArray(String[]::new);
-    noClasses().that().resideInAPackage("io.distillery." + service + "..")
-        .should().dependOnClassesThat().resideInAnyPackage(others)
-        .because("workers and services talk through Kafka topics; shared code belongs in a shared module")
+    String[] others =
+        servicesAndWorkers().stream()
+            .filter(s -> !s.equals(service))
+            .map(s -> "io.distillery." + s + "..")
+            .toArray(String[]::new);
+    noClasses()
+        .that()
+        .resideInAPackage("io.distillery." + service + "..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAnyPackage(others)
+        .because(
+            "workers and services talk through Kafka topics; shared code belongs in a shared module")
         .check(main);
   }
 

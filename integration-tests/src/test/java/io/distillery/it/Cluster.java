@@ -7,11 +7,11 @@ import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.serde.AvroSerde;
-import io.distillery.stage.StageRegistry;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.schemas.run.RunState;
 import io.distillery.stack.LocalStack;
+import io.distillery.stage.StageRegistry;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -28,8 +28,9 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
 
 /**
- * The real in-process stack shared by all integration tests of one JVM: a KRaft broker and the Apicurio registry
- * (Confluent API), started once and stopped at JVM exit. Tests start their own planner and workers on it.
+ * The real in-process stack shared by all integration tests of one JVM: a KRaft broker and the
+ * Apicurio registry (Confluent API), started once and stopped at JVM exit. Tests start their own
+ * planner and workers on it.
  */
 final class Cluster {
 
@@ -41,9 +42,9 @@ final class Cluster {
   private Cluster() {}
 
   /**
-   * Starts the in-process stack once, or uses an external one when {@code DISTILLERY_IT_BOOTSTRAP} and
-   * {@code DISTILLERY_IT_REGISTRY} are set (e.g. {@code docker compose -f infra/docker-compose.yml up} where Docker
-   * exists).
+   * Starts the in-process stack once, or uses an external one when {@code DISTILLERY_IT_BOOTSTRAP}
+   * and {@code DISTILLERY_IT_REGISTRY} are set (e.g. {@code docker compose -f
+   * infra/docker-compose.yml up} where Docker exists).
    */
   static synchronized void ensureStarted() {
     if (bootstrap != null) {
@@ -60,13 +61,16 @@ final class Cluster {
         stack = LocalStack.start(dir.resolve("stack"));
         bootstrap = stack.bootstrapServers();
         registry = stack.registryUrl();
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-          try {
-            stack.close();
-          } catch (Exception e) {
-            // the JVM is exiting; nothing left to report to
-          }
-        }));
+        Runtime.getRuntime()
+            .addShutdownHook(
+                new Thread(
+                    () -> {
+                      try {
+                        stack.close();
+                      } catch (Exception e) {
+                        // the JVM is exiting; nothing left to report to
+                      }
+                    }));
       }
       try (TopicAdmin admin = new TopicAdmin(kafka())) {
         admin.ensurePlatformTopics();
@@ -76,10 +80,15 @@ final class Cluster {
     }
   }
 
-  /** A fresh root per test JVM (the store and its output cache must not leak between builds); starts nothing. */
+  /**
+   * A fresh root per test JVM (the store and its output cache must not leak between builds); starts
+   * nothing.
+   */
   private static synchronized Path root() throws IOException {
     if (root == null) {
-      root = Files.createDirectories(Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
+      root =
+          Files.createDirectories(
+              Path.of("target", "it-run", UUID.randomUUID().toString()).toAbsolutePath());
     }
     return root;
   }
@@ -112,21 +121,26 @@ final class Cluster {
   }
 
   static PlannerApp planner(Path stateDir) throws InterruptedException {
-    PlannerConfig config = PlannerConfig.of(bootstrap(), registry(), stateDir)
-        .withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2));
+    PlannerConfig config =
+        PlannerConfig.of(bootstrap(), registry(), stateDir)
+            .withBackoff(Duration.ofMillis(200), Duration.ofSeconds(2));
     return PlannerApp.start(config).awaitRunning(Duration.ofSeconds(90));
   }
 
   static WorkerConfig workerConfig(String id) {
-    return WorkerConfig.of(bootstrap(), registry(), store()).withWorkerId(id)
-        .withTiming(Duration.ofMillis(500), Duration.ofSeconds(5)).withHttpPort(0);
+    return WorkerConfig.of(bootstrap(), registry(), store())
+        .withWorkerId(id)
+        .withTiming(Duration.ofMillis(500), Duration.ofSeconds(5))
+        .withHttpPort(0);
   }
 
   static WorkerHost worker(String stage, String id) throws IOException {
     return WorkerHost.start(StageRegistry.discover().get(stage), workerConfig(id));
   }
 
-  /** A planner and one worker host per stage, started together for a test class and closed together. */
+  /**
+   * A planner and one worker host per stage, started together for a test class and closed together.
+   */
   record Services(PlannerApp planner, List<WorkerHost> workers) implements AutoCloseable {
     @Override
     public void close() {
@@ -137,7 +151,8 @@ final class Cluster {
     }
   }
 
-  static Services services(boolean withPlanner, String workerId, String... stages) throws Exception {
+  static Services services(boolean withPlanner, String workerId, String... stages)
+      throws Exception {
     PlannerApp planner = withPlanner ? planner(newDir("planner")) : null;
     List<WorkerHost> workers = new java.util.ArrayList<>();
     for (String stage : stages) {
@@ -151,14 +166,25 @@ final class Cluster {
     return cli(kafka(), args);
   }
 
-  /** Runs the CLI in-process against {@code target} (another cluster or registry than the shared ones). */
+  /**
+   * Runs the CLI in-process against {@code target} (another cluster or registry than the shared
+   * ones).
+   */
   static Cli cli(KafkaSettings target, String... args) {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
     List<String> all = new java.util.ArrayList<>(List.of(args));
-    all.addAll(List.of("--bootstrap", target.bootstrapServers(), "--registry", target.registryUrl(),
-        "--store", store().toString()));
-    int code = Main.execute(new PrintWriter(out, true), new PrintWriter(err, true), all.toArray(String[]::new));
+    all.addAll(
+        List.of(
+            "--bootstrap",
+            target.bootstrapServers(),
+            "--registry",
+            target.registryUrl(),
+            "--store",
+            store().toString()));
+    int code =
+        Main.execute(
+            new PrintWriter(out, true), new PrintWriter(err, true), all.toArray(String[]::new));
     return new Cli(code, out.toString(), err.toString());
   }
 
@@ -178,18 +204,24 @@ final class Cluster {
     return f;
   }
 
-  /** Reads the runs topic until {@code runId}'s state satisfies {@code until}, or fails at the deadline. */
+  /**
+   * Reads the runs topic until {@code runId}'s state satisfies {@code until}, or fails at the
+   * deadline.
+   */
   static RunState awaitRun(String runId, Predicate<RunState> until, Duration timeout) {
     return awaitRun(kafka(), runId, until, timeout);
   }
 
   /** As {@link #awaitRun(String, Predicate, Duration)}, on {@code target}. */
-  static RunState awaitRun(KafkaSettings target, String runId, Predicate<RunState> until, Duration timeout) {
+  static RunState awaitRun(
+      KafkaSettings target, String runId, Predicate<RunState> until, Duration timeout) {
     AvroSerde<RunState> serde = target.serde(RunState.class);
     Map<String, Object> props = target.consumer(null, "it-await");
     try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(props)) {
-      List<TopicPartition> parts = c.partitionsFor(Topics.RUNS).stream()
-          .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+      List<TopicPartition> parts =
+          c.partitionsFor(Topics.RUNS).stream()
+              .map(p -> new TopicPartition(p.topic(), p.partition()))
+              .toList();
       c.assign(parts);
       c.seekToBeginning(parts);
       long deadline = System.nanoTime() + timeout.toNanos();
@@ -204,7 +236,8 @@ final class Cluster {
           }
         }
       }
-      throw new AssertionError("run " + runId + " did not reach the expected state in " + timeout + "; last: " + last);
+      throw new AssertionError(
+          "run " + runId + " did not reach the expected state in " + timeout + "; last: " + last);
     }
   }
 

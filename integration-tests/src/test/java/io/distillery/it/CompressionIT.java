@@ -23,17 +23,19 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * Issue 4's recipe on the real broker: calibrator -> six quantization schemes and three 2:4 pruners, fanned out by the
- * planner to the real calibrator, quantizer and pruner workers; every output loads, runs in the model core and stays
- * within a bound of the dense model's logits on a prompt calibration did not see. And
- * the bad inputs: each fails its node with a non-retryable reason that names the problem.
+ * Issue 4's recipe on the real broker: calibrator -> six quantization schemes and three 2:4
+ * pruners, fanned out by the planner to the real calibrator, quantizer and pruner workers; every
+ * output loads, runs in the model core and stays within a bound of the dense model's logits on a
+ * prompt calibration did not see. And the bad inputs: each fails its node with a non-retryable
+ * reason that names the problem.
  */
 class CompressionIT {
 
   static Cluster.Services services;
   static Path model;
 
-  static final String ALL = """
+  static final String ALL =
+      """
       name: compress-all
       timeout: 5m
       stages:
@@ -53,8 +55,16 @@ class CompressionIT {
   static void start() throws Exception {
     services = Cluster.services(true, "compress", "calibrator", "quantizer", "pruner");
     model = Cluster.newDir("tiny-llama");
-    LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64).intermediateSize(128)
-        .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).build();
+    LlamaConfig cfg =
+        LlamaConfig.builder()
+            .vocabSize(ByteTokenizer.VOCAB_SIZE)
+            .hiddenSize(64)
+            .intermediateSize(128)
+            .numHiddenLayers(2)
+            .numAttentionHeads(4)
+            .numKeyValueHeads(2)
+            .maxPositionEmbeddings(128)
+            .build();
     try (LlamaModel m = LlamaModel.random(cfg, 11)) {
       m.save(model, DType.F32);
     }
@@ -71,7 +81,13 @@ class CompressionIT {
   }
 
   static String run(Path modelDir, String recipe) throws Exception {
-    var reg = Cluster.cli("register", "--model", modelDir.toString(), "--recipe", Cluster.recipe(recipe).toString());
+    var reg =
+        Cluster.cli(
+            "register",
+            "--model",
+            modelDir.toString(),
+            "--recipe",
+            Cluster.recipe(recipe).toString());
     assertThat(reg.code()).as(reg.err()).isZero();
     return reg.out().trim();
   }
@@ -79,23 +95,33 @@ class CompressionIT {
   @Test
   void shouldCalibrateQuantizeAndPruneThroughThePlannerWhenTheRecipeFansOut() throws Exception {
     String runId = run(model, ALL);
-    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
-    assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
-    assertThat(stage(done, "calib").getOutputs()).singleElement()
+    RunState done =
+        Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
+    assertThat(done.getStatus())
+        .as(String.valueOf(done.getReason()))
+        .isEqualTo(RunStatus.SUCCEEDED);
+    assertThat(stage(done, "calib").getOutputs())
+        .singleElement()
         .satisfies(a -> assertThat(a.getFormat()).isEqualTo("calibration"));
     int[][] prompt = {ByteTokenizer.instance().encode("12+34=")};
     float[] dense = logits(LlamaModel.load(model), QUALITY_PROMPT);
     Map<String, Double> error = new LinkedHashMap<>();
     for (String q : new String[] {"w8", "w4", "awq", "gptq", "sq", "fp8"}) {
       StageState s = stage(done, q);
-      assertThat(s.getOutputs()).singleElement().satisfies(a -> assertThat(a.getFormat()).isEqualTo("compressed-tensors"));
-      assertThat(s.getMetrics().get("weight_bytes_after")).as(q).isLessThan(s.getMetrics().get("weight_bytes_before"));
+      assertThat(s.getOutputs())
+          .singleElement()
+          .satisfies(a -> assertThat(a.getFormat()).isEqualTo("compressed-tensors"));
+      assertThat(s.getMetrics().get("weight_bytes_after"))
+          .as(q)
+          .isLessThan(s.getMetrics().get("weight_bytes_before"));
       Path dir = Path.of(URI.create(s.getOutputs().getFirst().getUri()));
       assertThat(CompressedTensors.isCompressed(dir)).isTrue();
-      try (LlamaModel m = CompressedTensors.loadDequantized(dir); NDManager nd = NDManager.newBaseManager()) {
+      try (LlamaModel m = CompressedTensors.loadDequantized(dir);
+          NDManager nd = NDManager.newBaseManager()) {
         assertThat(m.forward(nd, prompt).getShape().get(2)).isEqualTo(ByteTokenizer.VOCAB_SIZE);
       }
-      error.put(q, relativeError(dense, logits(CompressedTensors.loadDequantized(dir), QUALITY_PROMPT)));
+      error.put(
+          q, relativeError(dense, logits(CompressedTensors.loadDequantized(dir), QUALITY_PROMPT)));
     }
     for (String p : new String[] {"mag", "wanda", "sgpt"}) {
       StageState s = stage(done, p);
@@ -113,38 +139,56 @@ class CompressionIT {
         }
       }
     }
-    // quality against the dense model, not only shapes: relative logit error ||z' - z|| / ||z|| on a held-out prompt
+    // quality against the dense model, not only shapes: relative logit error ||z' - z|| / ||z|| on
+    // a held-out prompt
     for (Map.Entry<String, Double> e : error.entrySet()) {
-      assertThat(e.getValue()).as(e.getKey() + " logit error (all: " + error + ")")
+      assertThat(e.getValue())
+          .as(e.getKey() + " logit error (all: " + error + ")")
           .isLessThan(MAX_LOGIT_ERROR.get(e.getKey()));
     }
-    // 8 bits are closer to the dense model than 4, and quantizing to 4 bits closer than zeroing half the weights
+    // 8 bits are closer to the dense model than 4, and quantizing to 4 bits closer than zeroing
+    // half the weights
     assertThat(error.get("w8")).as(error.toString()).isLessThan(error.get("w4") / 4);
-    assertThat(Math.max(error.get("w4"), Math.max(error.get("awq"), error.get("gptq")))).as(error.toString())
+    assertThat(Math.max(error.get("w4"), Math.max(error.get("awq"), error.get("gptq"))))
+        .as(error.toString())
         .isLessThan(Math.min(error.get("mag"), Math.min(error.get("wanda"), error.get("sgpt"))));
     // the calibrated pruners keep closer to the dense model than magnitude
     assertThat(error.get("wanda")).as(error.toString()).isLessThan(error.get("mag"));
     assertThat(error.get("sgpt")).as(error.toString()).isLessThan(error.get("mag"));
   }
 
-  /** A prompt unlike the calibration samples' task text, so that the check is on inputs calibration did not see. */
-  static final String QUALITY_PROMPT = "The distillery pruned 2:4 and quantized to INT4; 17*3=51, 90-45=45.";
+  /**
+   * A prompt unlike the calibration samples' task text, so that the check is on inputs calibration
+   * did not see.
+   */
+  static final String QUALITY_PROMPT =
+      "The distillery pruned 2:4 and quantized to INT4; 17*3=51, 90-45=45.";
 
   /**
-   * Upper bounds on the relative logit error, about 2x what each scheme measured on this tiny random model (w8 0.006,
-   * w4 0.069, awq 0.089, gptq 0.101, sq 0.030, fp8 0.027, mag 0.415, wanda 0.373, sgpt 0.360).
+   * Upper bounds on the relative logit error, about 2x what each scheme measured on this tiny
+   * random model (w8 0.006, w4 0.069, awq 0.089, gptq 0.101, sq 0.030, fp8 0.027, mag 0.415, wanda
+   * 0.373, sgpt 0.360).
    */
-  static final Map<String, Double> MAX_LOGIT_ERROR = Map.of("w8", 0.015, "w4", 0.15, "awq", 0.2, "gptq", 0.2,
-      "sq", 0.06, "fp8", 0.06, "mag", 0.8, "wanda", 0.8, "sgpt", 0.8);
+  static final Map<String, Double> MAX_LOGIT_ERROR =
+      Map.of(
+          "w8", 0.015, "w4", 0.15, "awq", 0.2, "gptq", 0.2, "sq", 0.06, "fp8", 0.06, "mag", 0.8,
+          "wanda", 0.8, "sgpt", 0.8);
 
-  /** Next-token logits at every position of {@code text}, {@code [tokens * vocab]}; closes the model. */
+  /**
+   * Next-token logits at every position of {@code text}, {@code [tokens * vocab]}; closes the
+   * model.
+   */
   static float[] logits(LlamaModel model, String text) throws Exception {
-    try (model; NDManager nd = NDManager.newBaseManager()) {
+    try (model;
+        NDManager nd = NDManager.newBaseManager()) {
       return model.forward(nd, new int[][] {ByteTokenizer.instance().encode(text)}).toFloatArray();
     }
   }
 
-  /** ||z' - z|| / ||z|| over all positions, logits centred per position (a softmax ignores a shared offset). */
+  /**
+   * ||z' - z|| / ||z|| over all positions, logits centred per position (a softmax ignores a shared
+   * offset).
+   */
   static double relativeError(float[] dense, float[] other) {
     int vocab = ByteTokenizer.VOCAB_SIZE;
     double err = 0;
@@ -171,18 +215,23 @@ class CompressionIT {
   @Test
   void shouldFailTheNodeWithANamedReasonWhenInputIsBad() throws Exception {
     String[][] cases = {
-        {"quantizer", "{ scheme: w4-rtn, groupSize: 48 }", "48"},
-        {"quantizer", "{ scheme: w3-magic }", "scheme"},
-        {"pruner", "{ method: wanda, sparsity: 1.5 }", "sparsity"},
+      {"quantizer", "{ scheme: w4-rtn, groupSize: 48 }", "48"},
+      {"quantizer", "{ scheme: w3-magic }", "scheme"},
+      {"pruner", "{ method: wanda, sparsity: 1.5 }", "sparsity"},
     };
     for (String[] c : cases) {
-      String runId = run(model, """
+      String runId =
+          run(
+              model,
+              """
           name: bad
           stages:
             calib: { stage: calibrator, params: { samples: 4, seqLen: 16 } }
             x: { stage: %s, after: [calib], params: %s }
-          """.formatted(c[0], c[1]));
-      RunState r = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+          """
+                  .formatted(c[0], c[1]));
+      RunState r =
+          Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
       assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
       assertThat(stage(r, "x").getAttempt()).as("not retried").isEqualTo(1);
       assertThat(r.getReason()).as(c[1]).contains(c[2]);
@@ -190,9 +239,12 @@ class CompressionIT {
       assertThat(watch.out()).contains("FAILED").contains(c[2]);
     }
     Path gpt2 = Cluster.newDir("gpt2");
-    Files.writeString(gpt2.resolve("config.json"), "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}");
+    Files.writeString(
+        gpt2.resolve("config.json"),
+        "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}");
     String runId = run(gpt2, "name: unsupported\nstages:\n  calib: { stage: calibrator }\n");
-    RunState r = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+    RunState r =
+        Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
     assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
     assertThat(r.getReason()).contains("GPT2");
     assertThat(stage(r, "calib").getStatus()).isEqualTo(StageStatus.FAILED);

@@ -18,9 +18,11 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** Garbage on a jobs topic (and on the planner's inputs) goes to the DLQ with its error; valid work goes on. */
+/**
+ * Garbage on a jobs topic (and on the planner's inputs) goes to the DLQ with its error; valid work
+ * goes on.
+ */
 class DeadLetterIT {
-
 
   static Cluster.Services services;
 
@@ -38,18 +40,21 @@ class DeadLetterIT {
     var serde = Cluster.kafka().serde(DeadLetter.class);
     String dlq = Topics.dlq(topic);
     List<DeadLetter> found = new ArrayList<>();
-    try (KafkaConsumer<String, byte[]> c = new KafkaConsumer<>(Cluster.kafka().consumer(null, "it-dlq"))) {
-      List<TopicPartition> parts = c.partitionsFor(dlq).stream().map(p -> new TopicPartition(dlq, p.partition()))
-          .toList();
+    try (KafkaConsumer<String, byte[]> c =
+        new KafkaConsumer<>(Cluster.kafka().consumer(null, "it-dlq"))) {
+      List<TopicPartition> parts =
+          c.partitionsFor(dlq).stream().map(p -> new TopicPartition(dlq, p.partition())).toList();
       c.assign(parts);
       c.seekToBeginning(parts);
       long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
       while (found.size() < atLeast && System.nanoTime() < deadline) {
-        c.poll(Duration.ofMillis(200)).forEach(r -> {
-          if (key.equals(r.key())) {
-            found.add(serde.deserialize(r.topic(), r.value()));
-          }
-        });
+        c.poll(Duration.ofMillis(200))
+            .forEach(
+                r -> {
+                  if (key.equals(r.key())) {
+                    found.add(serde.deserialize(r.topic(), r.value()));
+                  }
+                });
       }
     }
     return found;
@@ -59,11 +64,14 @@ class DeadLetterIT {
   void shouldDeadLetterGarbageAndKeepConsumingWhenAJobIsUndecodable() throws Exception {
     String key = "garbage-" + System.nanoTime();
     String jobs = Topics.jobs("hash");
-    try (var p = new KafkaProducer<>(Cluster.kafka().producer("it"), new StringSerializer(),
-        new ByteArraySerializer())) {
+    try (var p =
+        new KafkaProducer<>(
+            Cluster.kafka().producer("it"), new StringSerializer(), new ByteArraySerializer())) {
       p.send(new ProducerRecord<>(jobs, key, new byte[] {42, 1, 2, 3, 4, 5})).get();
-      p.send(new ProducerRecord<>(jobs, key, new byte[] {0, 0x7f, 0, 0, 0, 9})).get(); // unknown schema id
-      p.send(new ProducerRecord<>(Topics.JOB_EVENTS, key, "not avro".getBytes())).get(); // at the planner
+      p.send(new ProducerRecord<>(jobs, key, new byte[] {0, 0x7f, 0, 0, 0, 9}))
+          .get(); // unknown schema id
+      p.send(new ProducerRecord<>(Topics.JOB_EVENTS, key, "not avro".getBytes()))
+          .get(); // at the planner
     }
     List<DeadLetter> letters = deadLetters(jobs, key, 2);
     assertThat(letters).hasSize(2);
@@ -74,14 +82,22 @@ class DeadLetterIT {
     assertThat(letters.get(0).getValue().array()).containsExactly(42, 1, 2, 3, 4, 5);
 
     List<DeadLetter> plannerLetters = deadLetters(Topics.JOB_EVENTS, key, 1);
-    assertThat(plannerLetters).singleElement().satisfies(d -> assertThat(d.getConsumer()).isEqualTo("distillery-planner"));
+    assertThat(plannerLetters)
+        .singleElement()
+        .satisfies(d -> assertThat(d.getConsumer()).isEqualTo("distillery-planner"));
 
     // the next valid job still runs
-    var reg = Cluster.cli("register", "--model", Cluster.model("after garbage").toString(), "--recipe",
-        Cluster.recipe("name: one\nstages:\n  a: { stage: hash }\n").toString());
-    var done = Cluster.awaitRun(reg.out().trim(), r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
+    var reg =
+        Cluster.cli(
+            "register",
+            "--model",
+            Cluster.model("after garbage").toString(),
+            "--recipe",
+            Cluster.recipe("name: one\nstages:\n  a: { stage: hash }\n").toString());
+    var done =
+        Cluster.awaitRun(
+            reg.out().trim(), r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
     assertThat(done.getStatus()).isEqualTo(RunStatus.SUCCEEDED);
     assertThat(done.getStages().getFirst().getMetrics()).containsEntry("files", 2.0);
   }
-
 }

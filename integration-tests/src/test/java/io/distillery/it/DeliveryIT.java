@@ -6,9 +6,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskJsonl;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentActive;
 import io.distillery.schemas.deployment.DeploymentEvent;
@@ -49,26 +49,32 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Issue 6 end to end on the real broker and registry, with the real planner, quantizer, pruner, evaluator and
- * deployer workers and a real serving node: the test only registers runs and talks HTTP to the node.
+ * Issue 6 end to end on the real broker and registry, with the real planner, quantizer, pruner,
+ * evaluator and deployer workers and a real serving node: the test only registers runs and talks
+ * HTTP to the node.
  *
  * <ol>
- *   <li>two candidates fan into the evaluator (w8-rtn: harmless; 90% magnitude sparsity: destroys the tiny model),
- *       the gate passes only the quantized one, the deployer rolls it out and the node answers with it;</li>
- *   <li>the destroyed model, let through by permissive gates, goes out as a 50% canary under verifiable traffic and
- *       is rolled back automatically; the node answers from the stable package again;</li>
- *   <li>a new candidate rolled out at 100% while client threads hammer the node: no request fails, and the answers
- *       come from the new package once it is active.</li>
+ *   <li>two candidates fan into the evaluator (w8-rtn: harmless; 90% magnitude sparsity: destroys
+ *       the tiny model), the gate passes only the quantized one, the deployer rolls it out and the
+ *       node answers with it;
+ *   <li>the destroyed model, let through by permissive gates, goes out as a 50% canary under
+ *       verifiable traffic and is rolled back automatically; the node answers from the stable
+ *       package again;
+ *   <li>a new candidate rolled out at 100% while client threads hammer the node: no request fails,
+ *       and the answers come from the new package once it is active.
  * </ol>
- * The teacher is a one-layer byte-level Llama that has memorised "copy one letter" ({@code c:q=} answers {@code q});
- * its {@code test.jsonl} is the evaluator's eval split, and the prompts sent over HTTP are drawn from it.
+ *
+ * The teacher is a one-layer byte-level Llama that has memorised "copy one letter" ({@code c:q=}
+ * answers {@code q}); its {@code test.jsonl} is the evaluator's eval split, and the prompts sent
+ * over HTTP are drawn from it.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class DeliveryIT {
 
   static final Logger LOG = LoggerFactory.getLogger(DeliveryIT.class);
   static final ObjectMapper JSON = new ObjectMapper();
-  static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+  static final HttpClient HTTP =
+      HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
   static final String DEPLOYMENT = "it-delivery-" + UUID.randomUUID().toString().substring(0, 8);
 
   static Cluster.Services services;
@@ -76,10 +82,12 @@ class DeliveryIT {
   static String url;
   static Path model;
   static List<TaskExample> examples;
+
   /** The package the first test deployed (the good, quantized model), once it has run. */
   static ArtefactRef goodPackage;
 
-  static final String TWO_CANDIDATES = """
+  static final String TWO_CANDIDATES =
+      """
       name: delivery-two-candidates
       timeout: 5m
       stages:
@@ -91,7 +99,8 @@ class DeliveryIT {
                   params: { deployment: %s, canaryPercent: 100, activeTimeoutSeconds: 60 } }
       """;
 
-  static final String BAD_CANARY = """
+  static final String BAD_CANARY =
+      """
       name: delivery-bad-canary
       timeout: 5m
       stages:
@@ -103,7 +112,8 @@ class DeliveryIT {
                             rollbackMargin: 0.2, activeTimeoutSeconds: 60 } }
       """;
 
-  static final String NEW_MODEL = """
+  static final String NEW_MODEL =
+      """
       name: delivery-hot-swap
       timeout: 5m
       stages:
@@ -126,13 +136,20 @@ class DeliveryIT {
     ByteTokenizer.instance().save(model);
     TaskJsonl.write(model.resolve("test.jsonl"), examples); // the evaluator's eval split
 
-    // escalation off: every answer is the deployed artefact's own, so verify mismatches are the canary's
-    ServingConfig config = ServingConfig.of(Cluster.bootstrap(), Cluster.registry(), Cluster.store())
-        .withNodeId("it-delivery-node").withDeployments(List.of(DEPLOYMENT))
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY).withTiming(Duration.ofSeconds(30), 200);
+    // escalation off: every answer is the deployed artefact's own, so verify mismatches are the
+    // canary's
+    ServingConfig config =
+        ServingConfig.of(Cluster.bootstrap(), Cluster.registry(), Cluster.store())
+            .withNodeId("it-delivery-node")
+            .withDeployments(List.of(DEPLOYMENT))
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY)
+            .withTiming(Duration.ofSeconds(30), 200);
     serving = ServingMain.start(config, null);
     url = serving.node().url();
-    await("the serving node replays distillery.deployments", serving::restored, Duration.ofSeconds(60));
+    await(
+        "the serving node replays distillery.deployments",
+        serving::restored,
+        Duration.ofSeconds(60));
   }
 
   @AfterAll
@@ -149,8 +166,11 @@ class DeliveryIT {
   @Order(1)
   void shouldDeployThePassingCandidateAndAnswerOverHttpWhenTheOtherFailsItsGate() throws Exception {
     String runId = register(TWO_CANDIDATES.formatted(DEPLOYMENT));
-    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(90));
-    assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+    RunState done =
+        Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(90));
+    assertThat(done.getStatus())
+        .as(String.valueOf(done.getReason()))
+        .isEqualTo(RunStatus.SUCCEEDED);
 
     // the evaluator chose the quantized candidate; the deployer packaged exactly that one
     ArtefactRef w8 = stage(done, "w8").getOutputs().getFirst();
@@ -163,10 +183,12 @@ class DeliveryIT {
     JsonNode manifest = JSON.readTree(pkgDir.resolve("manifest.json").toFile());
     assertThat(manifest.toString()).contains(w8.getSha256());
 
-    // the node serves that package: /health and the completion both name its sha, and the answer is right
+    // the node serves that package: /health and the completion both name its sha, and the answer is
+    // right
     JsonObject health = health();
     assertThat(health.getString("status")).isEqualTo("UP");
-    assertThat(deploymentHealth(health).getJsonObject("stable").getString("sha256")).isEqualTo(pkg.getSha256());
+    assertThat(deploymentHealth(health).getJsonObject("stable").getString("sha256"))
+        .isEqualTo(pkg.getSha256());
     TaskExample heldOut = examples.get(16); // c:q= -> q
     JsonObject reply = complete(heldOut.prompt(), heldOut.answer());
     assertThat(text(reply)).isEqualTo(heldOut.answer());
@@ -180,13 +202,17 @@ class DeliveryIT {
     List<String> sparseFailed = new ArrayList<>();
     for (JsonNode c : report.path("candidates")) {
       names.add(c.path("name").asText());
-      assertThat(c.path("passed").asBoolean()).as(c.toString()).isEqualTo(c.path("name").asText().equals("w8"));
+      assertThat(c.path("passed").asBoolean())
+          .as(c.toString())
+          .isEqualTo(c.path("name").asText().equals("w8"));
       if (c.path("name").asText().equals("sparse")) {
-        c.path("gates").forEach(g -> {
-          if (!g.path("passed").asBoolean()) {
-            sparseFailed.add(g.path("gate").asText());
-          }
-        });
+        c.path("gates")
+            .forEach(
+                g -> {
+                  if (!g.path("passed").asBoolean()) {
+                    sparseFailed.add(g.path("gate").asText());
+                  }
+                });
       }
     }
     assertThat(names).containsExactlyInAnyOrder("w8", "sparse");
@@ -209,41 +235,64 @@ class DeliveryIT {
           int offset = t;
           clients.submit(() -> drive(offset, stopTraffic, answeredBy, failures, null, null));
         }
-        DeploymentEvent requested = log.await(DEPLOYMENT, e -> e.getRunId().equals(runId)
-            && e.getPayload() instanceof DeploymentRequested, Duration.ofSeconds(90));
+        DeploymentEvent requested =
+            log.await(
+                DEPLOYMENT,
+                e -> e.getRunId().equals(runId) && e.getPayload() instanceof DeploymentRequested,
+                Duration.ofSeconds(90));
         DeploymentRequested canary = (DeploymentRequested) requested.getPayload();
         assertThat(canary.getCanaryPercent()).isEqualTo(50);
         assertThat(canary.getPrevious().getSha256()).isEqualTo(stableSha);
-        log.await(DEPLOYMENT, e -> e.getRunId().equals(runId) && e.getPayload() instanceof DeploymentActive a
-            && a.getCanaryPercent() == 50, Duration.ofSeconds(60));
+        log.await(
+            DEPLOYMENT,
+            e ->
+                e.getRunId().equals(runId)
+                    && e.getPayload() instanceof DeploymentActive a
+                    && a.getCanaryPercent() == 50,
+            Duration.ofSeconds(60));
 
-        DeploymentEvent rolledBack = log.await(DEPLOYMENT, e -> e.getRunId().equals(runId)
-            && e.getPayload() instanceof RolledBack, Duration.ofSeconds(60));
+        DeploymentEvent rolledBack =
+            log.await(
+                DEPLOYMENT,
+                e -> e.getRunId().equals(runId) && e.getPayload() instanceof RolledBack,
+                Duration.ofSeconds(60));
         RolledBack rb = (RolledBack) rolledBack.getPayload();
         assertThat(rb.getRestored().getSha256()).isEqualTo(stableSha);
         assertThat(rb.getReason()).contains(DEPLOYMENT).contains("exceeds stable");
         stopTraffic.set(true);
-        assertThat(answeredBy).as("the canary answered some of the verified traffic")
+        assertThat(answeredBy)
+            .as("the canary answered some of the verified traffic")
             .contains(canary.getArtefact().getSha256(), stableSha);
         assertThat(failures).as("HTTP failures").isEmpty();
 
-        RunState done = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
+        RunState done =
+            Cluster.awaitRun(
+                runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
         assertThat(done.getStatus()).isEqualTo(RunStatus.REJECTED);
         assertThat(stage(done, "eval").getStatus()).isEqualTo(StageStatus.COMPLETED);
         assertThat(stage(done, "deploy").getStatus()).isEqualTo(StageStatus.REJECTED);
         assertThat(done.getVerdict()).startsWith("REJECTED").contains("rolled back");
-        assertThat(log.seen(DEPLOYMENT)).as("the canary was never promoted").noneMatch(e -> e.getRunId()
-            .equals(runId) && e.getPayload() instanceof DeploymentRequested r && r.getCanaryPercent() == 100);
+        assertThat(log.seen(DEPLOYMENT))
+            .as("the canary was never promoted")
+            .noneMatch(
+                e ->
+                    e.getRunId().equals(runId)
+                        && e.getPayload() instanceof DeploymentRequested r
+                        && r.getCanaryPercent() == 100);
       } finally {
         stopTraffic.set(true);
         clients.shutdown();
       }
     }
 
-    // the node dropped the canary: everything comes from the stable package again, and answers right
-    await("the node drops the canary", () -> deploymentHealth(health()).getValue("canary") == null,
+    // the node dropped the canary: everything comes from the stable package again, and answers
+    // right
+    await(
+        "the node drops the canary",
+        () -> deploymentHealth(health()).getValue("canary") == null,
         Duration.ofSeconds(30));
-    assertThat(deploymentHealth(health()).getJsonObject("stable").getString("sha256")).isEqualTo(stableSha);
+    assertThat(deploymentHealth(health()).getJsonObject("stable").getString("sha256"))
+        .isEqualTo(stableSha);
     for (TaskExample e : examples.subList(0, 10)) {
       JsonObject reply = complete(e.prompt(), e.answer());
       assertThat(sha(reply)).isEqualTo(stableSha);
@@ -271,30 +320,52 @@ class DeliveryIT {
       await("clients are sending", () -> sent.get() >= 2 * threads, Duration.ofSeconds(30));
 
       String runId = register(NEW_MODEL.formatted(DEPLOYMENT));
-      DeploymentEvent active = log.await(DEPLOYMENT, e -> e.getRunId().equals(runId)
-          && e.getPayload() instanceof DeploymentActive a && a.getCanaryPercent() == 100, Duration.ofSeconds(90));
-      // the node swaps before it announces DeploymentActive: a request sent after the test saw it gets the new model
+      DeploymentEvent active =
+          log.await(
+              DEPLOYMENT,
+              e ->
+                  e.getRunId().equals(runId)
+                      && e.getPayload() instanceof DeploymentActive a
+                      && a.getCanaryPercent() == 100,
+              Duration.ofSeconds(90));
+      // the node swaps before it announces DeploymentActive: a request sent after the test saw it
+      // gets the new model
       long activeSeen = System.nanoTime();
       String newSha = ((DeploymentActive) active.getPayload()).getArtefactSha256();
       assertThat(newSha).isNotEqualTo(oldSha);
       int atSwap = sent.get();
       // keep the load on until a few rounds of requests have been answered by the new package
-      await("the new package answers under load", () -> answeredBy.contains(newSha) && sent.get() >= atSwap
-          + 4 * threads, Duration.ofSeconds(30));
+      await(
+          "the new package answers under load",
+          () -> answeredBy.contains(newSha) && sent.get() >= atSwap + 4 * threads,
+          Duration.ofSeconds(30));
       stop.set(true);
       for (Future<?> f : running) {
         f.get();
       }
-      LOG.info("hot swap under load threads={} requests={} failed={} afterActive={} old={} new={}", threads,
-          sent.get(), failures.size(), answers.stream().filter(a -> a.sentNanos() > activeSeen).count(),
-          oldSha.substring(0, 12), newSha.substring(0, 12));
+      LOG.info(
+          "hot swap under load threads={} requests={} failed={} afterActive={} old={} new={}",
+          threads,
+          sent.get(),
+          failures.size(),
+          answers.stream().filter(a -> a.sentNanos() > activeSeen).count(),
+          oldSha.substring(0, 12),
+          newSha.substring(0, 12));
       assertThat(failures).as("failed requests during the swap (of " + sent.get() + ")").isEmpty();
-      assertThat(answeredBy).as("answered by the old package before, the new one after").contains(oldSha, newSha);
-      assertThat(answers).filteredOn(a -> a.sentNanos() > activeSeen).as("requests sent after DeploymentActive")
-          .isNotEmpty().allSatisfy(a -> assertThat(a.sha()).isEqualTo(newSha));
+      assertThat(answeredBy)
+          .as("answered by the old package before, the new one after")
+          .contains(oldSha, newSha);
+      assertThat(answers)
+          .filteredOn(a -> a.sentNanos() > activeSeen)
+          .as("requests sent after DeploymentActive")
+          .isNotEmpty()
+          .allSatisfy(a -> assertThat(a.sha()).isEqualTo(newSha));
 
-      RunState done = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
-      assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+      RunState done =
+          Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
+      assertThat(done.getStatus())
+          .as(String.valueOf(done.getReason()))
+          .isEqualTo(RunStatus.SUCCEEDED);
       assertThat(stage(done, "deploy").getOutputs().getFirst().getSha256()).isEqualTo(newSha);
     } finally {
       stop.set(true);
@@ -310,32 +381,48 @@ class DeliveryIT {
 
   // ------------------------------------------------------------------------------------------------ helpers
 
-
   /**
-   * The sha of the stable package, after making sure it is the good (quantized) model: the first test's package,
-   * or a fresh rollout of the two-candidate recipe when this test runs alone or after another swapped it out.
+   * The sha of the stable package, after making sure it is the good (quantized) model: the first
+   * test's package, or a fresh rollout of the two-candidate recipe when this test runs alone or
+   * after another swapped it out.
    */
   static String ensureGoodStable() throws Exception {
-    String current = deploymentHealth(health()) == null ? null
-        : deploymentHealth(health()).getJsonObject("stable").getString("sha256");
+    String current =
+        deploymentHealth(health()) == null
+            ? null
+            : deploymentHealth(health()).getJsonObject("stable").getString("sha256");
     if (goodPackage != null && goodPackage.getSha256().equals(current)) {
       return current;
     }
     String runId = register(TWO_CANDIDATES.formatted(DEPLOYMENT));
-    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(90));
-    assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+    RunState done =
+        Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(90));
+    assertThat(done.getStatus())
+        .as(String.valueOf(done.getReason()))
+        .isEqualTo(RunStatus.SUCCEEDED);
     goodPackage = stage(done, "deploy").getOutputs().getFirst();
-    await("the node serves the good package", () -> goodPackage.getSha256().equals(
-        deploymentHealth(health()).getJsonObject("stable").getString("sha256")), Duration.ofSeconds(30));
+    await(
+        "the node serves the good package",
+        () ->
+            goodPackage
+                .getSha256()
+                .equals(deploymentHealth(health()).getJsonObject("stable").getString("sha256")),
+        Duration.ofSeconds(30));
     return goodPackage.getSha256();
   }
 
   /**
-   * One client: completions over the eval prompts, {@code verify} set to the expected answer, until {@code stop};
-   * records which artefact answered and every request that did not get a 200 with a completion.
+   * One client: completions over the eval prompts, {@code verify} set to the expected answer, until
+   * {@code stop}; records which artefact answered and every request that did not get a 200 with a
+   * completion.
    */
-  static void drive(int offset, AtomicBoolean stop, Set<String> answeredBy, ConcurrentLinkedQueue<String> failures,
-      AtomicInteger sent, ConcurrentLinkedQueue<Answered> answers) {
+  static void drive(
+      int offset,
+      AtomicBoolean stop,
+      Set<String> answeredBy,
+      ConcurrentLinkedQueue<String> failures,
+      AtomicInteger sent,
+      ConcurrentLinkedQueue<Answered> answers) {
     for (int i = offset; !stop.get(); i++) {
       TaskExample e = examples.get(Math.floorMod(i * 7, examples.size()));
       try {
@@ -362,11 +449,16 @@ class DeliveryIT {
     }
   }
 
-  /** A completion that got a 200: when its request was sent ({@link System#nanoTime}) and which artefact answered. */
+  /**
+   * A completion that got a 200: when its request was sent ({@link System#nanoTime}) and which
+   * artefact answered.
+   */
   record Answered(long sentNanos, String sha) {}
 
   static String register(String recipe) throws Exception {
-    var reg = Cluster.cli("register", "--model", model.toString(), "--recipe", Cluster.recipe(recipe).toString());
+    var reg =
+        Cluster.cli(
+            "register", "--model", model.toString(), "--recipe", Cluster.recipe(recipe).toString());
     assertThat(reg.code()).as(reg.err()).isZero();
     return reg.out().trim();
   }
@@ -376,14 +468,22 @@ class DeliveryIT {
   }
 
   static HttpResponse<String> post(String prompt, String verify) throws Exception {
-    JsonObject body = new JsonObject().put("model", DEPLOYMENT).put("prompt", prompt).put("max_tokens", 4)
-        .put("temperature", 0.0);
+    JsonObject body =
+        new JsonObject()
+            .put("model", DEPLOYMENT)
+            .put("prompt", prompt)
+            .put("max_tokens", 4)
+            .put("temperature", 0.0);
     if (verify != null) {
       body.put("verify", verify);
     }
-    return HTTP.send(HttpRequest.newBuilder(URI.create(url + "/v1/completions")).timeout(Duration.ofSeconds(30))
-        .header("content-type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body.encode()))
-        .build(), HttpResponse.BodyHandlers.ofString());
+    return HTTP.send(
+        HttpRequest.newBuilder(URI.create(url + "/v1/completions"))
+            .timeout(Duration.ofSeconds(30))
+            .header("content-type", "application/json")
+            .POST(HttpRequest.BodyPublishers.ofString(body.encode()))
+            .build(),
+        HttpResponse.BodyHandlers.ofString());
   }
 
   static JsonObject complete(String prompt, String verify) throws Exception {
@@ -401,8 +501,12 @@ class DeliveryIT {
   }
 
   static JsonObject health() throws Exception {
-    HttpResponse<String> r = HTTP.send(HttpRequest.newBuilder(URI.create(url + "/health"))
-        .timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> r =
+        HTTP.send(
+            HttpRequest.newBuilder(URI.create(url + "/health"))
+                .timeout(Duration.ofSeconds(10))
+                .build(),
+            HttpResponse.BodyHandlers.ofString());
     return new JsonObject(r.body());
   }
 
@@ -417,7 +521,10 @@ class DeliveryIT {
     return null;
   }
 
-  /** Polls {@code condition} (cheap, local) until it holds, or fails naming {@code what} at the deadline. */
+  /**
+   * Polls {@code condition} (cheap, local) until it holds, or fails naming {@code what} at the
+   * deadline.
+   */
   static void await(String what, Checked condition, Duration timeout) throws Exception {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (!condition.holds()) {

@@ -6,9 +6,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskJsonl;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.run.RunState;
 import io.distillery.schemas.run.RunStatus;
@@ -25,9 +25,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The evaluator on the real broker: two candidates made by the real quantizer (w8-rtn, harmless) and pruner (90%
- * magnitude sparsity, damaging) fan into the evaluator, which gates them against the registered model and passes the
- * good one on; with an impossible run-level gate the run ends REJECTED with each candidate's failed gates.
+ * The evaluator on the real broker: two candidates made by the real quantizer (w8-rtn, harmless)
+ * and pruner (90% magnitude sparsity, damaging) fan into the evaluator, which gates them against
+ * the registered model and passes the good one on; with an impossible run-level gate the run ends
+ * REJECTED with each candidate's failed gates.
  */
 class EvaluatorIT {
 
@@ -35,7 +36,8 @@ class EvaluatorIT {
   static Path model;
   static final ObjectMapper JSON = new ObjectMapper();
 
-  static final String RECIPE = """
+  static final String RECIPE =
+      """
       name: evaluate-two
       timeout: 5m
       stages:
@@ -69,8 +71,14 @@ class EvaluatorIT {
   }
 
   static String register(String recipe, String... extra) throws Exception {
-    List<String> args = new ArrayList<>(List.of("register", "--model", model.toString(), "--recipe",
-        Cluster.recipe(recipe).toString()));
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "register",
+                "--model",
+                model.toString(),
+                "--recipe",
+                Cluster.recipe(recipe).toString()));
     args.addAll(List.of(extra));
     var reg = Cluster.cli(args.toArray(String[]::new));
     assertThat(reg.code()).as(reg.err()).isZero();
@@ -78,10 +86,14 @@ class EvaluatorIT {
   }
 
   @Test
-  void shouldPassTheQuantizedCandidateOnAndReportBothWhenThePrunedOneFailsTheGate() throws Exception {
+  void shouldPassTheQuantizedCandidateOnAndReportBothWhenThePrunedOneFailsTheGate()
+      throws Exception {
     String runId = register(RECIPE.formatted("gates: { retention: 0.9, agreement: 0.8 },"));
-    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
-    assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+    RunState done =
+        Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
+    assertThat(done.getStatus())
+        .as(String.valueOf(done.getReason()))
+        .isEqualTo(RunStatus.SUCCEEDED);
 
     StageState eval = stage(done, "eval");
     ArtefactRef w8 = stage(done, "w8").getOutputs().getFirst();
@@ -103,28 +115,35 @@ class EvaluatorIT {
     for (JsonNode c : json.path("candidates")) {
       if (c.path("name").asText().equals("sparse")) {
         assertThat(c.path("passed").asBoolean()).isFalse();
-        c.path("gates").forEach(g -> {
-          if (!g.path("passed").asBoolean()) {
-            failedSparse.add(g.path("gate").asText());
-          }
-        });
+        c.path("gates")
+            .forEach(
+                g -> {
+                  if (!g.path("passed").asBoolean()) {
+                    failedSparse.add(g.path("gate").asText());
+                  }
+                });
       } else {
         assertThat(c.path("name").asText()).isEqualTo("w8");
         assertThat(c.path("passed").asBoolean()).isTrue();
       }
     }
     assertThat(failedSparse).isNotEmpty();
-    assertThat(Files.readString(report.resolve("report.html"))).contains("<svg", ">w8<", ">sparse<");
+    assertThat(Files.readString(report.resolve("report.html")))
+        .contains("<svg", ">w8<", ">sparse<");
   }
 
   @Test
   void shouldRejectTheRunWithTheReasonsWhenNoCandidateCanPassTheGate() throws Exception {
     String runId = register(RECIPE.formatted(""), "--gate", "retention=1.5");
-    RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
+    RunState done =
+        Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(5));
     assertThat(done.getStatus()).isEqualTo(RunStatus.REJECTED);
     assertThat(stage(done, "eval").getStatus()).isEqualTo(StageStatus.REJECTED);
-    assertThat(done.getVerdict()).startsWith("REJECTED: no candidate passed the gates")
-        .contains("w8 failed retention").contains("< 1.5").contains("sparse failed retention")
+    assertThat(done.getVerdict())
+        .startsWith("REJECTED: no candidate passed the gates")
+        .contains("w8 failed retention")
+        .contains("< 1.5")
+        .contains("sparse failed retention")
         .contains("report.html");
     assertThat(done.getReason()).contains("no candidate passed the gates");
   }

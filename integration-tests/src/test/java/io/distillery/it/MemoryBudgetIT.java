@@ -25,17 +25,27 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * Issue 16's bad inputs on the real broker, against a calibrator worker whose memory budget is 64 MiB: a model that
- * cannot fit fails fatal before any work, and a missing shard, a truncated shard and a tensor whose shape disagrees
- * with config.json each fail fatal naming the problem; every reason shows in the run's state and in {@code watch}.
+ * Issue 16's bad inputs on the real broker, against a calibrator worker whose memory budget is 64
+ * MiB: a model that cannot fit fails fatal before any work, and a missing shard, a truncated shard
+ * and a tensor whose shape disagrees with config.json each fail fatal naming the problem; every
+ * reason shows in the run's state and in {@code watch}.
  */
 class MemoryBudgetIT {
 
   static final long BUDGET = 64L << 20;
-  static final LlamaConfig TINY = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32)
-      .intermediateSize(64).numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64)
-      .tieWordEmbeddings(false).build();
-  static final String RECIPE = """
+  static final LlamaConfig TINY =
+      LlamaConfig.builder()
+          .vocabSize(ByteTokenizer.VOCAB_SIZE)
+          .hiddenSize(32)
+          .intermediateSize(64)
+          .numHiddenLayers(2)
+          .numAttentionHeads(4)
+          .numKeyValueHeads(2)
+          .maxPositionEmbeddings(64)
+          .tieWordEmbeddings(false)
+          .build();
+  static final String RECIPE =
+      """
       name: budget
       stages:
         calib: { stage: calibrator, params: { samples: 4, seqLen: 16 } }
@@ -47,8 +57,10 @@ class MemoryBudgetIT {
   @BeforeAll
   static void start() throws Exception {
     planner = Cluster.planner(Cluster.newDir("planner"));
-    calibrator = WorkerHost.start(StageRegistry.discover().get("calibrator"),
-        Cluster.workerConfig("budget-64m").withMemoryBudget(BUDGET));
+    calibrator =
+        WorkerHost.start(
+            StageRegistry.discover().get("calibrator"),
+            Cluster.workerConfig("budget-64m").withMemoryBudget(BUDGET));
   }
 
   @AfterAll
@@ -60,10 +72,19 @@ class MemoryBudgetIT {
   @Test
   void shouldFailFatalBeforeAnyWorkWhenTheModelCannotFitTheWorkersBudget() throws Exception {
     // 4 layers of width 512, MLP 1024: 9 707 008 parameters = 38.8 MB in F32; X^T X in doubles:
-    // 8 x (4 x (2 x 512^2 + 512^2 + 1024^2) + 512^2) = 60.8 MB; 99.6 MB in all, against 64 MiB = 67.1 MB
-    LlamaConfig big = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(512).intermediateSize(1024)
-        .numHiddenLayers(4).numAttentionHeads(8).numKeyValueHeads(4).maxPositionEmbeddings(64)
-        .tieWordEmbeddings(false).build();
+    // 8 x (4 x (2 x 512^2 + 512^2 + 1024^2) + 512^2) = 60.8 MB; 99.6 MB in all, against 64 MiB =
+    // 67.1 MB
+    LlamaConfig big =
+        LlamaConfig.builder()
+            .vocabSize(ByteTokenizer.VOCAB_SIZE)
+            .hiddenSize(512)
+            .intermediateSize(1024)
+            .numHiddenLayers(4)
+            .numAttentionHeads(8)
+            .numKeyValueHeads(4)
+            .maxPositionEmbeddings(64)
+            .tieWordEmbeddings(false)
+            .build();
     Path model = save(big, "too-big");
 
     RunState r = fail(model, "this worker has 67.1 MB: raise DISTILLERY_WORKER_MEMORY");
@@ -81,11 +102,20 @@ class MemoryBudgetIT {
     try (Checkpoint c = Checkpoint.open(first)) {
       names = List.copyOf(c.tensorNames());
     }
-    String map = names.stream().map(n -> "\"" + n + "\": \"model-0000" + (n.equals("lm_head.weight") ? 2 : 1)
-        + "-of-00002.safetensors\"").collect(Collectors.joining(", "));
+    String map =
+        names.stream()
+            .map(
+                n ->
+                    "\""
+                        + n
+                        + "\": \"model-0000"
+                        + (n.equals("lm_head.weight") ? 2 : 1)
+                        + "-of-00002.safetensors\"")
+            .collect(Collectors.joining(", "));
     Files.writeString(model.resolve(Checkpoint.INDEX_FILE), "{\"weight_map\": {" + map + "}}");
 
-    fail(model, "shard model-00002-of-00002.safetensors listed for 'lm_head.weight' does not exist");
+    fail(
+        model, "shard model-00002-of-00002.safetensors listed for 'lm_head.weight' does not exist");
   }
 
   @Test
@@ -102,15 +132,26 @@ class MemoryBudgetIT {
   }
 
   @Test
-  void shouldFailFatalNamingTensorShapeAndConfigKeyWhenAShapeDisagreesWithConfigJson() throws Exception {
+  void shouldFailFatalNamingTensorShapeAndConfigKeyWhenAShapeDisagreesWithConfigJson()
+      throws Exception {
     Path model = save(TINY, "wrong-shape");
-    LlamaConfig claimed = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32)
-        .intermediateSize(48).numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64)
-        .tieWordEmbeddings(false).build();
+    LlamaConfig claimed =
+        LlamaConfig.builder()
+            .vocabSize(ByteTokenizer.VOCAB_SIZE)
+            .hiddenSize(32)
+            .intermediateSize(48)
+            .numHiddenLayers(2)
+            .numAttentionHeads(4)
+            .numKeyValueHeads(2)
+            .maxPositionEmbeddings(64)
+            .tieWordEmbeddings(false)
+            .build();
     Files.writeString(model.resolve(LlamaConfig.FILE_NAME), claimed.toJson());
 
-    fail(model, "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [64, 32] but config.json implies [48, 32]"
-        + " (from intermediate_size 48)");
+    fail(
+        model,
+        "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [64, 32] but config.json implies [48, 32]"
+            + " (from intermediate_size 48)");
   }
 
   private static Path save(LlamaConfig config, String name) throws Exception {
@@ -122,17 +163,24 @@ class MemoryBudgetIT {
     return model;
   }
 
-  /** Registers the recipe on {@code model}; asserts it fails, unretried, with {@code problem} in state and watch. */
+  /**
+   * Registers the recipe on {@code model}; asserts it fails, unretried, with {@code problem} in
+   * state and watch.
+   */
   private static RunState fail(Path model, String problem) throws Exception {
-    var reg = Cluster.cli("register", "--model", model.toString(), "--recipe", Cluster.recipe(RECIPE).toString());
+    var reg =
+        Cluster.cli(
+            "register", "--model", model.toString(), "--recipe", Cluster.recipe(RECIPE).toString());
     assertThat(reg.code()).as(reg.err()).isZero();
     String runId = reg.out().trim();
-    RunState r = Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+    RunState r =
+        Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
     assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
     assertThat(r.getStages().getFirst().getAttempt()).as("fatal: not retried").isEqualTo(1);
     assertThat(r.getReason()).contains(problem);
     var watch = Cluster.cli("watch", runId, "--plain", "--timeout", "30");
-    // watch wraps long reasons at word boundaries to the terminal width: compare with the lines joined
+    // watch wraps long reasons at word boundaries to the terminal width: compare with the lines
+    // joined
     assertThat(watch.out().replaceAll("\\s*\\n\\s*", " ")).contains("FAILED").contains(problem);
     return r;
   }

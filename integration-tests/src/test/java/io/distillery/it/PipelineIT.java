@@ -14,12 +14,13 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * A four-stage recipe with a fan-out and a fan-in, run by stage plugins that exist only in this test module, through
- * the real broker, registry, planner and worker hosts, driven by the CLI.
+ * A four-stage recipe with a fan-out and a fan-in, run by stage plugins that exist only in this
+ * test module, through the real broker, registry, planner and worker hosts, driven by the CLI.
  */
 class PipelineIT {
 
-  static final String DIAMOND = """
+  static final String DIAMOND =
+      """
       name: diamond
       stages:
         read:  { stage: hash }
@@ -27,7 +28,6 @@ class PipelineIT {
         rev:   { stage: transform, after: [read], params: { mode: reverse } }
         join:  { stage: merge, after: [upper, rev] }
       """;
-
 
   static Cluster.Services services;
 
@@ -46,8 +46,15 @@ class PipelineIT {
     Path model = Cluster.model("hello distillery");
     Path recipe = Cluster.recipe(DIAMOND);
 
-    var reg = Cluster.cli("register", "--model", model.toString(), "--recipe", recipe.toString(), "--gate",
-        "retention=0.9");
+    var reg =
+        Cluster.cli(
+            "register",
+            "--model",
+            model.toString(),
+            "--recipe",
+            recipe.toString(),
+            "--gate",
+            "retention=0.9");
     assertThat(reg.code()).as(reg.err()).isZero();
     String runId = reg.out().trim();
 
@@ -73,21 +80,37 @@ class PipelineIT {
     assertThat(join.path("node").asText()).isEqualTo("join");
     assertThat(join.path("metrics").path("inputs").asDouble()).isEqualTo(2.0);
     Path merged = Path.of(URI.create(join.path("artefacts").get(0).path("uri").asText()));
-    assertThat(Files.readString(merged)).isEqualTo("upper=HELLO DISTILLERY\nrev=yrellitsid olleh\n");
+    assertThat(Files.readString(merged))
+        .isEqualTo("upper=HELLO DISTILLERY\nrev=yrellitsid olleh\n");
 
     // the worker hosts serve health and Prometheus metrics
     var http = java.net.http.HttpClient.newHttpClient();
-    int port = services.workers().stream().filter(w -> w.stage().equals("merge")).findFirst().orElseThrow().httpPort();
-    var health = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/health"))
-        .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    int port =
+        services.workers().stream()
+            .filter(w -> w.stage().equals("merge"))
+            .findFirst()
+            .orElseThrow()
+            .httpPort();
+    var health =
+        http.send(
+            java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/health"))
+                .build(),
+            java.net.http.HttpResponse.BodyHandlers.ofString());
     assertThat(health.statusCode()).isEqualTo(200);
     assertThat(health.body()).contains("\"status\":\"UP\"", "\"stage\":\"merge\"");
-    var metrics = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/metrics"))
-        .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    var metrics =
+        http.send(
+            java.net.http.HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + port + "/metrics"))
+                .build(),
+            java.net.http.HttpResponse.BodyHandlers.ofString());
     // the live runs page of `distillery up` lists the run and streams it
     io.vertx.core.Vertx vertx = io.vertx.core.Vertx.vertx();
     try (var page = new io.distillery.cli.RunsPage(vertx, Cluster.kafka(), 0)) {
-      var runs = java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + page.port() + "/runs")).build();
+      var runs =
+          java.net.http.HttpRequest.newBuilder(
+                  URI.create("http://127.0.0.1:" + page.port() + "/runs"))
+              .build();
       long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
       String body = "";
       while (!body.contains(runId) && System.nanoTime() < deadline) {
@@ -95,27 +118,49 @@ class PipelineIT {
         java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L);
       }
       assertThat(body).contains(runId).contains("SUCCEEDED");
-      var html = http.send(java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + page.port() + "/"))
-          .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
-      assertThat(html.body()).contains("<title>Distillery runs</title>", "new EventSource('/events')");
+      var html =
+          http.send(
+              java.net.http.HttpRequest.newBuilder(
+                      URI.create("http://127.0.0.1:" + page.port() + "/"))
+                  .build(),
+              java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertThat(html.body())
+          .contains("<title>Distillery runs</title>", "new EventSource('/events')");
     } finally {
       vertx.close();
     }
-    assertThat(metrics.body()).containsPattern("distillery_jobs_total\\{outcome=\"completed\",stage=\"merge\"} [1-9]");
+    assertThat(metrics.body())
+        .containsPattern("distillery_jobs_total\\{outcome=\"completed\",stage=\"merge\"} [1-9]");
   }
 
   @Test
   void shouldReuseCachedOutputsWhenTheSameJobRunsAgain() throws Exception {
     Path recipe = Cluster.recipe(DIAMOND);
-    String first = Cluster.cli("register", "--model", Cluster.model("cache me").toString(), "--recipe",
-        recipe.toString()).out().trim();
+    String first =
+        Cluster.cli(
+                "register",
+                "--model",
+                Cluster.model("cache me").toString(),
+                "--recipe",
+                recipe.toString())
+            .out()
+            .trim();
     Cluster.awaitRun(first, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(120));
 
-    String second = Cluster.cli("register", "--model", Cluster.model("cache me").toString(), "--recipe",
-        recipe.toString()).out().trim();
-    var done = Cluster.awaitRun(second, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(120));
+    String second =
+        Cluster.cli(
+                "register",
+                "--model",
+                Cluster.model("cache me").toString(),
+                "--recipe",
+                recipe.toString())
+            .out()
+            .trim();
+    var done =
+        Cluster.awaitRun(second, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(120));
     assertThat(done.getStatus()).isEqualTo(RunStatus.SUCCEEDED);
-    assertThat(done.getStages()).allSatisfy(s -> assertThat(s.getCached()).as(s.getNode()).isTrue());
+    assertThat(done.getStages())
+        .allSatisfy(s -> assertThat(s.getCached()).as(s.getNode()).isTrue());
     assertThat(done.getVerdict()).contains("4 from cache");
   }
 }

@@ -15,11 +15,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * A worker process is killed with SIGKILL in the middle of a long stage: its uncommitted job is retried by another
- * worker and the run completes with exactly one accepted Completed per stage.
+ * A worker process is killed with SIGKILL in the middle of a long stage: its uncommitted job is
+ * retried by another worker and the run completes with exactly one accepted Completed per stage.
  */
 class WorkerKillIT {
-
 
   static Cluster.Services services;
 
@@ -41,14 +40,16 @@ class WorkerKillIT {
       }
       java.util.concurrent.locks.LockSupport.parkNanos(50_000_000L);
     }
-    throw new AssertionError("the child worker did not log '" + line + "' within " + timeout + "; see " + log);
+    throw new AssertionError(
+        "the child worker did not log '" + line + "' within " + timeout + "; see " + log);
   }
 
   static StageState stage(RunState r, String node) {
     return r.getStages().stream().filter(s -> s.getNode().equals(node)).findFirst().orElseThrow();
   }
 
-  static final String LONG = """
+  static final String LONG =
+      """
       name: long
       timeout: 60s
       stages:
@@ -59,9 +60,15 @@ class WorkerKillIT {
 
   /** Starts a worker JVM for slow-hash and waits until it serves its topic. */
   static Process childWorker(String id, Path log) throws Exception {
-    ProcessBuilder pb = new ProcessBuilder(ProcessHandle.current().info().command().orElseThrow(),
-        "-cp", System.getProperty("java.class.path"), WorkerMain.class.getName(), "slow-hash")
-        .redirectErrorStream(true).redirectOutput(log.toFile());
+    ProcessBuilder pb =
+        new ProcessBuilder(
+                ProcessHandle.current().info().command().orElseThrow(),
+                "-cp",
+                System.getProperty("java.class.path"),
+                WorkerMain.class.getName(),
+                "slow-hash")
+            .redirectErrorStream(true)
+            .redirectOutput(log.toFile());
     pb.environment().putAll(Cluster.workerEnv(id));
     Process child = pb.start();
     awaitLog(log, "stage=slow-hash worker=" + id + " started", Duration.ofSeconds(60));
@@ -70,10 +77,20 @@ class WorkerKillIT {
 
   /** Registers the long recipe and waits until the child worker is 20% into the slow stage. */
   static String registerAndAwaitMidStage(String text, String workerId) throws Exception {
-    String runId = Cluster.cli("register", "--model", Cluster.model(text).toString(), "--recipe",
-        Cluster.recipe(LONG).toString()).out().trim();
-    RunState mid = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING
-        || stage(r, "slow").getPercent() >= 20, Duration.ofSeconds(90));
+    String runId =
+        Cluster.cli(
+                "register",
+                "--model",
+                Cluster.model(text).toString(),
+                "--recipe",
+                Cluster.recipe(LONG).toString())
+            .out()
+            .trim();
+    RunState mid =
+        Cluster.awaitRun(
+            runId,
+            r -> r.getStatus() != RunStatus.RUNNING || stage(r, "slow").getPercent() >= 20,
+            Duration.ofSeconds(90));
     assertThat(mid.getStatus()).as(String.valueOf(mid.getReason())).isEqualTo(RunStatus.RUNNING);
     assertThat(stage(mid, "slow").getWorker()).isEqualTo(workerId);
     return runId;
@@ -89,13 +106,19 @@ class WorkerKillIT {
       assertThat(child.exitValue()).as("killed, see " + log).isNotZero();
 
       try (WorkerHost rescuer = Cluster.worker("slow-hash", "rescuer")) {
-        RunState done = Cluster.awaitRun(runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(120));
-        assertThat(done.getStatus()).as(String.valueOf(done.getReason())).isEqualTo(RunStatus.SUCCEEDED);
+        RunState done =
+            Cluster.awaitRun(
+                runId, r -> r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(120));
+        assertThat(done.getStatus())
+            .as(String.valueOf(done.getReason()))
+            .isEqualTo(RunStatus.SUCCEEDED);
         assertThat(stage(done, "slow").getWorker()).isEqualTo("rescuer");
-        assertThat(done.getStages()).allSatisfy(s -> {
-          assertThat(s.getStatus()).isEqualTo(StageStatus.COMPLETED);
-          assertThat(s.getCompletions()).as(s.getNode()).isEqualTo(1);
-        });
+        assertThat(done.getStages())
+            .allSatisfy(
+                s -> {
+                  assertThat(s.getStatus()).isEqualTo(StageStatus.COMPLETED);
+                  assertThat(s.getCompletions()).as(s.getNode()).isEqualTo(1);
+                });
         assertThat(stage(done, "slow").getMetrics()).containsEntry("steps", 40.0);
       }
     } finally {
@@ -110,16 +133,25 @@ class WorkerKillIT {
     try {
       String runId = registerAndAwaitMidStage("stop me", "polite-worker");
       child.destroy(); // SIGTERM: the shutdown hook gives the running job its grace period
-      assertThat(child.waitFor(60, java.util.concurrent.TimeUnit.SECONDS)).as("worker exited, see " + log).isTrue();
-      RunState done = Cluster.awaitRun(runId, r -> stage(r, "slow").getStatus() == StageStatus.COMPLETED
-          || r.getStatus() != RunStatus.RUNNING, Duration.ofSeconds(60));
+      assertThat(child.waitFor(60, java.util.concurrent.TimeUnit.SECONDS))
+          .as("worker exited, see " + log)
+          .isTrue();
+      RunState done =
+          Cluster.awaitRun(
+              runId,
+              r ->
+                  stage(r, "slow").getStatus() == StageStatus.COMPLETED
+                      || r.getStatus() != RunStatus.RUNNING,
+              Duration.ofSeconds(60));
       assertThat(stage(done, "slow").getStatus()).isEqualTo(StageStatus.COMPLETED);
-      assertThat(stage(done, "slow").getWorker()).as("finished by the stopping worker").isEqualTo("polite-worker");
+      assertThat(stage(done, "slow").getWorker())
+          .as("finished by the stopping worker")
+          .isEqualTo("polite-worker");
       assertThat(stage(done, "slow").getAttempt()).isEqualTo(1);
-      assertThat(java.nio.file.Files.readString(log)).contains("stage=slow-hash worker=polite-worker stopped");
+      assertThat(java.nio.file.Files.readString(log))
+          .contains("stage=slow-hash worker=polite-worker stopped");
     } finally {
       child.destroyForcibly();
     }
   }
-
 }

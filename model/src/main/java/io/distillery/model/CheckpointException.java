@@ -12,26 +12,30 @@ import java.util.Objects;
  */
 public abstract class CheckpointException extends IOException implements UnusableInput {
 
-    private final transient Path source;
-    private final String problem;
+  private final transient Path source;
+  private final String problem;
 
-    protected CheckpointException(Path source, String problem) {
-        this(source, problem, null);
-    }
+  protected CheckpointException(Path source, String problem) {
+    this(source, problem, null);
+  }
 
-    protected CheckpointException(Path source, String problem, Throwable cause) {
-        super(Objects.requireNonNull(source, "source") + ": " + Objects.requireNonNull(problem, "problem"), cause);
-        this.source = source;
-        this.problem = problem;
-    }
+  protected CheckpointException(Path source, String problem, Throwable cause) {
+    super(
+        Objects.requireNonNull(source, "source")
+            + ": "
+            + Objects.requireNonNull(problem, "problem"),
+        cause);
+    this.source = source;
+    this.problem = problem;
+  }
 
-    /** The file or directory that was refused. */
-    public Path source() {
-        return source;
-    }
+  /** The file or directory that was refused. */
+  public Path source() {
+    return source;
+  }
 
-    /** What is wrong with it, without the file name. */
-    public String problem() {
-        return problem;
-    }
+  /** What is wrong with it, without the file name. */
+  public String problem() {
+    return problem;
+  }
 }

@@ -9,11 +9,11 @@ import java.nio.file.Path;
  */
 public class CorruptCheckpointException extends CheckpointException {
 
-    public CorruptCheckpointException(Path source, String problem) {
-        super(source, problem);
-    }
+  public CorruptCheckpointException(Path source, String problem) {
+    super(source, problem);
+  }
 
-    public CorruptCheckpointException(Path source, String problem, Throwable cause) {
-        super(source, problem, cause);
-    }
+  public CorruptCheckpointException(Path source, String problem, Throwable cause) {
+    super(source, problem, cause);
+  }
 }

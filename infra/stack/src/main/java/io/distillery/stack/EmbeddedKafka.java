@@ -36,16 +36,18 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A real single-node Kafka 4.3 cluster in this JVM: one {@link KafkaRaftServer} that is both broker and KRaft
- * controller, listening on free loopback ports. It owns its data directory: formats it on first start, reuses it on a
- * restart (topics and records survive; the ports may change), and deletes it on close when it created it as a temp
- * directory.
+ * A real single-node Kafka 4.3 cluster in this JVM: one {@link KafkaRaftServer} that is both broker
+ * and KRaft controller, listening on free loopback ports. It owns its data directory: formats it on
+ * first start, reuses it on a restart (topics and records survive; the ports may change), and
+ * deletes it on close when it created it as a temp directory.
  *
- * <p>The configuration is a production broker scaled down to one replica (internal topics, including the transaction
- * log Kafka Streams exactly-once needs, use replication factor 1 and min ISR 1), tuned to start fast. Topics are
- * <b>not</b> auto-created ({@code auto.create.topics.enable=false}), as on a provisioned cluster: every service must
- * create or declare the topics it uses, so a missing topic fails here rather than only in production. Pass
- * {@code auto.create.topics.enable=true} in the overrides of {@link #start(Path, Map)} to change that.
+ * <p>The configuration is a production broker scaled down to one replica (internal topics,
+ * including the transaction log Kafka Streams exactly-once needs, use replication factor 1 and min
+ * ISR 1), tuned to start fast. Topics are <b>not</b> auto-created ({@code
+ * auto.create.topics.enable=false}), as on a provisioned cluster: every service must create or
+ * declare the topics it uses, so a missing topic fails here rather than only in production. Pass
+ * {@code auto.create.topics.enable=true} in the overrides of {@link #start(Path, Map)} to change
+ * that.
  */
 public final class EmbeddedKafka implements AutoCloseable {
 
@@ -67,7 +69,11 @@ public final class EmbeddedKafka implements AutoCloseable {
   private final AtomicBoolean closed = new AtomicBoolean();
 
   private EmbeddedKafka(
-      KafkaRaftServer server, Path dataDir, boolean deleteOnClose, String bootstrapServers, String clusterId) {
+      KafkaRaftServer server,
+      Path dataDir,
+      boolean deleteOnClose,
+      String bootstrapServers,
+      String clusterId) {
     this.server = server;
     this.dataDir = dataDir;
     this.deleteOnClose = deleteOnClose;
@@ -91,20 +97,25 @@ public final class EmbeddedKafka implements AutoCloseable {
     }
   }
 
-  /** Starts a broker on {@code dataDir}, formatting it when empty and reusing it otherwise; it is kept on close. */
+  /**
+   * Starts a broker on {@code dataDir}, formatting it when empty and reusing it otherwise; it is
+   * kept on close.
+   */
   public static EmbeddedKafka start(Path dataDir) {
     return start(dataDir, Map.of());
   }
 
   /**
-   * As {@link #start(Path)}, with broker properties that replace the defaults of this class (for example
-   * {@code auto.create.topics.enable=true}). Listener, port and quorum properties should be left alone.
+   * As {@link #start(Path)}, with broker properties that replace the defaults of this class (for
+   * example {@code auto.create.topics.enable=true}). Listener, port and quorum properties should be
+   * left alone.
    */
   public static EmbeddedKafka start(Path dataDir, Map<String, String> overrides) {
     return start(dataDir, overrides, false);
   }
 
-  private static EmbeddedKafka start(Path dataDir, Map<String, String> overrides, boolean deleteOnClose) {
+  private static EmbeddedKafka start(
+      Path dataDir, Map<String, String> overrides, boolean deleteOnClose) {
     long startNanos = System.nanoTime();
     Path logDir = dataDir.toAbsolutePath().resolve(LOG_DIR_NAME);
     String clusterId = formatIfNeeded(logDir);
@@ -121,7 +132,10 @@ public final class EmbeddedKafka implements AutoCloseable {
       } catch (RuntimeException e) {
         stopQuietly(server, e);
         if (isBindFailure(e) && attempt < BIND_ATTEMPTS) {
-          LOG.warn("Kafka port taken between probe and bind, retrying attempt={} ports={}", attempt, ports);
+          LOG.warn(
+              "Kafka port taken between probe and bind, retrying attempt={} ports={}",
+              attempt,
+              ports);
           continue;
         }
         throw e instanceof StackStartException s
@@ -154,7 +168,10 @@ public final class EmbeddedKafka implements AutoCloseable {
     return clusterId;
   }
 
-  /** Shuts broker and controller down, waits for them, and deletes the data directory if it was a temp one. */
+  /**
+   * Shuts broker and controller down, waits for them, and deletes the data directory if it was a
+   * temp one.
+   */
   @Override
   public void close() {
     if (!closed.compareAndSet(false, true)) {
@@ -180,23 +197,36 @@ public final class EmbeddedKafka implements AutoCloseable {
     Map<String, String> p = new LinkedHashMap<>();
     p.put("process.roles", "broker,controller");
     p.put("node.id", String.valueOf(NODE_ID));
-    // A static quorum (kraft.version 0) stores voter ids, not addresses, so a restart may use other ports.
+    // A static quorum (kraft.version 0) stores voter ids, not addresses, so a restart may use other
+    // ports.
     p.put("controller.quorum.voters", NODE_ID + "@" + LOOPBACK + ":" + controllerPort);
     p.put("controller.listener.names", CONTROLLER_LISTENER);
     p.put(
         "listeners",
-        BROKER_LISTENER + "://" + LOOPBACK + ":" + brokerPort + "," + CONTROLLER_LISTENER + "://" + LOOPBACK + ":"
+        BROKER_LISTENER
+            + "://"
+            + LOOPBACK
+            + ":"
+            + brokerPort
+            + ","
+            + CONTROLLER_LISTENER
+            + "://"
+            + LOOPBACK
+            + ":"
             + controllerPort);
     p.put("advertised.listeners", BROKER_LISTENER + "://" + LOOPBACK + ":" + brokerPort);
     p.put("inter.broker.listener.name", BROKER_LISTENER);
-    p.put("listener.security.protocol.map", BROKER_LISTENER + ":PLAINTEXT," + CONTROLLER_LISTENER + ":PLAINTEXT");
+    p.put(
+        "listener.security.protocol.map",
+        BROKER_LISTENER + ":PLAINTEXT," + CONTROLLER_LISTENER + ":PLAINTEXT");
     p.put("log.dirs", logDir.toString());
 
     p.put("auto.create.topics.enable", "false");
     p.put("num.partitions", "3");
     p.put("default.replication.factor", "1");
     p.put("min.insync.replicas", "1");
-    // Internal topics on one replica; fewer partitions than the default 50 keep the first group/transaction fast.
+    // Internal topics on one replica; fewer partitions than the default 50 keep the first
+    // group/transaction fast.
     p.put("offsets.topic.replication.factor", "1");
     p.put("offsets.topic.num.partitions", "5");
     p.put("transaction.state.log.replication.factor", "1");
@@ -210,7 +240,8 @@ public final class EmbeddedKafka implements AutoCloseable {
     // Start and shut down fast: the broker is unfenced after its first heartbeats.
     p.put("broker.heartbeat.interval.ms", "500");
     p.put("broker.session.timeout.ms", "6000");
-    // Smaller thread pools and cleaner buffer than a production broker (the default buffer is 128 MiB).
+    // Smaller thread pools and cleaner buffer than a production broker (the default buffer is 128
+    // MiB).
     p.put("num.network.threads", "2");
     p.put("num.io.threads", "4");
     p.put("background.threads", "4");
@@ -218,7 +249,10 @@ public final class EmbeddedKafka implements AutoCloseable {
     return p;
   }
 
-  /** Formats {@code logDir} as a KRaft log directory unless it already is one; returns the cluster id. */
+  /**
+   * Formats {@code logDir} as a KRaft log directory unless it already is one; returns the cluster
+   * id.
+   */
   private static String formatIfNeeded(Path logDir) {
     Path metaProperties = logDir.resolve("meta.properties");
     if (Files.isRegularFile(metaProperties)) {
@@ -231,7 +265,10 @@ public final class EmbeddedKafka implements AutoCloseable {
     return clusterId;
   }
 
-  /** Formats {@code logDir} as the KRaft log directory of node {@code nodeId} of cluster {@code clusterId}. */
+  /**
+   * Formats {@code logDir} as the KRaft log directory of node {@code nodeId} of cluster {@code
+   * clusterId}.
+   */
   static void format(Path logDir, int nodeId, String clusterId) {
     ByteArrayOutputStream output = new ByteArrayOutputStream();
     try {
@@ -246,10 +283,19 @@ public final class EmbeddedKafka implements AutoCloseable {
           .setHasDynamicQuorum(false)
           .run();
     } catch (Exception e) {
-      throw new StackStartException("Kafka: cannot format node " + nodeId + " logDir=" + logDir + ": "
-          + output.toString(StandardCharsets.UTF_8).strip(), e);
+      throw new StackStartException(
+          "Kafka: cannot format node "
+              + nodeId
+              + " logDir="
+              + logDir
+              + ": "
+              + output.toString(StandardCharsets.UTF_8).strip(),
+          e);
     }
-    LOG.debug("Kafka formatted logDir={} output={}", logDir, output.toString(StandardCharsets.UTF_8).strip());
+    LOG.debug(
+        "Kafka formatted logDir={} output={}",
+        logDir,
+        output.toString(StandardCharsets.UTF_8).strip());
   }
 
   private static String readClusterId(Path metaProperties) {
@@ -262,7 +308,12 @@ public final class EmbeddedKafka implements AutoCloseable {
     String nodeId = meta.getProperty("node.id");
     if (!String.valueOf(NODE_ID).equals(nodeId)) {
       throw new StackStartException(
-          "Kafka: " + metaProperties + " belongs to node.id=" + nodeId + ", not to this single node " + NODE_ID);
+          "Kafka: "
+              + metaProperties
+              + " belongs to node.id="
+              + nodeId
+              + ", not to this single node "
+              + NODE_ID);
     }
     return meta.getProperty("cluster.id");
   }
@@ -280,7 +331,10 @@ public final class EmbeddedKafka implements AutoCloseable {
       while (System.nanoTime() < deadline) {
         try {
           Collection<Node> nodes =
-              admin.describeCluster().nodes().get(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
+              admin
+                  .describeCluster()
+                  .nodes()
+                  .get(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
           if (nodes.stream().anyMatch(n -> n.id() == NODE_ID)) {
             return;
           }
@@ -294,10 +348,14 @@ public final class EmbeddedKafka implements AutoCloseable {
       }
     }
     throw new StackStartException(
-        "Kafka: broker at " + bootstrap + " did not answer describeCluster within " + START_TIMEOUT, last);
+        "Kafka: broker at " + bootstrap + " did not answer describeCluster within " + START_TIMEOUT,
+        last);
   }
 
-  /** Picks distinct free loopback ports by binding them all at once, then releasing them for the broker. */
+  /**
+   * Picks distinct free loopback ports by binding them all at once, then releasing them for the
+   * broker.
+   */
   static int[] freeLoopbackPorts(int count) {
     List<ServerSocket> sockets = new ArrayList<>();
     try {

@@ -1,9 +1,6 @@
 package io.distillery.stack;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -28,19 +25,20 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.utils.Time;
-import org.apache.kafka.metadata.storage.Formatter;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A real N-node Kafka cluster in this JVM, for fault tests: every node is broker and KRaft controller (a static quorum
- * of all nodes, so it survives the loss of a minority), on free loopback ports under one temp directory that
- * {@link #close()} deletes. Topics default to replication factor N and {@code min.insync.replicas} as given, and so do
- * the internal topics (offsets, transactions), as on a provisioned production cluster.
+ * A real N-node Kafka cluster in this JVM, for fault tests: every node is broker and KRaft
+ * controller (a static quorum of all nodes, so it survives the loss of a minority), on free
+ * loopback ports under one temp directory that {@link #close()} deletes. Topics default to
+ * replication factor N and {@code min.insync.replicas} as given, and so do the internal topics
+ * (offsets, transactions), as on a provisioned production cluster.
  *
- * <p>{@link #stopNode(int)} takes one node away as a crash would look to the others: no controlled shutdown, so its
- * partitions stay led by it until the controller fences it after the broker session timeout. The one-broker
- * {@link EmbeddedKafka} stays the stack of {@code distillery up}; this class exists for the tests that need more.
+ * <p>{@link #stopNode(int)} takes one node away as a crash would look to the others: no controlled
+ * shutdown, so its partitions stay led by it until the controller fences it after the broker
+ * session timeout. The one-broker {@link EmbeddedKafka} stays the stack of {@code distillery up};
+ * this class exists for the tests that need more.
  */
 public final class KafkaCluster implements AutoCloseable {
 
@@ -57,7 +55,10 @@ public final class KafkaCluster implements AutoCloseable {
   private final int minInsyncReplicas;
   private final AtomicBoolean closed = new AtomicBoolean();
 
-  private KafkaCluster(Path dataDir, Map<Integer, KafkaRaftServer> servers, Map<Integer, String> brokerAddresses,
+  private KafkaCluster(
+      Path dataDir,
+      Map<Integer, KafkaRaftServer> servers,
+      Map<Integer, String> brokerAddresses,
       int minInsyncReplicas) {
     this.dataDir = dataDir;
     this.servers = servers;
@@ -66,8 +67,9 @@ public final class KafkaCluster implements AutoCloseable {
   }
 
   /**
-   * Starts {@code nodes} nodes (ids 1..nodes) on a new temp directory. Topics created without a replication factor
-   * get {@code nodes} replicas; {@code minInsyncReplicas} is the broker default for every topic.
+   * Starts {@code nodes} nodes (ids 1..nodes) on a new temp directory. Topics created without a
+   * replication factor get {@code nodes} replicas; {@code minInsyncReplicas} is the broker default
+   * for every topic.
    */
   public static KafkaCluster start(int nodes, int minInsyncReplicas) {
     if (nodes < 1) {
@@ -75,7 +77,10 @@ public final class KafkaCluster implements AutoCloseable {
     }
     if (minInsyncReplicas < 1 || minInsyncReplicas > nodes) {
       throw new IllegalArgumentException(
-          "min.insync.replicas must be between 1 and the node count " + nodes + ", was " + minInsyncReplicas);
+          "min.insync.replicas must be between 1 and the node count "
+              + nodes
+              + ", was "
+              + minInsyncReplicas);
     }
     long startNanos = System.nanoTime();
     Path dir;
@@ -85,9 +90,10 @@ public final class KafkaCluster implements AutoCloseable {
       throw new StackStartException("Kafka cluster: cannot create a temp data directory", e);
     }
     int[] ports = EmbeddedKafka.freeLoopbackPorts(2 * nodes);
-    String voters = IntStream.rangeClosed(1, nodes)
-        .mapToObj(id -> id + "@" + LOOPBACK + ":" + ports[2 * (id - 1) + 1])
-        .collect(Collectors.joining(","));
+    String voters =
+        IntStream.rangeClosed(1, nodes)
+            .mapToObj(id -> id + "@" + LOOPBACK + ":" + ports[2 * (id - 1) + 1])
+            .collect(Collectors.joining(","));
     String clusterId = Uuid.randomUuid().toString();
     Map<Integer, KafkaRaftServer> servers = new LinkedHashMap<>();
     Map<Integer, String> addresses = new LinkedHashMap<>();
@@ -95,15 +101,27 @@ public final class KafkaCluster implements AutoCloseable {
       for (int id = 1; id <= nodes; id++) {
         Path logDir = dir.resolve("node-" + id).resolve(EmbeddedKafka.LOG_DIR_NAME);
         EmbeddedKafka.format(logDir, id, clusterId);
-        Map<String, String> props = nodeConfig(logDir, id, ports[2 * (id - 1)], ports[2 * (id - 1) + 1], voters,
-            nodes, minInsyncReplicas);
+        Map<String, String> props =
+            nodeConfig(
+                logDir,
+                id,
+                ports[2 * (id - 1)],
+                ports[2 * (id - 1) + 1],
+                voters,
+                nodes,
+                minInsyncReplicas);
         servers.put(id, new KafkaRaftServer(new KafkaConfig(props, false), Time.SYSTEM));
         addresses.put(id, LOOPBACK + ":" + ports[2 * (id - 1)]);
       }
-      // In parallel: a node's broker waits for the metadata quorum, which needs a majority of the nodes up.
-      List<CompletableFuture<Void>> starts = servers.values().stream()
-          .map(s -> CompletableFuture.runAsync(s::startup, r -> Thread.ofPlatform().daemon(true).start(r)))
-          .toList();
+      // In parallel: a node's broker waits for the metadata quorum, which needs a majority of the
+      // nodes up.
+      List<CompletableFuture<Void>> starts =
+          servers.values().stream()
+              .map(
+                  s ->
+                      CompletableFuture.runAsync(
+                          s::startup, r -> Thread.ofPlatform().daemon(true).start(r)))
+              .toList();
       CompletableFuture.allOf(starts.toArray(CompletableFuture[]::new))
           .get(START_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
       awaitBrokers(String.join(",", addresses.values()), servers.keySet(), startNanos);
@@ -116,16 +134,23 @@ public final class KafkaCluster implements AutoCloseable {
       Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
       throw cause instanceof StackStartException s
           ? s
-          : new StackStartException("Kafka cluster of " + nodes + " nodes failed to start: " + cause, cause);
+          : new StackStartException(
+              "Kafka cluster of " + nodes + " nodes failed to start: " + cause, cause);
     }
     KafkaCluster cluster = new KafkaCluster(dir, servers, addresses, minInsyncReplicas);
-    LOG.info("Kafka cluster started nodes={} bootstrapServers={} clusterId={} minInsyncReplicas={} startMs={}", nodes,
-        cluster.bootstrapServers(), clusterId, minInsyncReplicas,
+    LOG.info(
+        "Kafka cluster started nodes={} bootstrapServers={} clusterId={} minInsyncReplicas={} startMs={}",
+        nodes,
+        cluster.bootstrapServers(),
+        clusterId,
+        minInsyncReplicas,
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
     return cluster;
   }
 
-  /** {@code host:port} of every node's broker listener, stopped ones included (clients skip those). */
+  /**
+   * {@code host:port} of every node's broker listener, stopped ones included (clients skip those).
+   */
   public String bootstrapServers() {
     return String.join(",", brokerAddresses.values());
   }
@@ -154,8 +179,9 @@ public final class KafkaCluster implements AutoCloseable {
   }
 
   /**
-   * Stops node {@code nodeId} (broker and controller) without a controlled shutdown and waits until it is down; the
-   * cluster notices when its session times out. Its data stays until {@link #close()}.
+   * Stops node {@code nodeId} (broker and controller) without a controlled shutdown and waits until
+   * it is down; the cluster notices when its session times out. Its data stays until {@link
+   * #close()}.
    */
   public void stopNode(int nodeId) {
     KafkaRaftServer server = servers.get(nodeId);
@@ -168,12 +194,16 @@ public final class KafkaCluster implements AutoCloseable {
     long startNanos = System.nanoTime();
     server.shutdown();
     server.awaitShutdown();
-    LOG.info("Kafka node stopped nodeId={} address={} stopMs={}", nodeId, brokerAddresses.get(nodeId),
+    LOG.info(
+        "Kafka node stopped nodeId={} address={} stopMs={}",
+        nodeId,
+        brokerAddresses.get(nodeId),
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
   }
 
   /**
-   * Stops the nodes still running, all at once (one left alone would wait for a quorum), and deletes the data.
+   * Stops the nodes still running, all at once (one left alone would wait for a quorum), and
+   * deletes the data.
    */
   @Override
   public void close() {
@@ -182,16 +212,21 @@ public final class KafkaCluster implements AutoCloseable {
     }
     try {
       List<CompletableFuture<Void>> stops = new ArrayList<>();
-      servers.forEach((id, server) -> {
-        if (stopped.add(id)) {
-          stops.add(CompletableFuture.runAsync(() -> stopQuietly(server),
-              r -> Thread.ofPlatform().daemon(true).start(r)));
-        }
-      });
+      servers.forEach(
+          (id, server) -> {
+            if (stopped.add(id)) {
+              stops.add(
+                  CompletableFuture.runAsync(
+                      () -> stopQuietly(server), r -> Thread.ofPlatform().daemon(true).start(r)));
+            }
+          });
       CompletableFuture.allOf(stops.toArray(CompletableFuture[]::new))
           .get(STOP_TIMEOUT.toSeconds() * 2, TimeUnit.SECONDS);
     } catch (ExecutionException | TimeoutException e) {
-      LOG.warn("Kafka cluster did not stop cleanly within {}: {}", STOP_TIMEOUT.multipliedBy(2), e.toString());
+      LOG.warn(
+          "Kafka cluster did not stop cleanly within {}: {}",
+          STOP_TIMEOUT.multipliedBy(2),
+          e.toString());
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } finally {
@@ -200,8 +235,14 @@ public final class KafkaCluster implements AutoCloseable {
     LOG.info("Kafka cluster stopped bootstrapServers={}", bootstrapServers());
   }
 
-  static Map<String, String> nodeConfig(Path logDir, int nodeId, int brokerPort, int controllerPort, String voters,
-      int nodes, int minInsyncReplicas) {
+  static Map<String, String> nodeConfig(
+      Path logDir,
+      int nodeId,
+      int brokerPort,
+      int controllerPort,
+      String voters,
+      int nodes,
+      int minInsyncReplicas) {
     Map<String, String> p = EmbeddedKafka.brokerConfig(logDir, brokerPort, controllerPort);
     p.put("node.id", String.valueOf(nodeId));
     p.put("controller.quorum.voters", voters);
@@ -214,27 +255,33 @@ public final class KafkaCluster implements AutoCloseable {
     p.put("transaction.state.log.min.isr", minIsr);
     p.put("share.coordinator.state.topic.replication.factor", replication);
     p.put("share.coordinator.state.topic.min.isr", minIsr);
-    // A lost node is a crash, not a polite leave: its leaderships move only when the controller fences it.
+    // A lost node is a crash, not a polite leave: its leaderships move only when the controller
+    // fences it.
     p.put("controlled.shutdown.enable", "false");
-    // Unclean leader election would lose acknowledged records; the default (false) is what the fault test relies on.
+    // Unclean leader election would lose acknowledged records; the default (false) is what the
+    // fault test relies on.
     p.put("unclean.leader.election.enable", "false");
     return p;
   }
 
-
   /** Waits until every node is listed as an alive broker. */
   private static void awaitBrokers(String bootstrap, Collection<Integer> ids, long startNanos) {
     long deadline = startNanos + START_TIMEOUT.toNanos();
-    Map<String, Object> config = Map.of(
-        AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
-        AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 5_000,
-        AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 10_000);
+    Map<String, Object> config =
+        Map.of(
+            AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap,
+            AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 5_000,
+            AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 10_000);
     Exception last = null;
     Collection<Node> nodes = List.of();
     try (Admin admin = Admin.create(config)) {
       while (System.nanoTime() < deadline) {
         try {
-          nodes = admin.describeCluster().nodes().get(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
+          nodes =
+              admin
+                  .describeCluster()
+                  .nodes()
+                  .get(deadline - System.nanoTime(), TimeUnit.NANOSECONDS);
           if (nodes.stream().map(Node::id).collect(Collectors.toSet()).containsAll(ids)) {
             return;
           }
@@ -243,12 +290,21 @@ public final class KafkaCluster implements AutoCloseable {
           last = e;
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
-          throw new StackStartException("Kafka cluster: interrupted while waiting for the brokers", e);
+          throw new StackStartException(
+              "Kafka cluster: interrupted while waiting for the brokers", e);
         }
       }
     }
-    throw new StackStartException("Kafka cluster at " + bootstrap + ": brokers " + ids + " not all alive within "
-        + START_TIMEOUT + ", last saw " + nodes, last);
+    throw new StackStartException(
+        "Kafka cluster at "
+            + bootstrap
+            + ": brokers "
+            + ids
+            + " not all alive within "
+            + START_TIMEOUT
+            + ", last saw "
+            + nodes,
+        last);
   }
 
   private static void stopQuietly(KafkaRaftServer server) {

@@ -9,12 +9,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Everything Distillery needs outside its own services, on one machine without Docker: a Kafka broker in this JVM and
- * the schema registry as a child process, under one run directory. This is what {@code distillery up} and the
- * integration tests start.
+ * Everything Distillery needs outside its own services, on one machine without Docker: a Kafka
+ * broker in this JVM and the schema registry as a child process, under one run directory. This is
+ * what {@code distillery up} and the integration tests start.
  *
- * <p>Layout of the run directory; all of it survives a restart on the same directory, so topics, records and the
- * schema ids those records carry stay consistent:
+ * <p>Layout of the run directory; all of it survives a restart on the same directory, so topics,
+ * records and the schema ids those records carry stay consistent:
  *
  * <pre>
  * runDir/kafka/      broker data ({@link EmbeddedKafka})
@@ -37,14 +37,18 @@ public final class LocalStack implements AutoCloseable {
     this.registry = registry;
   }
 
-  /** Starts the stack under {@code runDir} with the registry app found by {@link SchemaRegistryProcess#locateApp()}. */
+  /**
+   * Starts the stack under {@code runDir} with the registry app found by {@link
+   * SchemaRegistryProcess#locateApp()}.
+   */
   public static LocalStack start(Path runDir) {
     return start(runDir, SchemaRegistryProcess.locateApp());
   }
 
   /**
-   * Starts the stack under {@code runDir} with the given registry app. The registry JVM boots while the broker starts
-   * in this one; if either fails, the other is stopped before the failure is thrown.
+   * Starts the stack under {@code runDir} with the given registry app. The registry JVM boots while
+   * the broker starts in this one; if either fails, the other is stopped before the failure is
+   * thrown.
    */
   public static LocalStack start(Path runDir, Path registryApp) {
     long startNanos = System.nanoTime();
@@ -57,7 +61,8 @@ public final class LocalStack implements AutoCloseable {
             () -> {
               try {
                 registryStart.complete(
-                    SchemaRegistryProcess.start(registryApp, dir.resolve("logs"), dir.resolve("registry")));
+                    SchemaRegistryProcess.start(
+                        registryApp, dir.resolve("logs"), dir.resolve("registry")));
               } catch (Throwable t) {
                 registryStart.completeExceptionally(t);
               }
@@ -78,7 +83,9 @@ public final class LocalStack implements AutoCloseable {
       registry = registryStart.join();
     } catch (CompletionException e) {
       kafka.close();
-      throw e.getCause() instanceof RuntimeException r ? r : new StackStartException("Schema registry", e.getCause());
+      throw e.getCause() instanceof RuntimeException r
+          ? r
+          : new StackStartException("Schema registry", e.getCause());
     }
     LocalStack stack = new LocalStack(dir, kafka, registry);
     LOG.info(
@@ -95,7 +102,10 @@ public final class LocalStack implements AutoCloseable {
     return kafka.bootstrapServers();
   }
 
-  /** Base URL of the registry's Confluent-compatible API, {@code http://127.0.0.1:<port>/apis/ccompat/v7}. */
+  /**
+   * Base URL of the registry's Confluent-compatible API, {@code
+   * http://127.0.0.1:<port>/apis/ccompat/v7}.
+   */
   public String registryUrl() {
     return registry.url();
   }

@@ -26,31 +26,40 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The schema registry of the local stack: the Apicurio Registry app that {@code infra/registry} builds, run as a
- * child process of this JVM on a free loopback port. It serves the Confluent-compatible REST API at {@link #url()}, so
- * clients written against a Confluent registry work unchanged.
+ * The schema registry of the local stack: the Apicurio Registry app that {@code infra/registry}
+ * builds, run as a child process of this JVM on a free loopback port. It serves the
+ * Confluent-compatible REST API at {@link #url()}, so clients written against a Confluent registry
+ * work unchanged.
  *
- * <p>It owns the child process: its output is appended to {@value #LOG_FILE_NAME} in the given directory, and the
- * process with its descendants is destroyed on {@link #close()} or, if close is never called, when this JVM shuts
- * down.
- * Storage is Apicurio's in-memory H2 database unless a storage directory is given, in which case schemas (and so
- * their ids, which Kafka records carry) survive a restart.
+ * <p>It owns the child process: its output is appended to {@value #LOG_FILE_NAME} in the given
+ * directory, and the process with its descendants is destroyed on {@link #close()} or, if close is
+ * never called, when this JVM shuts down. Storage is Apicurio's in-memory H2 database unless a
+ * storage directory is given, in which case schemas (and so their ids, which Kafka records carry)
+ * survive a restart.
  */
 public final class SchemaRegistryProcess implements AutoCloseable {
 
   private static final Logger LOG = LoggerFactory.getLogger(SchemaRegistryProcess.class);
 
-  /** System property naming the registry app ({@code quarkus-run.jar}); wins over the environment variable. */
+  /**
+   * System property naming the registry app ({@code quarkus-run.jar}); wins over the environment
+   * variable.
+   */
   public static final String APP_PROPERTY = "distillery.registry.app";
+
   /** Environment variable naming the registry app, used when {@value #APP_PROPERTY} is not set. */
   public static final String APP_ENV = "DISTILLERY_REGISTRY_APP";
+
   /** Where {@code infra/registry} builds the app, relative to the project root. */
-  public static final String APP_RELATIVE_PATH = "infra/registry/target/quarkus-app/quarkus-run.jar";
+  public static final String APP_RELATIVE_PATH =
+      "infra/registry/target/quarkus-app/quarkus-run.jar";
+
   /** Name of the log file written in the log directory. */
   public static final String LOG_FILE_NAME = "schema-registry.log";
 
   private static final String BUILD_HINT = "Build it with `./mvnw -pl infra/registry package`";
-  private static final Pattern LISTENING = Pattern.compile("Listening on: https?://[^\\s:/]+:(\\d+)");
+  private static final Pattern LISTENING =
+      Pattern.compile("Listening on: https?://[^\\s:/]+:(\\d+)");
   private static final String CONFLUENT_API = "/apis/ccompat/v7";
   private static final Duration START_TIMEOUT = Duration.ofSeconds(90);
   private static final Duration STOP_TIMEOUT = Duration.ofSeconds(15);
@@ -62,7 +71,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   private final Thread shutdownHook;
   private final AtomicBoolean closed;
 
-  private SchemaRegistryProcess(Process process, int port, Path logFile, Thread shutdownHook, AtomicBoolean stopping) {
+  private SchemaRegistryProcess(
+      Process process, int port, Path logFile, Thread shutdownHook, AtomicBoolean stopping) {
     this.process = process;
     this.port = port;
     this.logFile = logFile;
@@ -71,13 +81,16 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   }
 
   /**
-   * Finds the registry app: the {@value #APP_PROPERTY} system property, else the {@value #APP_ENV} environment
-   * variable, else {@value #APP_RELATIVE_PATH} in the working directory or one of its parents.
+   * Finds the registry app: the {@value #APP_PROPERTY} system property, else the {@value #APP_ENV}
+   * environment variable, else {@value #APP_RELATIVE_PATH} in the working directory or one of its
+   * parents.
    *
-   * @throws StackStartException when the named file, or any built app, is missing; the message says how to build it
+   * @throws StackStartException when the named file, or any built app, is missing; the message says
+   *     how to build it
    */
   public static Path locateApp() {
-    return locateApp(System.getProperty(APP_PROPERTY), System.getenv(APP_ENV), Path.of("").toAbsolutePath());
+    return locateApp(
+        System.getProperty(APP_PROPERTY), System.getenv(APP_ENV), Path.of("").toAbsolutePath());
   }
 
   static Path locateApp(String property, String env, Path workingDir) {
@@ -110,7 +123,13 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   private static Path existingApp(Path app, String source) {
     if (!Files.isRegularFile(app)) {
       throw new StackStartException(
-          "Schema registry app not found: " + app + " (from " + source + ") does not exist. " + BUILD_HINT + ".");
+          "Schema registry app not found: "
+              + app
+              + " (from "
+              + source
+              + ") does not exist. "
+              + BUILD_HINT
+              + ".");
     }
     return app;
   }
@@ -121,16 +140,17 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   }
 
   /**
-   * Starts the registry app {@code app}, logging to {@code logDir} and keeping its H2 database in {@code storageDir},
-   * so registered schemas keep their ids across restarts on the same directory.
+   * Starts the registry app {@code app}, logging to {@code logDir} and keeping its H2 database in
+   * {@code storageDir}, so registered schemas keep their ids across restarts on the same directory.
    */
   public static SchemaRegistryProcess start(Path app, Path logDir, Path storageDir) {
     return launch(app, logDir, storageDir, 0);
   }
 
   /**
-   * As {@link #start(Path, Path, Path)}, on {@code port}: how a registry comes back after an outage at the address its
-   * clients know (start it on the {@link #port()} of the one that was stopped, with the same storage directory).
+   * As {@link #start(Path, Path, Path)}, on {@code port}: how a registry comes back after an outage
+   * at the address its clients know (start it on the {@link #port()} of the one that was stopped,
+   * with the same storage directory).
    */
   public static SchemaRegistryProcess start(Path app, Path logDir, Path storageDir, int port) {
     if (port <= 0 || port > 65535) {
@@ -139,7 +159,10 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     return launch(app, logDir, storageDir, port);
   }
 
-  /** Launches the app on {@code port} (0: a free one, which the app reports) and waits until it answers. */
+  /**
+   * Launches the app on {@code port} (0: a free one, which the app reports) and waits until it
+   * answers.
+   */
   private static SchemaRegistryProcess launch(Path app, Path logDir, Path storageDir, int port) {
     long startNanos = System.nanoTime();
     long deadline = startNanos + START_TIMEOUT.toNanos();
@@ -158,7 +181,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
               .redirectErrorStream(true)
               .start();
     } catch (IOException e) {
-      throw new StackStartException("Schema registry: cannot launch " + String.join(" ", command), e);
+      throw new StackStartException(
+          "Schema registry: cannot launch " + String.join(" ", command), e);
     }
     AtomicBoolean stopping = new AtomicBoolean();
     Thread shutdownHook =
@@ -173,7 +197,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     CompletableFuture<Integer> listening = pumpOutput(process, logFile, stopping);
     SchemaRegistryProcess registry;
     try {
-      int listeningPort = listening.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+      int listeningPort =
+          listening.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
       registry = new SchemaRegistryProcess(process, listeningPort, logFile, shutdownHook, stopping);
       registry.awaitReady(deadline);
     } catch (TimeoutException | ExecutionException | InterruptedException | StackStartException e) {
@@ -220,7 +245,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     command.add("-Dquarkus.log.category.\"io.sentry\".level=ERROR");
     if (storageDir != null) {
       command.add(
-          "-Dquarkus.datasource.jdbc.url=jdbc:h2:file:" + storageDir.toAbsolutePath().resolve("registry_db"));
+          "-Dquarkus.datasource.jdbc.url=jdbc:h2:file:"
+              + storageDir.toAbsolutePath().resolve("registry_db"));
     }
     command.add("-jar");
     command.add(appJar.toString());
@@ -237,16 +263,21 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     return ProcessHandle.current()
         .info()
         .command()
-        .orElseThrow(() -> new StackStartException("Schema registry: cannot find the java executable at " + java));
+        .orElseThrow(
+            () ->
+                new StackStartException(
+                    "Schema registry: cannot find the java executable at " + java));
   }
 
   /**
-   * Copies the child's output line by line to {@code logFile} on a daemon thread; the returned future completes with
-   * the HTTP port from Quarkus's "Listening on:" line, or fails when the output ends before that line. Once {@code
-   * stopping} is set (close, the shutdown hook), the output closing under the reader is the expected end and is not
-   * reported: {@link Process#isAlive()} cannot tell, it is often still true when the JDK closes the pipe.
+   * Copies the child's output line by line to {@code logFile} on a daemon thread; the returned
+   * future completes with the HTTP port from Quarkus's "Listening on:" line, or fails when the
+   * output ends before that line. Once {@code stopping} is set (close, the shutdown hook), the
+   * output closing under the reader is the expected end and is not reported: {@link
+   * Process#isAlive()} cannot tell, it is often still true when the JDK closes the pipe.
    */
-  static CompletableFuture<Integer> pumpOutput(Process process, Path logFile, AtomicBoolean stopping) {
+  static CompletableFuture<Integer> pumpOutput(
+      Process process, Path logFile, AtomicBoolean stopping) {
     CompletableFuture<Integer> listening = new CompletableFuture<>();
     Thread.ofPlatform()
         .name("schema-registry-log")
@@ -254,10 +285,14 @@ public final class SchemaRegistryProcess implements AutoCloseable {
         .start(
             () -> {
               try (BufferedReader in =
-                      new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+                      new BufferedReader(
+                          new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
                   BufferedWriter out =
                       Files.newBufferedWriter(
-                          logFile, StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+                          logFile,
+                          StandardCharsets.UTF_8,
+                          StandardOpenOption.CREATE,
+                          StandardOpenOption.APPEND)) {
                 String line;
                 while ((line = in.readLine()) != null) {
                   out.write(line);
@@ -273,14 +308,18 @@ public final class SchemaRegistryProcess implements AutoCloseable {
               } catch (IOException e) {
                 listening.completeExceptionally(e);
                 if (stopping.get()) {
-                  LOG.debug("Schema registry output closed while stopping log={}: {}", logFile, e.toString());
+                  LOG.debug(
+                      "Schema registry output closed while stopping log={}: {}",
+                      logFile,
+                      e.toString());
                 } else {
                   LOG.warn("Schema registry log copy failed log={}", logFile, e);
                 }
               } finally {
                 if (!listening.isDone()) {
                   listening.completeExceptionally(
-                      new StackStartException("process exited before listening, exit " + exitCode(process)));
+                      new StackStartException(
+                          "process exited before listening, exit " + exitCode(process)));
                 }
               }
             });
@@ -289,7 +328,9 @@ public final class SchemaRegistryProcess implements AutoCloseable {
 
   private static String exitCode(Process process) {
     try {
-      return process.waitFor(5, TimeUnit.SECONDS) ? String.valueOf(process.exitValue()) : "unknown (still running)";
+      return process.waitFor(5, TimeUnit.SECONDS)
+          ? String.valueOf(process.exitValue())
+          : "unknown (still running)";
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       return "unknown (interrupted)";
@@ -299,7 +340,10 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   /** Polls {@code GET /subjects} until it answers 200: the REST layer and the storage are up. */
   private void awaitReady(long deadline) throws InterruptedException {
     HttpRequest request =
-        HttpRequest.newBuilder(URI.create(url() + "/subjects")).timeout(Duration.ofSeconds(5)).GET().build();
+        HttpRequest.newBuilder(URI.create(url() + "/subjects"))
+            .timeout(Duration.ofSeconds(5))
+            .GET()
+            .build();
     String last = "no answer";
     try (HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build()) {
       while (System.nanoTime() < deadline) {
@@ -341,7 +385,9 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     return logFile;
   }
 
-  /** Stops the registry process and its descendants: politely first, forcibly after a grace period. */
+  /**
+   * Stops the registry process and its descendants: politely first, forcibly after a grace period.
+   */
   @Override
   public void close() {
     if (!closed.compareAndSet(false, true)) {
@@ -363,7 +409,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
     process.destroy();
     try {
       if (!process.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
-        LOG.warn("Schema registry ignored SIGTERM for {}, killing pid={}", STOP_TIMEOUT, process.pid());
+        LOG.warn(
+            "Schema registry ignored SIGTERM for {}, killing pid={}", STOP_TIMEOUT, process.pid());
         process.destroyForcibly();
         process.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
       }
@@ -386,7 +433,8 @@ public final class SchemaRegistryProcess implements AutoCloseable {
   private static String logTail(Path logFile) {
     try {
       List<String> lines = Files.readAllLines(logFile, StandardCharsets.UTF_8);
-      return String.join("\n", lines.subList(Math.max(0, lines.size() - LOG_TAIL_LINES), lines.size()));
+      return String.join(
+          "\n", lines.subList(Math.max(0, lines.size() - LOG_TAIL_LINES), lines.size()));
     } catch (IOException e) {
       return "(log unreadable: " + e + ")";
     }

@@ -26,8 +26,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
-import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -51,7 +51,8 @@ class EmbeddedKafkaTest {
       createTopic(kafka, "distillery.test.events", 3);
 
       RecordMetadata written = produce(kafka, "distillery.test.events", "run-1", "hello");
-      List<ConsumerRecord<String, String>> read = consumeAtLeast(kafka, "distillery.test.events", 1);
+      List<ConsumerRecord<String, String>> read =
+          consumeAtLeast(kafka, "distillery.test.events", 1);
 
       assertThat(read)
           .singleElement()
@@ -78,12 +79,16 @@ class EmbeddedKafkaTest {
       assertThat(restarted.clusterId()).isEqualTo(clusterId);
       try (Admin admin = admin(restarted)) {
         Map<String, TopicDescription> topics =
-            admin.describeTopics(Set.of("distillery.runs")).allTopicNames().get(30, TimeUnit.SECONDS);
+            admin
+                .describeTopics(Set.of("distillery.runs"))
+                .allTopicNames()
+                .get(30, TimeUnit.SECONDS);
         TopicDescription topic = topics.get("distillery.runs");
         assertThat(topic.partitions()).hasSize(3);
       }
       List<ConsumerRecord<String, String>> read = consumeAtLeast(restarted, "distillery.runs", 1);
-      assertThat(read).extracting(ConsumerRecord::key, ConsumerRecord::value)
+      assertThat(read)
+          .extracting(ConsumerRecord::key, ConsumerRecord::value)
           .containsExactly(Tuple.tuple("run-7", "state-after-calib"));
     }
   }
@@ -91,17 +96,23 @@ class EmbeddedKafkaTest {
   @Test
   void shouldNotCreateTopicWhenProducingToUnknownTopic() throws Exception {
     try (EmbeddedKafka kafka = EmbeddedKafka.start(tempDir.resolve("kafka"));
-        KafkaProducer<String, String> producer = producer(kafka, Map.of(ProducerConfig.MAX_BLOCK_MS_CONFIG, 1_000))) {
-      assertThatThrownBy(() -> producer.send(new ProducerRecord<>("distillery.unknown", "k", "v")).get())
+        KafkaProducer<String, String> producer =
+            producer(kafka, Map.of(ProducerConfig.MAX_BLOCK_MS_CONFIG, 1_000))) {
+      assertThatThrownBy(
+              () -> producer.send(new ProducerRecord<>("distillery.unknown", "k", "v")).get())
           .hasCauseInstanceOf(TimeoutException.class)
           .hasRootCauseInstanceOf(UnknownTopicOrPartitionException.class);
       try (Admin admin = admin(kafka)) {
-        assertThat(admin.listTopics().names().get(30, TimeUnit.SECONDS)).doesNotContain("distillery.unknown");
+        assertThat(admin.listTopics().names().get(30, TimeUnit.SECONDS))
+            .doesNotContain("distillery.unknown");
       }
     }
   }
 
-  /** Kafka Streams with exactly-once needs the transaction log and internal topics to work on a single replica. */
+  /**
+   * Kafka Streams with exactly-once needs the transaction log and internal topics to work on a
+   * single replica.
+   */
   @Test
   void shouldRunExactlyOnceStreamsAppWhenBrokerHasOneReplica() throws Exception {
     try (EmbeddedKafka kafka = EmbeddedKafka.start(tempDir.resolve("kafka"))) {
@@ -139,28 +150,36 @@ class EmbeddedKafkaTest {
     Path dataDir;
     try (EmbeddedKafka kafka = EmbeddedKafka.start()) {
       dataDir = kafka.dataDir();
-      assertThat(dataDir.resolve(EmbeddedKafka.LOG_DIR_NAME).resolve("meta.properties")).isRegularFile();
+      assertThat(dataDir.resolve(EmbeddedKafka.LOG_DIR_NAME).resolve("meta.properties"))
+          .isRegularFile();
     }
     assertThat(Files.exists(dataDir)).isFalse();
   }
 
   private static Admin admin(EmbeddedKafka kafka) {
-    return Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers()));
+    return Admin.create(
+        Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers()));
   }
 
   private static void createTopic(EmbeddedKafka kafka, String name, int partitions)
       throws Exception {
     try (Admin admin = admin(kafka)) {
-      admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1))).all().get(30, TimeUnit.SECONDS);
+      admin
+          .createTopics(List.of(new NewTopic(name, partitions, (short) 1)))
+          .all()
+          .get(30, TimeUnit.SECONDS);
     }
   }
 
-  private static KafkaProducer<String, String> producer(EmbeddedKafka kafka, Map<String, Object> extra) {
+  private static KafkaProducer<String, String> producer(
+      EmbeddedKafka kafka, Map<String, Object> extra) {
     Map<String, Object> config =
         new HashMap<>(
             Map.of(
-                ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers(),
-                ProducerConfig.ACKS_CONFIG, "all"));
+                ProducerConfig.BOOTSTRAP_SERVERS_CONFIG,
+                kafka.bootstrapServers(),
+                ProducerConfig.ACKS_CONFIG,
+                "all"));
     config.putAll(extra);
     return new KafkaProducer<>(config, new StringSerializer(), new StringSerializer());
   }
@@ -172,15 +191,22 @@ class EmbeddedKafkaTest {
     }
   }
 
-  /** Reads committed records of {@code topic} until the latest value per key includes {@code expected}. */
+  /**
+   * Reads committed records of {@code topic} until the latest value per key includes {@code
+   * expected}.
+   */
   private static Map<String, String> awaitLatestCommitted(
       EmbeddedKafka kafka, String topic, Map<String, String> expected) {
     Map<String, Object> config =
         Map.of(
-            ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers(),
-            ConsumerConfig.GROUP_ID_CONFIG, "test-" + System.nanoTime(),
-            ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest",
-            ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+            ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG,
+            kafka.bootstrapServers(),
+            ConsumerConfig.GROUP_ID_CONFIG,
+            "test-" + System.nanoTime(),
+            ConsumerConfig.AUTO_OFFSET_RESET_CONFIG,
+            "earliest",
+            ConsumerConfig.ISOLATION_LEVEL_CONFIG,
+            "read_committed");
     Map<String, String> latest = new HashMap<>();
     try (KafkaConsumer<String, String> consumer =
         new KafkaConsumer<>(config, new StringDeserializer(), new StringDeserializer())) {
@@ -193,13 +219,20 @@ class EmbeddedKafkaTest {
     return latest;
   }
 
-  /** Reads {@code topic} from the beginning with a fresh group until {@code count} records arrived or AWAIT passed. */
-  private static List<ConsumerRecord<String, String>> consumeAtLeast(EmbeddedKafka kafka, String topic, int count) {
+  /**
+   * Reads {@code topic} from the beginning with a fresh group until {@code count} records arrived
+   * or AWAIT passed.
+   */
+  private static List<ConsumerRecord<String, String>> consumeAtLeast(
+      EmbeddedKafka kafka, String topic, int count) {
     Map<String, Object> config =
         Map.of(
-            ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, kafka.bootstrapServers(),
-            ConsumerConfig.GROUP_ID_CONFIG, "test-" + System.nanoTime(),
-            ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+            ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG,
+            kafka.bootstrapServers(),
+            ConsumerConfig.GROUP_ID_CONFIG,
+            "test-" + System.nanoTime(),
+            ConsumerConfig.AUTO_OFFSET_RESET_CONFIG,
+            "earliest");
     List<ConsumerRecord<String, String>> records = new ArrayList<>();
     try (KafkaConsumer<String, String> consumer =
         new KafkaConsumer<>(config, new StringDeserializer(), new StringDeserializer())) {

@@ -23,7 +23,9 @@ class LocalStackTest {
   @Test
   void shouldServeBrokerAndRegistryWhenStartedUnderRunDir() throws Exception {
     try (LocalStack stack = LocalStack.start(runDir);
-        Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, stack.bootstrapServers()));
+        Admin admin =
+            Admin.create(
+                Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, stack.bootstrapServers()));
         HttpClient http = HttpClient.newHttpClient()) {
       Collection<Node> nodes = admin.describeCluster().nodes().get(30, TimeUnit.SECONDS);
       HttpResponse<String> subjects =
@@ -34,8 +36,10 @@ class LocalStackTest {
       assertThat(nodes).extracting(Node::id).containsExactly(EmbeddedKafka.NODE_ID);
       assertThat(stack.registryUrl()).startsWith("http://127.0.0.1:").endsWith("/apis/ccompat/v7");
       assertThat(subjects.statusCode()).isEqualTo(200);
-      assertThat(runDir.resolve("kafka/" + EmbeddedKafka.LOG_DIR_NAME + "/meta.properties")).isRegularFile();
-      assertThat(runDir.resolve("logs").resolve(SchemaRegistryProcess.LOG_FILE_NAME)).isRegularFile();
+      assertThat(runDir.resolve("kafka/" + EmbeddedKafka.LOG_DIR_NAME + "/meta.properties"))
+          .isRegularFile();
+      assertThat(runDir.resolve("logs").resolve(SchemaRegistryProcess.LOG_FILE_NAME))
+          .isRegularFile();
       assertThat(runDir.resolve("registry")).isDirectory();
     }
   }

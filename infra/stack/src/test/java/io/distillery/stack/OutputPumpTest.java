@@ -18,9 +18,9 @@ import org.junit.jupiter.api.io.TempDir;
 import org.slf4j.LoggerFactory;
 
 /**
- * The registry's output pump on a stand-in child that writes without pause: stopping the child on purpose closes
- * its output under the reader, which is the normal end of a run and must log nothing at WARN (it logged a stack
- * trace on every clean shutdown of {@code up} and the benches).
+ * The registry's output pump on a stand-in child that writes without pause: stopping the child on
+ * purpose closes its output under the reader, which is the normal end of a run and must log nothing
+ * at WARN (it logged a stack trace on every clean shutdown of {@code up} and the benches).
  */
 class OutputPumpTest {
 
@@ -41,10 +41,16 @@ class OutputPumpTest {
 
   @Test
   void shouldLogNothingAtWarnWhenTheChildIsStoppedOnPurpose() throws Exception {
-    for (int round = 0; round < 10; round++) { // the reader sees either EOF or a closed stream; both must be quiet
-      Process child = new ProcessBuilder("bash", "-c",
-          "trap 'exit 0' TERM; echo 'Listening on: http://127.0.0.1:4321'; while true; do echo line; sleep 0.001; done")
-          .redirectErrorStream(true).start();
+    for (int round = 0;
+        round < 10;
+        round++) { // the reader sees either EOF or a closed stream; both must be quiet
+      Process child =
+          new ProcessBuilder(
+                  "bash",
+                  "-c",
+                  "trap 'exit 0' TERM; echo 'Listening on: http://127.0.0.1:4321'; while true; do echo line; sleep 0.001; done")
+              .redirectErrorStream(true)
+              .start();
       AtomicBoolean stopping = new AtomicBoolean();
       Path log = dir.resolve("child-" + round + ".log");
       CompletableFuture<Integer> listening = SchemaRegistryProcess.pumpOutput(child, log, stopping);

@@ -28,18 +28,21 @@ class SchemaRegistryProcessTest {
       """
       {"type":"record","name":"RunStarted","namespace":"io.distillery.test",
        "fields":[{"name":"runId","type":"string"}]}""";
+
   /** Adds a field without a default: a v2 reader cannot read v1 data, so BACKWARD refuses it. */
   private static final String RUN_STARTED_V2_INCOMPATIBLE =
       """
       {"type":"record","name":"RunStarted","namespace":"io.distillery.test",
        "fields":[{"name":"runId","type":"string"},{"name":"owner","type":"string"}]}""";
+
   /** Adds a field with a default: BACKWARD compatible. */
   private static final String RUN_STARTED_V2_COMPATIBLE =
       """
       {"type":"record","name":"RunStarted","namespace":"io.distillery.test",
        "fields":[{"name":"runId","type":"string"},{"name":"owner","type":"string","default":"nobody"}]}""";
 
-  private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+  private static final HttpClient HTTP =
+      HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
 
   @TempDir static Path sharedDir;
   private static SchemaRegistryProcess registry;
@@ -48,7 +51,8 @@ class SchemaRegistryProcessTest {
 
   @BeforeAll
   static void startRegistry() {
-    registry = SchemaRegistryProcess.start(SchemaRegistryProcess.locateApp(), sharedDir.resolve("logs"));
+    registry =
+        SchemaRegistryProcess.start(SchemaRegistryProcess.locateApp(), sharedDir.resolve("logs"));
   }
 
   @AfterAll
@@ -60,7 +64,8 @@ class SchemaRegistryProcessTest {
 
   @Test
   void shouldReturnSchemaByIdWhenRegisteredUnderSubject() throws Exception {
-    HttpResponse<String> registered = register(registry, "distillery.test.lookup-value", RUN_STARTED_V1);
+    HttpResponse<String> registered =
+        register(registry, "distillery.test.lookup-value", RUN_STARTED_V1);
     assertThat(registered.statusCode()).as(registered.body()).isEqualTo(200);
     int id = id(registered.body());
 
@@ -68,7 +73,8 @@ class SchemaRegistryProcessTest {
     assertThat(byId.statusCode()).isEqualTo(200);
     assertThat(byId.body()).contains("RunStarted").contains("runId");
 
-    HttpResponse<String> latest = send(get(registry.url() + "/subjects/distillery.test.lookup-value/versions/latest"));
+    HttpResponse<String> latest =
+        send(get(registry.url() + "/subjects/distillery.test.lookup-value/versions/latest"));
     assertThat(latest.statusCode()).isEqualTo(200);
     assertThat(id(latest.body())).isEqualTo(id);
   }
@@ -90,17 +96,20 @@ class SchemaRegistryProcessTest {
 
     assertThat(refused.statusCode()).as(refused.body()).isEqualTo(409);
     assertThat(accepted.statusCode()).as(accepted.body()).isEqualTo(200);
-    HttpResponse<String> versions = send(get(registry.url() + "/subjects/" + subject + "/versions"));
+    HttpResponse<String> versions =
+        send(get(registry.url() + "/subjects/" + subject + "/versions"));
     assertThat(versions.body()).isEqualTo("[1,2]");
   }
 
   @Test
   void shouldKeepSchemaIdsWhenRestartedOnSameStorageDir() throws Exception {
     int id;
-    try (SchemaRegistryProcess first = SchemaRegistryProcess.start(app(), tempDir, tempDir.resolve("db"))) {
+    try (SchemaRegistryProcess first =
+        SchemaRegistryProcess.start(app(), tempDir, tempDir.resolve("db"))) {
       id = id(register(first, "distillery.test.persist-value", RUN_STARTED_V1).body());
     }
-    try (SchemaRegistryProcess second = SchemaRegistryProcess.start(app(), tempDir, tempDir.resolve("db"))) {
+    try (SchemaRegistryProcess second =
+        SchemaRegistryProcess.start(app(), tempDir, tempDir.resolve("db"))) {
       HttpResponse<String> byId = send(get(second.url() + "/schemas/ids/" + id));
       assertThat(byId.statusCode()).as(byId.body()).isEqualTo(200);
       assertThat(byId.body()).contains("RunStarted");
@@ -126,7 +135,10 @@ class SchemaRegistryProcessTest {
     assertThatThrownBy(() -> SchemaRegistryProcess.locateApp(null, null, tempDir))
         .isInstanceOf(StackStartException.class)
         .hasMessageContaining("./mvnw -pl infra/registry package");
-    assertThatThrownBy(() -> SchemaRegistryProcess.locateApp(tempDir.resolve("nope.jar").toString(), null, tempDir))
+    assertThatThrownBy(
+            () ->
+                SchemaRegistryProcess.locateApp(
+                    tempDir.resolve("nope.jar").toString(), null, tempDir))
         .isInstanceOf(StackStartException.class)
         .hasMessageContaining("nope.jar")
         .hasMessageContaining("./mvnw -pl infra/registry package");
@@ -147,7 +159,8 @@ class SchemaRegistryProcessTest {
     return SchemaRegistryProcess.locateApp();
   }
 
-  private static HttpResponse<String> register(SchemaRegistryProcess registry, String subject, String avroSchema)
+  private static HttpResponse<String> register(
+      SchemaRegistryProcess registry, String subject, String avroSchema)
       throws IOException, InterruptedException {
     String body = "{\"schema\":" + jsonString(avroSchema) + "}";
     return send(
@@ -161,7 +174,8 @@ class SchemaRegistryProcessTest {
     return HttpRequest.newBuilder(URI.create(url)).header("Accept", CONFLUENT_JSON).GET().build();
   }
 
-  private static HttpResponse<String> send(HttpRequest request) throws IOException, InterruptedException {
+  private static HttpResponse<String> send(HttpRequest request)
+      throws IOException, InterruptedException {
     return HTTP.send(request, HttpResponse.BodyHandlers.ofString());
   }
 
@@ -171,7 +185,9 @@ class SchemaRegistryProcessTest {
     return Integer.parseInt(m.group(1));
   }
 
-  /** A JSON string literal; enough for Avro schema text (no control characters other than newlines). */
+  /**
+   * A JSON string literal; enough for Avro schema text (no control characters other than newlines).
+   */
   private static String jsonString(String text) {
     return "\"" + text.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n") + "\"";
   }

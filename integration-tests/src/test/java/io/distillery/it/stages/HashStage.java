@@ -13,7 +13,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 
-/** Test plugin: writes "sha256  path" for every file of the run's model, and the text of every .txt file. */
+/**
+ * Test plugin: writes "sha256 path" for every file of the run's model, and the text of every .txt
+ * file.
+ */
 @StagePlugin(name = "hash", params = HashStage.Params.class, description = "hash the model's files")
 public final class HashStage implements Stage<HashStage.Params> {
 
@@ -39,7 +42,11 @@ public final class HashStage implements Stage<HashStage.Params> {
       StringBuilder text = new StringBuilder();
       for (int i = 0; i < files.size(); i++) {
         Path f = files.get(i);
-        manifest.append(ContentHash.fileSha(f)).append("  ").append(ctx.model().relativize(f)).append('\n');
+        manifest
+            .append(ContentHash.fileSha(f))
+            .append("  ")
+            .append(ctx.model().relativize(f))
+            .append('\n');
         if (f.toString().endsWith(".txt")) {
           text.append(Files.readString(f));
         }
@@ -48,7 +55,8 @@ public final class HashStage implements Stage<HashStage.Params> {
       Path out = Files.createDirectories(ctx.scratch().resolve("hashed"));
       Files.writeString(out.resolve("manifest.txt"), manifest);
       Files.writeString(out.resolve("text.txt"), text);
-      return StageResult.of(List.of(new StageResult.Output(out, "hashed")), Map.of("files", (double) files.size()));
+      return StageResult.of(
+          List.of(new StageResult.Output(out, "hashed")), Map.of("files", (double) files.size()));
     } catch (IOException e) {
       throw StageException.retryable("cannot read the model: " + e.getMessage(), e);
     }

@@ -11,7 +11,10 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 
-/** Test plugin (fan-in): joins the text.txt of every input, in recipe order, one per line, tagged with the node. */
+/**
+ * Test plugin (fan-in): joins the text.txt of every input, in recipe order, one per line, tagged
+ * with the node.
+ */
 @StagePlugin(name = "merge", params = MergeStage.Params.class)
 public final class MergeStage implements Stage<MergeStage.Params> {
 
@@ -29,13 +32,17 @@ public final class MergeStage implements Stage<MergeStage.Params> {
     try {
       for (StageContext.Input i : ctx.inputs()) {
         for (StageContext.Artefact a : i.artefacts()) {
-          sb.append(i.node()).append('=').append(Files.readString(a.path().resolve("text.txt")))
+          sb.append(i.node())
+              .append('=')
+              .append(Files.readString(a.path().resolve("text.txt")))
               .append(ctx.params().separator());
         }
       }
       Path out = ctx.scratch().resolve("merged.txt");
       Files.writeString(out, sb);
-      return StageResult.of(List.of(new StageResult.Output(out, "text")), Map.of("inputs", (double) ctx.inputs().size()));
+      return StageResult.of(
+          List.of(new StageResult.Output(out, "text")),
+          Map.of("inputs", (double) ctx.inputs().size()));
     } catch (IOException e) {
       throw StageException.fatal("input is not a text artefact: " + e.getMessage(), e);
     }

@@ -36,12 +36,15 @@ public final class TransformStage implements Stage<TransformStage.Params> {
           }
         }
       }
-      String out = ctx.params().mode().equals("upper") ? in.toString().toUpperCase(Locale.ROOT)
-          : new StringBuilder(in).reverse().toString();
+      String out =
+          ctx.params().mode().equals("upper")
+              ? in.toString().toUpperCase(Locale.ROOT)
+              : new StringBuilder(in).reverse().toString();
       ctx.progress(50, "transformed " + in.length() + " chars");
       Path dir = Files.createDirectories(ctx.scratch().resolve(ctx.params().mode()));
       Files.writeString(dir.resolve("text.txt"), out);
-      return StageResult.of(List.of(new StageResult.Output(dir, "text")), Map.of("chars", (double) out.length()));
+      return StageResult.of(
+          List.of(new StageResult.Output(dir, "text")), Map.of("chars", (double) out.length()));
     } catch (IOException e) {
       throw StageException.retryable("I/O: " + e.getMessage(), e);
     }

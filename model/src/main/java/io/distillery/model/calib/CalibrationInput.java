@@ -6,7 +6,10 @@ import io.distillery.stage.StageException;
 import java.io.IOException;
 import java.util.List;
 
-/** How a stage that needs calibration (quantizer, pruner) finds and reads the calibrator's output among its inputs. */
+/**
+ * How a stage that needs calibration (quantizer, pruner) finds and reads the calibrator's output
+ * among its inputs.
+ */
 public final class CalibrationInput {
 
   private CalibrationInput() {}
@@ -22,8 +25,10 @@ public final class CalibrationInput {
   public static CalibrationStats read(StageContext<?> ctx, String needer) throws StageException {
     List<StageContext.Artefact> artefacts = ctx.artefacts(CalibrationStats.FORMAT);
     if (artefacts.isEmpty()) {
-      throw StageException.fatal(needer + " needs calibration statistics: add a calibrator node to this node's"
-          + " 'after' list");
+      throw StageException.fatal(
+          needer
+              + " needs calibration statistics: add a calibrator node to this node's"
+              + " 'after' list");
     }
     try {
       return CalibrationStats.readArtefact(artefacts.getFirst().path());

@@ -17,10 +17,11 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * The calibrator's output and the quantizer's and pruner's input: {@link LayerStats} per linear layer, stored as one
- * safetensors file ({@value #FILE_NAME}) with tensors {@code <module>.abs_max}, {@code .sum_abs}, {@code .sum_sq}
- * (F32, [n]), {@code .gram} (F64 stored as I64 bits, [n, n], optional), {@code .histogram} (I64, [bins]) and metadata
- * {@code <module>.tokens}, {@code <module>.hist_max}, plus free-form run metadata (samples, seqLen, source).
+ * The calibrator's output and the quantizer's and pruner's input: {@link LayerStats} per linear
+ * layer, stored as one safetensors file ({@value #FILE_NAME}) with tensors {@code
+ * <module>.abs_max}, {@code .sum_abs}, {@code .sum_sq} (F32, [n]), {@code .gram} (F64 stored as I64
+ * bits, [n, n], optional), {@code .histogram} (I64, [bins]) and metadata {@code <module>.tokens},
+ * {@code <module>.hist_max}, plus free-form run metadata (samples, seqLen, source).
  */
 public final class CalibrationStats {
 
@@ -46,8 +47,8 @@ public final class CalibrationStats {
   public LayerStats layer(String module) {
     LayerStats s = layers.get(module);
     if (s == null) {
-      throw new IllegalArgumentException("no calibration statistics for '" + module + "'; calibrated layers: "
-          + layers.keySet());
+      throw new IllegalArgumentException(
+          "no calibration statistics for '" + module + "'; calibrated layers: " + layers.keySet());
     }
     return s;
   }
@@ -58,17 +59,26 @@ public final class CalibrationStats {
     meta.put("format", FORMAT);
     for (LayerStats s : layers.values()) {
       long n = s.inFeatures();
-      tensors.put(s.module() + ".abs_max", TensorData.ofFloats(DType.F32, new long[] {n}, s.absMax()));
-      tensors.put(s.module() + ".sum_abs", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumAbs()));
-      tensors.put(s.module() + ".sum_sq", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumSq()));
-      tensors.put(s.module() + ".histogram", TensorData.ofBytes(DType.I64, new long[] {s.histogram().length},
-          TensorCodec.longsToBytes(s.histogram())));
+      tensors.put(
+          s.module() + ".abs_max", TensorData.ofFloats(DType.F32, new long[] {n}, s.absMax()));
+      tensors.put(
+          s.module() + ".sum_abs", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumAbs()));
+      tensors.put(
+          s.module() + ".sum_sq", TensorData.ofFloats(DType.F32, new long[] {n}, s.sumSq()));
+      tensors.put(
+          s.module() + ".histogram",
+          TensorData.ofBytes(
+              DType.I64,
+              new long[] {s.histogram().length},
+              TensorCodec.longsToBytes(s.histogram())));
       if (s.gram() != null) {
         long[] bits = new long[s.gram().length];
         for (int i = 0; i < bits.length; i++) {
           bits[i] = Double.doubleToRawLongBits(s.gram()[i]);
         }
-        tensors.put(s.module() + ".gram", TensorData.ofBytes(DType.I64, new long[] {n, n}, TensorCodec.longsToBytes(bits)));
+        tensors.put(
+            s.module() + ".gram",
+            TensorData.ofBytes(DType.I64, new long[] {n, n}, TensorCodec.longsToBytes(bits)));
       }
       meta.put(s.module() + ".tokens", Long.toString(s.tokens()));
       meta.put(s.module() + ".hist_max", Float.toString(s.histMax()));
@@ -76,7 +86,10 @@ public final class CalibrationStats {
     SafetensorsWriter.write(file, tensors, meta);
   }
 
-  /** The statistics of a calibration artefact: the file itself, or a directory holding {@value #FILE_NAME}. */
+  /**
+   * The statistics of a calibration artefact: the file itself, or a directory holding {@value
+   * #FILE_NAME}.
+   */
   public static CalibrationStats readArtefact(Path artefact) throws IOException {
     return read(Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact);
   }
@@ -85,8 +98,8 @@ public final class CalibrationStats {
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
       Map<String, String> meta = new TreeMap<>(f.metadata());
       if (!FORMAT.equals(meta.get("format"))) {
-        throw new CorruptCheckpointException(file,
-            "is not a calibration artefact (metadata format=" + meta.get("format") + ")");
+        throw new CorruptCheckpointException(
+            file, "is not a calibration artefact (metadata format=" + meta.get("format") + ")");
       }
       Map<String, LayerStats> layers = new LinkedHashMap<>();
       for (String name : f.names()) {
@@ -103,17 +116,24 @@ public final class CalibrationStats {
             gram[i] = Double.longBitsToDouble(bits[i]);
           }
         }
-        layers.put(module, new LayerStats(module, absMax.length, Long.parseLong(meta.remove(module + ".tokens")),
-            absMax, f.floats(module + ".sum_abs"), f.floats(module + ".sum_sq"), gram,
-            TensorCodec.bytesToLongs(f.bytes(module + ".histogram")), Float.parseFloat(meta.remove(module + ".hist_max"))));
+        layers.put(
+            module,
+            new LayerStats(
+                module,
+                absMax.length,
+                Long.parseLong(meta.remove(module + ".tokens")),
+                absMax,
+                f.floats(module + ".sum_abs"),
+                f.floats(module + ".sum_sq"),
+                gram,
+                TensorCodec.bytesToLongs(f.bytes(module + ".histogram")),
+                Float.parseFloat(meta.remove(module + ".hist_max"))));
       }
       meta.remove("format");
       return new CalibrationStats(layers, meta);
     } catch (RuntimeException e) {
-      throw new CorruptCheckpointException(file, "is an inconsistent calibration file: "
-          + e.getMessage(), e);
+      throw new CorruptCheckpointException(
+          file, "is an inconsistent calibration file: " + e.getMessage(), e);
     }
   }
-
-
 }

@@ -1,22 +1,26 @@
 package io.distillery.model.calib;
 
 /**
- * Entropy (KL-divergence) range selection for a static activation scale, as TensorRT does it (Migacz, "8-bit Inference
- * with TensorRT", GTC 2017; the same procedure as MXNet's {@code _get_optimal_threshold}). It exists because the
- * abs-max of an activation is set by rare outliers: clipping them loses less information than spreading 128 levels over
- * a range the bulk of the values never reaches.
+ * Entropy (KL-divergence) range selection for a static activation scale, as TensorRT does it
+ * (Migacz, "8-bit Inference with TensorRT", GTC 2017; the same procedure as MXNet's {@code
+ * _get_optimal_threshold}). It exists because the abs-max of an activation is set by rare outliers:
+ * clipping them loses less information than spreading 128 levels over a range the bulk of the
+ * values never reaches.
  *
  * <p>For each candidate cut {@code i >= levels} of the |x| histogram:
  *
  * <ol>
- *   <li>P = bins[0, i) with the mass of bins[i, end) (what clipping at the edge of bin i folds into the top level)
- *       added to its last bin;
- *   <li>Q = bins[0, i) merged into {@code levels} groups of {@code i / levels} bins (the last group takes the rest),
- *       each group's count spread evenly over the group's non-zero bins of P, zero elsewhere;
- *   <li>both smoothed (a tiny mass moved to zero bins so KL stays finite) and normalised; KL(P || Q) computed.
+ *   <li>P = bins[0, i) with the mass of bins[i, end) (what clipping at the edge of bin i folds into
+ *       the top level) added to its last bin;
+ *   <li>Q = bins[0, i) merged into {@code levels} groups of {@code i / levels} bins (the last group
+ *       takes the rest), each group's count spread evenly over the group's non-zero bins of P, zero
+ *       elsewhere;
+ *   <li>both smoothed (a tiny mass moved to zero bins so KL stays finite) and normalised; KL(P ||
+ *       Q) computed.
  * </ol>
  *
- * The cut with the smallest KL wins and the clip value is its upper bin edge, {@code i * histMax / bins}.
+ * The cut with the smallest KL wins and the clip value is its upper bin edge, {@code i * histMax /
+ * bins}.
  */
 public final class EntropyCalibration {
 
@@ -34,7 +38,8 @@ public final class EntropyCalibration {
   }
 
   /**
-   * The clip value: the upper edge of the best cut's last bin, on a histogram of equal bins over [0, histMax].
+   * The clip value: the upper edge of the best cut's last bin, on a histogram of equal bins over
+   * [0, histMax].
    *
    * @return histMax when the histogram is empty (nothing to learn from)
    */
@@ -44,14 +49,18 @@ public final class EntropyCalibration {
   }
 
   /**
-   * The number of leading bins to keep ({@code levels <= cut <= histogram.length}) that minimises KL(P || Q).
+   * The number of leading bins to keep ({@code levels <= cut <= histogram.length}) that minimises
+   * KL(P || Q).
    *
    * @throws IllegalArgumentException if there are fewer bins than levels, or a negative count
    */
   public static int bestCut(long[] histogram, int levels) {
     if (levels < 2 || histogram.length < levels) {
-      throw new IllegalArgumentException("entropy calibration needs at least " + levels + " histogram bins, got "
-          + histogram.length);
+      throw new IllegalArgumentException(
+          "entropy calibration needs at least "
+              + levels
+              + " histogram bins, got "
+              + histogram.length);
     }
     long total = 0;
     for (long c : histogram) {
@@ -81,8 +90,12 @@ public final class EntropyCalibration {
     return best;
   }
 
-  /** KL(P || Q) of the cut at {@code i} bins; {@code p} and {@code q} are scratch arrays of at least i entries. */
-  static double divergence(long[] histogram, long outliers, int i, int levels, double[] p, double[] q) {
+  /**
+   * KL(P || Q) of the cut at {@code i} bins; {@code p} and {@code q} are scratch arrays of at least
+   * i entries.
+   */
+  static double divergence(
+      long[] histogram, long outliers, int i, int levels, double[] p, double[] q) {
     for (int j = 0; j < i; j++) {
       p[j] = histogram[j];
     }
@@ -123,7 +136,10 @@ public final class EntropyCalibration {
     return kl;
   }
 
-  /** Adds {@code eps} to zero bins and takes the same total from the non-zero ones; false if all are zero. */
+  /**
+   * Adds {@code eps} to zero bins and takes the same total from the non-zero ones; false if all are
+   * zero.
+   */
   private static boolean smooth(double[] d, int length) {
     int zeros = 0;
     for (int j = 0; j < length; j++) {

@@ -11,17 +11,20 @@ import java.util.Set;
 import java.util.stream.IntStream;
 
 /**
- * Accumulates {@link LayerStats} from linear-layer inputs, batch by batch (feed it from
- * {@code LlamaModel.observeLinearInputs}). The histogram range is fixed by the first batch's max |x| times
- * {@code histHeadroom}. Modules that read the same input tensor (q/k/v, gate/up) can {@link #share} one module's
- * accumulation, so the sums and X^T X are computed once but reported under every module name.
+ * Accumulates {@link LayerStats} from linear-layer inputs, batch by batch (feed it from {@code
+ * LlamaModel.observeLinearInputs}). The histogram range is fixed by the first batch's max |x| times
+ * {@code histHeadroom}. Modules that read the same input tensor (q/k/v, gate/up) can {@link #share}
+ * one module's accumulation, so the sums and X^T X are computed once but reported under every
+ * module name.
  */
 public final class StatsAccumulator {
 
   /** Rows of X per native product (bounds the copy of a large batch). */
   static final int GRAM_CHUNK = 4096;
+
   /** Below this many multiply-adds X^T X is accumulated in Java. */
   static final long GRAM_NATIVE_MIN_MACS = 1L << 22;
+
   private static final String ENGINE = "PyTorch";
 
   private final int bins;
@@ -29,12 +32,17 @@ public final class StatsAccumulator {
   private final Set<String> withGram;
   private final boolean allGram;
   private final Map<String, State> states = new LinkedHashMap<>();
-  /** Every module name, in the order first seen, to its state (an alias points at the state of the module shared). */
+
+  /**
+   * Every module name, in the order first seen, to its state (an alias points at the state of the
+   * module shared).
+   */
   private final Map<String, State> names = new LinkedHashMap<>();
 
   /**
    * @param bins histogram bins (2048 for TensorRT-style entropy calibration)
-   * @param withGram modules that need X^T X (GPTQ, SparseGPT); empty with {@code allGram} = every module
+   * @param withGram modules that need X^T X (GPTQ, SparseGPT); empty with {@code allGram} = every
+   *     module
    */
   public StatsAccumulator(int bins, float histHeadroom, Set<String> withGram, boolean allGram) {
     this.bins = bins;
@@ -52,10 +60,15 @@ public final class StatsAccumulator {
     State s = states.get(module);
     if (s == null) {
       if (names.containsKey(module)) {
-        throw new IllegalStateException(module + " shares the statistics of " + names.get(module).module
-            + "; it cannot also be fed its own inputs");
+        throw new IllegalStateException(
+            module
+                + " shares the statistics of "
+                + names.get(module).module
+                + "; it cannot also be fed its own inputs");
       }
-      s = new State(module, n, allGram || withGram.contains(module), bins, firstMax(x) * histHeadroom);
+      s =
+          new State(
+              module, n, allGram || withGram.contains(module), bins, firstMax(x) * histHeadroom);
       states.put(module, s);
       names.put(module, s);
     }
@@ -83,10 +96,11 @@ public final class StatsAccumulator {
   }
 
   /**
-   * gram += X^T X for {@code rows x n} inputs X. Large batches are float32 matrix products on DJL's native engine
-   * (multi-threaded BLAS; float32 as the GPTQ and SparseGPT reference code accumulate), {@value #GRAM_CHUNK} rows at a
-   * time, added to the float64 sum; small ones, where the copy would cost more than the product, run in Java (upper
-   * triangle only, as {@link #result} mirrors it).
+   * gram += X^T X for {@code rows x n} inputs X. Large batches are float32 matrix products on DJL's
+   * native engine (multi-threaded BLAS; float32 as the GPTQ and SparseGPT reference code
+   * accumulate), {@value #GRAM_CHUNK} rows at a time, added to the float64 sum; small ones, where
+   * the copy would cost more than the product, run in Java (upper triangle only, as {@link #result}
+   * mirrors it).
    */
   static void addGram(double[] gram, float[] x, int rows, int n) {
     if ((long) rows * n * n < GRAM_NATIVE_MIN_MACS) {
@@ -126,35 +140,43 @@ public final class StatsAccumulator {
       product = sum.toFloatArray();
     }
     float[] p = product;
-    IntStream.range(0, n).parallel().forEach(i -> {
-      int gi = i * n;
-      for (int j = i; j < n; j++) {
-        gram[gi + j] += p[gi + j];
-      }
-    });
+    IntStream.range(0, n)
+        .parallel()
+        .forEach(
+            i -> {
+              int gi = i * n;
+              for (int j = i; j < n; j++) {
+                gram[gi + j] += p[gi + j];
+              }
+            });
   }
 
   /**
-   * Records that {@code module} reads exactly the input already fed under {@code source} (e.g. k_proj and v_proj read
-   * q_proj's input): its statistics are source's, now and for every later batch. Idempotent.
+   * Records that {@code module} reads exactly the input already fed under {@code source} (e.g.
+   * k_proj and v_proj read q_proj's input): its statistics are source's, now and for every later
+   * batch. Idempotent.
    *
-   * @throws IllegalStateException if {@code source} was never fed, or {@code module} has inputs of its own
+   * @throws IllegalStateException if {@code source} was never fed, or {@code module} has inputs of
+   *     its own
    */
   public void share(String module, String source) {
     State s = states.get(source);
     if (s == null) {
-      throw new IllegalStateException(module + " cannot share the statistics of " + source + ": none were fed");
+      throw new IllegalStateException(
+          module + " cannot share the statistics of " + source + ": none were fed");
     }
     if (states.containsKey(module)) {
-      throw new IllegalStateException(module + " was fed its own inputs; it cannot share those of " + source);
+      throw new IllegalStateException(
+          module + " was fed its own inputs; it cannot share those of " + source);
     }
     State previous = names.putIfAbsent(module, s);
     if (previous != null && previous != s) {
-      throw new IllegalStateException(module + " already shares the statistics of " + previous.module
-          + ", not " + source);
+      throw new IllegalStateException(
+          module + " already shares the statistics of " + previous.module + ", not " + source);
     }
     if (s.gram == null && withGram.contains(module)) {
-      throw new IllegalStateException(module + " needs X^T X but " + source + " does not collect it");
+      throw new IllegalStateException(
+          module + " needs X^T X but " + source + " does not collect it");
     }
   }
 
@@ -177,8 +199,18 @@ public final class StatsAccumulator {
         sumAbs[j] = (float) s.sumAbs[j];
         sumSq[j] = (float) s.sumSq[j];
       }
-      out.put(entry.getKey(), new LayerStats(entry.getKey(), s.n, s.tokens, s.absMax.clone(), sumAbs, sumSq, gram,
-          s.histogram.clone(), s.histMax));
+      out.put(
+          entry.getKey(),
+          new LayerStats(
+              entry.getKey(),
+              s.n,
+              s.tokens,
+              s.absMax.clone(),
+              sumAbs,
+              sumSq,
+              gram,
+              s.histogram.clone(),
+              s.histMax));
     }
     return new CalibrationStats(out, metadata);
   }

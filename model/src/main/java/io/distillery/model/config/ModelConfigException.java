@@ -10,11 +10,11 @@ import java.nio.file.Path;
  */
 public class ModelConfigException extends CheckpointException {
 
-    public ModelConfigException(Path source, String problem) {
-        super(source, problem);
-    }
+  public ModelConfigException(Path source, String problem) {
+    super(source, problem);
+  }
 
-    public ModelConfigException(Path source, String problem, Throwable cause) {
-        super(source, problem, cause);
-    }
+  public ModelConfigException(Path source, String problem, Throwable cause) {
+    super(source, problem, cause);
+  }
 }

@@ -16,67 +16,82 @@ import java.util.Objects;
  *     optional, 0 = the config's max_position_embeddings)
  */
 public record RopeScaling(
-        Type type, double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositionEmbeddings) {
+    Type type,
+    double factor,
+    double lowFreqFactor,
+    double highFreqFactor,
+    int originalMaxPositionEmbeddings) {
 
-    /** Scaling types implemented here, spelled as in {@code rope_type}. */
-    public enum Type {
-        LINEAR("linear"),
-        DYNAMIC("dynamic"),
-        LLAMA3("llama3");
+  /** Scaling types implemented here, spelled as in {@code rope_type}. */
+  public enum Type {
+    LINEAR("linear"),
+    DYNAMIC("dynamic"),
+    LLAMA3("llama3");
 
-        private final String jsonName;
+    private final String jsonName;
 
-        Type(String jsonName) {
-            this.jsonName = jsonName;
-        }
-
-        public String jsonName() {
-            return jsonName;
-        }
-
-        static Type fromJsonName(String name) {
-            for (Type type : values()) {
-                if (type.jsonName.equals(name)) {
-                    return type;
-                }
-            }
-            return null;
-        }
+    Type(String jsonName) {
+      this.jsonName = jsonName;
     }
 
-    public RopeScaling {
-        Objects.requireNonNull(type, "type");
-        if (!(factor > 0) || Double.isInfinite(factor)) {
-            throw new IllegalArgumentException("rope_scaling.factor must be a positive number, got " + factor);
-        }
-        if (originalMaxPositionEmbeddings < 0) {
-            throw new IllegalArgumentException("rope_scaling.original_max_position_embeddings must be positive");
-        }
-        if (type == Type.LLAMA3) {
-            if (factor < 1) {
-                throw new IllegalArgumentException("rope_scaling.factor must be >= 1 for llama3, got " + factor);
-            }
-            if (!(lowFreqFactor > 0) || !(highFreqFactor > lowFreqFactor)) {
-                throw new IllegalArgumentException("llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor,"
-                        + " got " + lowFreqFactor + " and " + highFreqFactor);
-            }
-            if (originalMaxPositionEmbeddings == 0) {
-                throw new IllegalArgumentException(
-                        "llama3 rope_scaling needs original_max_position_embeddings");
-            }
-        }
+    public String jsonName() {
+      return jsonName;
     }
 
-    public static RopeScaling linear(double factor) {
-        return new RopeScaling(Type.LINEAR, factor, 0, 0, 0);
+    static Type fromJsonName(String name) {
+      for (Type type : values()) {
+        if (type.jsonName.equals(name)) {
+          return type;
+        }
+      }
+      return null;
     }
+  }
 
-    public static RopeScaling dynamic(double factor) {
-        return new RopeScaling(Type.DYNAMIC, factor, 0, 0, 0);
+  public RopeScaling {
+    Objects.requireNonNull(type, "type");
+    if (!(factor > 0) || Double.isInfinite(factor)) {
+      throw new IllegalArgumentException(
+          "rope_scaling.factor must be a positive number, got " + factor);
     }
+    if (originalMaxPositionEmbeddings < 0) {
+      throw new IllegalArgumentException(
+          "rope_scaling.original_max_position_embeddings must be positive");
+    }
+    if (type == Type.LLAMA3) {
+      if (factor < 1) {
+        throw new IllegalArgumentException(
+            "rope_scaling.factor must be >= 1 for llama3, got " + factor);
+      }
+      if (!(lowFreqFactor > 0) || !(highFreqFactor > lowFreqFactor)) {
+        throw new IllegalArgumentException(
+            "llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor,"
+                + " got "
+                + lowFreqFactor
+                + " and "
+                + highFreqFactor);
+      }
+      if (originalMaxPositionEmbeddings == 0) {
+        throw new IllegalArgumentException(
+            "llama3 rope_scaling needs original_max_position_embeddings");
+      }
+    }
+  }
 
-    public static RopeScaling llama3(
-            double factor, double lowFreqFactor, double highFreqFactor, int originalMaxPositionEmbeddings) {
-        return new RopeScaling(Type.LLAMA3, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings);
-    }
+  public static RopeScaling linear(double factor) {
+    return new RopeScaling(Type.LINEAR, factor, 0, 0, 0);
+  }
+
+  public static RopeScaling dynamic(double factor) {
+    return new RopeScaling(Type.DYNAMIC, factor, 0, 0, 0);
+  }
+
+  public static RopeScaling llama3(
+      double factor,
+      double lowFreqFactor,
+      double highFreqFactor,
+      int originalMaxPositionEmbeddings) {
+    return new RopeScaling(
+        Type.LLAMA3, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings);
+  }
 }

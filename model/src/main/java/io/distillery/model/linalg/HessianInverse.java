@@ -8,27 +8,31 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
 /**
- * The linear algebra GPTQ (arXiv 2210.17323, section 4 "Cholesky reformulation") and SparseGPT (arXiv 2301.00774)
- * share: dampen the Hessian, invert it through Cholesky, and return the upper Cholesky factor U of H^-1 (so that
- * H^-1 = U^T U). Row i of U, divided by U_ii, is the error propagation row of column i. Dense, row-major, double.
+ * The linear algebra GPTQ (arXiv 2210.17323, section 4 "Cholesky reformulation") and SparseGPT
+ * (arXiv 2301.00774) share: dampen the Hessian, invert it through Cholesky, and return the upper
+ * Cholesky factor U of H^-1 (so that H^-1 = U^T U). Row i of U, divided by U_ii, is the error
+ * propagation row of column i. Dense, row-major, double.
  *
- * <p>U is computed without forming H^-1: with P the order-reversing permutation and P H P = L L^T, U = P L^-1 P
- * (then U^T U = P L^-T L^-1 P = P (P H P)^-1 P = H^-1, and U is upper triangular with a positive diagonal, so it is
- * the Cholesky factor). L^-1 comes from a recursive blocked "inverse Cholesky" whose work is float64 matrix
- * products on DJL's native engine (multi-threaded BLAS); only diagonal blocks of at most {@value #BASE} columns are
- * factored in Java. The scalar path of the original implementation, {@link #upperCholeskyOfInverseScalar}, is kept
- * as the reference the tests and {@code bench/linalg} compare against.
+ * <p>U is computed without forming H^-1: with P the order-reversing permutation and P H P = L L^T,
+ * U = P L^-1 P (then U^T U = P L^-T L^-1 P = P (P H P)^-1 P = H^-1, and U is upper triangular with
+ * a positive diagonal, so it is the Cholesky factor). L^-1 comes from a recursive blocked "inverse
+ * Cholesky" whose work is float64 matrix products on DJL's native engine (multi-threaded BLAS);
+ * only diagonal blocks of at most {@value #BASE} columns are factored in Java. The scalar path of
+ * the original implementation, {@link #upperCholeskyOfInverseScalar}, is kept as the reference the
+ * tests and {@code bench/linalg} compare against.
  */
 public final class HessianInverse {
 
   /** Diagonal blocks up to this width are factored and inverted in Java. */
   static final int BASE = 128;
+
   private static final String ENGINE = "PyTorch";
 
   private HessianInverse() {}
 
   /**
-   * @param h {@code n x n} symmetric positive semi-definite (e.g. 2 X^T X / tokens), row-major; not modified
+   * @param h {@code n x n} symmetric positive semi-definite (e.g. 2 X^T X / tokens), row-major; not
+   *     modified
    * @param dampFraction added to the diagonal as a fraction of its mean (GPTQ uses 0.01)
    * @return U, upper triangular, with H_damped^-1 = U^T U
    * @throws IllegalArgumentException if H is not positive definite even after dampening
@@ -45,8 +49,11 @@ public final class HessianInverse {
     try {
       x = inverseCholesky(reversed, n); // L^-1 with P A P = L L^T
     } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException("the dampened Hessian is not positive definite (" + e.getMessage()
-          + ", counting columns from the last)", e);
+      throw new IllegalArgumentException(
+          "the dampened Hessian is not positive definite ("
+              + e.getMessage()
+              + ", counting columns from the last)",
+          e);
     }
     double[] u = new double[a.length];
     for (int i = 0; i < n; i++) {
@@ -58,8 +65,8 @@ public final class HessianInverse {
   }
 
   /**
-   * The original scalar Java path (Cholesky, inverse, Cholesky again), single-threaded and O(n^3) in Java: the
-   * reference for tests and benchmarks.
+   * The original scalar Java path (Cholesky, inverse, Cholesky again), single-threaded and O(n^3)
+   * in Java: the reference for tests and benchmarks.
    */
   public static double[] upperCholeskyOfInverseScalar(double[] h, int n, double dampFraction) {
     double[] a = dampened(h, n, dampFraction);
@@ -76,13 +83,15 @@ public final class HessianInverse {
   }
 
   /**
-   * X = L^-1, lower triangular, where A = L L^T (only A's lower triangle is read). Recursively, with A split at h
-   * columns: X11 = inv-chol(A11); L21 = A21 X11^T; X22 = inv-chol(A22 - L21 L21^T); X21 = -X22 L21 X11. All products
-   * are float64 on the native engine; blocks of at most {@value #BASE} columns are done in Java.
+   * X = L^-1, lower triangular, where A = L L^T (only A's lower triangle is read). Recursively,
+   * with A split at h columns: X11 = inv-chol(A11); L21 = A21 X11^T; X22 = inv-chol(A22 - L21
+   * L21^T); X21 = -X22 L21 X11. All products are float64 on the native engine; blocks of at most
+   * {@value #BASE} columns are done in Java.
    */
   public static double[] inverseCholesky(double[] a, int n) {
     if (a.length != (long) n * n) {
-      throw new IllegalArgumentException("matrix has " + a.length + " entries, expected " + n + "x" + n);
+      throw new IllegalArgumentException(
+          "matrix has " + a.length + " entries, expected " + n + "x" + n);
     }
     if (n <= BASE) {
       return inverseCholeskyBlock(a, n, 0);
@@ -99,11 +108,13 @@ public final class HessianInverse {
     if (n <= BASE) {
       return manager.create(inverseCholeskyBlock(a.toDoubleArray(), n, offset), new Shape(n, n));
     }
-    int h = Math.max(BASE, (n / 2 + 63) / 64 * 64); // split on a multiple of 64 for the BLAS kernels
+    int h =
+        Math.max(BASE, (n / 2 + 63) / 64 * 64); // split on a multiple of 64 for the BLAS kernels
     if (h >= n) {
       h = n / 2;
     }
-    // every intermediate is closed as soon as it is used: at n = 8192 each one is 134 MB of native memory
+    // every intermediate is closed as soon as it is used: at n = 8192 each one is 134 MB of native
+    // memory
     NDArray a11 = a.get(new NDIndex(":{}, :{}", h, h));
     NDArray x11 = inverseCholesky(a11, offset);
     a11.close();
@@ -155,10 +166,14 @@ public final class HessianInverse {
     return x;
   }
 
-  /** H + damp * mean(diag H) * I; a zero diagonal entry (a dead input channel) becomes 1, as in GPTQ. */
+  /**
+   * H + damp * mean(diag H) * I; a zero diagonal entry (a dead input channel) becomes 1, as in
+   * GPTQ.
+   */
   public static double[] dampened(double[] h, int n, double dampFraction) {
     if (h.length != (long) n * n) {
-      throw new IllegalArgumentException("Hessian has " + h.length + " entries, expected " + n + "x" + n);
+      throw new IllegalArgumentException(
+          "Hessian has " + h.length + " entries, expected " + n + "x" + n);
     }
     double[] a = h.clone();
     double mean = 0;
@@ -181,7 +196,10 @@ public final class HessianInverse {
     return cholesky(a, n, 0);
   }
 
-  /** {@link #cholesky(double[], int)} of a diagonal block starting at column {@code offset} of a larger matrix. */
+  /**
+   * {@link #cholesky(double[], int)} of a diagonal block starting at column {@code offset} of a
+   * larger matrix.
+   */
   private static double[] cholesky(double[] a, int n, int offset) {
     double[] l = new double[n * n];
     for (int j = 0; j < n; j++) {
@@ -190,8 +208,12 @@ public final class HessianInverse {
         d -= l[j * n + k] * l[j * n + k];
       }
       if (!(d > 0)) {
-        throw new IllegalArgumentException("matrix is not positive definite at column " + (offset + j) + " (pivot " + d
-            + "); increase the dampening");
+        throw new IllegalArgumentException(
+            "matrix is not positive definite at column "
+                + (offset + j)
+                + " (pivot "
+                + d
+                + "); increase the dampening");
       }
       double ljj = Math.sqrt(d);
       l[j * n + j] = ljj;

@@ -8,15 +8,17 @@ import java.util.stream.IntStream;
 
 /**
  * The lazy batch update GPTQ (arXiv 2210.17323, section 3 "Lazy Batch-Updates", Algorithm 1 line
- * {@code W[:, i2:] -= E . H^-1[i1:i2, i2:]}) and SparseGPT (arXiv 2301.00774, Algorithm 1) apply once per block of
- * columns: the block's scaled errors E ({@code rows x (b1 - b0)}) times the rows of U, the upper Cholesky factor of
- * H^-1, for the columns after the block. It is one float64 matrix product on DJL's native engine (multi-threaded
- * BLAS) rather than a scalar loop; products too small to repay the copy run in Java.
+ * {@code W[:, i2:] -= E . H^-1[i1:i2, i2:]}) and SparseGPT (arXiv 2301.00774, Algorithm 1) apply
+ * once per block of columns: the block's scaled errors E ({@code rows x (b1 - b0)}) times the rows
+ * of U, the upper Cholesky factor of H^-1, for the columns after the block. It is one float64
+ * matrix product on DJL's native engine (multi-threaded BLAS) rather than a scalar loop; products
+ * too small to repay the copy run in Java.
  */
 public final class TrailingUpdate {
 
   /** Below this many multiply-adds the product runs in Java. */
   static final long NATIVE_MIN_MACS = 1L << 21;
+
   private static final String ENGINE = "PyTorch";
 
   private TrailingUpdate() {}
@@ -25,41 +27,47 @@ public final class TrailingUpdate {
    * {@code w[:, b1:] -= err . u[b0:b1, b1:]}.
    *
    * @param w {@code [rows, cols]} row-major, updated in place
-   * @param err {@code [rows, b1 - b0]} row-major: the block's errors, each already divided by its U_kk
+   * @param err {@code [rows, b1 - b0]} row-major: the block's errors, each already divided by its
+   *     U_kk
    * @param u {@code [cols, cols]} row-major, upper triangular
    */
-  public static void subtractProduct(double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u) {
+  public static void subtractProduct(
+      double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u) {
     subtractProduct(w, rows, cols, err, b0, b1, u, cols);
   }
 
   /**
-   * {@code w[:, b1:end] -= err . u[b0:b1, b1:end]}: the update of only the columns before {@code end} (an inner block
-   * inside a larger lazy block).
+   * {@code w[:, b1:end] -= err . u[b0:b1, b1:end]}: the update of only the columns before {@code
+   * end} (an inner block inside a larger lazy block).
    */
-  public static void subtractProduct(double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u,
-      int end) {
+  public static void subtractProduct(
+      double[] w, int rows, int cols, double[] err, int b0, int b1, double[] u, int end) {
     int width = b1 - b0;
     int rest = end - b1;
     if (err.length != (long) rows * width) {
-      throw new IllegalArgumentException("errors must be " + rows + "x" + width + ", got " + err.length);
+      throw new IllegalArgumentException(
+          "errors must be " + rows + "x" + width + ", got " + err.length);
     }
     if (rest <= 0 || rows == 0 || width == 0) {
       return;
     }
     if ((long) rows * width * rest < NATIVE_MIN_MACS) {
-      IntStream.range(0, rows).parallel().forEach(r -> {
-        int row = r * cols;
-        for (int k = b0; k < b1; k++) {
-          double e = err[r * width + k - b0];
-          if (e == 0) {
-            continue;
-          }
-          int urow = k * cols;
-          for (int j = b1; j < end; j++) {
-            w[row + j] -= e * u[urow + j];
-          }
-        }
-      });
+      IntStream.range(0, rows)
+          .parallel()
+          .forEach(
+              r -> {
+                int row = r * cols;
+                for (int k = b0; k < b1; k++) {
+                  double e = err[r * width + k - b0];
+                  if (e == 0) {
+                    continue;
+                  }
+                  int urow = k * cols;
+                  for (int j = b1; j < end; j++) {
+                    w[row + j] -= e * u[urow + j];
+                  }
+                }
+              });
       return;
     }
     double[] ublock = new double[width * rest];
@@ -72,12 +80,15 @@ public final class TrailingUpdate {
       NDArray ub = manager.create(ublock, new Shape(width, rest));
       delta = e.matMul(ub).toDoubleArray();
     }
-    IntStream.range(0, rows).parallel().forEach(r -> {
-      int row = r * cols + b1;
-      int d = r * rest;
-      for (int j = 0; j < rest; j++) {
-        w[row + j] -= delta[d + j];
-      }
-    });
+    IntStream.range(0, rows)
+        .parallel()
+        .forEach(
+            r -> {
+              int row = r * cols + b1;
+              int d = r * rest;
+              for (int j = 0; j < rest; j++) {
+                w[row + j] -= delta[d + j];
+              }
+            });
   }
 }

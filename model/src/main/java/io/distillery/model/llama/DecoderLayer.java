@@ -12,16 +12,18 @@ import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.config.Projection;
 
 /**
- * One Llama decoder layer's forward pass, the single implementation that {@link LlamaModel} runs for every layer and
- * the layer-streaming executor ({@code io.distillery.model.stream.LayerStreamer}) runs for the one layer it holds:
+ * One Llama decoder layer's forward pass, the single implementation that {@link LlamaModel} runs
+ * for every layer and the layer-streaming executor ({@code
+ * io.distillery.model.stream.LayerStreamer}) runs for the one layer it holds:
  *
  * <pre>
  * h += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))   n = rmsnorm(h)
  * h += down_proj(silu(gate_proj(n)) * up_proj(n))                         n = rmsnorm(h)
  * </pre>
  *
- * Where its weights come from and how a linear layer is applied (observed, transformed) is the caller's: a
- * {@link Weights} lookup and a {@link LinearOp}. Also holds the position tables (RoPE, causal mask) a layer needs.
+ * Where its weights come from and how a linear layer is applied (observed, transformed) is the
+ * caller's: a {@link Weights} lookup and a {@link LinearOp}. Also holds the position tables (RoPE,
+ * causal mask) a layer needs.
  */
 public final class DecoderLayer {
 
@@ -31,7 +33,10 @@ public final class DecoderLayer {
     NDArray get(String name);
   }
 
-  /** Applies linear module {@code module}: {@code input W^T + b} (bias may be null), after any observation. */
+  /**
+   * Applies linear module {@code module}: {@code input W^T + b} (bias may be null), after any
+   * observation.
+   */
   @FunctionalInterface
   public interface LinearOp {
     NDArray apply(String module, NDArray input, NDArray weight, NDArray bias);
@@ -49,7 +54,8 @@ public final class DecoderLayer {
 
   public DecoderLayer(LlamaConfig config, int index) {
     if (index < 0 || index >= config.numHiddenLayers()) {
-      throw new IllegalArgumentException("layer " + index + " is outside [0, " + config.numHiddenLayers() + ")");
+      throw new IllegalArgumentException(
+          "layer " + index + " is outside [0, " + config.numHiddenLayers() + ")");
     }
     this.config = config;
     this.index = index;
@@ -74,23 +80,41 @@ public final class DecoderLayer {
   }
 
   /**
-   * {@code [batch, seq, hidden]} in, {@code [batch, seq, hidden]} out. Intermediates are attached to {@code h}'s
-   * manager or {@code scope}; the caller closes them.
+   * {@code [batch, seq, hidden]} in, {@code [batch, seq, hidden]} out. Intermediates are attached
+   * to {@code h}'s manager or {@code scope}; the caller closes them.
    *
    * @param cos RoPE table {@code [seq, head_dim]} for the positions of {@code h}
    * @param mask additive attention mask, or null when everything is visible
    * @param cache the model's KV cache, or null
    */
-  public NDArray forward(NDManager scope, Weights w, LinearOp linear, NDArray h, int batch, int seq, NDArray cos,
-      NDArray sin, NDArray mask, KvCache cache) {
+  public NDArray forward(
+      NDManager scope,
+      Weights w,
+      LinearOp linear,
+      NDArray h,
+      int batch,
+      int seq,
+      NDArray cos,
+      NDArray sin,
+      NDArray mask,
+      KvCache cache) {
     int heads = config.numAttentionHeads();
     int kvHeads = config.numKeyValueHeads();
     int headDim = config.headDim();
 
     NDArray x = rmsNorm(h, w.get(inputNorm), config.rmsNormEps());
-    NDArray q = project(w, linear, Projection.Q, x).reshape(batch, seq, heads, headDim).transpose(0, 2, 1, 3);
-    NDArray k = project(w, linear, Projection.K, x).reshape(batch, seq, kvHeads, headDim).transpose(0, 2, 1, 3);
-    NDArray v = project(w, linear, Projection.V, x).reshape(batch, seq, kvHeads, headDim).transpose(0, 2, 1, 3);
+    NDArray q =
+        project(w, linear, Projection.Q, x)
+            .reshape(batch, seq, heads, headDim)
+            .transpose(0, 2, 1, 3);
+    NDArray k =
+        project(w, linear, Projection.K, x)
+            .reshape(batch, seq, kvHeads, headDim)
+            .transpose(0, 2, 1, 3);
+    NDArray v =
+        project(w, linear, Projection.V, x)
+            .reshape(batch, seq, kvHeads, headDim)
+            .transpose(0, 2, 1, 3);
     q = applyRope(q, cos, sin);
     k = applyRope(k, cos, sin);
     NDArray keys = k;
@@ -105,13 +129,17 @@ public final class DecoderLayer {
       keys = own(scope, keys.repeat(1, groups));
       values = own(scope, values.repeat(1, groups));
     }
-    NDArray scores = q.matMul(own(scope, keys.transpose(0, 1, 3, 2))).mul((float) (1.0 / Math.sqrt(headDim)));
+    NDArray scores =
+        q.matMul(own(scope, keys.transpose(0, 1, 3, 2))).mul((float) (1.0 / Math.sqrt(headDim)));
     if (mask != null) {
       scores = scores.add(mask);
     }
-    NDArray attention = scores.softmax(-1).matMul(values)
-        .transpose(0, 2, 1, 3)
-        .reshape(batch, seq, (long) heads * headDim);
+    NDArray attention =
+        scores
+            .softmax(-1)
+            .matMul(values)
+            .transpose(0, 2, 1, 3)
+            .reshape(batch, seq, (long) heads * headDim);
     h = h.add(project(w, linear, Projection.O, attention));
 
     NDArray n = rmsNorm(h, w.get(postNorm), config.rmsNormEps());
@@ -123,7 +151,8 @@ public final class DecoderLayer {
 
   private NDArray project(Weights w, LinearOp linear, Projection projection, NDArray input) {
     int p = projection.ordinal();
-    return linear.apply(modules[p], input, w.get(weights[p]), biases[p] == null ? null : w.get(biases[p]));
+    return linear.apply(
+        modules[p], input, w.get(weights[p]), biases[p] == null ? null : w.get(biases[p]));
   }
 
   /** RMSNorm (Zhang and Sennrich, arXiv 1910.07467): {@code x * rsqrt(mean(x^2) + eps) * w}. */
@@ -138,21 +167,27 @@ public final class DecoderLayer {
     return x.mul(cos).add(rotated.mul(sin));
   }
 
-  /** RoPE cos and sin tables {@code [seq, head_dim]} for positions {@code past .. past+seq-1}, in {@code scope}. */
+  /**
+   * RoPE cos and sin tables {@code [seq, head_dim]} for positions {@code past .. past+seq-1}, in
+   * {@code scope}.
+   */
   public static NDArray[] ropeTables(NDManager scope, LlamaConfig config, int past, int seq) {
     return ropeTables(scope, new RotaryEmbedding(config), config, past, seq);
   }
 
-  static NDArray[] ropeTables(NDManager scope, RotaryEmbedding rope, LlamaConfig config, int past, int seq) {
+  static NDArray[] ropeTables(
+      NDManager scope, RotaryEmbedding rope, LlamaConfig config, int past, int seq) {
     float[][] tables = rope.tables(past, seq);
-    return new NDArray[] {scope.create(tables[0], new Shape(seq, config.headDim())),
-        scope.create(tables[1], new Shape(seq, config.headDim()))};
+    return new NDArray[] {
+      scope.create(tables[0], new Shape(seq, config.headDim())),
+      scope.create(tables[1], new Shape(seq, config.headDim()))
+    };
   }
 
   /**
-   * Additive mask {@code [seq, past+seq]}: 0 where query {@code past+i} may see key {@code j} ({@code j <= past+i},
-   * and within the sliding window if any), -inf elsewhere; {@code null} when everything is visible (one new token, no
-   * window).
+   * Additive mask {@code [seq, past+seq]}: 0 where query {@code past+i} may see key {@code j}
+   * ({@code j <= past+i}, and within the sliding window if any), -inf elsewhere; {@code null} when
+   * everything is visible (one new token, no window).
    */
   public static NDArray causalMask(NDManager scope, LlamaConfig config, int past, int seq) {
     int total = past + seq;

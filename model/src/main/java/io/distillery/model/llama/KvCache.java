@@ -17,70 +17,71 @@ import ai.djl.ndarray.NDManager;
  */
 public final class KvCache implements AutoCloseable {
 
-    private final LlamaModel owner;
-    private final NDManager manager;
-    private final NDArray[] keys;
-    private final NDArray[] values;
-    private int length;
-    private int batch = -1;
-    private boolean broken;
+  private final LlamaModel owner;
+  private final NDManager manager;
+  private final NDArray[] keys;
+  private final NDArray[] values;
+  private int length;
+  private int batch = -1;
+  private boolean broken;
 
-    KvCache(LlamaModel owner, NDManager manager, int layers) {
-        this.owner = owner;
-        this.manager = manager;
-        this.keys = new NDArray[layers];
-        this.values = new NDArray[layers];
-    }
+  KvCache(LlamaModel owner, NDManager manager, int layers) {
+    this.owner = owner;
+    this.manager = manager;
+    this.keys = new NDArray[layers];
+    this.values = new NDArray[layers];
+  }
 
-    /** Positions cached so far; the next forward starts at this position. */
-    public int length() {
-        return length;
-    }
+  /** Positions cached so far; the next forward starts at this position. */
+  public int length() {
+    return length;
+  }
 
-    void begin(LlamaModel model, int batchSize) {
-        if (model != owner) {
-            throw new IllegalArgumentException("this KV cache belongs to another model");
-        }
-        if (!manager.isOpen()) {
-            throw new IllegalStateException("KV cache is closed");
-        }
-        if (broken) {
-            throw new IllegalStateException("KV cache is unusable after a failed forward pass");
-        }
-        if (batch != -1 && batch != batchSize) {
-            throw new IllegalArgumentException("KV cache holds batch size " + batch + ", got " + batchSize);
-        }
-        batch = batchSize;
+  void begin(LlamaModel model, int batchSize) {
+    if (model != owner) {
+      throw new IllegalArgumentException("this KV cache belongs to another model");
     }
+    if (!manager.isOpen()) {
+      throw new IllegalStateException("KV cache is closed");
+    }
+    if (broken) {
+      throw new IllegalStateException("KV cache is unusable after a failed forward pass");
+    }
+    if (batch != -1 && batch != batchSize) {
+      throw new IllegalArgumentException(
+          "KV cache holds batch size " + batch + ", got " + batchSize);
+    }
+    batch = batchSize;
+  }
 
-    /** Appends this step's keys and values of one layer; returns all keys and values so far. */
-    NDArray[] append(int layer, NDArray newKeys, NDArray newValues) {
-        keys[layer] = concat(keys[layer], newKeys);
-        values[layer] = concat(values[layer], newValues);
-        return new NDArray[] {keys[layer], values[layer]};
-    }
+  /** Appends this step's keys and values of one layer; returns all keys and values so far. */
+  NDArray[] append(int layer, NDArray newKeys, NDArray newValues) {
+    keys[layer] = concat(keys[layer], newKeys);
+    values[layer] = concat(values[layer], newValues);
+    return new NDArray[] {keys[layer], values[layer]};
+  }
 
-    private NDArray concat(NDArray past, NDArray step) {
-        if (past == null) {
-            step.attach(manager);
-            return step;
-        }
-        NDArray joined = NDArrays.concat(new NDList(past, step), 2);
-        joined.attach(manager);
-        past.close();
-        return joined;
+  private NDArray concat(NDArray past, NDArray step) {
+    if (past == null) {
+      step.attach(manager);
+      return step;
     }
+    NDArray joined = NDArrays.concat(new NDList(past, step), 2);
+    joined.attach(manager);
+    past.close();
+    return joined;
+  }
 
-    void commit(int positions) {
-        length += positions;
-    }
+  void commit(int positions) {
+    length += positions;
+  }
 
-    void markBroken() {
-        broken = true;
-    }
+  void markBroken() {
+    broken = true;
+  }
 
-    @Override
-    public void close() {
-        manager.close();
-    }
+  @Override
+  public void close() {
+    manager.close();
+  }
 }

@@ -10,26 +10,26 @@ package io.distillery.model.llama;
  */
 public record SamplingParams(double temperature, double topP, long seed) {
 
-    public SamplingParams {
-        if (!(temperature >= 0) || Double.isInfinite(temperature)) {
-            throw new IllegalArgumentException("temperature must be >= 0 and finite, got " + temperature);
-        }
-        if (!(topP > 0 && topP <= 1)) {
-            throw new IllegalArgumentException("topP must be in (0, 1], got " + topP);
-        }
+  public SamplingParams {
+    if (!(temperature >= 0) || Double.isInfinite(temperature)) {
+      throw new IllegalArgumentException("temperature must be >= 0 and finite, got " + temperature);
     }
+    if (!(topP > 0 && topP <= 1)) {
+      throw new IllegalArgumentException("topP must be in (0, 1], got " + topP);
+    }
+  }
 
-    /** Always the most likely token. */
-    public static SamplingParams greedy() {
-        return new SamplingParams(0, 1, 0);
-    }
+  /** Always the most likely token. */
+  public static SamplingParams greedy() {
+    return new SamplingParams(0, 1, 0);
+  }
 
-    /** Temperature and nucleus sampling with a fixed seed. */
-    public static SamplingParams sampled(double temperature, double topP, long seed) {
-        return new SamplingParams(temperature, topP, seed);
-    }
+  /** Temperature and nucleus sampling with a fixed seed. */
+  public static SamplingParams sampled(double temperature, double topP, long seed) {
+    return new SamplingParams(temperature, topP, seed);
+  }
 
-    public boolean isGreedy() {
-        return temperature == 0;
-    }
+  public boolean isGreedy() {
+    return temperature == 0;
+  }
 }

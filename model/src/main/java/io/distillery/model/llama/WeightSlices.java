@@ -1,8 +1,9 @@
 package io.distillery.model.llama;
 
 /**
- * Index gathers on row-major weight matrices, shared by everything that cuts a model down to kept heads, kv groups,
- * hidden dimensions, MLP channels or layers (structured pruning, student initialisation for distillation).
+ * Index gathers on row-major weight matrices, shared by everything that cuts a model down to kept
+ * heads, kv groups, hidden dimensions, MLP channels or layers (structured pruning, student
+ * initialisation for distillation).
  */
 public final class WeightSlices {
 

@@ -22,64 +22,76 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.List;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.SequencedMap;
-import java.util.stream.Stream;
 
 /**
- * Writes and reads quantized Llama checkpoints in the compressed-tensors format exactly as vLLM reads it
- * ({@code quant_method: compressed-tensors}). Followed from the sources (revisions in docs/formats.md):
- * compressed-tensors 0.12.2 .. 0.18.0 ({@code compressors/format.py}, {@code compressors/quantized_compressors/
- * pack_quantized.py} and {@code naive_quantized.py}, {@code quantization/quant_args.py}, {@code quant_scheme.py},
- * {@code quant_config.py}, {@code compressors/model_compressors/model_compressor.py} {@code update_config}) and vLLM's
- * {@code model_executor/layers/quantization/compressed_tensors/compressed_tensors.py} with
- * {@code schemes/compressed_tensors_wNa16.py}, {@code compressed_tensors_w8a8_int8.py},
- * {@code compressed_tensors_w8a16_fp8.py}:
+ * Writes and reads quantized Llama checkpoints in the compressed-tensors format exactly as vLLM
+ * reads it ({@code quant_method: compressed-tensors}). Followed from the sources (revisions in
+ * docs/formats.md): compressed-tensors 0.12.2 .. 0.18.0 ({@code compressors/format.py}, {@code
+ * compressors/quantized_compressors/ pack_quantized.py} and {@code naive_quantized.py}, {@code
+ * quantization/quant_args.py}, {@code quant_scheme.py}, {@code quant_config.py}, {@code
+ * compressors/model_compressors/model_compressor.py} {@code update_config}) and vLLM's {@code
+ * model_executor/layers/quantization/compressed_tensors/compressed_tensors.py} with {@code
+ * schemes/compressed_tensors_wNa16.py}, {@code compressed_tensors_w8a8_int8.py}, {@code
+ * compressed_tensors_w8a16_fp8.py}:
+ *
  * <ul>
- *   <li>{@code pack-quantized} (integer weights without input activations: W4A16 group, W8A16 channel, 2/3-bit
- *       group): {@code <m>.weight_packed} I32 {@code [out, ceil(in / (32/bits))]} (see {@link Int32Packing}),
- *       {@code <m>.weight_scale} {@code [out, in/group]} ({@code [out, 1]} per channel), {@code <m>.weight_shape} I64
- *       {@code [2]}, and only when asymmetric {@code <m>.weight_zero_point} I32 packed along dim 0
- *       {@code [ceil(out / (32/bits)), groups]}; x = (q - z) * s.</li>
- *   <li>{@code int-quantized} (W8A8, static per-tensor input): {@code <m>.weight} I8 {@code [out, in]},
- *       {@code <m>.weight_scale} {@code [out, 1]}, {@code <m>.input_scale} {@code [1]}.</li>
+ *   <li>{@code pack-quantized} (integer weights without input activations: W4A16 group, W8A16
+ *       channel, 2/3-bit group): {@code <m>.weight_packed} I32 {@code [out, ceil(in / (32/bits))]}
+ *       (see {@link Int32Packing}), {@code <m>.weight_scale} {@code [out, in/group]} ({@code [out,
+ *       1]} per channel), {@code <m>.weight_shape} I64 {@code [2]}, and only when asymmetric {@code
+ *       <m>.weight_zero_point} I32 packed along dim 0 {@code [ceil(out / (32/bits)), groups]}; x =
+ *       (q - z) * s.
+ *   <li>{@code int-quantized} (W8A8, static per-tensor input): {@code <m>.weight} I8 {@code [out,
+ *       in]}, {@code <m>.weight_scale} {@code [out, 1]}, {@code <m>.input_scale} {@code [1]}.
  *   <li>{@code naive-quantized} (FP8 E4M3 weights alone, per channel): {@code <m>.weight} F8_E4M3,
- *       {@code <m>.weight_scale} {@code [out, 1]}.</li>
+ *       {@code <m>.weight_scale} {@code [out, 1]}.
  * </ul>
- * Scales are stored in {@link QuantizationScheme#scaleDtype()} (the model's dtype, as llm-compressor leaves them);
- * dense tensors in the model's dtype under their transformers names. {@code lm_head} and the embeddings are never
- * quantized ({@link VllmConstraints#checkQuantizable}). The reader takes the bit width and format from the config and
- * still reads the checkpoints this platform wrote before (asymmetric INT4, W8A16 as int-quantized I8), dequantizing
- * on load so that {@link LlamaModel} (and so the evaluator and the serving node) can run any output.
+ *
+ * Scales are stored in {@link QuantizationScheme#scaleDtype()} (the model's dtype, as
+ * llm-compressor leaves them); dense tensors in the model's dtype under their transformers names.
+ * {@code lm_head} and the embeddings are never quantized ({@link
+ * VllmConstraints#checkQuantizable}). The reader takes the bit width and format from the config and
+ * still reads the checkpoints this platform wrote before (asymmetric INT4, W8A16 as int-quantized
+ * I8), dequantizing on load so that {@link LlamaModel} (and so the evaluator and the serving node)
+ * can run any output.
  */
 public final class CompressedTensors {
 
   public static final String QUANT_METHOD = "compressed-tensors";
+
   /**
-   * The compressed-tensors release whose serialized form is written: per-group {@code format} (since 0.11), no
-   * {@code scale_dtype}/{@code zp_dtype} (added in 0.13: older readers reject them, quant_args.py is extra=forbid),
-   * {@code sparsity_config} and {@code transform_config} present. vLLM does not check the string.
+   * The compressed-tensors release whose serialized form is written: per-group {@code format}
+   * (since 0.11), no {@code scale_dtype}/{@code zp_dtype} (added in 0.13: older readers reject
+   * them, quant_args.py is extra=forbid), {@code sparsity_config} and {@code transform_config}
+   * present. vLLM does not check the string.
    */
   public static final String FORMAT_VERSION = "0.12.2";
 
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   private CompressedTensors() {}
 
   /**
-   * Writes {@code config.json} (with {@code quantization_config}) and {@code model.safetensors} into {@code dir};
-   * dense tensors and scales in the model's {@code torch_dtype}.
+   * Writes {@code config.json} (with {@code quantization_config}) and {@code model.safetensors}
+   * into {@code dir}; dense tensors and scales in the model's {@code torch_dtype}.
    *
-   * @param dense every tensor of the model by transformers name (norms, embeddings, and the weights of modules not
-   *     in {@code quantized}); weights of quantized modules are ignored
+   * @param dense every tensor of the model by transformers name (norms, embeddings, and the weights
+   *     of modules not in {@code quantized}); weights of quantized modules are ignored
    * @param quantized quantized weights by module name
    * @param inputScales static per-tensor activation scales by module (W8A8), may be empty
    */
-  public static void write(Path dir, LlamaConfig config, Map<String, float[]> dense,
-      Map<String, QuantizedWeight> quantized, Map<String, Float> inputScales, QuantizationScheme scheme)
+  public static void write(
+      Path dir,
+      LlamaConfig config,
+      Map<String, float[]> dense,
+      Map<String, QuantizedWeight> quantized,
+      Map<String, Float> inputScales,
+      QuantizationScheme scheme)
       throws IOException {
     Files.createDirectories(dir);
     QuantizationScheme typed = scheme.withModelDtype(config);
@@ -87,7 +99,8 @@ public final class CompressedTensors {
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
       String name = entry.getKey();
-      String module = name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
+      String module =
+          name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
       QuantizedWeight q = module == null ? null : quantized.get(module);
       if (q == null) {
         float[] values = dense.get(name);
@@ -105,30 +118,32 @@ public final class CompressedTensors {
   }
 
   /**
-   * The tensors one quantized linear module stores, by full tensor name, in the order they are written. This is the
-   * one place the format's tensor layout is decided; a streaming writer calls it per module and writes the result
-   * as it comes.
+   * The tensors one quantized linear module stores, by full tensor name, in the order they are
+   * written. This is the one place the format's tensor layout is decided; a streaming writer calls
+   * it per module and writes the result as it comes.
    *
    * @param module the module name, e.g. {@code model.layers.3.mlp.down_proj}
    * @param inputScale the static per-tensor input scale (W8A8), or null
-   * @throws IllegalArgumentException when the module may not be quantized (lm_head, embeddings), or {@code q} does
-   *     not match the scheme (kind, symmetry, code range)
+   * @throws IllegalArgumentException when the module may not be quantized (lm_head, embeddings), or
+   *     {@code q} does not match the scheme (kind, symmetry, code range)
    */
-  public static SequencedMap<String, TensorSource> moduleTensors(String module, QuantizedWeight q, Float inputScale,
-      QuantizationScheme scheme) {
+  public static SequencedMap<String, TensorSource> moduleTensors(
+      String module, QuantizedWeight q, Float inputScale, QuantizationScheme scheme) {
     VllmConstraints.checkQuantizable(module);
     if (q.kind() != scheme.kind()) {
-      throw new IllegalArgumentException(module + " is " + q.kind() + " but the scheme is " + scheme.kind());
+      throw new IllegalArgumentException(
+          module + " is " + q.kind() + " but the scheme is " + scheme.kind());
     }
     if (scheme.symmetric() && q.zeroPoints() != null) {
       throw new IllegalArgumentException(module + " has zero points but the scheme is symmetric");
     }
     if (!scheme.symmetric() && q.zeroPoints() == null) {
-      throw new IllegalArgumentException(module + " has no zero points but the scheme is asymmetric");
+      throw new IllegalArgumentException(
+          module + " has no zero points but the scheme is asymmetric");
     }
     if (inputScale != null && !scheme.staticInputActivations()) {
-      throw new IllegalArgumentException(module + " has an input scale but the scheme declares no static input "
-          + "activations");
+      throw new IllegalArgumentException(
+          module + " has an input scale but the scheme declares no static input " + "activations");
     }
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
     if (scheme.packed()) {
@@ -137,28 +152,30 @@ public final class CompressedTensors {
       putUnpacked(tensors, module, q, scheme);
     }
     if (inputScale != null) {
-      tensors.put(module + ".input_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {1},
-          new float[] {inputScale}));
+      tensors.put(
+          module + ".input_scale",
+          TensorData.ofFloats(scheme.scaleDtype(), new long[] {1}, new float[] {inputScale}));
     }
     return tensors;
   }
 
   /**
-   * Writes {@code config.json}: {@code config} (its {@code torch_dtype} as the dense tensors are stored) with the
-   * {@code quantization_config} of {@code scheme}.
+   * Writes {@code config.json}: {@code config} (its {@code torch_dtype} as the dense tensors are
+   * stored) with the {@code quantization_config} of {@code scheme}.
    */
-  public static void writeConfig(Path dir, LlamaConfig config, QuantizationScheme scheme) throws IOException {
+  public static void writeConfig(Path dir, LlamaConfig config, QuantizationScheme scheme)
+      throws IOException {
     writeQuantizationConfig(dir, config, quantizationConfig(scheme));
   }
 
   /**
-   * Writes {@code config.json} for a dense checkpoint whose linear weights are 2:4 sparse: a
-   * {@code quantization_config} holding only {@code sparsity_config}, as compressed-tensors' {@code
-   * ModelCompressor.update_config} writes it for a sparse model without quantization (format {@code dense}: the
-   * weights stay uncompressed, zeros included).
+   * Writes {@code config.json} for a dense checkpoint whose linear weights are 2:4 sparse: a {@code
+   * quantization_config} holding only {@code sparsity_config}, as compressed-tensors' {@code
+   * ModelCompressor.update_config} writes it for a sparse model without quantization (format {@code
+   * dense}: the weights stay uncompressed, zeros included).
    */
-  public static void writeSparseConfig(Path dir, LlamaConfig config, QuantizationScheme.Sparsity sparsity)
-      throws IOException {
+  public static void writeSparseConfig(
+      Path dir, LlamaConfig config, QuantizationScheme.Sparsity sparsity) throws IOException {
     ObjectNode q = JSON.createObjectNode();
     q.put("quant_method", QUANT_METHOD);
     q.set("sparsity_config", sparsityConfig(sparsity));
@@ -167,36 +184,47 @@ public final class CompressedTensors {
     writeQuantizationConfig(dir, config, q);
   }
 
-  private static void writeQuantizationConfig(Path dir, LlamaConfig config, ObjectNode q) throws IOException {
+  private static void writeQuantizationConfig(Path dir, LlamaConfig config, ObjectNode q)
+      throws IOException {
     Files.createDirectories(dir);
     ObjectNode root = (ObjectNode) JSON.readTree(config.toJson());
     root.set("quantization_config", q);
-    Files.writeString(dir.resolve(LlamaConfig.FILE_NAME), JSON.writeValueAsString(root) + "\n",
+    Files.writeString(
+        dir.resolve(LlamaConfig.FILE_NAME),
+        JSON.writeValueAsString(root) + "\n",
         StandardCharsets.UTF_8);
   }
 
-  private static void putPacked(Map<String, TensorSource> tensors, String m, QuantizedWeight q,
-      QuantizationScheme scheme) {
+  private static void putPacked(
+      Map<String, TensorSource> tensors, String m, QuantizedWeight q, QuantizationScheme scheme) {
     int bits = scheme.bits();
     checkRange(m, q.codes(), bits, "codes");
     long rows = q.rows();
     int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), bits);
-    tensors.put(m + ".weight_packed", TensorData.ofBytes(DType.I32, new long[] {rows, packed.length / rows},
-        TensorCodec.intsToBytes(packed)));
-    tensors.put(m + ".weight_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, q.groups()},
-        q.scales()));
+    tensors.put(
+        m + ".weight_packed",
+        TensorData.ofBytes(
+            DType.I32, new long[] {rows, packed.length / rows}, TensorCodec.intsToBytes(packed)));
+    tensors.put(
+        m + ".weight_scale",
+        TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, q.groups()}, q.scales()));
     if (q.zeroPoints() != null) {
       checkRange(m, q.zeroPoints(), bits, "zero points");
       int[] zp = Int32Packing.packColumns(q.zeroPoints(), q.rows(), q.groups(), bits);
-      tensors.put(m + ".weight_zero_point", TensorData.ofBytes(DType.I32,
-          new long[] {zp.length / q.groups(), q.groups()}, TensorCodec.intsToBytes(zp)));
+      tensors.put(
+          m + ".weight_zero_point",
+          TensorData.ofBytes(
+              DType.I32,
+              new long[] {zp.length / q.groups(), q.groups()},
+              TensorCodec.intsToBytes(zp)));
     }
-    tensors.put(m + ".weight_shape", TensorData.ofBytes(DType.I64, new long[] {2},
-        TensorCodec.longsToBytes(rows, q.cols())));
+    tensors.put(
+        m + ".weight_shape",
+        TensorData.ofBytes(DType.I64, new long[] {2}, TensorCodec.longsToBytes(rows, q.cols())));
   }
 
-  private static void putUnpacked(Map<String, TensorSource> tensors, String m, QuantizedWeight q,
-      QuantizationScheme scheme) {
+  private static void putUnpacked(
+      Map<String, TensorSource> tensors, String m, QuantizedWeight q, QuantizationScheme scheme) {
     boolean int8 = q.kind() == QuantizedWeight.Kind.INT8_CHANNEL;
     if (int8) {
       checkRange(m, q.codes(), 8, "codes");
@@ -205,9 +233,13 @@ public final class CompressedTensors {
     for (int i = 0; i < codes.length; i++) {
       codes[i] = (byte) q.codes()[i];
     }
-    tensors.put(m + ".weight", TensorData.ofBytes(int8 ? DType.I8 : DType.F8_E4M3, new long[] {q.rows(), q.cols()},
-        codes));
-    tensors.put(m + ".weight_scale", TensorData.ofFloats(scheme.scaleDtype(), new long[] {q.rows(), 1}, q.scales()));
+    tensors.put(
+        m + ".weight",
+        TensorData.ofBytes(
+            int8 ? DType.I8 : DType.F8_E4M3, new long[] {q.rows(), q.cols()}, codes));
+    tensors.put(
+        m + ".weight_scale",
+        TensorData.ofFloats(scheme.scaleDtype(), new long[] {q.rows(), 1}, q.scales()));
   }
 
   private static void checkRange(String m, int[] values, int bits, String what) {
@@ -215,14 +247,28 @@ public final class CompressedTensors {
     int hi = (1 << (bits - 1)) - 1;
     for (int v : values) {
       if (v < lo || v > hi) {
-        throw new IllegalArgumentException(m + ": " + what + " must lie in [" + lo + ", " + hi + "] for " + bits
-            + "-bit packing, got " + v);
+        throw new IllegalArgumentException(
+            m
+                + ": "
+                + what
+                + " must lie in ["
+                + lo
+                + ", "
+                + hi
+                + "] for "
+                + bits
+                + "-bit packing, got "
+                + v);
       }
     }
   }
 
-  /** compressed-tensors' {@code QuantizationArgs} as the library serializes it (keys sorted, 0.12.2's key set). */
-  private static ObjectNode args(int bits, String type, String strategy, Integer groupSize, boolean symmetric) {
+  /**
+   * compressed-tensors' {@code QuantizationArgs} as the library serializes it (keys sorted,
+   * 0.12.2's key set).
+   */
+  private static ObjectNode args(
+      int bits, String type, String strategy, Integer groupSize, boolean symmetric) {
     ObjectNode a = JSON.createObjectNode();
     a.putNull("actorder");
     a.putNull("block_structure");
@@ -243,8 +289,13 @@ public final class CompressedTensors {
 
   static ObjectNode quantizationConfig(QuantizationScheme scheme) {
     boolean group = scheme.kind() == QuantizedWeight.Kind.INT4_GROUP;
-    ObjectNode weights = args(scheme.bits(), scheme.kind() == QuantizedWeight.Kind.FP8_CHANNEL ? "float" : "int",
-        scheme.strategy(), group ? scheme.groupSize() : null, scheme.symmetric());
+    ObjectNode weights =
+        args(
+            scheme.bits(),
+            scheme.kind() == QuantizedWeight.Kind.FP8_CHANNEL ? "float" : "int",
+            scheme.strategy(),
+            group ? scheme.groupSize() : null,
+            scheme.symmetric());
 
     ObjectNode groupNode = JSON.createObjectNode();
     groupNode.put("format", scheme.format());
@@ -280,7 +331,10 @@ public final class CompressedTensors {
     return config;
   }
 
-  /** compressed-tensors' dense {@code SparsityCompressionConfig} (config/base.py, config/dense.py), keys sorted. */
+  /**
+   * compressed-tensors' dense {@code SparsityCompressionConfig} (config/base.py, config/dense.py),
+   * keys sorted.
+   */
   private static ObjectNode sparsityConfig(QuantizationScheme.Sparsity s) {
     ObjectNode node = JSON.createObjectNode();
     node.put("format", "dense");
@@ -304,8 +358,8 @@ public final class CompressedTensors {
     }
   }
 
-  private static Map<String, QuantizedWeight> readQuantized(Path dir, LlamaConfig config, Checkpoint file)
-      throws IOException {
+  private static Map<String, QuantizedWeight> readQuantized(
+      Path dir, LlamaConfig config, Checkpoint file) throws IOException {
     Declared declared = Declared.of(dir);
     Map<String, QuantizedWeight> out = new LinkedHashMap<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
@@ -315,34 +369,45 @@ public final class CompressedTensors {
           out.put(module, q);
         }
       } catch (RuntimeException e) {
-        throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": "
-            + e.getMessage(), e);
+        throw new CorruptCheckpointException(
+            dir, "inconsistent quantized tensors of " + module + ": " + e.getMessage(), e);
       }
     }
     return out;
   }
 
   /**
-   * What {@code quantization_config} declares about the weights (first config group): their bit width and strategy.
-   * Checkpoints written before the width was taken from the config are 4-bit when packed.
+   * What {@code quantization_config} declares about the weights (first config group): their bit
+   * width and strategy. Checkpoints written before the width was taken from the config are 4-bit
+   * when packed.
    */
   private record Declared(int bits, String strategy) {
 
     static Declared of(Path dir) throws IOException {
-      JsonNode q = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile()).path("quantization_config");
+      JsonNode q =
+          JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile()).path("quantization_config");
       JsonNode groups = q.path("config_groups");
       if (groups.size() > 1) {
-        throw new CorruptCheckpointException(dir, "quantization_config has " + groups.size()
-            + " config_groups; this reader takes one scheme for all layers");
+        throw new CorruptCheckpointException(
+            dir,
+            "quantization_config has "
+                + groups.size()
+                + " config_groups; this reader takes one scheme for all layers");
       }
-      JsonNode weights = groups.elements().hasNext() ? groups.elements().next().path("weights") : null;
+      JsonNode weights =
+          groups.elements().hasNext() ? groups.elements().next().path("weights") : null;
       if (weights == null || weights.isMissingNode() || weights.isNull()) {
         return new Declared(4, "group");
       }
       int bits = weights.path("num_bits").asInt(4);
       if (!QuantizationScheme.PACKED_BITS.contains(bits)) {
-        throw new CorruptCheckpointException(dir, "weights of " + bits + " bits are not supported; packed widths "
-            + "are " + QuantizationScheme.PACKED_BITS);
+        throw new CorruptCheckpointException(
+            dir,
+            "weights of "
+                + bits
+                + " bits are not supported; packed widths "
+                + "are "
+                + QuantizationScheme.PACKED_BITS);
       }
       return new Declared(bits, weights.path("strategy").asText("group"));
     }
@@ -354,7 +419,9 @@ public final class CompressedTensors {
     try (Checkpoint checkpoint = Checkpoint.open(dir)) {
       for (String name : checkpoint.tensorNames()) {
         if (name.endsWith(".input_scale")) {
-          out.put(name.substring(0, name.length() - ".input_scale".length()), checkpoint.floats(name)[0]);
+          out.put(
+              name.substring(0, name.length() - ".input_scale".length()),
+              checkpoint.floats(name)[0]);
         }
       }
     }
@@ -362,19 +429,21 @@ public final class CompressedTensors {
   }
 
   /**
-   * One module's quantized weight as stored, read from an open checkpoint (bit width and strategy from {@code dir}'s
-   * config.json), or null when the module is dense: what a layer-streaming reader dequantizes one layer at a time
-   * instead of the whole model.
+   * One module's quantized weight as stored, read from an open checkpoint (bit width and strategy
+   * from {@code dir}'s config.json), or null when the module is dense: what a layer-streaming
+   * reader dequantizes one layer at a time instead of the whole model.
    *
-   * @throws CorruptCheckpointException if the module's quantized tensors disagree with each other or the config
+   * @throws CorruptCheckpointException if the module's quantized tensors disagree with each other
+   *     or the config
    */
-  public static QuantizedWeight readModule(Checkpoint file, Path dir, String module) throws IOException {
+  public static QuantizedWeight readModule(Checkpoint file, Path dir, String module)
+      throws IOException {
     Declared declared = Declared.of(dir);
     try {
       return readModule(file, module, declared);
     } catch (RuntimeException e) {
-      throw new CorruptCheckpointException(dir, "inconsistent quantized tensors of " + module + ": " + e.getMessage(),
-          e);
+      throw new CorruptCheckpointException(
+          dir, "inconsistent quantized tensors of " + module + ": " + e.getMessage(), e);
     }
   }
 
@@ -385,29 +454,45 @@ public final class CompressedTensors {
       long[] shape = TensorCodec.bytesToLongs(file.bytes(m + ".weight_shape"));
       int rows = Math.toIntExact(shape[0]);
       int cols = Math.toIntExact(shape[1]);
-      int[] codes = Int32Packing.unpackRows(TensorCodec.bytesToInts(file.bytes(m + ".weight_packed")), rows, cols,
-          bits);
+      int[] codes =
+          Int32Packing.unpackRows(
+              TensorCodec.bytesToInts(file.bytes(m + ".weight_packed")), rows, cols, bits);
       TensorInfo scale = file.info(m + ".weight_scale");
       int groups = scale.shape().length < 2 ? 1 : Math.toIntExact(scale.dim(1));
       int[] zeros = null;
       if (file.contains(m + ".weight_zero_point")) {
-        zeros = Int32Packing.unpackColumns(TensorCodec.bytesToInts(file.bytes(m + ".weight_zero_point")), rows, groups,
-            bits);
+        zeros =
+            Int32Packing.unpackColumns(
+                TensorCodec.bytesToInts(file.bytes(m + ".weight_zero_point")), rows, groups, bits);
       }
-      boolean channel = bits == 8 && groups == 1 && zeros == null && declared.strategy().equals("channel");
-      return new QuantizedWeight(channel ? QuantizedWeight.Kind.INT8_CHANNEL : QuantizedWeight.Kind.INT4_GROUP, rows,
-          cols, cols / groups, codes, file.floats(m + ".weight_scale"), zeros, bits);
+      boolean channel =
+          bits == 8 && groups == 1 && zeros == null && declared.strategy().equals("channel");
+      return new QuantizedWeight(
+          channel ? QuantizedWeight.Kind.INT8_CHANNEL : QuantizedWeight.Kind.INT4_GROUP,
+          rows,
+          cols,
+          cols / groups,
+          codes,
+          file.floats(m + ".weight_scale"),
+          zeros,
+          bits);
     }
     if (!file.contains(m + ".weight_scale")) {
       return null;
     }
     TensorInfo weight = file.info(m + ".weight");
-    QuantizedWeight.Kind kind = switch (weight.dtype()) {
-      case I8 -> QuantizedWeight.Kind.INT8_CHANNEL;
-      case F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
-      default -> throw new IllegalArgumentException("tensor '" + m + ".weight' is " + weight.dtype()
-          + " next to a weight_scale; expected I8 or F8_E4M3");
-    };
+    QuantizedWeight.Kind kind =
+        switch (weight.dtype()) {
+          case I8 -> QuantizedWeight.Kind.INT8_CHANNEL;
+          case F8_E4M3 -> QuantizedWeight.Kind.FP8_CHANNEL;
+          default ->
+              throw new IllegalArgumentException(
+                  "tensor '"
+                      + m
+                      + ".weight' is "
+                      + weight.dtype()
+                      + " next to a weight_scale; expected I8 or F8_E4M3");
+        };
     int rows = Math.toIntExact(weight.dim(0));
     int cols = Math.toIntExact(weight.dim(1));
     byte[] bytes = file.bytes(m + ".weight");
@@ -415,13 +500,15 @@ public final class CompressedTensors {
     for (int i = 0; i < bytes.length; i++) {
       codes[i] = kind == QuantizedWeight.Kind.INT8_CHANNEL ? bytes[i] : bytes[i] & 0xFF;
     }
-    return new QuantizedWeight(kind, rows, cols, cols, codes, file.floats(m + ".weight_scale"), null);
+    return new QuantizedWeight(
+        kind, rows, cols, cols, codes, file.floats(m + ".weight_scale"), null);
   }
 
   /**
    * Writes a dense F32 Hugging Face checkpoint of a compressed-tensors one (weights dequantized, no
-   * quantization_config) into {@code out}. A dense checkpoint cannot carry W8A8's activation quantization: to run or
-   * evaluate a W8A8 output as an INT8 engine would, use {@link #loadDequantized(Path)}.
+   * quantization_config) into {@code out}. A dense checkpoint cannot carry W8A8's activation
+   * quantization: to run or evaluate a W8A8 output as an INT8 engine would, use {@link
+   * #loadDequantized(Path)}.
    */
   public static void decompress(Path dir, Path out) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
@@ -431,14 +518,21 @@ public final class CompressedTensors {
       Map<String, QuantizedWeight> quantized = readQuantized(dir, config, file);
       for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
         String name = entry.getKey();
-        QuantizedWeight q = name.endsWith(".weight")
-            ? quantized.get(name.substring(0, name.length() - ".weight".length())) : null;
+        QuantizedWeight q =
+            name.endsWith(".weight")
+                ? quantized.get(name.substring(0, name.length() - ".weight".length()))
+                : null;
         if (q == null && !file.contains(name)) {
           throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
         }
         if (q == null && !file.info(name).dtype().isFloatingPoint()) {
-          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is " + file.info(name).dtype()
-              + " without a weight_scale; expected a float tensor");
+          throw new CorruptCheckpointException(
+              dir,
+              "tensor '"
+                  + name
+                  + "' is "
+                  + file.info(name).dtype()
+                  + " without a weight_scale; expected a float tensor");
         }
         float[] values = q != null ? q.dequantize() : file.floats(name);
         tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
@@ -449,10 +543,11 @@ public final class CompressedTensors {
   }
 
   /**
-   * Loads a compressed-tensors checkpoint into a float {@link LlamaModel}, dequantizing every quantized weight. When the
-   * checkpoint declares static INT8 input activations (W8A8), the model also quantizes and dequantizes each quantized
-   * layer's input with its {@code input_scale} (see {@link StaticActivationQuantization}), so that what is measured
-   * is what an INT8 engine computes.
+   * Loads a compressed-tensors checkpoint into a float {@link LlamaModel}, dequantizing every
+   * quantized weight. When the checkpoint declares static INT8 input activations (W8A8), the model
+   * also quantizes and dequantizes each quantized layer's input with its {@code input_scale} (see
+   * {@link StaticActivationQuantization}), so that what is measured is what an INT8 engine
+   * computes.
    */
   public static LlamaModel loadDequantized(Path dir) throws IOException {
     Path tmp = Files.createTempDirectory("dequantized-");
@@ -470,19 +565,20 @@ public final class CompressedTensors {
   }
 
   /**
-   * Loads any checkpoint the stages write as a float {@link LlamaModel}: compressed-tensors ones dequantized, plain HF
-   * ones as they are.
+   * Loads any checkpoint the stages write as a float {@link LlamaModel}: compressed-tensors ones
+   * dequantized, plain HF ones as they are.
    */
   public static LlamaModel loadAny(Path dir) throws IOException {
     return isCompressed(dir) ? loadDequantized(dir) : LlamaModel.load(dir);
   }
 
   /**
-   * The input quantization a compressed-tensors checkpoint declares, or null when its activations stay in float. Only
-   * static symmetric INT8 per-tensor input activations (what this platform writes for W8A8) are simulated.
+   * The input quantization a compressed-tensors checkpoint declares, or null when its activations
+   * stay in float. Only static symmetric INT8 per-tensor input activations (what this platform
+   * writes for W8A8) are simulated.
    *
-   * @throws CorruptCheckpointException if the config asks for another activation scheme, or a quantized layer has no
-   *     {@code input_scale}
+   * @throws CorruptCheckpointException if the config asks for another activation scheme, or a
+   *     quantized layer has no {@code input_scale}
    */
   public static StaticActivationQuantization activationQuantization(Path dir) throws IOException {
     JsonNode root = JSON.readTree(dir.resolve(LlamaConfig.FILE_NAME).toFile());
@@ -496,12 +592,18 @@ public final class CompressedTensors {
       if (input.isMissingNode() || input.isNull()) {
         continue;
       }
-      boolean supported = !input.path("dynamic").asBoolean(false) && input.path("num_bits").asInt() == 8
-          && "int".equals(input.path("type").asText()) && "tensor".equals(input.path("strategy").asText())
-          && input.path("symmetric").asBoolean(true);
+      boolean supported =
+          !input.path("dynamic").asBoolean(false)
+              && input.path("num_bits").asInt() == 8
+              && "int".equals(input.path("type").asText())
+              && "tensor".equals(input.path("strategy").asText())
+              && input.path("symmetric").asBoolean(true);
       if (!supported) {
-        throw new CorruptCheckpointException(dir, "input_activations " + input
-            + " are not supported; only static symmetric int8 per-tensor activations are simulated");
+        throw new CorruptCheckpointException(
+            dir,
+            "input_activations "
+                + input
+                + " are not supported; only static symmetric int8 per-tensor activations are simulated");
       }
       staticInt8 = true;
     }
@@ -511,8 +613,8 @@ public final class CompressedTensors {
     Map<String, Float> scales = readInputScales(dir);
     for (String module : readQuantized(dir).keySet()) {
       if (!scales.containsKey(module)) {
-        throw new CorruptCheckpointException(dir, "declares static input activations but " + module
-            + " has no input_scale");
+        throw new CorruptCheckpointException(
+            dir, "declares static input activations but " + module + " has no input_scale");
       }
     }
     try {

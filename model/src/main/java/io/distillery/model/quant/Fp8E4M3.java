@@ -3,9 +3,10 @@ package io.distillery.model.quant;
 import io.distillery.model.safetensors.TensorCodec;
 
 /**
- * The OCP FP8 E4M3 ("e4m3fn", torch.float8_e4m3fn) element type: 1 sign, 4 exponent (bias 7), 3 mantissa bits, no
- * infinities, NaN = S.1111.111, largest finite 448. Encoding rounds to the nearest representable value (ties to the
- * even code) and saturates at +-448, as casts in quantizers do after scaling.
+ * The OCP FP8 E4M3 ("e4m3fn", torch.float8_e4m3fn) element type: 1 sign, 4 exponent (bias 7), 3
+ * mantissa bits, no infinities, NaN = S.1111.111, largest finite 448. Encoding rounds to the
+ * nearest representable value (ties to the even code) and saturates at +-448, as casts in
+ * quantizers do after scaling.
  */
 public final class Fp8E4M3 {
 

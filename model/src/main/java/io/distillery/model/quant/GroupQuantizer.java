@@ -1,11 +1,12 @@
 package io.distillery.model.quant;
 
 /**
- * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output channel, INT2, INT3, INT4
- * or INT8 per group of input columns, symmetric (compressed-tensors' W4A16 preset, vLLM's uint4b8 path) or asymmetric
- * (min/max range widened to include 0, as GPTQ's and compressed-tensors' min-max observers do), and FP8 E4M3 per output
- * channel. The {@link Grid} of one row and group is public so that GPTQ can fix it when a group starts and then
- * quantize column by column.
+ * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output
+ * channel, INT2, INT3, INT4 or INT8 per group of input columns, symmetric (compressed-tensors'
+ * W4A16 preset, vLLM's uint4b8 path) or asymmetric (min/max range widened to include 0, as GPTQ's
+ * and compressed-tensors' min-max observers do), and FP8 E4M3 per output channel. The {@link Grid}
+ * of one row and group is public so that GPTQ can fix it when a group starts and then quantize
+ * column by column.
  */
 public final class GroupQuantizer {
 
@@ -32,14 +33,17 @@ public final class GroupQuantizer {
       return dequantize(quantize(x));
     }
 
-    /** Asymmetric INT4 grid of values {@code w[from, to)}: scale = (max - min) / 15, signed zero point. */
+    /**
+     * Asymmetric INT4 grid of values {@code w[from, to)}: scale = (max - min) / 15, signed zero
+     * point.
+     */
     public static Grid int4(float[] w, int from, int to) {
       return asymmetric(w, from, to, 4);
     }
 
     /**
-     * Asymmetric grid of {@code bits} (2, 3, 4 or 8) for values {@code w[from, to)}: codes in [-2^(bits-1),
-     * 2^(bits-1) - 1], scale = (max - min) / (2^bits - 1), signed zero point.
+     * Asymmetric grid of {@code bits} (2, 3, 4 or 8) for values {@code w[from, to)}: codes in
+     * [-2^(bits-1), 2^(bits-1) - 1], scale = (max - min) / (2^bits - 1), signed zero point.
      */
     public static Grid asymmetric(float[] w, int from, int to, int bits) {
       checkBits(bits);
@@ -61,17 +65,17 @@ public final class GroupQuantizer {
     }
 
     /**
-     * Symmetric INT4 grid of values {@code w[from, to)}, as compressed-tensors' {@code calculate_qparams}
-     * (quantization/utils/helpers.py) computes it for {@code symmetric: true}: scale = max|w| / ((7 - (-8)) / 2) =
-     * max|w| / 7.5, zero point 0, codes clamped to [-8, 7].
+     * Symmetric INT4 grid of values {@code w[from, to)}, as compressed-tensors' {@code
+     * calculate_qparams} (quantization/utils/helpers.py) computes it for {@code symmetric: true}:
+     * scale = max|w| / ((7 - (-8)) / 2) = max|w| / 7.5, zero point 0, codes clamped to [-8, 7].
      */
     public static Grid int4Symmetric(float[] w, int from, int to) {
       return symmetric(w, from, to, 4);
     }
 
     /**
-     * Symmetric grid of {@code bits} (2, 3, 4 or 8), the same rule at any width: scale = max|w| / ((qmax - qmin) / 2),
-     * zero point 0, codes clamped to [-2^(bits-1), 2^(bits-1) - 1].
+     * Symmetric grid of {@code bits} (2, 3, 4 or 8), the same rule at any width: scale = max|w| /
+     * ((qmax - qmin) / 2), zero point 0, codes clamped to [-2^(bits-1), 2^(bits-1) - 1].
      */
     public static Grid symmetric(float[] w, int from, int to, int bits) {
       checkBits(bits);
@@ -116,35 +120,42 @@ public final class GroupQuantizer {
         codes[r * cols + c] = grid.quantize(w[r * cols + c]);
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
+    return new QuantizedWeight(
+        QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
   }
 
-  /** Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input columns. */
+  /**
+   * Asymmetric INT4 with a scale and zero point per row and group of {@code groupSize} input
+   * columns.
+   */
   public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize) {
     return intGroup(w, rows, cols, groupSize, 4, false);
   }
 
   /**
-   * INT4 with a scale per row and group of {@code groupSize} input columns (w4-rtn): symmetric (no zero points) or
-   * asymmetric (a signed zero point per row and group).
+   * INT4 with a scale per row and group of {@code groupSize} input columns (w4-rtn): symmetric (no
+   * zero points) or asymmetric (a signed zero point per row and group).
    */
-  public static QuantizedWeight int4Group(float[] w, int rows, int cols, int groupSize, boolean symmetric) {
+  public static QuantizedWeight int4Group(
+      float[] w, int rows, int cols, int groupSize, boolean symmetric) {
     return intGroup(w, rows, cols, groupSize, 4, symmetric);
   }
 
   /**
-   * Asymmetric integer codes of {@code bits} (2, 3, 4 or 8) with a scale and zero point per row and group of
-   * {@code groupSize} input columns.
+   * Asymmetric integer codes of {@code bits} (2, 3, 4 or 8) with a scale and zero point per row and
+   * group of {@code groupSize} input columns.
    */
   public static QuantizedWeight intGroup(float[] w, int rows, int cols, int groupSize, int bits) {
     return intGroup(w, rows, cols, groupSize, bits, false);
   }
 
   /**
-   * Integer codes of {@code bits} (2, 3, 4 or 8) with a scale per row and group of {@code groupSize} input columns,
-   * symmetric (no zero points) or asymmetric (a signed zero point per row and group).
+   * Integer codes of {@code bits} (2, 3, 4 or 8) with a scale per row and group of {@code
+   * groupSize} input columns, symmetric (no zero points) or asymmetric (a signed zero point per row
+   * and group).
    */
-  public static QuantizedWeight intGroup(float[] w, int rows, int cols, int groupSize, int bits, boolean symmetric) {
+  public static QuantizedWeight intGroup(
+      float[] w, int rows, int cols, int groupSize, int bits, boolean symmetric) {
     check(w, rows, cols, groupSize);
     checkBits(bits);
     int groups = cols / groupSize;
@@ -162,8 +173,15 @@ public final class GroupQuantizer {
         }
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
-        symmetric ? null : zeros, bits);
+    return new QuantizedWeight(
+        QuantizedWeight.Kind.INT4_GROUP,
+        rows,
+        cols,
+        groupSize,
+        codes,
+        scales,
+        symmetric ? null : zeros,
+        bits);
   }
 
   /** The INT4 round trip Q(w) as floats, without keeping the codes (AWQ's search loop). */
@@ -171,7 +189,9 @@ public final class GroupQuantizer {
     return fakeQuantize(w, rows, cols, groupSize, 4);
   }
 
-  /** The asymmetric {@code bits}-wide group round trip Q(w) as floats, without keeping the codes. */
+  /**
+   * The asymmetric {@code bits}-wide group round trip Q(w) as floats, without keeping the codes.
+   */
   public static float[] fakeQuantize(float[] w, int rows, int cols, int groupSize, int bits) {
     check(w, rows, cols, groupSize);
     checkBits(bits);
@@ -201,10 +221,13 @@ public final class GroupQuantizer {
         codes[r * cols + c] = Fp8E4M3.encode(w[r * cols + c] / scale);
       }
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.FP8_CHANNEL, rows, cols, cols, codes, scales, null);
+    return new QuantizedWeight(
+        QuantizedWeight.Kind.FP8_CHANNEL, rows, cols, cols, codes, scales, null);
   }
 
-  /** @throws IllegalArgumentException unless {@code bits} is 2, 3, 4 or 8 */
+  /**
+   * @throws IllegalArgumentException unless {@code bits} is 2, 3, 4 or 8
+   */
   public static void checkBits(int bits) {
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
       throw new IllegalArgumentException("bits: must be 2, 3, 4 or 8, got " + bits);
@@ -213,10 +236,12 @@ public final class GroupQuantizer {
 
   private static void check(float[] w, int rows, int cols, int groupSize) {
     if (w.length != (long) rows * cols) {
-      throw new IllegalArgumentException("weight has " + w.length + " elements, expected " + rows + "x" + cols);
+      throw new IllegalArgumentException(
+          "weight has " + w.length + " elements, expected " + rows + "x" + cols);
     }
     if (groupSize <= 0 || cols % groupSize != 0) {
-      throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
+      throw new IllegalArgumentException(
+          "groupSize " + groupSize + " does not divide in_features " + cols);
     }
   }
 }

@@ -1,14 +1,16 @@
 package io.distillery.model.quant;
 
 /**
- * compressed-tensors' {@code pack_to_int32} / {@code unpack_from_int32} for codes of 1 to 8 bits (read from
- * compressed_tensors/compressors/quantized_compressors/pack_quantized.py, 0.12.2 .. 0.16.0): a signed code is shifted
- * to unsigned by {@code 1 << (bits - 1)}, and {@code 32 / bits} consecutive values along the packed dimension share
- * one int32, the first in the lowest bits ({@code packed |= u[i] << (bits * i)}). A trailing partial word is
- * zero-padded. This is the layout vLLM's loader unpacks: {@code schemes/compressed_tensors_wNa16.py} registers
- * {@code weight_packed} with {@code pack_factor = 32 // num_bits} values per word. For 2, 4 and 8 bits it is bit for
- * bit the dense layout compressed-tensors 0.17 switched to (PR #715); for 3 bits it is the legacy one (10 values per
- * word, the top 2 bits unused), not 0.17's cross-word packing (32 values in 3 words).
+ * compressed-tensors' {@code pack_to_int32} / {@code unpack_from_int32} for codes of 1 to 8 bits
+ * (read from compressed_tensors/compressors/quantized_compressors/pack_quantized.py, 0.12.2 ..
+ * 0.16.0): a signed code is shifted to unsigned by {@code 1 << (bits - 1)}, and {@code 32 / bits}
+ * consecutive values along the packed dimension share one int32, the first in the lowest bits
+ * ({@code packed |= u[i] << (bits * i)}). A trailing partial word is zero-padded. This is the
+ * layout vLLM's loader unpacks: {@code schemes/compressed_tensors_wNa16.py} registers {@code
+ * weight_packed} with {@code pack_factor = 32 // num_bits} values per word. For 2, 4 and 8 bits it
+ * is bit for bit the dense layout compressed-tensors 0.17 switched to (PR #715); for 3 bits it is
+ * the legacy one (10 values per word, the top 2 bits unused), not 0.17's cross-word packing (32
+ * values in 3 words).
  */
 public final class Int32Packing {
 
@@ -20,7 +22,10 @@ public final class Int32Packing {
     }
   }
 
-  /** Packs a {@code [rows, cols]} matrix of signed codes along dim 1 → {@code [rows, ceil(cols / (32/bits))]}. */
+  /**
+   * Packs a {@code [rows, cols]} matrix of signed codes along dim 1 → {@code [rows, ceil(cols /
+   * (32/bits))]}.
+   */
   public static int[] packRows(int[] codes, int rows, int cols, int bits) {
     checkBits(bits);
     int perWord = 32 / bits;
@@ -43,21 +48,25 @@ public final class Int32Packing {
     int perWord = 32 / bits;
     int words = (cols + perWord - 1) / perWord;
     if (packed.length != rows * words) {
-      throw new IllegalArgumentException("packed tensor has " + packed.length + " words, expected " + rows + "x"
-          + words);
+      throw new IllegalArgumentException(
+          "packed tensor has " + packed.length + " words, expected " + rows + "x" + words);
     }
     int offset = 1 << (bits - 1);
     int mask = (1 << bits) - 1;
     int[] out = new int[rows * cols];
     for (int r = 0; r < rows; r++) {
       for (int c = 0; c < cols; c++) {
-        out[r * cols + c] = ((packed[r * words + c / perWord] >>> (bits * (c % perWord))) & mask) - offset;
+        out[r * cols + c] =
+            ((packed[r * words + c / perWord] >>> (bits * (c % perWord))) & mask) - offset;
       }
     }
     return out;
   }
 
-  /** Packs along dim 0 (compressed-tensors packs asymmetric zero points so): {@code [ceil(rows/(32/bits)), cols]}. */
+  /**
+   * Packs along dim 0 (compressed-tensors packs asymmetric zero points so): {@code
+   * [ceil(rows/(32/bits)), cols]}.
+   */
   public static int[] packColumns(int[] codes, int rows, int cols, int bits) {
     int[] packedT = packRows(transpose(codes, rows, cols), cols, rows, bits);
     int words = packedT.length / cols;

@@ -5,11 +5,12 @@ import io.distillery.model.llama.LinearInputTransform;
 import java.util.Map;
 
 /**
- * Simulates W8A8 inference in float: before each listed linear layer runs, its input is quantized to symmetric INT8
- * with that layer's static per-tensor scale and dequantized again, x' = clamp(round(x / s), -128, 127) * s, exactly
- * what an INT8 GEMM with a static input quantizer (compressed-tensors {@code input_activations}: int, 8 bits,
- * strategy tensor, dynamic false) computes up to accumulation order. Without it a W8A8 checkpoint would be evaluated
- * as weight-only W8A16 and its perplexity would look better than the deployed model's.
+ * Simulates W8A8 inference in float: before each listed linear layer runs, its input is quantized
+ * to symmetric INT8 with that layer's static per-tensor scale and dequantized again, x' =
+ * clamp(round(x / s), -128, 127) * s, exactly what an INT8 GEMM with a static input quantizer
+ * (compressed-tensors {@code input_activations}: int, 8 bits, strategy tensor, dynamic false)
+ * computes up to accumulation order. Without it a W8A8 checkpoint would be evaluated as weight-only
+ * W8A16 and its perplexity would look better than the deployed model's.
  */
 public final class StaticActivationQuantization implements LinearInputTransform {
 
@@ -18,12 +19,14 @@ public final class StaticActivationQuantization implements LinearInputTransform 
 
   private final Map<String, Float> scales;
 
-  /** @param scales static input scale by module name; modules not listed run unquantized */
+  /**
+   * @param scales static input scale by module name; modules not listed run unquantized
+   */
   public StaticActivationQuantization(Map<String, Float> scales) {
     for (Map.Entry<String, Float> e : scales.entrySet()) {
       if (!(e.getValue() > 0) || e.getValue().isInfinite()) {
-        throw new IllegalArgumentException("input_scale of " + e.getKey() + " must be a positive number, got "
-            + e.getValue());
+        throw new IllegalArgumentException(
+            "input_scale of " + e.getKey() + " must be a positive number, got " + e.getValue());
       }
     }
     this.scales = Map.copyOf(scales);

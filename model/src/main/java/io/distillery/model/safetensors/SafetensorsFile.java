@@ -28,129 +28,136 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class SafetensorsFile implements AutoCloseable {
 
-    /** Header cap, as in the reference implementation ({@code MAX_HEADER_SIZE} = 100 MB). */
-    public static final long DEFAULT_MAX_HEADER_BYTES = 100_000_000L;
+  /** Header cap, as in the reference implementation ({@code MAX_HEADER_SIZE} = 100 MB). */
+  public static final long DEFAULT_MAX_HEADER_BYTES = 100_000_000L;
 
-    private final Path path;
-    private final Arena arena;
-    private final MemorySegment data;
-    private final Map<String, String> metadata;
-    private final List<TensorInfo> tensors;
-    private final Map<String, TensorInfo> byName;
-    private final AtomicBoolean closed = new AtomicBoolean();
+  private final Path path;
+  private final Arena arena;
+  private final MemorySegment data;
+  private final Map<String, String> metadata;
+  private final List<TensorInfo> tensors;
+  private final Map<String, TensorInfo> byName;
+  private final AtomicBoolean closed = new AtomicBoolean();
 
-    private SafetensorsFile(Path path, Arena arena, MemorySegment data, HeaderParser.Header header) {
-        this.path = path;
-        this.arena = arena;
-        this.data = data;
-        this.metadata = header.metadata();
-        this.tensors = header.tensors();
-        Map<String, TensorInfo> index = new LinkedHashMap<>();
-        for (TensorInfo tensor : tensors) {
-            index.put(tensor.name(), tensor);
-        }
-        this.byName = Collections.unmodifiableMap(index);
+  private SafetensorsFile(Path path, Arena arena, MemorySegment data, HeaderParser.Header header) {
+    this.path = path;
+    this.arena = arena;
+    this.data = data;
+    this.metadata = header.metadata();
+    this.tensors = header.tensors();
+    Map<String, TensorInfo> index = new LinkedHashMap<>();
+    for (TensorInfo tensor : tensors) {
+      index.put(tensor.name(), tensor);
     }
+    this.byName = Collections.unmodifiableMap(index);
+  }
 
-    /** Opens and validates {@code file} with the default header cap. */
-    public static SafetensorsFile open(Path file) throws IOException {
-        return open(file, DEFAULT_MAX_HEADER_BYTES);
-    }
+  /** Opens and validates {@code file} with the default header cap. */
+  public static SafetensorsFile open(Path file) throws IOException {
+    return open(file, DEFAULT_MAX_HEADER_BYTES);
+  }
 
-    /**
-     * Opens and validates {@code file}.
-     *
-     * @param maxHeaderBytes refuse headers longer than this (the header is copied to the heap)
-     * @throws CorruptCheckpointException if the file does not follow the format
-     * @throws IOException if the file cannot be read
-     */
-    public static SafetensorsFile open(Path file, long maxHeaderBytes) throws IOException {
-        Objects.requireNonNull(file, "file");
-        if (maxHeaderBytes < 2 || maxHeaderBytes > DEFAULT_MAX_HEADER_BYTES * 20) {
-            throw new IllegalArgumentException("maxHeaderBytes must be in [2, 2e9], got " + maxHeaderBytes);
-        }
-        Arena arena = Arena.ofShared();
-        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            long size = channel.size();
-            MemorySegment mapped = size == 0
-                    ? MemorySegment.NULL
-                    : channel.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-            HeaderParser.Header header = HeaderParser.parse(file, mapped, maxHeaderBytes);
-            MemorySegment data = mapped.asSlice(header.dataStart(), header.dataLength()).asReadOnly();
-            return new SafetensorsFile(file, arena, data, header);
-        } catch (IOException | RuntimeException e) {
-            arena.close();
-            throw e;
-        }
+  /**
+   * Opens and validates {@code file}.
+   *
+   * @param maxHeaderBytes refuse headers longer than this (the header is copied to the heap)
+   * @throws CorruptCheckpointException if the file does not follow the format
+   * @throws IOException if the file cannot be read
+   */
+  public static SafetensorsFile open(Path file, long maxHeaderBytes) throws IOException {
+    Objects.requireNonNull(file, "file");
+    if (maxHeaderBytes < 2 || maxHeaderBytes > DEFAULT_MAX_HEADER_BYTES * 20) {
+      throw new IllegalArgumentException(
+          "maxHeaderBytes must be in [2, 2e9], got " + maxHeaderBytes);
     }
+    Arena arena = Arena.ofShared();
+    try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+      long size = channel.size();
+      MemorySegment mapped =
+          size == 0
+              ? MemorySegment.NULL
+              : channel.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+      HeaderParser.Header header = HeaderParser.parse(file, mapped, maxHeaderBytes);
+      MemorySegment data = mapped.asSlice(header.dataStart(), header.dataLength()).asReadOnly();
+      return new SafetensorsFile(file, arena, data, header);
+    } catch (IOException | RuntimeException e) {
+      arena.close();
+      throw e;
+    }
+  }
 
-    public Path path() {
-        return path;
-    }
+  public Path path() {
+    return path;
+  }
 
-    /** The {@code __metadata__} entries (empty when the file has none). */
-    public Map<String, String> metadata() {
-        return metadata;
-    }
+  /** The {@code __metadata__} entries (empty when the file has none). */
+  public Map<String, String> metadata() {
+    return metadata;
+  }
 
-    /** Every tensor, in data-buffer order. */
-    public List<TensorInfo> tensors() {
-        return tensors;
-    }
+  /** Every tensor, in data-buffer order. */
+  public List<TensorInfo> tensors() {
+    return tensors;
+  }
 
-    public Set<String> names() {
-        return byName.keySet();
-    }
+  public Set<String> names() {
+    return byName.keySet();
+  }
 
-    public boolean contains(String name) {
-        return byName.containsKey(name);
-    }
+  public boolean contains(String name) {
+    return byName.containsKey(name);
+  }
 
-    /**
-     * The header entry of {@code name}.
-     *
-     * @throws NoSuchElementException if the file has no such tensor
-     */
-    public TensorInfo info(String name) {
-        TensorInfo info = byName.get(name);
-        if (info == null) {
-            throw new NoSuchElementException(path + ": no tensor '" + name + "'");
-        }
-        return info;
+  /**
+   * The header entry of {@code name}.
+   *
+   * @throws NoSuchElementException if the file has no such tensor
+   */
+  public TensorInfo info(String name) {
+    TensorInfo info = byName.get(name);
+    if (info == null) {
+      throw new NoSuchElementException(path + ": no tensor '" + name + "'");
     }
+    return info;
+  }
 
-    /** A read-only view of the tensor's bytes, valid until this file is closed. */
-    public MemorySegment segment(String name) {
-        TensorInfo info = info(name);
-        return data.asSlice(info.begin(), info.byteSize());
-    }
+  /** A read-only view of the tensor's bytes, valid until this file is closed. */
+  public MemorySegment segment(String name) {
+    TensorInfo info = info(name);
+    return data.asSlice(info.begin(), info.byteSize());
+  }
 
-    /** A copy of the tensor's bytes (little-endian, as stored). */
-    public byte[] bytes(String name) {
-        MemorySegment segment = segment(name);
-        if (segment.byteSize() > TensorCodec.MAX_ARRAY_LENGTH) {
-            throw new IllegalArgumentException(path + ": tensor '" + name + "' is " + segment.byteSize()
-                    + " bytes, too large for a byte[]; use segment()");
-        }
-        return segment.toArray(ValueLayout.JAVA_BYTE);
+  /** A copy of the tensor's bytes (little-endian, as stored). */
+  public byte[] bytes(String name) {
+    MemorySegment segment = segment(name);
+    if (segment.byteSize() > TensorCodec.MAX_ARRAY_LENGTH) {
+      throw new IllegalArgumentException(
+          path
+              + ": tensor '"
+              + name
+              + "' is "
+              + segment.byteSize()
+              + " bytes, too large for a byte[]; use segment()");
     }
+    return segment.toArray(ValueLayout.JAVA_BYTE);
+  }
 
-    /** The tensor widened to float (F16 and BF16 exactly; integer types as Java converts them). */
-    public float[] floats(String name) {
-        TensorInfo info = info(name);
-        return TensorCodec.decodeFloats(data.asSlice(info.begin(), info.byteSize()), info.dtype());
-    }
+  /** The tensor widened to float (F16 and BF16 exactly; integer types as Java converts them). */
+  public float[] floats(String name) {
+    TensorInfo info = info(name);
+    return TensorCodec.decodeFloats(data.asSlice(info.begin(), info.byteSize()), info.dtype());
+  }
 
-    /** Unmaps the file; views from {@link #segment(String)} become unusable. Idempotent. */
-    @Override
-    public void close() {
-        if (closed.compareAndSet(false, true)) {
-            arena.close();
-        }
+  /** Unmaps the file; views from {@link #segment(String)} become unusable. Idempotent. */
+  @Override
+  public void close() {
+    if (closed.compareAndSet(false, true)) {
+      arena.close();
     }
+  }
 
-    @Override
-    public String toString() {
-        return "SafetensorsFile[" + path + ", " + tensors.size() + " tensors]";
-    }
+  @Override
+  public String toString() {
+    return "SafetensorsFile[" + path + ", " + tensors.size() + " tensors]";
+  }
 }

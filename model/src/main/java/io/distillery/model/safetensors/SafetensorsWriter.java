@@ -26,111 +26,124 @@ import java.util.TreeMap;
  */
 public final class SafetensorsWriter {
 
-    private static final int CHUNK_BYTES = 1 << 20;
+  private static final int CHUNK_BYTES = 1 << 20;
 
-    private SafetensorsWriter() {}
+  private SafetensorsWriter() {}
 
-    /**
-     * Writes {@code tensors} and {@code metadata} to {@code file}, replacing it if it exists. Each
-     * {@link TensorSource#bytes()} is called once, in name order, so lazy sources stream.
-     *
-     * @throws IllegalArgumentException if a name is empty or {@code __metadata__}, or a source's
-     *     bytes do not match its dtype and shape
-     */
-    public static void write(Path file, Map<String, ? extends TensorSource> tensors, Map<String, String> metadata)
-            throws IOException {
-        Objects.requireNonNull(file, "file");
-        TreeMap<String, TensorSource> sorted = new TreeMap<>(tensors);
-        byte[] header = header(sorted, metadata);
-        Path target = file.toAbsolutePath();
-        Path temp = target.resolveSibling("." + target.getFileName() + "." + Long.toHexString(System.nanoTime())
-                + ".partial");
-        try {
-            try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.WRITE,
-                    StandardOpenOption.CREATE_NEW)) {
-                ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length).flip();
-                writeFully(channel, prefix);
-                writeFully(channel, ByteBuffer.wrap(header));
-                ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK_BYTES);
-                for (Map.Entry<String, TensorSource> entry : sorted.entrySet()) {
-                    TensorSource source = entry.getValue();
-                    long expected = byteLength(entry.getKey(), source);
-                    MemorySegment bytes = source.bytes();
-                    if (bytes.byteSize() != expected) {
-                        throw new IllegalArgumentException("tensor '" + entry.getKey() + "' supplied "
-                                + bytes.byteSize() + " bytes but " + source.dtype() + Arrays.toString(source.shape())
-                                + " needs " + expected);
-                    }
-                    writeSegment(channel, bytes, chunk);
-                }
-                channel.force(true);
-            }
-            try {
-                Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING);
-            }
-        } finally {
-            Files.deleteIfExists(temp);
-        }
-    }
-
-    /** The header JSON, padded with spaces to a multiple of 8 bytes. */
-    static byte[] header(TreeMap<String, TensorSource> sorted, Map<String, String> metadata) {
-        ObjectNode root = HeaderParser.JSON.createObjectNode();
-        if (metadata != null && !metadata.isEmpty()) {
-            ObjectNode meta = root.putObject(HeaderParser.METADATA_KEY);
-            new TreeMap<>(metadata).forEach((key, value) -> meta.put(key, Objects.requireNonNull(value, key)));
-        }
-        long offset = 0;
+  /**
+   * Writes {@code tensors} and {@code metadata} to {@code file}, replacing it if it exists. Each
+   * {@link TensorSource#bytes()} is called once, in name order, so lazy sources stream.
+   *
+   * @throws IllegalArgumentException if a name is empty or {@code __metadata__}, or a source's
+   *     bytes do not match its dtype and shape
+   */
+  public static void write(
+      Path file, Map<String, ? extends TensorSource> tensors, Map<String, String> metadata)
+      throws IOException {
+    Objects.requireNonNull(file, "file");
+    TreeMap<String, TensorSource> sorted = new TreeMap<>(tensors);
+    byte[] header = header(sorted, metadata);
+    Path target = file.toAbsolutePath();
+    Path temp =
+        target.resolveSibling(
+            "." + target.getFileName() + "." + Long.toHexString(System.nanoTime()) + ".partial");
+    try {
+      try (FileChannel channel =
+          FileChannel.open(temp, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW)) {
+        ByteBuffer prefix =
+            ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(header.length).flip();
+        writeFully(channel, prefix);
+        writeFully(channel, ByteBuffer.wrap(header));
+        ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK_BYTES);
         for (Map.Entry<String, TensorSource> entry : sorted.entrySet()) {
-            String name = entry.getKey();
-            if (name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
-                throw new IllegalArgumentException("invalid tensor name '" + name + "'");
-            }
-            TensorSource source = entry.getValue();
-            long length = byteLength(name, source);
-            ObjectNode node = root.putObject(name);
-            node.put("dtype", source.dtype().name());
-            ArrayNode shape = node.putArray("shape");
-            for (long dim : source.shape()) {
-                shape.add(dim);
-            }
-            node.putArray("data_offsets").add(offset).add(offset + length);
-            offset += length;
+          TensorSource source = entry.getValue();
+          long expected = byteLength(entry.getKey(), source);
+          MemorySegment bytes = source.bytes();
+          if (bytes.byteSize() != expected) {
+            throw new IllegalArgumentException(
+                "tensor '"
+                    + entry.getKey()
+                    + "' supplied "
+                    + bytes.byteSize()
+                    + " bytes but "
+                    + source.dtype()
+                    + Arrays.toString(source.shape())
+                    + " needs "
+                    + expected);
+          }
+          writeSegment(channel, bytes, chunk);
         }
-        byte[] json = root.toString().getBytes(StandardCharsets.UTF_8);
-        int padded = (json.length + 7) & ~7;
-        byte[] header = Arrays.copyOf(json, padded);
-        Arrays.fill(header, json.length, padded, (byte) ' ');
-        return header;
+        channel.force(true);
+      }
+      try {
+        Files.move(
+            temp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      } catch (AtomicMoveNotSupportedException e) {
+        Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING);
+      }
+    } finally {
+      Files.deleteIfExists(temp);
     }
+  }
 
-    private static long byteLength(String name, TensorSource source) {
-        for (long dim : source.shape()) {
-            if (dim < 0) {
-                throw new IllegalArgumentException("tensor '" + name + "' has a negative dimension "
-                        + Arrays.toString(source.shape()));
-            }
-        }
-        return Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
+  /** The header JSON, padded with spaces to a multiple of 8 bytes. */
+  static byte[] header(TreeMap<String, TensorSource> sorted, Map<String, String> metadata) {
+    ObjectNode root = HeaderParser.JSON.createObjectNode();
+    if (metadata != null && !metadata.isEmpty()) {
+      ObjectNode meta = root.putObject(HeaderParser.METADATA_KEY);
+      new TreeMap<>(metadata)
+          .forEach((key, value) -> meta.put(key, Objects.requireNonNull(value, key)));
     }
+    long offset = 0;
+    for (Map.Entry<String, TensorSource> entry : sorted.entrySet()) {
+      String name = entry.getKey();
+      if (name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
+        throw new IllegalArgumentException("invalid tensor name '" + name + "'");
+      }
+      TensorSource source = entry.getValue();
+      long length = byteLength(name, source);
+      ObjectNode node = root.putObject(name);
+      node.put("dtype", source.dtype().name());
+      ArrayNode shape = node.putArray("shape");
+      for (long dim : source.shape()) {
+        shape.add(dim);
+      }
+      node.putArray("data_offsets").add(offset).add(offset + length);
+      offset += length;
+    }
+    byte[] json = root.toString().getBytes(StandardCharsets.UTF_8);
+    int padded = (json.length + 7) & ~7;
+    byte[] header = Arrays.copyOf(json, padded);
+    Arrays.fill(header, json.length, padded, (byte) ' ');
+    return header;
+  }
 
-    private static void writeSegment(FileChannel channel, MemorySegment bytes, ByteBuffer chunk) throws IOException {
-        MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
-        long size = bytes.byteSize();
-        for (long done = 0; done < size; ) {
-            int length = (int) Math.min(CHUNK_BYTES, size - done);
-            MemorySegment.copy(bytes, done, chunkSegment, 0, length);
-            chunk.clear().limit(length);
-            writeFully(channel, chunk);
-            done += length;
-        }
+  private static long byteLength(String name, TensorSource source) {
+    for (long dim : source.shape()) {
+      if (dim < 0) {
+        throw new IllegalArgumentException(
+            "tensor '" + name + "' has a negative dimension " + Arrays.toString(source.shape()));
+      }
     }
+    return Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
+  }
 
-    private static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {
-        while (buffer.hasRemaining()) {
-            channel.write(buffer);
-        }
+  private static void writeSegment(FileChannel channel, MemorySegment bytes, ByteBuffer chunk)
+      throws IOException {
+    MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
+    long size = bytes.byteSize();
+    for (long done = 0; done < size; ) {
+      int length = (int) Math.min(CHUNK_BYTES, size - done);
+      MemorySegment.copy(bytes, done, chunkSegment, 0, length);
+      chunk.clear().limit(length);
+      writeFully(channel, chunk);
+      done += length;
     }
+  }
+
+  private static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {
+    while (buffer.hasRemaining()) {
+      channel.write(buffer);
+    }
+  }
 }

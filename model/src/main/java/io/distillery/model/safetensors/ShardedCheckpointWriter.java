@@ -25,17 +25,19 @@ import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * Writes a Hugging Face checkpoint tensor by tensor, as the tensors come, so that a model larger than memory can be
- * written while it is produced one layer at a time. Shards are cut at {@code maxShardBytes} of data (5 GB by default,
- * as transformers' {@code save_pretrained}; a tensor larger than that gets a shard of its own) and named as
- * transformers names them: {@code model.safetensors} when one shard suffices, else {@code model-00001-of-00003.safetensors}
- * ... with {@code model.safetensors.index.json} ({@code {"metadata": {"total_size": N}, "weight_map": {tensor:
- * file}}}).
+ * Writes a Hugging Face checkpoint tensor by tensor, as the tensors come, so that a model larger
+ * than memory can be written while it is produced one layer at a time. Shards are cut at {@code
+ * maxShardBytes} of data (5 GB by default, as transformers' {@code save_pretrained}; a tensor
+ * larger than that gets a shard of its own) and named as transformers names them: {@code
+ * model.safetensors} when one shard suffices, else {@code model-00001-of-00003.safetensors} ...
+ * with {@code model.safetensors.index.json} ({@code {"metadata": {"total_size": N}, "weight_map":
+ * {tensor: file}}}).
  *
- * <p>A safetensors header names every tensor's offsets before the data, so each shard's data is streamed to a hidden
- * temporary file beside the output and, on {@link #finish()}, copied after its header ({@code FileChannel.transferTo})
- * into the final file, which appears by an atomic move. The index is written last: a reader never sees a checkpoint
- * whose shards are incomplete. Closing an unfinished writer deletes its temporary files.
+ * <p>A safetensors header names every tensor's offsets before the data, so each shard's data is
+ * streamed to a hidden temporary file beside the output and, on {@link #finish()}, copied after its
+ * header ({@code FileChannel.transferTo}) into the final file, which appears by an atomic move. The
+ * index is written last: a reader never sees a checkpoint whose shards are incomplete. Closing an
+ * unfinished writer deletes its temporary files.
  */
 public final class ShardedCheckpointWriter implements AutoCloseable {
 
@@ -52,7 +54,10 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
   private final ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK_BYTES);
   private boolean finished;
 
-  /** One shard under construction: its entries in data order and the temporary file holding its data. */
+  /**
+   * One shard under construction: its entries in data order and the temporary file holding its
+   * data.
+   */
   private static final class Shard {
     final Path data;
     final FileChannel channel;
@@ -61,14 +66,17 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
 
     Shard(Path data) throws IOException {
       this.data = data;
-      this.channel = FileChannel.open(data, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW);
+      this.channel =
+          FileChannel.open(data, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW);
     }
   }
 
   /**
-   * @param directory the model directory (created if absent); existing weight files of the same names are replaced
+   * @param directory the model directory (created if absent); existing weight files of the same
+   *     names are replaced
    * @param maxShardBytes data bytes per shard at most (a larger single tensor gets its own shard)
-   * @param metadata {@code __metadata__} of every shard (e.g. {@code format=pt}, which transformers requires)
+   * @param metadata {@code __metadata__} of every shard (e.g. {@code format=pt}, which transformers
+   *     requires)
    */
   public ShardedCheckpointWriter(Path directory, long maxShardBytes, Map<String, String> metadata)
       throws IOException {
@@ -88,8 +96,8 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
   /**
    * Appends one tensor; its bytes are asked for once, now, and copied out in 1 MiB chunks.
    *
-   * @throws IllegalArgumentException if the name is empty, reserved or already written, or the bytes do not match
-   *     dtype x shape
+   * @throws IllegalArgumentException if the name is empty, reserved or already written, or the
+   *     bytes do not match dtype x shape
    */
   public void write(String name, TensorSource source) throws IOException {
     if (finished) {
@@ -104,14 +112,28 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     long length = Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
     Shard shard = shards.isEmpty() ? null : shards.getLast();
     if (shard == null || (shard.bytes > 0 && shard.bytes + length > maxShardBytes)) {
-      shard = new Shard(directory.resolve(".shard-" + (shards.size() + 1) + "-" + Long.toHexString(System.nanoTime())
-          + ".partial"));
+      shard =
+          new Shard(
+              directory.resolve(
+                  ".shard-"
+                      + (shards.size() + 1)
+                      + "-"
+                      + Long.toHexString(System.nanoTime())
+                      + ".partial"));
       shards.add(shard);
     }
     MemorySegment bytes = source.bytes();
     if (bytes.byteSize() != length) {
-      throw new IllegalArgumentException("tensor '" + name + "' supplied " + bytes.byteSize() + " bytes but "
-          + source.dtype() + Arrays.toString(source.shape()) + " needs " + length);
+      throw new IllegalArgumentException(
+          "tensor '"
+              + name
+              + "' supplied "
+              + bytes.byteSize()
+              + " bytes but "
+              + source.dtype()
+              + Arrays.toString(source.shape())
+              + " needs "
+              + length);
     }
     MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
     for (long done = 0; done < length; ) {
@@ -123,12 +145,18 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
       }
       done += n;
     }
-    shard.entries.put(name, new TensorInfo(name, source.dtype(), source.shape(), shard.bytes, shard.bytes + length));
+    shard.entries.put(
+        name,
+        new TensorInfo(name, source.dtype(), source.shape(), shard.bytes, shard.bytes + length));
     shard.bytes += length;
   }
 
-  /** Appends float values stored as {@code dtype} (F32, F16 or BF16; half types rounded to nearest even in Java). */
-  public void writeFloats(String name, DType dtype, long[] shape, float[] values) throws IOException {
+  /**
+   * Appends float values stored as {@code dtype} (F32, F16 or BF16; half types rounded to nearest
+   * even in Java).
+   */
+  public void writeFloats(String name, DType dtype, long[] shape, float[] values)
+      throws IOException {
     write(name, TensorData.ofFloats(dtype, shape, values));
   }
 
@@ -138,7 +166,8 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
   }
 
   /**
-   * Writes the shard files (and the index when there is more than one) and deletes the temporary data.
+   * Writes the shard files (and the index when there is more than one) and deletes the temporary
+   * data.
    *
    * @return the weight files written, in shard order (the index last when there is one)
    */
@@ -157,8 +186,10 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     for (int i = 0; i < count; i++) {
       Shard shard = shards.get(i);
       shard.channel.close();
-      String fileName = count == 1 ? Checkpoint.SINGLE_FILE
-          : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, count);
+      String fileName =
+          count == 1
+              ? Checkpoint.SINGLE_FILE
+              : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, count);
       Path target = directory.resolve(fileName);
       assemble(shard, target);
       files.add(target);
@@ -186,8 +217,13 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
   private void assemble(Shard shard, Path target) throws IOException {
     byte[] header = header(shard.entries, metadata);
     Path temp = target.resolveSibling("." + target.getFileName() + ".partial");
-    try (FileChannel out = FileChannel.open(temp, StandardOpenOption.WRITE, StandardOpenOption.CREATE,
-        StandardOpenOption.TRUNCATE_EXISTING); FileChannel in = FileChannel.open(shard.data, StandardOpenOption.READ)) {
+    try (FileChannel out =
+            FileChannel.open(
+                temp,
+                StandardOpenOption.WRITE,
+                StandardOpenOption.CREATE,
+                StandardOpenOption.TRUNCATE_EXISTING);
+        FileChannel in = FileChannel.open(shard.data, StandardOpenOption.READ)) {
       ByteBuffer prefix = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
       prefix.putLong(header.length).put(header).flip();
       while (prefix.hasRemaining()) {
@@ -203,7 +239,10 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     Files.deleteIfExists(shard.data);
   }
 
-  /** The header JSON of one shard (offsets in write order), padded with spaces to a multiple of 8 bytes. */
+  /**
+   * The header JSON of one shard (offsets in write order), padded with spaces to a multiple of 8
+   * bytes.
+   */
   static byte[] header(Map<String, TensorInfo> entries, Map<String, String> metadata) {
     ObjectNode root = HeaderParser.JSON.createObjectNode();
     if (!metadata.isEmpty()) {

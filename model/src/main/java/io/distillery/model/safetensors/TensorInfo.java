@@ -14,55 +14,55 @@ import java.util.Objects;
  */
 public record TensorInfo(String name, DType dtype, long[] shape, long begin, long end) {
 
-    public TensorInfo {
-        Objects.requireNonNull(name, "name");
-        Objects.requireNonNull(dtype, "dtype");
-        shape = shape.clone();
-    }
+  public TensorInfo {
+    Objects.requireNonNull(name, "name");
+    Objects.requireNonNull(dtype, "dtype");
+    shape = shape.clone();
+  }
 
-    @Override
-    public long[] shape() {
-        return shape.clone();
-    }
+  @Override
+  public long[] shape() {
+    return shape.clone();
+  }
 
-    public int rank() {
-        return shape.length;
-    }
+  public int rank() {
+    return shape.length;
+  }
 
-    public long dim(int axis) {
-        return shape[axis];
-    }
+  public long dim(int axis) {
+    return shape[axis];
+  }
 
-    /** Product of the dimensions (1 for a scalar). */
-    public long elementCount() {
-        long count = 1;
-        for (long dim : shape) {
-            count *= dim;
-        }
-        return count;
+  /** Product of the dimensions (1 for a scalar). */
+  public long elementCount() {
+    long count = 1;
+    for (long dim : shape) {
+      count *= dim;
     }
+    return count;
+  }
 
-    public long byteSize() {
-        return end - begin;
-    }
+  public long byteSize() {
+    return end - begin;
+  }
 
-    @Override
-    public boolean equals(Object other) {
-        return other instanceof TensorInfo that
-                && name.equals(that.name)
-                && dtype == that.dtype
-                && Arrays.equals(shape, that.shape)
-                && begin == that.begin
-                && end == that.end;
-    }
+  @Override
+  public boolean equals(Object other) {
+    return other instanceof TensorInfo that
+        && name.equals(that.name)
+        && dtype == that.dtype
+        && Arrays.equals(shape, that.shape)
+        && begin == that.begin
+        && end == that.end;
+  }
 
-    @Override
-    public int hashCode() {
-        return Objects.hash(name, dtype, Arrays.hashCode(shape), begin, end);
-    }
+  @Override
+  public int hashCode() {
+    return Objects.hash(name, dtype, Arrays.hashCode(shape), begin, end);
+  }
 
-    @Override
-    public String toString() {
-        return name + " " + dtype + Arrays.toString(shape) + " [" + begin + ", " + end + ")";
-    }
+  @Override
+  public String toString() {
+    return name + " " + dtype + Arrays.toString(shape) + " [" + begin + ", " + end + ")";
+  }
 }

@@ -10,49 +10,49 @@ import java.lang.foreign.MemorySegment;
  */
 public interface TensorSource {
 
-    DType dtype();
+  DType dtype();
 
-    long[] shape();
+  long[] shape();
 
-    /**
-     * The tensor's bytes, little-endian and row-major; exactly product(shape) x dtype size long.
-     * Called at most once per write.
-     */
-    MemorySegment bytes() throws IOException;
+  /**
+   * The tensor's bytes, little-endian and row-major; exactly product(shape) x dtype size long.
+   * Called at most once per write.
+   */
+  MemorySegment bytes() throws IOException;
 
-    /** Product of the dimensions (1 for a scalar). */
-    default long elementCount() {
-        long count = 1;
-        for (long dim : shape()) {
-            count = Math.multiplyExact(count, dim);
-        }
-        return count;
+  /** Product of the dimensions (1 for a scalar). */
+  default long elementCount() {
+    long count = 1;
+    for (long dim : shape()) {
+      count = Math.multiplyExact(count, dim);
     }
+    return count;
+  }
 
-    /** A source whose bytes are computed when the writer reaches it. */
-    static TensorSource lazy(DType dtype, long[] shape, BytesSupplier bytes) {
-        long[] copy = shape.clone();
-        return new TensorSource() {
-            @Override
-            public DType dtype() {
-                return dtype;
-            }
+  /** A source whose bytes are computed when the writer reaches it. */
+  static TensorSource lazy(DType dtype, long[] shape, BytesSupplier bytes) {
+    long[] copy = shape.clone();
+    return new TensorSource() {
+      @Override
+      public DType dtype() {
+        return dtype;
+      }
 
-            @Override
-            public long[] shape() {
-                return copy.clone();
-            }
+      @Override
+      public long[] shape() {
+        return copy.clone();
+      }
 
-            @Override
-            public MemorySegment bytes() throws IOException {
-                return bytes.get();
-            }
-        };
-    }
+      @Override
+      public MemorySegment bytes() throws IOException {
+        return bytes.get();
+      }
+    };
+  }
 
-    /** Supplies bytes for {@link #lazy}; may do I/O. */
-    @FunctionalInterface
-    interface BytesSupplier {
-        MemorySegment get() throws IOException;
-    }
+  /** Supplies bytes for {@link #lazy}; may do I/O. */
+  @FunctionalInterface
+  interface BytesSupplier {
+    MemorySegment get() throws IOException;
+  }
 }

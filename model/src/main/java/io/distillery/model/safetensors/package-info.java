@@ -8,10 +8,10 @@
  * of the data buffer, tensors are little-endian and row-major, and the ranges must tile the buffer
  * with no holes and no overlaps.
  *
- * <p>{@link io.distillery.model.safetensors.SafetensorsFile} memory-maps a file through the
- * FFM API (files over 2 GiB work) and validates the header before anything else trusts it; {@link
+ * <p>{@link io.distillery.model.safetensors.SafetensorsFile} memory-maps a file through the FFM API
+ * (files over 2 GiB work) and validates the header before anything else trusts it; {@link
  * io.distillery.model.safetensors.SafetensorsWriter} writes the same format; {@link
- * io.distillery.model.safetensors.Checkpoint} opens a model directory (one file or shards
- * listed in {@code model.safetensors.index.json}) and refuses pickled checkpoints.
+ * io.distillery.model.safetensors.Checkpoint} opens a model directory (one file or shards listed in
+ * {@code model.safetensors.index.json}) and refuses pickled checkpoints.
  */
 package io.distillery.model.safetensors;

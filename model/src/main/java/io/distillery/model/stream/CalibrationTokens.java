@@ -17,10 +17,11 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * The token ids of the calibration samples, which a streamed stage runs through the model one layer at a time (the
- * statistics of a sequential calibration cannot be computed ahead: layer i+1's inputs are the outputs of the already
- * compressed layer i). Stored beside the calibrator's statistics as {@value #FILE_NAME}: {@code input_ids} I32 (every
- * sample's ids end to end) and {@code lengths} I32 (one entry a sample).
+ * The token ids of the calibration samples, which a streamed stage runs through the model one layer
+ * at a time (the statistics of a sequential calibration cannot be computed ahead: layer i+1's
+ * inputs are the outputs of the already compressed layer i). Stored beside the calibrator's
+ * statistics as {@value #FILE_NAME}: {@code input_ids} I32 (every sample's ids end to end) and
+ * {@code lengths} I32 (one entry a sample).
  */
 public record CalibrationTokens(List<int[]> samples) {
 
@@ -48,9 +49,9 @@ public record CalibrationTokens(List<int[]> samples) {
   }
 
   /**
-   * Samples grouped into batches of equal length (no padding ever reaches a statistic), at most {@code maxBatchTokens}
-   * tokens and {@code maxRows} rows each, longest first: the calibrator's grouping, so that a streamed pass sees the
-   * very batches a whole-model pass saw.
+   * Samples grouped into batches of equal length (no padding ever reaches a statistic), at most
+   * {@code maxBatchTokens} tokens and {@code maxRows} rows each, longest first: the calibrator's
+   * grouping, so that a streamed pass sees the very batches a whole-model pass saw.
    */
   public List<int[][]> batches(int maxBatchTokens, int maxRows) {
     TreeMap<Integer, List<int[]>> byLength = new TreeMap<>(Comparator.reverseOrder());
@@ -80,19 +81,26 @@ public record CalibrationTokens(List<int[]> samples) {
       lengths[i] = s.length;
     }
     Map<String, TensorData> tensors = new LinkedHashMap<>();
-    tensors.put("input_ids", TensorData.ofBytes(DType.I32, new long[] {total}, TensorCodec.intsToBytes(ids)));
-    tensors.put("lengths", TensorData.ofBytes(DType.I32, new long[] {lengths.length},
-        TensorCodec.intsToBytes(lengths)));
+    tensors.put(
+        "input_ids",
+        TensorData.ofBytes(DType.I32, new long[] {total}, TensorCodec.intsToBytes(ids)));
+    tensors.put(
+        "lengths",
+        TensorData.ofBytes(
+            DType.I32, new long[] {lengths.length}, TensorCodec.intsToBytes(lengths)));
     SafetensorsWriter.write(file, tensors, Map.of("format", "calibration-tokens"));
   }
 
   /**
-   * The tokens of a calibration artefact: a directory holding {@value #FILE_NAME}, or that file itself; null when the
-   * artefact carries none (a calibrator of an older version wrote statistics only).
+   * The tokens of a calibration artefact: a directory holding {@value #FILE_NAME}, or that file
+   * itself; null when the artefact carries none (a calibrator of an older version wrote statistics
+   * only).
    */
   public static CalibrationTokens readArtefact(Path artefact) throws IOException {
     Path file = Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact;
-    return Files.isRegularFile(file) && file.getFileName().toString().equals(FILE_NAME) ? read(file) : null;
+    return Files.isRegularFile(file) && file.getFileName().toString().equals(FILE_NAME)
+        ? read(file)
+        : null;
   }
 
   public static CalibrationTokens read(Path file) throws IOException {
@@ -106,7 +114,8 @@ public record CalibrationTokens(List<int[]> samples) {
       int at = 0;
       for (int length : lengths) {
         if (length <= 0 || at + length > ids.length) {
-          throw new CorruptCheckpointException(file, "lengths do not add up to the " + ids.length + " input_ids");
+          throw new CorruptCheckpointException(
+              file, "lengths do not add up to the " + ids.length + " input_ids");
         }
         int[] s = new int[length];
         System.arraycopy(ids, at, s, 0, length);
@@ -114,7 +123,8 @@ public record CalibrationTokens(List<int[]> samples) {
         at += length;
       }
       if (at != ids.length || samples.isEmpty()) {
-        throw new CorruptCheckpointException(file, "lengths do not add up to the " + ids.length + " input_ids");
+        throw new CorruptCheckpointException(
+            file, "lengths do not add up to the " + ids.length + " input_ids");
       }
       return new CalibrationTokens(samples);
     }

@@ -9,11 +9,12 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * X^T X of the inputs of one decoder layer's linear modules, accumulated batch by batch as a DJL matrix product in
- * float64 (so the sums match the calibrator's double accumulation to rounding), for GPTQ's Hessian H = 2 X^T X / tokens
- * (Frantar et al., arXiv 2210.17323, Section 2). Modules handed the very tensor the previous module was handed (q/k/v
- * read one normed hidden state, gate/up another) share one accumulation. Holds one layer's Hessians at a time: the
- * owner takes each out ({@link #take}) and frees it before the next layer.
+ * X^T X of the inputs of one decoder layer's linear modules, accumulated batch by batch as a DJL
+ * matrix product in float64 (so the sums match the calibrator's double accumulation to rounding),
+ * for GPTQ's Hessian H = 2 X^T X / tokens (Frantar et al., arXiv 2210.17323, Section 2). Modules
+ * handed the very tensor the previous module was handed (q/k/v read one normed hidden state,
+ * gate/up another) share one accumulation. Holds one layer's Hessians at a time: the owner takes
+ * each out ({@link #take}) and frees it before the next layer.
  */
 public final class HessianAccumulator implements AutoCloseable {
 
@@ -71,7 +72,8 @@ public final class HessianAccumulator implements AutoCloseable {
       owners.put(sum, 1);
     }
     if (sum.width != n) {
-      throw new IllegalArgumentException(module + ": input width changed from " + sum.width + " to " + n);
+      throw new IllegalArgumentException(
+          module + ": input width changed from " + sum.width + " to " + n);
     }
     try (NDManager step = manager.newSubManager()) {
       NDArray x = input.reshape(rows, n).toType(DataType.FLOAT64, false);
@@ -96,7 +98,9 @@ public final class HessianAccumulator implements AutoCloseable {
     lastSum = null;
   }
 
-  /** Floating-point operations spent in the products so far (2 x tokens x n^2 per distinct input). */
+  /**
+   * Floating-point operations spent in the products so far (2 x tokens x n^2 per distinct input).
+   */
   public double flops() {
     return flops;
   }
@@ -108,8 +112,8 @@ public final class HessianAccumulator implements AutoCloseable {
   }
 
   /**
-   * GPTQ's H = 2 X^T X / tokens of {@code module}, {@code n x n} row-major; the accumulation is freed once every module
-   * sharing it has taken it.
+   * GPTQ's H = 2 X^T X / tokens of {@code module}, {@code n x n} row-major; the accumulation is
+   * freed once every module sharing it has taken it.
    *
    * @throws IllegalStateException if the module's input was never observed
    */

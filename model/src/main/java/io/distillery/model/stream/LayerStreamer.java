@@ -42,23 +42,25 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The layer-streaming executor: runs a stage over a Llama checkpoint one decoder layer at a time, so that a model far
- * larger than memory is compressed in about one layer's worth of it (see /work/shared/SCALE.md).
+ * The layer-streaming executor: runs a stage over a Llama checkpoint one decoder layer at a time,
+ * so that a model far larger than memory is compressed in about one layer's worth of it (see
+ * /work/shared/SCALE.md).
  *
- * <p>For each layer, in order: its tensors are read from the memory-mapped (sharded) checkpoint and widened to F32 in
- * Java (DJL aborts on BF16); the calibration batch's hidden states pass through it while the {@link LayerVisitor}
- * observes its linear inputs; the visitor rewrites it; with {@code sequential} (the GPTQ and SparseGPT reference code's
- * and llm-compressor's sequential pipeline's schedule) the layer is re-run with the rewritten weights so that layer
- * i+1 is calibrated on the outputs of the compressed layer i, else the original layer's outputs go on (one-pass
- * statistics, as a whole-model calibration gets); the layer's output tensors are written at once and the layer is
- * freed. The embedding is never widened whole: only the rows of the tokens used are gathered. Dense tensors keep their
- * input dtype (BF16 in, BF16 out, narrowed in Java with round-to-nearest-even); embedding, final norm and LM head are
- * copied through as stored.
+ * <p>For each layer, in order: its tensors are read from the memory-mapped (sharded) checkpoint and
+ * widened to F32 in Java (DJL aborts on BF16); the calibration batch's hidden states pass through
+ * it while the {@link LayerVisitor} observes its linear inputs; the visitor rewrites it; with
+ * {@code sequential} (the GPTQ and SparseGPT reference code's and llm-compressor's sequential
+ * pipeline's schedule) the layer is re-run with the rewritten weights so that layer i+1 is
+ * calibrated on the outputs of the compressed layer i, else the original layer's outputs go on
+ * (one-pass statistics, as a whole-model calibration gets); the layer's output tensors are written
+ * at once and the layer is freed. The embedding is never widened whole: only the rows of the tokens
+ * used are gathered. Dense tensors keep their input dtype (BF16 in, BF16 out, narrowed in Java with
+ * round-to-nearest-even); embedding, final norm and LM head are copied through as stored.
  *
- * <p>Resume: each finished layer's tensors go to {@code workDir/layer-NNNNN.safetensors} and the hidden states after
- * it to {@code workDir/hidden.safetensors}, then {@code workDir/state.json} records the count; a run with the same
- * fingerprint continues from there. The output is assembled from those files by a {@link ShardedCheckpointWriter} at
- * the end, and the work files are deleted.
+ * <p>Resume: each finished layer's tensors go to {@code workDir/layer-NNNNN.safetensors} and the
+ * hidden states after it to {@code workDir/hidden.safetensors}, then {@code workDir/state.json}
+ * records the count; a run with the same fingerprint continues from there. The output is assembled
+ * from those files by a {@link ShardedCheckpointWriter} at the end, and the work files are deleted.
  */
 public final class LayerStreamer {
 
@@ -86,7 +88,10 @@ public final class LayerStreamer {
     }
   }
 
-  /** Progress inside the run: {@code layer} (0-based) of {@code layers}, a sub-step and the fraction of the run done. */
+  /**
+   * Progress inside the run: {@code layer} (0-based) of {@code layers}, a sub-step and the fraction
+   * of the run done.
+   */
   @FunctionalInterface
   public interface Progress {
     void report(int layer, int layers, String step, double fractionDone);
@@ -96,11 +101,17 @@ public final class LayerStreamer {
    * @param layers decoder layers in the model
    * @param resumedFrom layers found finished in the work directory when the run started
    * @param forwardFlops floating-point operations of the calibration forward passes (2 x MACs)
-   * @param forwardSeconds wall time spent in them (including what the visitor does with the observed inputs)
+   * @param forwardSeconds wall time spent in them (including what the visitor does with the
+   *     observed inputs)
    * @param files the output weight files (index last when sharded)
    * @param denseDtype the stored dtype of the input's decoder-layer weights, kept for dense outputs
    */
-  public record Result(int layers, int resumedFrom, double forwardFlops, double forwardSeconds, List<Path> files,
+  public record Result(
+      int layers,
+      int resumedFrom,
+      double forwardFlops,
+      double forwardSeconds,
+      List<Path> files,
       DType denseDtype) {}
 
   private final Path model;
@@ -114,19 +125,27 @@ public final class LayerStreamer {
   }
 
   /**
-   * Runs {@code visitor} over every decoder layer and writes the output weights into {@code output}.
+   * Runs {@code visitor} over every decoder layer and writes the output weights into {@code
+   * output}.
    *
-   * @param batches calibration token ids, each batch {@code [rows][seq]} of equal-length rows; empty when nothing is
-   *     observed (round-to-nearest needs no data)
-   * @param output the output model directory, or null for a stage that only observes (nothing is written, and a
-   *     killed run starts over)
+   * @param batches calibration token ids, each batch {@code [rows][seq]} of equal-length rows;
+   *     empty when nothing is observed (round-to-nearest needs no data)
+   * @param output the output model directory, or null for a stage that only observes (nothing is
+   *     written, and a killed run starts over)
    * @param workDir survives a killed attempt; holds the finished layers
-   * @param fingerprint identifies the job (params, inputs): finished layers of another fingerprint are discarded
-   * @throws CorruptCheckpointException if a tensor is missing, not floating point, or its shape disagrees with
-   *     config.json
+   * @param fingerprint identifies the job (params, inputs): finished layers of another fingerprint
+   *     are discarded
+   * @throws CorruptCheckpointException if a tensor is missing, not floating point, or its shape
+   *     disagrees with config.json
    */
-  public Result run(List<int[][]> batches, LayerVisitor visitor, Path output, Path workDir, String fingerprint,
-      Progress progress) throws IOException, InterruptedException {
+  public Result run(
+      List<int[][]> batches,
+      LayerVisitor visitor,
+      Path output,
+      Path workDir,
+      String fingerprint,
+      Progress progress)
+      throws IOException, InterruptedException {
     int layers = config.numHiddenLayers();
     Files.createDirectories(workDir);
     try (Checkpoint checkpoint = Checkpoint.open(model)) {
@@ -141,16 +160,29 @@ public final class LayerStreamer {
         NDManager states = base.newSubManager();
         List<NDArray> hidden = null;
         if (forward) {
-          hidden = done == 0 ? embed(states, checkpoint, batches) : loadHidden(states, workDir, batches);
+          hidden =
+              done == 0 ? embed(states, checkpoint, batches) : loadHidden(states, workDir, batches);
         }
         for (int layer = done; layer < layers; layer++) {
           if (Thread.interrupted()) {
-            throw new InterruptedException("layer streaming interrupted before layer " + layer + "/" + layers
-                + "; " + layer + " layers are finished in " + workDir);
+            throw new InterruptedException(
+                "layer streaming interrupted before layer "
+                    + layer
+                    + "/"
+                    + layers
+                    + "; "
+                    + layer
+                    + " layers are finished in "
+                    + workDir);
           }
           int current = layer;
-          LayerVisitor.StepListener step = (what, fraction) -> progress.report(current, layers, what,
-              (current + Math.min(1, Math.max(0, fraction))) / layers);
+          LayerVisitor.StepListener step =
+              (what, fraction) ->
+                  progress.report(
+                      current,
+                      layers,
+                      what,
+                      (current + Math.min(1, Math.max(0, fraction))) / layers);
           step.step("load", 0);
           DecoderLayer decoder = new DecoderLayer(config, layer);
           SequencedMap<String, float[]> values = new LinkedHashMap<>();
@@ -170,10 +202,11 @@ public final class LayerStreamer {
               step.step("observe", 0.02);
               long t0 = System.nanoTime();
               Map<String, NDArray> params = arrays(layerManager, values, layerShapes);
-              DecoderLayer.LinearOp observe = (module, input, w, b) -> {
-                visitor.observe(current, module, input);
-                return linear(input, w, b);
-              };
+              DecoderLayer.LinearOp observe =
+                  (module, input, w, b) -> {
+                    visitor.observe(current, module, input);
+                    return linear(input, w, b);
+                  };
               outputs = pass(decoder, params, observe, hidden, batches, next, visitor, current);
               forwardNanos += System.nanoTime() - t0;
               flops += forwardFlops(batches);
@@ -188,8 +221,16 @@ public final class LayerStreamer {
               step.step("re-run", 0.97);
               long t0 = System.nanoTime();
               Map<String, NDArray> params = arrays(layerManager, values, layerShapes);
-              outputs = pass(decoder, params, (module, input, w, b) -> linear(input, w, b), hidden, batches, next,
-                  null, current);
+              outputs =
+                  pass(
+                      decoder,
+                      params,
+                      (module, input, w, b) -> linear(input, w, b),
+                      hidden,
+                      batches,
+                      next,
+                      null,
+                      current);
               forwardNanos += System.nanoTime() - t0;
               flops += forwardFlops(batches);
             }
@@ -217,25 +258,44 @@ public final class LayerStreamer {
       }
       List<Path> files = output == null ? List.of() : assemble(checkpoint, shapes, workDir, output);
       clean(workDir);
-      LOG.info("streamed layers={} resumedFrom={} sequential={} forwardGflop={} output={}", layers, done,
-          options.sequential(), String.format(Locale.ROOT, "%.1f", flops / 1e9), output);
+      LOG.info(
+          "streamed layers={} resumedFrom={} sequential={} forwardGflop={} output={}",
+          layers,
+          done,
+          options.sequential(),
+          String.format(Locale.ROOT, "%.1f", flops / 1e9),
+          output);
       return new Result(layers, done, flops, forwardNanos / 1e9, files, dense);
     }
   }
 
-  /** Checks every tensor config.json implies; returns the stored dtype of the decoder-layer weights. */
-  static DType validate(Checkpoint checkpoint, SequencedMap<String, long[]> shapes) throws CorruptCheckpointException {
+  /**
+   * Checks every tensor config.json implies; returns the stored dtype of the decoder-layer weights.
+   */
+  static DType validate(Checkpoint checkpoint, SequencedMap<String, long[]> shapes)
+      throws CorruptCheckpointException {
     DType dense = null;
     for (Map.Entry<String, long[]> expected : shapes.entrySet()) {
       String name = expected.getKey();
       TensorInfo info = checkpoint.info(name);
       if (!Arrays.equals(info.shape(), expected.getValue())) {
-        throw new CorruptCheckpointException(checkpoint.directory(), "tensor '" + name + "' has shape "
-            + Arrays.toString(info.shape()) + " but config.json implies " + Arrays.toString(expected.getValue()));
+        throw new CorruptCheckpointException(
+            checkpoint.directory(),
+            "tensor '"
+                + name
+                + "' has shape "
+                + Arrays.toString(info.shape())
+                + " but config.json implies "
+                + Arrays.toString(expected.getValue()));
       }
       if (!info.dtype().isFloatingPoint()) {
-        throw new CorruptCheckpointException(checkpoint.directory(), "tensor '" + name + "' is " + info.dtype()
-            + "; only F32, F16 and BF16 checkpoints can be streamed");
+        throw new CorruptCheckpointException(
+            checkpoint.directory(),
+            "tensor '"
+                + name
+                + "' is "
+                + info.dtype()
+                + "; only F32, F16 and BF16 checkpoints can be streamed");
       }
       if (dense == null && name.startsWith("model.layers.")) {
         dense = info.dtype();
@@ -245,29 +305,40 @@ public final class LayerStreamer {
   }
 
   private static NDArray linear(NDArray input, NDArray weight, NDArray bias) {
-    NDList result = bias == null ? Linear.linear(input, weight) : Linear.linear(input, weight, bias);
+    NDList result =
+        bias == null ? Linear.linear(input, weight) : Linear.linear(input, weight, bias);
     return result.singletonOrThrow();
   }
 
-  private static Map<String, NDArray> arrays(NDManager manager, Map<String, float[]> values,
-      Map<String, long[]> shapes) {
+  private static Map<String, NDArray> arrays(
+      NDManager manager, Map<String, float[]> values, Map<String, long[]> shapes) {
     Map<String, NDArray> arrays = new LinkedHashMap<>();
     values.forEach((name, v) -> arrays.put(name, manager.create(v, new Shape(shapes.get(name)))));
     return arrays;
   }
 
-  /** Runs every batch's hidden states through the layer; the outputs are attached to {@code next}. */
-  private List<NDArray> pass(DecoderLayer decoder, Map<String, NDArray> params, DecoderLayer.LinearOp linear,
-      List<NDArray> hidden, List<int[][]> batches, NDManager next, LayerVisitor visitor, int layer)
+  /**
+   * Runs every batch's hidden states through the layer; the outputs are attached to {@code next}.
+   */
+  private List<NDArray> pass(
+      DecoderLayer decoder,
+      Map<String, NDArray> params,
+      DecoderLayer.LinearOp linear,
+      List<NDArray> hidden,
+      List<int[][]> batches,
+      NDManager next,
+      LayerVisitor visitor,
+      int layer)
       throws InterruptedException {
     List<NDArray> outputs = new ArrayList<>(hidden.size());
-    DecoderLayer.Weights weights = name -> {
-      NDArray a = params.get(name);
-      if (a == null) {
-        throw new IllegalStateException("no tensor " + name + " in layer " + layer);
-      }
-      return a;
-    };
+    DecoderLayer.Weights weights =
+        name -> {
+          NDArray a = params.get(name);
+          if (a == null) {
+            throw new IllegalStateException("no tensor " + name + " in layer " + layer);
+          }
+          return a;
+        };
     for (int b = 0; b < hidden.size(); b++) {
       if (Thread.currentThread().isInterrupted()) {
         throw new InterruptedException("layer streaming interrupted in layer " + layer);
@@ -279,7 +350,8 @@ public final class LayerStreamer {
         h.tempAttach(step);
         NDArray[] rope = DecoderLayer.ropeTables(step, config, 0, seq);
         NDArray mask = DecoderLayer.causalMask(step, config, 0, seq);
-        NDArray out = decoder.forward(step, weights, linear, h, rows, seq, rope[0], rope[1], mask, null);
+        NDArray out =
+            decoder.forward(step, weights, linear, h, rows, seq, rope[0], rope[1], mask, null);
         out.attach(next);
         outputs.add(out);
       }
@@ -290,7 +362,10 @@ public final class LayerStreamer {
     return outputs;
   }
 
-  /** Forward FLOPs of one layer over all batches: 2 x linear MACs plus QK^T and AV (4 x seq x attention width). */
+  /**
+   * Forward FLOPs of one layer over all batches: 2 x linear MACs plus QK^T and AV (4 x seq x
+   * attention width).
+   */
   private double forwardFlops(List<int[][]> batches) {
     double linear = 0;
     for (Projection p : Projection.values()) {
@@ -304,8 +379,12 @@ public final class LayerStreamer {
     return flops;
   }
 
-  /** The embedding rows of the batches' tokens, widened in Java: the table itself is never widened whole. */
-  private List<NDArray> embed(NDManager manager, Checkpoint checkpoint, List<int[][]> batches) throws IOException {
+  /**
+   * The embedding rows of the batches' tokens, widened in Java: the table itself is never widened
+   * whole.
+   */
+  private List<NDArray> embed(NDManager manager, Checkpoint checkpoint, List<int[][]> batches)
+      throws IOException {
     TensorInfo info = checkpoint.info(LlamaTensorNames.EMBED_TOKENS);
     MemorySegment table = checkpoint.segment(LlamaTensorNames.EMBED_TOKENS);
     int hidden = config.hiddenSize();
@@ -317,15 +396,16 @@ public final class LayerStreamer {
       int at = 0;
       for (int[] row : batch) {
         if (row.length != seq) {
-          throw new IllegalArgumentException("a batch's rows must have equal lengths, got " + row.length + " and "
-              + seq);
+          throw new IllegalArgumentException(
+              "a batch's rows must have equal lengths, got " + row.length + " and " + seq);
         }
         for (int id : row) {
           if (id < 0 || id >= config.vocabSize()) {
-            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, "
-                + config.vocabSize() + ")");
+            throw new IllegalArgumentException(
+                "token id " + id + " is outside the vocabulary [0, " + config.vocabSize() + ")");
           }
-          float[] v = TensorCodec.decodeFloats(table.asSlice(id * rowBytes, rowBytes), info.dtype());
+          float[] v =
+              TensorCodec.decodeFloats(table.asSlice(id * rowBytes, rowBytes), info.dtype());
           System.arraycopy(v, 0, h, at, hidden);
           at += hidden;
         }
@@ -335,17 +415,25 @@ public final class LayerStreamer {
     return out;
   }
 
-  private void writeLayer(Path workDir, LayerWeights weights, Map<String, long[]> shapes, Checkpoint checkpoint,
-      DType dense) throws IOException {
+  private void writeLayer(
+      Path workDir,
+      LayerWeights weights,
+      Map<String, long[]> shapes,
+      Checkpoint checkpoint,
+      DType dense)
+      throws IOException {
     Map<String, TensorSource> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, float[]> e : weights.values().entrySet()) {
       String name = e.getKey();
-      String module = name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
+      String module =
+          name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
       SequencedMap<String, TensorSource> emitted = module == null ? null : weights.emitted(module);
       if (emitted != null) {
         tensors.putAll(emitted);
       } else {
-        tensors.put(name, TensorData.ofFloats(checkpoint.info(name).dtype(), shapes.get(name), e.getValue()));
+        tensors.put(
+            name,
+            TensorData.ofFloats(checkpoint.info(name).dtype(), shapes.get(name), e.getValue()));
       }
     }
     SafetensorsWriter.write(layerFile(workDir, weights.layer()), tensors, Map.of("format", "pt"));
@@ -359,20 +447,24 @@ public final class LayerStreamer {
     Map<String, TensorSource> tensors = new LinkedHashMap<>();
     for (int b = 0; b < hidden.size(); b++) {
       NDArray h = hidden.get(b);
-      tensors.put(String.format(Locale.ROOT, "batch.%05d", b), TensorSource.lazy(DType.F32,
-          h.getShape().getShape(), () -> MemorySegment.ofBuffer(h.toByteBuffer())));
+      tensors.put(
+          String.format(Locale.ROOT, "batch.%05d", b),
+          TensorSource.lazy(
+              DType.F32, h.getShape().getShape(), () -> MemorySegment.ofBuffer(h.toByteBuffer())));
     }
     SafetensorsWriter.write(workDir.resolve(HIDDEN_FILE), tensors, Map.of());
   }
 
-  private List<NDArray> loadHidden(NDManager manager, Path workDir, List<int[][]> batches) throws IOException {
+  private List<NDArray> loadHidden(NDManager manager, Path workDir, List<int[][]> batches)
+      throws IOException {
     List<NDArray> out = new ArrayList<>();
     try (SafetensorsFile file = SafetensorsFile.open(workDir.resolve(HIDDEN_FILE))) {
       for (int b = 0; b < batches.size(); b++) {
         String name = String.format(Locale.ROOT, "batch.%05d", b);
         long[] shape = {batches.get(b).length, batches.get(b)[0].length, config.hiddenSize()};
         if (!file.contains(name) || !Arrays.equals(file.info(name).shape(), shape)) {
-          throw new IOException("the saved hidden states in " + workDir + " do not match the calibration batches");
+          throw new IOException(
+              "the saved hidden states in " + workDir + " do not match the calibration batches");
         }
         out.add(manager.create(file.floats(name), new Shape(shape)));
       }
@@ -380,7 +472,10 @@ public final class LayerStreamer {
     return out;
   }
 
-  /** Finished layers recorded for {@code fingerprint}; 0 (and the work files cleared) for another or none. */
+  /**
+   * Finished layers recorded for {@code fingerprint}; 0 (and the work files cleared) for another or
+   * none.
+   */
   static int resumePoint(Path workDir, String fingerprint, int layers) throws IOException {
     Path state = workDir.resolve(STATE_FILE);
     if (Files.isRegularFile(state)) {
@@ -400,11 +495,15 @@ public final class LayerStreamer {
   }
 
   private static void saveState(Path workDir, String fingerprint, int done) throws IOException {
-    ObjectNode node = JSON.createObjectNode().put("fingerprint", fingerprint).put("layers_done", done);
+    ObjectNode node =
+        JSON.createObjectNode().put("fingerprint", fingerprint).put("layers_done", done);
     Path temp = workDir.resolve("." + STATE_FILE + ".partial");
     Files.writeString(temp, node.toString() + "\n", StandardCharsets.UTF_8);
     try {
-      Files.move(temp, workDir.resolve(STATE_FILE), StandardCopyOption.REPLACE_EXISTING,
+      Files.move(
+          temp,
+          workDir.resolve(STATE_FILE),
+          StandardCopyOption.REPLACE_EXISTING,
           StandardCopyOption.ATOMIC_MOVE);
     } catch (AtomicMoveNotSupportedException e) {
       Files.move(temp, workDir.resolve(STATE_FILE), StandardCopyOption.REPLACE_EXISTING);
@@ -422,16 +521,22 @@ public final class LayerStreamer {
     }
   }
 
-  /** Embedding, the finished layers and the final norm / LM head, in checkpoint order, through the sharded writer. */
-  private List<Path> assemble(Checkpoint checkpoint, SequencedMap<String, long[]> shapes, Path workDir, Path output)
+  /**
+   * Embedding, the finished layers and the final norm / LM head, in checkpoint order, through the
+   * sharded writer.
+   */
+  private List<Path> assemble(
+      Checkpoint checkpoint, SequencedMap<String, long[]> shapes, Path workDir, Path output)
       throws IOException {
-    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(output, options.maxShardBytes(),
-        Map.of("format", "pt"))) {
+    try (ShardedCheckpointWriter writer =
+        new ShardedCheckpointWriter(output, options.maxShardBytes(), Map.of("format", "pt"))) {
       copy(writer, checkpoint, LlamaTensorNames.EMBED_TOKENS);
       for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
         try (SafetensorsFile part = SafetensorsFile.open(layerFile(workDir, layer))) {
           for (TensorInfo info : part.tensors()) {
-            writer.write(info.name(), TensorSource.lazy(info.dtype(), info.shape(), () -> part.segment(info.name())));
+            writer.write(
+                info.name(),
+                TensorSource.lazy(info.dtype(), info.shape(), () -> part.segment(info.name())));
           }
         }
       }
@@ -444,8 +549,10 @@ public final class LayerStreamer {
   }
 
   /** Copies a tensor as stored, from the mapped input to the writer in 1 MiB chunks. */
-  private static void copy(ShardedCheckpointWriter writer, Checkpoint checkpoint, String name) throws IOException {
+  private static void copy(ShardedCheckpointWriter writer, Checkpoint checkpoint, String name)
+      throws IOException {
     TensorInfo info = checkpoint.info(name);
-    writer.write(name, TensorSource.lazy(info.dtype(), info.shape(), () -> checkpoint.segment(name)));
+    writer.write(
+        name, TensorSource.lazy(info.dtype(), info.shape(), () -> checkpoint.segment(name)));
   }
 }

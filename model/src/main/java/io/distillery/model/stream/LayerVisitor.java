@@ -4,18 +4,22 @@ import ai.djl.ndarray.NDArray;
 import java.io.IOException;
 
 /**
- * What a stage does to each decoder layer the {@link LayerStreamer} holds: observe the inputs of its linear modules
- * while the calibration batch passes through the original layer, then rewrite the layer. Called for layers in order, on
- * the streamer's thread.
+ * What a stage does to each decoder layer the {@link LayerStreamer} holds: observe the inputs of
+ * its linear modules while the calibration batch passes through the original layer, then rewrite
+ * the layer. Called for layers in order, on the streamer's thread.
  */
 public interface LayerVisitor {
 
-  /** Whether the layer's linear inputs are needed; when no visitor needs them and nothing is sequential, no forward runs. */
+  /**
+   * Whether the layer's linear inputs are needed; when no visitor needs them and nothing is
+   * sequential, no forward runs.
+   */
   boolean observes();
 
   /**
-   * One batch's input of a linear module of the layer, {@code [batch, seq, in_features]}, valid during the call only.
-   * Modules reading the same tensor (q/k/v, gate/up) are handed the identical NDArray.
+   * One batch's input of a linear module of the layer, {@code [batch, seq, in_features]}, valid
+   * during the call only. Modules reading the same tensor (q/k/v, gate/up) are handed the identical
+   * NDArray.
    */
   default void observe(int layer, String module, NDArray input) {}
 
@@ -23,7 +27,8 @@ public interface LayerVisitor {
   default void endOfBatch(int layer) {}
 
   /**
-   * Rewrites the layer after its inputs were observed: change weights, {@link LayerWeights#emit} stored forms.
+   * Rewrites the layer after its inputs were observed: change weights, {@link LayerWeights#emit}
+   * stored forms.
    *
    * @param step reports the sub-step being worked on ("gptq mlp.down_proj"), for progress
    */

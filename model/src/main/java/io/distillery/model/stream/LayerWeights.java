@@ -8,10 +8,10 @@ import java.util.SequencedMap;
 import java.util.Set;
 
 /**
- * The tensors of the one decoder layer the streamer holds, widened to F32, by transformers name, in checkpoint order.
- * A visitor may change values in place or {@link #set} them (the re-run and the output see the change), and may
- * {@link #emit} the stored form of a module (e.g. its quantized tensors), which then replaces the module's weight in the
- * output.
+ * The tensors of the one decoder layer the streamer holds, widened to F32, by transformers name, in
+ * checkpoint order. A visitor may change values in place or {@link #set} them (the re-run and the
+ * output see the change), and may {@link #emit} the stored form of a module (e.g. its quantized
+ * tensors), which then replaces the module's weight in the output.
  */
 public final class LayerWeights {
 
@@ -52,15 +52,16 @@ public final class LayerWeights {
   /** Replaces a tensor's values (same element count). */
   public void set(String name, float[] replacement) {
     if (get(name).length != replacement.length) {
-      throw new IllegalArgumentException("'" + name + "' has " + get(name).length + " elements, got "
-          + replacement.length);
+      throw new IllegalArgumentException(
+          "'" + name + "' has " + get(name).length + " elements, got " + replacement.length);
     }
     values.put(name, replacement);
   }
 
   /**
-   * Stores {@code module} as {@code tensors} (full names, in write order) instead of its dense weight; the dense values
-   * stay what the re-run computes with (set them to the dequantized weight).
+   * Stores {@code module} as {@code tensors} (full names, in write order) instead of its dense
+   * weight; the dense values stay what the re-run computes with (set them to the dequantized
+   * weight).
    */
   public void emit(String module, SequencedMap<String, TensorSource> tensors) {
     if (!values.containsKey(module + ".weight")) {

@@ -4,32 +4,39 @@ import io.distillery.model.MemoryBudget;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.Projection;
 import java.util.LinkedHashMap;
-import java.util.Locale;
 import java.util.Map;
 
 /**
- * The peak memory of a streamed stage, estimated from config.json, the calibration batch and the method before any
- * work starts, so that a job that cannot fit its worker fails at once with both numbers instead of with an
- * OutOfMemoryError an hour in. The pieces (bytes), after /work/shared/SCALE.md:
+ * The peak memory of a streamed stage, estimated from config.json, the calibration batch and the
+ * method before any work starts, so that a job that cannot fit its worker fails at once with both
+ * numbers instead of with an OutOfMemoryError an hour in. The pieces (bytes), after
+ * /work/shared/SCALE.md:
  *
  * <ul>
- *   <li>runtime: the JVM and the PyTorch engine's own footprint (measured at about 0.45 GB on this platform);
- *   <li>layer: one decoder layer widened to F32 twice (Java arrays and DJL arrays) plus its rewritten copy (e.g. the
- *       quantized codes and the dequantized weight);
+ *   <li>runtime: the JVM and the PyTorch engine's own footprint (measured at about 0.45 GB on this
+ *       platform);
+ *   <li>layer: one decoder layer widened to F32 twice (Java arrays and DJL arrays) plus its
+ *       rewritten copy (e.g. the quantized codes and the dequantized weight);
  *   <li>hidden states: tokens x hidden x 4, twice (a layer's inputs and its outputs);
- *   <li>forward workspace of one batch: the MLP's intermediate (gate, up, activation, product: 4 x batchTokens x
- *       intermediate x 4), the attention scores (3 x rows x heads x seq^2 x 4), and ~8 hidden-sized temporaries;
- *   <li>Hessians (GPTQ): one layer's distinct inputs' X^T X in f64 (q/k/v, o, gate/up, down) while the batch passes;
- *       afterwards, while the widest is solved, {@value #GPTQ_WORKING_COPIES} n x n doubles: measured, not derived
- *       (GPTQ of a 2048 x 8192 weight alone took RssAnon from 0.71 to 4.96 GB, about 8 n^2 doubles in Java copies and
- *       the native factorisation's matrices, plus the Hessian handed to it).
+ *   <li>forward workspace of one batch: the MLP's intermediate (gate, up, activation, product: 4 x
+ *       batchTokens x intermediate x 4), the attention scores (3 x rows x heads x seq^2 x 4), and
+ *       ~8 hidden-sized temporaries;
+ *   <li>Hessians (GPTQ): one layer's distinct inputs' X^T X in f64 (q/k/v, o, gate/up, down) while
+ *       the batch passes; afterwards, while the widest is solved, {@value #GPTQ_WORKING_COPIES} n x
+ *       n doubles: measured, not derived (GPTQ of a 2048 x 8192 weight alone took RssAnon from 0.71
+ *       to 4.96 GB, about 8 n^2 doubles in Java copies and the native factorisation's matrices,
+ *       plus the Hessian handed to it).
  * </ul>
  *
- * The peak is runtime + layer + hidden states + the larger of (forward workspace + Hessians) and the GPTQ solve.
+ * The peak is runtime + layer + hidden states + the larger of (forward workspace + Hessians) and
+ * the GPTQ solve.
  */
 public record MemoryPlan(Map<String, Long> pieces) {
 
-  /** What the JVM (heap in use, metaspace, code) and libtorch take before any model data; measured on this platform. */
+  /**
+   * What the JVM (heap in use, metaspace, code) and libtorch take before any model data; measured
+   * on this platform.
+   */
   public static final long RUNTIME_BYTES = 450L << 20;
 
   /** n x n double arrays alive while GPTQ solves one module (see the class comment). */
@@ -41,8 +48,11 @@ public record MemoryPlan(Map<String, Long> pieces) {
 
   /** The estimated peak in bytes. */
   public long peakBytes() {
-    long during = pieces.getOrDefault("forward_workspace", 0L) + pieces.getOrDefault("hessians", 0L);
-    return pieces.get("runtime") + pieces.get("layer") + pieces.getOrDefault("hidden_states", 0L)
+    long during =
+        pieces.getOrDefault("forward_workspace", 0L) + pieces.getOrDefault("hessians", 0L);
+    return pieces.get("runtime")
+        + pieces.get("layer")
+        + pieces.getOrDefault("hidden_states", 0L)
         + Math.max(during, pieces.getOrDefault("gptq_solve", 0L));
   }
 
@@ -53,7 +63,12 @@ public record MemoryPlan(Map<String, Long> pieces) {
    * @param seqLen longest sample
    * @param hessians whether the method accumulates X^T X and runs GPTQ-style solves
    */
-  public static MemoryPlan estimate(LlamaConfig config, long tokens, long batchTokens, int batchRows, int seqLen,
+  public static MemoryPlan estimate(
+      LlamaConfig config,
+      long tokens,
+      long batchTokens,
+      int batchRows,
+      int seqLen,
       boolean hessians) {
     Map<String, Long> pieces = new LinkedHashMap<>();
     long hidden = config.hiddenSize();
@@ -72,7 +87,8 @@ public record MemoryPlan(Map<String, Long> pieces) {
     }
     if (hessians) {
       long attentionWidth = config.attentionWidth();
-      long grams = (hidden * hidden + attentionWidth * attentionWidth + hidden * hidden + inter * inter) * 8;
+      long grams =
+          (hidden * hidden + attentionWidth * attentionWidth + hidden * hidden + inter * inter) * 8;
       long widest = Math.max(Math.max(hidden, attentionWidth), inter);
       pieces.put("hessians", grams);
       pieces.put("gptq_solve", GPTQ_WORKING_COPIES * widest * widest * 8);
@@ -80,28 +96,36 @@ public record MemoryPlan(Map<String, Long> pieces) {
     return new MemoryPlan(pieces);
   }
 
-  /** "14.2 GB" or "99.6 MB": {@link MemoryBudget#format}, so plan and budget messages read alike. */
+  /**
+   * "14.2 GB" or "99.6 MB": {@link MemoryBudget#format}, so plan and budget messages read alike.
+   */
   public static String gigabytes(long bytes) {
     return MemoryBudget.format(bytes);
   }
 
   /**
-   * The message of a job that does not fit, or null when it does: "needs 14.2 GB, this worker has 6.0 GB: raise
-   * DISTILLERY_WORKER_MEMORY or lower samples/seqLen".
+   * The message of a job that does not fit, or null when it does: "needs 14.2 GB, this worker has
+   * 6.0 GB: raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen".
    */
   public String refusal(long budgetBytes) {
     long peak = peakBytes();
     if (peak <= budgetBytes) {
       return null;
     }
-    return "needs " + gigabytes(peak) + ", this worker has " + gigabytes(budgetBytes)
-        + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (estimate " + this + ")";
+    return "needs "
+        + gigabytes(peak)
+        + ", this worker has "
+        + gigabytes(budgetBytes)
+        + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (estimate "
+        + this
+        + ")";
   }
 
   @Override
   public String toString() {
     StringBuilder s = new StringBuilder();
-    pieces.forEach((k, v) -> s.append(s.isEmpty() ? "" : ", ").append(k).append(' ').append(gigabytes(v)));
+    pieces.forEach(
+        (k, v) -> s.append(s.isEmpty() ? "" : ", ").append(k).append(' ').append(gigabytes(v)));
     return s.toString();
   }
 }

@@ -30,24 +30,29 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Teacher-forced answer scores of a model too big to hold in memory, in one streamed forward pass (see
- * /work/shared/SCALE.md, "Exact match without generation"): the batches' hidden states {@code [rows, seq, hidden]} stay
- * in memory while the decoder layers are read from the memory-mapped checkpoint one at a time (widened to F32 in Java;
- * a compressed-tensors layer's linears are dequantized for that layer only, and W8A8 inputs are fake-quantized as
- * {@link StaticActivationQuantization} does for the whole model), run and freed. Then the final norm is applied to the
- * scored positions only, and the LM head (the embedding when tied) is read in chunks of vocabulary rows; a running max,
- * log-sum-exp and argmax per position over the chunks give log p(target) and the greedy token without the full logits
- * row or the whole {@code [vocab, hidden]} head ever being in F32.
+ * Teacher-forced answer scores of a model too big to hold in memory, in one streamed forward pass
+ * (see /work/shared/SCALE.md, "Exact match without generation"): the batches' hidden states {@code
+ * [rows, seq, hidden]} stay in memory while the decoder layers are read from the memory-mapped
+ * checkpoint one at a time (widened to F32 in Java; a compressed-tensors layer's linears are
+ * dequantized for that layer only, and W8A8 inputs are fake-quantized as {@link
+ * StaticActivationQuantization} does for the whole model), run and freed. Then the final norm is
+ * applied to the scored positions only, and the LM head (the embedding when tied) is read in chunks
+ * of vocabulary rows; a running max, log-sum-exp and argmax per position over the chunks give log
+ * p(target) and the greedy token without the full logits row or the whole {@code [vocab, hidden]}
+ * head ever being in F32.
  *
- * <p>Greedy decoding returns exactly the expected answer when, teacher-forced on {@code <s> prompt answer </s>}, the
- * argmax at every answer position and at the stop is the expected token; perplexity is exp(mean -log p) over the same
- * positions, as {@link TaskBatch#mask()} marks them. Given the reference's {@link Reference} from its own pass, the
- * same chunk loop also accumulates KL(P_ref || P_model) per position (the reference's head is re-read beside the
- * model's; its layers are not re-run).
+ * <p>Greedy decoding returns exactly the expected answer when, teacher-forced on {@code <s> prompt
+ * answer </s>}, the argmax at every answer position and at the stop is the expected token;
+ * perplexity is exp(mean -log p) over the same positions, as {@link TaskBatch#mask()} marks them.
+ * Given the reference's {@link Reference} from its own pass, the same chunk loop also accumulates
+ * KL(P_ref || P_model) per position (the reference's head is re-read beside the model's; its layers
+ * are not re-run).
  */
 public final class TeacherForcedScorer {
 
-  /** Vocabulary rows of the LM head widened at a time (8192 x 4096 x 4 B = 128 MiB for an 8B Llama). */
+  /**
+   * Vocabulary rows of the LM head widened at a time (8192 x 4096 x 4 B = 128 MiB for an 8B Llama).
+   */
   public static final int DEFAULT_HEAD_ROWS = 8192;
 
   private static final Logger LOG = LoggerFactory.getLogger(TeacherForcedScorer.class);
@@ -61,19 +66,35 @@ public final class TeacherForcedScorer {
    * @param sequence the row, numbered across batches (batch 0's rows first)
    * @param sequences rows in all batches
    * @param seconds wall time of the pass
-   * @param klFromReference KL(P_reference || P_model) in nats at each scored position, or null when no reference
-   *     was given
+   * @param klFromReference KL(P_reference || P_model) in nats at each scored position, or null when
+   *     no reference was given
    * @param asReference what a later candidate's pass needs to compute its KL against this model
    */
-  public record Result(double[] logProb, int[] argmax, int[] target, int[] sequence, int sequences, double seconds,
-      double[] klFromReference, Reference asReference) {
+  public record Result(
+      double[] logProb,
+      int[] argmax,
+      int[] target,
+      int[] sequence,
+      int sequences,
+      double seconds,
+      double[] klFromReference,
+      Reference asReference) {
 
     /** Scores without KL. */
-    public Result(double[] logProb, int[] argmax, int[] target, int[] sequence, int sequences, double seconds) {
+    public Result(
+        double[] logProb,
+        int[] argmax,
+        int[] target,
+        int[] sequence,
+        int sequences,
+        double seconds) {
       this(logProb, argmax, target, sequence, sequences, seconds, null, null);
     }
 
-    /** Per row: whether every scored position's argmax is its target (greedy decoding returns the answer). */
+    /**
+     * Per row: whether every scored position's argmax is its target (greedy decoding returns the
+     * answer).
+     */
     public boolean[] exact() {
       boolean[] exact = new boolean[sequences];
       Arrays.fill(exact, true);
@@ -87,10 +108,11 @@ public final class TeacherForcedScorer {
   }
 
   /**
-   * A scored model as the reference of a later pass: its LM head's input at the scored positions ({@code [scored,
-   * hidden]}, after the final norm and any input quantization) and the log-sum-exp of its logits there. A candidate's
-   * pass re-reads the reference's head chunk by chunk beside its own, so that KL(P_ref || P_cand) = sum_v p_ref(v)
-   * (log p_ref(v) - z_cand(v)) + logsumexp(z_cand) is accumulated in the same chunk loop, without either model's full
+   * A scored model as the reference of a later pass: its LM head's input at the scored positions
+   * ({@code [scored, hidden]}, after the final norm and any input quantization) and the log-sum-exp
+   * of its logits there. A candidate's pass re-reads the reference's head chunk by chunk beside its
+   * own, so that KL(P_ref || P_cand) = sum_v p_ref(v) (log p_ref(v) - z_cand(v)) +
+   * logsumexp(z_cand) is accumulated in the same chunk loop, without either model's full
    * distribution or the reference's layers.
    */
   public record Reference(Path model, LlamaConfig config, float[] headInput, double[] logSumExp) {}
@@ -115,9 +137,10 @@ public final class TeacherForcedScorer {
   }
 
   /**
-   * Peak memory of {@link #score}: the streamed forward's (one layer, the batches' hidden states, one batch's
-   * workspace; {@link MemoryPlan}) plus the head's chunk in Java and DJL, its logits for the scored positions, and
-   * the normed scored hidden states, for the model and (KL) the reference.
+   * Peak memory of {@link #score}: the streamed forward's (one layer, the batches' hidden states,
+   * one batch's workspace; {@link MemoryPlan}) plus the head's chunk in Java and DJL, its logits
+   * for the scored positions, and the normed scored hidden states, for the model and (KL) the
+   * reference.
    */
   public static long peakBytes(LlamaConfig config, List<TaskBatch> batches, int headRows) {
     long tokens = 0;
@@ -135,26 +158,31 @@ public final class TeacherForcedScorer {
     }
     long forward = MemoryPlan.estimate(config, tokens, batchTokens, rows, seq, false).peakBytes();
     long chunk = Math.min(headRows, config.vocabSize());
-    long head = 2 * chunk * config.hiddenSize() * 4 + 2 * scored * chunk * 4 + 2 * scored * config.hiddenSize() * 4;
+    long head =
+        2 * chunk * config.hiddenSize() * 4
+            + 2 * scored * chunk * 4
+            + 2 * scored * config.hiddenSize() * 4;
     // twice: a KL pass reads the reference's head chunk and holds its logits beside the model's own
     return forward + 2 * head;
   }
 
   /**
-   * Runs {@code batches} (from {@link TaskBatch#of}; packed batches are not supported) through the model and scores
-   * their masked positions.
+   * Runs {@code batches} (from {@link TaskBatch#of}; packed batches are not supported) through the
+   * model and scores their masked positions.
    *
-   * @throws CorruptCheckpointException if a tensor is missing, not floating point (and not a quantized module), or its
-   *     shape disagrees with config.json
+   * @throws CorruptCheckpointException if a tensor is missing, not floating point (and not a
+   *     quantized module), or its shape disagrees with config.json
    */
-  public Result score(List<TaskBatch> batches, Progress progress) throws IOException, InterruptedException {
+  public Result score(List<TaskBatch> batches, Progress progress)
+      throws IOException, InterruptedException {
     return score(batches, null, progress);
   }
 
   /**
    * {@link #score(List, Progress)} plus KL(P_reference || P_model) at each scored position.
    *
-   * @param reference {@link Result#asReference()} of the reference's pass over the same batches, or null
+   * @param reference {@link Result#asReference()} of the reference's pass over the same batches, or
+   *     null
    */
   public Result score(List<TaskBatch> batches, Reference reference, Progress progress)
       throws IOException, InterruptedException {
@@ -162,12 +190,16 @@ public final class TeacherForcedScorer {
       throw new IllegalArgumentException("nothing to score: no batches");
     }
     if (reference != null && reference.config().vocabSize() != config.vocabSize()) {
-      throw new IllegalArgumentException("the reference has vocab_size " + reference.config().vocabSize()
-          + " but the model has " + config.vocabSize());
+      throw new IllegalArgumentException(
+          "the reference has vocab_size "
+              + reference.config().vocabSize()
+              + " but the model has "
+              + config.vocabSize());
     }
     for (TaskBatch b : batches) {
       if (b.segments() != null) {
-        throw new IllegalArgumentException("packed batches cannot be scored streamed; use TaskBatch.of");
+        throw new IllegalArgumentException(
+            "packed batches cannot be scored streamed; use TaskBatch.of");
       }
     }
     long start = System.nanoTime();
@@ -175,12 +207,14 @@ public final class TeacherForcedScorer {
     int chunks = (config.vocabSize() + headRows - 1) / headRows;
     int total = layers + chunks;
     boolean compressed = CompressedTensors.isCompressed(model);
-    StaticActivationQuantization activations = compressed ? CompressedTensors.activationQuantization(model) : null;
-    DecoderLayer.LinearOp linear = (module, input, w, b) -> {
-      NDArray x = activations == null ? input : activations.apply(module, input);
-      NDList out = b == null ? Linear.linear(x, w) : Linear.linear(x, w, b);
-      return out.singletonOrThrow();
-    };
+    StaticActivationQuantization activations =
+        compressed ? CompressedTensors.activationQuantization(model) : null;
+    DecoderLayer.LinearOp linear =
+        (module, input, w, b) -> {
+          NDArray x = activations == null ? input : activations.apply(module, input);
+          NDList out = b == null ? Linear.linear(x, w) : Linear.linear(x, w, b);
+          return out.singletonOrThrow();
+        };
     SequencedMap<String, long[]> shapes = LlamaTensorNames.shapes(config);
     try (Checkpoint checkpoint = Checkpoint.open(model);
         NDManager base = Engine.getEngine("PyTorch").newBaseManager()) {
@@ -190,7 +224,8 @@ public final class TeacherForcedScorer {
         List<NDArray> hidden = embed(states, checkpoint, batches);
         for (int layer = 0; layer < layers; layer++) {
           if (Thread.interrupted()) {
-            throw new InterruptedException("streamed scoring interrupted before layer " + layer + "/" + layers);
+            throw new InterruptedException(
+                "streamed scoring interrupted before layer " + layer + "/" + layers);
           }
           progress.report(layer, total, "layer " + (layer + 1) + "/" + layers);
           DecoderLayer decoder = new DecoderLayer(config, layer);
@@ -198,13 +233,15 @@ public final class TeacherForcedScorer {
           List<NDArray> outputs = new ArrayList<>(hidden.size());
           try (NDManager layerManager = base.newSubManager()) {
             Map<String, NDArray> params = layerArrays(layerManager, checkpoint, shapes, layer);
-            DecoderLayer.Weights weights = name -> {
-              NDArray a = params.get(name);
-              if (a == null) {
-                throw new IllegalStateException("no tensor " + name + " in layer " + decoder.index());
-              }
-              return a;
-            };
+            DecoderLayer.Weights weights =
+                name -> {
+                  NDArray a = params.get(name);
+                  if (a == null) {
+                    throw new IllegalStateException(
+                        "no tensor " + name + " in layer " + decoder.index());
+                  }
+                  return a;
+                };
             for (int i = 0; i < hidden.size(); i++) {
               TaskBatch b = batches.get(i);
               try (NDManager step = base.newSubManager()) {
@@ -212,8 +249,18 @@ public final class TeacherForcedScorer {
                 h.tempAttach(step);
                 NDArray[] rope = DecoderLayer.ropeTables(step, config, 0, b.length());
                 NDArray mask = DecoderLayer.causalMask(step, config, 0, b.length());
-                NDArray out = decoder.forward(step, weights, linear, h, b.size(), b.length(), rope[0], rope[1], mask,
-                    null);
+                NDArray out =
+                    decoder.forward(
+                        step,
+                        weights,
+                        linear,
+                        h,
+                        b.size(),
+                        b.length(),
+                        rope[0],
+                        rope[1],
+                        mask,
+                        null);
                 out.attach(next);
                 outputs.add(out);
               }
@@ -229,62 +276,111 @@ public final class TeacherForcedScorer {
         float[] normed = scoredHidden(checkpoint, batches, hidden);
         states.close();
         states = base.newSubManager();
-        return head(base, checkpoint, batches, normed, activations, reference, progress, layers, total, start);
+        return head(
+            base,
+            checkpoint,
+            batches,
+            normed,
+            activations,
+            reference,
+            progress,
+            layers,
+            total,
+            start);
       } finally {
         states.close();
       }
     }
   }
 
-  /** One decoder layer's tensors as F32 arrays: dense ones widened, quantized linears dequantized. */
-  private Map<String, NDArray> layerArrays(NDManager manager, Checkpoint checkpoint,
-      SequencedMap<String, long[]> shapes, int layer) throws IOException {
+  /**
+   * One decoder layer's tensors as F32 arrays: dense ones widened, quantized linears dequantized.
+   */
+  private Map<String, NDArray> layerArrays(
+      NDManager manager, Checkpoint checkpoint, SequencedMap<String, long[]> shapes, int layer)
+      throws IOException {
     String prefix = LlamaTensorNames.layerPrefix(layer);
     Map<String, NDArray> arrays = new LinkedHashMap<>();
     for (Map.Entry<String, long[]> e : shapes.entrySet()) {
       if (e.getKey().startsWith(prefix)) {
-        arrays.put(e.getKey(), manager.create(floats(checkpoint, e.getKey(), e.getValue()), new Shape(e.getValue())));
+        arrays.put(
+            e.getKey(),
+            manager.create(floats(checkpoint, e.getKey(), e.getValue()), new Shape(e.getValue())));
       }
     }
     return arrays;
   }
 
-  /** A tensor widened to F32: a quantized module's weight dequantized, a dense tensor decoded; shapes checked. */
+  /**
+   * A tensor widened to F32: a quantized module's weight dequantized, a dense tensor decoded;
+   * shapes checked.
+   */
   private float[] floats(Checkpoint checkpoint, String name, long[] shape) throws IOException {
-    if (name.endsWith(".weight") && !checkpoint.contains(name) || checkpoint.contains(name)
-        && !checkpoint.info(name).dtype().isFloatingPoint()) {
+    if (name.endsWith(".weight") && !checkpoint.contains(name)
+        || checkpoint.contains(name) && !checkpoint.info(name).dtype().isFloatingPoint()) {
       String module = name.substring(0, name.length() - ".weight".length());
-      QuantizedWeight q = name.endsWith(".weight") ? CompressedTensors.readModule(checkpoint, model, module) : null;
+      QuantizedWeight q =
+          name.endsWith(".weight") ? CompressedTensors.readModule(checkpoint, model, module) : null;
       if (q == null) {
         if (!checkpoint.contains(name)) {
           throw new CorruptCheckpointException(model, "tensor '" + name + "' is missing");
         }
-        throw new CorruptCheckpointException(model, "tensor '" + name + "' is " + checkpoint.info(name).dtype()
-            + " without a weight_scale; expected a float tensor");
+        throw new CorruptCheckpointException(
+            model,
+            "tensor '"
+                + name
+                + "' is "
+                + checkpoint.info(name).dtype()
+                + " without a weight_scale; expected a float tensor");
       }
       if (q.rows() != shape[0] || q.cols() != shape[1]) {
-        throw new CorruptCheckpointException(model, "quantized module '" + module + "' is " + q.rows() + "x"
-            + q.cols() + " but config.json implies " + Arrays.toString(shape));
+        throw new CorruptCheckpointException(
+            model,
+            "quantized module '"
+                + module
+                + "' is "
+                + q.rows()
+                + "x"
+                + q.cols()
+                + " but config.json implies "
+                + Arrays.toString(shape));
       }
       return q.dequantize();
     }
     TensorInfo info = checkpoint.info(name);
     if (!Arrays.equals(info.shape(), shape)) {
-      throw new CorruptCheckpointException(model, "tensor '" + name + "' has shape " + Arrays.toString(info.shape())
-          + " but config.json implies " + Arrays.toString(shape));
+      throw new CorruptCheckpointException(
+          model,
+          "tensor '"
+              + name
+              + "' has shape "
+              + Arrays.toString(info.shape())
+              + " but config.json implies "
+              + Arrays.toString(shape));
     }
     return checkpoint.floats(name);
   }
 
-  /** The embedding rows of the batches' tokens, widened in Java: the table itself is never widened whole. */
-  private List<NDArray> embed(NDManager manager, Checkpoint checkpoint, List<TaskBatch> batches) throws IOException {
+  /**
+   * The embedding rows of the batches' tokens, widened in Java: the table itself is never widened
+   * whole.
+   */
+  private List<NDArray> embed(NDManager manager, Checkpoint checkpoint, List<TaskBatch> batches)
+      throws IOException {
     int hidden = config.hiddenSize();
     TensorInfo info = checkpoint.info(LlamaTensorNames.EMBED_TOKENS);
     long[] expected = {config.vocabSize(), hidden};
     if (!Arrays.equals(info.shape(), expected) || !info.dtype().isFloatingPoint()) {
-      throw new CorruptCheckpointException(model, "tensor '" + LlamaTensorNames.EMBED_TOKENS + "' is "
-          + info.dtype() + " " + Arrays.toString(info.shape()) + " but config.json implies a float "
-          + Arrays.toString(expected));
+      throw new CorruptCheckpointException(
+          model,
+          "tensor '"
+              + LlamaTensorNames.EMBED_TOKENS
+              + "' is "
+              + info.dtype()
+              + " "
+              + Arrays.toString(info.shape())
+              + " but config.json implies a float "
+              + Arrays.toString(expected));
     }
     MemorySegment table = checkpoint.segment(LlamaTensorNames.EMBED_TOKENS);
     long rowBytes = (long) hidden * info.dtype().byteSize();
@@ -295,10 +391,14 @@ public final class TeacherForcedScorer {
       for (int[] row : b.inputs()) {
         for (int id : row) {
           if (id < 0 || id >= config.vocabSize()) {
-            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, "
-                + config.vocabSize() + ")");
+            throw new IllegalArgumentException(
+                "token id " + id + " is outside the vocabulary [0, " + config.vocabSize() + ")");
           }
-          System.arraycopy(TensorCodec.decodeFloats(table.asSlice(id * rowBytes, rowBytes), info.dtype()), 0, h, at,
+          System.arraycopy(
+              TensorCodec.decodeFloats(table.asSlice(id * rowBytes, rowBytes), info.dtype()),
+              0,
+              h,
+              at,
               hidden);
           at += hidden;
         }
@@ -308,7 +408,9 @@ public final class TeacherForcedScorer {
     return out;
   }
 
-  /** The final RMSNorm of the scored positions' hidden states, {@code [scored, hidden]} row-major. */
+  /**
+   * The final RMSNorm of the scored positions' hidden states, {@code [scored, hidden]} row-major.
+   */
   private float[] scoredHidden(Checkpoint checkpoint, List<TaskBatch> batches, List<NDArray> hidden)
       throws IOException {
     int width = config.hiddenSize();
@@ -332,10 +434,22 @@ public final class TeacherForcedScorer {
     }
   }
 
-  /** The LM head over the scored positions in chunks of vocabulary rows, with a running max / log-sum-exp / argmax. */
-  private Result head(NDManager base, Checkpoint checkpoint, List<TaskBatch> batches, float[] normed,
-      StaticActivationQuantization activations, Reference reference, Progress progress, int layers, int total,
-      long start) throws IOException, InterruptedException {
+  /**
+   * The LM head over the scored positions in chunks of vocabulary rows, with a running max /
+   * log-sum-exp / argmax.
+   */
+  private Result head(
+      NDManager base,
+      Checkpoint checkpoint,
+      List<TaskBatch> batches,
+      float[] normed,
+      StaticActivationQuantization activations,
+      Reference reference,
+      Progress progress,
+      int layers,
+      int total,
+      long start)
+      throws IOException, InterruptedException {
     int width = config.hiddenSize();
     int vocab = config.vocabSize();
     int scored = normed.length / width;
@@ -356,8 +470,11 @@ public final class TeacherForcedScorer {
       row0 += b.size();
     }
     if (reference != null && reference.logSumExp().length != scored) {
-      throw new IllegalArgumentException("the reference was scored on " + reference.logSumExp().length
-          + " positions, this pass has " + scored);
+      throw new IllegalArgumentException(
+          "the reference was scored on "
+              + reference.logSumExp().length
+              + " positions, this pass has "
+              + scored);
     }
     double[] max = new double[scored];
     double[] sum = new double[scored];
@@ -367,17 +484,23 @@ public final class TeacherForcedScorer {
     Arrays.fill(max, Double.NEGATIVE_INFINITY);
     float[] headInput;
     try (NDManager scope = base.newSubManager();
-        Checkpoint referenceCheckpoint = reference == null ? null : Checkpoint.open(reference.model())) {
+        Checkpoint referenceCheckpoint =
+            reference == null ? null : Checkpoint.open(reference.model())) {
       HeadRows own = new HeadRows(checkpoint, model, config);
-      HeadRows ref = reference == null ? null : new HeadRows(referenceCheckpoint, reference.model(),
-          reference.config());
+      HeadRows ref =
+          reference == null
+              ? null
+              : new HeadRows(referenceCheckpoint, reference.model(), reference.config());
       NDArray x = scope.create(normed, new Shape(scored, width));
       if (activations != null) {
         x = activations.apply(LlamaTensorNames.LM_HEAD_MODULE, x);
       }
       headInput = x.toFloatArray();
-      NDArray refX = reference == null ? null
-          : scope.create(reference.headInput(), new Shape(scored, reference.config().hiddenSize()));
+      NDArray refX =
+          reference == null
+              ? null
+              : scope.create(
+                  reference.headInput(), new Shape(scored, reference.config().hiddenSize()));
       for (int from = 0, chunk = 0; from < vocab; from += headRows, chunk++) {
         if (Thread.interrupted()) {
           throw new InterruptedException("streamed scoring interrupted in the LM head");
@@ -430,10 +553,24 @@ public final class TeacherForcedScorer {
     }
     double seconds = (System.nanoTime() - start) / 1e9;
     progress.report(total, total, "scored");
-    LOG.info("streamed teacher-forced scoring model={} layers={} sequences={} scoredPositions={} headChunks={} "
-        + "klAgainst={} seconds={}", model, layers, row0, scored, (vocab + headRows - 1) / headRows,
-        reference == null ? null : reference.model(), seconds);
-    return new Result(logProb, argmax, target, sequence, row0, seconds, kl,
+    LOG.info(
+        "streamed teacher-forced scoring model={} layers={} sequences={} scoredPositions={} headChunks={} "
+            + "klAgainst={} seconds={}",
+        model,
+        layers,
+        row0,
+        scored,
+        (vocab + headRows - 1) / headRows,
+        reference == null ? null : reference.model(),
+        seconds);
+    return new Result(
+        logProb,
+        argmax,
+        target,
+        sequence,
+        row0,
+        seconds,
+        kl,
         new Reference(model, config, headInput, logSumExp));
   }
 
@@ -446,26 +583,42 @@ public final class TeacherForcedScorer {
 
     HeadRows(Checkpoint checkpoint, Path dir, LlamaConfig config) throws IOException {
       this.checkpoint = checkpoint;
-      this.name = config.tieWordEmbeddings() ? LlamaTensorNames.EMBED_TOKENS : LlamaTensorNames.LM_HEAD;
+      this.name =
+          config.tieWordEmbeddings() ? LlamaTensorNames.EMBED_TOKENS : LlamaTensorNames.LM_HEAD;
       this.width = config.hiddenSize();
       long[] shape = {config.vocabSize(), width};
       if (!checkpoint.contains(name) || !checkpoint.info(name).dtype().isFloatingPoint()) {
         // a quantized lm_head (rare: quantizers keep it dense) is dequantized whole
-        QuantizedWeight q = CompressedTensors.readModule(checkpoint, dir, LlamaTensorNames.LM_HEAD_MODULE);
+        QuantizedWeight q =
+            CompressedTensors.readModule(checkpoint, dir, LlamaTensorNames.LM_HEAD_MODULE);
         if (q == null || q.rows() != shape[0] || q.cols() != shape[1]) {
-          throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing or not a float "
-              + Arrays.toString(shape) + " tensor");
+          throw new CorruptCheckpointException(
+              dir,
+              "tensor '"
+                  + name
+                  + "' is missing or not a float "
+                  + Arrays.toString(shape)
+                  + " tensor");
         }
         dequantized = q.dequantize();
       } else if (!Arrays.equals(checkpoint.info(name).shape(), shape)) {
-        throw new CorruptCheckpointException(dir, "tensor '" + name + "' has shape "
-            + Arrays.toString(checkpoint.info(name).shape()) + " but config.json implies " + Arrays.toString(shape));
+        throw new CorruptCheckpointException(
+            dir,
+            "tensor '"
+                + name
+                + "' has shape "
+                + Arrays.toString(checkpoint.info(name).shape())
+                + " but config.json implies "
+                + Arrays.toString(shape));
       } else {
         dequantized = null;
       }
     }
 
-    /** {@code x [n, width]} times rows {@code [from, from + rows)} transposed: {@code [n, rows]} row-major. */
+    /**
+     * {@code x [n, width]} times rows {@code [from, from + rows)} transposed: {@code [n, rows]}
+     * row-major.
+     */
     float[] logits(NDManager scope, NDArray x, int from, int rows) throws IOException {
       float[] w;
       if (dequantized != null) {
@@ -473,8 +626,9 @@ public final class TeacherForcedScorer {
       } else {
         TensorInfo info = checkpoint.info(name);
         long rowBytes = (long) width * info.dtype().byteSize();
-        w = TensorCodec.decodeFloats(checkpoint.segment(name).asSlice(from * rowBytes, rows * rowBytes),
-            info.dtype());
+        w =
+            TensorCodec.decodeFloats(
+                checkpoint.segment(name).asSlice(from * rowBytes, rows * rowBytes), info.dtype());
       }
       try (NDManager step = scope.newSubManager()) {
         NDArray weight = step.create(w, new Shape(rows, width));

@@ -8,12 +8,12 @@ import java.util.Objects;
  */
 public record TaskExample(String task, String prompt, String answer) {
 
-    public TaskExample {
-        Objects.requireNonNull(task, "task");
-        Objects.requireNonNull(prompt, "prompt");
-        Objects.requireNonNull(answer, "answer");
-        if (prompt.isEmpty()) {
-            throw new IllegalArgumentException("prompt must not be empty");
-        }
+  public TaskExample {
+    Objects.requireNonNull(task, "task");
+    Objects.requireNonNull(prompt, "prompt");
+    Objects.requireNonNull(answer, "answer");
+    if (prompt.isEmpty()) {
+      throw new IllegalArgumentException("prompt must not be empty");
     }
+  }
 }

@@ -4,9 +4,9 @@ package io.distillery.model.train;
 @FunctionalInterface
 public interface ProgressListener {
 
-    void onStep(TrainingProgress progress);
+  void onStep(TrainingProgress progress);
 
-    static ProgressListener none() {
-        return progress -> {};
-    }
+  static ProgressListener none() {
+    return progress -> {};
+  }
 }

@@ -15,11 +15,18 @@ import java.util.Map;
  * @param totalSeconds training plus evaluation
  * @param trainTokensPerSecond non-pad input tokens per training second
  */
-public record TeacherReport(long parameters, double firstLoss, double finalLoss, double exactMatch,
-        Map<String, Double> exactMatchByTask, double perplexity, double trainSeconds, double totalSeconds,
-        double trainTokensPerSecond) {
+public record TeacherReport(
+    long parameters,
+    double firstLoss,
+    double finalLoss,
+    double exactMatch,
+    Map<String, Double> exactMatchByTask,
+    double perplexity,
+    double trainSeconds,
+    double totalSeconds,
+    double trainTokensPerSecond) {
 
-    public TeacherReport {
-        exactMatchByTask = Map.copyOf(exactMatchByTask);
-    }
+  public TeacherReport {
+    exactMatchByTask = Map.copyOf(exactMatchByTask);
+  }
 }

@@ -16,19 +16,35 @@ import java.util.Map;
  * @param validationExactMatch exact match per task on the validation split, measured after this
  *     step; empty on steps without an evaluation
  */
-public record TrainingProgress(int step, int steps, double loss, double learningRate, double gradientNorm, double tokensPerSecond,
-        double elapsedSeconds, Map<String, Double> validationExactMatch) {
+public record TrainingProgress(
+    int step,
+    int steps,
+    double loss,
+    double learningRate,
+    double gradientNorm,
+    double tokensPerSecond,
+    double elapsedSeconds,
+    Map<String, Double> validationExactMatch) {
 
-    public TrainingProgress {
-        validationExactMatch = Map.copyOf(validationExactMatch);
-    }
+  public TrainingProgress {
+    validationExactMatch = Map.copyOf(validationExactMatch);
+  }
 
-    /** One progress-bar line: {@code [#####.....] step/steps loss=.. lr=.. gnorm=.. tok/s=.. Ns}. */
-    public String bar() {
-        int width = 30;
-        int filled = (int) ((long) width * step / steps);
-        return String.format(Locale.ROOT, "[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
-                "#".repeat(filled), ".".repeat(width - filled), step, steps, loss, learningRate, gradientNorm,
-                tokensPerSecond, elapsedSeconds);
-    }
+  /** One progress-bar line: {@code [#####.....] step/steps loss=.. lr=.. gnorm=.. tok/s=.. Ns}. */
+  public String bar() {
+    int width = 30;
+    int filled = (int) ((long) width * step / steps);
+    return String.format(
+        Locale.ROOT,
+        "[%s%s] %d/%d loss=%.4f lr=%.2e gnorm=%.2f tok/s=%.0f %.0fs",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        step,
+        steps,
+        loss,
+        learningRate,
+        gradientNorm,
+        tokensPerSecond,
+        elapsedSeconds);
+  }
 }

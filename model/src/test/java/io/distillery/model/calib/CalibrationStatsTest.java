@@ -54,11 +54,15 @@ class CalibrationStatsTest {
     float[] x = new float[rows * n];
     java.util.SplittableRandom random = new java.util.SplittableRandom(9);
     for (int i = 0; i < x.length; i++) {
-      x[i] = random.nextInt(-3, 4); // small integers: every float32 product and partial sum is exact
+      x[i] =
+          random.nextInt(-3, 4); // small integers: every float32 product and partial sum is exact
     }
     StatsAccumulator acc = new StatsAccumulator(8, 1.0f, Set.of("l"), false);
     acc.add("l", x, n);
-    acc.add("l", java.util.Arrays.copyOf(x, 2 * n), n); // a small batch on the Java path, into the same sum
+    acc.add(
+        "l",
+        java.util.Arrays.copyOf(x, 2 * n),
+        n); // a small batch on the Java path, into the same sum
     double[] gram = acc.result(Map.of()).layer("l").gram();
     for (int i = 0; i < n; i++) {
       for (int j = 0; j < n; j++) {
@@ -89,7 +93,8 @@ class CalibrationStatsTest {
       assertThat(s.absMax()).containsExactly(3f, 2f);
       assertThat(s.gram()).containsExactly(11, -4, -4, 8);
     }
-    assertThatThrownBy(() -> acc.add("k", new float[] {1, 1}, 2)).isInstanceOf(IllegalStateException.class)
+    assertThatThrownBy(() -> acc.add("k", new float[] {1, 1}, 2))
+        .isInstanceOf(IllegalStateException.class)
         .hasMessageContaining("shares the statistics of q");
     assertThatThrownBy(() -> acc.share("o", "missing")).isInstanceOf(IllegalStateException.class);
   }

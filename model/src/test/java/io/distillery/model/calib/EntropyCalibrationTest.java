@@ -21,8 +21,10 @@ class EntropyCalibrationTest {
   void shouldClipWellBelowTheMaxWhenATinyOutlierIsFarFromTheBulk() {
     float clip = EntropyCalibration.clip(laplacianWithOutlier(), 2048f, 128);
 
-    // the bulk lies in [0, 100); abs-max calibration would use 2001. With 128 levels, any cut up to 128 bins keeps
-    // every bulk bin on its own level, so the best cut is the smallest one that still covers the bulk.
+    // the bulk lies in [0, 100); abs-max calibration would use 2001. With 128 levels, any cut up to
+    // 128 bins keeps
+    // every bulk bin on its own level, so the best cut is the smallest one that still covers the
+    // bulk.
     assertThat(clip).isGreaterThanOrEqualTo(100f).isLessThanOrEqualTo(256f);
   }
 
@@ -31,7 +33,8 @@ class EntropyCalibrationTest {
     long[] h = new long[2048];
     java.util.Arrays.fill(h, 1000);
 
-    // uniform mass: merging bins loses nothing, while any cut below the end folds a large tail into one bin
+    // uniform mass: merging bins loses nothing, while any cut below the end folds a large tail into
+    // one bin
     assertThat(EntropyCalibration.bestCut(h, 128)).isEqualTo(2048);
     assertThat(EntropyCalibration.clip(h, 4f, 128)).isEqualTo(4f);
   }
@@ -40,7 +43,8 @@ class EntropyCalibrationTest {
   void shouldScaleTheCutByTheHistogramRangeWhenReadFromLayerStats() {
     long[] h = laplacianWithOutlier();
     int cut = EntropyCalibration.bestCut(h, 128);
-    LayerStats stats = new LayerStats("l", 1, 1, new float[1], new float[1], new float[1], null, h, 8f);
+    LayerStats stats =
+        new LayerStats("l", 1, 1, new float[1], new float[1], new float[1], null, h, 8f);
 
     assertThat(EntropyCalibration.clip(stats)).isEqualTo(cut * 8f / 2048);
   }
@@ -59,6 +63,7 @@ class EntropyCalibrationTest {
   @Test
   void shouldRejectAHistogramWithFewerBinsThanLevels() {
     assertThatThrownBy(() -> EntropyCalibration.bestCut(new long[64], 128))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("128 histogram bins");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("128 histogram bins");
   }
 }

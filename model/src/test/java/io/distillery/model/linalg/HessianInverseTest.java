@@ -134,6 +134,7 @@ class HessianInverseTest {
     }
     h[0] = -1e6; // damping by 1% of a hugely negative mean cannot fix it
     assertThatThrownBy(() -> HessianInverse.upperCholeskyOfInverse(h, n, 0.01))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("not positive definite");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("not positive definite");
   }
 }

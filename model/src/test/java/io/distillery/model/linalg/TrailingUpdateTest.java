@@ -10,7 +10,8 @@ class TrailingUpdateTest {
 
   @Test
   void shouldSubtractTheBlockProductFromTheLaterColumnsOnly() {
-    // w = [[1, 2, 3, 4]], block [0, 2), err = [1, 2], u rows 0 and 1: w[:, 2:] -= [1, 2] . [[1, 1], [10, 100]]
+    // w = [[1, 2, 3, 4]], block [0, 2), err = [1, 2], u rows 0 and 1: w[:, 2:] -= [1, 2] . [[1, 1],
+    // [10, 100]]
     double[] w = {1, 2, 3, 4};
     double[] u = new double[16];
     u[2] = 1;
@@ -27,7 +28,8 @@ class TrailingUpdateTest {
     int cols = 256;
     int b0 = 64;
     int b1 = 128;
-    assertThat((long) rows * (b1 - b0) * (cols - b1)).isGreaterThanOrEqualTo(TrailingUpdate.NATIVE_MIN_MACS);
+    assertThat((long) rows * (b1 - b0) * (cols - b1))
+        .isGreaterThanOrEqualTo(TrailingUpdate.NATIVE_MIN_MACS);
     Random r = new Random(5);
     double[] w = new double[rows * cols];
     double[] u = new double[cols * cols];

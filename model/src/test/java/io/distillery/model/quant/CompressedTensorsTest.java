@@ -18,12 +18,19 @@ import org.junit.jupiter.api.io.TempDir;
 
 class CompressedTensorsTest {
 
-  @TempDir
-  Path dir;
+  @TempDir Path dir;
 
   static LlamaConfig tinyConfig() {
-    return LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(64).numHiddenLayers(1)
-        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64).rmsNormEps(1e-5).build();
+    return LlamaConfig.builder()
+        .vocabSize(64)
+        .hiddenSize(32)
+        .intermediateSize(64)
+        .numHiddenLayers(1)
+        .numAttentionHeads(4)
+        .numKeyValueHeads(2)
+        .maxPositionEmbeddings(64)
+        .rmsNormEps(1e-5)
+        .build();
   }
 
   static Map<String, float[]> randomTensors(LlamaConfig config, long seed) {
@@ -43,8 +50,8 @@ class CompressedTensorsTest {
     return out;
   }
 
-  private Map<String, QuantizedWeight> quantizeAll(LlamaConfig config, Map<String, float[]> tensors,
-      QuantizedWeight.Kind kind) {
+  private Map<String, QuantizedWeight> quantizeAll(
+      LlamaConfig config, Map<String, float[]> tensors, QuantizedWeight.Kind kind) {
     Map<String, QuantizedWeight> out = new LinkedHashMap<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
       if (module.equals("lm_head")) {
@@ -54,11 +61,13 @@ class CompressedTensorsTest {
       long[] shape = LlamaTensorNames.shapes(config).get(module + ".weight");
       int rows = (int) shape[0];
       int cols = (int) shape[1];
-      out.put(module, switch (kind) {
-        case INT4_GROUP -> GroupQuantizer.int4Group(w, rows, cols, 16);
-        case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, rows, cols);
-        case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, rows, cols);
-      });
+      out.put(
+          module,
+          switch (kind) {
+            case INT4_GROUP -> GroupQuantizer.int4Group(w, rows, cols, 16);
+            case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, rows, cols);
+            case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, rows, cols);
+          });
     }
     return out;
   }
@@ -75,13 +84,19 @@ class CompressedTensorsTest {
       if (w8a8) {
         quantized.keySet().forEach(m -> inputScales.put(m, 0.05f));
       }
-      CompressedTensors.write(out, config, tensors, quantized, inputScales,
+      CompressedTensors.write(
+          out,
+          config,
+          tensors,
+          quantized,
+          inputScales,
           new QuantizationScheme(kind, 16, w8a8, List.of("lm_head")));
 
       Map<String, QuantizedWeight> back = CompressedTensors.readQuantized(out);
       assertThat(back.keySet()).isEqualTo(quantized.keySet());
       for (String module : quantized.keySet()) {
-        assertThat(back.get(module).dequantize()).as(kind + " " + module)
+        assertThat(back.get(module).dequantize())
+            .as(kind + " " + module)
             .containsExactly(quantized.get(module).dequantize());
       }
       assertThat(CompressedTensors.readInputScales(out)).isEqualTo(inputScales);
@@ -90,7 +105,8 @@ class CompressedTensorsTest {
       CompressedTensors.decompress(out, dense);
       if (kind == QuantizedWeight.Kind.FP8_CHANNEL) {
         String header = headerOf(out.resolve("model.safetensors"));
-        assertThat(header).contains("\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"F8_E4M3\"");
+        assertThat(header)
+            .contains("\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"F8_E4M3\"");
       }
       try (Checkpoint c = Checkpoint.open(dense)) {
         assertThat(c.floats("model.layers.0.mlp.down_proj.weight"))
@@ -102,7 +118,8 @@ class CompressedTensorsTest {
 
   static String headerOf(Path file) throws java.io.IOException {
     byte[] bytes = java.nio.file.Files.readAllBytes(file);
-    long length = java.nio.ByteBuffer.wrap(bytes, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    long length =
+        java.nio.ByteBuffer.wrap(bytes, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
     return new String(bytes, 8, (int) length, java.nio.charset.StandardCharsets.UTF_8);
   }
 
@@ -110,8 +127,13 @@ class CompressedTensorsTest {
   void shouldEmitPackQuantizedKeysAndConfigWhenWritingInt4() throws Exception {
     LlamaConfig config = tinyConfig();
     Map<String, float[]> tensors = randomTensors(config, 4);
-    CompressedTensors.write(dir, config, tensors, quantizeAll(config, tensors, QuantizedWeight.Kind.INT4_GROUP),
-        Map.of(), new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head")));
+    CompressedTensors.write(
+        dir,
+        config,
+        tensors,
+        quantizeAll(config, tensors, QuantizedWeight.Kind.INT4_GROUP),
+        Map.of(),
+        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head")));
     try (Checkpoint c = Checkpoint.open(dir)) {
       String m = "model.layers.0.mlp.down_proj"; // [32, 64]
       assertThat(c.info(m + ".weight_packed").dtype()).isEqualTo(DType.I32);
@@ -122,7 +144,8 @@ class CompressedTensorsTest {
       assertThat(c.contains(m + ".weight")).isFalse();
       assertThat(c.contains("lm_head.weight")).isTrue();
     }
-    JsonNode q = new ObjectMapper().readTree(dir.resolve("config.json").toFile()).get("quantization_config");
+    JsonNode q =
+        new ObjectMapper().readTree(dir.resolve("config.json").toFile()).get("quantization_config");
     assertThat(q.get("quant_method").asText()).isEqualTo("compressed-tensors");
     assertThat(q.get("format").asText()).isEqualTo("pack-quantized");
     JsonNode weights = q.at("/config_groups/group_0/weights");

@@ -10,7 +10,8 @@ class GroupQuantizerTest {
 
   @Test
   void shouldComputeScaleAndZeroPointPerGroupWhenQuantizingInt4() {
-    // one row, two groups of 4: [0, 1.4, 3, 0.75] -> range [0, 3], scale 0.2, zero round(0) - 8 = -8
+    // one row, two groups of 4: [0, 1.4, 3, 0.75] -> range [0, 3], scale 0.2, zero round(0) - 8 =
+    // -8
     //                            [-1, 1, 2, 0] -> range [-1, 2], scale 0.2, zero round(5) - 8 = -3
     float[] w = {0f, 1.4f, 3f, 0.75f, -1f, 1f, 2f, 0f};
     QuantizedWeight q = GroupQuantizer.int4Group(w, 1, 8, 4);
@@ -18,7 +19,8 @@ class GroupQuantizerTest {
     assertThat(q.zeroPoints()[0]).isEqualTo(-8);
     assertThat(q.scales()[1]).isCloseTo(0.2f, within(1e-6f));
     assertThat(q.zeroPoints()[1]).isEqualTo(-3);
-    // 1.4 / 0.2 = 7 -> code -1; 3 / 0.2 = 15 -> code 7; 0.75 / 0.2 = 3.75 -> 4 -> -4; 1 / 0.2 + (-3) = 2
+    // 1.4 / 0.2 = 7 -> code -1; 3 / 0.2 = 15 -> code 7; 0.75 / 0.2 = 3.75 -> 4 -> -4; 1 / 0.2 +
+    // (-3) = 2
     assertThat(q.codes()).containsExactly(-8, -1, 7, -4, -8, 2, 7, -3);
     float[] back = q.dequantize();
     for (int i = 0; i < w.length; i++) {
@@ -30,12 +32,14 @@ class GroupQuantizerTest {
 
   @Test
   void shouldUseCompressedTensorsSymmetricScaleWithoutZeroPointsWhenSymmetric() {
-    // calculate_qparams, symmetric: scale = max|w| / ((7 - (-8)) / 2) = 1.5 / 7.5 = 0.2; zero point 0
+    // calculate_qparams, symmetric: scale = max|w| / ((7 - (-8)) / 2) = 1.5 / 7.5 = 0.2; zero point
+    // 0
     float[] w = {1.5f, -1.5f, 0.3f, -0.1f};
     QuantizedWeight q = GroupQuantizer.int4Group(w, 1, 4, 4, true);
     assertThat(q.scales()[0]).isCloseTo(0.2f, within(1e-6f));
     assertThat(q.zeroPoints()).isNull();
-    // 1.5 / 0.2 = 7.5 -> rint 8 -> clamped 7; -7.5 -> -8 (half to even); 0.3 / 0.2 = 1.5 -> 2; -0.5 -> -0
+    // 1.5 / 0.2 = 7.5 -> rint 8 -> clamped 7; -7.5 -> -8 (half to even); 0.3 / 0.2 = 1.5 -> 2; -0.5
+    // -> -0
     assertThat(q.codes()).containsExactly(7, -8, 2, 0);
   }
 
@@ -68,7 +72,8 @@ class GroupQuantizerTest {
           .allSatisfy(c -> assertThat(c).isBetween(lo, hi));
       assertThat(java.util.Arrays.stream(q.zeroPoints()).boxed().toList())
           .allSatisfy(z -> assertThat(z).isBetween(lo, hi));
-      assertThat(java.util.Arrays.stream(q.codes()).min().getAsInt()).isEqualTo(lo); // the grid spans the range
+      assertThat(java.util.Arrays.stream(q.codes()).min().getAsInt())
+          .isEqualTo(lo); // the grid spans the range
       float[] back = q.dequantize();
       double error = 0;
       for (int i = 0; i < w.length; i++) {
@@ -94,15 +99,20 @@ class GroupQuantizerTest {
   @Test
   void shouldRejectAWidthOtherThanTwoThreeFourOrEightBits() {
     assertThatThrownBy(() -> GroupQuantizer.intGroup(new float[8], 1, 8, 4, 5))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("bits: must be 2, 3, 4 or 8, got 5");
-    assertThatThrownBy(() -> new QuantizedWeight(QuantizedWeight.Kind.INT8_CHANNEL, 1, 2, 2, new int[2],
-        new float[1], null, 4)).hasMessageContaining("cannot hold 4-bit codes");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("bits: must be 2, 3, 4 or 8, got 5");
+    assertThatThrownBy(
+            () ->
+                new QuantizedWeight(
+                    QuantizedWeight.Kind.INT8_CHANNEL, 1, 2, 2, new int[2], new float[1], null, 4))
+        .hasMessageContaining("cannot hold 4-bit codes");
   }
 
   @Test
   void shouldRejectGroupSizeWhenItDoesNotDivideWidth() {
     assertThatThrownBy(() -> GroupQuantizer.int4Group(new float[12], 1, 12, 8))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("groupSize 8");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("groupSize 8");
   }
 
   @Test
@@ -113,7 +123,8 @@ class GroupQuantizerTest {
     assertThat(Fp8E4M3.encode(1f)).isEqualTo(0x38);
     assertThat(Fp8E4M3.encode(-2f)).isEqualTo(0xC0);
     assertThat(Fp8E4M3.encode(1000f)).isEqualTo(0x7E); // saturates
-    assertThat(Fp8E4M3.decode(Fp8E4M3.encode(1.0625f))).isEqualTo(1f); // tie between 1 and 1.125 -> even code
+    assertThat(Fp8E4M3.decode(Fp8E4M3.encode(1.0625f)))
+        .isEqualTo(1f); // tie between 1 and 1.125 -> even code
     for (int code = 0; code < 256; code++) {
       if ((code & 0x7F) != 0x7F) {
         float v = Fp8E4M3.decode(code);

@@ -29,7 +29,8 @@ class Int32PackingTest {
     int[] packed = Int32Packing.packRows(codes, rows, cols, 4);
     assertThat(packed).hasSize(rows * 3);
     assertThat(Int32Packing.unpackRows(packed, rows, cols, 4)).containsExactly(codes);
-    int[] packedCols = Int32Packing.packColumns(codes, rows, cols, 4); // 5 rows -> 1 word per column (padded)
+    int[] packedCols =
+        Int32Packing.packColumns(codes, rows, cols, 4); // 5 rows -> 1 word per column (padded)
     assertThat(packedCols).hasSize(cols);
     assertThat(Int32Packing.unpackColumns(packedCols, rows, cols, 4)).containsExactly(codes);
   }
@@ -39,7 +40,8 @@ class Int32PackingTest {
     // +128 offset: -128 -> 0x00, -1 -> 0x7F, 0 -> 0x80, 127 -> 0xFF; value i at bits [8i, 8i + 8)
     int[] codes = {-128, -1, 0, 127, 1, 2, 3, 4};
     assertThat(Int32Packing.packRows(codes, 1, 8, 8)).containsExactly(0xFF807F00, 0x84838281);
-    assertThat(Int32Packing.unpackRows(new int[] {0xFF807F00, 0x84838281}, 1, 8, 8)).containsExactly(codes);
+    assertThat(Int32Packing.unpackRows(new int[] {0xFF807F00, 0x84838281}, 1, 8, 8))
+        .containsExactly(codes);
   }
 
   @Test
@@ -70,9 +72,13 @@ class Int32PackingTest {
       int perWord = 32 / bits;
       int[] packed = Int32Packing.packRows(codes, rows, cols, bits);
       assertThat(packed).as(bits + " bits").hasSize(rows * ((cols + perWord - 1) / perWord));
-      assertThat(Int32Packing.unpackRows(packed, rows, cols, bits)).as(bits + " bits").containsExactly(codes);
+      assertThat(Int32Packing.unpackRows(packed, rows, cols, bits))
+          .as(bits + " bits")
+          .containsExactly(codes);
       int[] packedCols = Int32Packing.packColumns(codes, rows, cols, bits);
-      assertThat(Int32Packing.unpackColumns(packedCols, rows, cols, bits)).as(bits + " bits").containsExactly(codes);
+      assertThat(Int32Packing.unpackColumns(packedCols, rows, cols, bits))
+          .as(bits + " bits")
+          .containsExactly(codes);
     }
   }
 }

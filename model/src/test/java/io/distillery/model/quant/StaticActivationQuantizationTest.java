@@ -21,8 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 class StaticActivationQuantizationTest {
 
-  @TempDir
-  Path dir;
+  @TempDir Path dir;
 
   private static final int[][] PROMPT = {{1, 5, 9, 13, 2, 40, 63, 7}};
 
@@ -30,8 +29,11 @@ class StaticActivationQuantizationTest {
   void shouldRoundClampAndRescaleWhenModuleHasAScale() {
     StaticActivationQuantization q = new StaticActivationQuantization(Map.of("m", 0.5f));
     try (NDManager manager = Engine.getEngine("PyTorch").newBaseManager()) {
-      NDArray x = manager.create(new float[] {0.26f, -0.74f, 100f, -100f, 0.25f, 0.75f}, new Shape(1, 1, 6));
-      // x / 0.5 = 0.52, -1.48, 200, -200, 0.5, 1.5 -> round half even 1, -1, 127 (clamped), -128, 0, 2 -> * 0.5
+      NDArray x =
+          manager.create(
+              new float[] {0.26f, -0.74f, 100f, -100f, 0.25f, 0.75f}, new Shape(1, 1, 6));
+      // x / 0.5 = 0.52, -1.48, 200, -200, 0.5, 1.5 -> round half even 1, -1, 127 (clamped), -128,
+      // 0, 2 -> * 0.5
       assertThat(q.apply("m", x).toFloatArray()).containsExactly(0.5f, -0.5f, 63.5f, -64f, 0f, 1f);
       assertThat(q.apply("other", x)).isSameAs(x);
     }
@@ -46,26 +48,40 @@ class StaticActivationQuantizationTest {
     for (String module : LlamaTensorNames.linearModules(config)) {
       if (!module.equals("lm_head")) {
         long[] shape = LlamaTensorNames.shapes(config).get(module + ".weight");
-        quantized.put(module, GroupQuantizer.int8PerChannel(tensors.get(module + ".weight"), (int) shape[0],
-            (int) shape[1]));
-        scales.put(module, 0.05f); // coarse: inputs of norm ~1 land on ~20 levels, so the effect is visible
+        quantized.put(
+            module,
+            GroupQuantizer.int8PerChannel(
+                tensors.get(module + ".weight"), (int) shape[0], (int) shape[1]));
+        scales.put(
+            module,
+            0.05f); // coarse: inputs of norm ~1 land on ~20 levels, so the effect is visible
       }
     }
     Path w8a8 = dir.resolve("w8a8");
-    CompressedTensors.write(w8a8, config, tensors, quantized, scales,
+    CompressedTensors.write(
+        w8a8,
+        config,
+        tensors,
+        quantized,
+        scales,
         new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 0, true, List.of("lm_head")));
     Path dense = dir.resolve("dense");
     CompressedTensors.decompress(w8a8, dense);
 
     List<String> seen = new ArrayList<>();
-    try (LlamaModel loaded = CompressedTensors.loadDequantized(w8a8); LlamaModel weightOnly = LlamaModel.load(dense);
+    try (LlamaModel loaded = CompressedTensors.loadDequantized(w8a8);
+        LlamaModel weightOnly = LlamaModel.load(dense);
         LlamaModel manual = LlamaModel.load(dense);
-        LlamaModel.ObserverRegistration r = manual.transformLinearInputs(new StaticActivationQuantization(scales));
-        LlamaModel.ObserverRegistration o = loaded.observeLinearInputs((module, input) -> seen.add(module))) {
+        LlamaModel.ObserverRegistration r =
+            manual.transformLinearInputs(new StaticActivationQuantization(scales));
+        LlamaModel.ObserverRegistration o =
+            loaded.observeLinearInputs((module, input) -> seen.add(module))) {
       float[] expected = logits(manual);
       float[] actual = logits(loaded);
       assertThat(actual).containsExactly(expected);
-      assertThat(maxAbsDiff(actual, logits(weightOnly))).as("activations were quantized").isGreaterThan(1e-3);
+      assertThat(maxAbsDiff(actual, logits(weightOnly)))
+          .as("activations were quantized")
+          .isGreaterThan(1e-3);
       assertThat(seen).containsAll(scales.keySet());
     }
   }
@@ -79,17 +95,27 @@ class StaticActivationQuantizationTest {
     Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
     for (String module : List.of(q, k)) {
       long[] shape = LlamaTensorNames.shapes(config).get(module + ".weight");
-      quantized.put(module, GroupQuantizer.int8PerChannel(tensors.get(module + ".weight"), (int) shape[0],
-          (int) shape[1]));
+      quantized.put(
+          module,
+          GroupQuantizer.int8PerChannel(
+              tensors.get(module + ".weight"), (int) shape[0], (int) shape[1]));
     }
-    CompressedTensors.write(dir, config, tensors, quantized, Map.of(q, 0.1f),
+    CompressedTensors.write(
+        dir,
+        config,
+        tensors,
+        quantized,
+        Map.of(q, 0.1f),
         new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 0, true, List.of()));
     assertThatThrownBy(() -> CompressedTensors.activationQuantization(dir))
-        .isInstanceOf(CorruptCheckpointException.class).hasMessageContaining(k).hasMessageContaining("input_scale");
+        .isInstanceOf(CorruptCheckpointException.class)
+        .hasMessageContaining(k)
+        .hasMessageContaining("input_scale");
   }
 
   private static float[] logits(LlamaModel model) {
-    try (NDManager out = model.manager().newSubManager(); NDArray logits = model.forward(out, PROMPT)) {
+    try (NDManager out = model.manager().newSubManager();
+        NDArray logits = model.forward(out, PROMPT)) {
       return logits.toFloatArray();
     }
   }

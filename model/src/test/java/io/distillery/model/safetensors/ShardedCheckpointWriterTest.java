@@ -16,8 +16,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 class ShardedCheckpointWriterTest {
 
-  @TempDir
-  Path dir;
+  @TempDir Path dir;
 
   private static float[] ramp(int n, float step) {
     float[] v = new float[n];
@@ -29,7 +28,8 @@ class ShardedCheckpointWriterTest {
 
   @Test
   void shouldWriteOneModelSafetensorsWhenEverythingFitsOneShard() throws IOException {
-    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir, 1 << 20, Map.of("format", "pt"))) {
+    try (ShardedCheckpointWriter writer =
+        new ShardedCheckpointWriter(dir, 1 << 20, Map.of("format", "pt"))) {
       writer.writeFloats("b.weight", DType.F32, new long[] {2, 3}, ramp(6, 0.5f));
       writer.writeFloats("a.weight", DType.F32, new long[] {4}, ramp(4, 1f));
       assertThat(writer.finish()).containsExactly(dir.resolve(Checkpoint.SINGLE_FILE));
@@ -42,27 +42,36 @@ class ShardedCheckpointWriterTest {
       assertThat(checkpoint.metadata()).containsEntry("format", "pt");
     }
     try (Stream<Path> files = Files.list(dir)) {
-      assertThat(files.map(p -> p.getFileName().toString())).containsExactly(Checkpoint.SINGLE_FILE);
+      assertThat(files.map(p -> p.getFileName().toString()))
+          .containsExactly(Checkpoint.SINGLE_FILE);
     }
   }
 
   @Test
   void shouldCutShardsAndWriteIndexWhenShardSizeIsExceeded() throws IOException {
-    // 40-byte shards: t0 (24 B) alone, t1 + t2 (16 + 16 B) together, t3 (48 B, larger than a shard) alone
-    try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir, 40, Map.of("format", "pt"))) {
+    // 40-byte shards: t0 (24 B) alone, t1 + t2 (16 + 16 B) together, t3 (48 B, larger than a shard)
+    // alone
+    try (ShardedCheckpointWriter writer =
+        new ShardedCheckpointWriter(dir, 40, Map.of("format", "pt"))) {
       writer.writeFloats("t0", DType.F32, new long[] {6}, ramp(6, 1f));
       writer.writeFloats("t1", DType.F32, new long[] {4}, ramp(4, 2f));
       writer.writeFloats("t2", DType.F32, new long[] {2, 2}, ramp(4, 3f));
       writer.writeFloats("t3", DType.F32, new long[] {12}, ramp(12, 4f));
       List<Path> files = writer.finish();
-      assertThat(files).extracting(p -> p.getFileName().toString()).containsExactly(
-          "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
-          Checkpoint.INDEX_FILE);
+      assertThat(files)
+          .extracting(p -> p.getFileName().toString())
+          .containsExactly(
+              "model-00001-of-00003.safetensors",
+              "model-00002-of-00003.safetensors",
+              "model-00003-of-00003.safetensors",
+              Checkpoint.INDEX_FILE);
     }
     JsonNode index = HeaderParser.JSON.readTree(dir.resolve(Checkpoint.INDEX_FILE).toFile());
     assertThat(index.path("metadata").path("total_size").asLong()).isEqualTo(24 + 16 + 16 + 48);
-    assertThat(index.path("weight_map").path("t2").asText()).isEqualTo("model-00002-of-00003.safetensors");
-    assertThat(index.path("weight_map").path("t3").asText()).isEqualTo("model-00003-of-00003.safetensors");
+    assertThat(index.path("weight_map").path("t2").asText())
+        .isEqualTo("model-00002-of-00003.safetensors");
+    assertThat(index.path("weight_map").path("t3").asText())
+        .isEqualTo("model-00003-of-00003.safetensors");
     try (Checkpoint checkpoint = Checkpoint.open(dir)) {
       assertThat(checkpoint.files()).hasSize(3);
       assertThat(checkpoint.floats("t0")).containsExactly(ramp(6, 1f));
@@ -77,8 +86,10 @@ class ShardedCheckpointWriterTest {
 
   @Test
   void shouldNarrowToBf16RoundingToNearestEven() throws IOException {
-    // 1 + 2^-8 lies halfway between the BF16 neighbours 1 and 1 + 2^-7: ties go to the even mantissa (1);
-    // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6; just above a tie rounds up
+    // 1 + 2^-8 lies halfway between the BF16 neighbours 1 and 1 + 2^-7: ties go to the even
+    // mantissa (1);
+    // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6; just above a
+    // tie rounds up
     float[] values = {1f + 0x1p-8f, 1f + 3 * 0x1p-8f, 1f + 0x1p-8f + 0x1p-20f, -2.5f, 0f};
     try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir)) {
       writer.writeFloats("x", DType.BF16, new long[] {5}, values);
@@ -95,9 +106,15 @@ class ShardedCheckpointWriterTest {
     try (ShardedCheckpointWriter writer = new ShardedCheckpointWriter(dir)) {
       writer.writeFloats("x", DType.F32, new long[] {1}, new float[] {1});
       assertThatThrownBy(() -> writer.writeFloats("x", DType.F32, new long[] {1}, new float[] {2}))
-          .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("already written");
-      assertThatThrownBy(() -> writer.write("y", TensorSource.lazy(DType.F32, new long[] {2},
-          () -> MemorySegment.ofArray(new byte[4])))).isInstanceOf(IllegalArgumentException.class)
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("already written");
+      assertThatThrownBy(
+              () ->
+                  writer.write(
+                      "y",
+                      TensorSource.lazy(
+                          DType.F32, new long[] {2}, () -> MemorySegment.ofArray(new byte[4]))))
+          .isInstanceOf(IllegalArgumentException.class)
           .hasMessageContaining("needs 8");
     }
     try (Stream<Path> files = Files.list(dir)) {

@@ -27,8 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 class LayerStreamerTest {
 
-  @TempDir
-  static Path dir;
+  @TempDir static Path dir;
 
   static LlamaConfig config;
   static Path bf16;
@@ -36,8 +35,17 @@ class LayerStreamerTest {
 
   @BeforeAll
   static void writeModel() throws IOException {
-    config = LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(64).numHiddenLayers(3)
-        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).rmsNormEps(1e-5).build();
+    config =
+        LlamaConfig.builder()
+            .vocabSize(64)
+            .hiddenSize(32)
+            .intermediateSize(64)
+            .numHiddenLayers(3)
+            .numAttentionHeads(4)
+            .numKeyValueHeads(2)
+            .maxPositionEmbeddings(128)
+            .rmsNormEps(1e-5)
+            .build();
     bf16 = Files.createDirectories(dir.resolve("bf16"));
     // weights large enough that activations are O(1): the comparison must see real numbers, not ~0
     SplittableRandom random = new SplittableRandom(3);
@@ -47,8 +55,11 @@ class LayerStreamerTest {
       float[] v = new float[(int) (shape[0] * (shape.length > 1 ? shape[1] : 1))];
       for (int i = 0; i < v.length; i++) {
         double g = random.nextGaussian();
-        v[i] = (float) (e.getKey().endsWith("norm.weight") ? 1 + 0.1 * g
-            : e.getKey().contains("embed") ? g : g / Math.sqrt(shape[1]));
+        v[i] =
+            (float)
+                (e.getKey().endsWith("norm.weight")
+                    ? 1 + 0.1 * g
+                    : e.getKey().contains("embed") ? g : g / Math.sqrt(shape[1]));
       }
       tensors.put(e.getKey(), TensorData.ofFloats(DType.BF16, shape, v));
     }
@@ -67,7 +78,10 @@ class LayerStreamerTest {
     return ids;
   }
 
-  /** Records every observed linear input (per layer and module, batches concatenated); optionally rewrites. */
+  /**
+   * Records every observed linear input (per layer and module, batches concatenated); optionally
+   * rewrites.
+   */
   static class Recorder implements LayerVisitor {
     final Map<String, List<float[]>> inputs = new LinkedHashMap<>();
 
@@ -87,8 +101,12 @@ class LayerStreamerTest {
 
   static Map<String, List<float[]>> wholeModelInputs(LlamaModel model) {
     Map<String, List<float[]>> inputs = new LinkedHashMap<>();
-    try (LlamaModel.ObserverRegistration reg = model.observeLinearInputs((module, input) ->
-        inputs.computeIfAbsent(module, k -> new ArrayList<>()).add(input.toFloatArray()));
+    try (LlamaModel.ObserverRegistration reg =
+            model.observeLinearInputs(
+                (module, input) ->
+                    inputs
+                        .computeIfAbsent(module, k -> new ArrayList<>())
+                        .add(input.toFloatArray()));
         NDManager out = model.manager().newSubManager()) {
       for (int[][] batch : BATCHES) {
         model.forward(out, batch).close();
@@ -107,29 +125,42 @@ class LayerStreamerTest {
         float[] a = actual.get(module).get(b);
         assertThat(a).hasSameSizeAs(e);
         for (int i = 0; i < e.length; i++) {
-          assertThat((double) a[i]).as(module + " batch " + b + " [" + i + "]").isCloseTo(e[i],
-              org.assertj.core.data.Offset.offset(1e-5 * Math.max(1, Math.abs(e[i]))));
+          assertThat((double) a[i])
+              .as(module + " batch " + b + " [" + i + "]")
+              .isCloseTo(
+                  e[i], org.assertj.core.data.Offset.offset(1e-5 * Math.max(1, Math.abs(e[i]))));
           maxAbs = Math.max(maxAbs, Math.abs(e[i]));
         }
       }
     }
-    assertThat(maxAbs).as("activations are O(1), so the comparison means something").isGreaterThan(0.5);
+    assertThat(maxAbs)
+        .as("activations are O(1), so the comparison means something")
+        .isGreaterThan(0.5);
   }
 
   @Test
-  void shouldSeeTheWholeModelsLinearInputsAndCopyTheCheckpointWhenNothingIsRewritten() throws Exception {
+  void shouldSeeTheWholeModelsLinearInputsAndCopyTheCheckpointWhenNothingIsRewritten()
+      throws Exception {
     Recorder recorder = new Recorder();
     Path out = dir.resolve("identity-out");
     List<String> steps = new ArrayList<>();
-    LayerStreamer.Result result = new LayerStreamer(bf16, config, LayerStreamer.Options.defaults().withSequential(false))
-        .run(BATCHES, recorder, out, dir.resolve("identity-work"), "f", (l, n, s, f) -> steps.add(l + "/" + n + " " + s));
+    LayerStreamer.Result result =
+        new LayerStreamer(bf16, config, LayerStreamer.Options.defaults().withSequential(false))
+            .run(
+                BATCHES,
+                recorder,
+                out,
+                dir.resolve("identity-work"),
+                "f",
+                (l, n, s, f) -> steps.add(l + "/" + n + " " + s));
     try (LlamaModel model = LlamaModel.load(bf16)) {
       assertClose(recorder.inputs, wholeModelInputs(model));
     }
     assertThat(result.denseDtype()).isEqualTo(DType.BF16);
     assertThat(result.forwardFlops()).isPositive();
     assertThat(steps).contains("0/3 observe", "2/3 done");
-    try (Checkpoint in = Checkpoint.open(bf16); Checkpoint copy = Checkpoint.open(out)) {
+    try (Checkpoint in = Checkpoint.open(bf16);
+        Checkpoint copy = Checkpoint.open(out)) {
       assertThat(copy.tensorNames()).isEqualTo(in.tensorNames());
       for (String name : in.tensorNames()) {
         assertThat(copy.info(name).dtype()).isEqualTo(DType.BF16);
@@ -141,7 +172,10 @@ class LayerStreamerTest {
     }
   }
 
-  /** Zeroes layer 0's down_proj: with sequential, layer 1 must see the outputs of the rewritten layer 0. */
+  /**
+   * Zeroes layer 0's down_proj: with sequential, layer 1 must see the outputs of the rewritten
+   * layer 0.
+   */
   static class ZeroDown extends Recorder {
     @Override
     public void rewrite(LayerWeights weights, StepListener step) {
@@ -156,8 +190,8 @@ class LayerStreamerTest {
   void shouldCalibrateLayerOnTheRewrittenPreviousLayerWhenSequential() throws Exception {
     ZeroDown visitor = new ZeroDown();
     Path out = dir.resolve("seq-out");
-    new LayerStreamer(bf16, config, LayerStreamer.Options.defaults()).run(BATCHES, visitor, out,
-        dir.resolve("seq-work"), "f", (l, n, s, f) -> {});
+    new LayerStreamer(bf16, config, LayerStreamer.Options.defaults())
+        .run(BATCHES, visitor, out, dir.resolve("seq-work"), "f", (l, n, s, f) -> {});
     Map<String, List<float[]>> expected;
     try (LlamaModel model = LlamaModel.load(bf16)) {
       Map<String, List<float[]>> layer0 = wholeModelInputs(model);
@@ -180,27 +214,36 @@ class LayerStreamerTest {
   void shouldResumeFromTheLastFinishedLayerAndWriteTheSameCheckpoint() throws Exception {
     LayerStreamer streamer = new LayerStreamer(bf16, config, LayerStreamer.Options.defaults());
     Path reference = dir.resolve("resume-reference");
-    streamer.run(BATCHES, new ZeroDown(), reference, dir.resolve("resume-reference-work"), "f", (l, n, s, f) -> {});
+    streamer.run(
+        BATCHES,
+        new ZeroDown(),
+        reference,
+        dir.resolve("resume-reference-work"),
+        "f",
+        (l, n, s, f) -> {});
 
     Path work = dir.resolve("resume-work");
-    ZeroDown killedInLayer2 = new ZeroDown() {
-      @Override
-      public void rewrite(LayerWeights weights, StepListener step) {
-        if (weights.layer() == 2) {
-          throw new IllegalStateException("killed");
-        }
-        super.rewrite(weights, step);
-      }
-    };
+    ZeroDown killedInLayer2 =
+        new ZeroDown() {
+          @Override
+          public void rewrite(LayerWeights weights, StepListener step) {
+            if (weights.layer() == 2) {
+              throw new IllegalStateException("killed");
+            }
+            super.rewrite(weights, step);
+          }
+        };
     Path out = dir.resolve("resume-out");
-    assertThatThrownBy(() -> streamer.run(BATCHES, killedInLayer2, out, work, "f", (l, n, s, f) -> {}))
+    assertThatThrownBy(
+            () -> streamer.run(BATCHES, killedInLayer2, out, work, "f", (l, n, s, f) -> {}))
         .hasMessage("killed");
     List<Integer> layersRun = new ArrayList<>();
-    LayerStreamer.Result resumed = streamer.run(BATCHES, new ZeroDown(), out, work, "f",
-        (l, n, s, f) -> layersRun.add(l));
+    LayerStreamer.Result resumed =
+        streamer.run(BATCHES, new ZeroDown(), out, work, "f", (l, n, s, f) -> layersRun.add(l));
     assertThat(resumed.resumedFrom()).isEqualTo(2);
     assertThat(layersRun).containsOnly(2);
-    try (Checkpoint a = Checkpoint.open(reference); Checkpoint b = Checkpoint.open(out)) {
+    try (Checkpoint a = Checkpoint.open(reference);
+        Checkpoint b = Checkpoint.open(out)) {
       for (String name : a.tensorNames()) {
         assertThat(b.bytes(name)).as(name).isEqualTo(a.bytes(name));
       }
@@ -211,26 +254,49 @@ class LayerStreamerTest {
   void shouldStartOverWhenTheFingerprintDiffers() throws Exception {
     Path work = dir.resolve("fingerprint-work");
     LayerStreamer streamer = new LayerStreamer(bf16, config, LayerStreamer.Options.defaults());
-    LayerVisitor killed = new Recorder() {
-      @Override
-      public void rewrite(LayerWeights weights, StepListener step) {
-        if (weights.layer() == 1) {
-          throw new IllegalStateException("killed");
-        }
-      }
-    };
-    assertThatThrownBy(() -> streamer.run(BATCHES, killed, dir.resolve("fp-out"), work, "a", (l, n, s, f) -> {}));
-    assertThat(streamer.run(BATCHES, new Recorder(), dir.resolve("fp-out"), work, "b", (l, n, s, f) -> {})
-        .resumedFrom()).isZero();
+    LayerVisitor killed =
+        new Recorder() {
+          @Override
+          public void rewrite(LayerWeights weights, StepListener step) {
+            if (weights.layer() == 1) {
+              throw new IllegalStateException("killed");
+            }
+          }
+        };
+    assertThatThrownBy(
+        () -> streamer.run(BATCHES, killed, dir.resolve("fp-out"), work, "a", (l, n, s, f) -> {}));
+    assertThat(
+            streamer
+                .run(BATCHES, new Recorder(), dir.resolve("fp-out"), work, "b", (l, n, s, f) -> {})
+                .resumedFrom())
+        .isZero();
   }
 
   @Test
   void shouldRefuseNamingTheTensorWhenItsShapeDisagreesWithConfig() throws Exception {
-    LlamaConfig wider = LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(96).numHiddenLayers(3)
-        .numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128).rmsNormEps(1e-5).build();
-    assertThatThrownBy(() -> new LayerStreamer(bf16, wider, LayerStreamer.Options.defaults()).run(List.of(),
-        new Recorder(), dir.resolve("bad-out"), dir.resolve("bad-work"), "f", (l, n, s, f) -> {}))
-        .isInstanceOf(CorruptCheckpointException.class).hasMessageContaining("model.layers.0.mlp.gate_proj.weight")
+    LlamaConfig wider =
+        LlamaConfig.builder()
+            .vocabSize(64)
+            .hiddenSize(32)
+            .intermediateSize(96)
+            .numHiddenLayers(3)
+            .numAttentionHeads(4)
+            .numKeyValueHeads(2)
+            .maxPositionEmbeddings(128)
+            .rmsNormEps(1e-5)
+            .build();
+    assertThatThrownBy(
+            () ->
+                new LayerStreamer(bf16, wider, LayerStreamer.Options.defaults())
+                    .run(
+                        List.of(),
+                        new Recorder(),
+                        dir.resolve("bad-out"),
+                        dir.resolve("bad-work"),
+                        "f",
+                        (l, n, s, f) -> {}))
+        .isInstanceOf(CorruptCheckpointException.class)
+        .hasMessageContaining("model.layers.0.mlp.gate_proj.weight")
         .hasMessageContaining("config.json");
   }
 }

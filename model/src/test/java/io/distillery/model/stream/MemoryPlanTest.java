@@ -8,25 +8,41 @@ import org.junit.jupiter.api.Test;
 class MemoryPlanTest {
 
   /** Llama-3.2-1B's shape: hidden 2048, MLP 8192, 32/8 heads of 64. */
-  static final LlamaConfig ONE_B = LlamaConfig.builder().vocabSize(128256).hiddenSize(2048).intermediateSize(8192)
-      .numHiddenLayers(16).numAttentionHeads(32).numKeyValueHeads(8).maxPositionEmbeddings(131072)
-      .tieWordEmbeddings(true).build();
+  static final LlamaConfig ONE_B =
+      LlamaConfig.builder()
+          .vocabSize(128256)
+          .hiddenSize(2048)
+          .intermediateSize(8192)
+          .numHiddenLayers(16)
+          .numAttentionHeads(32)
+          .numKeyValueHeads(8)
+          .maxPositionEmbeddings(131072)
+          .tieWordEmbeddings(true)
+          .build();
 
   @Test
   void shouldAddUpOneLayerHiddenStatesAndTheLargerOfForwardAndGptqForThe1bShape() {
     // 32 x 512 calibration tokens in batches of 8 rows (4096 tokens)
     MemoryPlan plan = MemoryPlan.estimate(ONE_B, 32 * 512, 4096, 8, 512, true);
-    long layerParams = 2048L * 2048 * 2 + 2048L * 512 * 2 + 2048L * 8192 * 3 + 2 * 2048; // q,o + k,v + MLP + norms
-    assertThat(plan.pieces()).containsEntry("layer", 3 * 4 * layerParams)
+    long layerParams =
+        2048L * 2048 * 2 + 2048L * 512 * 2 + 2048L * 8192 * 3 + 2 * 2048; // q,o + k,v + MLP + norms
+    assertThat(plan.pieces())
+        .containsEntry("layer", 3 * 4 * layerParams)
         .containsEntry("hidden_states", 2L * 16384 * 2048 * 4)
-        .containsEntry("forward_workspace", 4L * 4096 * 8192 * 4 + 3L * 8 * 32 * 512 * 512 * 4 + 8L * 4096 * 2048 * 4)
+        .containsEntry(
+            "forward_workspace",
+            4L * 4096 * 8192 * 4 + 3L * 8 * 32 * 512 * 512 * 4 + 8L * 4096 * 2048 * 4)
         .containsEntry("hessians", (3L * 2048 * 2048 + 8192L * 8192) * 8)
         .containsEntry("gptq_solve", 9L * 8192 * 8192 * 8);
-    // runtime 0.47 + layer 0.73 + hidden 0.27 + max(forward 1.61 + Hessians 0.64, GPTQ solve 4.83) = 6.30 GB
-    assertThat(plan.peakBytes()).isEqualTo(471_859_200L + 729_858_048L + 268_435_456L + 4_831_838_208L);
+    // runtime 0.47 + layer 0.73 + hidden 0.27 + max(forward 1.61 + Hessians 0.64, GPTQ solve 4.83)
+    // = 6.30 GB
+    assertThat(plan.peakBytes())
+        .isEqualTo(471_859_200L + 729_858_048L + 268_435_456L + 4_831_838_208L);
     assertThat(plan.refusal(6_400_000_000L)).isNull();
-    assertThat(plan.refusal(4_000_000_000L)).startsWith("needs 6.3 GB, this worker has 4.0 GB: raise"
-        + " DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
+    assertThat(plan.refusal(4_000_000_000L))
+        .startsWith(
+            "needs 6.3 GB, this worker has 4.0 GB: raise"
+                + " DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
   }
 
   @Test

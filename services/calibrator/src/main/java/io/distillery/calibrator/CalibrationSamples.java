@@ -23,9 +23,9 @@ import java.util.TreeMap;
 import java.util.stream.Stream;
 
 /**
- * The calibration samples: their text (seeded task-suite prompts with their answers, or a user's dataset file) and
- * their token ids, truncated to the sequence length. Kept apart from the stage so a test can feed the model exactly
- * what the stage fed it.
+ * The calibration samples: their text (seeded task-suite prompts with their answers, or a user's
+ * dataset file) and their token ids, truncated to the sequence length. Kept apart from the stage so
+ * a test can feed the model exactly what the stage fed it.
  */
 final class CalibrationSamples {
 
@@ -34,8 +34,8 @@ final class CalibrationSamples {
   private CalibrationSamples() {}
 
   /**
-   * {@code samples} task-suite examples (prompt followed by answer) drawn with {@code settings}, the task kinds in turn,
-   * deterministic for a seed.
+   * {@code samples} task-suite examples (prompt followed by answer) drawn with {@code settings},
+   * the task kinds in turn, deterministic for a seed.
    */
   static List<String> fromTasks(int samples, long seed, TaskSettings settings) {
     TaskGenerator generator = new TaskGenerator(settings, seed);
@@ -49,14 +49,16 @@ final class CalibrationSamples {
   }
 
   /**
-   * Up to {@code samples} non-blank samples of a dataset artefact, in file order. A {@code .jsonl}/{@code .json} file
-   * has one object a line with a string {@code text}, or {@code prompt} and optional {@code answer} (concatenated);
-   * any other file has one sample a line. A directory artefact is read through its first such file (by name).
+   * Up to {@code samples} non-blank samples of a dataset artefact, in file order. A {@code
+   * .jsonl}/{@code .json} file has one object a line with a string {@code text}, or {@code prompt}
+   * and optional {@code answer} (concatenated); any other file has one sample a line. A directory
+   * artefact is read through its first such file (by name).
    *
    * @throws StageException.Fatal if a line is malformed or no file or sample is found
    * @throws IOException if the file cannot be read
    */
-  static List<String> fromDataset(Path artefact, int samples) throws IOException, StageException.Fatal {
+  static List<String> fromDataset(Path artefact, int samples)
+      throws IOException, StageException.Fatal {
     Path file = datasetFile(artefact);
     boolean json = isJson(file);
     List<String> texts = new ArrayList<>();
@@ -75,7 +77,8 @@ final class CalibrationSamples {
       }
     }
     if (texts.isEmpty()) {
-      throw StageException.fatal("calibration dataset " + file.getFileName() + " has no samples (source=dataset)");
+      throw StageException.fatal(
+          "calibration dataset " + file.getFileName() + " has no samples (source=dataset)");
     }
     return texts;
   }
@@ -86,10 +89,20 @@ final class CalibrationSamples {
     }
     try (Stream<Path> files = Files.list(artefact)) {
       List<Path> candidates = files.filter(Files::isRegularFile).sorted().toList();
-      return candidates.stream().filter(CalibrationSamples::isJson).findFirst()
-          .or(() -> candidates.stream().filter(f -> f.getFileName().toString().endsWith(".txt")).findFirst())
-          .orElseThrow(() -> StageException.fatal("calibration dataset directory " + artefact.getFileName()
-              + " holds no .jsonl, .json or .txt file"));
+      return candidates.stream()
+          .filter(CalibrationSamples::isJson)
+          .findFirst()
+          .or(
+              () ->
+                  candidates.stream()
+                      .filter(f -> f.getFileName().toString().endsWith(".txt"))
+                      .findFirst())
+          .orElseThrow(
+              () ->
+                  StageException.fatal(
+                      "calibration dataset directory "
+                          + artefact.getFileName()
+                          + " holds no .jsonl, .json or .txt file"));
     }
   }
 
@@ -107,24 +120,37 @@ final class CalibrationSamples {
       }
       JsonNode prompt = node.get("prompt");
       JsonNode answer = node.get("answer");
-      if (prompt != null && prompt.isTextual() && (answer == null || answer.isNull() || answer.isTextual())) {
+      if (prompt != null
+          && prompt.isTextual()
+          && (answer == null || answer.isNull() || answer.isTextual())) {
         return prompt.asText() + (answer == null || answer.isNull() ? "" : answer.asText());
       }
     } catch (JacksonException e) {
-      throw StageException.fatal("calibration dataset " + file.getFileName() + ":" + number + " is not JSON: "
-          + e.getOriginalMessage(), e);
+      throw StageException.fatal(
+          "calibration dataset "
+              + file.getFileName()
+              + ":"
+              + number
+              + " is not JSON: "
+              + e.getOriginalMessage(),
+          e);
     }
-    throw StageException.fatal("calibration dataset " + file.getFileName() + ":" + number
-        + " needs a string \"text\" or \"prompt\" (with an optional \"answer\")");
+    throw StageException.fatal(
+        "calibration dataset "
+            + file.getFileName()
+            + ":"
+            + number
+            + " needs a string \"text\" or \"prompt\" (with an optional \"answer\")");
   }
 
   /**
-   * Token ids of each text with the tokenizer's BOS (if it has one), truncated to {@code seqLen}; empty samples are
-   * dropped.
+   * Token ids of each text with the tokenizer's BOS (if it has one), truncated to {@code seqLen};
+   * empty samples are dropped.
    *
    * @throws StageException.Fatal if the tokenizer yields an id outside the model's vocabulary
    */
-  static List<int[]> tokenize(List<String> texts, TextTokenizer tokenizer, int seqLen, int vocabSize)
+  static List<int[]> tokenize(
+      List<String> texts, TextTokenizer tokenizer, int seqLen, int vocabSize)
       throws StageException.Fatal {
     List<int[]> out = new ArrayList<>(texts.size());
     for (String text : texts) {
@@ -134,8 +160,13 @@ final class CalibrationSamples {
       }
       for (int id : ids) {
         if (id < 0 || id >= vocabSize) {
-          throw StageException.fatal("the model's tokenizer yields token id " + id + ", outside the model's vocabulary"
-              + " of " + vocabSize + "; tokenizer and checkpoint do not match");
+          throw StageException.fatal(
+              "the model's tokenizer yields token id "
+                  + id
+                  + ", outside the model's vocabulary"
+                  + " of "
+                  + vocabSize
+                  + "; tokenizer and checkpoint do not match");
         }
       }
       if (ids.length > 0) {
@@ -146,9 +177,9 @@ final class CalibrationSamples {
   }
 
   /**
-   * Samples grouped into batches of equal length (so no padding token ever reaches the statistics), at most
-   * {@code maxBatchTokens} tokens and {@code maxBatch} rows each, longest first (the first batch fixes the histogram
-   * range, so it should see as many tokens as possible).
+   * Samples grouped into batches of equal length (so no padding token ever reaches the statistics),
+   * at most {@code maxBatchTokens} tokens and {@code maxBatch} rows each, longest first (the first
+   * batch fixes the histogram range, so it should see as many tokens as possible).
    */
   static List<int[][]> batches(List<int[]> samples, int maxBatchTokens, int maxBatch) {
     TreeMap<Integer, List<int[]>> byLength = new TreeMap<>(Comparator.reverseOrder());

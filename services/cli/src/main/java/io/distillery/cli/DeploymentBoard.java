@@ -18,26 +18,30 @@ import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * What the runs page shows about deployments, folded in topic order from {@code distillery.deployments},
- * {@code distillery.serving.traffic} and {@code distillery.misfires} (all keyed by deploymentId): the active (stable)
- * package, the canary and its state, the nodes serving, the rollbacks, and the misfire rate per minute.
+ * What the runs page shows about deployments, folded in topic order from {@code
+ * distillery.deployments}, {@code distillery.serving.traffic} and {@code distillery.misfires} (all
+ * keyed by deploymentId): the active (stable) package, the canary and its state, the nodes serving,
+ * the rollbacks, and the misfire rate per minute.
  *
- * <p>The stable package follows the deployer's rule (DeploymentHistory): the last request at 100%, undone by a
- * RolledBack, which restores what it names or else the package before. A canary is a request below 100%; it is
- * {@code requested} until a node reports it active ({@code serving}), then {@code promoted} by a 100% request of the
- * same artefact or {@code rolled back}.
+ * <p>The stable package follows the deployer's rule (DeploymentHistory): the last request at 100%,
+ * undone by a RolledBack, which restores what it names or else the package before. A canary is a
+ * request below 100%; it is {@code requested} until a node reports it active ({@code serving}),
+ * then {@code promoted} by a 100% request of the same artefact or {@code rolled back}.
  *
- * <p>The misfire rate is derived here from the two topics rather than read from the feedback service's
- * {@code /misfires} view: the topics hold the whole history (the feedback store drops a window one window length after
- * judging it), need no second service to be up, reachable or done rebalancing, and work when feedback runs elsewhere.
- * It is counted as feedback counts a window: distinct misfired prompts over the requests the nodes reported, in
- * one-minute buckets (feedback's default window advance).
+ * <p>The misfire rate is derived here from the two topics rather than read from the feedback
+ * service's {@code /misfires} view: the topics hold the whole history (the feedback store drops a
+ * window one window length after judging it), need no second service to be up, reachable or done
+ * rebalancing, and work when feedback runs elsewhere. It is counted as feedback counts a window:
+ * distinct misfired prompts over the requests the nodes reported, in one-minute buckets (feedback's
+ * default window advance).
  */
 final class DeploymentBoard {
 
   static final long BUCKET_MS = 60_000;
+
   /** Buckets kept per deployment: the last four hours. */
   static final int MAX_BUCKETS = 240;
+
   static final int MAX_ROLLBACKS = 20;
 
   private final Map<String, Deployment> deployments = new TreeMap<>();
@@ -51,7 +55,9 @@ final class DeploymentBoard {
       case DeploymentRequested r -> d.requested(r, e.getTs().toEpochMilli());
       case DeploymentActive a -> d.active(a, e.getTs().toEpochMilli());
       case RolledBack rb -> d.rolledBack(rb, e.getTs().toEpochMilli());
-      default -> throw new IllegalArgumentException("unknown deployment payload " + e.getPayload().getClass());
+      default ->
+          throw new IllegalArgumentException(
+              "unknown deployment payload " + e.getPayload().getClass());
     }
     return d.id;
   }
@@ -63,7 +69,10 @@ final class DeploymentBoard {
     return d.id;
   }
 
-  /** Counts a misfire once per distinct prompt and bucket (a repeated prompt is a duplicate, as in feedback). */
+  /**
+   * Counts a misfire once per distinct prompt and bucket (a repeated prompt is a duplicate, as in
+   * feedback).
+   */
   String misfire(Misfire m) {
     Deployment d = deployments.computeIfAbsent(m.getDeploymentId(), Deployment::new);
     Bucket b = d.bucket(m.getTs().toEpochMilli());
@@ -122,7 +131,9 @@ final class DeploymentBoard {
       lastRequest = r;
       String sha = r.getArtefact().getSha256();
       if (r.getCanaryPercent() >= 100) {
-        if (canary != null && canary.getSha256().equals(sha) && !"rolled back".equals(canaryState)) {
+        if (canary != null
+            && canary.getSha256().equals(sha)
+            && !"rolled back".equals(canaryState)) {
           canaryState = "promoted";
           canarySince = ts;
         }
@@ -140,9 +151,12 @@ final class DeploymentBoard {
     }
 
     void active(DeploymentActive a, long ts) {
-      nodes.put(a.getNode() + " " + a.getArtefactSha256(),
+      nodes.put(
+          a.getNode() + " " + a.getArtefactSha256(),
           new Node(a.getNode(), a.getUrl(), a.getArtefactSha256(), a.getCanaryPercent(), ts));
-      if (canary != null && canary.getSha256().equals(a.getArtefactSha256()) && "requested".equals(canaryState)
+      if (canary != null
+          && canary.getSha256().equals(a.getArtefactSha256())
+          && "requested".equals(canaryState)
           && a.getCanaryPercent() < 100) {
         canaryState = "serving";
         canarySince = ts;
@@ -151,7 +165,9 @@ final class DeploymentBoard {
 
     void rolledBack(RolledBack rb, long ts) {
       rollbackCount++;
-      rollbacks.add(new Rollback(ts, rb.getReason(), rb.getRestored() == null ? null : rb.getRestored().getSha256()));
+      rollbacks.add(
+          new Rollback(
+              ts, rb.getReason(), rb.getRestored() == null ? null : rb.getRestored().getSha256()));
       if (rollbacks.size() > MAX_ROLLBACKS) {
         rollbacks.removeFirst();
       }
@@ -164,7 +180,9 @@ final class DeploymentBoard {
           stable = rb.getRestored();
           stableSince = ts;
         }
-      } else if (lastRequest != null && lastRequest.getCanaryPercent() >= 100 && stable != null
+      } else if (lastRequest != null
+          && lastRequest.getCanaryPercent() >= 100
+          && stable != null
           && stable.getSha256().equals(lastRequest.getArtefact().getSha256())) {
         stable = beforeStable;
         stableSince = ts;
@@ -193,7 +211,9 @@ final class DeploymentBoard {
       if (stable != null) {
         ObjectNode s = artefact(o.putObject("active"), stable);
         s.put("since", stableSince);
-        s.put("nodes", nodes.values().stream().filter(n -> n.sha256().equals(stable.getSha256())).count());
+        s.put(
+            "nodes",
+            nodes.values().stream().filter(n -> n.sha256().equals(stable.getSha256())).count());
       } else {
         o.putNull("active");
       }
@@ -207,13 +227,20 @@ final class DeploymentBoard {
       }
       ArrayNode ns = o.putArray("nodes");
       for (Node n : nodes.values()) {
-        ns.addObject().put("node", n.node()).put("url", n.url()).put("sha256", n.sha256()).put("percent", n.percent())
+        ns.addObject()
+            .put("node", n.node())
+            .put("url", n.url())
+            .put("sha256", n.sha256())
+            .put("percent", n.percent())
             .put("since", n.since());
       }
       o.put("rollbackCount", rollbackCount);
       ArrayNode rs = o.putArray("rollbacks");
       for (Rollback r : rollbacks) {
-        rs.addObject().put("ts", r.ts()).put("reason", r.reason()).put("restored", r.restoredSha256());
+        rs.addObject()
+            .put("ts", r.ts())
+            .put("reason", r.reason())
+            .put("restored", r.restoredSha256());
       }
       ArrayNode series = o.putArray("misfires");
       for (Map.Entry<Long, Bucket> e : buckets.entrySet()) {
@@ -226,14 +253,18 @@ final class DeploymentBoard {
         if (b.requests > 0) {
           p.put("rate", (double) b.prompts.size() / b.requests);
         } else {
-          p.putNull("rate"); // misfires without reported requests: no rate (feedback counts 0 and trips nothing)
+          p.putNull(
+              "rate"); // misfires without reported requests: no rate (feedback counts 0 and trips
+          // nothing)
         }
       }
       return o;
     }
 
     private static ObjectNode artefact(ObjectNode o, ArtefactRef a) {
-      return o.put("sha256", a.getSha256()).put("uri", a.getUri()).put("bytes", a.getBytes())
+      return o.put("sha256", a.getSha256())
+          .put("uri", a.getUri())
+          .put("bytes", a.getBytes())
           .put("format", a.getFormat());
     }
   }

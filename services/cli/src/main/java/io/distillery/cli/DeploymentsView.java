@@ -21,14 +21,15 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Reads the deployments, serving-traffic and misfires topics from the start, without a consumer group, into a
- * {@link DeploymentBoard}. A topic that does not exist yet is looked for again on later polls, so the page works on
- * a stack where nothing was ever deployed.
+ * Reads the deployments, serving-traffic and misfires topics from the start, without a consumer
+ * group, into a {@link DeploymentBoard}. A topic that does not exist yet is looked for again on
+ * later polls, so the page works on a stack where nothing was ever deployed.
  */
 final class DeploymentsView implements AutoCloseable {
 
   private static final Logger LOG = LoggerFactory.getLogger(DeploymentsView.class);
-  private static final List<String> TOPICS = List.of(Topics.DEPLOYMENTS, Topics.SERVING_TRAFFIC, Topics.MISFIRES);
+  private static final List<String> TOPICS =
+      List.of(Topics.DEPLOYMENTS, Topics.SERVING_TRAFFIC, Topics.MISFIRES);
 
   private final KafkaConsumer<String, byte[]> consumer;
   private final AvroSerde<DeploymentEvent> deployments;
@@ -62,15 +63,23 @@ final class DeploymentsView implements AutoCloseable {
         continue;
       }
       try {
-        changed.add(switch (rec.topic()) {
-          case Topics.DEPLOYMENTS -> board.deployment(deployments.deserialize(rec.topic(), rec.value()));
-          case Topics.SERVING_TRAFFIC -> board.traffic(traffic.deserialize(rec.topic(), rec.value()));
-          default -> board.misfire(misfires.deserialize(rec.topic(), rec.value()));
-        });
+        changed.add(
+            switch (rec.topic()) {
+              case Topics.DEPLOYMENTS ->
+                  board.deployment(deployments.deserialize(rec.topic(), rec.value()));
+              case Topics.SERVING_TRAFFIC ->
+                  board.traffic(traffic.deserialize(rec.topic(), rec.value()));
+              default -> board.misfire(misfires.deserialize(rec.topic(), rec.value()));
+            });
       } catch (RuntimeException e) {
-        // the page is a view: an undecodable record stays in the topic (and the consumers' DLQ); skip it here
-        LOG.warn("runs page skips an undecodable record topic={} partition={} offset={} error={}", rec.topic(),
-            rec.partition(), rec.offset(), e.toString());
+        // the page is a view: an undecodable record stays in the topic (and the consumers' DLQ);
+        // skip it here
+        LOG.warn(
+            "runs page skips an undecodable record topic={} partition={} offset={} error={}",
+            rec.topic(),
+            rec.partition(),
+            rec.offset(),
+            e.toString());
       }
     }
     return changed;

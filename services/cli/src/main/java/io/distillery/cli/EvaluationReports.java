@@ -14,10 +14,10 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Pattern;
 
 /**
- * The evaluation reports the runs page serves under {@code /reports/<sha256>/<file>}: only artefacts of format
- * {@code eval-report} that a run names, only files directly inside the artefact's directory, and only through the
- * store's own URI check, so a request can reach nothing outside the store root (no {@code ../}, no symlink out, no
- * artefact of another format).
+ * The evaluation reports the runs page serves under {@code /reports/<sha256>/<file>}: only
+ * artefacts of format {@code eval-report} that a run names, only files directly inside the
+ * artefact's directory, and only through the store's own URI check, so a request can reach nothing
+ * outside the store root (no {@code ../}, no symlink out, no artefact of another format).
  */
 final class EvaluationReports {
 
@@ -27,7 +27,9 @@ final class EvaluationReports {
   private final FileArtefactStore store;
   private final Map<String, String> uris = new ConcurrentHashMap<>();
 
-  /** @param store the store root; null when the page has none (every report is then not found) */
+  /**
+   * @param store the store root; null when the page has none (every report is then not found)
+   */
   EvaluationReports(Path store) throws IOException {
     this.store = store == null ? null : new FileArtefactStore(store);
   }

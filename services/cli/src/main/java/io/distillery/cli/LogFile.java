@@ -10,14 +10,16 @@ import java.nio.file.Path;
 import org.slf4j.LoggerFactory;
 
 /**
- * Where {@code up} sends the platform's logs: a file under the run directory, so that the console shows the runs
- * and not a scrolling log; with {@code --verbose} the console keeps them too. Works on the logback configuration of
- * {@code logback.xml}, whose console appender is named {@value #CONSOLE}.
+ * Where {@code up} sends the platform's logs: a file under the run directory, so that the console
+ * shows the runs and not a scrolling log; with {@code --verbose} the console keeps them too. Works
+ * on the logback configuration of {@code logback.xml}, whose console appender is named {@value
+ * #CONSOLE}.
  */
 final class LogFile implements AutoCloseable {
 
   static final String CONSOLE = "STDERR";
-  private static final String PATTERN = "%d{yyyy-MM-dd HH:mm:ss.SSS} %-5level [%thread] %logger{24} - %msg%n";
+  private static final String PATTERN =
+      "%d{yyyy-MM-dd HH:mm:ss.SSS} %-5level [%thread] %logger{24} - %msg%n";
 
   private final Logger root;
   private final FileAppender<ILoggingEvent> file;
@@ -30,8 +32,8 @@ final class LogFile implements AutoCloseable {
   }
 
   /**
-   * Appends every log event to {@code path} (its directory is created), and takes the console appender off unless
-   * {@code keepConsole}. {@link #close()} puts things back as they were.
+   * Appends every log event to {@code path} (its directory is created), and takes the console
+   * appender off unless {@code keepConsole}. {@link #close()} puts things back as they were.
    */
   static LogFile redirect(Path path, boolean keepConsole) {
     LoggerContext context = (LoggerContext) LoggerFactory.getILoggerFactory();

@@ -21,12 +21,16 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 /**
- * What the feedback service sees: per deployment its misfire windows (distinct misfires, requests, rate), the
- * thresholds, cool-down and daily-cap state, and the re-distillation runs it started. Asks the service's HTTP view,
- * whose URL {@code distillery up} writes to {@code <dir>/feedback.json} (or {@code --feedback-url}).
+ * What the feedback service sees: per deployment its misfire windows (distinct misfires, requests,
+ * rate), the thresholds, cool-down and daily-cap state, and the re-distillation runs it started.
+ * Asks the service's HTTP view, whose URL {@code distillery up} writes to {@code
+ * <dir>/feedback.json} (or {@code --feedback-url}).
  */
-@Command(name = "misfires", mixinStandardHelpOptions = true,
-    description = "Show misfire windows, rates, thresholds and past re-distillation triggers (--json for machines).")
+@Command(
+    name = "misfires",
+    mixinStandardHelpOptions = true,
+    description =
+        "Show misfire windows, rates, thresholds and past re-distillation triggers (--json for machines).")
 final class MisfiresCommand implements Callable<Integer> {
 
   static final String URL_FILE = "feedback.json";
@@ -39,8 +43,12 @@ final class MisfiresCommand implements Callable<Integer> {
   @Parameters(index = "0", arity = "0..1", description = "Deployment id (default: all deployments)")
   String deploymentId;
 
-  @Option(names = "--feedback-url", description = "Base URL of the feedback service (default: from <dir>/"
-      + URL_FILE + ", else DISTILLERY_FEEDBACK_URL)")
+  @Option(
+      names = "--feedback-url",
+      description =
+          "Base URL of the feedback service (default: from <dir>/"
+              + URL_FILE
+              + ", else DISTILLERY_FEEDBACK_URL)")
   String feedbackUrl;
 
   @Option(names = "--json", description = "Print JSON")
@@ -49,15 +57,27 @@ final class MisfiresCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     String base = baseUrl();
-    String path = deploymentId == null ? "/misfires"
-        : "/misfires/" + URLEncoder.encode(deploymentId, StandardCharsets.UTF_8).replace("+", "%20");
+    String path =
+        deploymentId == null
+            ? "/misfires"
+            : "/misfires/"
+                + URLEncoder.encode(deploymentId, StandardCharsets.UTF_8).replace("+", "%20");
     HttpResponse<String> res;
     try (HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build()) {
-      res = http.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(15)).GET().build(),
-          HttpResponse.BodyHandlers.ofString());
+      res =
+          http.send(
+              HttpRequest.newBuilder(URI.create(base + path))
+                  .timeout(Duration.ofSeconds(15))
+                  .GET()
+                  .build(),
+              HttpResponse.BodyHandlers.ofString());
     } catch (IOException e) {
-      throw new IllegalStateException("cannot reach the feedback service at " + base + ": " + e.getMessage()
-          + " (is './distillery up' running?)");
+      throw new IllegalStateException(
+          "cannot reach the feedback service at "
+              + base
+              + ": "
+              + e.getMessage()
+              + " (is './distillery up' running?)");
     }
     if (res.statusCode() != 200) {
       String msg = res.body();
@@ -96,8 +116,10 @@ final class MisfiresCommand implements Callable<Integer> {
       url = System.getenv("DISTILLERY_FEEDBACK_URL");
     }
     if (url == null || url.isBlank()) {
-      throw new IllegalArgumentException("no feedback service: start one with './distillery up' (it writes "
-          + cluster.dir.resolve(URL_FILE) + "), or pass --feedback-url");
+      throw new IllegalArgumentException(
+          "no feedback service: start one with './distillery up' (it writes "
+              + cluster.dir.resolve(URL_FILE)
+              + "), or pass --feedback-url");
     }
     return url.endsWith("/") ? url.substring(0, url.length() - 1) : url;
   }
@@ -106,12 +128,18 @@ final class MisfiresCommand implements Callable<Integer> {
   static String render(JsonNode body) {
     StringBuilder sb = new StringBuilder();
     JsonNode t = body.path("thresholds");
-    sb.append(String.format(Locale.ROOT,
-        "thresholds: rate >= %.2f%% and >= %d distinct misfires per %s window (every %s, grace %s);"
-            + " cool-down %s; at most %d runs/day%n",
-        100 * t.path("minRate").asDouble(), t.path("minMisfires").asLong(), human(t.path("window").asText()),
-        human(t.path("advance").asText()), human(t.path("grace").asText()), human(t.path("coolDown").asText()),
-        t.path("maxRunsPerDay").asInt()));
+    sb.append(
+        String.format(
+            Locale.ROOT,
+            "thresholds: rate >= %.2f%% and >= %d distinct misfires per %s window (every %s, grace %s);"
+                + " cool-down %s; at most %d runs/day%n",
+            100 * t.path("minRate").asDouble(),
+            t.path("minMisfires").asLong(),
+            human(t.path("window").asText()),
+            human(t.path("advance").asText()),
+            human(t.path("grace").asText()),
+            human(t.path("coolDown").asText()),
+            t.path("maxRunsPerDay").asInt()));
     if (body.has("deployments")) {
       if (body.path("deployments").isEmpty()) {
         sb.append("no deployments seen yet").append(System.lineSeparator());
@@ -131,38 +159,81 @@ final class MisfiresCommand implements Callable<Integer> {
     }
     sb.append(nl);
     if (d.hasNonNull("parentRun")) {
-      sb.append("  parent run ").append(d.path("parentRun").asText()).append("  teacher ")
-          .append(d.path("teacher").asText("-")).append(nl);
+      sb.append("  parent run ")
+          .append(d.path("parentRun").asText())
+          .append("  teacher ")
+          .append(d.path("teacher").asText("-"))
+          .append(nl);
     }
-    sb.append(String.format(Locale.ROOT, "  %-24s %-24s %8s %6s %8s %8s  %s%n", "WINDOW START", "END", "MISFIRES",
-        "DUPS", "REQUESTS", "RATE", "STATE"));
+    sb.append(
+        String.format(
+            Locale.ROOT,
+            "  %-24s %-24s %8s %6s %8s %8s  %s%n",
+            "WINDOW START",
+            "END",
+            "MISFIRES",
+            "DUPS",
+            "REQUESTS",
+            "RATE",
+            "STATE"));
     for (JsonNode w : d.path("windows")) {
-      sb.append(String.format(Locale.ROOT, "  %-24s %-24s %8d %6d %8d %7.2f%%  %s%s%n", w.path("start").asText(),
-          w.path("end").asText(), w.path("misfires").asLong(), w.path("duplicates").asLong(),
-          w.path("requests").asLong(), 100 * w.path("rate").asDouble(),
-          w.path("judged").asBoolean() ? "judged" : "open", w.path("overThreshold").asBoolean() ? ", OVER" : ""));
+      sb.append(
+          String.format(
+              Locale.ROOT,
+              "  %-24s %-24s %8d %6d %8d %7.2f%%  %s%s%n",
+              w.path("start").asText(),
+              w.path("end").asText(),
+              w.path("misfires").asLong(),
+              w.path("duplicates").asLong(),
+              w.path("requests").asLong(),
+              100 * w.path("rate").asDouble(),
+              w.path("judged").asBoolean() ? "judged" : "open",
+              w.path("overThreshold").asBoolean() ? ", OVER" : ""));
     }
     if (d.path("windows").isEmpty()) {
       sb.append("  (no windows)").append(nl);
     }
-    sb.append("  cool-down: ").append(d.path("coolingDown").asBoolean()
-            ? "active until " + d.path("coolDownUntil").asText()
-            : d.hasNonNull("coolDownUntil") ? "ended " + d.path("coolDownUntil").asText() : "none")
-        .append(String.format(Locale.ROOT, "; runs today %d/%d; suppressed: %d by cool-down, %d by daily cap%n",
-            d.path("runsToday").asInt(), d.path("maxRunsPerDay").asInt(), d.path("suppressedByCoolDown").asLong(),
-            d.path("suppressedByDailyCap").asLong()));
+    sb.append("  cool-down: ")
+        .append(
+            d.path("coolingDown").asBoolean()
+                ? "active until " + d.path("coolDownUntil").asText()
+                : d.hasNonNull("coolDownUntil")
+                    ? "ended " + d.path("coolDownUntil").asText()
+                    : "none")
+        .append(
+            String.format(
+                Locale.ROOT,
+                "; runs today %d/%d; suppressed: %d by cool-down, %d by daily cap%n",
+                d.path("runsToday").asInt(),
+                d.path("maxRunsPerDay").asInt(),
+                d.path("suppressedByCoolDown").asLong(),
+                d.path("suppressedByDailyCap").asLong()));
     JsonNode triggers = d.path("triggers");
     if (triggers.isEmpty()) {
       sb.append("  no triggers").append(nl);
       return;
     }
-    sb.append(String.format(Locale.ROOT, "  %-36s %-7s %-24s %8s %8s  %s%n", "TRIGGERED RUN", "OUTCOME",
-        "WINDOW START", "MISFIRES", "RATE", "DATASET / REASON"));
+    sb.append(
+        String.format(
+            Locale.ROOT,
+            "  %-36s %-7s %-24s %8s %8s  %s%n",
+            "TRIGGERED RUN",
+            "OUTCOME",
+            "WINDOW START",
+            "MISFIRES",
+            "RATE",
+            "DATASET / REASON"));
     for (JsonNode x : triggers) {
-      sb.append(String.format(Locale.ROOT, "  %-36s %-7s %-24s %8d %7.2f%%  %s%n", x.path("runId").asText(),
-          x.path("outcome").asText(), x.path("windowStart").asText(), x.path("misfires").asLong(),
-          100 * x.path("rate").asDouble(),
-          x.hasNonNull("dataset") ? x.path("dataset").asText() : x.path("reason").asText("")));
+      sb.append(
+          String.format(
+              Locale.ROOT,
+              "  %-36s %-7s %-24s %8d %7.2f%%  %s%n",
+              x.path("runId").asText(),
+              x.path("outcome").asText(),
+              x.path("windowStart").asText(),
+              x.path("misfires").asLong(),
+              100 * x.path("rate").asDouble(),
+              x.hasNonNull("dataset") ? x.path("dataset").asText() : x.path("reason").asText("")));
     }
   }
 

@@ -16,16 +16,18 @@ import java.util.TreeMap;
 import java.util.stream.Collectors;
 
 /**
- * Draws runs for {@code watch} and {@code up}: one line per stage. On a terminal the lines of the runs in progress
- * are redrawn in place (the cursor goes back up over them; nothing above is cleared), each cut to the terminal's
- * width at a word so that none wraps; a finished run is drawn a last time with its result and left above. Elsewhere
- * (pipes, CI logs, {@code --verbose} beside the logs) one line per change of a stage's status or whole percent,
- * wrapped at words to the width.
+ * Draws runs for {@code watch} and {@code up}: one line per stage. On a terminal the lines of the
+ * runs in progress are redrawn in place (the cursor goes back up over them; nothing above is
+ * cleared), each cut to the terminal's width at a word so that none wraps; a finished run is drawn
+ * a last time with its result and left above. Elsewhere (pipes, CI logs, {@code --verbose} beside
+ * the logs) one line per change of a stage's status or whole percent, wrapped at words to the
+ * width.
  */
 final class ProgressRenderer {
 
   /** The width when the terminal does not say ({@code COLUMNS} unset). */
   static final int DEFAULT_WIDTH = 100;
+
   private static final int MIN_WIDTH = 40;
   private static final int BAR = 20;
   private static final String CONTINUATION = "    ";
@@ -64,8 +66,9 @@ final class ProgressRenderer {
   }
 
   /**
-   * Terminal mode: redraws the runs in progress in place. A run that has finished since the last redraw is drawn
-   * once more, above those in progress, with its result, and stays on the screen as it is.
+   * Terminal mode: redraws the runs in progress in place. A run that has finished since the last
+   * redraw is drawn once more, above those in progress, with its result, and stays on the screen as
+   * it is.
    */
   void redraw(Collection<RunState> runs) {
     List<String> done = new ArrayList<>();
@@ -107,8 +110,17 @@ final class ProgressRenderer {
       String key = r.getRunId() + "/" + s.getNode();
       String sig = s.getStatus() + ":" + Math.round(s.getPercent()) + ":" + s.getAttempt();
       if (!sig.equals(lastLine.put(key, sig))) {
-        print(String.format(Locale.ROOT, "%s %-10s %-12s %-10s %3.0f%% %s%s", shortId(r.getRunId()), s.getNode(),
-            s.getStage(), s.getStatus(), s.getPercent(), s.getMessage(), metrics(s.getMetrics())));
+        print(
+            String.format(
+                Locale.ROOT,
+                "%s %-10s %-12s %-10s %3.0f%% %s%s",
+                shortId(r.getRunId()),
+                s.getNode(),
+                s.getStage(),
+                s.getStatus(),
+                s.getPercent(),
+                s.getMessage(),
+                metrics(s.getMetrics())));
       }
     }
     if (r.getStatus() != RunStatus.RUNNING && lastLine.put(r.getRunId(), "done") == null) {
@@ -124,14 +136,22 @@ final class ProgressRenderer {
   /** The result of a finished run: its status and verdict, and why it failed if it did. */
   static List<String> verdict(RunState r) {
     List<String> lines = new ArrayList<>();
-    lines.add("run " + r.getRunId() + " " + r.getStatus() + (r.getVerdict() == null ? "" : " - " + r.getVerdict()));
+    lines.add(
+        "run "
+            + r.getRunId()
+            + " "
+            + r.getStatus()
+            + (r.getVerdict() == null ? "" : " - " + r.getVerdict()));
     if (r.getReason() != null) {
       lines.add("  reason: " + r.getReason());
     }
     return lines;
   }
 
-  /** {@code status}: the run, one line per stage, wrapped at words to {@code width}, ending with an empty line. */
+  /**
+   * {@code status}: the run, one line per stage, wrapped at words to {@code width}, ending with an
+   * empty line.
+   */
   static String block(RunState r, int width) {
     StringBuilder sb = new StringBuilder();
     for (String line : lines(r)) {
@@ -146,12 +166,24 @@ final class ProgressRenderer {
   static List<String> lines(RunState r) {
     List<String> lines = new ArrayList<>();
     // the status before the recipe's name: a line cut to a narrow terminal keeps it
-    lines.add(String.format(Locale.ROOT, "run %s  %s  %s", r.getRunId(), r.getStatus(), r.getRecipeName()));
+    lines.add(
+        String.format(
+            Locale.ROOT, "run %s  %s  %s", r.getRunId(), r.getStatus(), r.getRecipeName()));
     for (StageState s : r.getStages()) {
       int filled = (int) Math.round(Math.max(0, Math.min(100, s.getPercent())) / 100.0 * BAR);
-      lines.add(String.format(Locale.ROOT, "  %-10s %-12s [%s%s] %3.0f%%  %-10s %s%s", s.getNode(), s.getStage(),
-          "#".repeat(filled), ".".repeat(BAR - filled), s.getPercent(), s.getStatus(), s.getMessage(),
-          metrics(s.getMetrics())).stripTrailing());
+      lines.add(
+          String.format(
+                  Locale.ROOT,
+                  "  %-10s %-12s [%s%s] %3.0f%%  %-10s %s%s",
+                  s.getNode(),
+                  s.getStage(),
+                  "#".repeat(filled),
+                  ".".repeat(BAR - filled),
+                  s.getPercent(),
+                  s.getStatus(),
+                  s.getMessage(),
+                  metrics(s.getMetrics()))
+              .stripTrailing());
     }
     if (r.getStatus() != RunStatus.RUNNING) {
       verdict(r).forEach(v -> lines.add("  " + v));
@@ -160,8 +192,8 @@ final class ProgressRenderer {
   }
 
   /**
-   * {@code line} cut to at most {@code width} characters at the last space that fits, ending with "..." when
-   * something was cut; a line without a space there is cut at the width.
+   * {@code line} cut to at most {@code width} characters at the last space that fits, ending with
+   * "..." when something was cut; a line without a space there is cut at the width.
    */
   static String fit(String line, int width) {
     if (line.length() <= width) {
@@ -176,8 +208,8 @@ final class ProgressRenderer {
   }
 
   /**
-   * {@code line} broken at spaces into lines of at most {@code width} characters, the continuation lines indented;
-   * a word longer than a whole line gets a line of its own rather than being split.
+   * {@code line} broken at spaces into lines of at most {@code width} characters, the continuation
+   * lines indented; a word longer than a whole line gets a line of its own rather than being split.
    */
   static List<String> wrap(String line, int width) {
     List<String> out = new ArrayList<>();
@@ -207,9 +239,12 @@ final class ProgressRenderer {
     if (m.isEmpty()) {
       return "";
     }
-    return "  " + new TreeMap<>(m).entrySet().stream().limit(6)
-        .map(e -> e.getKey() + "=" + String.format(Locale.ROOT, "%.4g", e.getValue()))
-        .collect(Collectors.joining(" "));
+    return "  "
+        + new TreeMap<>(m)
+            .entrySet().stream()
+                .limit(6)
+                .map(e -> e.getKey() + "=" + String.format(Locale.ROOT, "%.4g", e.getValue()))
+                .collect(Collectors.joining(" "));
   }
 
   private static String shortId(String runId) {

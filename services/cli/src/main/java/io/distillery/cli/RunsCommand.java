@@ -33,11 +33,28 @@ final class RunsCommand implements Callable<Integer> {
         out().println(RunStateJson.text(runs));
         return 0;
       }
-      out().printf(Locale.ROOT, "%-36s %-20s %-24s %-9s %s%n", "RUN", "MODEL", "RECIPE", "STATUS", "STAGES");
+      out()
+          .printf(
+              Locale.ROOT,
+              "%-36s %-20s %-24s %-9s %s%n",
+              "RUN",
+              "MODEL",
+              "RECIPE",
+              "STATUS",
+              "STAGES");
       for (RunState r : runs) {
-        long done = r.getStages().stream().filter(s -> s.getStatus() == StageStatus.COMPLETED).count();
-        out().printf(Locale.ROOT, "%-36s %-20s %-24s %-9s %d/%d%n", r.getRunId(), r.getModelId(),
-            r.getRecipeName(), r.getStatus(), done, r.getStages().size());
+        long done =
+            r.getStages().stream().filter(s -> s.getStatus() == StageStatus.COMPLETED).count();
+        out()
+            .printf(
+                Locale.ROOT,
+                "%-36s %-20s %-24s %-9s %d/%d%n",
+                r.getRunId(),
+                r.getModelId(),
+                r.getRecipeName(),
+                r.getStatus(),
+                done,
+                r.getStages().size());
       }
       return 0;
     }

@@ -24,13 +24,14 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The live web view that {@code distillery up} serves: {@code /} is a self-contained page (runs as recipe graphs with
- * live stage states, metrics with units, evaluation reports with their size-vs-quality chart, deployments with their
- * misfire rate), {@code /events} a server-sent-event stream (run states as unnamed events, JSON as
- * {@code status --json}; deployments as {@code deployment} events), {@code /runs} and {@code /deployments} the
- * current lists, and {@code /reports/<sha256>/<file>} the files of the evaluator's {@code eval-report} artefacts,
- * read from the store (see {@link EvaluationReports}). Two reader threads follow the topics from the start and fan
- * each change out to every open stream.
+ * The live web view that {@code distillery up} serves: {@code /} is a self-contained page (runs as
+ * recipe graphs with live stage states, metrics with units, evaluation reports with their
+ * size-vs-quality chart, deployments with their misfire rate), {@code /events} a server-sent-event
+ * stream (run states as unnamed events, JSON as {@code status --json}; deployments as {@code
+ * deployment} events), {@code /runs} and {@code /deployments} the current lists, and {@code
+ * /reports/<sha256>/<file>} the files of the evaluator's {@code eval-report} artefacts, read from
+ * the store (see {@link EvaluationReports}). Two reader threads follow the topics from the start
+ * and fan each change out to every open stream.
  */
 public final class RunsPage implements AutoCloseable {
 
@@ -51,47 +52,66 @@ public final class RunsPage implements AutoCloseable {
   }
 
   /**
-   * @param store the artefact store root the workers write to ({@code file://}), from which reports are served; null
-   *     for none
+   * @param store the artefact store root the workers write to ({@code file://}), from which reports
+   *     are served; null for none
    */
   public RunsPage(Vertx vertx, KafkaSettings kafka, int port, Path store) throws Exception {
     this.reports = new EvaluationReports(store);
-    Thread runs = new Thread(() -> {
-      try (RunsView view = new RunsView(kafka)) {
-        while (running) {
-          view.poll(Duration.ofMillis(200), this::publish);
-        }
-      }
-    }, "runs-page-reader");
-    Thread deploys = new Thread(() -> {
-      try (DeploymentsView view = new DeploymentsView(kafka)) {
-        while (running) {
-          Set<String> changed = view.poll(Duration.ofMillis(200));
-          changed.forEach(id -> publishDeployment(id, view.board().json(id).toString()));
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }, "runs-page-deployments");
+    Thread runs =
+        new Thread(
+            () -> {
+              try (RunsView view = new RunsView(kafka)) {
+                while (running) {
+                  view.poll(Duration.ofMillis(200), this::publish);
+                }
+              }
+            },
+            "runs-page-reader");
+    Thread deploys =
+        new Thread(
+            () -> {
+              try (DeploymentsView view = new DeploymentsView(kafka)) {
+                while (running) {
+                  Set<String> changed = view.poll(Duration.ofMillis(200));
+                  changed.forEach(id -> publishDeployment(id, view.board().json(id).toString()));
+                }
+              } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+              }
+            },
+            "runs-page-deployments");
     this.readers = List.of(runs, deploys);
-    readers.forEach(t -> {
-      t.setDaemon(true);
-      t.start();
-    });
+    readers.forEach(
+        t -> {
+          t.setDaemon(true);
+          t.start();
+        });
     this.server = vertx.createHttpServer().requestHandler(this::handle);
-    server.listen(port, "127.0.0.1").toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+    server
+        .listen(port, "127.0.0.1")
+        .toCompletionStage()
+        .toCompletableFuture()
+        .get(10, TimeUnit.SECONDS);
   }
 
   private void handle(HttpServerRequest req) {
     switch (req.path()) {
-      case "/", "/index.html" -> req.response().putHeader("content-type", "text/html; charset=utf-8").end(page());
-      case "/runs" -> req.response().putHeader("content-type", "application/json")
-          .end("[" + String.join(",", latest.values()) + "]");
-      case "/deployments" -> req.response().putHeader("content-type", "application/json")
-          .end("[" + String.join(",", deployments.values()) + "]");
+      case "/", "/index.html" ->
+          req.response().putHeader("content-type", "text/html; charset=utf-8").end(page());
+      case "/runs" ->
+          req.response()
+              .putHeader("content-type", "application/json")
+              .end("[" + String.join(",", latest.values()) + "]");
+      case "/deployments" ->
+          req.response()
+              .putHeader("content-type", "application/json")
+              .end("[" + String.join(",", deployments.values()) + "]");
       case "/events" -> {
-        HttpServerResponse r = req.response().setChunked(true)
-            .putHeader("content-type", "text/event-stream").putHeader("cache-control", "no-cache");
+        HttpServerResponse r =
+            req.response()
+                .setChunked(true)
+                .putHeader("content-type", "text/event-stream")
+                .putHeader("cache-control", "no-cache");
         latest.values().forEach(json -> r.write("data: " + json + "\n\n"));
         deployments.values().forEach(json -> r.write("event: deployment\ndata: " + json + "\n\n"));
         streams.add(r);
@@ -110,13 +130,18 @@ public final class RunsPage implements AutoCloseable {
 
   private void report(HttpServerRequest req, String sha, String name) {
     if (name.isEmpty()) {
-      req.response().setStatusCode(302).putHeader("location", "/reports/" + sha + "/report.html").end();
+      req.response()
+          .setStatusCode(302)
+          .putHeader("location", "/reports/" + sha + "/report.html")
+          .end();
       return;
     }
     try {
       Path file = reports.file(sha, name);
-      req.response().putHeader("content-type", EvaluationReports.contentType(file))
-          .putHeader("cache-control", "no-cache").sendFile(file.toString());
+      req.response()
+          .putHeader("content-type", EvaluationReports.contentType(file))
+          .putHeader("cache-control", "no-cache")
+          .sendFile(file.toString());
     } catch (ArtefactUriException e) {
       req.response().setStatusCode(403).end(e.getMessage() + "\n");
     } catch (FileNotFoundException e) {
@@ -143,7 +168,10 @@ public final class RunsPage implements AutoCloseable {
     send("event: deployment\ndata: " + json + "\n\n");
   }
 
-  /** Writes one event to every open stream; a stream closed meanwhile is dropped, never the reader thread. */
+  /**
+   * Writes one event to every open stream; a stream closed meanwhile is dropped, never the reader
+   * thread.
+   */
   private void send(String frame) {
     for (HttpServerResponse r : streams) {
       try {

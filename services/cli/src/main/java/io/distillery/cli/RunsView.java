@@ -13,7 +13,10 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
 
-/** Reads the compacted runs topic from the start, without a consumer group: the latest state of every run. */
+/**
+ * Reads the compacted runs topic from the start, without a consumer group: the latest state of
+ * every run.
+ */
 final class RunsView implements AutoCloseable {
 
   private final KafkaConsumer<String, byte[]> consumer;
@@ -24,10 +27,13 @@ final class RunsView implements AutoCloseable {
   RunsView(KafkaSettings kafka) {
     this.consumer = new KafkaConsumer<>(kafka.consumer(null, "distillery-cli"));
     this.serde = kafka.serde(RunState.class);
-    this.partitions = consumer.partitionsFor(Topics.RUNS, Duration.ofSeconds(15)).stream()
-        .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+    this.partitions =
+        consumer.partitionsFor(Topics.RUNS, Duration.ofSeconds(15)).stream()
+            .map(p -> new TopicPartition(p.topic(), p.partition()))
+            .toList();
     if (partitions.isEmpty()) {
-      throw new IllegalStateException("topic " + Topics.RUNS + " does not exist: is the planner running?");
+      throw new IllegalStateException(
+          "topic " + Topics.RUNS + " does not exist: is the planner running?");
     }
     consumer.assign(partitions);
     consumer.seekToBeginning(partitions);

@@ -16,9 +16,9 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * Stages served on the cluster (jobs topics), and stage plugins on this class path. With {@code --markdown}, the
- * reference of every plugin's params read from its params record (names, types, defaults), so docs/stages.md cannot
- * drift from the code.
+ * Stages served on the cluster (jobs topics), and stage plugins on this class path. With {@code
+ * --markdown}, the reference of every plugin's params read from its params record (names, types,
+ * defaults), so docs/stages.md cannot drift from the code.
  */
 @Command(name = "stages", mixinStandardHelpOptions = true, description = "List stages.")
 final class StagesCommand implements Callable<Integer> {
@@ -27,7 +27,9 @@ final class StagesCommand implements Callable<Integer> {
 
   @Mixin ClusterOptions cluster;
 
-  @Option(names = "--markdown", description = "Print the params of every stage plugin as Markdown and exit.")
+  @Option(
+      names = "--markdown",
+      description = "Print the params of every stage plugin as Markdown and exit.")
   boolean markdown;
 
   private PrintWriter out() {
@@ -42,11 +44,21 @@ final class StagesCommand implements Callable<Integer> {
       return 0;
     }
     out().println("stage plugins on this class path:");
-    StageRegistry.discover().all().values().forEach(d -> out().printf("  %-16s params=%s %s%n", d.name(),
-        d.params().getSimpleName(), d.description()));
+    StageRegistry.discover()
+        .all()
+        .values()
+        .forEach(
+            d ->
+                out()
+                    .printf(
+                        "  %-16s params=%s %s%n",
+                        d.name(), d.params().getSimpleName(), d.description()));
     try (TopicAdmin admin = new TopicAdmin(cluster.kafka())) {
       out().println("stages served on the cluster:");
-      admin.list().stream().map(Topics::stageOf).filter(Objects::nonNull).sorted()
+      admin.list().stream()
+          .map(Topics::stageOf)
+          .filter(Objects::nonNull)
+          .sorted()
           .forEach(s -> out().println("  " + s));
     }
     out().flush();
@@ -54,7 +66,8 @@ final class StagesCommand implements Callable<Integer> {
   }
 
   static void printMarkdown(PrintWriter out, StageDescriptor d) {
-    out.printf("### `%s`%n%n%s (params record `%s`)%n%n", d.name(), d.description(), d.params().getName());
+    out.printf(
+        "### `%s`%n%n%s (params record `%s`)%n%n", d.name(), d.description(), d.params().getName());
     RecordComponent[] components = d.params().getRecordComponents();
     if (components == null || components.length == 0) {
       out.printf("No params.%n%n");
@@ -63,17 +76,24 @@ final class StagesCommand implements Callable<Integer> {
     Object defaults = defaults(d.params(), components);
     out.printf("| param | type | default |%n|---|---|---|%n");
     for (RecordComponent c : components) {
-      out.printf("| `%s` | %s | %s |%n", c.getName(), c.getGenericType().getTypeName().replace("java.lang.", "")
-          .replace("java.util.", ""), defaultOf(defaults, c));
+      out.printf(
+          "| `%s` | %s | %s |%n",
+          c.getName(),
+          c.getGenericType().getTypeName().replace("java.lang.", "").replace("java.util.", ""),
+          defaultOf(defaults, c));
     }
     out.println();
   }
 
-  /** The record built with every param absent, as a job with {@code params: {}} gets it; null if that is invalid. */
+  /**
+   * The record built with every param absent, as a job with {@code params: {}} gets it; null if
+   * that is invalid.
+   */
   private static Object defaults(Class<?> type, RecordComponent[] components) {
     try {
-      var ctor = type.getDeclaredConstructor(Arrays.stream(components).map(RecordComponent::getType)
-          .toArray(Class<?>[]::new));
+      var ctor =
+          type.getDeclaredConstructor(
+              Arrays.stream(components).map(RecordComponent::getType).toArray(Class<?>[]::new));
       ctor.setAccessible(true);
       Object[] args = Arrays.stream(components).map(c -> absent(c.getType())).toArray();
       return ctor.newInstance(args);

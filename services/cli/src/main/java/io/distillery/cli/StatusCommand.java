@@ -9,7 +9,10 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 /** The latest state of one run: stages, artefacts, metrics, verdict. */
-@Command(name = "status", mixinStandardHelpOptions = true, description = "Show one run (--json for machines).")
+@Command(
+    name = "status",
+    mixinStandardHelpOptions = true,
+    description = "Show one run (--json for machines).")
 final class StatusCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -31,11 +34,16 @@ final class StatusCommand implements Callable<Integer> {
     try (RunsView view = new RunsView(cluster.kafka())) {
       RunState r = view.catchUp().get(runId);
       if (r == null) {
-        spec.commandLine().getErr().println("no run " + runId + " (the planner has not seen it yet, or the id is wrong)");
+        spec.commandLine()
+            .getErr()
+            .println("no run " + runId + " (the planner has not seen it yet, or the id is wrong)");
         return 1;
       }
-      out().print(json ? RunStateJson.text(r) + System.lineSeparator()
-          : ProgressRenderer.block(r, ProgressRenderer.width(System.getenv())));
+      out()
+          .print(
+              json
+                  ? RunStateJson.text(r) + System.lineSeparator()
+                  : ProgressRenderer.block(r, ProgressRenderer.width(System.getenv())));
       return 0;
     }
   }

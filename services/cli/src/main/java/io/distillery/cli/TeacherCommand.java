@@ -7,10 +7,16 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Unmatched;
 
-/** {@code distillery teacher --out DIR ...}: trains the project's tiny teacher on the task suite (see TeacherMain). */
-@Command(name = "teacher", description = "Train the tiny Llama teacher on the task suite and write an HF checkpoint."
-    + " Options: --out DIR [--steps N] [--batch N] [--lr X] [--layers N] [--hidden N] [--heads N] [--kv-heads N]"
-    + " [--intermediate N] [--seed N] [--threads N] [--tasks add,copy,rev,kv,sort] ...")
+/**
+ * {@code distillery teacher --out DIR ...}: trains the project's tiny teacher on the task suite
+ * (see TeacherMain).
+ */
+@Command(
+    name = "teacher",
+    description =
+        "Train the tiny Llama teacher on the task suite and write an HF checkpoint."
+            + " Options: --out DIR [--steps N] [--batch N] [--lr X] [--layers N] [--hidden N] [--heads N] [--kv-heads N]"
+            + " [--intermediate N] [--seed N] [--threads N] [--tasks add,copy,rev,kv,sort] ...")
 final class TeacherCommand implements Callable<Integer> {
 
   @Unmatched List<String> args = new ArrayList<>();

@@ -15,7 +15,10 @@ import java.time.Instant;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
-/** The deployments panel's fold: stable package, canary state, rollbacks and the misfire rate per minute. */
+/**
+ * The deployments panel's fold: stable package, canary state, rollbacks and the misfire rate per
+ * minute.
+ */
 class DeploymentBoardTest {
 
   static final long T0 = 1_764_000_000_000L; // a whole minute
@@ -25,23 +28,44 @@ class DeploymentBoardTest {
   final DeploymentBoard board = new DeploymentBoard();
 
   static ArtefactRef ref(char c, long bytes) {
-    return ArtefactRef.newBuilder().setUri("file:///store/" + c).setSha256(String.valueOf(c).repeat(64))
-        .setBytes(bytes).setFormat("djl-package").build();
+    return ArtefactRef.newBuilder()
+        .setUri("file:///store/" + c)
+        .setSha256(String.valueOf(c).repeat(64))
+        .setBytes(bytes)
+        .setFormat("djl-package")
+        .build();
   }
 
   void event(long ts, Object payload) {
-    board.deployment(DeploymentEvent.newBuilder().setDeploymentId("d1").setRunId("r1").setTs(Instant.ofEpochMilli(ts))
-        .setPayload(payload).build());
+    board.deployment(
+        DeploymentEvent.newBuilder()
+            .setDeploymentId("d1")
+            .setRunId("r1")
+            .setTs(Instant.ofEpochMilli(ts))
+            .setPayload(payload)
+            .build());
   }
 
   void request(long ts, ArtefactRef a, int percent) {
-    event(ts, DeploymentRequested.newBuilder().setArtefact(a).setTarget("local").setCanaryPercent(percent)
-        .setLabels(Map.of()).build());
+    event(
+        ts,
+        DeploymentRequested.newBuilder()
+            .setArtefact(a)
+            .setTarget("local")
+            .setCanaryPercent(percent)
+            .setLabels(Map.of())
+            .build());
   }
 
   void active(long ts, String node, ArtefactRef a, int percent) {
-    event(ts, DeploymentActive.newBuilder().setNode(node).setUrl("http://" + node).setArtefactSha256(a.getSha256())
-        .setCanaryPercent(percent).build());
+    event(
+        ts,
+        DeploymentActive.newBuilder()
+            .setNode(node)
+            .setUrl("http://" + node)
+            .setArtefactSha256(a.getSha256())
+            .setCanaryPercent(percent)
+            .build());
   }
 
   JsonNode d1() {
@@ -57,7 +81,9 @@ class DeploymentBoardTest {
     active(T0 + 3, "n1", B, 20);
     assertThat(d1().path("canary").path("state").asText()).isEqualTo("serving");
     assertThat(d1().path("nodes")).hasSize(2);
-    event(T0 + 4, RolledBack.newBuilder().setReason("canary misfires 9% vs 2%").setRestored(A).build());
+    event(
+        T0 + 4,
+        RolledBack.newBuilder().setReason("canary misfires 9% vs 2%").setRestored(A).build());
 
     JsonNode d = d1();
     assertThat(d.path("active").path("sha256").asText()).isEqualTo(A.getSha256());
@@ -66,7 +92,8 @@ class DeploymentBoardTest {
     assertThat(d.path("canary").path("state").asText()).isEqualTo("rolled back");
     assertThat(d.path("canary").path("percent").asInt()).isEqualTo(20);
     assertThat(d.path("rollbackCount").asInt()).isEqualTo(1);
-    assertThat(d.path("rollbacks").path(0).path("reason").asText()).isEqualTo("canary misfires 9% vs 2%");
+    assertThat(d.path("rollbacks").path(0).path("reason").asText())
+        .isEqualTo("canary misfires 9% vs 2%");
     assertThat(d.path("nodes")).as("the node no longer serves the canary").hasSize(1);
     assertThat(d.path("target").asText()).isEqualTo("local");
   }
@@ -97,14 +124,25 @@ class DeploymentBoardTest {
   }
 
   static ServingTraffic traffic(long ts, long requests) {
-    return ServingTraffic.newBuilder().setDeploymentId("d1").setNode("n1").setArtefactSha256(A.getSha256())
-        .setRequests(requests).setIntervalStart(Instant.ofEpochMilli(ts - 5_000)).setTs(Instant.ofEpochMilli(ts))
+    return ServingTraffic.newBuilder()
+        .setDeploymentId("d1")
+        .setNode("n1")
+        .setArtefactSha256(A.getSha256())
+        .setRequests(requests)
+        .setIntervalStart(Instant.ofEpochMilli(ts - 5_000))
+        .setTs(Instant.ofEpochMilli(ts))
         .build();
   }
 
   static Misfire misfire(long ts, String prompt) {
-    return Misfire.newBuilder().setDeploymentId("d1").setRequestId("q-" + ts).setPrompt(prompt).setOutput("x")
-        .setReason(MisfireReason.WRONG_ANSWER).setTs(Instant.ofEpochMilli(ts)).build();
+    return Misfire.newBuilder()
+        .setDeploymentId("d1")
+        .setRequestId("q-" + ts)
+        .setPrompt(prompt)
+        .setOutput("x")
+        .setReason(MisfireReason.WRONG_ANSWER)
+        .setTs(Instant.ofEpochMilli(ts))
+        .build();
   }
 
   @Test

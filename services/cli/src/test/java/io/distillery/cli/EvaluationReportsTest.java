@@ -44,11 +44,24 @@ class EvaluationReportsTest {
   }
 
   static RunState run(ArtefactRef... outputs) {
-    StageState eval = StageState.newBuilder().setNode("eval").setStage("evaluator").setStatus(StageStatus.COMPLETED)
-        .setOutputs(List.of(outputs)).build();
-    return RunState.newBuilder().setRunId("r1").setModelId("m").setModel(outputs[0]).setRecipeName("x")
-        .setRecipe("{}").setStatus(RunStatus.SUCCEEDED).setStages(List.of(eval)).setCreatedAt(Instant.EPOCH)
-        .setUpdatedAt(Instant.EPOCH).build();
+    StageState eval =
+        StageState.newBuilder()
+            .setNode("eval")
+            .setStage("evaluator")
+            .setStatus(StageStatus.COMPLETED)
+            .setOutputs(List.of(outputs))
+            .build();
+    return RunState.newBuilder()
+        .setRunId("r1")
+        .setModelId("m")
+        .setModel(outputs[0])
+        .setRecipeName("x")
+        .setRecipe("{}")
+        .setStatus(RunStatus.SUCCEEDED)
+        .setStages(List.of(eval))
+        .setCreatedAt(Instant.EPOCH)
+        .setUpdatedAt(Instant.EPOCH)
+        .build();
   }
 
   @Test
@@ -64,17 +77,21 @@ class EvaluationReportsTest {
   @Test
   void shouldRefuseArtefactsOfAnotherFormatUnknownShasAndPathsOut() {
     assertThatThrownBy(() -> reports.file(checkpoint.getSha256(), "config.json"))
-        .isInstanceOf(FileNotFoundException.class).hasMessageContaining("no run names an eval-report");
+        .isInstanceOf(FileNotFoundException.class)
+        .hasMessageContaining("no run names an eval-report");
     assertThatThrownBy(() -> reports.file("f".repeat(64), "report.json"))
         .isInstanceOf(FileNotFoundException.class);
     assertThatThrownBy(() -> reports.file(report.getSha256(), ".."))
-        .isInstanceOf(FileNotFoundException.class).hasMessageContaining("not a file name");
+        .isInstanceOf(FileNotFoundException.class)
+        .hasMessageContaining("not a file name");
     assertThatThrownBy(() -> reports.file(report.getSha256(), "..%2Fsecret.txt"))
         .isInstanceOf(FileNotFoundException.class);
     assertThatThrownBy(() -> reports.file("../../secret", "report.json"))
-        .isInstanceOf(FileNotFoundException.class).hasMessageContaining("not a sha256");
+        .isInstanceOf(FileNotFoundException.class)
+        .hasMessageContaining("not a sha256");
     assertThatThrownBy(() -> reports.file(report.getSha256(), "missing.json"))
-        .isInstanceOf(FileNotFoundException.class).hasMessageContaining("has no file missing.json");
+        .isInstanceOf(FileNotFoundException.class)
+        .hasMessageContaining("has no file missing.json");
   }
 
   @Test
@@ -90,6 +107,7 @@ class EvaluationReportsTest {
     EvaluationReports none = new EvaluationReports(null);
     none.remember(run(report));
     assertThatThrownBy(() -> none.file(report.getSha256(), "report.json"))
-        .isInstanceOf(FileNotFoundException.class).hasMessageContaining("no artefact store");
+        .isInstanceOf(FileNotFoundException.class)
+        .hasMessageContaining("no artefact store");
   }
 }

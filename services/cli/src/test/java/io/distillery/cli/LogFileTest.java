@@ -9,7 +9,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.slf4j.LoggerFactory;
 
-/** {@code up}'s logs: into the run directory's file, off the console unless verbose, and back on close. */
+/**
+ * {@code up}'s logs: into the run directory's file, off the console unless verbose, and back on
+ * close.
+ */
 class LogFileTest {
 
   @TempDir Path dir;

@@ -17,7 +17,8 @@ import org.junit.jupiter.api.io.TempDir;
 /** {@code distillery misfires} against a stand-in for the feedback service's HTTP view. */
 class MisfiresCommandTest {
 
-  static final String ONE = """
+  static final String ONE =
+      """
       {"deploymentId":"d1","known":true,"parentRun":"r0","teacher":"file:///t",
        "windows":[{"start":"2026-11-23T10:00:00Z","end":"2026-11-23T10:10:00Z","misfires":60,"duplicates":4,
          "requests":1000,"rate":0.06,"judged":true,"overThreshold":true}],
@@ -36,14 +37,17 @@ class MisfiresCommandTest {
   @BeforeEach
   void serve() throws Exception {
     server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-    server.createContext("/misfires", ex -> {
-      boolean known = ex.getRequestURI().getPath().equals("/misfires/d1");
-      byte[] body = (known ? ONE : "{\"error\":\"no deployment 'x' is known to the feedback service\"}")
-          .getBytes(StandardCharsets.UTF_8);
-      ex.sendResponseHeaders(known ? 200 : 404, body.length);
-      ex.getResponseBody().write(body);
-      ex.close();
-    });
+    server.createContext(
+        "/misfires",
+        ex -> {
+          boolean known = ex.getRequestURI().getPath().equals("/misfires/d1");
+          byte[] body =
+              (known ? ONE : "{\"error\":\"no deployment 'x' is known to the feedback service\"}")
+                  .getBytes(StandardCharsets.UTF_8);
+          ex.sendResponseHeaders(known ? 200 : 404, body.length);
+          ex.getResponseBody().write(body);
+          ex.close();
+        });
     server.start();
     url = "http://127.0.0.1:" + server.getAddress().getPort();
   }
@@ -66,10 +70,14 @@ class MisfiresCommandTest {
   void shouldPrintWindowsThresholdsAndTriggersOfADeployment() {
     Result r = run("misfires", "d1", "--feedback-url", url);
     assertThat(r.code()).as(r.err()).isZero();
-    assertThat(r.out()).contains("rate >= 5.00% and >= 50 distinct misfires per 10m window (every 1m")
-        .contains("cool-down 1h").contains("deployment d1")
-        .containsPattern("2026-11-23T10:00:00Z\\s+2026-11-23T10:10:00Z\\s+60\\s+4\\s+1000\\s+6.00%  judged, OVER")
-        .contains("active until 2026-11-23T11:10:00Z").contains("runs today 1/4")
+    assertThat(r.out())
+        .contains("rate >= 5.00% and >= 50 distinct misfires per 10m window (every 1m")
+        .contains("cool-down 1h")
+        .contains("deployment d1")
+        .containsPattern(
+            "2026-11-23T10:00:00Z\\s+2026-11-23T10:10:00Z\\s+60\\s+4\\s+1000\\s+6.00%  judged, OVER")
+        .contains("active until 2026-11-23T11:10:00Z")
+        .contains("runs today 1/4")
         .contains("6f1c0f4e-0000-3000-8000-000000000001 FIRED");
   }
 
@@ -78,7 +86,9 @@ class MisfiresCommandTest {
     Files.writeString(dir.resolve("feedback.json"), "{\"url\":\"" + url + "/\"}");
     Result r = run("misfires", "d1", "--dir", dir.toString(), "--json");
     assertThat(r.code()).as(r.err()).isZero();
-    assertThat(r.out()).contains("\"misfires\" : 60").contains("\"runId\" : \"6f1c0f4e-0000-3000-8000-000000000001\"");
+    assertThat(r.out())
+        .contains("\"misfires\" : 60")
+        .contains("\"runId\" : \"6f1c0f4e-0000-3000-8000-000000000001\"");
   }
 
   @Test

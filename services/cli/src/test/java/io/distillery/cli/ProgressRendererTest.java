@@ -15,30 +15,63 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
-/** The live run view: what it draws on a terminal and in plain lines, and that no line outgrows the width. */
+/**
+ * The live run view: what it draws on a terminal and in plain lines, and that no line outgrows the
+ * width.
+ */
 class ProgressRendererTest {
 
-  static final String LONG_MESSAGE = "distilling the student on 1200 prompts with temperature 2.0 and alpha 0.5 while"
-      + " the teacher answers every heldout example of the copy reverse and sort tasks";
+  static final String LONG_MESSAGE =
+      "distilling the student on 1200 prompts with temperature 2.0 and alpha 0.5 while"
+          + " the teacher answers every heldout example of the copy reverse and sort tasks";
 
   static RunState run(RunStatus status, double percent, String reason) {
-    ArtefactRef model = ArtefactRef.newBuilder().setUri("file:///m").setSha256("ab".repeat(32)).setBytes(1)
-        .setFormat("hf-safetensors").build();
-    StageStatus stage = status == RunStatus.RUNNING ? StageStatus.RUNNING
-        : status == RunStatus.SUCCEEDED ? StageStatus.COMPLETED : StageStatus.FAILED;
-    List<StageState> stages = List.of(
-        StageState.newBuilder().setNode("prune").setStage("pruner").setStatus(StageStatus.COMPLETED).setPercent(100)
-            .setMetrics(Map.of("sparsity", 0.5)).build(),
-        StageState.newBuilder().setNode("distill").setStage("distiller").setStatus(stage).setPercent(percent)
-            .setMessage(LONG_MESSAGE).build());
-    return RunState.newBuilder().setRunId("6f1c0f4e-0000-3000-8000-000000000001").setModelId("m").setModel(model)
-        .setRecipeName("demo").setRecipe("{}").setStatus(status).setReason(reason).setStages(stages)
-        .setCreatedAt(Instant.ofEpochMilli(1)).setUpdatedAt(Instant.ofEpochMilli(2)).build();
+    ArtefactRef model =
+        ArtefactRef.newBuilder()
+            .setUri("file:///m")
+            .setSha256("ab".repeat(32))
+            .setBytes(1)
+            .setFormat("hf-safetensors")
+            .build();
+    StageStatus stage =
+        status == RunStatus.RUNNING
+            ? StageStatus.RUNNING
+            : status == RunStatus.SUCCEEDED ? StageStatus.COMPLETED : StageStatus.FAILED;
+    List<StageState> stages =
+        List.of(
+            StageState.newBuilder()
+                .setNode("prune")
+                .setStage("pruner")
+                .setStatus(StageStatus.COMPLETED)
+                .setPercent(100)
+                .setMetrics(Map.of("sparsity", 0.5))
+                .build(),
+            StageState.newBuilder()
+                .setNode("distill")
+                .setStage("distiller")
+                .setStatus(stage)
+                .setPercent(percent)
+                .setMessage(LONG_MESSAGE)
+                .build());
+    return RunState.newBuilder()
+        .setRunId("6f1c0f4e-0000-3000-8000-000000000001")
+        .setModelId("m")
+        .setModel(model)
+        .setRecipeName("demo")
+        .setRecipe("{}")
+        .setStatus(status)
+        .setReason(reason)
+        .setStages(stages)
+        .setCreatedAt(Instant.ofEpochMilli(1))
+        .setUpdatedAt(Instant.ofEpochMilli(2))
+        .build();
   }
 
   /** The text a terminal shows for {@code s}: escape sequences removed. */
   static List<String> visibleLines(String s) {
-    return Arrays.stream(s.replaceAll("\r|\033\\[[0-9]*[AJK]", "").split("\n")).filter(l -> !l.isEmpty()).toList();
+    return Arrays.stream(s.replaceAll("\r|\033\\[[0-9]*[AJK]", "").split("\n"))
+        .filter(l -> !l.isEmpty())
+        .toList();
   }
 
   @Test
@@ -52,9 +85,12 @@ class ProgressRendererTest {
     r.redraw(List.of(run(RunStatus.RUNNING, 60, null)));
     String second = text.toString();
 
-    assertThat(first).doesNotContain("\033[3A").doesNotContain("\033[2J"); // nothing above is cleared
+    assertThat(first)
+        .doesNotContain("\033[3A")
+        .doesNotContain("\033[2J"); // nothing above is cleared
     assertThat(visibleLines(first)).hasSize(3).allMatch(l -> l.length() <= 79);
-    assertThat(visibleLines(first).get(2)).startsWith("  distill    distiller    [########............]  40%")
+    assertThat(visibleLines(first).get(2))
+        .startsWith("  distill    distiller    [########............]  40%")
         .endsWith("...");
     assertThat(second).startsWith("\r\033[3A"); // back over the 3 lines drawn before
     assertThat(visibleLines(second).get(2)).contains(" 60%");
@@ -78,8 +114,11 @@ class ProgressRendererTest {
     r.redraw(List.of(run(RunStatus.FAILED, 40, "stage distill failed: out of memory")));
 
     assertThat(last).startsWith("\r\033[3A");
-    assertThat(visibleLines(last)).hasSize(5).contains("    reason: stage distill failed: out of memory");
-    assertThat(visibleLines(last).get(3)).startsWith("  run 6f1c0f4e-0000-3000-8000-000000000001 FAILED");
+    assertThat(visibleLines(last))
+        .hasSize(5)
+        .contains("    reason: stage distill failed: out of memory");
+    assertThat(visibleLines(last).get(3))
+        .startsWith("  run 6f1c0f4e-0000-3000-8000-000000000001 FAILED");
     assertThat(text.toString()).isEqualTo("\033[J"); // nothing to redraw, nothing to go back over
   }
 
@@ -98,7 +137,9 @@ class ProgressRendererTest {
     assertThat(lines).allMatch(l -> l.length() <= 60);
     assertThat(lines.stream().filter(l -> l.startsWith("6f1c0f4e prune"))).hasSize(1);
     assertThat(lines.stream().filter(l -> l.startsWith("6f1c0f4e distill"))).hasSize(2);
-    assertThat(lines.stream().filter(l -> l.startsWith("run 6f1c0f4e"))).singleElement().asString()
+    assertThat(lines.stream().filter(l -> l.startsWith("run 6f1c0f4e")))
+        .singleElement()
+        .asString()
         .endsWith("SUCCEEDED");
     // the message's words all arrive, none cut: the wrapped lines join back into it
     String joined = String.join(" ", lines.stream().map(String::strip).toList());
@@ -107,7 +148,8 @@ class ProgressRendererTest {
 
   @Test
   void shouldWrapAtSpacesAndKeepAWordLongerThanALineWhole() {
-    assertThat(ProgressRenderer.wrap("aaa bbb ccc ddd", 8)).containsExactly("aaa bbb", "    ccc", "    ddd");
+    assertThat(ProgressRenderer.wrap("aaa bbb ccc ddd", 8))
+        .containsExactly("aaa bbb", "    ccc", "    ddd");
     assertThat(ProgressRenderer.wrap("short", 8)).containsExactly("short");
     assertThat(ProgressRenderer.wrap("a file:///very/long/path/without/spaces b", 12))
         .containsExactly("a", "    file:///very/long/path/without/spaces", "    b");

@@ -9,7 +9,10 @@ import org.junit.jupiter.api.Test;
 
 class StagesCommandTest {
 
-  /** A params record like the workers': boxed components, defaults filled in by the compact constructor. */
+  /**
+   * A params record like the workers': boxed components, defaults filled in by the compact
+   * constructor.
+   */
   record DemoParams(Integer samples, String scheme, Boolean sequential) {
     DemoParams {
       samples = samples == null ? 128 : samples;
@@ -27,7 +30,8 @@ class StagesCommandTest {
 
   private static String markdown(Class<? extends Record> params) {
     StringWriter text = new StringWriter();
-    StagesCommand.printMarkdown(new PrintWriter(text, true),
+    StagesCommand.printMarkdown(
+        new PrintWriter(text, true),
         new StageDescriptor("demo", params, true, "a demo stage", null));
     return text.toString();
   }
@@ -36,7 +40,8 @@ class StagesCommandTest {
   void listsEveryParamWithItsTypeAndTheDefaultTheRecordFillsIn() {
     String md = markdown(DemoParams.class);
 
-    assertThat(md).contains("### `demo`", "a demo stage")
+    assertThat(md)
+        .contains("### `demo`", "a demo stage")
         .contains("| `samples` | Integer | `128` |")
         .contains("| `scheme` | String | `w4-gptq` |")
         .contains("| `sequential` | Boolean | — |");
@@ -44,6 +49,7 @@ class StagesCommandTest {
 
   @Test
   void saysSoWhenARecordCannotBeBuiltWithoutParams() {
-    assertThat(markdown(RequiredParams.class)).contains("| `target` | String | (some params are required) |");
+    assertThat(markdown(RequiredParams.class))
+        .contains("| `target` | String | (some params are required) |");
   }
 }

@@ -34,8 +34,9 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * {@code distillery status <runId>} against an in-process broker and a stand-in registry, through {@link Main} with
- * writers that do not flush by themselves (as {@code System.out} behind {@code main} does not for {@code print}).
+ * {@code distillery status <runId>} against an in-process broker and a stand-in registry, through
+ * {@link Main} with writers that do not flush by themselves (as {@code System.out} behind {@code
+ * main} does not for {@code print}).
  */
 class StatusCommandTest {
 
@@ -53,10 +54,15 @@ class StatusCommandTest {
       admin.createTopics(List.of(new NewTopic(Topics.RUNS, 1, (short) 1))).all().get();
     }
     KafkaSettings settings = KafkaSettings.of(kafka.bootstrapServers(), registryUrl);
-    try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(settings.producer("status-test"), null,
-        new ByteArraySerializer())) {
-      producer.send(new ProducerRecord<>(Topics.RUNS, RUN, settings.serde(RunState.class)
-          .serialize(Topics.RUNS, failedRun()))).get();
+    try (KafkaProducer<String, byte[]> producer =
+        new KafkaProducer<>(settings.producer("status-test"), null, new ByteArraySerializer())) {
+      producer
+          .send(
+              new ProducerRecord<>(
+                  Topics.RUNS,
+                  RUN,
+                  settings.serde(RunState.class).serialize(Topics.RUNS, failedRun())))
+          .get();
     }
   }
 
@@ -69,13 +75,32 @@ class StatusCommandTest {
   }
 
   static RunState failedRun() {
-    ArtefactRef model = ArtefactRef.newBuilder().setUri("file:///m").setSha256("ab".repeat(32)).setBytes(1)
-        .setFormat("hf-safetensors").build();
-    StageState prune = StageState.newBuilder().setNode("prune").setStage("pruner").setStatus(StageStatus.FAILED)
-        .setReason("out of memory").build();
-    return RunState.newBuilder().setRunId(RUN).setModelId("tiny").setModel(model).setRecipeName("prune-only")
-        .setRecipe("{}").setStatus(RunStatus.FAILED).setReason("stage prune failed").setStages(List.of(prune))
-        .setCreatedAt(Instant.ofEpochMilli(1_000)).setUpdatedAt(Instant.ofEpochMilli(2_000)).build();
+    ArtefactRef model =
+        ArtefactRef.newBuilder()
+            .setUri("file:///m")
+            .setSha256("ab".repeat(32))
+            .setBytes(1)
+            .setFormat("hf-safetensors")
+            .build();
+    StageState prune =
+        StageState.newBuilder()
+            .setNode("prune")
+            .setStage("pruner")
+            .setStatus(StageStatus.FAILED)
+            .setReason("out of memory")
+            .build();
+    return RunState.newBuilder()
+        .setRunId(RUN)
+        .setModelId("tiny")
+        .setModel(model)
+        .setRecipeName("prune-only")
+        .setRecipe("{}")
+        .setStatus(RunStatus.FAILED)
+        .setReason("stage prune failed")
+        .setStages(List.of(prune))
+        .setCreatedAt(Instant.ofEpochMilli(1_000))
+        .setUpdatedAt(Instant.ofEpochMilli(2_000))
+        .build();
   }
 
   record Result(int code, String out, String err) {}
@@ -83,11 +108,15 @@ class StatusCommandTest {
   static Result status(String... extra) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     ByteArrayOutputStream err = new ByteArrayOutputStream();
-    List<String> args = new ArrayList<>(List.of("status", RUN, "--bootstrap", kafka.bootstrapServers(), "--registry",
-        registryUrl));
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "status", RUN, "--bootstrap", kafka.bootstrapServers(), "--registry", registryUrl));
     args.addAll(List.of(extra));
-    int code = Main.execute(new PrintWriter(out), new PrintWriter(err), args.toArray(String[]::new));
-    return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    int code =
+        Main.execute(new PrintWriter(out), new PrintWriter(err), args.toArray(String[]::new));
+    return new Result(
+        code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
   }
 
   @Test
@@ -108,32 +137,42 @@ class StatusCommandTest {
     assertThat(json.path("status").asText()).isEqualTo("FAILED");
   }
 
-  /** Registers any schema under the next id and hands it back by id: the two calls the serde makes. */
+  /**
+   * Registers any schema under the next id and hands it back by id: the two calls the serde makes.
+   */
   static HttpServer fakeRegistry() throws Exception {
     ObjectMapper json = new ObjectMapper();
     Map<Integer, String> schemas = new ConcurrentHashMap<>();
     AtomicInteger next = new AtomicInteger(1);
     HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-    server.createContext("/", ex -> {
-      ObjectNode reply = json.createObjectNode();
-      String path = ex.getRequestURI().getPath();
-      if (ex.getRequestMethod().equals("POST")) {
-        String schema = json.readTree(ex.getRequestBody()).path("schema").asText();
-        int id = schemas.entrySet().stream().filter(e -> e.getValue().equals(schema)).map(Map.Entry::getKey)
-            .findFirst().orElseGet(() -> {
-              int n = next.getAndIncrement();
-              schemas.put(n, schema);
-              return n;
-            });
-        reply.put("id", id);
-      } else if (path.startsWith("/schemas/ids/")) {
-        reply.put("schema", schemas.get(Integer.parseInt(path.substring("/schemas/ids/".length()))));
-      }
-      byte[] body = json.writeValueAsBytes(reply);
-      ex.sendResponseHeaders(200, body.length);
-      ex.getResponseBody().write(body);
-      ex.close();
-    });
+    server.createContext(
+        "/",
+        ex -> {
+          ObjectNode reply = json.createObjectNode();
+          String path = ex.getRequestURI().getPath();
+          if (ex.getRequestMethod().equals("POST")) {
+            String schema = json.readTree(ex.getRequestBody()).path("schema").asText();
+            int id =
+                schemas.entrySet().stream()
+                    .filter(e -> e.getValue().equals(schema))
+                    .map(Map.Entry::getKey)
+                    .findFirst()
+                    .orElseGet(
+                        () -> {
+                          int n = next.getAndIncrement();
+                          schemas.put(n, schema);
+                          return n;
+                        });
+            reply.put("id", id);
+          } else if (path.startsWith("/schemas/ids/")) {
+            reply.put(
+                "schema", schemas.get(Integer.parseInt(path.substring("/schemas/ids/".length()))));
+          }
+          byte[] body = json.writeValueAsBytes(reply);
+          ex.sendResponseHeaders(200, body.length);
+          ex.getResponseBody().write(body);
+          ex.close();
+        });
     server.start();
     return server;
   }

@@ -26,7 +26,9 @@ class DeployerParamsTest {
     assertThat(p.activeTimeoutSeconds()).isEqualTo(120);
     assertThat(p.redistillRecipe()).isEqualTo("recipes/redistill.yaml");
     assertThat(bind("{\"canaryPercent\":20}").canary()).isTrue();
-    assertThat(bind("{\"target\":\"gpu\"}").target()).as("gpu is the default GPU target").isEqualTo("gpu-vllm");
+    assertThat(bind("{\"target\":\"gpu\"}").target())
+        .as("gpu is the default GPU target")
+        .isEqualTo("gpu-vllm");
     assertThat(bind("{\"target\":\"gpu-trtllm\"}").gpu()).isTrue();
     assertThat(p.gpu()).isFalse();
   }
@@ -34,23 +36,25 @@ class DeployerParamsTest {
   @Test
   void shouldFailNamingTheParamWhenAValueIsInvalid() {
     String[][] cases = {
-        {"{\"target\":\"tpu\"}", "target"},
-        {"{\"canaryPercent\":0}", "canaryPercent"},
-        {"{\"canaryPercent\":101}", "canaryPercent"},
-        {"{\"canaryWindowSeconds\":0}", "canaryWindowSeconds"},
-        {"{\"canaryMinRequests\":-1}", "canaryMinRequests"},
-        {"{\"rollbackMargin\":1.5}", "rollbackMargin"},
-        {"{\"rollbackMargin\":-0.1}", "rollbackMargin"},
-        {"{\"activeTimeoutSeconds\":0}", "activeTimeoutSeconds"},
-        {"{\"redistillRecipe\":\" \"}", "redistillRecipe"},
-        {"{\"deployment\":\"no spaces\"}", "deployment"},
-        {"{\"maxInputTokens\":0}", "maxInputTokens"},
-        {"{\"maxRollingBatchSize\":0}", "maxRollingBatchSize"},
-        {"{\"canaryPercent\":\"many\"}", "canaryPercent"},
-        {"{\"canary\":20}", "canary"},
+      {"{\"target\":\"tpu\"}", "target"},
+      {"{\"canaryPercent\":0}", "canaryPercent"},
+      {"{\"canaryPercent\":101}", "canaryPercent"},
+      {"{\"canaryWindowSeconds\":0}", "canaryWindowSeconds"},
+      {"{\"canaryMinRequests\":-1}", "canaryMinRequests"},
+      {"{\"rollbackMargin\":1.5}", "rollbackMargin"},
+      {"{\"rollbackMargin\":-0.1}", "rollbackMargin"},
+      {"{\"activeTimeoutSeconds\":0}", "activeTimeoutSeconds"},
+      {"{\"redistillRecipe\":\" \"}", "redistillRecipe"},
+      {"{\"deployment\":\"no spaces\"}", "deployment"},
+      {"{\"maxInputTokens\":0}", "maxInputTokens"},
+      {"{\"maxRollingBatchSize\":0}", "maxRollingBatchSize"},
+      {"{\"canaryPercent\":\"many\"}", "canaryPercent"},
+      {"{\"canary\":20}", "canary"},
     };
     for (String[] c : cases) {
-      assertThatThrownBy(() -> bind(c[0])).as(c[0]).isInstanceOf(StageException.Fatal.class)
+      assertThatThrownBy(() -> bind(c[0]))
+          .as(c[0])
+          .isInstanceOf(StageException.Fatal.class)
           .hasMessageContaining(c[1]);
     }
   }

@@ -7,14 +7,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.deployer.rollout.FakeChannel;
 import io.distillery.runtime.artefact.FileArtefactStore;
-import io.distillery.stage.StageContext;
-import io.distillery.stage.StageException;
-import io.distillery.stage.StageParams;
-import io.distillery.stage.StageResult;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.deployment.DeploymentRequested;
 import io.distillery.schemas.job.StageInput;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.StageContext;
+import io.distillery.stage.StageException;
+import io.distillery.stage.StageParams;
+import io.distillery.stage.StageResult;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,8 +28,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 class DeployerStageTest {
 
-  @TempDir
-  Path tmp;
+  @TempDir Path tmp;
 
   FileArtefactStore store;
   FakeChannel channel;
@@ -44,23 +43,53 @@ class DeployerStageTest {
     channel = new FakeChannel();
     channel.onPublish = (c, e) -> c.answer("node-1", (DeploymentRequested) e.getPayload());
     opened = new ArrayList<>();
-    stage = new DeployerStage(store, d -> {
-      opened.add(d);
-      return channel;
-    }, channel.clock);
+    stage =
+        new DeployerStage(
+            store,
+            d -> {
+              opened.add(d);
+              return channel;
+            },
+            channel.clock);
     teacher = store.put(TestCheckpoints.dense(tmp.resolve("teacher"), 1, true), "hf-model", false);
     w4 = store.put(TestCheckpoints.w4(tmp.resolve("w4"), 2), "compressed-tensors", false);
   }
 
-  StageContext<DeployerParams> ctx(String params, Map<String, String> labels, List<StageContext.Input> inputs)
-      throws Exception {
-    List<StageInput> in = inputs.stream().map(i -> StageInput.newBuilder().setNode(i.node()).setStage(i.stage())
-        .setArtefacts(i.artefacts().stream().map(StageContext.Artefact::ref).toList()).build()).toList();
-    StageJob job = StageJob.newBuilder().setRunId("run-1").setJobId("run-1/deploy").setAttempt(1)
-        .setStage("deployer").setNode("deploy").setParams(params).setModel(teacher).setInputs(in).setLabels(labels)
-        .setTimeoutMs(60_000).setDispatchedAt(Instant.now()).build();
-    return new StageContext<>(job, StageParams.bind("deployer", params, DeployerParams.class),
-        store.resolve(teacher), inputs, store.newScratch(), store.workDir("run-1/deploy"), (p, m, x) -> { });
+  StageContext<DeployerParams> ctx(
+      String params, Map<String, String> labels, List<StageContext.Input> inputs) throws Exception {
+    List<StageInput> in =
+        inputs.stream()
+            .map(
+                i ->
+                    StageInput.newBuilder()
+                        .setNode(i.node())
+                        .setStage(i.stage())
+                        .setArtefacts(
+                            i.artefacts().stream().map(StageContext.Artefact::ref).toList())
+                        .build())
+            .toList();
+    StageJob job =
+        StageJob.newBuilder()
+            .setRunId("run-1")
+            .setJobId("run-1/deploy")
+            .setAttempt(1)
+            .setStage("deployer")
+            .setNode("deploy")
+            .setParams(params)
+            .setModel(teacher)
+            .setInputs(in)
+            .setLabels(labels)
+            .setTimeoutMs(60_000)
+            .setDispatchedAt(Instant.now())
+            .build();
+    return new StageContext<>(
+        job,
+        StageParams.bind("deployer", params, DeployerParams.class),
+        store.resolve(teacher),
+        inputs,
+        store.newScratch(),
+        store.workDir("run-1/deploy"),
+        (p, m, x) -> {});
   }
 
   StageContext.Input input(String node, ArtefactRef... refs) throws Exception {
@@ -76,8 +105,11 @@ class DeployerStageTest {
     Path reportDir = Files.createDirectories(tmp.resolve("report"));
     Files.writeString(reportDir.resolve("report.json"), "{\"picked\":\"q4\"}");
     ArtefactRef report = store.put(reportDir, "eval-report", false);
-    StageContext<DeployerParams> ctx = ctx("{\"redistillRecipe\":\"recipes/x.yaml\"}",
-        Map.of("deployment", "chat", "modelId", "tiny"), List.of(input("$run"), input("eval", w4, report)));
+    StageContext<DeployerParams> ctx =
+        ctx(
+            "{\"redistillRecipe\":\"recipes/x.yaml\"}",
+            Map.of("deployment", "chat", "modelId", "tiny"),
+            List.of(input("$run"), input("eval", w4, report)));
     StageResult result = stage.run(ctx);
 
     assertThat(opened).containsExactly("chat");
@@ -98,40 +130,70 @@ class DeployerStageTest {
     assertThat(manifest.path("parent").path("sha256").asText()).isEqualTo(w4.getSha256());
     assertThat(manifest.path("parent").path("node").asText()).isEqualTo("eval");
     assertThat(manifest.path("files").path("report").asText()).isEqualTo("report.json");
-    assertThat(r.getLabels()).containsEntry("runId", "run-1").containsEntry("modelId", "tiny")
-        .containsEntry("redistillRecipe", "recipes/x.yaml").containsEntry("teacher", teacher.getUri());
+    assertThat(r.getLabels())
+        .containsEntry("runId", "run-1")
+        .containsEntry("modelId", "tiny")
+        .containsEntry("redistillRecipe", "recipes/x.yaml")
+        .containsEntry("teacher", teacher.getUri());
     assertThat(Path.of(URI.create(r.getLabels().get("student")))).isEqualTo(pkg.resolve("model"));
 
     // the returned output is the same content: the host's put finds it stored and keeps one copy
-    assertThat(result.outputs()).singleElement().satisfies(o -> {
-      assertThat(o.format()).isEqualTo("djl-serving");
-      assertThat(store.put(o.path(), o.format(), false)).isEqualTo(r.getArtefact());
-    });
-    assertThat(result.metrics()).containsEntry("nodes", 1.0).containsEntry("canaryRequests", 0.0)
-        .containsKey("secondsToActive").containsEntry("maxInputTokens", 64.0);
+    assertThat(result.outputs())
+        .singleElement()
+        .satisfies(
+            o -> {
+              assertThat(o.format()).isEqualTo("djl-serving");
+              assertThat(store.put(o.path(), o.format(), false)).isEqualTo(r.getArtefact());
+            });
+    assertThat(result.metrics())
+        .containsEntry("nodes", 1.0)
+        .containsEntry("canaryRequests", 0.0)
+        .containsKey("secondsToActive")
+        .containsEntry("maxInputTokens", 64.0);
   }
 
   @Test
   void shouldFailFatallyNamingTheRuleWhenTheGpuTargetCannotRunTheCheckpoint() throws Exception {
     // w4 here has zero points: TensorRT-LLM's W4A16_AWQ is symmetric; nothing is published
-    assertThatThrownBy(() -> stage.run(ctx("{\"deployment\":\"chat\",\"target\":\"gpu-trtllm\"}", Map.of(),
-        List.of(input("q4", w4))))).isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("target gpu-trtllm").hasMessageContaining("W4A16_AWQ is symmetric");
+    assertThatThrownBy(
+            () ->
+                stage.run(
+                    ctx(
+                        "{\"deployment\":\"chat\",\"target\":\"gpu-trtllm\"}",
+                        Map.of(),
+                        List.of(input("q4", w4)))))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("target gpu-trtllm")
+        .hasMessageContaining("W4A16_AWQ is symmetric");
     assertThat(channel.published).isEmpty();
-    // the same checkpoint on vLLM: packaged, with the Marlin shape warning in the progress the watch shows
+    // the same checkpoint on vLLM: packaged, with the Marlin shape warning in the progress the
+    // watch shows
     List<String> messages = new ArrayList<>();
-    StageContext<DeployerParams> vllm = ctx("{\"deployment\":\"chat\",\"target\":\"gpu-vllm\"}", Map.of(),
-        List.of(input("q4", w4)));
-    stage.run(new StageContext<>(vllm.job(), vllm.params(), vllm.model(), vllm.inputs(), vllm.scratch(),
-        store.workDir("run-1/deploy-vllm"), (p, m, x) -> messages.add(m)));
-    assertThat(messages).anyMatch(m -> m.startsWith("warning: gpu-vllm") && m.contains("GPTQ_MARLIN_MIN_THREAD_K"));
+    StageContext<DeployerParams> vllm =
+        ctx(
+            "{\"deployment\":\"chat\",\"target\":\"gpu-vllm\"}",
+            Map.of(),
+            List.of(input("q4", w4)));
+    stage.run(
+        new StageContext<>(
+            vllm.job(),
+            vllm.params(),
+            vllm.model(),
+            vllm.inputs(),
+            vllm.scratch(),
+            store.workDir("run-1/deploy-vllm"),
+            (p, m, x) -> messages.add(m)));
+    assertThat(messages)
+        .anyMatch(m -> m.startsWith("warning: gpu-vllm") && m.contains("GPTQ_MARLIN_MIN_THREAD_K"));
   }
 
   @Test
   void shouldDeployTheRunsModelWhenThereIsNoUpstreamNode() throws Exception {
     stage.run(ctx("{\"deployment\":\"solo\"}", Map.of(), List.of(input("$run"))));
     DeploymentRequested r = (DeploymentRequested) channel.published.getFirst().getPayload();
-    JsonNode manifest = new ObjectMapper().readTree(store.resolve(r.getArtefact()).resolve("manifest.json").toFile());
+    JsonNode manifest =
+        new ObjectMapper()
+            .readTree(store.resolve(r.getArtefact()).resolve("manifest.json").toFile());
     assertThat(manifest.path("parent").path("sha256").asText()).isEqualTo(teacher.getSha256());
     assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("none");
   }
@@ -139,7 +201,8 @@ class DeployerStageTest {
   @Test
   void shouldFailNamingBothSourcesWhenNoDeploymentIdIsGiven() throws Exception {
     assertThatThrownBy(() -> stage.run(ctx("{}", Map.of(), List.of(input("q4", w4)))))
-        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("'deployment'")
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("'deployment'")
         .hasMessageContaining("label");
     assertThat(channel.published).isEmpty();
   }
@@ -149,27 +212,36 @@ class DeployerStageTest {
     Path dir = Files.createDirectories(tmp.resolve("calib"));
     Files.writeString(dir.resolve("stats.json"), "{}");
     ArtefactRef calib = store.put(dir, "calibration", false);
-    assertThatThrownBy(() -> stage.run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of(input("calib", calib)))))
-        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("no checkpoint among the outputs of [calib]")
+    assertThatThrownBy(
+            () ->
+                stage.run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of(input("calib", calib)))))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("no checkpoint among the outputs of [calib]")
         .hasMessageContaining("calibration");
   }
 
   @Test
   void shouldTakeADirectoryWithConfigAndWeightsOfAnyFormatAsACheckpoint() throws Exception {
-    ArtefactRef merged = store.put(TestCheckpoints.w4(tmp.resolve("merged"), 9), "my-lora-merged", false);
+    ArtefactRef merged =
+        store.put(TestCheckpoints.w4(tmp.resolve("merged"), 9), "my-lora-merged", false);
     Path dir = Files.createDirectories(tmp.resolve("notes"));
-    Files.writeString(dir.resolve("config.json"), "{}"); // a config but no weights: not a checkpoint
+    Files.writeString(
+        dir.resolve("config.json"), "{}"); // a config but no weights: not a checkpoint
     ArtefactRef notes = store.put(dir, "notes", false);
     stage.run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of(input("merge", notes, merged))));
     DeploymentRequested r = (DeploymentRequested) channel.published.getFirst().getPayload();
-    JsonNode manifest = new ObjectMapper().readTree(store.resolve(r.getArtefact()).resolve("manifest.json").toFile());
+    JsonNode manifest =
+        new ObjectMapper()
+            .readTree(store.resolve(r.getArtefact()).resolve("manifest.json").toFile());
     assertThat(manifest.path("parent").path("sha256").asText()).isEqualTo(merged.getSha256());
     assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("w4a16");
   }
 
   @Test
   void shouldRefuseToRunOutsideAWorkerHost() {
-    assertThatThrownBy(() -> new DeployerStage().run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of())))
-        .isInstanceOf(StageException.Fatal.class).hasMessageContaining("worker host");
+    assertThatThrownBy(
+            () -> new DeployerStage().run(ctx("{\"deployment\":\"d\"}", Map.of(), List.of())))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("worker host");
   }
 }

@@ -17,12 +17,22 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
-/** Tiny Llama checkpoints written in plain Java (no native engine): dense F32, or compressed-tensors W4 group 32. */
+/**
+ * Tiny Llama checkpoints written in plain Java (no native engine): dense F32, or compressed-tensors
+ * W4 group 32.
+ */
 public final class TestCheckpoints {
 
-  public static final LlamaConfig CONFIG = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(64)
-      .intermediateSize(128).numHiddenLayers(1).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(128)
-      .build();
+  public static final LlamaConfig CONFIG =
+      LlamaConfig.builder()
+          .vocabSize(ByteTokenizer.VOCAB_SIZE)
+          .hiddenSize(64)
+          .intermediateSize(128)
+          .numHiddenLayers(1)
+          .numAttentionHeads(4)
+          .numKeyValueHeads(2)
+          .maxPositionEmbeddings(128)
+          .build();
 
   private TestCheckpoints() {}
 
@@ -44,15 +54,20 @@ public final class TestCheckpoints {
     return dir;
   }
 
-  /** A compressed-tensors pack-quantized (W4A16, group 32, asymmetric) checkpoint, as w4-gptq with symmetric: false. */
+  /**
+   * A compressed-tensors pack-quantized (W4A16, group 32, asymmetric) checkpoint, as w4-gptq with
+   * symmetric: false.
+   */
   public static Path w4(Path dir, long seed) throws IOException {
-    return quantized(dir, seed, new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false,
-        List.of("lm_head")));
+    return quantized(
+        dir,
+        seed,
+        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false, List.of("lm_head")));
   }
 
   /**
-   * A compressed-tensors checkpoint of {@code scheme} with every linear layer but lm_head quantized as the quantizer
-   * does (W8A8 with a static input scale per layer), in {@link #CONFIG}'s shapes.
+   * A compressed-tensors checkpoint of {@code scheme} with every linear layer but lm_head quantized
+   * as the quantizer does (W8A8 with a static input scale per layer), in {@link #CONFIG}'s shapes.
    */
   public static Path quantized(Path dir, long seed, QuantizationScheme scheme) throws IOException {
     return quantized(dir, seed, scheme, CONFIG);
@@ -71,11 +86,15 @@ public final class TestCheckpoints {
       }
       long[] s = shapes.get(LlamaTensorNames.weight(m));
       float[] w = t.get(LlamaTensorNames.weight(m));
-      q.put(m, switch (scheme.kind()) {
-        case INT4_GROUP -> GroupQuantizer.int4Group(w, (int) s[0], (int) s[1], scheme.groupSize(), scheme.symmetric());
-        case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, (int) s[0], (int) s[1]);
-        case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, (int) s[0], (int) s[1]);
-      });
+      q.put(
+          m,
+          switch (scheme.kind()) {
+            case INT4_GROUP ->
+                GroupQuantizer.int4Group(
+                    w, (int) s[0], (int) s[1], scheme.groupSize(), scheme.symmetric());
+            case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, (int) s[0], (int) s[1]);
+            case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, (int) s[0], (int) s[1]);
+          });
       if (scheme.staticInputActivations()) {
         inputScales.put(m, 0.02f);
       }

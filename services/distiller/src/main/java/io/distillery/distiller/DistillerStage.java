@@ -38,30 +38,37 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The distiller stage. Data: {@link DistillData} (task-suite prompts, user JSONL, misfires; teacher traces where a
- * prompt has no answer). Student: an "hf-checkpoint"/"hf-llama" input (e.g. the deployed student of a re-distillation
- * run, or an upstream pruner's output), else the {@code studentUri} checkpoint, else the {@code student} shape sliced
- * from the teacher ({@link StudentInit}). Training: {@link DistillTrainer}, resumable from {@code workDir()/distill},
- * so a retried job continues from its last checkpoint. Output: an F32 HF checkpoint with the teacher's tokenizer
- * files (the worker host adds the lineage manifest); metrics include both sizes, the losses, and the student's and
- * teacher's exact match on the held-out sample.
+ * The distiller stage. Data: {@link DistillData} (task-suite prompts, user JSONL, misfires; teacher
+ * traces where a prompt has no answer). Student: an "hf-checkpoint"/"hf-llama" input (e.g. the
+ * deployed student of a re-distillation run, or an upstream pruner's output), else the {@code
+ * studentUri} checkpoint, else the {@code student} shape sliced from the teacher ({@link
+ * StudentInit}). Training: {@link DistillTrainer}, resumable from {@code workDir()/distill}, so a
+ * retried job continues from its last checkpoint. Output: an F32 HF checkpoint with the teacher's
+ * tokenizer files (the worker host adds the lineage manifest); metrics include both sizes, the
+ * losses, and the student's and teacher's exact match on the held-out sample.
  */
-@StagePlugin(name = "distiller", params = DistillerParams.class,
+@StagePlugin(
+    name = "distiller",
+    params = DistillerParams.class,
     description = "Hinton knowledge distillation of a Llama teacher into a smaller student")
 public final class DistillerStage implements Stage<DistillerParams> {
 
   public static final String FORMAT = ArtefactFormats.HF_LLAMA;
+
   /** Formats accepted as a student checkpoint input. */
   public static final List<String> STUDENT_FORMATS = List.of(ArtefactFormats.HF_CHECKPOINT, FORMAT);
+
   public static final String DATASET_FORMAT = "dataset";
   public static final String MISFIRES_FORMAT = ArtefactFormats.MISFIRES_JSONL;
   private static final List<String> TOKENIZER_FILES =
       List.of(ByteTokenizer.TOKENIZER_FILE, ByteTokenizer.CONFIG_FILE, "special_tokens_map.json");
   private static final Logger LOG = LoggerFactory.getLogger(DistillerStage.class);
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   @Override
-  public StageResult run(StageContext<DistillerParams> ctx) throws StageException, InterruptedException {
+  public StageResult run(StageContext<DistillerParams> ctx)
+      throws StageException, InterruptedException {
     DistillerParams p = ctx.params();
     if (ctx.model() == null) {
       throw StageException.fatal("the distiller needs a teacher model: the run has none");
@@ -73,22 +80,42 @@ public final class DistillerStage implements Stage<DistillerParams> {
       ctx.progress(0, "preparing data");
       DistillData data = data(ctx, teacher);
       if (data.train().isEmpty()) {
-        throw StageException.fatal("the dataset is empty: set source: tasks, a dataset param, or give a \"dataset\" or "
-            + "\"misfires-jsonl\" input with usable rows (misfire rows need split=train and an expected answer; "
-            + data.misfiresSkipped() + " were left out)");
+        throw StageException.fatal(
+            "the dataset is empty: set source: tasks, a dataset param, or give a \"dataset\" or "
+                + "\"misfires-jsonl\" input with usable rows (misfire rows need split=train and an expected answer; "
+                + data.misfiresSkipped()
+                + " were left out)");
       }
-      LOG.info("distiller data runId={} train={} heldout={} taskPrompts={} fileRows={} misfireRows={} traces={}",
-          runId, data.train().size(), data.heldout().size(), data.taskPrompts(), data.fileRows(), data.misfireRows(),
+      LOG.info(
+          "distiller data runId={} train={} heldout={} taskPrompts={} fileRows={} misfireRows={} traces={}",
+          runId,
+          data.train().size(),
+          data.heldout().size(),
+          data.taskPrompts(),
+          data.fileRows(),
+          data.misfireRows(),
           data.traces());
       Path init = studentInit(ctx, teacher, data.train());
       Path checkpoints = ctx.workDir().resolve("distill");
       try (LlamaModel student = CompressedTensors.loadAny(init)) {
         if (student.config().vocabSize() != teacher.config().vocabSize()) {
-          throw StageException.fatal("the student checkpoint's vocabulary (" + student.config().vocabSize()
-              + ") differs from the teacher's (" + teacher.config().vocabSize() + "): logits cannot be distilled");
+          throw StageException.fatal(
+              "the student checkpoint's vocabulary ("
+                  + student.config().vocabSize()
+                  + ") differs from the teacher's ("
+                  + teacher.config().vocabSize()
+                  + "): logits cannot be distilled");
         }
-        DistillTrainer.Result r = new DistillTrainer(p).train(teacher, student, data.train(), data.weights(),
-            data.heldout(), checkpoints, progress -> report(ctx, progress));
+        DistillTrainer.Result r =
+            new DistillTrainer(p)
+                .train(
+                    teacher,
+                    student,
+                    data.train(),
+                    data.weights(),
+                    data.heldout(),
+                    checkpoints,
+                    progress -> report(ctx, progress));
         ctx.progress(99, "scoring the student on " + data.heldout().size() + " held-out prompts");
         student.save(out, DType.F32);
         copyTokenizer(ctx.model(), out);
@@ -110,8 +137,10 @@ public final class DistillerStage implements Stage<DistillerParams> {
         metrics.put("traces", (double) data.traces());
         if (!data.heldout().isEmpty()) {
           int maxNew = maxNewTokens(data.heldout());
-          double studentEm = ExactMatch.score(student, ByteTokenizer.instance(), data.heldout(), maxNew);
-          double teacherEm = ExactMatch.score(teacher, ByteTokenizer.instance(), data.heldout(), maxNew);
+          double studentEm =
+              ExactMatch.score(student, ByteTokenizer.instance(), data.heldout(), maxNew);
+          double teacherEm =
+              ExactMatch.score(teacher, ByteTokenizer.instance(), data.heldout(), maxNew);
           metrics.put("studentExactMatch", studentEm);
           metrics.put("teacherExactMatch", teacherEm);
           metrics.put("heldoutExamples", (double) data.heldout().size());
@@ -147,7 +176,8 @@ public final class DistillerStage implements Stage<DistillerParams> {
     for (StageContext.Artefact a : ctx.artefacts(DATASET_FORMAT)) {
       prompts.addAll(DataFiles.jsonlFiles(a.path()));
     }
-    List<Path> misfires = ctx.artefacts(MISFIRES_FORMAT).stream().map(StageContext.Artefact::path).toList();
+    List<Path> misfires =
+        ctx.artefacts(MISFIRES_FORMAT).stream().map(StageContext.Artefact::path).toList();
     TaskSettings settings;
     try {
       settings = TaskSettings.forModel(ctx.model());
@@ -164,8 +194,12 @@ public final class DistillerStage implements Stage<DistillerParams> {
     }
     Path test = ctx.model().resolve("test.jsonl");
     if (Files.isRegularFile(test)) {
-      List<TaskKind> kinds = TaskJsonl.read(test).stream().map(e -> TaskKind.of(e.task())).distinct().sorted()
-          .toList();
+      List<TaskKind> kinds =
+          TaskJsonl.read(test).stream()
+              .map(e -> TaskKind.of(e.task()))
+              .distinct()
+              .sorted()
+              .toList();
       if (!kinds.isEmpty()) {
         return kinds;
       }
@@ -174,7 +208,8 @@ public final class DistillerStage implements Stage<DistillerParams> {
   }
 
   /** The directory the student starts from; a shape is sliced once into the work directory. */
-  private static Path studentInit(StageContext<DistillerParams> ctx, LlamaModel teacher, List<TaskExample> train)
+  private static Path studentInit(
+      StageContext<DistillerParams> ctx, LlamaModel teacher, List<TaskExample> train)
       throws IOException, StageException {
     DistillerParams p = ctx.params();
     List<StageContext.Artefact> given = new ArrayList<>();
@@ -182,12 +217,15 @@ public final class DistillerStage implements Stage<DistillerParams> {
       given.addAll(ctx.artefacts(format));
     }
     if (given.size() > 1) {
-      throw StageException.fatal("several student checkpoints are inputs ("
-          + given.stream().map(a -> a.ref().getUri()).toList() + "): give the distiller one");
+      throw StageException.fatal(
+          "several student checkpoints are inputs ("
+              + given.stream().map(a -> a.ref().getUri()).toList()
+              + "): give the distiller one");
     }
     if (!given.isEmpty()) {
       if (p.student() != null) {
-        LOG.info("distiller student shape ignored: a student checkpoint is an input uri={}",
+        LOG.info(
+            "distiller student shape ignored: a student checkpoint is an input uri={}",
             given.getFirst().ref().getUri());
       }
       return given.getFirst().path();
@@ -195,31 +233,39 @@ public final class DistillerStage implements Stage<DistillerParams> {
     if (p.studentUri() != null) {
       Path dir = localPath(p.studentUri(), "studentUri");
       if (!Files.isRegularFile(dir.resolve("config.json"))) {
-        throw StageException.fatal("studentUri " + p.studentUri() + " is not an HF checkpoint directory (no config.json)");
+        throw StageException.fatal(
+            "studentUri " + p.studentUri() + " is not an HF checkpoint directory (no config.json)");
       }
       return dir;
     }
     if (p.student() == null) {
-      throw StageException.fatal("no student: give the student param (layers, hidden, heads, kvHeads, intermediate), "
-          + "studentUri, or an hf-checkpoint input");
+      throw StageException.fatal(
+          "no student: give the student param (layers, hidden, heads, kvHeads, intermediate), "
+              + "studentUri, or an hf-checkpoint input");
     }
     p.student().requireFits(teacher.config());
     Path init = ctx.workDir().resolve("student-init");
     if (!Files.exists(init.resolve("config.json"))) {
       Path tmp = ctx.workDir().resolve("student-init.tmp");
-      ChannelImportance importance = "first".equals(p.slicing()) ? null
-          : ChannelImportance.measure(teacher, calibration(train));
+      ChannelImportance importance =
+          "first".equals(p.slicing())
+              ? null
+              : ChannelImportance.measure(teacher, calibration(train));
       StudentInit.write(teacher, p.student(), tmp, importance);
       Files.move(tmp, init, StandardCopyOption.ATOMIC_MOVE);
     }
     return init;
   }
 
-  /** The first training sequences ({@code <s> prompt target </s>}) as calibration for the activation importance. */
+  /**
+   * The first training sequences ({@code <s> prompt target </s>}) as calibration for the activation
+   * importance.
+   */
   public static List<int[]> calibration(List<TaskExample> train) {
     List<int[]> out = new ArrayList<>();
     ByteTokenizer tokenizer = ByteTokenizer.instance();
-    for (TaskExample e : train.subList(0, Math.min(train.size(), DistillerParams.CALIBRATION_SEQUENCES))) {
+    for (TaskExample e :
+        train.subList(0, Math.min(train.size(), DistillerParams.CALIBRATION_SEQUENCES))) {
       out.add(tokenizer.encode(e.prompt() + e.answer(), true, true));
     }
     return out;
@@ -246,8 +292,15 @@ public final class DistillerStage implements Stage<DistillerParams> {
       m.put("tokensPerSecond", g.tokensPerSecond());
       m.put("etaSeconds", g.etaSeconds());
       m.put("lr", g.learningRate());
-      message = String.format(Locale.ROOT, "step %d/%d loss=%.4f tok/s=%.0f eta=%.0fs", g.step(), g.total(),
-          g.loss(), g.tokensPerSecond(), g.etaSeconds());
+      message =
+          String.format(
+              Locale.ROOT,
+              "step %d/%d loss=%.4f tok/s=%.0f eta=%.0fs",
+              g.step(),
+              g.total(),
+              g.loss(),
+              g.tokensPerSecond(),
+              g.etaSeconds());
       if (!Double.isNaN(g.validationLoss())) {
         m.put("valLoss", g.validationLoss());
         message += String.format(Locale.ROOT, " val=%.4f", g.validationLoss());
@@ -265,7 +318,8 @@ public final class DistillerStage implements Stage<DistillerParams> {
       }
     }
     if (!any) {
-      ByteTokenizer.instance().save(out); // the model core's tokenizer is the one the teacher was read with
+      ByteTokenizer.instance()
+          .save(out); // the model core's tokenizer is the one the teacher was read with
     }
   }
 

@@ -26,20 +26,29 @@ class EvaluatorParamsTest {
 
   @Test
   void shouldBindGatesAndPick() throws Exception {
-    EvaluatorParams p = bind("{\"gates\": {\"retention\": 0.97, \"p99Ms\": 50}, \"pick\": \"best-quality\"}");
+    EvaluatorParams p =
+        bind("{\"gates\": {\"retention\": 0.97, \"p99Ms\": 50}, \"pick\": \"best-quality\"}");
     assertThat(p.gates()).isEqualTo(Map.of("retention", 0.97, "p99Ms", 50.0));
     assertThat(p.pickValue()).isEqualTo(Pick.BEST_QUALITY);
   }
 
   @Test
   void shouldFailFatallyNamingTheBadParam() {
-    assertThatThrownBy(() -> bind("{\"gates\": {\"accuracy\": 0.9}}")).isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("gates").hasMessageContaining("accuracy").hasMessageContaining("retention (>=)");
-    assertThatThrownBy(() -> bind("{\"pick\": \"cheapest\"}")).isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("pick").hasMessageContaining("cheapest").hasMessageContaining("smallest-passing");
-    assertThatThrownBy(() -> bind("{\"samples\": 0}")).isInstanceOf(StageException.Fatal.class)
+    assertThatThrownBy(() -> bind("{\"gates\": {\"accuracy\": 0.9}}"))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("gates")
+        .hasMessageContaining("accuracy")
+        .hasMessageContaining("retention (>=)");
+    assertThatThrownBy(() -> bind("{\"pick\": \"cheapest\"}"))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("pick")
+        .hasMessageContaining("cheapest")
+        .hasMessageContaining("smallest-passing");
+    assertThatThrownBy(() -> bind("{\"samples\": 0}"))
+        .isInstanceOf(StageException.Fatal.class)
         .hasMessageContaining("samples");
-    assertThatThrownBy(() -> bind("{\"gate\": {}}")).isInstanceOf(StageException.Fatal.class)
+    assertThatThrownBy(() -> bind("{\"gate\": {}}"))
+        .isInstanceOf(StageException.Fatal.class)
         .hasMessageContaining("gate");
   }
 
@@ -49,7 +58,9 @@ class EvaluatorParamsTest {
     assertThat(bind("{\"streamed\": true}").streamed()).isEqualTo("true");
     assertThat(bind("{\"streamed\": false}").streamed()).isEqualTo("false");
     assertThat(bind("{\"streamed\": \"auto\"}").streamed()).isEqualTo("auto");
-    assertThatThrownBy(() -> bind("{\"streamed\": \"sometimes\"}")).isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("streamed").hasMessageContaining("true, false or auto");
+    assertThatThrownBy(() -> bind("{\"streamed\": \"sometimes\"}"))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("streamed")
+        .hasMessageContaining("true, false or auto");
   }
 }

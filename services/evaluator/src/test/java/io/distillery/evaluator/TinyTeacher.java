@@ -3,6 +3,7 @@ package io.distillery.evaluator;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
@@ -12,11 +13,10 @@ import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.safetensors.DType;
-import io.distillery.model.tokenizer.ByteTokenizer;
-import io.distillery.model.train.AdamW;
 import io.distillery.model.tasks.TaskBatch;
 import io.distillery.model.tasks.TaskExample;
-import ai.djl.pytorch.jni.JniUtils;
+import io.distillery.model.tokenizer.ByteTokenizer;
+import io.distillery.model.train.AdamW;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,9 +28,10 @@ import java.util.SplittableRandom;
 import java.util.UUID;
 
 /**
- * Test fixtures: a tiny byte-level Llama that has memorised "copy one letter" ({@code "c:a="} to {@code "a"}, 26
- * prompts) in a second or two of training, so exact match is high and meaningful; and candidates made from it: an
- * INT8 compressed-tensors copy (loaded dequantized) and a copy with heavy noise on every linear weight.
+ * Test fixtures: a tiny byte-level Llama that has memorised "copy one letter" ({@code "c:a="} to
+ * {@code "a"}, 26 prompts) in a second or two of training, so exact match is high and meaningful;
+ * and candidates made from it: an INT8 compressed-tensors copy (loaded dequantized) and a copy with
+ * heavy noise on every linear weight.
  */
 public final class TinyTeacher {
 
@@ -49,17 +50,26 @@ public final class TinyTeacher {
   }
 
   public static LlamaConfig config() {
-    return LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(32).intermediateSize(64)
-        .numHiddenLayers(1).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64).rmsNormEps(1e-5)
-        .bosTokenId(ByteTokenizer.BOS_ID).eosTokenIds(List.of(ByteTokenizer.EOS_ID)).build();
+    return LlamaConfig.builder()
+        .vocabSize(ByteTokenizer.VOCAB_SIZE)
+        .hiddenSize(32)
+        .intermediateSize(64)
+        .numHiddenLayers(1)
+        .numAttentionHeads(4)
+        .numKeyValueHeads(2)
+        .maxPositionEmbeddings(64)
+        .rmsNormEps(1e-5)
+        .bosTokenId(ByteTokenizer.BOS_ID)
+        .eosTokenIds(List.of(ByteTokenizer.EOS_ID))
+        .build();
   }
 
   /** Trains until every example is memorised (loss tiny), then saves it with the byte tokenizer. */
   private static Path trained;
 
   /**
-   * The trained teacher's checkpoint (with the byte tokenizer), trained once per test JVM under {@code target/}. One
-   * PyTorch thread: these matrices are tiny and the build machine is shared.
+   * The trained teacher's checkpoint (with the byte tokenizer), trained once per test JVM under
+   * {@code target/}. One PyTorch thread: these matrices are tiny and the build machine is shared.
    */
   public static synchronized Path checkpoint() throws IOException {
     if (trained == null) {
@@ -99,7 +109,9 @@ public final class TinyTeacher {
     return dir;
   }
 
-  /** INT8 per-channel compressed-tensors copy (lm_head dense), as the quantizer's w8-rtn writes it. */
+  /**
+   * INT8 per-channel compressed-tensors copy (lm_head dense), as the quantizer's w8-rtn writes it.
+   */
   public static Path saveInt8(LlamaModel model, Path dir) throws IOException {
     LlamaConfig config = model.config();
     Map<String, float[]> dense = new LinkedHashMap<>();
@@ -110,12 +122,20 @@ public final class TinyTeacher {
     for (String module : LlamaTensorNames.linearModules(config)) {
       if (!module.equals(LlamaTensorNames.LM_HEAD_MODULE)) {
         long[] shape = LlamaTensorNames.shapes(config).get(LlamaTensorNames.weight(module));
-        quantized.put(module, GroupQuantizer.int8PerChannel(dense.get(LlamaTensorNames.weight(module)),
-            (int) shape[0], (int) shape[1]));
+        quantized.put(
+            module,
+            GroupQuantizer.int8PerChannel(
+                dense.get(LlamaTensorNames.weight(module)), (int) shape[0], (int) shape[1]));
       }
     }
-    CompressedTensors.write(dir, config, dense, quantized, Map.of(),
-        new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 0, false, List.of(LlamaTensorNames.LM_HEAD_MODULE)));
+    CompressedTensors.write(
+        dir,
+        config,
+        dense,
+        quantized,
+        Map.of(),
+        new QuantizationScheme(
+            QuantizedWeight.Kind.INT8_CHANNEL, 0, false, List.of(LlamaTensorNames.LM_HEAD_MODULE)));
     ByteTokenizer.instance().save(dir);
     return dir;
   }

@@ -8,9 +8,10 @@ import org.apache.kafka.streams.errors.DeserializationExceptionHandler.Result;
 import org.apache.kafka.streams.errors.ErrorHandlerContext;
 
 /**
- * The platform's {@link DeadLetterHandler} (undecodable record to {@code distillery.dlq.<topic>}, processing goes on),
- * plus the {@code dropped{reason=undecodable}} count of the records it dead-lettered (not of those a registry outage
- * held back) of this service's metrics, passed in the Streams properties.
+ * The platform's {@link DeadLetterHandler} (undecodable record to {@code distillery.dlq.<topic>},
+ * processing goes on), plus the {@code dropped{reason=undecodable}} count of the records it
+ * dead-lettered (not of those a registry outage held back) of this service's metrics, passed in the
+ * Streams properties.
  */
 public final class CountingDeadLetterHandler implements DeserializationExceptionHandler {
 
@@ -26,9 +27,11 @@ public final class CountingDeadLetterHandler implements DeserializationException
   }
 
   @Override
-  public Response handleError(ErrorHandlerContext context, ConsumerRecord<byte[], byte[]> record, Exception exception) {
+  public Response handleError(
+      ErrorHandlerContext context, ConsumerRecord<byte[], byte[]> record, Exception exception) {
     Response response = delegate.handleError(context, record, exception);
-    if (metrics != null && response.result() == Result.RESUME) { // not a registry outage: the record was dropped
+    if (metrics != null
+        && response.result() == Result.RESUME) { // not a registry outage: the record was dropped
       metrics.dropped("undecodable");
     }
     return response;

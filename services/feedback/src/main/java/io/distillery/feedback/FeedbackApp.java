@@ -33,9 +33,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Runs the feedback topology and its HTTP view: {@code GET /misfires}, {@code GET /misfires/{deploymentId}},
- * {@code GET /health}, {@code GET /metrics} (Prometheus). The view reads this instance's stores; with several
- * instances each answers for the deployments (partitions) it owns.
+ * Runs the feedback topology and its HTTP view: {@code GET /misfires}, {@code GET
+ * /misfires/{deploymentId}}, {@code GET /health}, {@code GET /metrics} (Prometheus). The view reads
+ * this instance's stores; with several instances each answers for the deployments (partitions) it
+ * owns.
  */
 public final class FeedbackApp implements AutoCloseable {
 
@@ -44,7 +45,8 @@ public final class FeedbackApp implements AutoCloseable {
   private final FeedbackConfig config;
   private final KafkaStreams streams;
   private final TopicAdmin admin;
-  private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+  private final PrometheusMeterRegistry registry =
+      new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
   private final FeedbackMetrics metrics = new FeedbackMetrics(registry);
   private final MisfiresReport report;
   private final Vertx vertx;
@@ -53,16 +55,30 @@ public final class FeedbackApp implements AutoCloseable {
 
   private FeedbackApp(FeedbackConfig config, Vertx vertx) throws IOException {
     this.config = config;
-    KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl())
-        .withRegistryRetry(SchemaRegistryClient.OUTAGE_RETRY_BUDGET); // stream threads wait out a registry restart
+    KafkaSettings kafka =
+        KafkaSettings.of(config.bootstrap(), config.registryUrl())
+            .withRegistryRetry(
+                SchemaRegistryClient
+                    .OUTAGE_RETRY_BUDGET); // stream threads wait out a registry restart
     this.admin = new TopicAdmin(kafka);
     admin.ensurePlatformTopics();
-    admin.ensure(List.of(Topics.SERVING_TRAFFIC, Topics.dlq(Topics.MISFIRES), Topics.dlq(Topics.SERVING_TRAFFIC),
-        Topics.dlq(Topics.DEPLOYMENTS)), Map.of());
+    admin.ensure(
+        List.of(
+            Topics.SERVING_TRAFFIC,
+            Topics.dlq(Topics.MISFIRES),
+            Topics.dlq(Topics.SERVING_TRAFFIC),
+            Topics.dlq(Topics.DEPLOYMENTS)),
+        Map.of());
     TriggerPolicy policy = TriggerPolicy.of(config);
-    var topology = FeedbackTopology.build(kafka::serde, policy,
-        new MisfireDataset(new FileArtefactStore(config.storeRoot()), config.heldoutPercent()),
-        RedistillRuns.of(config), metrics, config.applicationId(), config.tick());
+    var topology =
+        FeedbackTopology.build(
+            kafka::serde,
+            policy,
+            new MisfireDataset(new FileArtefactStore(config.storeRoot()), config.heldoutPercent()),
+            RedistillRuns.of(config),
+            metrics,
+            config.applicationId(),
+            config.tick());
 
     Properties p = new Properties();
     p.putAll(kafka.streams());
@@ -73,7 +89,9 @@ public final class FeedbackApp implements AutoCloseable {
     p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, config.threads());
     p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, config.guarantee());
     p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
-    p.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, CountingDeadLetterHandler.class);
+    p.put(
+        StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG,
+        CountingDeadLetterHandler.class);
     p.put(CountingDeadLetterHandler.METRICS, metrics);
     p.put(DeadLetterHandler.REGISTRY_URL, config.registryUrl());
     p.put(DeadLetterHandler.CONSUMER_NAME, config.applicationId());
@@ -82,44 +100,58 @@ public final class FeedbackApp implements AutoCloseable {
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
     p.put(StreamsConfig.POLL_MS_CONFIG, 20);
     this.streams = new KafkaStreams(topology, p);
-    streams.setUncaughtExceptionHandler(e -> {
-      LOG.error("feedback stream thread failed; replacing it", e);
-      return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
-    });
-    this.report = new MisfiresReport(policy, new MisfiresReport.Stores() {
-      @Override
-      public ReadOnlyKeyValueStore<String, DeploymentEvent> deployments() {
-        return store(MisfireWindowProcessor.DEPLOYMENTS);
-      }
+    streams.setUncaughtExceptionHandler(
+        e -> {
+          LOG.error("feedback stream thread failed; replacing it", e);
+          return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
+        });
+    this.report =
+        new MisfiresReport(
+            policy,
+            new MisfiresReport.Stores() {
+              @Override
+              public ReadOnlyKeyValueStore<String, DeploymentEvent> deployments() {
+                return store(MisfireWindowProcessor.DEPLOYMENTS);
+              }
 
-      @Override
-      public ReadOnlyKeyValueStore<String, MisfireWindow> windows() {
-        return store(MisfireWindowProcessor.WINDOWS);
-      }
+              @Override
+              public ReadOnlyKeyValueStore<String, MisfireWindow> windows() {
+                return store(MisfireWindowProcessor.WINDOWS);
+              }
 
-      @Override
-      public ReadOnlyKeyValueStore<String, TriggerState> triggers() {
-        return store(MisfireWindowProcessor.TRIGGERS);
-      }
-    });
+              @Override
+              public ReadOnlyKeyValueStore<String, TriggerState> triggers() {
+                return store(MisfireWindowProcessor.TRIGGERS);
+              }
+            });
     this.ownsVertx = vertx == null;
     this.vertx = vertx == null ? Vertx.vertx() : vertx;
   }
 
   private <V> ReadOnlyKeyValueStore<String, V> store(String name) {
-    return streams.store(StoreQueryParameters.fromNameAndType(name, QueryableStoreTypes.<String, V>keyValueStore()));
+    return streams.store(
+        StoreQueryParameters.fromNameAndType(name, QueryableStoreTypes.<String, V>keyValueStore()));
   }
 
-  /** Starts the topology and, unless {@code httpPort} is -1, the HTTP view on {@code vertx} (its own when null). */
+  /**
+   * Starts the topology and, unless {@code httpPort} is -1, the HTTP view on {@code vertx} (its own
+   * when null).
+   */
   public static FeedbackApp start(FeedbackConfig config, Vertx vertx) throws Exception {
     FeedbackApp app = new FeedbackApp(config, vertx);
     app.streams.start();
     if (config.httpPort() >= 0) {
       app.http = app.vertx.createHttpServer().requestHandler(app.router());
-      app.http.listen(config.httpPort(), config.httpHost()).toCompletionStage().toCompletableFuture()
+      app.http
+          .listen(config.httpPort(), config.httpHost())
+          .toCompletionStage()
+          .toCompletableFuture()
           .get(10, TimeUnit.SECONDS);
     }
-    LOG.info("feedback started: applicationId={} bootstrap={} url={}", config.applicationId(), config.bootstrap(),
+    LOG.info(
+        "feedback started: applicationId={} bootstrap={} url={}",
+        config.applicationId(),
+        config.bootstrap(),
         app.url());
     return app;
   }
@@ -127,11 +159,20 @@ public final class FeedbackApp implements AutoCloseable {
   private Router router() {
     Router r = Router.router(vertx);
     r.get("/misfires").blockingHandler(ctx -> answer(ctx, null));
-    r.get("/misfires/:deploymentId").blockingHandler(ctx -> answer(ctx, ctx.pathParam("deploymentId")));
-    r.get("/health").handler(ctx -> ctx.response().setStatusCode(
-        streams.state() == KafkaStreams.State.RUNNING ? 200 : 503).end(streams.state().name() + "\n"));
-    r.get("/metrics").handler(ctx -> ctx.response().putHeader("content-type", "text/plain; version=0.0.4")
-        .end(registry.scrape()));
+    r.get("/misfires/:deploymentId")
+        .blockingHandler(ctx -> answer(ctx, ctx.pathParam("deploymentId")));
+    r.get("/health")
+        .handler(
+            ctx ->
+                ctx.response()
+                    .setStatusCode(streams.state() == KafkaStreams.State.RUNNING ? 200 : 503)
+                    .end(streams.state().name() + "\n"));
+    r.get("/metrics")
+        .handler(
+            ctx ->
+                ctx.response()
+                    .putHeader("content-type", "text/plain; version=0.0.4")
+                    .end(registry.scrape()));
     return r;
   }
 
@@ -145,15 +186,19 @@ public final class FeedbackApp implements AutoCloseable {
       }
       var one = report.one(deploymentId, now);
       if (one.isEmpty()) {
-        res.setStatusCode(404).end("{\"error\":\"no deployment '" + deploymentId.replace("\"", "")
-            + "' is known to the feedback service\"}");
+        res.setStatusCode(404)
+            .end(
+                "{\"error\":\"no deployment '"
+                    + deploymentId.replace("\"", "")
+                    + "' is known to the feedback service\"}");
         return;
       }
       var body = one.get();
       body.set("thresholds", report.thresholds());
       res.end(body.toPrettyString());
     } catch (InvalidStateStoreException e) {
-      res.setStatusCode(503).end("{\"error\":\"state stores are not ready (" + streams.state() + ")\"}");
+      res.setStatusCode(503)
+          .end("{\"error\":\"state stores are not ready (" + streams.state() + ")\"}");
     }
   }
 

@@ -5,7 +5,10 @@ import java.util.concurrent.CountDownLatch;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** The feedback service in its own process: {@code DISTILLERY_FEEDBACK_*} settings from the environment. */
+/**
+ * The feedback service in its own process: {@code DISTILLERY_FEEDBACK_*} settings from the
+ * environment.
+ */
 public final class FeedbackMain {
 
   private static final Logger LOG = LoggerFactory.getLogger(FeedbackMain.class);
@@ -18,10 +21,14 @@ public final class FeedbackMain {
     LOG.info("feedback config: {}", settings.describe());
     FeedbackApp app = FeedbackApp.start(config, null);
     CountDownLatch done = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      app.close();
-      done.countDown();
-    }, "feedback-shutdown"));
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  app.close();
+                  done.countDown();
+                },
+                "feedback-shutdown"));
     done.await();
   }
 }

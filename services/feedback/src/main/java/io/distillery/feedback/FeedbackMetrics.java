@@ -3,8 +3,8 @@ package io.distillery.feedback;
 import io.micrometer.core.instrument.MeterRegistry;
 
 /**
- * What the feedback loop counts: misfires taken or repeated, events dropped (with the reason, each also sent to the
- * DLQ where it is a misfire), and what the policy did with each tripped window.
+ * What the feedback loop counts: misfires taken or repeated, events dropped (with the reason, each
+ * also sent to the DLQ where it is a misfire), and what the policy did with each tripped window.
  */
 public final class FeedbackMetrics {
 

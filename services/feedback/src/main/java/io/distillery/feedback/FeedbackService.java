@@ -11,8 +11,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Lets {@code distillery up} start the feedback loop in-process; writes {@code <runDir>/feedback.json} with the URL of
- * its {@code /misfires} view, where {@code distillery misfires} finds it.
+ * Lets {@code distillery up} start the feedback loop in-process; writes {@code
+ * <runDir>/feedback.json} with the URL of its {@code /misfires} view, where {@code distillery
+ * misfires} finds it.
  */
 public final class FeedbackService implements ServicePlugin {
 

@@ -10,13 +10,14 @@ import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serializer;
 
 /**
- * JSON for the service's own state-store values (windows, triggers): they never leave the service's changelogs, so
- * they need no registry; unknown fields are ignored so a newer instance reads an older changelog.
+ * JSON for the service's own state-store values (windows, triggers): they never leave the service's
+ * changelogs, so they need no registry; unknown fields are ignored so a newer instance reads an
+ * older changelog.
  */
 final class JsonSerde<T> implements Serde<T>, Serializer<T>, Deserializer<T> {
 
-  static final ObjectMapper JSON = new ObjectMapper()
-      .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false);
+  static final ObjectMapper JSON =
+      new ObjectMapper().configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false);
 
   private final Class<T> type;
 
@@ -32,7 +33,8 @@ final class JsonSerde<T> implements Serde<T>, Serializer<T>, Deserializer<T> {
     try {
       return JSON.writeValueAsBytes(data);
     } catch (IOException e) {
-      throw new SerializationException("cannot write " + type.getSimpleName() + " as JSON: " + e.getMessage(), e);
+      throw new SerializationException(
+          "cannot write " + type.getSimpleName() + " as JSON: " + e.getMessage(), e);
     }
   }
 
@@ -44,7 +46,8 @@ final class JsonSerde<T> implements Serde<T>, Serializer<T>, Deserializer<T> {
     try {
       return JSON.readValue(bytes, type);
     } catch (IOException e) {
-      throw new SerializationException("cannot read " + type.getSimpleName() + " from JSON: " + e.getMessage(), e);
+      throw new SerializationException(
+          "cannot read " + type.getSimpleName() + " from JSON: " + e.getMessage(), e);
     }
   }
 

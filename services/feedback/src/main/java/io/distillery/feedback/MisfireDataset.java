@@ -2,8 +2,8 @@ package io.distillery.feedback;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distillery.runtime.artefact.ArtefactStore;
-import io.distillery.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.stage.ArtefactFormats;
 import java.io.IOException;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
@@ -15,10 +15,11 @@ import java.util.HexFormat;
 import java.util.List;
 
 /**
- * The {@code misfires-jsonl} artefact of one incident: a directory holding {@code misfires.jsonl}, one JSON object per
- * distinct prompt ({@code prompt, output, expected, reason, deploymentId, split}). The split is a function of the
- * prompt alone (its sha256 modulo 100 below {@code heldoutPercent} is held out), so a prompt lands on the same side in
- * every incident and the distiller never trains on what the evaluator holds back.
+ * The {@code misfires-jsonl} artefact of one incident: a directory holding {@code misfires.jsonl},
+ * one JSON object per distinct prompt ({@code prompt, output, expected, reason, deploymentId,
+ * split}). The split is a function of the prompt alone (its sha256 modulo 100 below {@code
+ * heldoutPercent} is held out), so a prompt lands on the same side in every incident and the
+ * distiller never trains on what the evaluator holds back.
  */
 final class MisfireDataset {
 
@@ -33,7 +34,10 @@ final class MisfireDataset {
     this.heldoutPercent = heldoutPercent;
   }
 
-  /** Writes the rows (already one per prompt, in event order) and stores them; equal rows give the same artefact. */
+  /**
+   * Writes the rows (already one per prompt, in event order) and stores them; equal rows give the
+   * same artefact.
+   */
   ArtefactRef write(List<MisfireRow> rows) throws IOException {
     Path dir = store.newScratch().resolve("misfires");
     Files.createDirectories(dir);
@@ -61,13 +65,15 @@ final class MisfireDataset {
 
   /** sha256 of the prompt, first 8 bytes as an unsigned number, modulo 100. */
   static int bucket(String prompt) {
-    return (int) Long.remainderUnsigned(Long.parseUnsignedLong(hash(prompt).substring(0, 16), 16), 100);
+    return (int)
+        Long.remainderUnsigned(Long.parseUnsignedLong(hash(prompt).substring(0, 16), 16), 100);
   }
 
   static String hash(String prompt) {
     try {
-      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256")
-          .digest(prompt.getBytes(StandardCharsets.UTF_8)));
+      return HexFormat.of()
+          .formatHex(
+              MessageDigest.getInstance("SHA-256").digest(prompt.getBytes(StandardCharsets.UTF_8)));
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException("the JDK has no SHA-256", e);
     }

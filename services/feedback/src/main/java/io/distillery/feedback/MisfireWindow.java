@@ -6,14 +6,21 @@ import java.util.SortedSet;
 import java.util.TreeSet;
 
 /**
- * One hopping window of one deployment: distinct misfired prompts (by prompt hash, so a prompt counts once), the
- * repeats that were not counted, and the requests the serving nodes reported for the same time.
+ * One hopping window of one deployment: distinct misfired prompts (by prompt hash, so a prompt
+ * counts once), the repeats that were not counted, and the requests the serving nodes reported for
+ * the same time.
  *
  * @param start inclusive, epoch millis
  * @param end exclusive, epoch millis
  * @param prompts hashes of the distinct prompts that misfired in the window, sorted
  */
-record MisfireWindow(String deploymentId, long start, long end, long duplicates, long requests, List<String> prompts) {
+record MisfireWindow(
+    String deploymentId,
+    long start,
+    long end,
+    long duplicates,
+    long requests,
+    List<String> prompts) {
 
   MisfireWindow {
     prompts = List.copyOf(prompts);
@@ -27,7 +34,10 @@ record MisfireWindow(String deploymentId, long start, long end, long duplicates,
     return prompts.size();
   }
 
-  /** Distinct misfires per request; 0 while no request was reported (a rate over nothing trips nothing). */
+  /**
+   * Distinct misfires per request; 0 while no request was reported (a rate over nothing trips
+   * nothing).
+   */
   double rate() {
     return requests == 0 ? 0.0 : (double) misfires() / requests;
   }

@@ -32,15 +32,17 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The feedback loop as one processor over deployments, serving traffic and misfires (all keyed by deploymentId, so
- * one task sees everything of a deployment). It owns five changelogged stores: the last full DeploymentRequested per
- * deployment (its lineage), the hopping windows, the misfire rows a window may still need, the per-deployment trigger
- * state, and the incidents already acted on (by run id). Windows are judged once event time (or, for quiet
- * deployments, the wall clock less {@code idleClose}) passes their end plus the grace; a judged window is never judged
- * again and events that only fall into judged windows are dropped as late, so neither a restart nor a replay of the
- * misfire topic counts twice or fires twice.
+ * The feedback loop as one processor over deployments, serving traffic and misfires (all keyed by
+ * deploymentId, so one task sees everything of a deployment). It owns five changelogged stores: the
+ * last full DeploymentRequested per deployment (its lineage), the hopping windows, the misfire rows
+ * a window may still need, the per-deployment trigger state, and the incidents already acted on (by
+ * run id). Windows are judged once event time (or, for quiet deployments, the wall clock less
+ * {@code idleClose}) passes their end plus the grace; a judged window is never judged again and
+ * events that only fall into judged windows are dropped as late, so neither a restart nor a replay
+ * of the misfire topic counts twice or fires twice.
  */
-final class MisfireWindowProcessor implements Processor<String, SpecificRecord, String, SpecificRecord> {
+final class MisfireWindowProcessor
+    implements Processor<String, SpecificRecord, String, SpecificRecord> {
 
   static final String DEPLOYMENTS = "feedback-deployments";
   static final String WINDOWS = "feedback-windows";
@@ -66,8 +68,14 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
   private KeyValueStore<String, TriggerState> triggers;
   private KeyValueStore<String, Trigger> incidents;
 
-  MisfireWindowProcessor(TriggerPolicy policy, MisfireDataset dataset, RedistillRuns runs, FeedbackMetrics metrics,
-      Serializer<Misfire> misfireBytes, String consumer, Duration tick) {
+  MisfireWindowProcessor(
+      TriggerPolicy policy,
+      MisfireDataset dataset,
+      RedistillRuns runs,
+      FeedbackMetrics metrics,
+      Serializer<Misfire> misfireBytes,
+      String consumer,
+      Duration tick) {
     this.policy = policy;
     this.dataset = dataset;
     this.runs = runs;
@@ -110,47 +118,81 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       case DeploymentEvent e -> onDeployment(e);
       case Misfire m -> onMisfire(record.key(), m);
       case ServingTraffic t -> onTraffic(t);
-      default -> LOG.warn("unexpected record type {}; ignored", record.value().getClass().getName());
+      default ->
+          LOG.warn("unexpected record type {}; ignored", record.value().getClass().getName());
     }
   }
 
   private void onDeployment(DeploymentEvent e) {
     if (e.getPayload() instanceof DeploymentRequested r && r.getCanaryPercent() == 100) {
       deployments.put(e.getDeploymentId(), e);
-      LOG.info("deploymentId={} runId={} artefact={} lineage={}", e.getDeploymentId(), e.getRunId(),
-          r.getArtefact().getUri(), r.getLabels());
+      LOG.info(
+          "deploymentId={} runId={} artefact={} lineage={}",
+          e.getDeploymentId(),
+          e.getRunId(),
+          r.getArtefact().getUri(),
+          r.getLabels());
     }
   }
 
   private void onMisfire(String key, Misfire m) {
-    String dep = m.getDeploymentId() == null || m.getDeploymentId().isBlank() ? key : m.getDeploymentId();
+    String dep =
+        m.getDeploymentId() == null || m.getDeploymentId().isBlank() ? key : m.getDeploymentId();
     if (m.getPrompt() == null || m.getPrompt().isBlank()) {
-      reject(key, m, "empty-prompt", "misfire " + m.getRequestId() + " of deployment " + dep + " has an empty prompt");
+      reject(
+          key,
+          m,
+          "empty-prompt",
+          "misfire " + m.getRequestId() + " of deployment " + dep + " has an empty prompt");
       return;
     }
     if (dep == null || deployments.get(dep) == null) {
-      reject(key, m, "unknown-deployment", "misfire " + m.getRequestId() + " names unknown deployment '" + dep
-          + "': no DeploymentRequested with canaryPercent 100 was seen on " + Topics.DEPLOYMENTS);
+      reject(
+          key,
+          m,
+          "unknown-deployment",
+          "misfire "
+              + m.getRequestId()
+              + " names unknown deployment '"
+              + dep
+              + "': no DeploymentRequested with canaryPercent 100 was seen on "
+              + Topics.DEPLOYMENTS);
       return;
     }
     long ts = m.getTs().toEpochMilli();
-    // 64 bits of the prompt's sha256 identify it within a deployment's windows (kept per window, so kept short)
+    // 64 bits of the prompt's sha256 identify it within a deployment's windows (kept per window, so
+    // kept short)
     String hash = MisfireDataset.hash(m.getPrompt()).substring(0, 16);
     TriggerState state = stateOf(dep).seen(ts);
     boolean[] counted = {false};
-    boolean open = updateOpenWindows(dep, ts, state, w -> {
-      counted[0] |= !w.contains(hash);
-      return w.withPrompt(hash);
-    });
+    boolean open =
+        updateOpenWindows(
+            dep,
+            ts,
+            state,
+            w -> {
+              counted[0] |= !w.contains(hash);
+              return w.withPrompt(hash);
+            });
     triggers.put(dep, state);
     if (!open) {
       metrics.dropped("late");
-      LOG.debug("deploymentId={} misfire ts={} falls only into judged windows; dropped as late", dep, ts);
+      LOG.debug(
+          "deploymentId={} misfire ts={} falls only into judged windows; dropped as late", dep, ts);
       return;
     }
     if (counted[0]) {
-      rows.put(rowKey(dep, ts, hash), new MisfireRow(dep, ts, hash, m.getPrompt(), m.getOutput(), m.getExpected(),
-          m.getReason().name(), m.getArtefactSha256()));
+      rows.put(
+          rowKey(dep, ts, hash),
+          new MisfireRow(
+              dep,
+              ts,
+              hash,
+              m.getPrompt(),
+              m.getOutput(),
+              m.getExpected(),
+              m.getReason().name(),
+              m.getArtefactSha256()));
       metrics.misfire("counted");
     } else {
       metrics.misfire("duplicate");
@@ -159,10 +201,11 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
   }
 
   /**
-   * Applies {@code update} to every window of {@code dep} that holds {@code ts} and is not judged yet (creating it
-   * empty); false when there is none, i.e. the event is late.
+   * Applies {@code update} to every window of {@code dep} that holds {@code ts} and is not judged
+   * yet (creating it empty); false when there is none, i.e. the event is late.
    */
-  private boolean updateOpenWindows(String dep, long ts, TriggerState state, UnaryOperator<MisfireWindow> update) {
+  private boolean updateOpenWindows(
+      String dep, long ts, TriggerState state, UnaryOperator<MisfireWindow> update) {
     boolean open = false;
     for (long start : policy.windowStarts(ts)) {
       long end = policy.end(start);
@@ -209,16 +252,17 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
   }
 
   /**
-   * Judges, in order, every window of {@code dep} that is due by the later of its event time and {@code wallClock}
-   * (Long.MIN_VALUE on the record path: event time alone), then drops what no window needs any more.
+   * Judges, in order, every window of {@code dep} that is due by the later of its event time and
+   * {@code wallClock} (Long.MIN_VALUE on the record path: event time alone), then drops what no
+   * window needs any more.
    */
   private void judge(String dep, long wallClock) {
     TriggerState state = stateOf(dep);
     long now = Math.max(state.maxEventTs(), wallClock);
     List<MisfireWindow> due = new ArrayList<>();
     List<String> expired = new ArrayList<>();
-    try (KeyValueIterator<String, MisfireWindow> it = windows.prefixScan(prefix(dep),
-        Serdes.String().serializer())) {
+    try (KeyValueIterator<String, MisfireWindow> it =
+        windows.prefixScan(prefix(dep), Serdes.String().serializer())) {
       while (it.hasNext()) {
         var kv = it.next();
         MisfireWindow w = kv.value;
@@ -241,9 +285,11 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       return;
     }
     // Rows older than the earliest start of a window still open are needed by no window.
-    long oldestOpenStart = state.closedUpTo() - policy.window().toMillis() + policy.advance().toMillis();
+    long oldestOpenStart =
+        state.closedUpTo() - policy.window().toMillis() + policy.advance().toMillis();
     List<String> old = new ArrayList<>();
-    try (KeyValueIterator<String, MisfireRow> it = rows.range(rowKey(dep, 0, ""), rowKey(dep, oldestOpenStart, ""))) {
+    try (KeyValueIterator<String, MisfireRow> it =
+        rows.range(rowKey(dep, 0, ""), rowKey(dep, oldestOpenStart, ""))) {
       it.forEachRemaining(kv -> old.add(kv.key));
     }
     old.forEach(rows::delete);
@@ -257,14 +303,28 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       }
       case COOL_DOWN -> {
         metrics.trigger("cool-down");
-        LOG.info("deploymentId={} window={}..{} misfires={} rate={} over the thresholds, same incident (cooling down"
-            + " until {})", dep, w.start(), w.end(), w.misfires(), w.rate(), policy.coolDownUntil(state));
+        LOG.info(
+            "deploymentId={} window={}..{} misfires={} rate={} over the thresholds, same incident (cooling down"
+                + " until {})",
+            dep,
+            w.start(),
+            w.end(),
+            w.misfires(),
+            w.rate(),
+            policy.coolDownUntil(state));
         return state.coolingDown();
       }
       case DAILY_CAP -> {
         metrics.trigger("daily-cap");
-        LOG.warn("deploymentId={} window={}..{} misfires={} rate={} over the thresholds, but the deployment used its"
-            + " {} runs today", dep, w.start(), w.end(), w.misfires(), w.rate(), policy.maxRunsPerDay());
+        LOG.warn(
+            "deploymentId={} window={}..{} misfires={} rate={} over the thresholds, but the deployment used its"
+                + " {} runs today",
+            dep,
+            w.start(),
+            w.end(),
+            w.misfires(),
+            w.rate(),
+            policy.maxRunsPerDay());
         return state.capped();
       }
       case FIRE -> {
@@ -280,7 +340,10 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     Trigger known = incidents.get(runId);
     if (known != null) {
       metrics.trigger("already-fired");
-      LOG.info("deploymentId={} runId={} incident already acted on ({}); not fired again", dep, runId,
+      LOG.info(
+          "deploymentId={} runId={} incident already acted on ({}); not fired again",
+          dep,
+          runId,
           known.outcome());
       return state;
     }
@@ -293,18 +356,52 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
       ArtefactRef data = dataset.write(rowsOf(w));
       ModelRegistered reg = runs.build(runId, deployment, w, data, recipe, now);
       context.forward(new Record<>(reg.getModelId(), reg, now));
-      t = new Trigger(runId, dep, Trigger.Outcome.FIRED, w.start(), w.end(), w.misfires(), w.requests(), w.rate(),
-          data.getUri(), null, now);
+      t =
+          new Trigger(
+              runId,
+              dep,
+              Trigger.Outcome.FIRED,
+              w.start(),
+              w.end(),
+              w.misfires(),
+              w.requests(),
+              w.rate(),
+              data.getUri(),
+              null,
+              now);
       metrics.trigger("fired");
-      LOG.info("deploymentId={} runId={} re-distillation started: window={}..{} misfires={} requests={} rate={}"
-          + " dataset={} recipe={}", dep, runId, w.start(), w.end(), w.misfires(), w.requests(), w.rate(),
-          data.getUri(), recipe);
+      LOG.info(
+          "deploymentId={} runId={} re-distillation started: window={}..{} misfires={} requests={} rate={}"
+              + " dataset={} recipe={}",
+          dep,
+          runId,
+          w.start(),
+          w.end(),
+          w.misfires(),
+          w.requests(),
+          w.rate(),
+          data.getUri(),
+          recipe);
     } catch (RedistillException | IOException e) {
-      t = new Trigger(runId, dep, Trigger.Outcome.FAILED, w.start(), w.end(), w.misfires(), w.requests(), w.rate(),
-          null, e.getMessage(), now);
+      t =
+          new Trigger(
+              runId,
+              dep,
+              Trigger.Outcome.FAILED,
+              w.start(),
+              w.end(),
+              w.misfires(),
+              w.requests(),
+              w.rate(),
+              null,
+              e.getMessage(),
+              now);
       metrics.trigger("failed");
-      LOG.error("deploymentId={} runId={} incident over the thresholds cannot start a re-distillation run: {}", dep,
-          runId, e.getMessage());
+      LOG.error(
+          "deploymentId={} runId={} incident over the thresholds cannot start a re-distillation run: {}",
+          dep,
+          runId,
+          e.getMessage());
     }
     incidents.put(runId, t);
     return state.with(t, day);
@@ -315,12 +412,14 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     List<MisfireRow> out = new ArrayList<>();
     Set<String> seen = new HashSet<>();
     String dep = w.deploymentId();
-    try (KeyValueIterator<String, MisfireRow> it = rows.range(rowKey(dep, w.start(), ""), rowKey(dep, w.end(), ""))) {
-      it.forEachRemaining(kv -> {
-        if (seen.add(kv.value.promptHash())) {
-          out.add(kv.value);
-        }
-      });
+    try (KeyValueIterator<String, MisfireRow> it =
+        rows.range(rowKey(dep, w.start(), ""), rowKey(dep, w.end(), ""))) {
+      it.forEachRemaining(
+          kv -> {
+            if (seen.add(kv.value.promptHash())) {
+              out.add(kv.value);
+            }
+          });
     }
     return out;
   }
@@ -330,10 +429,15 @@ final class MisfireWindowProcessor implements Processor<String, SpecificRecord, 
     LOG.warn("reason={} {}; sent to {}", reason, message, Topics.dlq(Topics.MISFIRES));
     RecordMetadata meta = context.recordMetadata().orElse(null);
     String topic = meta == null ? Topics.MISFIRES : meta.topic();
-    DeadLetter letter = DeadLetters.letter(topic, meta == null ? -1 : meta.partition(),
-        meta == null ? -1 : meta.offset(),
-        key == null ? null : key.getBytes(StandardCharsets.UTF_8), misfireBytes.serialize(topic, m),
-        new IllegalArgumentException(message), consumer);
+    DeadLetter letter =
+        DeadLetters.letter(
+            topic,
+            meta == null ? -1 : meta.partition(),
+            meta == null ? -1 : meta.offset(),
+            key == null ? null : key.getBytes(StandardCharsets.UTF_8),
+            misfireBytes.serialize(topic, m),
+            new IllegalArgumentException(message),
+            consumer);
     context.forward(new Record<>(key, letter, context.currentSystemTimeMs()));
   }
 }

@@ -14,13 +14,17 @@ import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.ReadOnlyKeyValueStore;
 
 /**
- * The JSON of {@code GET /misfires[/{deploymentId}]}, read from the processor's stores (Streams interactive queries
- * over this instance's tasks): per deployment its current windows (distinct misfires, repeats, requests, rate, judged
- * or open, over the thresholds or not), cool-down and daily-cap state, and past triggers with their run ids.
+ * The JSON of {@code GET /misfires[/{deploymentId}]}, read from the processor's stores (Streams
+ * interactive queries over this instance's tasks): per deployment its current windows (distinct
+ * misfires, repeats, requests, rate, judged or open, over the thresholds or not), cool-down and
+ * daily-cap state, and past triggers with their run ids.
  */
 final class MisfiresReport {
 
-  /** The stores of this instance; each lookup may throw while Streams rebalances (the endpoint answers 503). */
+  /**
+   * The stores of this instance; each lookup may throw while Streams rebalances (the endpoint
+   * answers 503).
+   */
   interface Stores {
     ReadOnlyKeyValueStore<String, DeploymentEvent> deployments();
 
@@ -66,14 +70,19 @@ final class MisfiresReport {
     if (dep != null && dep.getPayload() instanceof DeploymentRequested r) {
       o.put("parentRun", dep.getRunId());
       o.put("artefact", r.getArtefact().getUri());
-      o.put("teacher", r.getTeacher() != null ? r.getTeacher().getUri() : r.getLabels().get("teacher"));
+      o.put(
+          "teacher",
+          r.getTeacher() != null ? r.getTeacher().getUri() : r.getLabels().get("teacher"));
       o.put("student", r.getLabels().get("student"));
       o.put("redistillRecipe", r.getLabels().get("redistillRecipe"));
     }
     ArrayNode ws = o.putArray("windows");
     List<MisfireWindow> windows = new ArrayList<>();
-    try (KeyValueIterator<String, MisfireWindow> it = stores.windows().prefixScan(
-        MisfireWindowProcessor.prefix(deploymentId), Serdes.String().serializer())) {
+    try (KeyValueIterator<String, MisfireWindow> it =
+        stores
+            .windows()
+            .prefixScan(
+                MisfireWindowProcessor.prefix(deploymentId), Serdes.String().serializer())) {
       it.forEachRemaining(kv -> windows.add(kv.value));
     }
     for (MisfireWindow w : windows) {

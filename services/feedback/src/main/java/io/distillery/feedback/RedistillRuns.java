@@ -22,9 +22,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Turns an incident into the re-distillation run that fixes it, from the deployment's lineage (the labels of its last
- * full {@code DeploymentRequested}, see protocol.md): teacher = the original model, student init = the deployed
- * student checkpoint, inputs += the misfire dataset, recipe = the deployment's re-distill recipe, gates from config.
+ * Turns an incident into the re-distillation run that fixes it, from the deployment's lineage (the
+ * labels of its last full {@code DeploymentRequested}, see protocol.md): teacher = the original
+ * model, student init = the deployed student checkpoint, inputs += the misfire dataset, recipe =
+ * the deployment's re-distill recipe, gates from config.
  */
 final class RedistillRuns {
 
@@ -52,19 +53,28 @@ final class RedistillRuns {
       if (Files.isRegularFile(defaultRecipe)) {
         return defaultRecipe;
       }
-      throw new RedistillException("re-distill recipe " + defaultRecipe.toAbsolutePath() + " of deployment "
-          + deployment.getDeploymentId()
-          + " does not exist (no redistillRecipe label; set DISTILLERY_FEEDBACK_RECIPE)");
+      throw new RedistillException(
+          "re-distill recipe "
+              + defaultRecipe.toAbsolutePath()
+              + " of deployment "
+              + deployment.getDeploymentId()
+              + " does not exist (no redistillRecipe label; set DISTILLERY_FEEDBACK_RECIPE)");
     }
-    List<Path> tried = List.of(Path.of(named), recipesDir.resolve(named), recipesDir.resolve(named + ".yaml"));
+    List<Path> tried =
+        List.of(Path.of(named), recipesDir.resolve(named), recipesDir.resolve(named + ".yaml"));
     for (Path p : tried) {
       if (Files.isRegularFile(p)) {
         return p;
       }
     }
-    throw new RedistillException("re-distill recipe '" + named + "' of deployment " + deployment.getDeploymentId()
-        + " does not exist (looked at "
-        + tried.stream().map(p -> p.toAbsolutePath().toString()).distinct().toList() + ")");
+    throw new RedistillException(
+        "re-distill recipe '"
+            + named
+            + "' of deployment "
+            + deployment.getDeploymentId()
+            + " does not exist (looked at "
+            + tried.stream().map(p -> p.toAbsolutePath().toString()).distinct().toList()
+            + ")");
   }
 
   String teacherUri(DeploymentEvent deployment) throws RedistillException {
@@ -74,21 +84,30 @@ final class RedistillRuns {
     }
     String label = labels(deployment).get("teacher");
     if (label == null || label.isBlank()) {
-      throw new RedistillException("deployment " + deployment.getDeploymentId()
-          + " names no teacher (DeploymentRequested.teacher and label 'teacher' are empty)");
+      throw new RedistillException(
+          "deployment "
+              + deployment.getDeploymentId()
+              + " names no teacher (DeploymentRequested.teacher and label 'teacher' are empty)");
     }
     return label;
   }
 
-  ModelRegistered build(String runId, DeploymentEvent deployment, MisfireWindow w, ArtefactRef dataset, Path recipe,
-      long now) throws RedistillException {
+  ModelRegistered build(
+      String runId,
+      DeploymentEvent deployment,
+      MisfireWindow w,
+      ArtefactRef dataset,
+      Path recipe,
+      long now)
+      throws RedistillException {
     DeploymentRequested req = (DeploymentRequested) deployment.getPayload();
     Map<String, String> lineage = labels(deployment);
     String recipeText;
     try {
       recipeText = Files.readString(recipe, StandardCharsets.UTF_8);
     } catch (IOException e) {
-      throw new RedistillException("cannot read re-distill recipe " + recipe.toAbsolutePath() + ": " + e.getMessage());
+      throw new RedistillException(
+          "cannot read re-distill recipe " + recipe.toAbsolutePath() + ": " + e.getMessage());
     }
     String teacherUri = teacherUri(deployment);
     ArtefactRef student = student(deployment);
@@ -124,7 +143,10 @@ final class RedistillRuns {
         .build();
   }
 
-  /** The deployed student: label {@code student}, else the {@code model/} directory of the deployed package. */
+  /**
+   * The deployed student: label {@code student}, else the {@code model/} directory of the deployed
+   * package.
+   */
   static ArtefactRef student(DeploymentEvent deployment) {
     DeploymentRequested req = (DeploymentRequested) deployment.getPayload();
     String uri = labels(deployment).get("student");
@@ -140,14 +162,24 @@ final class RedistillRuns {
         sha = ContentHash.of(p);
         bytes = ContentHash.sizeOf(p);
       } else {
-        LOG.warn("deploymentId={} student={} is not on this machine; its reference carries no hash",
-            deployment.getDeploymentId(), uri);
+        LOG.warn(
+            "deploymentId={} student={} is not on this machine; its reference carries no hash",
+            deployment.getDeploymentId(),
+            uri);
       }
     } catch (IOException | IllegalArgumentException | FileSystemNotFoundException e) {
-      LOG.warn("deploymentId={} student={} cannot be hashed here: {}", deployment.getDeploymentId(), uri,
+      LOG.warn(
+          "deploymentId={} student={} cannot be hashed here: {}",
+          deployment.getDeploymentId(),
+          uri,
           e.getMessage());
     }
-    return ArtefactRef.newBuilder().setUri(uri).setSha256(sha).setBytes(bytes).setFormat(STUDENT_FORMAT).build();
+    return ArtefactRef.newBuilder()
+        .setUri(uri)
+        .setSha256(sha)
+        .setBytes(bytes)
+        .setFormat(STUDENT_FORMAT)
+        .build();
   }
 
   static Map<String, String> labels(DeploymentEvent deployment) {

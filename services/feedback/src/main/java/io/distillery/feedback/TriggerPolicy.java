@@ -7,25 +7,48 @@ import java.util.List;
 import java.util.UUID;
 
 /**
- * When a window of misfires is an incident that starts a re-distillation run: hopping windows of {@code window}
- * every {@code advance}; a window trips when it holds at least {@code minMisfires} distinct misfires and its rate
- * (distinct misfires / requests) is at least {@code minRate}; a tripped window fires unless the deployment is cooling
- * down from its last trigger (event time: window end within {@code coolDown} of the last trigger's window end) or
- * has used its {@code maxRunsPerDay} runs of that UTC day.
+ * When a window of misfires is an incident that starts a re-distillation run: hopping windows of
+ * {@code window} every {@code advance}; a window trips when it holds at least {@code minMisfires}
+ * distinct misfires and its rate (distinct misfires / requests) is at least {@code minRate}; a
+ * tripped window fires unless the deployment is cooling down from its last trigger (event time:
+ * window end within {@code coolDown} of the last trigger's window end) or has used its {@code
+ * maxRunsPerDay} runs of that UTC day.
  */
-record TriggerPolicy(Duration window, Duration advance, Duration grace, double minRate, long minMisfires,
-    Duration coolDown, int maxRunsPerDay, Duration idleClose) {
+record TriggerPolicy(
+    Duration window,
+    Duration advance,
+    Duration grace,
+    double minRate,
+    long minMisfires,
+    Duration coolDown,
+    int maxRunsPerDay,
+    Duration idleClose) {
 
   static final long DAY_MS = Duration.ofDays(1).toMillis();
 
-  enum Decision { QUIET, COOL_DOWN, DAILY_CAP, FIRE }
-
-  static TriggerPolicy of(FeedbackConfig c) {
-    return new TriggerPolicy(c.window(), c.advance(), c.grace(), c.minRate(), c.minMisfires(), c.coolDown(),
-        c.maxRunsPerDay(), c.idleClose());
+  enum Decision {
+    QUIET,
+    COOL_DOWN,
+    DAILY_CAP,
+    FIRE
   }
 
-  /** Starts of the windows holding {@code ts}: start <= ts < start + window, start a multiple of advance, >= 0. */
+  static TriggerPolicy of(FeedbackConfig c) {
+    return new TriggerPolicy(
+        c.window(),
+        c.advance(),
+        c.grace(),
+        c.minRate(),
+        c.minMisfires(),
+        c.coolDown(),
+        c.maxRunsPerDay(),
+        c.idleClose());
+  }
+
+  /**
+   * Starts of the windows holding {@code ts}: start <= ts < start + window, start a multiple of
+   * advance, >= 0.
+   */
   List<Long> windowStarts(long ts) {
     long size = window.toMillis();
     long adv = advance.toMillis();
@@ -45,8 +68,9 @@ record TriggerPolicy(Duration window, Duration advance, Duration grace, double m
   }
 
   /**
-   * A window is judged once {@code now} has passed its end plus the grace; {@code now} is the deployment's event time,
-   * or on the wall-clock tick the later of event time and wall clock minus {@code idleClose}.
+   * A window is judged once {@code now} has passed its end plus the grace; {@code now} is the
+   * deployment's event time, or on the wall-clock tick the later of event time and wall clock minus
+   * {@code idleClose}.
    */
   boolean due(MisfireWindow w, long now) {
     return w.end() + grace.toMillis() <= now;
@@ -65,7 +89,10 @@ record TriggerPolicy(Duration window, Duration advance, Duration grace, double m
     return Decision.FIRE;
   }
 
-  /** Until when (epoch millis) windows of this deployment are part of its last incident; -1 without one. */
+  /**
+   * Until when (epoch millis) windows of this deployment are part of its last incident; -1 without
+   * one.
+   */
   long coolDownUntil(TriggerState state) {
     return state.lastTriggerEnd() < 0 ? -1 : state.lastTriggerEnd() + coolDown.toMillis();
   }
@@ -74,9 +101,14 @@ record TriggerPolicy(Duration window, Duration advance, Duration grace, double m
     return Math.floorDiv(epochMillis, DAY_MS);
   }
 
-  /** The run of one incident: the same deployment and window start give the same run id, on every replay. */
+  /**
+   * The run of one incident: the same deployment and window start give the same run id, on every
+   * replay.
+   */
   static String runId(String deploymentId, long windowStart) {
-    return UUID.nameUUIDFromBytes(("distillery-feedback|" + deploymentId + "|" + windowStart)
-        .getBytes(StandardCharsets.UTF_8)).toString();
+    return UUID.nameUUIDFromBytes(
+            ("distillery-feedback|" + deploymentId + "|" + windowStart)
+                .getBytes(StandardCharsets.UTF_8))
+        .toString();
   }
 }

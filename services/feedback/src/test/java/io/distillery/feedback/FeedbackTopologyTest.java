@@ -36,10 +36,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The topology on TopologyTestDriver with hand-checkable numbers. Policy unless a test says otherwise: windows of 10 s
- * every 5 s, 1 s grace, trips at >= 3 distinct misfires and rate >= 0.1, cool-down 20 s, at most 2 runs a day. Event
- * times are offsets from T0 (a multiple of 10 s), so a misfire at T0+1s..T0+4s falls into the windows [T0-5s, T0+5s)
- * and [T0, T0+10s).
+ * The topology on TopologyTestDriver with hand-checkable numbers. Policy unless a test says
+ * otherwise: windows of 10 s every 5 s, 1 s grace, trips at >= 3 distinct misfires and rate >= 0.1,
+ * cool-down 20 s, at most 2 runs a day. Event times are offsets from T0 (a multiple of 10 s), so a
+ * misfire at T0+1s..T0+4s falls into the windows [T0-5s, T0+5s) and [T0, T0+10s).
  */
 class FeedbackTopologyTest {
 
@@ -76,9 +76,15 @@ class FeedbackTopologyTest {
   void start(FeedbackConfig config) throws Exception {
     meters = new SimpleMeterRegistry();
     metrics = new FeedbackMetrics(meters);
-    var topology = FeedbackTopology.build(AVRO, TriggerPolicy.of(config),
-        new MisfireDataset(new FileArtefactStore(config.storeRoot()), config.heldoutPercent()),
-        RedistillRuns.of(config), metrics, "feedback-test", config.tick());
+    var topology =
+        FeedbackTopology.build(
+            AVRO,
+            TriggerPolicy.of(config),
+            new MisfireDataset(new FileArtefactStore(config.storeRoot()), config.heldoutPercent()),
+            RedistillRuns.of(config),
+            metrics,
+            "feedback-test",
+            config.tick());
     Properties p = new Properties();
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, "feedback-test");
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
@@ -86,52 +92,109 @@ class FeedbackTopologyTest {
     p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
     driver = new TopologyTestDriver(topology, p, Instant.ofEpochMilli(T0));
     var s = Serdes.String();
-    deployments = driver.createInputTopic(Topics.DEPLOYMENTS, s.serializer(),
-        AVRO.serde(DeploymentEvent.class).serializer());
-    traffic = driver.createInputTopic(Topics.SERVING_TRAFFIC, s.serializer(),
-        AVRO.serde(ServingTraffic.class).serializer());
-    misfires = driver.createInputTopic(Topics.MISFIRES, s.serializer(), AVRO.serde(Misfire.class).serializer());
-    runs = driver.createOutputTopic(Topics.MODELS_REGISTERED, s.deserializer(),
-        AVRO.serde(ModelRegistered.class).deserializer());
-    dlq = driver.createOutputTopic(Topics.dlq(Topics.MISFIRES), s.deserializer(),
-        AVRO.serde(DeadLetter.class).deserializer());
+    deployments =
+        driver.createInputTopic(
+            Topics.DEPLOYMENTS, s.serializer(), AVRO.serde(DeploymentEvent.class).serializer());
+    traffic =
+        driver.createInputTopic(
+            Topics.SERVING_TRAFFIC, s.serializer(), AVRO.serde(ServingTraffic.class).serializer());
+    misfires =
+        driver.createInputTopic(
+            Topics.MISFIRES, s.serializer(), AVRO.serde(Misfire.class).serializer());
+    runs =
+        driver.createOutputTopic(
+            Topics.MODELS_REGISTERED,
+            s.deserializer(),
+            AVRO.serde(ModelRegistered.class).deserializer());
+    dlq =
+        driver.createOutputTopic(
+            Topics.dlq(Topics.MISFIRES),
+            s.deserializer(),
+            AVRO.serde(DeadLetter.class).deserializer());
   }
 
   FeedbackConfig config() {
-    return FeedbackConfig.of("unused:9092", "http://unused", tmp.resolve("state"), tmp.resolve("store"))
-        .withPolicy(Duration.ofSeconds(10), Duration.ofSeconds(5), Duration.ofSeconds(1), 0.1, 3,
-            Duration.ofSeconds(20), 2)
+    return FeedbackConfig.of(
+            "unused:9092", "http://unused", tmp.resolve("state"), tmp.resolve("store"))
+        .withPolicy(
+            Duration.ofSeconds(10),
+            Duration.ofSeconds(5),
+            Duration.ofSeconds(1),
+            0.1,
+            3,
+            Duration.ofSeconds(20),
+            2)
         .withRecipe(tmp.resolve("no-such-default.yaml"));
   }
 
   void deploy(String dep, Map<String, String> extraLabels) {
-    Map<String, String> labels = new HashMap<>(Map.of("runId", "parent-1", "modelId", "m1",
-        "student", student.toUri().toString(), "redistillRecipe", recipe.toString(), "teacher", "file:///teacher"));
+    Map<String, String> labels =
+        new HashMap<>(
+            Map.of(
+                "runId",
+                "parent-1",
+                "modelId",
+                "m1",
+                "student",
+                student.toUri().toString(),
+                "redistillRecipe",
+                recipe.toString(),
+                "teacher",
+                "file:///teacher"));
     labels.putAll(extraLabels);
     labels.values().removeIf(String::isEmpty);
-    var req = DeploymentRequested.newBuilder()
-        .setArtefact(ref(tmp.resolve("package").toUri().toString(), "djl-serving"))
-        .setTarget("local").setCanaryPercent(100)
-        .setTeacher(ref("file:///teacher", "hf-checkpoint"))
-        .setLabels(labels).build();
-    deployments.pipeInput(dep, DeploymentEvent.newBuilder().setDeploymentId(dep).setRunId("parent-1")
-        .setTs(Instant.ofEpochMilli(T0 - 60_000)).setPayload(req).build());
+    var req =
+        DeploymentRequested.newBuilder()
+            .setArtefact(ref(tmp.resolve("package").toUri().toString(), "djl-serving"))
+            .setTarget("local")
+            .setCanaryPercent(100)
+            .setTeacher(ref("file:///teacher", "hf-checkpoint"))
+            .setLabels(labels)
+            .build();
+    deployments.pipeInput(
+        dep,
+        DeploymentEvent.newBuilder()
+            .setDeploymentId(dep)
+            .setRunId("parent-1")
+            .setTs(Instant.ofEpochMilli(T0 - 60_000))
+            .setPayload(req)
+            .build());
   }
 
   static ArtefactRef ref(String uri, String format) {
-    return ArtefactRef.newBuilder().setUri(uri).setSha256("abc").setBytes(1).setFormat(format).build();
+    return ArtefactRef.newBuilder()
+        .setUri(uri)
+        .setSha256("abc")
+        .setBytes(1)
+        .setFormat(format)
+        .build();
   }
 
   void misfire(String dep, String prompt, long offsetMs) {
-    misfires.pipeInput(dep, Misfire.newBuilder().setDeploymentId(dep).setRequestId("r-" + prompt + "-" + offsetMs)
-        .setPrompt(prompt).setOutput("bad " + prompt).setExpected("good " + prompt)
-        .setReason(MisfireReason.WRONG_ANSWER).setTs(Instant.ofEpochMilli(T0 + offsetMs)).build());
+    misfires.pipeInput(
+        dep,
+        Misfire.newBuilder()
+            .setDeploymentId(dep)
+            .setRequestId("r-" + prompt + "-" + offsetMs)
+            .setPrompt(prompt)
+            .setOutput("bad " + prompt)
+            .setExpected("good " + prompt)
+            .setReason(MisfireReason.WRONG_ANSWER)
+            .setTs(Instant.ofEpochMilli(T0 + offsetMs))
+            .build());
   }
 
   void requests(String dep, long n, long offsetMs) {
-    traffic.pipeInput(dep, ServingTraffic.newBuilder().setDeploymentId(dep).setNode("n1").setArtefactSha256("abc")
-        .setRequests(n).setIntervalStart(Instant.ofEpochMilli(T0 + offsetMs - 500))
-        .setTs(Instant.ofEpochMilli(T0 + offsetMs)).build());
+    traffic.pipeInput(
+        dep,
+        ServingTraffic.newBuilder()
+            .setDeploymentId(dep)
+            .setNode("n1")
+            .setArtefactSha256("abc")
+            .setRequests(n)
+            .setIntervalStart(Instant.ofEpochMilli(T0 + offsetMs - 500))
+            .setTs(Instant.ofEpochMilli(T0 + offsetMs))
+            .build());
   }
 
   /** One incident: 20 requests, prompts p1, p2, p3 and a repeat of p1 at T0+1s..T0+4s. */
@@ -149,12 +212,14 @@ class FeedbackTopologyTest {
   }
 
   TriggerState state(String dep) {
-    KeyValueStore<String, TriggerState> s = driver.getKeyValueStore(MisfireWindowProcessor.TRIGGERS);
+    KeyValueStore<String, TriggerState> s =
+        driver.getKeyValueStore(MisfireWindowProcessor.TRIGGERS);
     return s.get(dep);
   }
 
   MisfireWindow window(String dep, long startOffset) {
-    KeyValueStore<String, MisfireWindow> s = driver.getKeyValueStore(MisfireWindowProcessor.WINDOWS);
+    KeyValueStore<String, MisfireWindow> s =
+        driver.getKeyValueStore(MisfireWindowProcessor.WINDOWS);
     return s.get(MisfireWindowProcessor.windowKey(dep, T0 + startOffset));
   }
 
@@ -196,12 +261,20 @@ class FeedbackTopologyTest {
     assertThat(run.getModelId()).isEqualTo("m1");
     assertThat(run.getUri()).isEqualTo("file:///teacher");
     assertThat(run.getRecipe()).isEqualTo(Files.readString(recipe));
-    assertThat(run.getGates()).containsEntry("retention", 0.9).containsEntry("misfireImprovement", 0.0);
-    assertThat(run.getLabels()).containsEntry("deployment", "d1").containsEntry("trigger", "misfires")
-        .containsEntry("parentRun", "parent-1").containsEntry("teacherUri", "file:///teacher")
-        .containsEntry("studentUri", student.toUri().toString()).containsEntry("misfires", "3")
+    assertThat(run.getGates())
+        .containsEntry("retention", 0.9)
+        .containsEntry("misfireImprovement", 0.0);
+    assertThat(run.getLabels())
+        .containsEntry("deployment", "d1")
+        .containsEntry("trigger", "misfires")
+        .containsEntry("parentRun", "parent-1")
+        .containsEntry("teacherUri", "file:///teacher")
+        .containsEntry("studentUri", student.toUri().toString())
+        .containsEntry("misfires", "3")
         .containsEntry("misfireRate", "0.150000");
-    assertThat(run.getInputs()).extracting(ArtefactRef::getFormat).containsExactly("misfires-jsonl", "hf-checkpoint");
+    assertThat(run.getInputs())
+        .extracting(ArtefactRef::getFormat)
+        .containsExactly("misfires-jsonl", "hf-checkpoint");
     assertThat(run.getInputs().get(1).getUri()).isEqualTo(student.toUri().toString());
     assertThat(run.getInputs().get(1).getSha256()).hasSize(64);
 
@@ -212,10 +285,14 @@ class FeedbackTopologyTest {
     assertThat(rows.getFirst().get("reason").asText()).isEqualTo("WRONG_ANSWER");
     assertThat(rows.getFirst().get("deploymentId").asText()).isEqualTo("d1");
     MisfireDataset split = new MisfireDataset(null, 20);
-    assertThat(rows).allSatisfy(r -> assertThat(r.get("split").asText()).isEqualTo(split.split(r.get("prompt")
-        .asText())));
+    assertThat(rows)
+        .allSatisfy(
+            r ->
+                assertThat(r.get("split").asText())
+                    .isEqualTo(split.split(r.get("prompt").asText())));
 
-    // the overlapping window [T0, T0+10s) is over the thresholds too: the same incident, cooling down
+    // the overlapping window [T0, T0+10s) is over the thresholds too: the same incident, cooling
+    // down
     assertThat(count("distillery_feedback_triggers", "outcome", "fired")).isEqualTo(1);
     assertThat(count("distillery_feedback_triggers", "outcome", "cool-down")).isEqualTo(1);
     TriggerState s = state("d1");
@@ -244,7 +321,9 @@ class FeedbackTopologyTest {
     requests("diluted", 1, 30_000);
 
     assertThat(runs.isEmpty()).isTrue();
-    assertThat(state("few").closedUpTo()).as("windows were judged").isGreaterThanOrEqualTo(T0 + 10_000);
+    assertThat(state("few").closedUpTo())
+        .as("windows were judged")
+        .isGreaterThanOrEqualTo(T0 + 10_000);
     assertThat(state("diluted").triggers()).isEmpty();
   }
 
@@ -252,16 +331,19 @@ class FeedbackTopologyTest {
   void shouldFireOncePerIncidentThenCoolDownThenStopAtTheDailyCap() throws Exception {
     start(config());
     deploy("d1", Map.of());
-    incident("d1", 0, "a1", "a2", "a3");       // incident 1: fires at window [T0-5s, T0+5s)
-    incident("d1", 10_000, "b1", "b2", "b3");  // within 20 s of the first trigger: cooling down
-    incident("d1", 40_000, "c1", "c2", "c3");  // incident 2: fires at [T0+35s, T0+45s)
-    incident("d1", 80_000, "e1", "e2", "e3");  // incident 3: over the daily cap of 2
+    incident("d1", 0, "a1", "a2", "a3"); // incident 1: fires at window [T0-5s, T0+5s)
+    incident("d1", 10_000, "b1", "b2", "b3"); // within 20 s of the first trigger: cooling down
+    incident("d1", 40_000, "c1", "c2", "c3"); // incident 2: fires at [T0+35s, T0+45s)
+    incident("d1", 80_000, "e1", "e2", "e3"); // incident 3: over the daily cap of 2
     requests("d1", 1, 200_000);
 
     List<ModelRegistered> started = runs.readValuesToList();
-    assertThat(started).extracting(ModelRegistered::getRunId)
-        .containsExactly(TriggerPolicy.runId("d1", T0 - 5000), TriggerPolicy.runId("d1", T0 + 35_000));
-    assertThat(jsonl(started.get(1).getInputs().getFirst())).extracting(r -> r.get("prompt").asText())
+    assertThat(started)
+        .extracting(ModelRegistered::getRunId)
+        .containsExactly(
+            TriggerPolicy.runId("d1", T0 - 5000), TriggerPolicy.runId("d1", T0 + 35_000));
+    assertThat(jsonl(started.get(1).getInputs().getFirst()))
+        .extracting(r -> r.get("prompt").asText())
         .containsExactly("c1", "c2", "c3");
     TriggerState s = state("d1");
     assertThat(s.runsToday()).isEqualTo(2);
@@ -272,8 +354,16 @@ class FeedbackTopologyTest {
 
   @Test
   void shouldStartRunsAgainOnTheNextUtcDay() throws Exception {
-    start(config().withPolicy(Duration.ofSeconds(10), Duration.ofSeconds(5), Duration.ofSeconds(1), 0.1, 3,
-        Duration.ofSeconds(20), 1));
+    start(
+        config()
+            .withPolicy(
+                Duration.ofSeconds(10),
+                Duration.ofSeconds(5),
+                Duration.ofSeconds(1),
+                0.1,
+                3,
+                Duration.ofSeconds(20),
+                1));
     deploy("d1", Map.of());
     incident("d1", 0, "a1", "a2", "a3");
     incident("d1", 40_000, "b1", "b2", "b3"); // capped: one run a day
@@ -281,8 +371,10 @@ class FeedbackTopologyTest {
     incident("d1", nextDay + 10_000, "c1", "c2", "c3");
     requests("d1", 1, nextDay + 100_000);
 
-    assertThat(runs.readValuesToList()).extracting(ModelRegistered::getRunId)
-        .containsExactly(TriggerPolicy.runId("d1", T0 - 5000), TriggerPolicy.runId("d1", T0 + nextDay + 5000));
+    assertThat(runs.readValuesToList())
+        .extracting(ModelRegistered::getRunId)
+        .containsExactly(
+            TriggerPolicy.runId("d1", T0 - 5000), TriggerPolicy.runId("d1", T0 + nextDay + 5000));
   }
 
   @Test
@@ -298,8 +390,12 @@ class FeedbackTopologyTest {
     assertThat(letters).hasSize(2);
     assertThat(letters.get(0).getError()).contains("unknown deployment 'ghost'");
     assertThat(letters.get(0).getTopic()).isEqualTo(Topics.MISFIRES);
-    assertThat(AVRO.serde(Misfire.class).deserializer().deserialize(Topics.MISFIRES,
-        letters.get(0).getValue().array()).getPrompt()).isEqualTo("p1");
+    assertThat(
+            AVRO.serde(Misfire.class)
+                .deserializer()
+                .deserialize(Topics.MISFIRES, letters.get(0).getValue().array())
+                .getPrompt())
+        .isEqualTo("p1");
     assertThat(letters.get(1).getError()).contains("empty prompt");
     assertThat(count("distillery_feedback_dropped", "reason", "unknown-deployment")).isEqualTo(1);
     assertThat(count("distillery_feedback_dropped", "reason", "empty-prompt")).isEqualTo(1);
@@ -333,10 +429,12 @@ class FeedbackTopologyTest {
     incident("d1", 0, "p1", "p2", "p3");
     assertThat(runs.isEmpty()).isTrue();
 
-    driver.advanceWallClockTime(Duration.ofSeconds(6)); // end T0+5s + 1s grace, but not yet + 1 min idle close
+    driver.advanceWallClockTime(
+        Duration.ofSeconds(6)); // end T0+5s + 1s grace, but not yet + 1 min idle close
     assertThat(runs.isEmpty()).isTrue();
     driver.advanceWallClockTime(Duration.ofSeconds(60));
-    assertThat(runs.readValuesToList()).extracting(ModelRegistered::getRunId)
+    assertThat(runs.readValuesToList())
+        .extracting(ModelRegistered::getRunId)
         .containsExactly(TriggerPolicy.runId("d1", T0 - 5000));
   }
 
@@ -344,7 +442,8 @@ class FeedbackTopologyTest {
   void shouldRecordAMissingRecipeAsAFailedTriggerWithoutCrashing() throws Exception {
     start(config());
     deploy("d1", Map.of("redistillRecipe", tmp.resolve("gone.yaml").toString()));
-    deploy("d2", Map.of("redistillRecipe", "")); // no label: the config default, which is missing too
+    deploy(
+        "d2", Map.of("redistillRecipe", "")); // no label: the config default, which is missing too
     incident("d1", 0, "p1", "p2", "p3");
     incident("d2", 0, "p1", "p2", "p3");
     requests("d1", 1, 12_000);
@@ -381,22 +480,28 @@ class FeedbackTopologyTest {
     incident("d1", 0, "p1", "p2", "p3", "p1");
     requests("d1", 10, 12_000);
     TriggerPolicy policy = TriggerPolicy.of(config());
-    MisfiresReport report = new MisfiresReport(policy, new MisfiresReport.Stores() {
-      @Override
-      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, DeploymentEvent> deployments() {
-        return driver.getKeyValueStore(MisfireWindowProcessor.DEPLOYMENTS);
-      }
+    MisfiresReport report =
+        new MisfiresReport(
+            policy,
+            new MisfiresReport.Stores() {
+              @Override
+              public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, DeploymentEvent>
+                  deployments() {
+                return driver.getKeyValueStore(MisfireWindowProcessor.DEPLOYMENTS);
+              }
 
-      @Override
-      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, MisfireWindow> windows() {
-        return driver.getKeyValueStore(MisfireWindowProcessor.WINDOWS);
-      }
+              @Override
+              public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, MisfireWindow>
+                  windows() {
+                return driver.getKeyValueStore(MisfireWindowProcessor.WINDOWS);
+              }
 
-      @Override
-      public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, TriggerState> triggers() {
-        return driver.getKeyValueStore(MisfireWindowProcessor.TRIGGERS);
-      }
-    });
+              @Override
+              public org.apache.kafka.streams.state.ReadOnlyKeyValueStore<String, TriggerState>
+                  triggers() {
+                return driver.getKeyValueStore(MisfireWindowProcessor.TRIGGERS);
+              }
+            });
 
     JsonNode d1 = report.one("d1", T0).orElseThrow();
     assertThat(d1.path("known").asBoolean()).isTrue();
@@ -412,9 +517,11 @@ class FeedbackTopologyTest {
     assertThat(open.path("judged").asBoolean()).isFalse();
     assertThat(open.path("requests").asLong()).isEqualTo(10);
     assertThat(d1.path("coolingDown").asBoolean()).isTrue();
-    assertThat(d1.path("coolDownUntil").asText()).isEqualTo(Instant.ofEpochMilli(T0 + 25_000).toString());
+    assertThat(d1.path("coolDownUntil").asText())
+        .isEqualTo(Instant.ofEpochMilli(T0 + 25_000).toString());
     assertThat(d1.path("runsToday").asInt()).isEqualTo(1);
-    assertThat(d1.path("triggers").get(0).path("runId").asText()).isEqualTo(TriggerPolicy.runId("d1", T0 - 5000));
+    assertThat(d1.path("triggers").get(0).path("runId").asText())
+        .isEqualTo(TriggerPolicy.runId("d1", T0 - 5000));
     assertThat(d1.path("triggers").get(0).path("outcome").asText()).isEqualTo("FIRED");
     assertThat(report.one("nobody", T0)).isEmpty();
     JsonNode all = report.all(T0);

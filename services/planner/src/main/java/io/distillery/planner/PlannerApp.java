@@ -20,7 +20,9 @@ import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** Runs the planner topology: {@code start}, {@code close}, and a {@code main} for its own process. */
+/**
+ * Runs the planner topology: {@code start}, {@code close}, and a {@code main} for its own process.
+ */
 public final class PlannerApp implements AutoCloseable {
 
   private static final Logger LOG = LoggerFactory.getLogger(PlannerApp.class);
@@ -33,11 +35,18 @@ public final class PlannerApp implements AutoCloseable {
     KafkaSettings kafka = config.kafka();
     this.admin = new TopicAdmin(kafka);
     admin.ensurePlatformTopics();
-    admin.ensure(List.of(Topics.dlq(Topics.MODELS_REGISTERED), Topics.dlq(Topics.JOB_EVENTS)), Map.of());
+    admin.ensure(
+        List.of(Topics.dlq(Topics.MODELS_REGISTERED), Topics.dlq(Topics.JOB_EVENTS)), Map.of());
     int partitions = admin.partitionsOf(Topics.JOB_EVENTS);
     RunPlanner planner = new RunPlanner(config.retryBackoff(), config.maxRetryBackoff());
-    var topology = PlannerTopology.build(kafka, planner, new StageCatalog(admin), config.tick(), partitions,
-        config.maxWaitingJobs());
+    var topology =
+        PlannerTopology.build(
+            kafka,
+            planner,
+            new StageCatalog(admin),
+            config.tick(),
+            partitions,
+            config.maxWaitingJobs());
 
     Properties p = new Properties();
     p.putAll(kafka.streams());
@@ -54,18 +63,21 @@ public final class PlannerApp implements AutoCloseable {
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
     p.put(StreamsConfig.POLL_MS_CONFIG, 20);
     this.streams = new KafkaStreams(topology, p);
-    streams.setUncaughtExceptionHandler(e -> {
-      replacedThreads.incrementAndGet();
-      LOG.error("planner stream thread failed; replacing it", e);
-      return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse
-          .REPLACE_THREAD;
-    });
+    streams.setUncaughtExceptionHandler(
+        e -> {
+          replacedThreads.incrementAndGet();
+          LOG.error("planner stream thread failed; replacing it", e);
+          return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
+        });
   }
 
   public static PlannerApp start(PlannerConfig config) {
     PlannerApp app = new PlannerApp(config);
     app.streams.start();
-    LOG.info("planner started: applicationId={} bootstrap={}", config.applicationId(), config.bootstrap());
+    LOG.info(
+        "planner started: applicationId={} bootstrap={}",
+        config.applicationId(),
+        config.bootstrap());
     return app;
   }
 
@@ -76,8 +88,9 @@ public final class PlannerApp implements AutoCloseable {
   }
 
   /**
-   * How many stream threads died of an exception and were replaced since start: 0 on a planner that rode out its
-   * faults (a replaced thread reprocesses from the last commit, which at-least-once makes safe but not free).
+   * How many stream threads died of an exception and were replaced since start: 0 on a planner that
+   * rode out its faults (a replaced thread reprocesses from the last commit, which at-least-once
+   * makes safe but not free).
    */
   public int replacedThreads() {
     return replacedThreads.get();
@@ -99,10 +112,14 @@ public final class PlannerApp implements AutoCloseable {
     LOG.info("planner config: {}", settings.describe());
     PlannerApp app = start(config);
     CountDownLatch done = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      app.close();
-      done.countDown();
-    }, "planner-shutdown"));
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  app.close();
+                  done.countDown();
+                },
+                "planner-shutdown"));
     done.await();
   }
 }

@@ -27,17 +27,19 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The Streams side of {@link RunPlanner}: keeps each run's {@link RunState} in the {@value #STORE} store (changelogged,
- * so a restarted planner resumes every run), forwards updated states and dispatched jobs, and drives the clock with a
- * wall-clock punctuator. The punctuator visits only runs that are due ({@link RunPlanner#nextDue}: a retry to send or
- * an attempt that may have timed out), kept in an in-memory index rebuilt from the store at start, so a tick costs
- * nothing while thousands of runs wait on their workers.
+ * The Streams side of {@link RunPlanner}: keeps each run's {@link RunState} in the {@value #STORE}
+ * store (changelogged, so a restarted planner resumes every run), forwards updated states and
+ * dispatched jobs, and drives the clock with a wall-clock punctuator. The punctuator visits only
+ * runs that are due ({@link RunPlanner#nextDue}: a retry to send or an attempt that may have timed
+ * out), kept in an in-memory index rebuilt from the store at start, so a tick costs nothing while
+ * thousands of runs wait on their workers.
  *
- * <p>Admission: while {@code maxWaitingJobs} of this task's jobs wait for a worker (dispatched, not yet Started), a new
- * run is stored queued (RUNNING, nothing dispatched) instead of started, and queued runs start in registration order as
- * workers pick jobs up. Later stages of runs already started are always dispatched at once, so a burst of registrations
- * cannot bury the next stage of a run behind a thousand first stages: work in progress stays bounded and every started
- * run moves at the workers' speed.
+ * <p>Admission: while {@code maxWaitingJobs} of this task's jobs wait for a worker (dispatched, not
+ * yet Started), a new run is stored queued (RUNNING, nothing dispatched) instead of started, and
+ * queued runs start in registration order as workers pick jobs up. Later stages of runs already
+ * started are always dispatched at once, so a burst of registrations cannot bury the next stage of
+ * a run behind a thousand first stages: work in progress stays bounded and every started run moves
+ * at the workers' speed.
  */
 final class PlannerProcessor implements Processor<String, SpecificRecord, String, SpecificRecord> {
 
@@ -52,8 +54,10 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
   private KeyValueStore<String, RunState> store;
   private final Map<String, Long> dueAt = new HashMap<>();
   private final NavigableSet<Due> due = new TreeSet<>();
+
   /** Queued runs of this task, oldest registration first. */
   private final Deque<String> queued = new ArrayDeque<>();
+
   /** Jobs of this task's runs that wait for a worker. */
   private int waitingJobs;
 
@@ -65,9 +69,11 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     }
   }
 
-  PlannerProcessor(RunPlanner planner, Predicate<String> stageExists, Duration tick, int maxWaitingJobs) {
+  PlannerProcessor(
+      RunPlanner planner, Predicate<String> stageExists, Duration tick, int maxWaitingJobs) {
     if (maxWaitingJobs < 1) {
-      throw new IllegalArgumentException("maxWaitingJobs must be at least 1, was " + maxWaitingJobs);
+      throw new IllegalArgumentException(
+          "maxWaitingJobs must be at least 1, was " + maxWaitingJobs);
     }
     this.planner = planner;
     this.stageExists = stageExists;
@@ -97,7 +103,11 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     waiting.sort(Comparator.comparing(RunState::getCreatedAt).thenComparing(RunState::getRunId));
     waiting.forEach(r -> queued.add(r.getRunId()));
     if (resumed > 0) {
-      LOG.info("task={} resumed {} run(s) in progress, {} of them queued", context.taskId(), resumed, queued.size());
+      LOG.info(
+          "task={} resumed {} run(s) in progress, {} of them queued",
+          context.taskId(),
+          resumed,
+          queued.size());
     }
     context.schedule(tick, PunctuationType.WALL_CLOCK_TIME, this::punctuate);
   }
@@ -116,11 +126,17 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
         if (step.state().getStatus() == RunStatus.REJECTED) {
           LOG.warn("runId={} rejected: {}", reg.getRunId(), step.state().getReason());
         } else if (admit) {
-          LOG.info("runId={} started recipe={} stages={}", reg.getRunId(), step.state().getRecipeName(),
+          LOG.info(
+              "runId={} started recipe={} stages={}",
+              reg.getRunId(),
+              step.state().getRecipeName(),
               step.state().getStages().size());
         } else {
           queued.add(reg.getRunId());
-          LOG.debug("runId={} queued behind {} run(s); {} job(s) wait for workers", reg.getRunId(), queued.size() - 1,
+          LOG.debug(
+              "runId={} queued behind {} run(s); {} job(s) wait for workers",
+              reg.getRunId(),
+              queued.size() - 1,
               waitingJobs);
         }
         apply(null, step, now);
@@ -129,13 +145,15 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
       case JobEvent e -> {
         RunState state = store.get(e.getRunId());
         if (state == null) {
-          LOG.warn("runId={} jobId={} event for an unknown run; ignored", e.getRunId(), e.getJobId());
+          LOG.warn(
+              "runId={} jobId={} event for an unknown run; ignored", e.getRunId(), e.getJobId());
           return;
         }
         apply(state, planner.onEvent(state, e, now), now);
         admitQueued(now);
       }
-      default -> LOG.warn("unexpected record type {}; ignored", record.value().getClass().getName());
+      default ->
+          LOG.warn("unexpected record type {}; ignored", record.value().getClass().getName());
     }
   }
 
@@ -154,20 +172,28 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
         schedule(state);
       }
       Long again = dueAt.get(next.runId());
-      if (again != null && again <= now) { // the clock had nothing to do although the run looked due: look later
+      if (again != null
+          && again <= now) { // the clock had nothing to do although the run looked due: look later
         reschedule(next.runId(), now + tick.toMillis());
       }
     }
     admitQueued(now);
   }
 
-  /** Starts queued runs, oldest first, while fewer than {@code maxWaitingJobs} jobs wait for workers. */
+  /**
+   * Starts queued runs, oldest first, while fewer than {@code maxWaitingJobs} jobs wait for
+   * workers.
+   */
   private void admitQueued(long now) {
     while (waitingJobs < maxWaitingJobs && !queued.isEmpty()) {
       RunState state = store.get(queued.poll());
       if (state != null) {
-        LOG.info("runId={} started recipe={} stages={} ({} run(s) still queued)", state.getRunId(),
-            state.getRecipeName(), state.getStages().size(), queued.size());
+        LOG.info(
+            "runId={} started recipe={} stages={} ({} run(s) still queued)",
+            state.getRunId(),
+            state.getRecipeName(),
+            state.getStages().size(),
+            queued.size());
         apply(state, planner.admit(state, now), now);
       }
     }
@@ -189,20 +215,28 @@ final class PlannerProcessor implements Processor<String, SpecificRecord, String
     }
   }
 
-  /** Stores and publishes the step's state and forwards its jobs; {@code before} is the stored state (null if none). */
+  /**
+   * Stores and publishes the step's state and forwards its jobs; {@code before} is the stored state
+   * (null if none).
+   */
   private void apply(RunState before, RunPlanner.Step step, long now) {
     if (!step.changed()) {
       return;
     }
     RunState state = step.state();
-    waitingJobs += RunPlanner.waitingJobs(state) - (before == null ? 0 : RunPlanner.waitingJobs(before));
+    waitingJobs +=
+        RunPlanner.waitingJobs(state) - (before == null ? 0 : RunPlanner.waitingJobs(before));
     for (StageJob job : step.dispatch()) {
       context.forward(new Record<>(job.getRunId(), job, now));
     }
     store.put(state.getRunId(), state);
     schedule(state);
     if (state.getStatus() != RunStatus.RUNNING) {
-      LOG.info("runId={} finished status={} verdict={}", state.getRunId(), state.getStatus(), state.getVerdict());
+      LOG.info(
+          "runId={} finished status={} verdict={}",
+          state.getRunId(),
+          state.getStatus(),
+          state.getVerdict());
     }
     context.forward(new Record<>(state.getRunId(), state, now));
   }

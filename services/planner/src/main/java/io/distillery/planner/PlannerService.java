@@ -7,7 +7,10 @@ import java.util.Map;
 /** Lets {@code distillery up} start the planner in-process. */
 public final class PlannerService implements ServicePlugin {
 
-  /** The admission limit of the local stack (see {@link PlannerConfig#maxWaitingJobs()} and bench/dispatch). */
+  /**
+   * The admission limit of the local stack (see {@link PlannerConfig#maxWaitingJobs()} and
+   * bench/dispatch).
+   */
   public static final int LOCAL_MAX_WAITING_JOBS = 3;
 
   @Override
@@ -26,7 +29,8 @@ public final class PlannerService implements ServicePlugin {
     settings.put("DISTILLERY_PLANNER_STATE_DIR", env.runDir().resolve("planner-state").toString());
     if (!settings.containsKey("DISTILLERY_PLANNER_MAX_WAITING_JOBS")
         && !settings.containsKey("DISTILLERY_MAX_WAITING_JOBS")) {
-      // one worker per stage in this process: a fixed pool, so a burst of registrations queues in the planner
+      // one worker per stage in this process: a fixed pool, so a burst of registrations queues in
+      // the planner
       settings.put("DISTILLERY_PLANNER_MAX_WAITING_JOBS", String.valueOf(LOCAL_MAX_WAITING_JOBS));
     }
     return PlannerApp.start(PlannerConfig.fromEnv(settings)).awaitRunning(Duration.ofSeconds(60));

@@ -27,11 +27,12 @@ import java.util.Map;
 import java.util.function.Predicate;
 
 /**
- * The run state machine, free of Kafka: given a run's state and one input (a registration, a job event, or the clock),
- * it returns the next state and the jobs to dispatch. A node is dispatched when every node in its {@code after}
- * completed (fan-out and fan-in fall out of that); retryable failures and silent attempts are retried with doubling
- * backoff up to the node's {@code retries}; events of stale attempts and repeated Completed events are ignored, so
- * replays after a crash change nothing.
+ * The run state machine, free of Kafka: given a run's state and one input (a registration, a job
+ * event, or the clock), it returns the next state and the jobs to dispatch. A node is dispatched
+ * when every node in its {@code after} completed (fan-out and fan-in fall out of that); retryable
+ * failures and silent attempts are retried with doubling backoff up to the node's {@code retries};
+ * events of stale attempts and repeated Completed events are ignored, so replays after a crash
+ * change nothing.
  */
 public final class RunPlanner {
 
@@ -48,52 +49,89 @@ public final class RunPlanner {
 
   private final Duration initialBackoff;
   private final Duration maxBackoff;
-  /** Parsed recipes by their JSON; shared by the processors of every stream thread, hence synchronized. */
-  private final Map<String, Recipe> recipes = Collections.synchronizedMap(new LinkedHashMap<>(64, 0.75f, true) {
-    @Override
-    protected boolean removeEldestEntry(Map.Entry<String, Recipe> eldest) {
-      return size() > 512;
-    }
-  });
+
+  /**
+   * Parsed recipes by their JSON; shared by the processors of every stream thread, hence
+   * synchronized.
+   */
+  private final Map<String, Recipe> recipes =
+      Collections.synchronizedMap(
+          new LinkedHashMap<>(64, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<String, Recipe> eldest) {
+              return size() > 512;
+            }
+          });
 
   public RunPlanner(Duration initialBackoff, Duration maxBackoff) {
     this.initialBackoff = initialBackoff;
     this.maxBackoff = maxBackoff;
   }
 
-  /** Starts a run: validates the recipe, then dispatches its roots; an invalid recipe ends the run as REJECTED. */
+  /**
+   * Starts a run: validates the recipe, then dispatches its roots; an invalid recipe ends the run
+   * as REJECTED.
+   */
   public Step register(ModelRegistered reg, Predicate<String> stageExists, long now) {
     return register(reg, stageExists, now, true);
   }
 
   /**
-   * Starts a run as {@link #register(ModelRegistered, Predicate, long)} does, except that with {@code admit} false a
-   * valid run is stored RUNNING with every node WAITING and nothing dispatched: it is queued until {@link #admit}.
+   * Starts a run as {@link #register(ModelRegistered, Predicate, long)} does, except that with
+   * {@code admit} false a valid run is stored RUNNING with every node WAITING and nothing
+   * dispatched: it is queued until {@link #admit}.
    */
-  public Step register(ModelRegistered reg, Predicate<String> stageExists, long now, boolean admit) {
-    ArtefactRef model = ArtefactRef.newBuilder().setUri(reg.getUri()).setSha256(reg.getSha256())
-        .setBytes(reg.getBytes()).setFormat("hf-model").build();
-    RunState.Builder rs = RunState.newBuilder()
-        .setRunId(reg.getRunId()).setModelId(reg.getModelId()).setModel(model)
-        .setInputs(reg.getInputs()).setLabels(reg.getLabels()).setGates(reg.getGates())
-        .setCreatedAt(Instant.ofEpochMilli(now)).setUpdatedAt(Instant.ofEpochMilli(now));
+  public Step register(
+      ModelRegistered reg, Predicate<String> stageExists, long now, boolean admit) {
+    ArtefactRef model =
+        ArtefactRef.newBuilder()
+            .setUri(reg.getUri())
+            .setSha256(reg.getSha256())
+            .setBytes(reg.getBytes())
+            .setFormat("hf-model")
+            .build();
+    RunState.Builder rs =
+        RunState.newBuilder()
+            .setRunId(reg.getRunId())
+            .setModelId(reg.getModelId())
+            .setModel(model)
+            .setInputs(reg.getInputs())
+            .setLabels(reg.getLabels())
+            .setGates(reg.getGates())
+            .setCreatedAt(Instant.ofEpochMilli(now))
+            .setUpdatedAt(Instant.ofEpochMilli(now));
     Recipe recipe;
     try {
       recipe = RecipeParser.parse(reg.getRecipe(), stageExists);
     } catch (RecipeException e) {
-      return new Step(rs.setRecipeName(reg.getRecipeRef() == null ? "?" : reg.getRecipeRef()).setRecipe(reg.getRecipe())
-          .setStatus(RunStatus.REJECTED).setReason(e.getMessage()).setVerdict("REJECTED: recipe is invalid")
-          .setStages(List.of()).build(), List.of());
+      return new Step(
+          rs.setRecipeName(reg.getRecipeRef() == null ? "?" : reg.getRecipeRef())
+              .setRecipe(reg.getRecipe())
+              .setStatus(RunStatus.REJECTED)
+              .setReason(e.getMessage())
+              .setVerdict("REJECTED: recipe is invalid")
+              .setStages(List.of())
+              .build(),
+          List.of());
     }
     String json = RecipeParser.toJson(recipe);
     recipes.put(json, recipe);
     List<StageState> stages = new ArrayList<>();
     for (Recipe.Node n : recipe.nodes().values()) {
-      stages.add(StageState.newBuilder().setNode(n.name()).setStage(n.stage()).setAfter(n.after())
-          .setStatus(StageStatus.WAITING).build());
+      stages.add(
+          StageState.newBuilder()
+              .setNode(n.name())
+              .setStage(n.stage())
+              .setAfter(n.after())
+              .setStatus(StageStatus.WAITING)
+              .build());
     }
-    RunState state = rs.setRecipeName(recipe.name()).setRecipe(json).setStatus(RunStatus.RUNNING).setStages(stages)
-        .build();
+    RunState state =
+        rs.setRecipeName(recipe.name())
+            .setRecipe(json)
+            .setStatus(RunStatus.RUNNING)
+            .setStages(stages)
+            .build();
     List<StageJob> jobs = new ArrayList<>();
     if (admit) {
       dispatchReady(state, recipe, now, jobs);
@@ -107,7 +145,10 @@ public final class RunPlanner {
     return new Step(state, jobs);
   }
 
-  /** Dispatches the roots of a run that {@link #register} queued; nothing for a run already admitted or finished. */
+  /**
+   * Dispatches the roots of a run that {@link #register} queued; nothing for a run already admitted
+   * or finished.
+   */
   public Step admit(RunState current, long now) {
     if (current.getStatus() != RunStatus.RUNNING || admitted(current)) {
       return Step.none();
@@ -119,7 +160,10 @@ public final class RunPlanner {
     return new Step(state, jobs);
   }
 
-  /** Whether any node of the run was ever dispatched: a RUNNING run with none dispatched yet is queued. */
+  /**
+   * Whether any node of the run was ever dispatched: a RUNNING run with none dispatched yet is
+   * queued.
+   */
   public static boolean admitted(RunState state) {
     return state.getStages().stream().anyMatch(s -> s.getAttempt() > 0);
   }
@@ -140,11 +184,15 @@ public final class RunPlanner {
     if (current.getStatus() != RunStatus.RUNNING) {
       return Step.none();
     }
-    RunState state = RunState.newBuilder(current).build(); // deep copy: the caller's value stays untouched
+    RunState state =
+        RunState.newBuilder(current).build(); // deep copy: the caller's value stays untouched
     StageState s = find(state, e.getNode());
-    if (s == null || e.getAttempt() != s.getAttempt()
-        || s.getStatus() == StageStatus.COMPLETED || s.getStatus() == StageStatus.FAILED
-        || s.getStatus() == StageStatus.SKIPPED || s.getStatus() == StageStatus.REJECTED) {
+    if (s == null
+        || e.getAttempt() != s.getAttempt()
+        || s.getStatus() == StageStatus.COMPLETED
+        || s.getStatus() == StageStatus.FAILED
+        || s.getStatus() == StageStatus.SKIPPED
+        || s.getStatus() == StageStatus.REJECTED) {
       return Step.none(); // unknown node, stale attempt, or a duplicate after the node finished
     }
     Recipe recipe = recipe(state);
@@ -187,7 +235,10 @@ public final class RunPlanner {
     return new Step(state, jobs);
   }
 
-  /** The clock: dispatches retries that are due and fails attempts that went silent past their timeout. */
+  /**
+   * The clock: dispatches retries that are due and fails attempts that went silent past their
+   * timeout.
+   */
   public Step tick(RunState current, long now) {
     if (current.getStatus() != RunStatus.RUNNING) {
       return Step.none();
@@ -196,11 +247,16 @@ public final class RunPlanner {
     List<StageJob> jobs = new ArrayList<>();
     Recipe recipe = recipe(current);
     for (StageState s0 : current.getStages()) {
-      boolean due = s0.getStatus() == StageStatus.RETRY_WAIT && s0.getRetryAt() != null && s0.getRetryAt() <= now;
+      boolean due =
+          s0.getStatus() == StageStatus.RETRY_WAIT
+              && s0.getRetryAt() != null
+              && s0.getRetryAt() <= now;
       Long last = s0.getLastEventAt() != null ? s0.getLastEventAt() : s0.getDispatchedAt();
       long timeout = recipe.nodes().get(s0.getNode()).timeout().toMillis();
-      boolean silent = (s0.getStatus() == StageStatus.DISPATCHED || s0.getStatus() == StageStatus.RUNNING)
-          && last != null && now - last > timeout;
+      boolean silent =
+          (s0.getStatus() == StageStatus.DISPATCHED || s0.getStatus() == StageStatus.RUNNING)
+              && last != null
+              && now - last > timeout;
       if (!due && !silent) {
         continue;
       }
@@ -211,8 +267,17 @@ public final class RunPlanner {
       if (due) {
         jobs.add(dispatch(state, s, recipe.nodes().get(s.getNode()), now));
       } else {
-        fail(state, s, recipe, "no event from the worker for " + timeout + " ms (attempt " + s.getAttempt()
-            + " timed out)", true, now);
+        fail(
+            state,
+            s,
+            recipe,
+            "no event from the worker for "
+                + timeout
+                + " ms (attempt "
+                + s.getAttempt()
+                + " timed out)",
+            true,
+            now);
         if (s.getStatus() == StageStatus.RETRY_WAIT && s.getRetryAt() <= now) {
           jobs.add(dispatch(state, s, recipe.nodes().get(s.getNode()), now));
         }
@@ -226,8 +291,9 @@ public final class RunPlanner {
   }
 
   /**
-   * The earliest time at which {@link #tick} can change this run: its first due retry or attempt timeout, or
-   * {@link Long#MAX_VALUE} when it waits on nothing but events. The clock visits only runs that are due.
+   * The earliest time at which {@link #tick} can change this run: its first due retry or attempt
+   * timeout, or {@link Long#MAX_VALUE} when it waits on nothing but events. The clock visits only
+   * runs that are due.
    */
   public long nextDue(RunState state) {
     if (state.getStatus() != RunStatus.RUNNING) {
@@ -242,21 +308,27 @@ public final class RunPlanner {
         Long last = s.getLastEventAt() != null ? s.getLastEventAt() : s.getDispatchedAt();
         if (last != null) { // tick fails the attempt once now - last > timeout
           long timeout = recipe.nodes().get(s.getNode()).timeout().toMillis();
-          due = Math.min(due, timeout >= Long.MAX_VALUE - 1 - last ? Long.MAX_VALUE : last + timeout + 1);
+          due =
+              Math.min(
+                  due, timeout >= Long.MAX_VALUE - 1 - last ? Long.MAX_VALUE : last + timeout + 1);
         }
       }
     }
     return due;
   }
 
-  private void fail(RunState state, StageState s, Recipe recipe, String reason, boolean retryable, long now) {
+  private void fail(
+      RunState state, StageState s, Recipe recipe, String reason, boolean retryable, long now) {
     Recipe.Node node = recipe.nodes().get(s.getNode());
     s.setReason(reason);
     if (retryable && s.getAttempt() <= node.retries()) {
-      long backoff = Math.min(maxBackoff.toMillis(), initialBackoff.toMillis() << Math.min(20, s.getAttempt() - 1));
+      long backoff =
+          Math.min(
+              maxBackoff.toMillis(), initialBackoff.toMillis() << Math.min(20, s.getAttempt() - 1));
       s.setStatus(StageStatus.RETRY_WAIT);
       s.setRetryAt(now + backoff);
-      s.setMessage("attempt " + s.getAttempt() + " failed: " + reason + "; retrying in " + backoff + " ms");
+      s.setMessage(
+          "attempt " + s.getAttempt() + " failed: " + reason + "; retrying in " + backoff + " ms");
       return;
     }
     s.setStatus(StageStatus.FAILED);
@@ -264,8 +336,15 @@ public final class RunPlanner {
     s.setCompletedAt(now);
     skipPending(state, s.getNode(), "failed");
     state.setStatus(RunStatus.FAILED);
-    state.setReason("node '" + s.getNode() + "' (" + s.getStage() + ") failed after " + s.getAttempt()
-        + " attempt(s): " + reason);
+    state.setReason(
+        "node '"
+            + s.getNode()
+            + "' ("
+            + s.getStage()
+            + ") failed after "
+            + s.getAttempt()
+            + " attempt(s): "
+            + reason);
     state.setVerdict("FAILED");
   }
 
@@ -277,7 +356,8 @@ public final class RunPlanner {
     s.setCompletedAt(now);
     skipPending(state, s.getNode(), "rejected");
     state.setStatus(RunStatus.REJECTED);
-    state.setReason("node '" + s.getNode() + "' (" + s.getStage() + ") rejected the candidate: " + reason);
+    state.setReason(
+        "node '" + s.getNode() + "' (" + s.getStage() + ") rejected the candidate: " + reason);
     state.setVerdict("REJECTED: " + reason);
   }
 
@@ -295,8 +375,11 @@ public final class RunPlanner {
     if (all) {
       state.setStatus(RunStatus.SUCCEEDED);
       long cached = state.getStages().stream().filter(StageState::getCached).count();
-      state.setVerdict("SUCCEEDED: " + state.getStages().size() + " stage(s) completed"
-          + (cached > 0 ? ", " + cached + " from cache" : ""));
+      state.setVerdict(
+          "SUCCEEDED: "
+              + state.getStages().size()
+              + " stage(s) completed"
+              + (cached > 0 ? ", " + cached + " from cache" : ""));
     }
   }
 
@@ -305,7 +388,8 @@ public final class RunPlanner {
       if (s.getStatus() != StageStatus.WAITING) {
         continue;
       }
-      boolean ready = s.getAfter().stream().allMatch(a -> find(state, a).getStatus() == StageStatus.COMPLETED);
+      boolean ready =
+          s.getAfter().stream().allMatch(a -> find(state, a).getStatus() == StageStatus.COMPLETED);
       if (ready) {
         jobs.add(dispatch(state, s, recipe.nodes().get(s.getNode()), now));
       }
@@ -322,29 +406,51 @@ public final class RunPlanner {
     s.setMessage("dispatched attempt " + s.getAttempt() + " to " + Topics.jobs(s.getStage()));
     List<StageInput> inputs = new ArrayList<>();
     if (!state.getInputs().isEmpty()) {
-      inputs.add(StageInput.newBuilder().setNode("$run").setStage("input").setArtefacts(state.getInputs())
-          .setMetrics(Map.of()).build());
+      inputs.add(
+          StageInput.newBuilder()
+              .setNode("$run")
+              .setStage("input")
+              .setArtefacts(state.getInputs())
+              .setMetrics(Map.of())
+              .build());
     }
     for (String a : node.after()) {
       StageState up = find(state, a);
-      inputs.add(StageInput.newBuilder().setNode(a).setStage(up.getStage()).setArtefacts(up.getOutputs())
-          .setMetrics(up.getMetrics()).build());
+      inputs.add(
+          StageInput.newBuilder()
+              .setNode(a)
+              .setStage(up.getStage())
+              .setArtefacts(up.getOutputs())
+              .setMetrics(up.getMetrics())
+              .build());
     }
     return StageJob.newBuilder()
-        .setRunId(state.getRunId()).setJobId(state.getRunId() + "/" + node.name()).setAttempt(s.getAttempt())
-        .setStage(node.stage()).setNode(node.name()).setParams(RecipeParser.canonical(node.params()))
-        .setModel(state.getModel()).setInputs(inputs).setGates(state.getGates()).setLabels(state.getLabels())
-        .setTimeoutMs(node.timeout().toMillis()).setDispatchedAt(Instant.ofEpochMilli(now)).build();
+        .setRunId(state.getRunId())
+        .setJobId(state.getRunId() + "/" + node.name())
+        .setAttempt(s.getAttempt())
+        .setStage(node.stage())
+        .setNode(node.name())
+        .setParams(RecipeParser.canonical(node.params()))
+        .setModel(state.getModel())
+        .setInputs(inputs)
+        .setGates(state.getGates())
+        .setLabels(state.getLabels())
+        .setTimeoutMs(node.timeout().toMillis())
+        .setDispatchedAt(Instant.ofEpochMilli(now))
+        .build();
   }
 
   private Recipe recipe(RunState state) {
-    return recipes.computeIfAbsent(state.getRecipe(), json -> {
-      try {
-        return RecipeParser.parse(json, stage -> true);
-      } catch (RecipeException e) {
-        throw new IllegalStateException("stored recipe of run " + state.getRunId() + " no longer parses", e);
-      }
-    });
+    return recipes.computeIfAbsent(
+        state.getRecipe(),
+        json -> {
+          try {
+            return RecipeParser.parse(json, stage -> true);
+          } catch (RecipeException e) {
+            throw new IllegalStateException(
+                "stored recipe of run " + state.getRunId() + " no longer parses", e);
+          }
+        });
   }
 
   private static StageState find(RunState state, String node) {

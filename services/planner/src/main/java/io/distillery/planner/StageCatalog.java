@@ -6,8 +6,8 @@ import java.util.Set;
 import java.util.function.Predicate;
 
 /**
- * Which stages some worker serves: those whose jobs topic exists (a worker host creates its topic when it starts).
- * The topic list is cached and refreshed on a miss, at most once a second.
+ * Which stages some worker serves: those whose jobs topic exists (a worker host creates its topic
+ * when it starts). The topic list is cached and refreshed on a miss, at most once a second.
  */
 final class StageCatalog implements Predicate<String> {
 

@@ -11,8 +11,17 @@ class PlannerConfigTest {
 
   @Test
   void theEnvironmentAndTheCodePathShareOneSetOfDefaults() {
-    PlannerConfig fromEnv = PlannerConfig.from(new Settings("planner", Map.of("DISTILLERY_BOOTSTRAP", "b:9092",
-        "DISTILLERY_REGISTRY", "http://r", "DISTILLERY_PLANNER_STATE_DIR", "state")));
+    PlannerConfig fromEnv =
+        PlannerConfig.from(
+            new Settings(
+                "planner",
+                Map.of(
+                    "DISTILLERY_BOOTSTRAP",
+                    "b:9092",
+                    "DISTILLERY_REGISTRY",
+                    "http://r",
+                    "DISTILLERY_PLANNER_STATE_DIR",
+                    "state")));
 
     assertThat(fromEnv).isEqualTo(PlannerConfig.of("b:9092", "http://r", Path.of("state")));
   }
@@ -20,6 +29,7 @@ class PlannerConfigTest {
   @Test
   void everySettingIsInTheTable() {
     // replication is one component read from two settings (factor and min in-sync replicas)
-    assertThat(PlannerConfig.PARAMETERS).hasSize(PlannerConfig.class.getRecordComponents().length + 1);
+    assertThat(PlannerConfig.PARAMETERS)
+        .hasSize(PlannerConfig.class.getRecordComponents().length + 1);
   }
 }

@@ -1,6 +1,9 @@
 package io.distillery.pruner;
 
-/** Prunes one linear layer's weight ({@code [out, in]} row-major) to a pattern; returns the new weight. */
+/**
+ * Prunes one linear layer's weight ({@code [out, in]} row-major) to a pattern; returns the new
+ * weight.
+ */
 @FunctionalInterface
 public interface LinearPruner {
 

@@ -3,8 +3,9 @@ package io.distillery.pruner;
 import java.util.Arrays;
 
 /**
- * Chooses which weights to prune from per-weight importance scores (lowest first), for one pattern. Shared by magnitude
- * (score |W|) and Wanda (score |W| * ||X||_2); SparseGPT selects inside its column loop with the same rules.
+ * Chooses which weights to prune from per-weight importance scores (lowest first), for one pattern.
+ * Shared by magnitude (score |W|) and Wanda (score |W| * ||X||_2); SparseGPT selects inside its
+ * column loop with the same rules.
  */
 public final class PruneMask {
 
@@ -16,7 +17,8 @@ public final class PruneMask {
    */
   public static boolean[] select(double[] scores, int rows, int cols, SparsityPattern pattern) {
     if (scores.length != (long) rows * cols) {
-      throw new IllegalArgumentException("scores have " + scores.length + " entries, expected " + rows + "x" + cols);
+      throw new IllegalArgumentException(
+          "scores have " + scores.length + " entries, expected " + rows + "x" + cols);
     }
     boolean[] mask = new boolean[scores.length];
     switch (pattern) {
@@ -28,7 +30,8 @@ public final class PruneMask {
       }
       case SparsityPattern.NOfM nm -> {
         if (cols % nm.m() != 0) {
-          throw new IllegalArgumentException("input width " + cols + " is not a multiple of " + nm.m());
+          throw new IllegalArgumentException(
+              "input width " + cols + " is not a multiple of " + nm.m());
         }
         for (int r = 0; r < rows; r++) {
           for (int g = 0; g < cols; g += nm.m()) {
@@ -40,7 +43,9 @@ public final class PruneMask {
     return mask;
   }
 
-  /** Marks the {@code k} lowest of {@code scores[from, from+count)} (ties: the earlier index first). */
+  /**
+   * Marks the {@code k} lowest of {@code scores[from, from+count)} (ties: the earlier index first).
+   */
   public static void lowest(double[] scores, int from, int count, int k, boolean[] mask) {
     if (k <= 0) {
       return;
@@ -49,10 +54,12 @@ public final class PruneMask {
     for (int i = 0; i < count; i++) {
       order[i] = i;
     }
-    Arrays.sort(order, (a, b) -> {
-      int c = Double.compare(scores[from + a], scores[from + b]);
-      return c != 0 ? c : Integer.compare(a, b);
-    });
+    Arrays.sort(
+        order,
+        (a, b) -> {
+          int c = Double.compare(scores[from + a], scores[from + b]);
+          return c != 0 ? c : Integer.compare(a, b);
+        });
     for (int i = 0; i < Math.min(k, count); i++) {
       mask[from + order[i]] = true;
     }

@@ -4,34 +4,49 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Params of the pruner stage, validated here in one place; an invalid value fails the job as non-retryable with the
- * param's name in the message.
+ * Params of the pruner stage, validated here in one place; an invalid value fails the job as
+ * non-retryable with the param's name in the message.
  *
- * @param method {@code magnitude}, {@code wanda}, {@code sparsegpt} (unstructured or 2:4 masks, dense shapes kept) or
- *     {@code structured} (whole heads, MLP channels and layers removed: a smaller dense checkpoint)
- * @param sparsity fraction of weights pruned per output row for {@code pattern=unstructured}, in (0,1)
- * @param pattern {@code unstructured} (default) or {@code 2:4} (two zeros in every four consecutive inputs)
+ * @param method {@code magnitude}, {@code wanda}, {@code sparsegpt} (unstructured or 2:4 masks,
+ *     dense shapes kept) or {@code structured} (whole heads, MLP channels and layers removed: a
+ *     smaller dense checkpoint)
+ * @param sparsity fraction of weights pruned per output row for {@code pattern=unstructured}, in
+ *     (0,1)
+ * @param pattern {@code unstructured} (default) or {@code 2:4} (two zeros in every four consecutive
+ *     inputs)
  * @param exclude linear modules left dense: an exact module name ({@code lm_head}) or a name suffix
  *     ({@code down_proj}); default {@code [lm_head]} (embeddings are never linear layers)
  * @param damp SparseGPT's Hessian dampening as a fraction of the mean diagonal (0.01)
- * @param blockSize SparseGPT's column block (128): the unit of adaptive mask selection and lazy updates
- * @param headFraction structured: fraction of key/value groups (with their query heads) removed per layer, in [0,1)
+ * @param blockSize SparseGPT's column block (128): the unit of adaptive mask selection and lazy
+ *     updates
+ * @param headFraction structured: fraction of key/value groups (with their query heads) removed per
+ *     layer, in [0,1)
  * @param mlpFraction structured: fraction of MLP intermediate channels removed per layer, in [0,1)
  * @param dropLayers structured: number of whole decoder layers removed, >= 0
  */
-public record PrunerParams(String method, Double sparsity, String pattern, List<String> exclude, Double damp,
-    Integer blockSize, Double headFraction, Double mlpFraction, Integer dropLayers) {
+public record PrunerParams(
+    String method,
+    Double sparsity,
+    String pattern,
+    List<String> exclude,
+    Double damp,
+    Integer blockSize,
+    Double headFraction,
+    Double mlpFraction,
+    Integer dropLayers) {
 
   public static final Set<String> METHODS = Set.of("magnitude", "wanda", "sparsegpt", "structured");
   public static final Set<String> PATTERNS = Set.of("unstructured", "2:4");
 
   public PrunerParams {
     if (method == null || !METHODS.contains(method)) {
-      throw new IllegalArgumentException("method '" + method + "' is not one of " + METHODS.stream().sorted().toList());
+      throw new IllegalArgumentException(
+          "method '" + method + "' is not one of " + METHODS.stream().sorted().toList());
     }
     pattern = pattern == null ? "unstructured" : pattern;
     if (!PATTERNS.contains(pattern)) {
-      throw new IllegalArgumentException("pattern '" + pattern + "' is not one of [unstructured, 2:4]");
+      throw new IllegalArgumentException(
+          "pattern '" + pattern + "' is not one of [unstructured, 2:4]");
     }
     exclude = exclude == null ? List.of("lm_head") : List.copyOf(exclude);
     damp = damp == null ? 0.01 : damp;
@@ -57,10 +72,12 @@ public record PrunerParams(String method, Double sparsity, String pattern, List<
       }
     } else if (pattern.equals("unstructured")) {
       if (sparsity == null || !(sparsity > 0 && sparsity < 1)) {
-        throw new IllegalArgumentException("sparsity must be in (0,1) for pattern unstructured, got " + sparsity);
+        throw new IllegalArgumentException(
+            "sparsity must be in (0,1) for pattern unstructured, got " + sparsity);
       }
     } else if (sparsity != null && sparsity != 0.5) {
-      throw new IllegalArgumentException("sparsity " + sparsity + " contradicts pattern 2:4 (always 0.5); leave it out");
+      throw new IllegalArgumentException(
+          "sparsity " + sparsity + " contradicts pattern 2:4 (always 0.5); leave it out");
     }
   }
 
@@ -72,7 +89,9 @@ public record PrunerParams(String method, Double sparsity, String pattern, List<
 
   /** The mask pattern of the unstructured/semi-structured methods. */
   public SparsityPattern sparsityPattern() {
-    return pattern.equals("2:4") ? SparsityPattern.nOfM(2, 4) : SparsityPattern.unstructured(sparsity);
+    return pattern.equals("2:4")
+        ? SparsityPattern.nOfM(2, 4)
+        : SparsityPattern.unstructured(sparsity);
   }
 
   /** Whether {@code module} is left dense. */

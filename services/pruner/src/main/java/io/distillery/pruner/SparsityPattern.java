@@ -1,8 +1,9 @@
 package io.distillery.pruner;
 
 /**
- * Which weights of a {@code [out, in]} matrix may be zeroed: a fraction of each output row (unstructured), or N of
- * every M consecutive inputs (N:M; 2:4 is what sparse tensor cores accelerate).
+ * Which weights of a {@code [out, in]} matrix may be zeroed: a fraction of each output row
+ * (unstructured), or N of every M consecutive inputs (N:M; 2:4 is what sparse tensor cores
+ * accelerate).
  */
 public sealed interface SparsityPattern {
 
@@ -28,7 +29,10 @@ public sealed interface SparsityPattern {
     }
   }
 
-  /** Prune {@code n} of every {@code m} consecutive inputs; the input width must be a multiple of {@code m}. */
+  /**
+   * Prune {@code n} of every {@code m} consecutive inputs; the input width must be a multiple of
+   * {@code m}.
+   */
   record NOfM(int n, int m) implements SparsityPattern {
     public NOfM {
       if (m <= 0 || n <= 0 || n >= m) {
@@ -38,8 +42,17 @@ public sealed interface SparsityPattern {
 
     public void checkWidth(String module, int in) {
       if (in % m != 0) {
-        throw new IllegalArgumentException(module + ": input width " + in + " is not a multiple of " + m + " for "
-            + n + ":" + m + " sparsity");
+        throw new IllegalArgumentException(
+            module
+                + ": input width "
+                + in
+                + " is not a multiple of "
+                + m
+                + " for "
+                + n
+                + ":"
+                + m
+                + " sparsity");
       }
     }
   }

@@ -14,7 +14,9 @@ public record CorrelatedInputs(float[] x, int tokens, int cols) {
     return w;
   }
 
-  /** x = z A + noise with a few shared latent factors, so input channels are strongly correlated. */
+  /**
+   * x = z A + noise with a few shared latent factors, so input channels are strongly correlated.
+   */
   public static CorrelatedInputs correlated(int tokens, int cols, long seed) {
     SplittableRandom random = new SplittableRandom(seed);
     int latent = 4;

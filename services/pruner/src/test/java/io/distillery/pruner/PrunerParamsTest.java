@@ -12,7 +12,8 @@ class PrunerParamsTest {
 
   @Test
   void shouldApplyDefaultsWhenOnlyMethodAndSparsityGiven() throws Exception {
-    PrunerParams p = StageParams.bind("pruner", "{\"method\":\"wanda\",\"sparsity\":0.5}", PrunerParams.class);
+    PrunerParams p =
+        StageParams.bind("pruner", "{\"method\":\"wanda\",\"sparsity\":0.5}", PrunerParams.class);
     assertThat(p.pattern()).isEqualTo("unstructured");
     assertThat(p.exclude()).containsExactly("lm_head");
     assertThat(p.damp()).isEqualTo(0.01);
@@ -24,34 +25,53 @@ class PrunerParamsTest {
   @Test
   void shouldFailNamingSparsityWhenOutsideOpenUnitInterval() {
     for (String s : List.of("0", "1", "1.5", "-0.1")) {
-      assertThatThrownBy(() -> StageParams.bind("pruner", "{\"method\":\"magnitude\",\"sparsity\":" + s + "}",
-          PrunerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("sparsity");
+      assertThatThrownBy(
+              () ->
+                  StageParams.bind(
+                      "pruner",
+                      "{\"method\":\"magnitude\",\"sparsity\":" + s + "}",
+                      PrunerParams.class))
+          .isInstanceOf(StageException.Fatal.class)
+          .hasMessageContaining("sparsity");
     }
-    assertThatThrownBy(() -> new PrunerParams("magnitude", null, null, null, null, null, null, null, null))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("sparsity");
+    assertThatThrownBy(
+            () -> new PrunerParams("magnitude", null, null, null, null, null, null, null, null))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("sparsity");
   }
 
   @Test
   void shouldFailNamingMethodWhenUnknown() {
-    assertThatThrownBy(() -> StageParams.bind("pruner", "{\"method\":\"random\",\"sparsity\":0.5}",
-        PrunerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("method")
+    assertThatThrownBy(
+            () ->
+                StageParams.bind(
+                    "pruner", "{\"method\":\"random\",\"sparsity\":0.5}", PrunerParams.class))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("method")
         .hasMessageContaining("random");
   }
 
   @Test
   void shouldFailNamingPatternWhenUnknown() {
-    assertThatThrownBy(() -> StageParams.bind("pruner", "{\"method\":\"wanda\",\"pattern\":\"4:8\"}",
-        PrunerParams.class)).isInstanceOf(StageException.Fatal.class).hasMessageContaining("pattern")
+    assertThatThrownBy(
+            () ->
+                StageParams.bind(
+                    "pruner", "{\"method\":\"wanda\",\"pattern\":\"4:8\"}", PrunerParams.class))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("pattern")
         .hasMessageContaining("4:8");
   }
 
   @Test
   void shouldFailNamingFractionWhenStructuredFractionOutOfRange() {
-    assertThatThrownBy(() -> new PrunerParams("structured", null, null, null, null, null, 1.0, null, null))
+    assertThatThrownBy(
+            () -> new PrunerParams("structured", null, null, null, null, null, 1.0, null, null))
         .hasMessageContaining("headFraction");
-    assertThatThrownBy(() -> new PrunerParams("structured", null, null, null, null, null, null, -0.5, null))
+    assertThatThrownBy(
+            () -> new PrunerParams("structured", null, null, null, null, null, null, -0.5, null))
         .hasMessageContaining("mlpFraction");
-    assertThatThrownBy(() -> new PrunerParams("structured", null, null, null, null, null, null, null, -1))
+    assertThatThrownBy(
+            () -> new PrunerParams("structured", null, null, null, null, null, null, null, -1))
         .hasMessageContaining("dropLayers");
   }
 

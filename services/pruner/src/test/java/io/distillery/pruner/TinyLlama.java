@@ -10,14 +10,25 @@ import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
 
-/** A tiny random Llama (4 heads in 2 kv groups) and calibration statistics from a few forward passes over it. */
+/**
+ * A tiny random Llama (4 heads in 2 kv groups) and calibration statistics from a few forward passes
+ * over it.
+ */
 public final class TinyLlama {
 
   private TinyLlama() {}
 
   public static LlamaConfig config(int layers) {
-    return LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(48).numHiddenLayers(layers)
-        .numAttentionHeads(4).numKeyValueHeads(2).headDim(8).maxPositionEmbeddings(64).build();
+    return LlamaConfig.builder()
+        .vocabSize(64)
+        .hiddenSize(32)
+        .intermediateSize(48)
+        .numHiddenLayers(layers)
+        .numAttentionHeads(4)
+        .numKeyValueHeads(2)
+        .headDim(8)
+        .maxPositionEmbeddings(64)
+        .build();
   }
 
   public static int[][] tokens(int batch, int seq, long seed) {
@@ -31,11 +42,19 @@ public final class TinyLlama {
     return ids;
   }
 
-  /** Statistics (with X^T X for every module) from {@code passes} forward passes of 2 x 16 random tokens. */
+  /**
+   * Statistics (with X^T X for every module) from {@code passes} forward passes of 2 x 16 random
+   * tokens.
+   */
   public static CalibrationStats calibrate(LlamaModel model, int passes) {
     StatsAccumulator acc = new StatsAccumulator(64, 1.5f, Set.of(), true);
-    try (var reg = model.observeLinearInputs((module, input) -> acc.add(module, input.toFloatArray(),
-        Math.toIntExact(input.getShape().get(input.getShape().dimension() - 1))))) {
+    try (var reg =
+        model.observeLinearInputs(
+            (module, input) ->
+                acc.add(
+                    module,
+                    input.toFloatArray(),
+                    Math.toIntExact(input.getShape().get(input.getShape().dimension() - 1))))) {
       for (int p = 0; p < passes; p++) {
         try (NDManager scope = model.manager().newSubManager()) {
           model.forward(scope, tokens(2, 16, 100 + p)).close();

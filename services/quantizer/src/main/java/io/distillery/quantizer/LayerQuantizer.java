@@ -19,10 +19,11 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * The quantizer's work on one streamed decoder layer: round-to-nearest (w8-rtn, w4-rtn, fp8) or GPTQ (w4-gptq, on
- * the Hessians of the layer's inputs accumulated while the calibration batch passes through it). Each quantized module
- * is emitted in compressed-tensors' layout ({@link CompressedTensors#moduleTensors}) and its dense weight replaced by
- * the dequantized one, which the sequential re-run computes with. Holds one layer's Hessians at a time.
+ * The quantizer's work on one streamed decoder layer: round-to-nearest (w8-rtn, w4-rtn, fp8) or
+ * GPTQ (w4-gptq, on the Hessians of the layer's inputs accumulated while the calibration batch
+ * passes through it). Each quantized module is emitted in compressed-tensors' layout ({@link
+ * CompressedTensors#moduleTensors}) and its dense weight replaced by the dequantized one, which the
+ * sequential re-run computes with. Holds one layer's Hessians at a time.
  */
 final class LayerQuantizer implements LayerVisitor {
 
@@ -42,7 +43,11 @@ final class LayerQuantizer implements LayerVisitor {
   private long hessianNanos;
   private double hessianFlops;
 
-  LayerQuantizer(LlamaConfig config, Scheme scheme, QuantizerParams params, QuantizationScheme format,
+  LayerQuantizer(
+      LlamaConfig config,
+      Scheme scheme,
+      QuantizerParams params,
+      QuantizationScheme format,
       List<String> modules) {
     this.config = config;
     this.scheme = scheme;
@@ -89,7 +94,8 @@ final class LayerQuantizer implements LayerVisitor {
         int rows = Math.toIntExact(shape[0]);
         int cols = Math.toIntExact(shape[1]);
         String shortName = module.substring(LlamaTensorNames.layerPrefix(layer).length());
-        step.step((scheme == Scheme.W4_GPTQ ? "gptq " : scheme.id() + " ") + shortName,
+        step.step(
+            (scheme == Scheme.W4_GPTQ ? "gptq " : scheme.id() + " ") + shortName,
             0.05 + 0.9 * i / projections.length);
         float[] w = weights.get(name);
         QuantizedWeight q;
@@ -99,14 +105,31 @@ final class LayerQuantizer implements LayerVisitor {
           }
           double[] h = hessians.take(module);
           long t0 = System.nanoTime();
-          q = Gptq.quantize(w, rows, cols, h, params.groupSize(), params.damp(), params.actOrder(), params.bits(),
-              params.symmetric());
+          q =
+              Gptq.quantize(
+                  w,
+                  rows,
+                  cols,
+                  h,
+                  params.groupSize(),
+                  params.damp(),
+                  params.actOrder(),
+                  params.bits(),
+                  params.symmetric());
           gptqNanos += System.nanoTime() - t0;
-          // as /work/shared/SCALE.md counts it: the row updates (2 x rows x cols^2) and a Cholesky (cols^3 / 3)
+          // as /work/shared/SCALE.md counts it: the row updates (2 x rows x cols^2) and a Cholesky
+          // (cols^3 / 3)
           gptqFlops += 2.0 * rows * cols * cols + (double) cols * cols * cols / 3;
         } else {
-          q = RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize(), params.bits(),
-              params.symmetric());
+          q =
+              RoundToNearest.quantize(
+                  scheme.kind(),
+                  w,
+                  rows,
+                  cols,
+                  params.groupSize(),
+                  params.bits(),
+                  params.symmetric());
         }
         weights.emit(module, CompressedTensors.moduleTensors(module, q, null, format));
         weights.set(name, q.dequantize());

@@ -6,39 +6,58 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Params of the quantizer stage, validated here (an IllegalArgumentException names the param and fails the job as
- * non-retryable). Widths are checked against the model when the stage runs.
+ * Params of the quantizer stage, validated here (an IllegalArgumentException names the param and
+ * fails the job as non-retryable). Widths are checked against the model when the stage runs.
  *
  * @param scheme one of {@link Scheme#ids()}
- * @param groupSize input columns per INT4 scale (default 128); must divide every quantized layer's in_features
+ * @param groupSize input columns per INT4 scale (default 128); must divide every quantized layer's
+ *     in_features
  * @param alpha SmoothQuant migration strength in [0, 1] (default 0.5)
  * @param damp GPTQ dampening, fraction of mean(diag H) (default 0.01)
  * @param actOrder GPTQ: quantize columns by decreasing diag(H) (default false)
  * @param awqGrid AWQ: number of exponents r on the grid over [0, 1) (default 20)
- * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"]); must keep lm_head dense and
- *     may not split a fused group (q/k/v, gate/up), as vLLM's loader requires (see {@link VllmConstraints})
- * @param symmetric group schemes: symmetric weights without zero points (default true: compressed-tensors' W4A16
- *     preset, the layout every vLLM release and Marlin load); false keeps the asymmetric grid with zero points (vLLM
- *     loads it from PR #14211, 2025)
- * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4, groups of
- *     {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn, w8a8-smoothquant, fp8) are 8-bit
- *     only (default 8)
- * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram) or auto (the one
- *     with the lower expected output error on the calibration statistics; default)
- * @param sequential streamed GPTQ: calibrate layer i+1 on the outputs of the already quantized layer i, as the GPTQ
- *     reference code and llm-compressor's sequential pipeline do (default true); false takes every layer's statistics
- *     from the original model in one pass, as a whole-model calibration does
- * @param streaming run on the layer-streaming executor: null (the default) streams every scheme it supports (w8-rtn,
- *     w4-rtn, fp8, and w4-gptq when the calibration carries its token ids), true requires it, false keeps the whole
- *     model in memory
+ * @param exclude modules left dense: exact names or name suffixes (default ["lm_head"]); must keep
+ *     lm_head dense and may not split a fused group (q/k/v, gate/up), as vLLM's loader requires
+ *     (see {@link VllmConstraints})
+ * @param symmetric group schemes: symmetric weights without zero points (default true:
+ *     compressed-tensors' W4A16 preset, the layout every vLLM release and Marlin load); false keeps
+ *     the asymmetric grid with zero points (vLLM loads it from PR #14211, 2025)
+ * @param bits code width: 2, 3, 4 or 8 for the group schemes (w4-rtn, w4-awq, w4-gptq; default 4,
+ *     groups of {@code groupSize} at any of these widths); the per-channel schemes (w8-rtn,
+ *     w8a8-smoothquant, fp8) are 8-bit only (default 8)
+ * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram)
+ *     or auto (the one with the lower expected output error on the calibration statistics; default)
+ * @param sequential streamed GPTQ: calibrate layer i+1 on the outputs of the already quantized
+ *     layer i, as the GPTQ reference code and llm-compressor's sequential pipeline do (default
+ *     true); false takes every layer's statistics from the original model in one pass, as a
+ *     whole-model calibration does
+ * @param streaming run on the layer-streaming executor: null (the default) streams every scheme it
+ *     supports (w8-rtn, w4-rtn, fp8, and w4-gptq when the calibration carries its token ids), true
+ *     requires it, false keeps the whole model in memory
  */
-public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-    Integer awqGrid, List<String> exclude, Boolean symmetric, Integer bits, String inputScale, Boolean sequential,
+public record QuantizerParams(
+    String scheme,
+    Integer groupSize,
+    Double alpha,
+    Double damp,
+    Boolean actOrder,
+    Integer awqGrid,
+    List<String> exclude,
+    Boolean symmetric,
+    Integer bits,
+    String inputScale,
+    Boolean sequential,
     Boolean streaming) {
 
   /** The params with only the first seven given (every later one at its default). */
-  public QuantizerParams(String scheme, Integer groupSize, Double alpha, Double damp, Boolean actOrder,
-      Integer awqGrid, List<String> exclude) {
+  public QuantizerParams(
+      String scheme,
+      Integer groupSize,
+      Double alpha,
+      Double damp,
+      Boolean actOrder,
+      Integer awqGrid,
+      List<String> exclude) {
     this(scheme, groupSize, alpha, damp, actOrder, awqGrid, exclude, null, null, null, null, null);
   }
 
@@ -72,21 +91,29 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
       throw new IllegalArgumentException("bits: " + scheme + " takes 2, 3, 4 or 8, got " + bits);
     }
     if (!parsed.grouped() && bits != 8) {
-      throw new IllegalArgumentException("bits: " + scheme + " is 8-bit only, got " + bits
-          + "; for narrower codes use w4-rtn, w4-awq or w4-gptq with bits " + bits);
+      throw new IllegalArgumentException(
+          "bits: "
+              + scheme
+              + " is 8-bit only, got "
+              + bits
+              + "; for narrower codes use w4-rtn, w4-awq or w4-gptq with bits "
+              + bits);
     }
     symmetric = symmetric == null || symmetric;
     if (!symmetric && !Scheme.of(scheme).grouped()) {
-      throw new IllegalArgumentException("symmetric: false applies to the INT4 group schemes only; " + scheme
-          + " weights are symmetric");
+      throw new IllegalArgumentException(
+          "symmetric: false applies to the INT4 group schemes only; "
+              + scheme
+              + " weights are symmetric");
     }
     checkExclude(exclude);
   }
 
   /**
-   * The exclude list must keep lm_head dense (vLLM's compressed_tensors.py get_quant_method quantizes linear layers
-   * only: a quantized lm_head does not load, see {@link VllmConstraints#checkQuantizable}) and may not exclude part of
-   * a fused group (compressed_tensors/utils.py should_ignore_layer raises when q/k/v or gate/up differ).
+   * The exclude list must keep lm_head dense (vLLM's compressed_tensors.py get_quant_method
+   * quantizes linear layers only: a quantized lm_head does not load, see {@link
+   * VllmConstraints#checkQuantizable}) and may not exclude part of a fused group
+   * (compressed_tensors/utils.py should_ignore_layer raises when q/k/v or gate/up differ).
    */
   private static void checkExclude(List<String> exclude) {
     for (String entry : exclude) {
@@ -97,20 +124,32 @@ public record QuantizerParams(String scheme, Integer groupSize, Double alpha, Do
         if (!fused.getValue().contains(leaf)) {
           continue;
         }
-        List<String> missing = fused.getValue().stream().filter(shard -> !excludes(exclude, prefix + shard))
-            .toList();
+        List<String> missing =
+            fused.getValue().stream().filter(shard -> !excludes(exclude, prefix + shard)).toList();
         if (!missing.isEmpty()) {
-          throw new IllegalArgumentException("exclude: \"" + entry + "\" splits the fused group " + fused.getKey()
-              + " " + fused.getValue() + " (" + missing + " would stay quantized); vLLM requires all shards of a "
-              + "fused layer to share one scheme (compressed_tensors/utils.py should_ignore_layer): exclude all of "
-              + fused.getValue() + " or none");
+          throw new IllegalArgumentException(
+              "exclude: \""
+                  + entry
+                  + "\" splits the fused group "
+                  + fused.getKey()
+                  + " "
+                  + fused.getValue()
+                  + " ("
+                  + missing
+                  + " would stay quantized); vLLM requires all shards of a "
+                  + "fused layer to share one scheme (compressed_tensors/utils.py should_ignore_layer): exclude all of "
+                  + fused.getValue()
+                  + " or none");
         }
       }
     }
     if (exclude.stream().noneMatch(e -> e.equals("lm_head"))) {
-      throw new IllegalArgumentException("exclude: must contain \"lm_head\" (got " + exclude + "): vLLM loads "
-          + "compressed-tensors weights into linear layers only and its ParallelLMHead has no weight_packed/"
-          + "weight_scale (compressed_tensors.py get_quant_method), so a quantized lm_head does not load");
+      throw new IllegalArgumentException(
+          "exclude: must contain \"lm_head\" (got "
+              + exclude
+              + "): vLLM loads "
+              + "compressed-tensors weights into linear layers only and its ParallelLMHead has no weight_packed/"
+              + "weight_scale (compressed_tensors.py get_quant_method), so a quantized lm_head does not load");
     }
   }
 

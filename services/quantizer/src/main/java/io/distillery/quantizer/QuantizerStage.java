@@ -3,7 +3,6 @@ package io.distillery.quantizer;
 import io.distillery.model.CheckpointException;
 import io.distillery.model.calib.CalibrationInput;
 import io.distillery.model.calib.CalibrationStats;
-import io.distillery.model.calib.LayerStats;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.config.ModelConfigException;
@@ -15,22 +14,22 @@ import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.MemoryPlan;
+import io.distillery.quantizer.awq.AwqModel;
+import io.distillery.quantizer.gptq.Gptq;
+import io.distillery.quantizer.rtn.RoundToNearest;
+import io.distillery.quantizer.smoothquant.SmoothQuantModel;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
-import io.distillery.quantizer.awq.AwqModel;
-import io.distillery.quantizer.gptq.Gptq;
-import io.distillery.quantizer.rtn.RoundToNearest;
-import io.distillery.quantizer.smoothquant.SmoothQuantModel;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.HexFormat;
@@ -43,40 +42,54 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The quantizer worker's stage: reads a Hugging Face Llama checkpoint (and, for AWQ, GPTQ and SmoothQuant, the
- * calibrator's statistics), quantizes every linear layer not excluded, and writes a compressed-tensors checkpoint
- * (see {@link CompressedTensors}) that vLLM loads and the model core runs dequantized. Progress is reported per
- * layer.
+ * The quantizer worker's stage: reads a Hugging Face Llama checkpoint (and, for AWQ, GPTQ and
+ * SmoothQuant, the calibrator's statistics), quantizes every linear layer not excluded, and writes
+ * a compressed-tensors checkpoint (see {@link CompressedTensors}) that vLLM loads and the model
+ * core runs dequantized. Progress is reported per layer.
  *
- * <p>w8-rtn, w4-rtn, fp8 and w4-gptq run on the layer-streaming executor by default ({@link LayerStreamer}: one
- * decoder layer in memory at a time, so a model of any size quantizes within its planned budget, resumable per layer);
- * streamed w4-gptq needs the calibration samples' token ids ({@link CalibrationTokens}) and by default calibrates
- * sequentially. Streaming is the default, not a size threshold, so that the tiny models of the tests run the very code
- * that real-size models run; with {@code sequential: false} its output equals the whole-model path's. w4-awq and
- * w8a8-smoothquant still hold the whole model (refused up front when it cannot fit the worker's budget).
+ * <p>w8-rtn, w4-rtn, fp8 and w4-gptq run on the layer-streaming executor by default ({@link
+ * LayerStreamer}: one decoder layer in memory at a time, so a model of any size quantizes within
+ * its planned budget, resumable per layer); streamed w4-gptq needs the calibration samples' token
+ * ids ({@link CalibrationTokens}) and by default calibrates sequentially. Streaming is the default,
+ * not a size threshold, so that the tiny models of the tests run the very code that real-size
+ * models run; with {@code sequential: false} its output equals the whole-model path's. w4-awq and
+ * w8a8-smoothquant still hold the whole model (refused up front when it cannot fit the worker's
+ * budget).
  */
-@StagePlugin(name = "quantizer", params = QuantizerParams.class,
-    description = "post-training weight quantization (RTN, AWQ, GPTQ, SmoothQuant W8A8, FP8) to compressed-tensors")
+@StagePlugin(
+    name = "quantizer",
+    params = QuantizerParams.class,
+    description =
+        "post-training weight quantization (RTN, AWQ, GPTQ, SmoothQuant W8A8, FP8) to compressed-tensors")
 public final class QuantizerStage implements Stage<QuantizerParams> {
 
   public static final String OUTPUT_FORMAT = ArtefactFormats.COMPRESSED_TENSORS;
 
   private static final Logger LOG = LoggerFactory.getLogger(QuantizerStage.class);
-  /** Schemes that run on the layer-streaming executor; AWQ and SmoothQuant still hold the whole model. */
-  static final Set<Scheme> STREAMED = EnumSet.of(Scheme.W8_RTN, Scheme.W4_RTN, Scheme.FP8, Scheme.W4_GPTQ);
+
+  /**
+   * Schemes that run on the layer-streaming executor; AWQ and SmoothQuant still hold the whole
+   * model.
+   */
+  static final Set<Scheme> STREAMED =
+      EnumSet.of(Scheme.W8_RTN, Scheme.W4_RTN, Scheme.FP8, Scheme.W4_GPTQ);
+
   /** The calibrator's batching (equal-length rows, at most this many tokens and rows a batch). */
   static final int MAX_BATCH_TOKENS = 4096;
+
   static final int MAX_BATCH_ROWS = 16;
 
   @Override
-  public StageResult run(StageContext<QuantizerParams> ctx) throws StageException, InterruptedException {
+  public StageResult run(StageContext<QuantizerParams> ctx)
+      throws StageException, InterruptedException {
     QuantizerParams params = ctx.params();
     Scheme scheme = params.schemeValue();
     LlamaConfig config = readConfig(ctx.inputModel());
     Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
     List<String> modules = new ArrayList<>();
     for (String module : LlamaTensorNames.linearModules(config)) {
-      boolean tiedHead = module.equals(LlamaTensorNames.LM_HEAD_MODULE) && config.tieWordEmbeddings();
+      boolean tiedHead =
+          module.equals(LlamaTensorNames.LM_HEAD_MODULE) && config.tieWordEmbeddings();
       if (!params.excludes(module) && !tiedHead) {
         modules.add(module);
       }
@@ -85,25 +98,38 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       for (String module : modules) {
         long cols = shapes.get(LlamaTensorNames.weight(module))[1];
         if (cols % params.groupSize() != 0) {
-          throw StageException.fatal("groupSize: " + params.groupSize() + " does not divide in_features " + cols
-              + " of " + module);
+          throw StageException.fatal(
+              "groupSize: "
+                  + params.groupSize()
+                  + " does not divide in_features "
+                  + cols
+                  + " of "
+                  + module);
         }
       }
     }
     CalibrationTokens tokens = scheme == Scheme.W4_GPTQ ? readTokens(ctx) : null;
-    boolean streamable = STREAMED.contains(scheme) && !modules.contains(LlamaTensorNames.LM_HEAD_MODULE);
+    boolean streamable =
+        STREAMED.contains(scheme) && !modules.contains(LlamaTensorNames.LM_HEAD_MODULE);
     boolean stream;
     if (params.streaming() == null) {
       stream = streamable && (scheme != Scheme.W4_GPTQ || tokens != null);
     } else if (params.streaming()) {
       if (!streamable) {
-        throw StageException.fatal("streaming: scheme " + scheme.id() + (STREAMED.contains(scheme)
-            ? " streams only with lm_head excluded (or tied)" : " does not run on the layer-streaming executor yet")
-            + "; streamed schemes: " + STREAMED.stream().map(Scheme::id).toList());
+        throw StageException.fatal(
+            "streaming: scheme "
+                + scheme.id()
+                + (STREAMED.contains(scheme)
+                    ? " streams only with lm_head excluded (or tied)"
+                    : " does not run on the layer-streaming executor yet")
+                + "; streamed schemes: "
+                + STREAMED.stream().map(Scheme::id).toList());
       }
       if (scheme == Scheme.W4_GPTQ && tokens == null) {
-        throw StageException.fatal("streaming: streamed w4-gptq needs the calibration samples' token ids ("
-            + CalibrationTokens.FILE_NAME + " in the calibration artefact); re-run the calibrator");
+        throw StageException.fatal(
+            "streaming: streamed w4-gptq needs the calibration samples' token ids ("
+                + CalibrationTokens.FILE_NAME
+                + " in the calibration artefact); re-run the calibrator");
       }
       stream = true;
     } else {
@@ -113,7 +139,10 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       return streamed(ctx, config, scheme, modules, tokens);
     }
     checkInMemoryPlan(ctx, config, scheme);
-    CalibrationStats stats = scheme.needsCalibration() ? CalibrationInput.read(ctx, "scheme " + ctx.params().scheme()) : null;
+    CalibrationStats stats =
+        scheme.needsCalibration()
+            ? CalibrationInput.read(ctx, "scheme " + ctx.params().scheme())
+            : null;
     long[] sourceBytes = new long[1];
     Map<String, float[]> tensors = readTensors(ctx.inputModel(), config, modules, sourceBytes);
     long bytesBefore = sourceBytes[0];
@@ -123,15 +152,25 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     Map<String, Double> metrics = new LinkedHashMap<>();
     try {
       switch (scheme) {
-        case W8A8_SMOOTHQUANT -> SmoothQuantModel.smooth(config, tensors, stats, params.alpha(), params.inputScaleValue(),
-            modules, inputScales);
+        case W8A8_SMOOTHQUANT ->
+            SmoothQuantModel.smooth(
+                config,
+                tensors,
+                stats,
+                params.alpha(),
+                params.inputScaleValue(),
+                modules,
+                inputScales);
         case W4_AWQ -> {
           Map<String, float[]> scales = new LinkedHashMap<>();
-          AwqModel.Settings awq = new AwqModel.Settings(params.groupSize(), params.awqGrid(), params.bits());
-          metrics.put("awq_mean_ratio", AwqModel.scale(config, tensors, stats, awq, Set.copyOf(modules), scales));
+          AwqModel.Settings awq =
+              new AwqModel.Settings(params.groupSize(), params.awqGrid(), params.bits());
+          metrics.put(
+              "awq_mean_ratio",
+              AwqModel.scale(config, tensors, stats, awq, Set.copyOf(modules), scales));
           metrics.putAll(AwqModel.clip(tensors, stats, awq, modules, scales));
         }
-        default -> { }
+        default -> {}
       }
       Map<String, QuantizedWeight> quantized = new LinkedHashMap<>();
       long bytesAfter = 0;
@@ -144,32 +183,63 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         int rows = Math.toIntExact(shape[0]);
         int cols = Math.toIntExact(shape[1]);
         float[] w = tensors.get(LlamaTensorNames.weight(module));
-        QuantizedWeight q = scheme == Scheme.W4_GPTQ
-            ? Gptq.quantize(w, rows, cols, stats.layer(module).hessian(), params.groupSize(), params.damp(),
-                params.actOrder(), params.bits(), params.symmetric())
-            : RoundToNearest.quantize(scheme.kind(), w, rows, cols, params.groupSize(), params.bits(),
-                params.symmetric());
+        QuantizedWeight q =
+            scheme == Scheme.W4_GPTQ
+                ? Gptq.quantize(
+                    w,
+                    rows,
+                    cols,
+                    stats.layer(module).hessian(),
+                    params.groupSize(),
+                    params.damp(),
+                    params.actOrder(),
+                    params.bits(),
+                    params.symmetric())
+                : RoundToNearest.quantize(
+                    scheme.kind(),
+                    w,
+                    rows,
+                    cols,
+                    params.groupSize(),
+                    params.bits(),
+                    params.symmetric());
         quantized.put(module, q);
         bytesAfter += q.storageBytes();
-        ctx.progress(5 + 90.0 * (i + 1) / modules.size(), "quantized " + module,
+        ctx.progress(
+            5 + 90.0 * (i + 1) / modules.size(),
+            "quantized " + module,
             Map.of("layers_quantized", (double) (i + 1)));
       }
       Path out = ctx.scratch().resolve("quantized");
-      List<String> ignore = LlamaTensorNames.linearModules(config).stream().filter(m -> !quantized.containsKey(m))
-          .toList();
-      CompressedTensors.write(out, config, tensors, quantized, inputScales,
-          new QuantizationScheme(scheme.kind(), params.groupSize(), scheme == Scheme.W8A8_SMOOTHQUANT, ignore)
-              .withSymmetric(params.symmetric()).withBits(params.bits()));
+      List<String> ignore =
+          LlamaTensorNames.linearModules(config).stream()
+              .filter(m -> !quantized.containsKey(m))
+              .toList();
+      CompressedTensors.write(
+          out,
+          config,
+          tensors,
+          quantized,
+          inputScales,
+          new QuantizationScheme(
+                  scheme.kind(), params.groupSize(), scheme == Scheme.W8A8_SMOOTHQUANT, ignore)
+              .withSymmetric(params.symmetric())
+              .withBits(params.bits()));
       metrics.put("weight_bytes_before", (double) bytesBefore);
       metrics.put("weight_bytes_after", (double) bytesAfter);
       metrics.put("compression_ratio", bytesAfter == 0 ? 1.0 : (double) bytesBefore / bytesAfter);
       metrics.put("layers_quantized", (double) quantized.size());
-      LOG.info("quantized stage=quantizer scheme={} layers={} bytesBefore={} bytesAfter={}", scheme.id(),
-          quantized.size(), bytesBefore, bytesAfter);
+      LOG.info(
+          "quantized stage=quantizer scheme={} layers={} bytesBefore={} bytesAfter={}",
+          scheme.id(),
+          quantized.size(),
+          bytesBefore,
+          bytesAfter);
       ctx.progress(100, "wrote compressed-tensors checkpoint");
       return StageResult.of(List.of(new StageResult.Output(out, OUTPUT_FORMAT)), metrics);
     } catch (IllegalArgumentException | IllegalStateException e) {
-      // missing calibration statistics for a layer, a Hessian that was not collected, inconsistent shapes
+      // missing calibration statistics for a layer, a Hessian that was not collected, inconsistent
+      // shapes
       throw StageException.fatal("quantizer " + scheme.id() + ": " + e.getMessage(), e);
     } catch (IOException e) {
       throw StageException.retryable("cannot write the quantized checkpoint: " + e.getMessage(), e);
@@ -177,54 +247,95 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
   }
 
   /**
-   * The streamed path (see {@link LayerStreamer}): one decoder layer at a time, planned against the worker's memory
-   * budget before any work, resumable per layer from the job's work directory, dense tensors kept in the input's
-   * dtype.
+   * The streamed path (see {@link LayerStreamer}): one decoder layer at a time, planned against the
+   * worker's memory budget before any work, resumable per layer from the job's work directory,
+   * dense tensors kept in the input's dtype.
    */
-  private static StageResult streamed(StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme,
-      List<String> modules, CalibrationTokens tokens) throws StageException, InterruptedException {
+  private static StageResult streamed(
+      StageContext<QuantizerParams> ctx,
+      LlamaConfig config,
+      Scheme scheme,
+      List<String> modules,
+      CalibrationTokens tokens)
+      throws StageException, InterruptedException {
     QuantizerParams params = ctx.params();
     boolean gptq = scheme == Scheme.W4_GPTQ;
-    List<int[][]> batches = tokens == null ? List.of() : tokens.batches(MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
+    List<int[][]> batches =
+        tokens == null ? List.of() : tokens.batches(MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
     long batchTokens = 0;
     int batchRows = 0;
     for (int[][] b : batches) {
       batchTokens = Math.max(batchTokens, (long) b.length * b[0].length);
       batchRows = Math.max(batchRows, b.length);
     }
-    MemoryPlan plan = MemoryPlan.estimate(config, tokens == null ? 0 : tokens.tokenCount(), batchTokens, batchRows,
-        tokens == null ? 0 : tokens.longest(), gptq);
+    MemoryPlan plan =
+        MemoryPlan.estimate(
+            config,
+            tokens == null ? 0 : tokens.tokenCount(),
+            batchTokens,
+            batchRows,
+            tokens == null ? 0 : tokens.longest(),
+            gptq);
     String refusal = plan.refusal(ctx.memoryBudgetBytes());
     if (refusal != null) {
       throw StageException.fatal("quantizer " + scheme.id() + " " + refusal);
     }
-    List<String> ignore = LlamaTensorNames.linearModules(config).stream().filter(m -> !modules.contains(m)).toList();
-    QuantizationScheme format = new QuantizationScheme(scheme.kind(), params.groupSize(), false, ignore)
-        .withSymmetric(params.symmetric()).withBits(params.bits()).withModelDtype(config);
+    List<String> ignore =
+        LlamaTensorNames.linearModules(config).stream().filter(m -> !modules.contains(m)).toList();
+    QuantizationScheme format =
+        new QuantizationScheme(scheme.kind(), params.groupSize(), false, ignore)
+            .withSymmetric(params.symmetric())
+            .withBits(params.bits())
+            .withModelDtype(config);
     LayerQuantizer visitor = new LayerQuantizer(config, scheme, params, format, modules);
     Path out = ctx.scratch().resolve("quantized");
     Path work = ctx.workDir().resolve("quantizer-stream");
     boolean sequential = gptq && params.sequential();
     long started = System.nanoTime();
     double[] baseline = {-1};
-    LayerStreamer.Progress progress = (layer, layers, step, fraction) -> {
-      if (baseline[0] < 0) {
-        baseline[0] = fraction;
-      }
-      double elapsed = (System.nanoTime() - started) / 1e9;
-      String eta = fraction > baseline[0] + 1e-9
-          ? ", eta " + duration(elapsed / (fraction - baseline[0]) * (1 - fraction)) : "";
-      ctx.progress(2 + 96 * fraction, String.format(Locale.ROOT, "layer %d/%d: %s (%.0f%%%s)", layer + 1, layers,
-          step, 100 * fraction, eta), Map.of("layers_done", (double) (int) Math.floor(fraction * layers + 1e-9)));
-    };
-    ctx.progress(1, "streaming " + ctx.inputModel().getFileName() + " scheme=" + scheme.id() + " sequential="
-        + sequential + " plan " + MemoryPlan.gigabytes(plan.peakBytes()) + " of "
-        + MemoryPlan.gigabytes(ctx.memoryBudgetBytes()));
+    LayerStreamer.Progress progress =
+        (layer, layers, step, fraction) -> {
+          if (baseline[0] < 0) {
+            baseline[0] = fraction;
+          }
+          double elapsed = (System.nanoTime() - started) / 1e9;
+          String eta =
+              fraction > baseline[0] + 1e-9
+                  ? ", eta " + duration(elapsed / (fraction - baseline[0]) * (1 - fraction))
+                  : "";
+          ctx.progress(
+              2 + 96 * fraction,
+              String.format(
+                  Locale.ROOT,
+                  "layer %d/%d: %s (%.0f%%%s)",
+                  layer + 1,
+                  layers,
+                  step,
+                  100 * fraction,
+                  eta),
+              Map.of("layers_done", (double) (int) Math.floor(fraction * layers + 1e-9)));
+        };
+    ctx.progress(
+        1,
+        "streaming "
+            + ctx.inputModel().getFileName()
+            + " scheme="
+            + scheme.id()
+            + " sequential="
+            + sequential
+            + " plan "
+            + MemoryPlan.gigabytes(plan.peakBytes())
+            + " of "
+            + MemoryPlan.gigabytes(ctx.memoryBudgetBytes()));
     try {
-      LayerStreamer.Result result = new LayerStreamer(ctx.inputModel(), config,
-          LayerStreamer.Options.defaults().withSequential(sequential))
-          .run(batches, visitor, out, work, fingerprint(ctx, config, tokens), progress);
-      CompressedTensors.writeConfig(out, config.withTorchDtype(result.denseDtype().torchName()), format);
+      LayerStreamer.Result result =
+          new LayerStreamer(
+                  ctx.inputModel(),
+                  config,
+                  LayerStreamer.Options.defaults().withSequential(sequential))
+              .run(batches, visitor, out, work, fingerprint(ctx, config, tokens), progress);
+      CompressedTensors.writeConfig(
+          out, config.withTorchDtype(result.denseDtype().torchName()), format);
       Map<String, Double> metrics = new LinkedHashMap<>();
       long before = 0;
       long after = 0;
@@ -232,7 +343,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         for (String module : modules) {
           long[] shape = LlamaTensorNames.shapes(config).get(LlamaTensorNames.weight(module));
           before += shape[0] * shape[1] * result.denseDtype().byteSize();
-          for (String name : written.tensorNames().subSet(module + ".weight", module + ".weight\uffff")) {
+          for (String name :
+              written.tensorNames().subSet(module + ".weight", module + ".weight\uffff")) {
             after += written.info(name).byteSize();
           }
         }
@@ -254,8 +366,13 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         metrics.put("gptq_seconds", visitor.gptqSeconds());
       }
       metrics.put("seconds", (System.nanoTime() - started) / 1e9);
-      LOG.info("quantized stage=quantizer scheme={} streamed=true sequential={} layers={} bytesBefore={} bytesAfter={}",
-          scheme.id(), sequential, modules.size(), before, after);
+      LOG.info(
+          "quantized stage=quantizer scheme={} streamed=true sequential={} layers={} bytesBefore={} bytesAfter={}",
+          scheme.id(),
+          sequential,
+          modules.size(),
+          before,
+          after);
       ctx.progress(100, "wrote compressed-tensors checkpoint");
       return StageResult.of(List.of(new StageResult.Output(out, OUTPUT_FORMAT)), metrics);
     } catch (CheckpointException e) {
@@ -263,16 +380,18 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     } catch (IllegalArgumentException | IllegalStateException e) {
       throw StageException.fatal("quantizer " + scheme.id() + ": " + e.getMessage(), e);
     } catch (IOException e) {
-      throw StageException.retryable("quantizer " + scheme.id() + " I/O failure: " + e.getMessage(), e);
+      throw StageException.retryable(
+          "quantizer " + scheme.id() + " I/O failure: " + e.getMessage(), e);
     }
   }
 
   /**
-   * The whole-model path holds every tensor in F32 (and its quantized and dequantized copies) and, for calibrated
-   * schemes, every module's X^T X from the calibration artefact: refused up front when that exceeds the budget.
+   * The whole-model path holds every tensor in F32 (and its quantized and dequantized copies) and,
+   * for calibrated schemes, every module's X^T X from the calibration artefact: refused up front
+   * when that exceeds the budget.
    */
-  private static void checkInMemoryPlan(StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme)
-      throws StageException {
+  private static void checkInMemoryPlan(
+      StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme) throws StageException {
     long params = 0;
     for (long[] shape : LlamaTensorNames.shapes(config).values()) {
       params += shape.length == 1 ? shape[0] : shape[0] * shape[1];
@@ -288,15 +407,26 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     }
     long need = MemoryPlan.RUNTIME_BYTES + params * 4 * 3 + grams * 2;
     if (need > ctx.memoryBudgetBytes()) {
-      throw StageException.fatal("quantizer " + scheme.id() + " needs " + MemoryPlan.gigabytes(need)
-          + ", this worker has " + MemoryPlan.gigabytes(ctx.memoryBudgetBytes())
-          + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (this scheme holds the whole model in memory;"
-          + " streamed schemes: " + STREAMED.stream().map(Scheme::id).toList() + ")");
+      throw StageException.fatal(
+          "quantizer "
+              + scheme.id()
+              + " needs "
+              + MemoryPlan.gigabytes(need)
+              + ", this worker has "
+              + MemoryPlan.gigabytes(ctx.memoryBudgetBytes())
+              + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (this scheme holds the whole model in memory;"
+              + " streamed schemes: "
+              + STREAMED.stream().map(Scheme::id).toList()
+              + ")");
     }
   }
 
-  /** The calibration samples' token ids, or null when the calibration artefact carries none (or there is none). */
-  private static CalibrationTokens readTokens(StageContext<QuantizerParams> ctx) throws StageException {
+  /**
+   * The calibration samples' token ids, or null when the calibration artefact carries none (or
+   * there is none).
+   */
+  private static CalibrationTokens readTokens(StageContext<QuantizerParams> ctx)
+      throws StageException {
     List<StageContext.Artefact> artefacts = ctx.artefacts(CalibrationStats.FORMAT);
     if (artefacts.isEmpty()) {
       return null;
@@ -310,8 +440,12 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     }
   }
 
-  /** Identifies what a streamed run computes, so that a resumed attempt reuses only matching finished layers. */
-  private static String fingerprint(StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens)
+  /**
+   * Identifies what a streamed run computes, so that a resumed attempt reuses only matching
+   * finished layers.
+   */
+  private static String fingerprint(
+      StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens)
       throws StageException {
     try {
       MessageDigest digest = MessageDigest.getInstance("SHA-256");
@@ -335,7 +469,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
 
   private static String duration(double seconds) {
     long s = Math.round(seconds);
-    return s >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
+    return s >= 3600
+        ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
         : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
   }
 
@@ -349,9 +484,13 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     }
   }
 
-  /** Every tensor as floats; adds the stored bytes of the weights of {@code modules} to {@code weightBytes[0]}. */
-  private static Map<String, float[]> readTensors(Path model, LlamaConfig config, List<String> modules,
-      long[] weightBytes) throws StageException {
+  /**
+   * Every tensor as floats; adds the stored bytes of the weights of {@code modules} to {@code
+   * weightBytes[0]}.
+   */
+  private static Map<String, float[]> readTensors(
+      Path model, LlamaConfig config, List<String> modules, long[] weightBytes)
+      throws StageException {
     Map<String, float[]> tensors = new LinkedHashMap<>();
     try (Checkpoint checkpoint = Checkpoint.open(model)) {
       for (String name : LlamaTensorNames.shapes(config).keySet()) {
@@ -359,7 +498,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       }
       for (String module : modules) {
         String name = LlamaTensorNames.weight(module);
-        weightBytes[0] += (long) tensors.get(name).length * checkpoint.info(name).dtype().byteSize();
+        weightBytes[0] +=
+            (long) tensors.get(name).length * checkpoint.info(name).dtype().byteSize();
       }
       return tensors;
     } catch (CheckpointException e) {

@@ -4,7 +4,10 @@ import io.distillery.model.quant.QuantizedWeight;
 import java.util.Arrays;
 import java.util.List;
 
-/** The quantizer's {@code scheme} param: how weights are chosen and which stored kind they end up in. */
+/**
+ * The quantizer's {@code scheme} param: how weights are chosen and which stored kind they end up
+ * in.
+ */
 public enum Scheme {
   W8_RTN("w8-rtn", QuantizedWeight.Kind.INT8_CHANNEL, false),
   W4_RTN("w4-rtn", QuantizedWeight.Kind.INT4_GROUP, false),
@@ -43,13 +46,17 @@ public enum Scheme {
     return Arrays.stream(values()).map(Scheme::id).toList();
   }
 
-  /** The scheme named {@code id}; IllegalArgumentException naming the param and the known schemes otherwise. */
+  /**
+   * The scheme named {@code id}; IllegalArgumentException naming the param and the known schemes
+   * otherwise.
+   */
   public static Scheme of(String id) {
     for (Scheme s : values()) {
       if (s.id.equals(id)) {
         return s;
       }
     }
-    throw new IllegalArgumentException("scheme: unknown scheme '" + id + "'; known schemes: " + ids());
+    throw new IllegalArgumentException(
+        "scheme: unknown scheme '" + id + "'; known schemes: " + ids());
   }
 }

@@ -27,20 +27,31 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * AWQ's scales are folded into the operators that produce each scaled input (arXiv 2306.00978, Section 3.2): before
- * any rounding, the float model must compute the same function. Grouped-query attention (4 query heads on 2 value
- * heads) and a v_proj bias make the o_proj/v_proj fold non-trivial.
+ * AWQ's scales are folded into the operators that produce each scaled input (arXiv 2306.00978,
+ * Section 3.2): before any rounding, the float model must compute the same function. Grouped-query
+ * attention (4 query heads on 2 value heads) and a v_proj bias make the o_proj/v_proj fold
+ * non-trivial.
  */
 class AwqFoldTest {
 
-  @TempDir
-  Path dir;
+  @TempDir Path dir;
 
-  static final LlamaConfig CONFIG = LlamaConfig.builder().vocabSize(64).hiddenSize(32).intermediateSize(48)
-      .numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2).maxPositionEmbeddings(64).rmsNormEps(1e-5)
-      .attentionBias(true).build();
+  static final LlamaConfig CONFIG =
+      LlamaConfig.builder()
+          .vocabSize(64)
+          .hiddenSize(32)
+          .intermediateSize(48)
+          .numHiddenLayers(2)
+          .numAttentionHeads(4)
+          .numKeyValueHeads(2)
+          .maxPositionEmbeddings(64)
+          .rmsNormEps(1e-5)
+          .attentionBias(true)
+          .build();
 
-  static final int[][] PROMPT = {{3, 17, 42, 8, 63, 1, 29, 5, 11, 40}, {7, 7, 2, 50, 33, 21, 9, 60, 14, 4}};
+  static final int[][] PROMPT = {
+    {3, 17, 42, 8, 63, 1, 29, 5, 11, 40}, {7, 7, 2, 50, 33, 21, 9, 60, 14, 4}
+  };
 
   static Map<String, float[]> randomTensors(long seed) {
     SplittableRandom random = new SplittableRandom(seed);
@@ -50,9 +61,13 @@ class AwqFoldTest {
       float[] v = new float[(int) (shape[0] * (shape.length > 1 ? shape[1] : 1))];
       for (int i = 0; i < v.length; i++) {
         double g = random.nextGaussian();
-        v[i] = (float) (e.getKey().endsWith("norm.weight") ? 1 + 0.2 * g
-            : e.getKey().endsWith(".bias") ? 0.1 * g
-            : e.getKey().contains("embed") ? g : g / Math.sqrt(shape[1]));
+        v[i] =
+            (float)
+                (e.getKey().endsWith("norm.weight")
+                    ? 1 + 0.2 * g
+                    : e.getKey().endsWith(".bias")
+                        ? 0.1 * g
+                        : e.getKey().contains("embed") ? g : g / Math.sqrt(shape[1]));
       }
       out.put(e.getKey(), v);
     }
@@ -62,10 +77,12 @@ class AwqFoldTest {
   float[] logits(Map<String, float[]> tensors, String name) throws IOException {
     Path model = Files.createDirectories(dir.resolve(name));
     Map<String, TensorData> data = new LinkedHashMap<>();
-    LlamaTensorNames.shapes(CONFIG).forEach((n, shape) -> data.put(n, TensorData.ofFloats(shape, tensors.get(n))));
+    LlamaTensorNames.shapes(CONFIG)
+        .forEach((n, shape) -> data.put(n, TensorData.ofFloats(shape, tensors.get(n))));
     SafetensorsWriter.write(model.resolve(Checkpoint.SINGLE_FILE), data, Map.of("format", "pt"));
     CONFIG.write(model);
-    try (LlamaModel m = LlamaModel.load(model); NDManager out = m.manager().newSubManager();
+    try (LlamaModel m = LlamaModel.load(model);
+        NDManager out = m.manager().newSubManager();
         NDArray l = m.forward(out, PROMPT)) {
       return l.toFloatArray();
     }
@@ -88,7 +105,8 @@ class AwqFoldTest {
   }
 
   @Test
-  void shouldLeaveFloatLogitsUnchangedWhenFoldingOProjScalesIntoValueRowsAndBias() throws Exception {
+  void shouldLeaveFloatLogitsUnchangedWhenFoldingOProjScalesIntoValueRowsAndBias()
+      throws Exception {
     Map<String, float[]> tensors = randomTensors(11);
     float[] before = logits(tensors, "before");
     Map<String, float[]> scaled = copy(tensors);
@@ -100,7 +118,9 @@ class AwqFoldTest {
     // equal means per (value head, dim) give equal scales across the query heads of a group
     float[] s = AwqModel.tieAcrossQueryGroups(CONFIG, perChannel);
     int headDim = CONFIG.headDim();
-    assertThat(s[0]).isEqualTo(s[headDim]).isNotEqualTo(s[2 * headDim]); // heads 0,1 share value head 0; head 2 not
+    assertThat(s[0])
+        .isEqualTo(s[headDim])
+        .isNotEqualTo(s[2 * headDim]); // heads 0,1 share value head 0; head 2 not
     AwqModel.foldIntoValue(CONFIG, scaled, 1, s);
 
     String o = LlamaTensorNames.weight(Projection.O.module(1));
@@ -125,14 +145,17 @@ class AwqFoldTest {
   }
 
   @Test
-  void shouldNeitherSearchNorScaleAnExcludedLayerWhenItsWidthDoesNotFitTheGroupSize() throws Exception {
+  void shouldNeitherSearchNorScaleAnExcludedLayerWhenItsWidthDoesNotFitTheGroupSize()
+      throws Exception {
     Map<String, float[]> tensors = randomTensors(15);
     Path model = dir.resolve("model");
     logits(tensors, "model");
     StatsAccumulator accumulator = new StatsAccumulator(16, 1.5f, Set.of(), true);
     try (LlamaModel m = LlamaModel.load(model);
-        LlamaModel.ObserverRegistration r = m.observeLinearInputs((module, input) -> accumulator.add(module,
-            input.toFloatArray(), (int) input.getShape().get(2)));
+        LlamaModel.ObserverRegistration r =
+            m.observeLinearInputs(
+                (module, input) ->
+                    accumulator.add(module, input.toFloatArray(), (int) input.getShape().get(2)));
         NDManager out = m.manager().newSubManager()) {
       m.forward(out, PROMPT).close();
     }
@@ -140,7 +163,12 @@ class AwqFoldTest {
     quantized.removeIf(m -> m.endsWith("down_proj") || m.equals(LlamaTensorNames.LM_HEAD_MODULE));
     Map<String, float[]> scaled = copy(tensors);
     // group 32 divides hidden 32 but not intermediate 48: down_proj (input 48) must be left alone
-    AwqModel.scale(CONFIG, scaled, accumulator.result(Map.of()), new AwqModel.Settings(32, 20, 4), quantized,
+    AwqModel.scale(
+        CONFIG,
+        scaled,
+        accumulator.result(Map.of()),
+        new AwqModel.Settings(32, 20, 4),
+        quantized,
         new HashMap<>());
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {
       String down = LlamaTensorNames.weight(Projection.DOWN.module(layer));
@@ -155,18 +183,22 @@ class AwqFoldTest {
     java.util.Arrays.fill(s, 1f);
     s[CONFIG.headDim()] = 2f; // head 1 reads value head 0, like head 0, but gets another scale
     assertThatThrownBy(() -> AwqModel.foldIntoValue(CONFIG, tensors, 0, s))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("same value head");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("same value head");
   }
 
   @Test
-  void shouldLeaveFloatLogitsUnchangedWhenAwqScalesEveryProjectionBeforeQuantization() throws Exception {
+  void shouldLeaveFloatLogitsUnchangedWhenAwqScalesEveryProjectionBeforeQuantization()
+      throws Exception {
     Map<String, float[]> tensors = randomTensors(14);
     float[] before = logits(tensors, "before");
     StatsAccumulator accumulator = new StatsAccumulator(16, 1.5f, Set.of(), true);
     Path model = dir.resolve("before");
     try (LlamaModel m = LlamaModel.load(model);
-        LlamaModel.ObserverRegistration r = m.observeLinearInputs((module, input) -> accumulator.add(module,
-            input.toFloatArray(), (int) input.getShape().get(2)));
+        LlamaModel.ObserverRegistration r =
+            m.observeLinearInputs(
+                (module, input) ->
+                    accumulator.add(module, input.toFloatArray(), (int) input.getShape().get(2)));
         NDManager out = m.manager().newSubManager()) {
       m.forward(out, PROMPT).close();
     }
@@ -174,7 +206,8 @@ class AwqFoldTest {
     Map<String, float[]> scaled = copy(tensors);
     Set<String> quantized = new java.util.HashSet<>(LlamaTensorNames.linearModules(CONFIG));
     quantized.remove(LlamaTensorNames.LM_HEAD_MODULE);
-    AwqModel.scale(CONFIG, scaled, stats, new AwqModel.Settings(16, 20, 4), quantized, new HashMap<>());
+    AwqModel.scale(
+        CONFIG, scaled, stats, new AwqModel.Settings(16, 20, 4), quantized, new HashMap<>());
 
     int changed = 0;
     for (int layer = 0; layer < CONFIG.numHiddenLayers(); layer++) {

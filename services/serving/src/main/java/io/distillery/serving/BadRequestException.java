@@ -1,6 +1,9 @@
 package io.distillery.serving;
 
-/** A request the node refuses, with the HTTP status and the message the client sees (naming the field). */
+/**
+ * A request the node refuses, with the HTTP status and the message the client sees (naming the
+ * field).
+ */
 public final class BadRequestException extends RuntimeException {
 
   private final int status;

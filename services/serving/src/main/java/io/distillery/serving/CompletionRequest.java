@@ -5,14 +5,16 @@ import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 
 /**
- * A validated {@code POST /v1/completions} body (OpenAI completions fields; see protocol.md). Temperature defaults to
- * 0 (greedy: the same prompt gets the same answer, which is what misfire comparisons need); {@code seed} makes a
- * sampled answer reproducible. Other OpenAI fields (user, stop, ...) are ignored.
+ * A validated {@code POST /v1/completions} body (OpenAI completions fields; see protocol.md).
+ * Temperature defaults to 0 (greedy: the same prompt gets the same answer, which is what misfire
+ * comparisons need); {@code seed} makes a sampled answer reproducible. Other OpenAI fields (user,
+ * stop, ...) are ignored.
  *
  * @param model the deployment id, or null when the node hosts exactly one
  * @param verify the expected exact answer, or null; a mismatch is a WRONG_ANSWER misfire
  */
-public record CompletionRequest(String model, String prompt, int maxTokens, SamplingParams sampling, String verify) {
+public record CompletionRequest(
+    String model, String prompt, int maxTokens, SamplingParams sampling, String verify) {
 
   /** Parses and checks a request body against the node's limits. */
   public static CompletionRequest parse(JsonObject body, ServingConfig config) {
@@ -28,24 +30,31 @@ public record CompletionRequest(String model, String prompt, int maxTokens, Samp
       throw BadRequestException.invalid("prompt", "prompt must not be empty");
     }
     if (text.length() > config.maxPromptChars()) {
-      throw BadRequestException.invalid("prompt", "prompt has " + text.length() + " characters; this node accepts at"
-          + " most " + config.maxPromptChars());
+      throw BadRequestException.invalid(
+          "prompt",
+          "prompt has "
+              + text.length()
+              + " characters; this node accepts at"
+              + " most "
+              + config.maxPromptChars());
     }
     int maxTokens = config.defaultMaxTokens();
     if (body.containsKey("max_tokens") && body.getValue("max_tokens") != null) {
       Object v = body.getValue("max_tokens");
       if (!(v instanceof Number n) || n.doubleValue() != Math.rint(n.doubleValue())) {
-        throw BadRequestException.invalid("max_tokens", "max_tokens must be a whole number, got " + v);
+        throw BadRequestException.invalid(
+            "max_tokens", "max_tokens must be a whole number, got " + v);
       }
       if (n.doubleValue() < 1 || n.doubleValue() > config.maxTokensLimit()) {
-        throw BadRequestException.invalid("max_tokens", "max_tokens must be in [1, " + config.maxTokensLimit()
-            + "], got " + v);
+        throw BadRequestException.invalid(
+            "max_tokens", "max_tokens must be in [1, " + config.maxTokensLimit() + "], got " + v);
       }
       maxTokens = n.intValue();
     }
     double temperature = number(body, "temperature", 0);
     if (!(temperature >= 0 && temperature <= 2)) {
-      throw BadRequestException.invalid("temperature", "temperature must be in [0, 2], got " + temperature);
+      throw BadRequestException.invalid(
+          "temperature", "temperature must be in [0, 2], got " + temperature);
     }
     double topP = number(body, "top_p", 1);
     if (!(topP > 0 && topP <= 1)) {
@@ -62,7 +71,11 @@ public record CompletionRequest(String model, String prompt, int maxTokens, Samp
     if (Boolean.TRUE.equals(body.getValue("stream"))) {
       throw BadRequestException.invalid("stream", "streaming is not supported; send stream=false");
     }
-    return new CompletionRequest(model, text, maxTokens, new SamplingParams(temperature, topP, (long) seed),
+    return new CompletionRequest(
+        model,
+        text,
+        maxTokens,
+        new SamplingParams(temperature, topP, (long) seed),
         optionalString(body, "verify"));
   }
 

@@ -25,10 +25,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The node's OpenAI-style HTTP API on Vert.x: routing, body limits, parsing and validation (every refusal names the
- * field), and the JSON of answers and errors. {@code POST /v1/completions} hands the request to the {@link
- * CompletionService} and answers on the event loop when it is done; {@code POST /v1/feedback} flags an answer;
- * {@code GET /health} and {@code GET /metrics} describe the node.
+ * The node's OpenAI-style HTTP API on Vert.x: routing, body limits, parsing and validation (every
+ * refusal names the field), and the JSON of answers and errors. {@code POST /v1/completions} hands
+ * the request to the {@link CompletionService} and answers on the event loop when it is done;
+ * {@code POST /v1/feedback} flags an answer; {@code GET /health} and {@code GET /metrics} describe
+ * the node.
  */
 final class HttpApi {
 
@@ -42,8 +43,14 @@ final class HttpApi {
   private final BooleanSupplier closed;
   private final Supplier<String> url;
 
-  HttpApi(Vertx vertx, ServingConfig config, CompletionService completions, Deployments deployments,
-      PrometheusMeterRegistry metrics, BooleanSupplier closed, Supplier<String> url) {
+  HttpApi(
+      Vertx vertx,
+      ServingConfig config,
+      CompletionService completions,
+      Deployments deployments,
+      PrometheusMeterRegistry metrics,
+      BooleanSupplier closed,
+      Supplier<String> url) {
     this.vertx = vertx;
     this.config = config;
     this.completions = completions;
@@ -57,34 +64,65 @@ final class HttpApi {
   HttpServer listen() {
     Router router = Router.router(vertx);
     long bodyLimit = 4L * config.maxPromptChars() + 64 * 1024;
-    router.post("/v1/completions").handler(BodyHandler.create(false).setBodyLimit(bodyLimit))
+    router
+        .post("/v1/completions")
+        .handler(BodyHandler.create(false).setBodyLimit(bodyLimit))
         .handler(this::complete);
-    router.post("/v1/feedback").handler(BodyHandler.create(false).setBodyLimit(bodyLimit)).handler(this::feedback);
+    router
+        .post("/v1/feedback")
+        .handler(BodyHandler.create(false).setBodyLimit(bodyLimit))
+        .handler(this::feedback);
     router.get("/health").handler(this::health);
-    router.get("/metrics").handler(ctx -> ctx.response().putHeader("content-type", "text/plain; version=0.0.4")
-        .end(metrics.scrape()));
-    router.route().last().handler(ctx -> error(ctx, 404, "no route " + ctx.request().method() + " "
-        + ctx.request().path() + "; try POST /v1/completions, POST /v1/feedback, GET /health, GET /metrics", null));
-    router.route().failureHandler(ctx -> {
-      int status = ctx.statusCode() > 0 ? ctx.statusCode() : 500;
-      String message = switch (status) {
-        case 413 -> "request body is larger than " + bodyLimit + " bytes";
-        case 405 -> "method not allowed";
-        default -> ctx.failure() == null ? "request failed" : ctx.failure().toString();
-      };
-      if (status >= 500) {
-        LOG.error("request failed path={}", ctx.request().path(), ctx.failure());
-      }
-      if (!ctx.response().ended()) {
-        error(ctx, status, message, null);
-      }
-    });
+    router
+        .get("/metrics")
+        .handler(
+            ctx ->
+                ctx.response()
+                    .putHeader("content-type", "text/plain; version=0.0.4")
+                    .end(metrics.scrape()));
+    router
+        .route()
+        .last()
+        .handler(
+            ctx ->
+                error(
+                    ctx,
+                    404,
+                    "no route "
+                        + ctx.request().method()
+                        + " "
+                        + ctx.request().path()
+                        + "; try POST /v1/completions, POST /v1/feedback, GET /health, GET /metrics",
+                    null));
+    router
+        .route()
+        .failureHandler(
+            ctx -> {
+              int status = ctx.statusCode() > 0 ? ctx.statusCode() : 500;
+              String message =
+                  switch (status) {
+                    case 413 -> "request body is larger than " + bodyLimit + " bytes";
+                    case 405 -> "method not allowed";
+                    default -> ctx.failure() == null ? "request failed" : ctx.failure().toString();
+                  };
+              if (status >= 500) {
+                LOG.error("request failed path={}", ctx.request().path(), ctx.failure());
+              }
+              if (!ctx.response().ended()) {
+                error(ctx, status, message, null);
+              }
+            });
     try {
-      return vertx.createHttpServer().requestHandler(router).listen(config.port(), config.host())
-          .toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+      return vertx
+          .createHttpServer()
+          .requestHandler(router)
+          .listen(config.port(), config.host())
+          .toCompletionStage()
+          .toCompletableFuture()
+          .get(10, TimeUnit.SECONDS);
     } catch (Exception e) {
-      throw new IllegalStateException("cannot open HTTP port " + config.port() + " on " + config.host() + ": " + e,
-          e);
+      throw new IllegalStateException(
+          "cannot open HTTP port " + config.port() + " on " + config.host() + ": " + e, e);
     }
   }
 
@@ -96,24 +134,43 @@ final class HttpApi {
       req = CompletionRequest.parse(parseObject(ctx), config);
       d = deploymentFor(req.model());
     } catch (BadRequestException e) {
-      metrics.counter("distillery.serving.requests", "deployment", "", "outcome", "rejected-" + e.status())
+      metrics
+          .counter(
+              "distillery.serving.requests", "deployment", "", "outcome", "rejected-" + e.status())
           .increment();
       error(ctx, e.status(), e.getMessage(), e.param());
       return;
     }
     Deployment.Lease lease = d.lease();
     if (lease == null) {
-      error(ctx, 404, "model '" + d.id() + "' is not served by this node; it serves " + deployments.servedIds(),
+      error(
+          ctx,
+          404,
+          "model '" + d.id() + "' is not served by this node; it serves " + deployments.servedIds(),
           "model");
       return;
     }
     Context context = vertx.getOrCreateContext();
-    boolean queued = completions.submit(d.id(), lease, req, received, reply -> context.runOnContext(v -> ctx
-        .response().setStatusCode(reply.status()).putHeader("content-type", "application/json")
-        .end(reply.body().encode())));
+    boolean queued =
+        completions.submit(
+            d.id(),
+            lease,
+            req,
+            received,
+            reply ->
+                context.runOnContext(
+                    v ->
+                        ctx.response()
+                            .setStatusCode(reply.status())
+                            .putHeader("content-type", "application/json")
+                            .end(reply.body().encode())));
     if (!queued) {
       ctx.response().putHeader("retry-after", "1");
-      error(ctx, 503, "the node is at capacity (" + config.queueSize() + " requests queued); retry later", null);
+      error(
+          ctx,
+          503,
+          "the node is at capacity (" + config.queueSize() + " requests queued); retry later",
+          null);
     }
   }
 
@@ -126,28 +183,47 @@ final class HttpApi {
       if (id != null) {
         served = completions.remembered(id);
         if (served == null) {
-          throw new BadRequestException(404, "no completion '" + id + "' on this node (it remembers the last "
-              + CompletionService.REMEMBERED_COMPLETIONS + ")", "id");
+          throw new BadRequestException(
+              404,
+              "no completion '"
+                  + id
+                  + "' on this node (it remembers the last "
+                  + CompletionService.REMEMBERED_COMPLETIONS
+                  + ")",
+              "id");
         }
       } else {
         String prompt = stringField(body, "prompt");
         String output = stringField(body, "output");
         if (prompt == null || prompt.isEmpty() || output == null) {
-          throw BadRequestException.invalid(prompt == null || prompt.isEmpty() ? "prompt" : "output",
+          throw BadRequestException.invalid(
+              prompt == null || prompt.isEmpty() ? "prompt" : "output",
               "send either the completion's id, or prompt and output");
         }
         if (prompt.length() > config.maxPromptChars()) {
-          throw BadRequestException.invalid("prompt", "prompt has " + prompt.length() + " characters; this node"
-              + " accepts at most " + config.maxPromptChars());
+          throw BadRequestException.invalid(
+              "prompt",
+              "prompt has "
+                  + prompt.length()
+                  + " characters; this node"
+                  + " accepts at most "
+                  + config.maxPromptChars());
         }
         Deployment d = deploymentFor(stringField(body, "model"));
         Deployment.Routing r = d.routing();
         served = new Served(d.id(), r == null ? "" : r.stable().sha256(), prompt, output, 0);
       }
       completions.flag(served, id != null ? id : "feedback-" + UUID.randomUUID(), correct);
-      ctx.response().setStatusCode(202).putHeader("content-type", "application/json")
-          .end(new JsonObject().put("accepted", true).put("reason", MisfireReason.USER_FLAG.name())
-              .put("model", served.deploymentId()).put("artefactSha256", served.sha256()).encode());
+      ctx.response()
+          .setStatusCode(202)
+          .putHeader("content-type", "application/json")
+          .end(
+              new JsonObject()
+                  .put("accepted", true)
+                  .put("reason", MisfireReason.USER_FLAG.name())
+                  .put("model", served.deploymentId())
+                  .put("artefactSha256", served.sha256())
+                  .encode());
     } catch (BadRequestException e) {
       error(ctx, e.status(), e.getMessage(), e.param());
     }
@@ -161,16 +237,27 @@ final class HttpApi {
         continue;
       }
       JsonObject o = new JsonObject().put("id", d.id()).put("stable", describe(r.stable()));
-      o.put("canary", r.canary() == null ? null : describe(r.canary()).put("percent", r.canaryPercent()));
+      o.put(
+          "canary",
+          r.canary() == null ? null : describe(r.canary()).put("percent", r.canaryPercent()));
       o.put("teacher", r.teacher() == null ? null : describe(r.teacher()));
       list.add(o);
     }
     boolean down = closed.getAsBoolean();
     boolean up = !list.isEmpty() && !down;
-    ctx.response().setStatusCode(up ? 200 : 503).putHeader("content-type", "application/json")
-        .end(new JsonObject().put("status", up ? "UP" : down ? "DOWN" : "LOADING").put("node", config.nodeId())
-            .put("url", url.get()).put("hosts", new JsonArray(config.deployments())).put("deployments", list)
-            .put("queued", completions.queued()).put("inFlight", completions.inFlight()).encode());
+    ctx.response()
+        .setStatusCode(up ? 200 : 503)
+        .putHeader("content-type", "application/json")
+        .end(
+            new JsonObject()
+                .put("status", up ? "UP" : down ? "DOWN" : "LOADING")
+                .put("node", config.nodeId())
+                .put("url", url.get())
+                .put("hosts", new JsonArray(config.deployments()))
+                .put("deployments", list)
+                .put("queued", completions.queued())
+                .put("inFlight", completions.inFlight())
+                .encode());
   }
 
   /** The deployment a request names, or the only one loaded when it names none. */
@@ -187,8 +274,8 @@ final class HttpApi {
     }
     Deployment d = deployments.get(model);
     if (d == null || d.routing() == null) {
-      throw new BadRequestException(404, "model '" + model + "' is not served by this node; it serves " + loaded,
-          "model");
+      throw new BadRequestException(
+          404, "model '" + model + "' is not served by this node; it serves " + loaded, "model");
     }
     return d;
   }
@@ -202,7 +289,8 @@ final class HttpApi {
     try {
       value = Json.decodeValue(text);
     } catch (DecodeException e) {
-      throw BadRequestException.invalid(null, "request body is not valid JSON: " + firstLine(e.getMessage()));
+      throw BadRequestException.invalid(
+          null, "request body is not valid JSON: " + firstLine(e.getMessage()));
     }
     if (!(value instanceof JsonObject o)) {
       throw BadRequestException.invalid(null, "request body must be a JSON object");
@@ -231,7 +319,9 @@ final class HttpApi {
   }
 
   private static void error(RoutingContext ctx, int status, String message, String param) {
-    ctx.response().setStatusCode(status).putHeader("content-type", "application/json")
+    ctx.response()
+        .setStatusCode(status)
+        .putHeader("content-type", "application/json")
         .end(ErrorBody.of(status, message, param).encode());
   }
 }

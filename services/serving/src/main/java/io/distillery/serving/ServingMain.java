@@ -16,8 +16,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A serving node as its own process: the HTTP node, its buffered event publisher and the follower of
- * {@code distillery.deployments}. {@link #start} is the seam tests and {@code distillery up} use.
+ * A serving node as its own process: the HTTP node, its buffered event publisher and the follower
+ * of {@code distillery.deployments}. {@link #start} is the seam tests and {@code distillery up}
+ * use.
  */
 public final class ServingMain implements AutoCloseable {
 
@@ -31,20 +32,27 @@ public final class ServingMain implements AutoCloseable {
     this.follower = follower;
   }
 
-  /** Starts a node connected to Kafka on {@code vertx} (a new instance, owned by the node, when null). */
+  /**
+   * Starts a node connected to Kafka on {@code vertx} (a new instance, owned by the node, when
+   * null).
+   */
   public static ServingMain start(ServingConfig config, Vertx vertx) throws IOException {
     if (config.bootstrap() == null) {
-      throw new IllegalArgumentException("setting BOOTSTRAP is required for a node that follows deployments");
+      throw new IllegalArgumentException(
+          "setting BOOTSTRAP is required for a node that follows deployments");
     }
     KafkaSettings kafka = KafkaSettings.of(config.bootstrap(), config.registryUrl());
     try (TopicAdmin admin = new TopicAdmin(kafka)) {
       admin.ensurePlatformTopics();
       admin.ensure(List.of(Topics.SERVING_TRAFFIC, Topics.dlq(Topics.DEPLOYMENTS)), Map.of());
     }
-    BufferedKafkaSink sink = new BufferedKafkaSink(kafka, config.nodeId() + "-events", config.eventBuffer(),
-        Duration.ofSeconds(2));
-    ServingNode node = vertx == null ? ServingNode.start(config, sink) : ServingNode.start(config, vertx, sink);
-    DeploymentFollower follower = new DeploymentFollower(kafka, config.nodeId(), config::hosts, node::apply);
+    BufferedKafkaSink sink =
+        new BufferedKafkaSink(
+            kafka, config.nodeId() + "-events", config.eventBuffer(), Duration.ofSeconds(2));
+    ServingNode node =
+        vertx == null ? ServingNode.start(config, sink) : ServingNode.start(config, vertx, sink);
+    DeploymentFollower follower =
+        new DeploymentFollower(kafka, config.nodeId(), config::hosts, node::apply);
     return new ServingMain(node, follower.start());
   }
 
@@ -69,10 +77,14 @@ public final class ServingMain implements AutoCloseable {
     LOG.info("serving config: {}", settings.describe());
     ServingMain app = start(config, null);
     CountDownLatch done = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      app.close();
-      done.countDown();
-    }, "serving-shutdown"));
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  app.close();
+                  done.countDown();
+                },
+                "serving-shutdown"));
     done.await();
   }
 }

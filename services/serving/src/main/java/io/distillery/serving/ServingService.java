@@ -9,7 +9,8 @@ import java.util.Map;
 
 /**
  * Lets {@code distillery up} start one serving node hosting every deployment ({@code *}, unless
- * {@code DISTILLERY_SERVING_DEPLOYMENTS} says otherwise) and writes its URL to {@code <runDir>/serving.json}.
+ * {@code DISTILLERY_SERVING_DEPLOYMENTS} says otherwise) and writes its URL to {@code
+ * <runDir>/serving.json}.
  */
 public final class ServingService implements ServicePlugin {
 

@@ -9,8 +9,8 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.ExactMatch;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import io.vertx.core.json.JsonObject;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,21 +22,25 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Quantizer outputs (compressed-tensors: W4 groups asymmetric and symmetric, W8A16 as 8-bit pack-quantized, FP8
- * weight-only as naive-quantized) are served dequantized on load, through {@link CompressedTensors#loadAny}.
+ * Quantizer outputs (compressed-tensors: W4 groups asymmetric and symmetric, W8A16 as 8-bit
+ * pack-quantized, FP8 weight-only as naive-quantized) are served dequantized on load, through
+ * {@link CompressedTensors#loadAny}.
  */
 class CompressedCheckpointTest {
 
-  @TempDir
-  Path tmp;
+  @TempDir Path tmp;
 
   @Test
   void shouldServeACompressedTensorsCheckpointWithTheDequantizedModelsAnswers() throws Exception {
-    List<QuantizationScheme> schemes = List.of(
-        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head")),
-        new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head")).withSymmetric(true),
-        new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 16, false, List.of("lm_head")),
-        new QuantizationScheme(QuantizedWeight.Kind.FP8_CHANNEL, 16, false, List.of("lm_head")));
+    List<QuantizationScheme> schemes =
+        List.of(
+            new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head")),
+            new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 16, false, List.of("lm_head"))
+                .withSymmetric(true),
+            new QuantizationScheme(
+                QuantizedWeight.Kind.INT8_CHANNEL, 16, false, List.of("lm_head")),
+            new QuantizationScheme(
+                QuantizedWeight.Kind.FP8_CHANNEL, 16, false, List.of("lm_head")));
     for (int i = 0; i < schemes.size(); i++) {
       serve(schemes.get(i), tmp.resolve("scheme-" + i));
     }
@@ -56,11 +60,16 @@ class CompressedCheckpointTest {
         if (!module.equals("lm_head")) {
           long[] shape = LlamaTensorNames.shapes(config).get(module + ".weight");
           float[] w = tensors.get(module + ".weight");
-          quantized.put(module, switch (scheme.kind()) {
-            case INT4_GROUP -> GroupQuantizer.int4Group(w, (int) shape[0], (int) shape[1], 16, scheme.symmetric());
-            case INT8_CHANNEL -> GroupQuantizer.int8PerChannel(w, (int) shape[0], (int) shape[1]);
-            case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, (int) shape[0], (int) shape[1]);
-          });
+          quantized.put(
+              module,
+              switch (scheme.kind()) {
+                case INT4_GROUP ->
+                    GroupQuantizer.int4Group(
+                        w, (int) shape[0], (int) shape[1], 16, scheme.symmetric());
+                case INT8_CHANNEL ->
+                    GroupQuantizer.int8PerChannel(w, (int) shape[0], (int) shape[1]);
+                case FP8_CHANNEL -> GroupQuantizer.fp8PerChannel(w, (int) shape[0], (int) shape[1]);
+              });
         }
       }
       CompressedTensors.write(w4, config, tensors, quantized, Map.of(), scheme);
@@ -71,13 +80,17 @@ class CompressedCheckpointTest {
       expected = ExactMatch.answer(dequantized, ByteTokenizer.instance(), "5+5=", 8);
     }
 
-    ServingConfig config = ServingConfig.of(null, null, null).withNodeId("w4")
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    ServingConfig config =
+        ServingConfig.of(null, null, null)
+            .withNodeId("w4")
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
     try (ServingNode node = ServingNode.start(config, new CapturedEvents())) {
       node.serveLocal("w4", w4, null);
-      Http.Reply r = Http.complete(node.url(), new JsonObject().put("prompt", "5+5=").put("max_tokens", 8));
+      Http.Reply r =
+          Http.complete(node.url(), new JsonObject().put("prompt", "5+5=").put("max_tokens", 8));
       assertThat(r.status()).as(scheme + ": " + r.text()).isEqualTo(200);
-      assertThat(r.json().getJsonArray("choices").getJsonObject(0).getString("text")).as(scheme.format())
+      assertThat(r.json().getJsonArray("choices").getJsonObject(0).getString("text"))
+          .as(scheme.format())
           .isEqualTo(expected);
     }
   }

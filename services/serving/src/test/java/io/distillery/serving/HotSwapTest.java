@@ -22,11 +22,12 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** Rollout on one node without Kafka: hot swaps under concurrent load, canary routing and rollback. */
+/**
+ * Rollout on one node without Kafka: hot swaps under concurrent load, canary routing and rollback.
+ */
 class HotSwapTest {
 
-  @TempDir
-  Path tmp;
+  @TempDir Path tmp;
 
   record Answer(long startedNanos, int status, String sha) {}
 
@@ -37,8 +38,11 @@ class HotSwapTest {
     ArtefactRef b = Rollouts.pack(store, tmp, 48, 2);
     ArtefactRef c = Rollouts.pack(store, tmp, 32, 3);
     CapturedEvents events = new CapturedEvents();
-    ServingConfig config = ServingConfig.of(null, null, store.root()).withNodeId("swap")
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY).withCapacity(4, 64, 64);
+    ServingConfig config =
+        ServingConfig.of(null, null, store.root())
+            .withNodeId("swap")
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY)
+            .withCapacity(4, 64, 64);
     try (ServingNode node = ServingNode.start(config, events)) {
       node.apply(Rollouts.requested("chat", a, 100, null));
       ServedModel first = node.routing("chat").stable();
@@ -49,18 +53,28 @@ class HotSwapTest {
       List<Future<?>> running = new ArrayList<>();
       for (int t = 0; t < 8; t++) {
         int client = t;
-        running.add(clients.submit(() -> {
-          int i = 0;
-          while (!stop.get()) {
-            long started = System.nanoTime();
-            Http.Reply r = Http.complete(node.url(), new JsonObject().put("model", "chat")
-                .put("prompt", "client " + client + " request " + i++).put("max_tokens", 8));
-            String sha = r.status() == 200 ? r.json().getJsonObject("distillery").getString("artefactSha256") : null;
-            answers.add(new Answer(started, r.status(), sha));
-            done.incrementAndGet();
-          }
-          return null;
-        }));
+        running.add(
+            clients.submit(
+                () -> {
+                  int i = 0;
+                  while (!stop.get()) {
+                    long started = System.nanoTime();
+                    Http.Reply r =
+                        Http.complete(
+                            node.url(),
+                            new JsonObject()
+                                .put("model", "chat")
+                                .put("prompt", "client " + client + " request " + i++)
+                                .put("max_tokens", 8));
+                    String sha =
+                        r.status() == 200
+                            ? r.json().getJsonObject("distillery").getString("artefactSha256")
+                            : null;
+                    answers.add(new Answer(started, r.status(), sha));
+                    done.incrementAndGet();
+                  }
+                  return null;
+                }));
       }
       awaitCount(done, 20);
       node.apply(Rollouts.requested("chat", b, 100, null));
@@ -76,13 +90,18 @@ class HotSwapTest {
       clients.shutdown();
 
       assertThat(answers).allSatisfy(x -> assertThat(x.status()).isEqualTo(200));
-      assertThat(answers).extracting(Answer::sha).contains(a.getSha256(), b.getSha256(), c.getSha256());
-      assertThat(answers).filteredOn(x -> x.startedNanos() > swappedToC).isNotEmpty()
+      assertThat(answers)
+          .extracting(Answer::sha)
+          .contains(a.getSha256(), b.getSha256(), c.getSha256());
+      assertThat(answers)
+          .filteredOn(x -> x.startedNanos() > swappedToC)
+          .isNotEmpty()
           .allSatisfy(x -> assertThat(x.sha()).isEqualTo(c.getSha256()));
       assertThat(first.isFreed()).as("A freed once its requests ended").isTrue();
       assertThat(second.isFreed()).as("B freed once its requests ended").isTrue();
       assertThat(node.routing("chat").stable().isFreed()).isFalse();
-      assertThat(actives(events)).extracting(DeploymentActive::getArtefactSha256)
+      assertThat(actives(events))
+          .extracting(DeploymentActive::getArtefactSha256)
           .containsExactly(a.getSha256(), b.getSha256(), c.getSha256());
       assertThat(actives(events)).allSatisfy(x -> assertThat(x.getUrl()).isEqualTo(node.url()));
     }
@@ -94,15 +113,18 @@ class HotSwapTest {
     ArtefactRef stable = Rollouts.pack(store, tmp, 32, 4);
     ArtefactRef canary = Rollouts.pack(store, tmp, 32, 5);
     CapturedEvents events = new CapturedEvents();
-    ServingConfig config = ServingConfig.of(null, null, store.root()).withNodeId("canary")
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    ServingConfig config =
+        ServingConfig.of(null, null, store.root())
+            .withNodeId("canary")
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
     try (ServingNode node = ServingNode.start(config, events)) {
       node.apply(Rollouts.requested("chat", stable, 100, null));
       node.apply(Rollouts.requested("chat", canary, 30, null));
 
       Map<String, Integer> bySha = countShas(node, 100);
       assertThat(bySha).containsEntry(canary.getSha256(), 30).containsEntry(stable.getSha256(), 70);
-      assertThat(actives(events)).last()
+      assertThat(actives(events))
+          .last()
           .satisfies(x -> assertThat(x.getCanaryPercent()).isEqualTo(30));
       ServedModel canaryModel = node.routing("chat").canary();
 
@@ -121,29 +143,40 @@ class HotSwapTest {
   void shouldKeepServingTheOldModelWhenANewArtefactCannotBeLoaded() throws Exception {
     FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
     ArtefactRef good = Rollouts.pack(store, tmp, 32, 6);
-    ArtefactRef outside = ArtefactRef.newBuilder(good).setUri(tmp.resolve("elsewhere").toUri().toString())
-        .setSha256("f".repeat(64)).build();
-    ServingConfig config = ServingConfig.of(null, null, store.root()).withNodeId("bad")
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    ArtefactRef outside =
+        ArtefactRef.newBuilder(good)
+            .setUri(tmp.resolve("elsewhere").toUri().toString())
+            .setSha256("f".repeat(64))
+            .build();
+    ServingConfig config =
+        ServingConfig.of(null, null, store.root())
+            .withNodeId("bad")
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
     try (ServingNode node = ServingNode.start(config, new CapturedEvents())) {
       node.apply(Rollouts.requested("chat", good, 100, null));
-      org.assertj.core.api.Assertions.assertThatThrownBy(() -> node.apply(Rollouts.requested("chat", outside, 100,
-          null))).hasMessageContaining("outside the store's roots");
+      org.assertj.core.api.Assertions.assertThatThrownBy(
+              () -> node.apply(Rollouts.requested("chat", outside, 100, null)))
+          .hasMessageContaining("outside the store's roots");
       assertThat(countShas(node, 2)).containsOnlyKeys(good.getSha256());
     }
   }
 
   private static List<DeploymentActive> actives(CapturedEvents events) {
-    return events.of(DeploymentEvent.class).stream().map(DeploymentEvent::getPayload)
-        .filter(DeploymentActive.class::isInstance).map(DeploymentActive.class::cast).toList();
+    return events.of(DeploymentEvent.class).stream()
+        .map(DeploymentEvent::getPayload)
+        .filter(DeploymentActive.class::isInstance)
+        .map(DeploymentActive.class::cast)
+        .toList();
   }
 
   private static Map<String, Integer> countShas(ServingNode node, int requests) throws Exception {
     Map<String, Integer> bySha = new ConcurrentHashMap<>();
     for (int i = 0; i < requests; i++) {
-      Http.Reply r = Http.complete(node.url(), new JsonObject().put("prompt", "q" + i).put("max_tokens", 1));
+      Http.Reply r =
+          Http.complete(node.url(), new JsonObject().put("prompt", "q" + i).put("max_tokens", 1));
       assertThat(r.status()).as(r.text()).isEqualTo(200);
-      bySha.merge(r.json().getJsonObject("distillery").getString("artefactSha256"), 1, Integer::sum);
+      bySha.merge(
+          r.json().getJsonObject("distillery").getString("artefactSha256"), 1, Integer::sum);
     }
     return bySha;
   }
@@ -152,12 +185,12 @@ class HotSwapTest {
     long deadline = System.nanoTime() + 60_000_000_000L;
     while (done.get() < target) {
       if (System.nanoTime() > deadline) {
-        throw new AssertionError("only " + done.get() + " of " + target + " requests answered in 60 s");
+        throw new AssertionError(
+            "only " + done.get() + " of " + target + " requests answered in 60 s");
       }
       Thread.sleep(5);
     }
   }
-
 
   @Test
   void shouldFreeTheReplacedTeacherAndShareOneTeacherPerArtefact() throws Exception {
@@ -168,7 +201,8 @@ class HotSwapTest {
     ServingConfig config = ServingConfig.of(null, null, store.root()).withNodeId("teachers");
     try (ServingNode node = ServingNode.start(config, new CapturedEvents())) {
       node.apply(Rollouts.requested("chat", student, 100, t1));
-      // the same teacher artefact served locally from its directory is the same loaded model, not a second copy
+      // the same teacher artefact served locally from its directory is the same loaded model, not a
+      // second copy
       node.serveLocal("local", store.resolve(student), store.resolve(t1));
       ServedModel first = node.routing("chat").teacher();
       assertThat(node.routing("local").teacher()).isSameAs(first);

@@ -16,23 +16,43 @@ final class Rollouts {
 
   private Rollouts() {}
 
-  /** A {@code djl-serving}-style package ({@code model/} holding a tiny checkpoint) put into the store. */
-  static ArtefactRef pack(FileArtefactStore store, Path scratch, int hidden, long seed) throws IOException {
+  /**
+   * A {@code djl-serving}-style package ({@code model/} holding a tiny checkpoint) put into the
+   * store.
+   */
+  static ArtefactRef pack(FileArtefactStore store, Path scratch, int hidden, long seed)
+      throws IOException {
     Path pkg = Files.createDirectories(scratch.resolve("pkg-" + hidden + "-" + seed));
     TinyCheckpoints.write(Files.createDirectories(pkg.resolve("model")), hidden, 2, seed);
     Files.writeString(pkg.resolve("serving.properties"), "engine=PyTorch\n");
     return store.put(pkg, "djl-serving", true);
   }
 
-  static DeploymentEvent requested(String deployment, ArtefactRef artefact, int canaryPercent, ArtefactRef teacher) {
-    return DeploymentEvent.newBuilder().setDeploymentId(deployment).setRunId("run-1").setTs(Instant.now())
-        .setPayload(DeploymentRequested.newBuilder().setArtefact(artefact).setTarget("local")
-            .setCanaryPercent(canaryPercent).setPrevious(null).setTeacher(teacher).setLabels(Map.of()).build())
+  static DeploymentEvent requested(
+      String deployment, ArtefactRef artefact, int canaryPercent, ArtefactRef teacher) {
+    return DeploymentEvent.newBuilder()
+        .setDeploymentId(deployment)
+        .setRunId("run-1")
+        .setTs(Instant.now())
+        .setPayload(
+            DeploymentRequested.newBuilder()
+                .setArtefact(artefact)
+                .setTarget("local")
+                .setCanaryPercent(canaryPercent)
+                .setPrevious(null)
+                .setTeacher(teacher)
+                .setLabels(Map.of())
+                .build())
         .build();
   }
 
   static DeploymentEvent rolledBack(String deployment, ArtefactRef restored) {
-    return DeploymentEvent.newBuilder().setDeploymentId(deployment).setRunId("run-1").setTs(Instant.now())
-        .setPayload(RolledBack.newBuilder().setReason("canary misfires").setRestored(restored).build()).build();
+    return DeploymentEvent.newBuilder()
+        .setDeploymentId(deployment)
+        .setRunId("run-1")
+        .setTs(Instant.now())
+        .setPayload(
+            RolledBack.newBuilder().setReason("canary misfires").setRestored(restored).build())
+        .build();
   }
 }

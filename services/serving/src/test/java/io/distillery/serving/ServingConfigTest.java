@@ -12,14 +12,25 @@ import org.junit.jupiter.api.Test;
 
 class ServingConfigTest {
 
-  static final Map<String, String> BASE = Map.of("DISTILLERY_SERVING_BOOTSTRAP", "k:9092",
-      "DISTILLERY_REGISTRY", "http://r:8081");
+  static final Map<String, String> BASE =
+      Map.of("DISTILLERY_SERVING_BOOTSTRAP", "k:9092", "DISTILLERY_REGISTRY", "http://r:8081");
 
   @Test
   void theEnvironmentAndTheCodePathShareOneSetOfDefaults() {
     // of() binds a free port (0) where the environment's default is 8090
-    ServingConfig fromEnv = ServingConfig.from(new Settings("serving", Map.of("DISTILLERY_BOOTSTRAP", "b:9092",
-        "DISTILLERY_REGISTRY", "http://r", "DISTILLERY_STORE", "store", "DISTILLERY_SERVING_PORT", "0")));
+    ServingConfig fromEnv =
+        ServingConfig.from(
+            new Settings(
+                "serving",
+                Map.of(
+                    "DISTILLERY_BOOTSTRAP",
+                    "b:9092",
+                    "DISTILLERY_REGISTRY",
+                    "http://r",
+                    "DISTILLERY_STORE",
+                    "store",
+                    "DISTILLERY_SERVING_PORT",
+                    "0")));
 
     assertThat(fromEnv).isEqualTo(ServingConfig.of("b:9092", "http://r", Path.of("store")));
   }
@@ -64,11 +75,14 @@ class ServingConfigTest {
 
   @Test
   void shouldRefuseInvalidSettingsNamingTheKey() {
-    assertThatThrownBy(() -> ServingConfig.fromEnv(Map.of("DISTILLERY_SERVING_REGISTRY", "http://r")))
+    assertThatThrownBy(
+            () -> ServingConfig.fromEnv(Map.of("DISTILLERY_SERVING_REGISTRY", "http://r")))
         .hasMessageContaining("BOOTSTRAP");
-    assertThatThrownBy(() -> ServingConfig.fromEnv(with("DISTILLERY_SERVING_CONFIDENCE_THRESHOLD", "high")))
+    assertThatThrownBy(
+            () -> ServingConfig.fromEnv(with("DISTILLERY_SERVING_CONFIDENCE_THRESHOLD", "high")))
         .hasMessageContaining("CONFIDENCE_THRESHOLD");
-    assertThatThrownBy(() -> ServingConfig.fromEnv(with("DISTILLERY_SERVING_MAX_TOKENS_LIMIT", "0")))
+    assertThatThrownBy(
+            () -> ServingConfig.fromEnv(with("DISTILLERY_SERVING_MAX_TOKENS_LIMIT", "0")))
         .hasMessageContaining("MAX_TOKENS_LIMIT");
     assertThatThrownBy(() -> ServingConfig.fromEnv(with("DISTILLERY_SERVING_QUEUE_SIZE", "0")))
         .hasMessageContaining("QUEUE_SIZE");

@@ -2,10 +2,10 @@ package io.distillery.serving;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.distillery.stage.ContentHash;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.misfire.MisfireReason;
 import io.distillery.schemas.serving.ServingTraffic;
+import io.distillery.stage.ContentHash;
 import io.vertx.core.json.JsonObject;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,8 +18,7 @@ import org.junit.jupiter.api.io.TempDir;
 /** The request path on a real Vert.x server with a tiny model, without Kafka. */
 class ServingNodeTest {
 
-  @TempDir
-  static Path tmp;
+  @TempDir static Path tmp;
 
   static Path modelDir;
   static ServingNode node;
@@ -29,8 +28,11 @@ class ServingNodeTest {
   @BeforeAll
   static void start() throws Exception {
     modelDir = TinyCheckpoints.write(Files.createDirectories(tmp.resolve("model")), 32, 2, 5);
-    ServingConfig config = ServingConfig.of(null, null, null).withNodeId("test-node").withLimits(64, 32)
-        .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    ServingConfig config =
+        ServingConfig.of(null, null, null)
+            .withNodeId("test-node")
+            .withLimits(64, 32)
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
     node = ServingNode.start(config, events);
     node.serveLocal("tiny", modelDir, null);
     url = node.url();
@@ -42,8 +44,12 @@ class ServingNodeTest {
   }
 
   @Test
-  void shouldAnswerWithOpenAiFieldsAndTheModelCoresGreedyAnswerWhenTheRequestIsValid() throws Exception {
-    Http.Reply r = Http.complete(url, new JsonObject().put("model", "tiny").put("prompt", "12+34=").put("max_tokens", 6));
+  void shouldAnswerWithOpenAiFieldsAndTheModelCoresGreedyAnswerWhenTheRequestIsValid()
+      throws Exception {
+    Http.Reply r =
+        Http.complete(
+            url,
+            new JsonObject().put("model", "tiny").put("prompt", "12+34=").put("max_tokens", 6));
 
     assertThat(r.status()).as(r.text()).isEqualTo(200);
     JsonObject body = r.json();
@@ -51,9 +57,11 @@ class ServingNodeTest {
     assertThat(body.getString("object")).isEqualTo("text_completion");
     assertThat(body.getString("model")).isEqualTo("tiny");
     JsonObject choice = body.getJsonArray("choices").getJsonObject(0);
-    assertThat(choice.getString("text")).isEqualTo(TinyCheckpoints.greedyAnswer(modelDir, "12+34=", 6));
+    assertThat(choice.getString("text"))
+        .isEqualTo(TinyCheckpoints.greedyAnswer(modelDir, "12+34=", 6));
     assertThat(choice.getString("finish_reason")).isIn("stop", "length");
-    assertThat(body.getJsonObject("usage").getInteger("prompt_tokens")).isEqualTo(7); // <s> + 6 bytes
+    assertThat(body.getJsonObject("usage").getInteger("prompt_tokens"))
+        .isEqualTo(7); // <s> + 6 bytes
     assertThat(body.getJsonObject("usage").getInteger("total_tokens"))
         .isEqualTo(7 + body.getJsonObject("usage").getInteger("completion_tokens"));
     JsonObject d = body.getJsonObject("distillery");
@@ -86,7 +94,9 @@ class ServingNodeTest {
     assertThat(wrongType.status()).isEqualTo(400);
     assertThat(wrongType.errorMessage()).contains("prompt must be a string");
 
-    assertThat(Http.complete(url, new JsonObject().put("prompt", "ok").put("max_tokens", 1)).status()).isEqualTo(200);
+    assertThat(
+            Http.complete(url, new JsonObject().put("prompt", "ok").put("max_tokens", 1)).status())
+        .isEqualTo(200);
     assertThat(Http.get(url, "/health").status()).isEqualTo(200);
   }
 
@@ -97,7 +107,8 @@ class ServingNodeTest {
     assertThat(r.errorMessage()).contains("65 characters").contains("at most 64");
     assertThat(r.json().getJsonObject("error").getString("param")).isEqualTo("prompt");
 
-    Http.Reply huge = Http.post(url, "/v1/completions", "{\"prompt\": \"" + "y".repeat(200_000) + "\"}");
+    Http.Reply huge =
+        Http.post(url, "/v1/completions", "{\"prompt\": \"" + "y".repeat(200_000) + "\"}");
     assertThat(huge.status()).isEqualTo(413);
     assertThat(Http.get(url, "/health").status()).isEqualTo(200);
   }
@@ -105,7 +116,8 @@ class ServingNodeTest {
   @Test
   void shouldRefuseMaxTokensOutOfRangeWith400() throws Exception {
     for (Object bad : new Object[] {0, -3, 33, 1_000_000_000, 1.5, "ten"}) {
-      Http.Reply r = Http.complete(url, new JsonObject().put("prompt", "abc").put("max_tokens", bad));
+      Http.Reply r =
+          Http.complete(url, new JsonObject().put("prompt", "abc").put("max_tokens", bad));
       assertThat(r.status()).as("max_tokens=" + bad).isEqualTo(400);
       assertThat(r.json().getJsonObject("error").getString("param")).isEqualTo("max_tokens");
     }
@@ -115,9 +127,13 @@ class ServingNodeTest {
 
   @Test
   void shouldRefuseBadSamplingParametersWith400() throws Exception {
-    assertThat(Http.complete(url, new JsonObject().put("prompt", "a").put("temperature", -1)).status()).isEqualTo(400);
-    assertThat(Http.complete(url, new JsonObject().put("prompt", "a").put("top_p", 0)).status()).isEqualTo(400);
-    assertThat(Http.complete(url, new JsonObject().put("prompt", "a").put("n", 3)).status()).isEqualTo(400);
+    assertThat(
+            Http.complete(url, new JsonObject().put("prompt", "a").put("temperature", -1)).status())
+        .isEqualTo(400);
+    assertThat(Http.complete(url, new JsonObject().put("prompt", "a").put("top_p", 0)).status())
+        .isEqualTo(400);
+    assertThat(Http.complete(url, new JsonObject().put("prompt", "a").put("n", 3)).status())
+        .isEqualTo(400);
   }
 
   @Test
@@ -139,7 +155,9 @@ class ServingNodeTest {
     Http.complete(url, new JsonObject().put("prompt", "m").put("max_tokens", 1));
     Http.Reply metrics = Http.get(url, "/metrics");
     assertThat(metrics.status()).isEqualTo(200);
-    assertThat(metrics.text()).contains("distillery_serving_requests_total").contains("distillery_misfires_dropped_total");
+    assertThat(metrics.text())
+        .contains("distillery_serving_requests_total")
+        .contains("distillery_misfires_dropped_total");
   }
 
   @Test
@@ -148,10 +166,15 @@ class ServingNodeTest {
     String id = c.json().getString("id");
     String text = c.json().getJsonArray("choices").getJsonObject(0).getString("text");
 
-    Http.Reply f = Http.post(url, "/v1/feedback", new JsonObject().put("id", id).put("correct", "4").encode());
+    Http.Reply f =
+        Http.post(url, "/v1/feedback", new JsonObject().put("id", id).put("correct", "4").encode());
 
     assertThat(f.status()).as(f.text()).isEqualTo(202);
-    Misfire m = events.of(Misfire.class).stream().filter(x -> x.getRequestId().equals(id)).findFirst().orElseThrow();
+    Misfire m =
+        events.of(Misfire.class).stream()
+            .filter(x -> x.getRequestId().equals(id))
+            .findFirst()
+            .orElseThrow();
     assertThat(m.getReason()).isEqualTo(MisfireReason.USER_FLAG);
     assertThat(m.getPrompt()).isEqualTo("2+2=");
     assertThat(m.getOutput()).isEqualTo(text);
@@ -159,40 +182,62 @@ class ServingNodeTest {
     assertThat(m.getDeploymentId()).isEqualTo("tiny");
     assertThat(m.getArtefactSha256()).isEqualTo(ContentHash.of(modelDir));
 
-    assertThat(Http.post(url, "/v1/feedback", "{\"id\": \"cmpl-unknown\"}").status()).isEqualTo(404);
-    assertThat(Http.post(url, "/v1/feedback", "{\"prompt\": \"p\", \"output\": \"o\"}").status()).isEqualTo(202);
+    assertThat(Http.post(url, "/v1/feedback", "{\"id\": \"cmpl-unknown\"}").status())
+        .isEqualTo(404);
+    assertThat(Http.post(url, "/v1/feedback", "{\"prompt\": \"p\", \"output\": \"o\"}").status())
+        .isEqualTo(202);
     assertThat(Http.post(url, "/v1/feedback", "{\"correct\": 4}").status()).isEqualTo(400);
   }
 
   @Test
   void shouldRecordAWrongAnswerMisfireWhenTheAnswerDiffersFromVerify() throws Exception {
-    Http.Reply r = Http.complete(url, new JsonObject().put("prompt", "7+1=").put("max_tokens", 3)
-        .put("verify", "definitely not this"));
+    Http.Reply r =
+        Http.complete(
+            url,
+            new JsonObject()
+                .put("prompt", "7+1=")
+                .put("max_tokens", 3)
+                .put("verify", "definitely not this"));
     assertThat(r.status()).isEqualTo(200);
     String id = r.json().getString("id");
-    Misfire m = events.of(Misfire.class).stream().filter(x -> x.getRequestId().equals(id)).findFirst().orElseThrow();
+    Misfire m =
+        events.of(Misfire.class).stream()
+            .filter(x -> x.getRequestId().equals(id))
+            .findFirst()
+            .orElseThrow();
     assertThat(m.getReason()).isEqualTo(MisfireReason.WRONG_ANSWER);
     assertThat(m.getExpected()).isEqualTo("definitely not this");
-    assertThat(m.getOutput()).isEqualTo(r.json().getJsonArray("choices").getJsonObject(0).getString("text"));
+    assertThat(m.getOutput())
+        .isEqualTo(r.json().getJsonArray("choices").getJsonObject(0).getString("text"));
 
     String answer = TinyCheckpoints.greedyAnswer(modelDir, "7+1=", 3);
-    Http.Reply right = Http.complete(url, new JsonObject().put("prompt", "7+1=").put("max_tokens", 3)
-        .put("verify", answer));
+    Http.Reply right =
+        Http.complete(
+            url, new JsonObject().put("prompt", "7+1=").put("max_tokens", 3).put("verify", answer));
     String rightId = right.json().getString("id");
     assertThat(events.of(Misfire.class)).noneMatch(x -> x.getRequestId().equals(rightId));
   }
 
   @Test
   void shouldAnswer503WhenTheGenerationQueueIsFullAndServeTheRest() throws Exception {
-    ServingConfig config = ServingConfig.of(null, null, null).withNodeId("small").withLimits(64, 256)
-        .withCapacity(1, 1, 16).withConfidenceThreshold(Double.NEGATIVE_INFINITY);
+    ServingConfig config =
+        ServingConfig.of(null, null, null)
+            .withNodeId("small")
+            .withLimits(64, 256)
+            .withCapacity(1, 1, 16)
+            .withConfidenceThreshold(Double.NEGATIVE_INFINITY);
     try (ServingNode small = ServingNode.start(config, new CapturedEvents())) {
       small.serveLocal("tiny", modelDir, null);
-      java.util.concurrent.ExecutorService clients = java.util.concurrent.Executors.newFixedThreadPool(10);
+      java.util.concurrent.ExecutorService clients =
+          java.util.concurrent.Executors.newFixedThreadPool(10);
       java.util.List<java.util.concurrent.Future<Http.Reply>> replies = new java.util.ArrayList<>();
       for (int i = 0; i < 10; i++) {
-        replies.add(clients.submit(() -> Http.complete(small.url(), new JsonObject().put("prompt", "long answer")
-            .put("max_tokens", 256))));
+        replies.add(
+            clients.submit(
+                () ->
+                    Http.complete(
+                        small.url(),
+                        new JsonObject().put("prompt", "long answer").put("max_tokens", 256))));
       }
       java.util.List<Integer> statuses = new java.util.ArrayList<>();
       for (var f : replies) {
@@ -204,8 +249,12 @@ class ServingNodeTest {
       }
       clients.shutdown();
       assertThat(statuses).contains(503).contains(200).containsOnly(200, 503);
-      assertThat(Http.get(small.url(), "/metrics").text()).containsPattern("distillery_serving_rejected_total [1-9]");
-      assertThat(Http.complete(small.url(), new JsonObject().put("prompt", "after").put("max_tokens", 1)).status())
+      assertThat(Http.get(small.url(), "/metrics").text())
+          .containsPattern("distillery_serving_rejected_total [1-9]");
+      assertThat(
+              Http.complete(
+                      small.url(), new JsonObject().put("prompt", "after").put("max_tokens", 1))
+                  .status())
           .isEqualTo(200);
     }
   }
@@ -214,27 +263,35 @@ class ServingNodeTest {
   void shouldAnswer503OnHealthBeforeAModelIsLoadedAnd504CountedOnceAsAnErrorWhenGenerationTimesOut()
       throws Exception {
     CapturedEvents own = new CapturedEvents();
-    ServingConfig config = ServingConfig.of(null, null, null).withNodeId("slow")
-        .withTiming(Duration.ofNanos(1), 60_000);
+    ServingConfig config =
+        ServingConfig.of(null, null, null)
+            .withNodeId("slow")
+            .withTiming(Duration.ofNanos(1), 60_000);
     try (ServingNode empty = ServingNode.start(config, own)) {
       Http.Reply health = Http.get(empty.url(), "/health");
       assertThat(health.status()).isEqualTo(503);
       assertThat(health.json().getString("status")).isEqualTo("LOADING");
-      assertThat(Http.complete(empty.url(), new JsonObject().put("prompt", "a")).status()).isEqualTo(503);
+      assertThat(Http.complete(empty.url(), new JsonObject().put("prompt", "a")).status())
+          .isEqualTo(503);
 
       empty.serveLocal("tiny", modelDir, null);
       assertThat(Http.get(empty.url(), "/health").status()).isEqualTo(200);
-      Http.Reply late = Http.complete(empty.url(), new JsonObject().put("prompt", "abc").put("max_tokens", 4));
+      Http.Reply late =
+          Http.complete(empty.url(), new JsonObject().put("prompt", "abc").put("max_tokens", 4));
       assertThat(late.status()).isEqualTo(504);
       assertThat(late.json().getJsonObject("error").getString("type")).isEqualTo("server_error");
-      // a timeout is the node's failure, not a wrong answer: one error, no misfire (a canary is not penalised twice)
+      // a timeout is the node's failure, not a wrong answer: one error, no misfire (a canary is not
+      // penalised twice)
       assertThat(own.of(Misfire.class)).isEmpty();
       empty.publishTraffic();
-      assertThat(own.of(ServingTraffic.class)).singleElement().satisfies(t -> {
-        assertThat(t.getRequests()).isEqualTo(1);
-        assertThat(t.getErrors()).isEqualTo(1);
-        assertThat(t.getMisfires()).isZero();
-      });
+      assertThat(own.of(ServingTraffic.class))
+          .singleElement()
+          .satisfies(
+              t -> {
+                assertThat(t.getRequests()).isEqualTo(1);
+                assertThat(t.getErrors()).isEqualTo(1);
+                assertThat(t.getMisfires()).isZero();
+              });
     }
   }
 }

@@ -3,21 +3,32 @@ package io.distillery.serving;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.ExactMatch;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** Tiny random byte-level Llama checkpoints made in the test, and their reference greedy answers. */
+/**
+ * Tiny random byte-level Llama checkpoints made in the test, and their reference greedy answers.
+ */
 final class TinyCheckpoints {
 
   private TinyCheckpoints() {}
 
-  /** A checkpoint directory with a random model of the given width and seed plus the byte tokenizer. */
+  /**
+   * A checkpoint directory with a random model of the given width and seed plus the byte tokenizer.
+   */
   static Path write(Path dir, int hidden, int layers, long seed) throws IOException {
-    LlamaConfig cfg = LlamaConfig.builder().vocabSize(ByteTokenizer.VOCAB_SIZE).hiddenSize(hidden)
-        .intermediateSize(2 * hidden).numHiddenLayers(layers).numAttentionHeads(4).numKeyValueHeads(2)
-        .maxPositionEmbeddings(256).build();
+    LlamaConfig cfg =
+        LlamaConfig.builder()
+            .vocabSize(ByteTokenizer.VOCAB_SIZE)
+            .hiddenSize(hidden)
+            .intermediateSize(2 * hidden)
+            .numHiddenLayers(layers)
+            .numAttentionHeads(4)
+            .numKeyValueHeads(2)
+            .maxPositionEmbeddings(256)
+            .build();
     try (LlamaModel m = LlamaModel.random(cfg, seed)) {
       m.save(dir, DType.F32);
     }

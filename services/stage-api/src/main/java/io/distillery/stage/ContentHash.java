@@ -12,8 +12,9 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * The sha256 that names an artefact. A file hashes as {@code sha256(name \0 sha256(bytes))}; a directory as the
- * sha256 of its sorted lines {@code relative/path \0 sha256(bytes) \n}, so the same tree always gets the same name.
+ * The sha256 that names an artefact. A file hashes as {@code sha256(name \0 sha256(bytes))}; a
+ * directory as the sha256 of its sorted lines {@code relative/path \0 sha256(bytes) \n}, so the
+ * same tree always gets the same name.
  */
 public final class ContentHash {
 

@@ -9,14 +9,17 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * Copying and deleting directory trees, which stages, the artefact store and the model core all do with checkpoint
- * directories: one implementation instead of a private copy in each.
+ * Copying and deleting directory trees, which stages, the artefact store and the model core all do
+ * with checkpoint directories: one implementation instead of a private copy in each.
  */
 public final class FileTrees {
 
   private FileTrees() {}
 
-  /** Copies a file, or a directory with everything under it, to {@code target} (replacing files that exist). */
+  /**
+   * Copies a file, or a directory with everything under it, to {@code target} (replacing files that
+   * exist).
+   */
   public static void copy(Path source, Path target) throws IOException {
     if (!Files.isDirectory(source)) {
       Files.copy(source, target, StandardCopyOption.REPLACE_EXISTING);
@@ -34,7 +37,9 @@ public final class FileTrees {
     }
   }
 
-  /** Deletes a file or a directory with everything under it; nothing happens when it does not exist. */
+  /**
+   * Deletes a file or a directory with everything under it; nothing happens when it does not exist.
+   */
   public static void delete(Path path) throws IOException {
     if (!Files.exists(path)) {
       return;

@@ -4,7 +4,10 @@ import java.util.ServiceLoader;
 
 /** A discovered stage: its annotation's facts and a way to instantiate it. */
 public record StageDescriptor(
-    String name, Class<? extends Record> params, boolean cacheable, String description,
+    String name,
+    Class<? extends Record> params,
+    boolean cacheable,
+    String description,
     ServiceLoader.Provider<Stage<?>> provider) {
 
   @SuppressWarnings("unchecked")

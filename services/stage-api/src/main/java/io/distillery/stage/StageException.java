@@ -1,11 +1,11 @@
 package io.distillery.stage;
 
 /**
- * Why a stage failed, and whether trying again may help. The host reports the message on the run; the planner retries
- * only {@link Retryable} failures, with backoff, up to the recipe's limit.
+ * Why a stage failed, and whether trying again may help. The host reports the message on the run;
+ * the planner retries only {@link Retryable} failures, with backoff, up to the recipe's limit.
  */
-public sealed class StageException extends Exception permits StageException.Retryable, StageException.Fatal,
-    StageException.Rejected {
+public sealed class StageException extends Exception
+    permits StageException.Retryable, StageException.Fatal, StageException.Rejected {
 
   private StageException(String message, Throwable cause) {
     super(message, cause);
@@ -28,8 +28,9 @@ public sealed class StageException extends Exception permits StageException.Retr
   }
 
   /**
-   * The stage did its work and judged the run's candidate unfit: no candidate passed the gates, a canary was rolled
-   * back. The run ends REJECTED with this message as the reason; nothing downstream runs and nothing is retried.
+   * The stage did its work and judged the run's candidate unfit: no candidate passed the gates, a
+   * canary was rolled back. The run ends REJECTED with this message as the reason; nothing
+   * downstream runs and nothing is retried.
    */
   public static Rejected rejected(String message) {
     return new Rejected(message);

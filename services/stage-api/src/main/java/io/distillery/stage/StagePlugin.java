@@ -5,7 +5,9 @@ import java.lang.annotation.Retention;
 import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 
-/** Names a {@link Stage} implementation and its params record, read without instantiating the stage. */
+/**
+ * Names a {@link Stage} implementation and its params record, read without instantiating the stage.
+ */
 @Retention(RetentionPolicy.RUNTIME)
 @Target(ElementType.TYPE)
 public @interface StagePlugin {
@@ -13,7 +15,10 @@ public @interface StagePlugin {
   /** The stage name: the suffix of the jobs topic it consumes ({@code distillery.jobs.<name>}). */
   String name();
 
-  /** The params record; the job's params JSON is bound to it and validated by its compact constructor. */
+  /**
+   * The params record; the job's params JSON is bound to it and validated by its compact
+   * constructor.
+   */
   Class<? extends Record> params();
 
   /** Whether an identical job (same stage, params and input hashes) may reuse an earlier output. */

@@ -7,8 +7,9 @@ import java.util.TreeMap;
 import java.util.regex.Pattern;
 
 /**
- * The stages found on the class path with {@link ServiceLoader}. Providers are read by their annotation without being
- * instantiated; an unannotated provider is skipped with a warning, a duplicate name is an error.
+ * The stages found on the class path with {@link ServiceLoader}. Providers are read by their
+ * annotation without being instantiated; an unannotated provider is skipped with a warning, a
+ * duplicate name is an error.
  */
 public final class StageRegistry {
 
@@ -31,21 +32,32 @@ public final class StageRegistry {
   public static StageRegistry discover(ClassLoader loader) {
     Map<String, StageDescriptor> found = new TreeMap<>();
     ServiceLoader<Stage<?>> sl = (ServiceLoader) ServiceLoader.load(Stage.class, loader);
-    for (ServiceLoader.Provider<Stage<?>> p : (Iterable<ServiceLoader.Provider<Stage<?>>>) sl.stream()::iterator) {
+    for (ServiceLoader.Provider<Stage<?>> p :
+        (Iterable<ServiceLoader.Provider<Stage<?>>>) sl.stream()::iterator) {
       StagePlugin ann = p.type().getAnnotation(StagePlugin.class);
       if (ann == null) {
-        LOG.log(System.Logger.Level.WARNING, "stage provider {0} has no @StagePlugin annotation; skipped",
+        LOG.log(
+            System.Logger.Level.WARNING,
+            "stage provider {0} has no @StagePlugin annotation; skipped",
             p.type().getName());
         continue;
       }
       if (!STAGE_NAME.matcher(ann.name()).matches()) {
-        throw new IllegalStateException("stage " + p.type().getName() + " has an invalid name '" + ann.name() + "'");
+        throw new IllegalStateException(
+            "stage " + p.type().getName() + " has an invalid name '" + ann.name() + "'");
       }
-      StageDescriptor previous = found.put(ann.name(),
-          new StageDescriptor(ann.name(), ann.params(), ann.cacheable(), ann.description(), p));
+      StageDescriptor previous =
+          found.put(
+              ann.name(),
+              new StageDescriptor(ann.name(), ann.params(), ann.cacheable(), ann.description(), p));
       if (previous != null) {
-        throw new IllegalStateException("two stages are named '" + ann.name() + "': "
-            + previous.provider().type().getName() + " and " + p.type().getName());
+        throw new IllegalStateException(
+            "two stages are named '"
+                + ann.name()
+                + "': "
+                + previous.provider().type().getName()
+                + " and "
+                + p.type().getName());
       }
     }
     return new StageRegistry(found);
@@ -58,7 +70,8 @@ public final class StageRegistry {
   public StageDescriptor get(String name) {
     StageDescriptor d = byName.get(name);
     if (d == null) {
-      throw new IllegalArgumentException("unknown stage '" + name + "'; known stages: " + byName.keySet());
+      throw new IllegalArgumentException(
+          "unknown stage '" + name + "'; known stages: " + byName.keySet());
     }
     return d;
   }

@@ -5,7 +5,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * What a stage produced: files or directories (the host moves them into the content-addressed store) and metrics.
+ * What a stage produced: files or directories (the host moves them into the content-addressed
+ * store) and metrics.
  */
 public record StageResult(List<Output> outputs, Map<String, Double> metrics) {
 
@@ -18,6 +19,9 @@ public record StageResult(List<Output> outputs, Map<String, Double> metrics) {
     return new StageResult(outputs, metrics);
   }
 
-  /** One output: a file or directory under the scratch dir, and its format (e.g. hf-llama, calibration, report). */
+  /**
+   * One output: a file or directory under the scratch dir, and its format (e.g. hf-llama,
+   * calibration, report).
+   */
   public record Output(Path path, String format) {}
 }

@@ -5,8 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.model.config.LlamaConfig;
-import io.distillery.stage.ArtefactFormats;
 import io.distillery.schemas.common.ArtefactRef;
+import io.distillery.stage.ArtefactFormats;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileSystemException;
@@ -20,8 +20,9 @@ import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
 /**
- * The deployer's output format {@value #FORMAT}: a directory that DJL Serving loads as one model, and that
- * Distillery's serving nodes load from {@code model/}.
+ * The deployer's output format {@value #FORMAT}: a directory that DJL Serving loads as one model,
+ * and that Distillery's serving nodes load from {@code model/}.
+ *
  * <pre>
  * model/                   the chosen Hugging Face checkpoint (config.json, *.safetensors) and its tokenizer files
  * serving.properties       local CPU target (DJL Serving, Python engine, Hugging Face handler)
@@ -32,22 +33,32 @@ import java.util.stream.Stream;
  * manifest.json            lineage: parent artefact, run, params, quantization, target warnings
  * report.json              the evaluator's report, when the chosen checkpoint came with one
  * </pre>
- * A GPU target checks its engine's rules first ({@link GpuTargets}): a checkpoint it cannot run is refused before
- * anything is written, one that only fits a slow kernel is packaged with warnings. The templates live next to this
- * class as resources and cite the DJL Serving documentation and sources they follow.
+ *
+ * A GPU target checks its engine's rules first ({@link GpuTargets}): a checkpoint it cannot run is
+ * refused before anything is written, one that only fits a slow kernel is packaged with warnings.
+ * The templates live next to this class as resources and cite the DJL Serving documentation and
+ * sources they follow.
  */
 public final class DjlServingPackage {
 
   public static final String FORMAT = ArtefactFormats.DJL_SERVING;
-  /** The format of {@code model/} when it is stored on its own (the Kubernetes manifest mounts it by hash). */
+
+  /**
+   * The format of {@code model/} when it is stored on its own (the Kubernetes manifest mounts it by
+   * hash).
+   */
   public static final String MODEL_FORMAT = ArtefactFormats.HF_CHECKPOINT;
+
   /** DJL LMI v20 (DJL Serving 0.36.0, vLLM 0.15.1), serving/docs/lmi/release_notes.md. */
   public static final String IMAGE =
       "763104351884.dkr.ecr.us-west-2.amazonaws.com/djl-inference:0.36.0-lmi20.0.0-cu128-v1.0";
+
   /** Where LMI containers look for the model (serving.properties at its root). */
   public static final String MOUNT = "/opt/ml/model";
+
   /** The PersistentVolumeClaim holding the artefact store in the Kubernetes deployment (k8s/). */
   public static final String STORE_CLAIM = "distillery-store";
+
   public static final String MODEL_DIR = "model";
   public static final String CPU_PROPERTIES = "serving.properties";
   public static final String GPU_PROPERTIES = "gpu/serving.properties";
@@ -55,33 +66,61 @@ public final class DjlServingPackage {
   public static final String MANIFEST = "manifest.json";
   public static final String REPORT = "report.json";
   public static final String README = "README.md";
-  static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json",
-      "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json");
+  static final List<String> TOKENIZER_FILES =
+      List.of(
+          "tokenizer.json",
+          "tokenizer_config.json",
+          "special_tokens_map.json",
+          "tokenizer.model",
+          "vocab.json",
+          "merges.txt",
+          "generation_config.json");
   static final int READINESS_MINUTES = 30;
 
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   private DjlServingPackage() {}
 
   /** What goes into the package besides the model files. */
-  public record Spec(String deployment, String runId, String jobId, String node, String parentNode,
-      ArtefactRef parent, ArtefactRef teacher, ArtefactRef model, DeployerParams params) {}
+  public record Spec(
+      String deployment,
+      String runId,
+      String jobId,
+      String node,
+      String parentNode,
+      ArtefactRef parent,
+      ArtefactRef teacher,
+      ArtefactRef model,
+      DeployerParams params) {}
 
-  /** What {@link #write} derived from the checkpoint, and the target's warnings (a slower kernel, a GPU class). */
-  public record Written(CheckpointQuantization quantization, int maxInputTokens, int maxOutputTokens,
+  /**
+   * What {@link #write} derived from the checkpoint, and the target's warnings (a slower kernel, a
+   * GPU class).
+   */
+  public record Written(
+      CheckpointQuantization quantization,
+      int maxInputTokens,
+      int maxOutputTokens,
       List<String> warnings) {}
 
   /**
-   * Fills {@code packageDir/model} with the checkpoint's files, adding the tokenizer files of {@code tokenizerSource}
-   * (the run's model) that the checkpoint lacks: quantized and pruned checkpoints carry weights and config only.
-   * Files are hard-linked where the file system allows (store artefacts are immutable), else copied.
+   * Fills {@code packageDir/model} with the checkpoint's files, adding the tokenizer files of
+   * {@code tokenizerSource} (the run's model) that the checkpoint lacks: quantized and pruned
+   * checkpoints carry weights and config only. Files are hard-linked where the file system allows
+   * (store artefacts are immutable), else copied.
    *
-   * @throws IllegalArgumentException when the checkpoint is no directory with a config.json, or no tokenizer is found
+   * @throws IllegalArgumentException when the checkpoint is no directory with a config.json, or no
+   *     tokenizer is found
    */
-  public static Path assembleModel(Path checkpoint, Path tokenizerSource, Path packageDir) throws IOException {
-    if (!Files.isDirectory(checkpoint) || !Files.isRegularFile(checkpoint.resolve(LlamaConfig.FILE_NAME))) {
-      throw new IllegalArgumentException("the chosen checkpoint " + checkpoint
-          + " is not a Hugging Face model directory (no config.json)");
+  public static Path assembleModel(Path checkpoint, Path tokenizerSource, Path packageDir)
+      throws IOException {
+    if (!Files.isDirectory(checkpoint)
+        || !Files.isRegularFile(checkpoint.resolve(LlamaConfig.FILE_NAME))) {
+      throw new IllegalArgumentException(
+          "the chosen checkpoint "
+              + checkpoint
+              + " is not a Hugging Face model directory (no config.json)");
     }
     Path model = Files.createDirectories(packageDir.resolve(MODEL_DIR));
     try (Stream<Path> files = Files.walk(checkpoint)) {
@@ -102,18 +141,22 @@ public final class DjlServingPackage {
         }
       }
     }
-    if (!Files.exists(model.resolve("tokenizer.json")) && !Files.exists(model.resolve("tokenizer.model"))) {
-      throw new IllegalArgumentException("the chosen checkpoint " + checkpoint
-          + " has no tokenizer (tokenizer.json or tokenizer.model), and neither has the run's model");
+    if (!Files.exists(model.resolve("tokenizer.json"))
+        && !Files.exists(model.resolve("tokenizer.model"))) {
+      throw new IllegalArgumentException(
+          "the chosen checkpoint "
+              + checkpoint
+              + " has no tokenizer (tokenizer.json or tokenizer.model), and neither has the run's model");
     }
     return model;
   }
 
   /**
-   * Writes the serving configurations, the Kubernetes manifest and the manifest next to {@code packageDir/model}.
+   * Writes the serving configurations, the Kubernetes manifest and the manifest next to {@code
+   * packageDir/model}.
    *
-   * @throws IllegalArgumentException when config.json is not a supported Llama config, its quantization is unknown,
-   *     or the token limits do not fit its context
+   * @throws IllegalArgumentException when config.json is not a supported Llama config, its
+   *     quantization is unknown, or the token limits do not fit its context
    */
   public static Written write(Path packageDir, Spec spec) throws IOException {
     Path modelDir = packageDir.resolve(MODEL_DIR);
@@ -134,9 +177,11 @@ public final class DjlServingPackage {
     v.put("maxModelLen", Integer.toString(limits[0] + limits[1]));
     String dtype = gpuDtype(config);
     v.put("dtype", dtype);
-    v.put("dtypeReason", config.torchDtype().equals("float32")
-        ? "bf16 for a float32 checkpoint: vLLM's Marlin and FP8 kernels take fp16/bf16 activations only"
-        : "the checkpoint's torch_dtype " + config.torchDtype());
+    v.put(
+        "dtypeReason",
+        config.torchDtype().equals("float32")
+            ? "bf16 for a float32 checkpoint: vLLM's Marlin and FP8 kernels take fp16/bf16 activations only"
+            : "the checkpoint's torch_dtype " + config.torchDtype());
     String cpu = Template.resource("serving-cpu.properties").render(v);
     String gpu = Template.resource("serving-gpu.properties").render(v);
 
@@ -148,8 +193,9 @@ public final class DjlServingPackage {
     v.put("storeClaim", STORE_CLAIM);
     v.put("readinessMinutes", Integer.toString(READINESS_MINUTES));
     v.put("readinessFailureThreshold", Integer.toString(READINESS_MINUTES * 6));
-    v.put("servingProperties", gpu.lines().map(l -> l.isEmpty() ? "" : "    " + l)
-        .collect(Collectors.joining("\n")));
+    v.put(
+        "servingProperties",
+        gpu.lines().map(l -> l.isEmpty() ? "" : "    " + l).collect(Collectors.joining("\n")));
     String k8s = Template.resource("deployment.yaml").render(v);
 
     write(packageDir.resolve(CPU_PROPERTIES), cpu);
@@ -164,13 +210,24 @@ public final class DjlServingPackage {
         }
       }
       v.put("trtllmPath", MOUNT + "/" + TrtLlmExport.DIR);
-      v.put("trtllmWeights", verdict.trtLlmQuantAlgo() == null ? "dense, " + config.torchDtype()
-          + " (no hf_quant_config.json)" : verdict.trtLlmQuantAlgo() + ", group " + quantization.groupSize()
-          + ", symmetric (" + TrtLlmExport.QUANT_CONFIG + ")");
+      v.put(
+          "trtllmWeights",
+          verdict.trtLlmQuantAlgo() == null
+              ? "dense, " + config.torchDtype() + " (no hf_quant_config.json)"
+              : verdict.trtLlmQuantAlgo()
+                  + ", group "
+                  + quantization.groupSize()
+                  + ", symmetric ("
+                  + TrtLlmExport.QUANT_CONFIG
+                  + ")");
       write(packageDir.resolve(README), Template.resource("README-trtllm.md").render(v));
     }
-    write(packageDir.resolve(MANIFEST), JSON.writeValueAsString(manifest(spec, quantization, limits,
-        Files.exists(packageDir.resolve(REPORT)), verdict)) + "\n");
+    write(
+        packageDir.resolve(MANIFEST),
+        JSON.writeValueAsString(
+                manifest(
+                    spec, quantization, limits, Files.exists(packageDir.resolve(REPORT)), verdict))
+            + "\n");
     return new Written(quantization, limits[0], limits[1], verdict.warnings());
   }
 
@@ -184,21 +241,33 @@ public final class DjlServingPackage {
     if (!q.quantized()) {
       return "dense" + sparse;
     }
-    return "compressed-tensors " + q.format() + " (" + q.scheme() + ", " + q.bits() + "-bit"
+    return "compressed-tensors "
+        + q.format()
+        + " ("
+        + q.scheme()
+        + ", "
+        + q.bits()
+        + "-bit"
         + (q.groupSize() > 0 ? ", group " + q.groupSize() : ", per channel")
-        + (q.zeroPoint() ? ", asymmetric" : "") + sparse + "), read by vLLM from model/config.json";
+        + (q.zeroPoint() ? ", asymmetric" : "")
+        + sparse
+        + "), read by vLLM from model/config.json";
   }
 
   /** Copies report.json of an eval-report artefact (a directory holding it, or the file itself). */
   public static void copyReport(Path evalReport, Path packageDir) throws IOException {
     Path f = Files.isDirectory(evalReport) ? evalReport.resolve(REPORT) : evalReport;
     if (!Files.isRegularFile(f)) {
-      throw new IllegalArgumentException("the eval-report artefact " + evalReport + " has no " + REPORT);
+      throw new IllegalArgumentException(
+          "the eval-report artefact " + evalReport + " has no " + REPORT);
     }
     Files.copy(f, packageDir.resolve(REPORT));
   }
 
-  /** maxInputTokens and maxOutputTokens: given or split from max_position_embeddings, checked against it. */
+  /**
+   * maxInputTokens and maxOutputTokens: given or split from max_position_embeddings, checked
+   * against it.
+   */
   static int[] tokenLimits(DeployerParams p, int maxPositions) {
     Integer in = p.maxInputTokens();
     Integer out = p.maxOutputTokens();
@@ -211,13 +280,21 @@ public final class DjlServingPackage {
       out = maxPositions - in;
     }
     if (in < 1 || out < 1 || in + out > maxPositions) {
-      throw new IllegalArgumentException("maxInputTokens + maxOutputTokens (" + in + " + " + out
-          + ") must fit the model's max_position_embeddings " + maxPositions);
+      throw new IllegalArgumentException(
+          "maxInputTokens + maxOutputTokens ("
+              + in
+              + " + "
+              + out
+              + ") must fit the model's max_position_embeddings "
+              + maxPositions);
     }
     return new int[] {in, out};
   }
 
-  /** The path of a directory artefact inside a file store's root ({@code FileArtefactStore}'s layout). */
+  /**
+   * The path of a directory artefact inside a file store's root ({@code FileArtefactStore}'s
+   * layout).
+   */
   static String storeSubPath(ArtefactRef ref) {
     String sha = ref.getSha256();
     return "artefacts/" + sha.substring(0, 2) + "/" + sha;
@@ -230,7 +307,11 @@ public final class DjlServingPackage {
     return s.replaceAll("-+$", "");
   }
 
-  private static Map<String, Object> manifest(Spec spec, CheckpointQuantization q, int[] limits, boolean report,
+  private static Map<String, Object> manifest(
+      Spec spec,
+      CheckpointQuantization q,
+      int[] limits,
+      boolean report,
       GpuTargets.Verdict verdict) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("format", FORMAT);

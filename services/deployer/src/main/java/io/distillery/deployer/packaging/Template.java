@@ -9,8 +9,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A text template shipped as a resource of this package, with {@code ${name}} placeholders. Rendering fails on a
- * placeholder without a value, so a template and its caller cannot drift apart silently.
+ * A text template shipped as a resource of this package, with {@code ${name}} placeholders.
+ * Rendering fails on a placeholder without a value, so a template and its caller cannot drift apart
+ * silently.
  */
 final class Template {
 
@@ -27,7 +28,8 @@ final class Template {
   static Template resource(String name) {
     try (InputStream in = Template.class.getResourceAsStream(name)) {
       if (in == null) {
-        throw new IllegalStateException("template " + name + " is missing from the deployer's resources");
+        throw new IllegalStateException(
+            "template " + name + " is missing from the deployer's resources");
       }
       return new Template(name, new String(in.readAllBytes(), StandardCharsets.UTF_8));
     } catch (IOException e) {
@@ -41,7 +43,8 @@ final class Template {
     while (m.find()) {
       String v = values.get(m.group(1));
       if (v == null) {
-        throw new IllegalStateException("template " + name + ": no value for ${" + m.group(1) + "}");
+        throw new IllegalStateException(
+            "template " + name + ": no value for ${" + m.group(1) + "}");
       }
       m.appendReplacement(out, Matcher.quoteReplacement(v));
     }

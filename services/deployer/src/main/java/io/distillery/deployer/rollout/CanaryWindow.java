@@ -4,19 +4,21 @@ import io.distillery.schemas.misfire.MisfireReason;
 import java.util.Locale;
 
 /**
- * The canary verdict, without Kafka: the traffic and misfire observations of one deployment since its canary went
- * active, tallied per artefact, and the rule that turns them into promote, roll back or keep waiting.
+ * The canary verdict, without Kafka: the traffic and misfire observations of one deployment since
+ * its canary went active, tallied per artefact, and the rule that turns them into promote, roll
+ * back or keep waiting.
  *
- * <p>Rate of an artefact = (misfires + errors) / requests over the window, where requests and errors come from the
- * serving nodes' {@code ServingTraffic} counts, and misfires = max(sum of {@code ServingTraffic.misfires}, number of
- * {@code Misfire} events): a node's counter includes events it had to drop, the topic includes flags that users wrote
- * themselves; the two overlap, so they are not added. A timeout is a failure of the node, counted once, as an error:
- * TIMEOUT misfire events (which older nodes sent, and also counted in both {@code errors} and {@code misfires}) are
- * taken out of the node's misfire count and not counted as events.
+ * <p>Rate of an artefact = (misfires + errors) / requests over the window, where requests and
+ * errors come from the serving nodes' {@code ServingTraffic} counts, and misfires = max(sum of
+ * {@code ServingTraffic.misfires}, number of {@code Misfire} events): a node's counter includes
+ * events it had to drop, the topic includes flags that users wrote themselves; the two overlap, so
+ * they are not added. A timeout is a failure of the node, counted once, as an error: TIMEOUT
+ * misfire events (which older nodes sent, and also counted in both {@code errors} and {@code
+ * misfires}) are taken out of the node's misfire count and not counted as events.
  *
- * <p>The verdict waits until the canary has served {@code minRequests} requests or the window has passed, whichever
- * comes first. Then it rolls back when canaryRate &gt; stableRate + margin, and promotes otherwise (also when the
- * canary saw no traffic at all: no evidence against it).
+ * <p>The verdict waits until the canary has served {@code minRequests} requests or the window has
+ * passed, whichever comes first. Then it rolls back when canaryRate &gt; stableRate + margin, and
+ * promotes otherwise (also when the canary saw no traffic at all: no evidence against it).
  */
 public final class CanaryWindow {
 
@@ -30,9 +32,15 @@ public final class CanaryWindow {
   private final Counts stable = new Counts();
 
   /**
-   * @param countFromMillis observations stamped earlier than this (the DeploymentActive event's time) are ignored
+   * @param countFromMillis observations stamped earlier than this (the DeploymentActive event's
+   *     time) are ignored
    */
-  public CanaryWindow(String canarySha, String stableSha, long countFromMillis, long windowMillis, long minRequests,
+  public CanaryWindow(
+      String canarySha,
+      String stableSha,
+      long countFromMillis,
+      long windowMillis,
+      long minRequests,
       double margin) {
     if (canarySha.equals(stableSha)) {
       throw new IllegalArgumentException("canary and stable are the same artefact " + canarySha);
@@ -46,7 +54,8 @@ public final class CanaryWindow {
   }
 
   /** One node's counts for one artefact over one reporting interval ending at {@code tsMillis}. */
-  public void traffic(String artefactSha, long requests, long errors, long misfires, long tsMillis) {
+  public void traffic(
+      String artefactSha, long requests, long errors, long misfires, long tsMillis) {
     Counts c = countsOf(artefactSha, tsMillis);
     if (c != null) {
       c.requests += requests;
@@ -88,14 +97,26 @@ public final class CanaryWindow {
     Tally c = canary();
     Tally s = stable();
     if (c.requests() < minRequests && elapsedMillis < windowMillis) {
-      double progress = Math.max((double) elapsedMillis / windowMillis, (double) c.requests() / minRequests);
+      double progress =
+          Math.max((double) elapsedMillis / windowMillis, (double) c.requests() / minRequests);
       return new Verdict.KeepWaiting(Math.min(progress, 1.0), c, s);
     }
     if (c.rate() > s.rate() + margin) {
-      return new Verdict.RollBack(String.format(Locale.ROOT,
-          "canary %s misfire+error rate %.4f (%d/%d) exceeds stable %s rate %.4f (%d/%d) by more than %.4f",
-          shortSha(canarySha), c.rate(), c.bad(), c.requests(), shortSha(stableSha), s.rate(), s.bad(),
-          s.requests(), margin), c, s);
+      return new Verdict.RollBack(
+          String.format(
+              Locale.ROOT,
+              "canary %s misfire+error rate %.4f (%d/%d) exceeds stable %s rate %.4f (%d/%d) by more than %.4f",
+              shortSha(canarySha),
+              c.rate(),
+              c.bad(),
+              c.requests(),
+              shortSha(stableSha),
+              s.rate(),
+              s.bad(),
+              s.requests(),
+              margin),
+          c,
+          s);
     }
     return new Verdict.Promote(c, s);
   }
@@ -138,7 +159,8 @@ public final class CanaryWindow {
     long timeoutEvents;
 
     Tally tally() {
-      return new Tally(requests, errors, Math.max(Math.max(0, trafficMisfires - timeoutEvents), misfireEvents));
+      return new Tally(
+          requests, errors, Math.max(Math.max(0, trafficMisfires - timeoutEvents), misfireEvents));
     }
   }
 }

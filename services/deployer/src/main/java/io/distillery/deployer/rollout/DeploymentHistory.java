@@ -7,9 +7,10 @@ import io.distillery.schemas.deployment.RolledBack;
 import java.util.List;
 
 /**
- * The current stable package of a deployment, folded from its events in topic order: the artefact of the last
- * DeploymentRequested at 100% that was not followed by a RolledBack for it. A RolledBack restores what it names
- * ({@code restored}), or else the stable package before the rolled-back full request.
+ * The current stable package of a deployment, folded from its events in topic order: the artefact
+ * of the last DeploymentRequested at 100% that was not followed by a RolledBack for it. A
+ * RolledBack restores what it names ({@code restored}), or else the stable package before the
+ * rolled-back full request.
  */
 public final class DeploymentHistory {
 
@@ -21,8 +22,9 @@ public final class DeploymentHistory {
   }
 
   /**
-   * The stable package, not counting requests for the artefact {@code rollingOut}: an earlier attempt of the same
-   * rollout (retried after no node answered) must not make the package its own predecessor.
+   * The stable package, not counting requests for the artefact {@code rollingOut}: an earlier
+   * attempt of the same rollout (retried after no node answered) must not make the package its own
+   * predecessor.
    */
   public static ArtefactRef stable(List<DeploymentEvent> events, String rollingOut) {
     ArtefactRef stable = null;
@@ -30,7 +32,7 @@ public final class DeploymentHistory {
     DeploymentRequested last = null;
     for (DeploymentEvent e : events) {
       switch (e.getPayload()) {
-        case DeploymentRequested r when r.getArtefact().getSha256().equals(rollingOut) -> { }
+        case DeploymentRequested r when r.getArtefact().getSha256().equals(rollingOut) -> {}
         case DeploymentRequested r -> {
           if (r.getCanaryPercent() >= 100) {
             before = stable;
@@ -41,11 +43,13 @@ public final class DeploymentHistory {
         case RolledBack rb -> {
           if (rb.getRestored() != null) {
             stable = rb.getRestored();
-          } else if (last != null && last.getCanaryPercent() >= 100 && stable == last.getArtefact()) {
+          } else if (last != null
+              && last.getCanaryPercent() >= 100
+              && stable == last.getArtefact()) {
             stable = before;
           }
         }
-        default -> { }
+        default -> {}
       }
     }
     return stable;

@@ -5,10 +5,10 @@ import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
 import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.runtime.serde.SchemaRegistryException;
-import io.distillery.stage.StageException;
 import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.misfire.Misfire;
 import io.distillery.schemas.serving.ServingTraffic;
+import io.distillery.stage.StageException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -30,12 +30,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * {@link DeploymentChannel} on the real topics: a producer for {@code distillery.deployments}, and one consumer, in
- * no group, assigned to every partition of the deployments, traffic and misfire topics. At opening the deployments
- * topic is read from its beginning (the history, up to the end offsets of that moment) and the traffic and misfire
- * topics are pinned at their ends, so that {@link #poll} returns exactly what was written after the opening.
- * Records of other deployments are skipped; a record that cannot be decoded is logged and skipped (its owner's
- * consumers dead-letter it).
+ * {@link DeploymentChannel} on the real topics: a producer for {@code distillery.deployments}, and
+ * one consumer, in no group, assigned to every partition of the deployments, traffic and misfire
+ * topics. At opening the deployments topic is read from its beginning (the history, up to the end
+ * offsets of that moment) and the traffic and misfire topics are pinned at their ends, so that
+ * {@link #poll} returns exactly what was written after the opening. Records of other deployments
+ * are skipped; a record that cannot be decoded is logged and skipped (its owner's consumers
+ * dead-letter it).
  */
 public final class KafkaDeploymentChannel implements DeploymentChannel {
 
@@ -83,7 +84,9 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
   }
 
   private List<TopicPartition> partitions(String topic) {
-    return consumer.partitionsFor(topic).stream().map(p -> new TopicPartition(topic, p.partition())).toList();
+    return consumer.partitionsFor(topic).stream()
+        .map(p -> new TopicPartition(topic, p.partition()))
+        .toList();
   }
 
   @Override
@@ -92,8 +95,13 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
     long deadline = System.nanoTime() + HISTORY_TIMEOUT.toNanos();
     while (!historyRead()) {
       if (System.nanoTime() > deadline) {
-        throw StageException.retryable("cannot read the history of " + Topics.DEPLOYMENTS + " within "
-            + HISTORY_TIMEOUT.toSeconds() + "s", null);
+        throw StageException.retryable(
+            "cannot read the history of "
+                + Topics.DEPLOYMENTS
+                + " within "
+                + HISTORY_TIMEOUT.toSeconds()
+                + "s",
+            null);
       }
       for (ConsumerRecord<String, byte[]> r : pollRecords(Duration.ofMillis(200))) {
         Observation o = decode(r);
@@ -101,7 +109,9 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
           continue;
         }
         Long end = historyEnd.get(new TopicPartition(r.topic(), r.partition()));
-        if (o instanceof Observation.Deployment(DeploymentEvent e) && end != null && r.offset() < end) {
+        if (o instanceof Observation.Deployment(DeploymentEvent e)
+            && end != null
+            && r.offset() < end) {
           events.add(e);
         } else {
           pending.add(o); // written after the opening: for poll()
@@ -123,11 +133,17 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
   @Override
   public void publish(DeploymentEvent event) throws StageException, InterruptedException {
     try {
-      producer.send(new ProducerRecord<>(Topics.DEPLOYMENTS, event.getDeploymentId(),
-          deployments.serialize(Topics.DEPLOYMENTS, event))).get(SEND_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+      producer
+          .send(
+              new ProducerRecord<>(
+                  Topics.DEPLOYMENTS,
+                  event.getDeploymentId(),
+                  deployments.serialize(Topics.DEPLOYMENTS, event)))
+          .get(SEND_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
     } catch (ExecutionException | TimeoutException | KafkaException e) {
-      throw StageException.retryable("cannot write to " + Topics.DEPLOYMENTS + " for deployment " + deploymentId
-          + ": " + e, e);
+      throw StageException.retryable(
+          "cannot write to " + Topics.DEPLOYMENTS + " for deployment " + deploymentId + ": " + e,
+          e);
     }
   }
 
@@ -155,11 +171,14 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
     } catch (InterruptException e) {
       throw new InterruptedException("interrupted while watching deployment " + deploymentId);
     } catch (KafkaException e) {
-      throw StageException.retryable("cannot read the deployment topics for " + deploymentId + ": " + e, e);
+      throw StageException.retryable(
+          "cannot read the deployment topics for " + deploymentId + ": " + e, e);
     }
   }
 
-  /** The record as an observation of this deployment, or null (another deployment, or undecodable). */
+  /**
+   * The record as an observation of this deployment, or null (another deployment, or undecodable).
+   */
   private Observation decode(ConsumerRecord<String, byte[]> r) throws StageException {
     if (r.value() == null || (r.key() != null && !r.key().equals(deploymentId))) {
       return null;
@@ -181,13 +200,26 @@ public final class KafkaDeploymentChannel implements DeploymentChannel {
         default -> null;
       };
     } catch (RuntimeException e) {
-      if (e.getCause() instanceof SchemaRegistryException sre && (sre.httpStatus() == 0 || sre.httpStatus() >= 500)) {
-        // the registry is down, the record may be fine: the job is tried again rather than the record skipped
-        throw StageException.retryable("cannot decode " + r.topic() + " for deployment " + deploymentId
-            + ": the schema registry is unavailable: " + sre.getMessage(), e);
+      if (e.getCause() instanceof SchemaRegistryException sre
+          && (sre.httpStatus() == 0 || sre.httpStatus() >= 500)) {
+        // the registry is down, the record may be fine: the job is tried again rather than the
+        // record skipped
+        throw StageException.retryable(
+            "cannot decode "
+                + r.topic()
+                + " for deployment "
+                + deploymentId
+                + ": the schema registry is unavailable: "
+                + sre.getMessage(),
+            e);
       }
-      LOG.warn("deployment={} skipped undecodable record topic={} offset={}:{}: {}", deploymentId, r.topic(),
-          r.partition(), r.offset(), e.toString());
+      LOG.warn(
+          "deployment={} skipped undecodable record topic={} offset={}:{}: {}",
+          deploymentId,
+          r.topic(),
+          r.partition(),
+          r.offset(),
+          e.toString());
       return null;
     }
   }

@@ -22,15 +22,18 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The rollout protocol between the deployer and the serving nodes of one deployment (see the contracts in
- * prompts/protocol.md), over a {@link DeploymentChannel}:
+ * The rollout protocol between the deployer and the serving nodes of one deployment (see the
+ * contracts in prompts/protocol.md), over a {@link DeploymentChannel}:
+ *
  * <ol>
- *   <li>find the stable package (the deployment's history); with a canary share below 100% and a different stable
- *       package, request the new one as canary, wait for a node's DeploymentActive, and watch traffic and misfires
- *       through a {@link CanaryWindow}; a bad canary is answered with RolledBack and a rejected verdict;</li>
- *   <li>request the package at 100% (promotion), wait for DeploymentActive at 100% from at least one node, and report
- *       what was measured.</li>
+ *   <li>find the stable package (the deployment's history); with a canary share below 100% and a
+ *       different stable package, request the new one as canary, wait for a node's
+ *       DeploymentActive, and watch traffic and misfires through a {@link CanaryWindow}; a bad
+ *       canary is answered with RolledBack and a rejected verdict;
+ *   <li>request the package at 100% (promotion), wait for DeploymentActive at 100% from at least
+ *       one node, and report what was measured.
  * </ol>
+ *
  * No node answering in time is a retryable failure naming the deployment.
  */
 public final class Rollout {
@@ -41,7 +44,11 @@ public final class Rollout {
   private final DeploymentChannel channel;
   private final Clock clock;
   private final ProgressSink progress;
-  /** Observations that arrived while waiting for a node, kept for the canary window (which filters them by time). */
+
+  /**
+   * Observations that arrived while waiting for a node, kept for the canary window (which filters
+   * them by time).
+   */
   private final List<DeploymentChannel.Observation> backlog = new ArrayList<>();
 
   public Rollout(DeploymentChannel channel, Clock clock, ProgressSink progress) {
@@ -55,17 +62,31 @@ public final class Rollout {
    *
    * @param labels lineage for DeploymentRequested.labels
    */
-  public record Plan(String deploymentId, String runId, ArtefactRef artefact, String target, int canaryPercent,
-      ArtefactRef teacher, Map<String, String> labels, Duration activeTimeout, Duration canaryWindow,
-      long canaryMinRequests, double rollbackMargin) {
+  public record Plan(
+      String deploymentId,
+      String runId,
+      ArtefactRef artefact,
+      String target,
+      int canaryPercent,
+      ArtefactRef teacher,
+      Map<String, String> labels,
+      Duration activeTimeout,
+      Duration canaryWindow,
+      long canaryMinRequests,
+      double rollbackMargin) {
     public Plan {
       labels = Map.copyOf(labels);
     }
   }
 
   /** What a completed rollout measured. */
-  public record Outcome(ArtefactRef previous, boolean canaried, CanaryWindow.Tally canary,
-      CanaryWindow.Tally stable, Set<String> nodes, double secondsToActive) {
+  public record Outcome(
+      ArtefactRef previous,
+      boolean canaried,
+      CanaryWindow.Tally canary,
+      CanaryWindow.Tally stable,
+      Set<String> nodes,
+      double secondsToActive) {
 
     public Map<String, Double> metrics() {
       Map<String, Double> m = new LinkedHashMap<>();
@@ -82,13 +103,25 @@ public final class Rollout {
   public Outcome run(Plan plan) throws StageException, InterruptedException {
     String sha = plan.artefact().getSha256();
     ArtefactRef previous = DeploymentHistory.stable(channel.history(), sha);
-    boolean canary = plan.canaryPercent() < 100 && previous != null && !previous.getSha256().equals(sha);
+    boolean canary =
+        plan.canaryPercent() < 100 && previous != null && !previous.getSha256().equals(sha);
     if (plan.canaryPercent() < 100 && !canary) {
-      LOG.info("deployment={} runId={} canaryPercent={} skipped: {}", plan.deploymentId(), plan.runId(),
-          plan.canaryPercent(), previous == null ? "no stable package to compare with" : "the stable package is this one");
+      LOG.info(
+          "deployment={} runId={} canaryPercent={} skipped: {}",
+          plan.deploymentId(),
+          plan.runId(),
+          plan.canaryPercent(),
+          previous == null
+              ? "no stable package to compare with"
+              : "the stable package is this one");
     }
-    progress.progress(12, "deployment " + plan.deploymentId() + ": stable package "
-        + (previous == null ? "none" : CanaryWindow.shortSha(previous.getSha256())), Map.of());
+    progress.progress(
+        12,
+        "deployment "
+            + plan.deploymentId()
+            + ": stable package "
+            + (previous == null ? "none" : CanaryWindow.shortSha(previous.getSha256())),
+        Map.of());
     CanaryWindow.Tally none = new CanaryWindow.Tally(0, 0, 0);
     CanaryWindow.Tally canaryTally = none;
     CanaryWindow.Tally stableTally = none;
@@ -102,15 +135,30 @@ public final class Rollout {
       canaryTally = verdict.canary();
       stableTally = verdict.stable();
       if (verdict instanceof CanaryWindow.Verdict.RollBack rb) {
-        String reason = "deployment " + plan.deploymentId() + ": " + rb.reason() + "; rolled back to "
-            + CanaryWindow.shortSha(previous.getSha256());
-        channel.publish(event(plan, RolledBack.newBuilder().setReason(reason).setRestored(previous).build()));
-        LOG.warn("deployment={} runId={} rolledBack canary={} reason={}", plan.deploymentId(), plan.runId(),
-            CanaryWindow.shortSha(sha), reason);
+        String reason =
+            "deployment "
+                + plan.deploymentId()
+                + ": "
+                + rb.reason()
+                + "; rolled back to "
+                + CanaryWindow.shortSha(previous.getSha256());
+        channel.publish(
+            event(plan, RolledBack.newBuilder().setReason(reason).setRestored(previous).build()));
+        LOG.warn(
+            "deployment={} runId={} rolledBack canary={} reason={}",
+            plan.deploymentId(),
+            plan.runId(),
+            CanaryWindow.shortSha(sha),
+            reason);
         throw StageException.rejected(reason);
       }
-      LOG.info("deployment={} runId={} canary={} promoted canaryRate={} stableRate={} canaryRequests={}",
-          plan.deploymentId(), plan.runId(), CanaryWindow.shortSha(sha), canaryTally.rate(), stableTally.rate(),
+      LOG.info(
+          "deployment={} runId={} canary={} promoted canaryRate={} stableRate={} canaryRequests={}",
+          plan.deploymentId(),
+          plan.runId(),
+          CanaryWindow.shortSha(sha),
+          canaryTally.rate(),
+          stableTally.rate(),
           canaryTally.requests());
     }
     long promotedAt = clock.millis();
@@ -119,29 +167,52 @@ public final class Rollout {
     if (secondsToActive == null) {
       secondsToActive = (active.observedAt() - promotedAt) / 1000.0;
     }
-    LOG.info("deployment={} runId={} artefact={} active nodes={} url={}", plan.deploymentId(), plan.runId(),
-        CanaryWindow.shortSha(sha), active.nodes(), active.event().getUrl());
+    LOG.info(
+        "deployment={} runId={} artefact={} active nodes={} url={}",
+        plan.deploymentId(),
+        plan.runId(),
+        CanaryWindow.shortSha(sha),
+        active.nodes(),
+        active.event().getUrl());
     return new Outcome(previous, canary, canaryTally, stableTally, active.nodes(), secondsToActive);
   }
 
   private void publishRequest(Plan plan, int percent, ArtefactRef previous)
       throws StageException, InterruptedException {
-    DeploymentRequested r = DeploymentRequested.newBuilder().setArtefact(plan.artefact()).setTarget(plan.target())
-        .setCanaryPercent(percent).setPrevious(previous).setTeacher(plan.teacher())
-        .setLabels(new LinkedHashMap<>(plan.labels())).build();
+    DeploymentRequested r =
+        DeploymentRequested.newBuilder()
+            .setArtefact(plan.artefact())
+            .setTarget(plan.target())
+            .setCanaryPercent(percent)
+            .setPrevious(previous)
+            .setTeacher(plan.teacher())
+            .setLabels(new LinkedHashMap<>(plan.labels()))
+            .build();
     channel.publish(event(plan, r));
-    LOG.info("deployment={} runId={} requested artefact={} canaryPercent={} previous={}", plan.deploymentId(),
-        plan.runId(), CanaryWindow.shortSha(plan.artefact().getSha256()), percent,
+    LOG.info(
+        "deployment={} runId={} requested artefact={} canaryPercent={} previous={}",
+        plan.deploymentId(),
+        plan.runId(),
+        CanaryWindow.shortSha(plan.artefact().getSha256()),
+        percent,
         previous == null ? "none" : CanaryWindow.shortSha(previous.getSha256()));
   }
 
   private DeploymentEvent event(Plan plan, Object payload) {
-    return DeploymentEvent.newBuilder().setDeploymentId(plan.deploymentId()).setRunId(plan.runId())
-        .setTs(clock.instant()).setPayload(payload).build();
+    return DeploymentEvent.newBuilder()
+        .setDeploymentId(plan.deploymentId())
+        .setRunId(plan.runId())
+        .setTs(clock.instant())
+        .setPayload(payload)
+        .build();
   }
 
-  /** The first DeploymentActive for the package at {@code percent}, and the nodes that answered so far. */
-  private record Active(DeploymentActive event, long activeAtMillis, long observedAt, Set<String> nodes) {}
+  /**
+   * The first DeploymentActive for the package at {@code percent}, and the nodes that answered so
+   * far.
+   */
+  private record Active(
+      DeploymentActive event, long activeAtMillis, long observedAt, Set<String> nodes) {}
 
   private Active awaitActive(Plan plan, int percent, double fromPercent, double toPercent)
       throws StageException, InterruptedException {
@@ -153,8 +224,10 @@ public final class Rollout {
     while (true) {
       Active found = null;
       for (DeploymentChannel.Observation o : channel.poll(POLL)) {
-        if (found == null && o instanceof DeploymentChannel.Observation.Deployment(DeploymentEvent e)
-            && e.getPayload() instanceof DeploymentActive a && a.getArtefactSha256().equals(sha)
+        if (found == null
+            && o instanceof DeploymentChannel.Observation.Deployment(DeploymentEvent e)
+            && e.getPayload() instanceof DeploymentActive a
+            && a.getArtefactSha256().equals(sha)
             && a.getCanaryPercent() == percent) {
           nodes.add(a.getNode());
           found = new Active(a, e.getTs().toEpochMilli(), clock.millis(), nodes);
@@ -167,20 +240,36 @@ public final class Rollout {
       }
       long now = clock.millis();
       if (now >= deadline) {
-        throw StageException.retryable("no serving node answered for deployment " + plan.deploymentId()
-            + " within " + plan.activeTimeout().toSeconds() + "s (waiting for DeploymentActive of "
-            + CanaryWindow.shortSha(sha) + " at " + percent + "%)", null);
+        throw StageException.retryable(
+            "no serving node answered for deployment "
+                + plan.deploymentId()
+                + " within "
+                + plan.activeTimeout().toSeconds()
+                + "s (waiting for DeploymentActive of "
+                + CanaryWindow.shortSha(sha)
+                + " at "
+                + percent
+                + "%)",
+            null);
       }
       double f = (double) (now - start) / Math.max(1, deadline - start);
-      progress.progress(fromPercent + (toPercent - fromPercent) * f, "waiting for serving nodes of deployment "
-          + plan.deploymentId() + " (" + percent + "%)", Map.of());
+      progress.progress(
+          fromPercent + (toPercent - fromPercent) * f,
+          "waiting for serving nodes of deployment " + plan.deploymentId() + " (" + percent + "%)",
+          Map.of());
     }
   }
 
   private CanaryWindow.Verdict watch(Plan plan, ArtefactRef previous, Active active)
       throws StageException, InterruptedException {
-    CanaryWindow window = new CanaryWindow(plan.artefact().getSha256(), previous.getSha256(),
-        active.activeAtMillis(), plan.canaryWindow().toMillis(), plan.canaryMinRequests(), plan.rollbackMargin());
+    CanaryWindow window =
+        new CanaryWindow(
+            plan.artefact().getSha256(),
+            previous.getSha256(),
+            active.activeAtMillis(),
+            plan.canaryWindow().toMillis(),
+            plan.canaryMinRequests(),
+            plan.rollbackMargin());
     long start = clock.millis();
     while (true) {
       List<DeploymentChannel.Observation> batch = new ArrayList<>(backlog);
@@ -188,22 +277,38 @@ public final class Rollout {
       batch.addAll(channel.poll(POLL));
       for (DeploymentChannel.Observation o : batch) {
         switch (o) {
-          case DeploymentChannel.Observation.Traffic(ServingTraffic t) -> window.traffic(t.getArtefactSha256(),
-              t.getRequests(), t.getErrors(), t.getMisfires(), t.getTs().toEpochMilli());
+          case DeploymentChannel.Observation.Traffic(ServingTraffic t) ->
+              window.traffic(
+                  t.getArtefactSha256(),
+                  t.getRequests(),
+                  t.getErrors(),
+                  t.getMisfires(),
+                  t.getTs().toEpochMilli());
           case DeploymentChannel.Observation.Misfired(Misfire m) ->
               window.misfire(m.getArtefactSha256(), m.getReason(), m.getTs().toEpochMilli());
-          case DeploymentChannel.Observation.Deployment d -> { }
+          case DeploymentChannel.Observation.Deployment d -> {}
         }
       }
       CanaryWindow.Verdict v = window.decide(clock.millis() - start);
       if (!(v instanceof CanaryWindow.Verdict.KeepWaiting k)) {
         return v;
       }
-      progress.progress(25 + 60 * k.progress(), String.format(Locale.ROOT,
-          "canary %d%% of deployment %s: %.0f%% of the window, %d canary requests", plan.canaryPercent(),
-          plan.deploymentId(), 100 * k.progress(), k.canary().requests()),
-          Map.of("canaryRequests", (double) k.canary().requests(), "canaryMisfireRate", k.canary().rate(),
-              "stableMisfireRate", k.stable().rate()));
+      progress.progress(
+          25 + 60 * k.progress(),
+          String.format(
+              Locale.ROOT,
+              "canary %d%% of deployment %s: %.0f%% of the window, %d canary requests",
+              plan.canaryPercent(),
+              plan.deploymentId(),
+              100 * k.progress(),
+              k.canary().requests()),
+          Map.of(
+              "canaryRequests",
+              (double) k.canary().requests(),
+              "canaryMisfireRate",
+              k.canary().rate(),
+              "stableMisfireRate",
+              k.stable().rate()));
     }
   }
 }

@@ -25,8 +25,7 @@ class DjlServingPackageTest {
   static final ObjectMapper JSON = new ObjectMapper();
   static final String MODEL_SHA = "ab" + "0".repeat(62);
 
-  @TempDir
-  Path tmp;
+  @TempDir Path tmp;
 
   static DeployerParams params(String json) throws Exception {
     return JSON.readValue(json, DeployerParams.class);
@@ -35,12 +34,24 @@ class DjlServingPackageTest {
   Path pkg(Path checkpoint, Path tokenizerSource, DeployerParams p) throws IOException {
     Path pkg = tmp.resolve("pkg");
     DjlServingPackage.assembleModel(checkpoint, tokenizerSource, pkg);
-    ArtefactRef parent = ArtefactRef.newBuilder().setUri(checkpoint.toUri().toString()).setSha256("cd" + "1".repeat(62))
-        .setBytes(123).setFormat("compressed-tensors").build();
-    ArtefactRef model = ArtefactRef.newBuilder().setUri("file:///store/artefacts/ab/" + MODEL_SHA + "/")
-        .setSha256(MODEL_SHA).setBytes(456).setFormat(DjlServingPackage.MODEL_FORMAT).build();
-    DjlServingPackage.write(pkg, new DjlServingPackage.Spec("Chat.Bot-1", "run-7", "run-7/deploy", "deploy", "q4",
-        parent, null, model, p));
+    ArtefactRef parent =
+        ArtefactRef.newBuilder()
+            .setUri(checkpoint.toUri().toString())
+            .setSha256("cd" + "1".repeat(62))
+            .setBytes(123)
+            .setFormat("compressed-tensors")
+            .build();
+    ArtefactRef model =
+        ArtefactRef.newBuilder()
+            .setUri("file:///store/artefacts/ab/" + MODEL_SHA + "/")
+            .setSha256(MODEL_SHA)
+            .setBytes(456)
+            .setFormat(DjlServingPackage.MODEL_FORMAT)
+            .build();
+    DjlServingPackage.write(
+        pkg,
+        new DjlServingPackage.Spec(
+            "Chat.Bot-1", "run-7", "run-7/deploy", "deploy", "q4", parent, null, model, p));
     return pkg;
   }
 
@@ -56,29 +67,45 @@ class DjlServingPackageTest {
     Path teacher = TestCheckpoints.dense(tmp.resolve("teacher"), 2, true);
     Path pkg = pkg(ckpt, teacher, params("{\"target\":\"gpu\",\"maxRollingBatchSize\":8}"));
 
-    // serving/docs/lmi/user_guides/vllm_user_guide.md, deployment_guide/configurations.md, vllm_rb_properties.py
+    // serving/docs/lmi/user_guides/vllm_user_guide.md, deployment_guide/configurations.md,
+    // vllm_rb_properties.py
     Properties gpu = properties(pkg.resolve("gpu/serving.properties"));
     assertThat(gpu.getProperty("engine")).isEqualTo("Python");
     assertThat(gpu.getProperty("option.async_mode")).isEqualTo("true");
     assertThat(gpu.getProperty("option.rolling_batch")).isEqualTo("disable");
-    assertThat(gpu.getProperty("option.entryPoint")).isEqualTo("djl_python.lmi_vllm.vllm_async_service");
+    assertThat(gpu.getProperty("option.entryPoint"))
+        .isEqualTo("djl_python.lmi_vllm.vllm_async_service");
     assertThat(gpu.getProperty("option.tensor_parallel_degree")).isEqualTo("1");
     assertThat(gpu.getProperty("option.max_rolling_batch_size")).isEqualTo("8");
     assertThat(gpu.getProperty("option.model_id")).isEqualTo("/opt/ml/model/model");
     assertThat(gpu.getProperty("option.max_model_len")).isEqualTo("128"); // 64 in + 64 out
-    assertThat(gpu.getProperty("option.dtype")).as("float32 checkpoint: Marlin takes fp16/bf16").isEqualTo("bf16");
-    assertThat(gpu.getProperty("option.quantize")).as("pre-quantized: vLLM reads config.json itself").isNull();
-    assertThat(gpu.stringPropertyNames()).as("no TensorRT-LLM container keys").noneMatch(k -> k.contains("quant_algo")
-        || k.contains("mpi_mode") || k.contains("max_output_len") || k.contains("max_input_len"));
-    assertThat(Files.readString(pkg.resolve("gpu/serving.properties"))).contains("vllm_user_guide.md")
-        .contains("configurations.md").contains("vllm_rb_properties.py").doesNotContain("${");
+    assertThat(gpu.getProperty("option.dtype"))
+        .as("float32 checkpoint: Marlin takes fp16/bf16")
+        .isEqualTo("bf16");
+    assertThat(gpu.getProperty("option.quantize"))
+        .as("pre-quantized: vLLM reads config.json itself")
+        .isNull();
+    assertThat(gpu.stringPropertyNames())
+        .as("no TensorRT-LLM container keys")
+        .noneMatch(
+            k ->
+                k.contains("quant_algo")
+                    || k.contains("mpi_mode")
+                    || k.contains("max_output_len")
+                    || k.contains("max_input_len"));
+    assertThat(Files.readString(pkg.resolve("gpu/serving.properties")))
+        .contains("vllm_user_guide.md")
+        .contains("configurations.md")
+        .contains("vllm_rb_properties.py")
+        .doesNotContain("${");
 
     Properties cpu = properties(pkg.resolve("serving.properties"));
     assertThat(cpu.getProperty("engine")).isEqualTo("Python");
     assertThat(cpu.getProperty("option.entryPoint")).isEqualTo("djl_python.huggingface");
     assertThat(cpu.getProperty("option.task")).isEqualTo("text-generation");
     assertThat(cpu.getProperty("option.quantize")).isNull();
-    assertThat(Files.readString(pkg.resolve("serving.properties"))).contains("configurations_model.md")
+    assertThat(Files.readString(pkg.resolve("serving.properties")))
+        .contains("configurations_model.md")
         .contains("compressed-tensors pack-quantized");
 
     // model/ holds the checkpoint and the tokenizer borrowed from the run's model
@@ -98,7 +125,8 @@ class DjlServingPackageTest {
     assertThat(manifest.path("quantization").path("scheme").asText()).isEqualTo("w4a16");
     assertThat(manifest.path("quantization").path("groupSize").asInt()).isEqualTo(32);
     assertThat(manifest.path("quantization").path("zeroPoint").asBoolean()).isTrue();
-    // the tiny model's 64-wide layers are below Marlin's 128-column tiles: packaged, with the reason
+    // the tiny model's 64-wide layers are below Marlin's 128-column tiles: packaged, with the
+    // reason
     assertThat(manifest.path("warnings").get(0).asText()).contains("GPTQ_MARLIN_MIN_THREAD_K");
   }
 
@@ -116,14 +144,19 @@ class DjlServingPackageTest {
 
   @Test
   void shouldWriteAKubernetesDeploymentOnOneGpuWithAReadinessProbeOnPing() throws Exception {
-    Path pkg = pkg(TestCheckpoints.w4(tmp.resolve("w4"), 1), TestCheckpoints.dense(tmp.resolve("t"), 2, true),
-        params("{}"));
+    Path pkg =
+        pkg(
+            TestCheckpoints.w4(tmp.resolve("w4"), 1),
+            TestCheckpoints.dense(tmp.resolve("t"), 2, true),
+            params("{}"));
     List<JsonNode> docs;
-    try (MappingIterator<JsonNode> it = YAML.readerFor(JsonNode.class)
-        .readValues(pkg.resolve("k8s/deployment.yaml").toFile())) {
+    try (MappingIterator<JsonNode> it =
+        YAML.readerFor(JsonNode.class).readValues(pkg.resolve("k8s/deployment.yaml").toFile())) {
       docs = it.readAll();
     }
-    assertThat(docs).extracting(d -> d.path("kind").asText()).containsExactly("ConfigMap", "Deployment");
+    assertThat(docs)
+        .extracting(d -> d.path("kind").asText())
+        .containsExactly("ConfigMap", "Deployment");
     JsonNode configMap = docs.get(0);
     Properties fromMap = new Properties();
     fromMap.load(new StringReader(configMap.path("data").path("serving.properties").asText()));
@@ -131,7 +164,8 @@ class DjlServingPackageTest {
 
     JsonNode deployment = docs.get(1);
     assertThat(deployment.path("apiVersion").asText()).isEqualTo("apps/v1");
-    assertThat(deployment.path("metadata").path("name").asText()).isEqualTo("distillery-chat-bot-1");
+    assertThat(deployment.path("metadata").path("name").asText())
+        .isEqualTo("distillery-chat-bot-1");
     assertThat(deployment.path("metadata").path("labels").path("distillery.io/deployment").asText())
         .isEqualTo("Chat.Bot-1");
     JsonNode pod = deployment.path("spec").path("template").path("spec");
@@ -147,25 +181,34 @@ class DjlServingPackageTest {
     assertThat(pod.path("volumes").get(0).path("persistentVolumeClaim").path("claimName").asText())
         .isEqualTo("distillery-store");
     JsonNode podLabels = deployment.path("spec").path("template").path("metadata").path("labels");
-    deployment.path("spec").path("selector").path("matchLabels").properties()
-        .forEach(e -> assertThat(podLabels.path(e.getKey())).as(e.getKey()).isEqualTo(e.getValue()));
+    deployment
+        .path("spec")
+        .path("selector")
+        .path("matchLabels")
+        .properties()
+        .forEach(
+            e -> assertThat(podLabels.path(e.getKey())).as(e.getKey()).isEqualTo(e.getValue()));
   }
 
   @Test
   void shouldRefuseACheckpointWithoutTokenizerOrConfig() throws Exception {
     Path noTokenizer = TestCheckpoints.w4(tmp.resolve("w4"), 1);
     assertThatThrownBy(() -> DjlServingPackage.assembleModel(noTokenizer, null, tmp.resolve("p1")))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no tokenizer");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("no tokenizer");
     Path empty = Files.createDirectories(tmp.resolve("empty"));
     assertThatThrownBy(() -> DjlServingPackage.assembleModel(empty, null, tmp.resolve("p2")))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("no config.json");
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("no config.json");
   }
 
   @Test
   void shouldRefuseTokenLimitsBeyondTheModelContext() throws Exception {
     Path ckpt = TestCheckpoints.dense(tmp.resolve("dense"), 3, true);
-    assertThatThrownBy(() -> pkg(ckpt, null, params("{\"maxInputTokens\":100,\"maxOutputTokens\":100}")))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("maxInputTokens + maxOutputTokens")
+    assertThatThrownBy(
+            () -> pkg(ckpt, null, params("{\"maxInputTokens\":100,\"maxOutputTokens\":100}")))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("maxInputTokens + maxOutputTokens")
         .hasMessageContaining("128");
   }
 
@@ -177,7 +220,9 @@ class DjlServingPackageTest {
     DjlServingPackage.assembleModel(TestCheckpoints.dense(tmp.resolve("d"), 1, true), null, pkg);
     DjlServingPackage.copyReport(report, pkg);
     assertThat(pkg.resolve("report.json")).hasContent("{\"chosen\":\"q4\"}");
-    assertThatThrownBy(() -> DjlServingPackage.copyReport(Files.createDirectories(tmp.resolve("empty")), pkg))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("report.json");
+    assertThatThrownBy(
+            () -> DjlServingPackage.copyReport(Files.createDirectories(tmp.resolve("empty")), pkg))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("report.json");
   }
 }

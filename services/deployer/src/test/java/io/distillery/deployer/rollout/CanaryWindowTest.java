@@ -27,8 +27,11 @@ class CanaryWindowTest {
     assertThat(v.canary()).isEqualTo(new CanaryWindow.Tally(50, 1, 9));
     assertThat(v.canary().rate()).isEqualTo(0.20);
     assertThat(v.stable().rate()).isEqualTo(0.05);
-    assertThat(((CanaryWindow.Verdict.RollBack) v).reason()).contains("0.2000 (10/50)").contains("0.0500 (5/100)")
-        .contains("cccccccccccc").contains("0.1000");
+    assertThat(((CanaryWindow.Verdict.RollBack) v).reason())
+        .contains("0.2000 (10/50)")
+        .contains("0.0500 (5/100)")
+        .contains("cccccccccccc")
+        .contains("0.1000");
   }
 
   @Test
@@ -53,8 +56,11 @@ class CanaryWindowTest {
     w.traffic(CANARY, 10, 0, 10, 2_000); // terrible, but only 10 of 50 requests after 15 of 60 s
     CanaryWindow.Verdict v = w.decide(15_000);
     assertThat(v).isInstanceOf(CanaryWindow.Verdict.KeepWaiting.class);
-    assertThat(((CanaryWindow.Verdict.KeepWaiting) v).progress()).isEqualTo(0.25); // max(15/60, 10/50)
-    assertThat(w.decide(60_000)).as("the window has passed").isInstanceOf(CanaryWindow.Verdict.RollBack.class);
+    assertThat(((CanaryWindow.Verdict.KeepWaiting) v).progress())
+        .isEqualTo(0.25); // max(15/60, 10/50)
+    assertThat(w.decide(60_000))
+        .as("the window has passed")
+        .isInstanceOf(CanaryWindow.Verdict.RollBack.class);
   }
 
   @Test
@@ -95,13 +101,15 @@ class CanaryWindowTest {
 
   @Test
   void shouldRefuseToCompareAnArtefactWithItself() {
-    assertThatThrownBy(() -> new CanaryWindow(CANARY, CANARY, 0, 1, 1, 0)).isInstanceOf(IllegalArgumentException.class);
+    assertThatThrownBy(() -> new CanaryWindow(CANARY, CANARY, 0, 1, 1, 0))
+        .isInstanceOf(IllegalArgumentException.class);
   }
 
   @Test
   void shouldCountATimeoutOnceAsAnErrorAndNotAlsoAsAMisfire() {
     CanaryWindow w = window();
-    // a node that counted its 2 timeouts as errors and as misfires, beside 1 wrong answer, and sent all 3 events
+    // a node that counted its 2 timeouts as errors and as misfires, beside 1 wrong answer, and sent
+    // all 3 events
     w.traffic(CANARY, 10, 2, 3, 2_000);
     w.misfire(CANARY, MisfireReason.TIMEOUT, 2_100);
     w.misfire(CANARY, MisfireReason.TIMEOUT, 2_200);

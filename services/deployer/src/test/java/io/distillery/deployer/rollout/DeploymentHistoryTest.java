@@ -14,22 +14,40 @@ import org.junit.jupiter.api.Test;
 class DeploymentHistoryTest {
 
   static ArtefactRef ref(String c) {
-    return ArtefactRef.newBuilder().setUri("file:///s/" + c).setSha256(c.repeat(64)).setBytes(1)
-        .setFormat("djl-serving").build();
+    return ArtefactRef.newBuilder()
+        .setUri("file:///s/" + c)
+        .setSha256(c.repeat(64))
+        .setBytes(1)
+        .setFormat("djl-serving")
+        .build();
   }
 
   static DeploymentEvent ev(Object payload) {
-    return DeploymentEvent.newBuilder().setDeploymentId("d").setRunId("r").setTs(Instant.EPOCH).setPayload(payload)
+    return DeploymentEvent.newBuilder()
+        .setDeploymentId("d")
+        .setRunId("r")
+        .setTs(Instant.EPOCH)
+        .setPayload(payload)
         .build();
   }
 
   static DeploymentEvent requested(ArtefactRef a, int percent) {
-    return ev(DeploymentRequested.newBuilder().setArtefact(a).setTarget("local").setCanaryPercent(percent).build());
+    return ev(
+        DeploymentRequested.newBuilder()
+            .setArtefact(a)
+            .setTarget("local")
+            .setCanaryPercent(percent)
+            .build());
   }
 
   static DeploymentEvent active(ArtefactRef a, int percent) {
-    return ev(DeploymentActive.newBuilder().setNode("n").setUrl("http://n").setArtefactSha256(a.getSha256())
-        .setCanaryPercent(percent).build());
+    return ev(
+        DeploymentActive.newBuilder()
+            .setNode("n")
+            .setUrl("http://n")
+            .setArtefactSha256(a.getSha256())
+            .setCanaryPercent(percent)
+            .build());
   }
 
   static DeploymentEvent rolledBack(ArtefactRef restored) {
@@ -46,7 +64,8 @@ class DeploymentHistoryTest {
   void shouldTakeTheLastFullRequest() {
     ArtefactRef a = ref("a");
     ArtefactRef b = ref("b");
-    assertThat(DeploymentHistory.stable(List.of(requested(a, 100), active(a, 100), requested(b, 100))))
+    assertThat(
+            DeploymentHistory.stable(List.of(requested(a, 100), active(a, 100), requested(b, 100))))
         .isEqualTo(b);
   }
 
@@ -54,9 +73,13 @@ class DeploymentHistoryTest {
   void shouldKeepTheStablePackageWhenACanaryIsRolledBack() {
     ArtefactRef a = ref("a");
     ArtefactRef b = ref("b");
-    assertThat(DeploymentHistory.stable(List.of(requested(a, 100), requested(b, 20), active(b, 20),
-        rolledBack(a)))).isEqualTo(a);
-    assertThat(DeploymentHistory.stable(List.of(requested(a, 100), requested(b, 20), rolledBack(null))))
+    assertThat(
+            DeploymentHistory.stable(
+                List.of(requested(a, 100), requested(b, 20), active(b, 20), rolledBack(a))))
+        .isEqualTo(a);
+    assertThat(
+            DeploymentHistory.stable(
+                List.of(requested(a, 100), requested(b, 20), rolledBack(null))))
         .isEqualTo(a);
   }
 
@@ -73,7 +96,9 @@ class DeploymentHistoryTest {
   void shouldRestoreThePreviousPackageWhenAFullRequestIsRolledBack() {
     ArtefactRef a = ref("a");
     ArtefactRef b = ref("b");
-    assertThat(DeploymentHistory.stable(List.of(requested(a, 100), requested(b, 100), rolledBack(null))))
+    assertThat(
+            DeploymentHistory.stable(
+                List.of(requested(a, 100), requested(b, 100), rolledBack(null))))
         .isEqualTo(a);
   }
 }

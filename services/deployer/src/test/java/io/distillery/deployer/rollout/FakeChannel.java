@@ -14,8 +14,9 @@ import java.util.List;
 import java.util.function.BiConsumer;
 
 /**
- * An in-memory deployment channel on a manual clock: a poll with nothing queued advances the clock by its timeout,
- * so time-outs and windows pass instantly. {@code onPublish} plays the serving nodes.
+ * An in-memory deployment channel on a manual clock: a poll with nothing queued advances the clock
+ * by its timeout, so time-outs and windows pass instantly. {@code onPublish} plays the serving
+ * nodes.
  */
 public final class FakeChannel implements DeploymentChannel {
 
@@ -23,7 +24,7 @@ public final class FakeChannel implements DeploymentChannel {
   public final List<DeploymentEvent> history = new ArrayList<>();
   public final List<DeploymentEvent> published = new ArrayList<>();
   public final List<Observation> queue = new ArrayList<>();
-  public BiConsumer<FakeChannel, DeploymentEvent> onPublish = (c, e) -> { };
+  public BiConsumer<FakeChannel, DeploymentEvent> onPublish = (c, e) -> {};
   public boolean closed;
 
   @Override
@@ -56,16 +57,35 @@ public final class FakeChannel implements DeploymentChannel {
 
   /** A node answering a request for {@code r}'s artefact at its canary share. */
   public void answer(String node, DeploymentRequested r) {
-    queue.add(new Observation.Deployment(DeploymentEvent.newBuilder().setDeploymentId("d").setRunId("r")
-        .setTs(clock.instant()).setPayload(DeploymentActive.newBuilder().setNode(node).setUrl("http://" + node)
-            .setArtefactSha256(r.getArtefact().getSha256()).setCanaryPercent(r.getCanaryPercent()).build())
-        .build()));
+    queue.add(
+        new Observation.Deployment(
+            DeploymentEvent.newBuilder()
+                .setDeploymentId("d")
+                .setRunId("r")
+                .setTs(clock.instant())
+                .setPayload(
+                    DeploymentActive.newBuilder()
+                        .setNode(node)
+                        .setUrl("http://" + node)
+                        .setArtefactSha256(r.getArtefact().getSha256())
+                        .setCanaryPercent(r.getCanaryPercent())
+                        .build())
+                .build()));
   }
 
   public void traffic(ArtefactRef a, long requests, long misfires) {
-    queue.add(new Observation.Traffic(ServingTraffic.newBuilder().setDeploymentId("d").setNode("n1")
-        .setArtefactSha256(a.getSha256()).setRequests(requests).setErrors(0).setMisfires(misfires)
-        .setIntervalStart(clock.instant().minusMillis(500)).setTs(clock.instant()).build()));
+    queue.add(
+        new Observation.Traffic(
+            ServingTraffic.newBuilder()
+                .setDeploymentId("d")
+                .setNode("n1")
+                .setArtefactSha256(a.getSha256())
+                .setRequests(requests)
+                .setErrors(0)
+                .setMisfires(misfires)
+                .setIntervalStart(clock.instant().minusMillis(500))
+                .setTs(clock.instant())
+                .build()));
   }
 
   /** A clock the test moves. */

@@ -12,15 +12,17 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Reads the distiller's two JSONL inputs: user prompt files ({@code {"prompt", "answer"?, "task"?}} a line; a
- * missing answer is filled by the teacher) and the feedback service's {@code misfires.jsonl} ({@code {"prompt",
- * "output", "expected", "reason", "deploymentId", "split"}}; rows of split "train" with an expected answer are used).
- * A malformed line is an error naming the file and line: the dataset is bad input, not a transient fault.
+ * Reads the distiller's two JSONL inputs: user prompt files ({@code {"prompt", "answer"?, "task"?}}
+ * a line; a missing answer is filled by the teacher) and the feedback service's {@code
+ * misfires.jsonl} ({@code {"prompt", "output", "expected", "reason", "deploymentId", "split"}};
+ * rows of split "train" with an expected answer are used). A malformed line is an error naming the
+ * file and line: the dataset is bad input, not a transient fault.
  */
 public final class DataFiles {
 
   /** Name of the file inside a "misfires-jsonl" artefact directory. */
   public static final String MISFIRES = "misfires.jsonl";
+
   private static final ObjectMapper JSON = new ObjectMapper();
 
   private DataFiles() {}
@@ -28,7 +30,10 @@ public final class DataFiles {
   /** One prompt; {@code answer} null when the file has none. */
   public record Row(String task, String prompt, String answer) {}
 
-  /** Misfire rows usable for training, and how many rows were left out (held-out split or no expected answer). */
+  /**
+   * Misfire rows usable for training, and how many rows were left out (held-out split or no
+   * expected answer).
+   */
   public record Misfires(List<Row> rows, int skipped) {}
 
   /** Thrown for a malformed file or line. */
@@ -38,13 +43,17 @@ public final class DataFiles {
     }
   }
 
-  /** The {@code .jsonl} files of an artefact: the file itself, or those in its directory in name order. */
+  /**
+   * The {@code .jsonl} files of an artefact: the file itself, or those in its directory in name
+   * order.
+   */
   public static List<Path> jsonlFiles(Path artefact) throws IOException, BadDataException {
     if (!Files.isDirectory(artefact)) {
       return List.of(artefact);
     }
     try (var s = Files.list(artefact)) {
-      List<Path> files = s.filter(f -> f.getFileName().toString().endsWith(".jsonl")).sorted().toList();
+      List<Path> files =
+          s.filter(f -> f.getFileName().toString().endsWith(".jsonl")).sorted().toList();
       if (files.isEmpty()) {
         throw new BadDataException("no .jsonl file in " + artefact);
       }
@@ -66,7 +75,8 @@ public final class DataFiles {
   public static Misfires misfires(Path artefact) throws IOException, BadDataException {
     Path file = Files.isDirectory(artefact) ? artefact.resolve(MISFIRES) : artefact;
     if (!Files.exists(file)) {
-      throw new BadDataException("the misfires-jsonl artefact has no " + MISFIRES + ": " + artefact);
+      throw new BadDataException(
+          "the misfires-jsonl artefact has no " + MISFIRES + ": " + artefact);
     }
     List<Row> rows = new ArrayList<>();
     int skipped = 0;
@@ -113,13 +123,21 @@ public final class DataFiles {
     JsonNode value = line.node().get(field);
     if (value == null || value.isNull()) {
       if (required) {
-        throw new BadDataException(line.file() + ":" + line.number() + ": needs a string field \"" + field + "\"");
+        throw new BadDataException(
+            line.file() + ":" + line.number() + ": needs a string field \"" + field + "\"");
       }
       return null;
     }
     if (!value.isTextual() || (required && value.asText().isEmpty())) {
-      throw new BadDataException(line.file() + ":" + line.number() + ": \"" + field + "\" must be a "
-          + (required ? "non-empty " : "") + "string");
+      throw new BadDataException(
+          line.file()
+              + ":"
+              + line.number()
+              + ": \""
+              + field
+              + "\" must be a "
+              + (required ? "non-empty " : "")
+              + "string");
     }
     return value.asText();
   }

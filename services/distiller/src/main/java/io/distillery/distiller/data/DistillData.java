@@ -4,11 +4,11 @@ import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.llama.SamplingParams;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tasks.TaskKind;
 import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tasks.TaskSuite;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -16,11 +16,12 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * The distiller's training set, assembled from every source a job names: task-suite prompts generated in the stage
- * ({@code source: tasks}, with their ground-truth answers), user JSONL prompts (the {@code dataset} param and
- * "dataset" artefacts), and the train split of "misfires-jsonl" artefacts (weighted by {@code misfireWeight}).
- * Prompts without an answer, or every prompt when {@code labels} is false, are continued by the teacher (greedy or
- * sampled): the teacher's trace becomes the target. The held-out sample (validation loss, exact match) is the
+ * The distiller's training set, assembled from every source a job names: task-suite prompts
+ * generated in the stage ({@code source: tasks}, with their ground-truth answers), user JSONL
+ * prompts (the {@code dataset} param and "dataset" artefacts), and the train split of
+ * "misfires-jsonl" artefacts (weighted by {@code misfireWeight}). Prompts without an answer, or
+ * every prompt when {@code labels} is false, are continued by the teacher (greedy or sampled): the
+ * teacher's trace becomes the target. The held-out sample (validation loss, exact match) is the
  * suite's own test split, or else every tenth labelled user prompt by a hash of its text, capped at
  * {@code evalSamples}; misfire rows always train (the evaluator scores their held-out split).
  *
@@ -33,8 +34,15 @@ import java.util.List;
  * @param misfiresSkipped misfire rows left out (held-out split or no expected answer)
  * @param traces prompts continued by the teacher
  */
-public record DistillData(List<TaskExample> train, double[] weights, List<TaskExample> heldout, int taskPrompts,
-    int fileRows, int misfireRows, int misfiresSkipped, int traces) {
+public record DistillData(
+    List<TaskExample> train,
+    double[] weights,
+    List<TaskExample> heldout,
+    int taskPrompts,
+    int fileRows,
+    int misfireRows,
+    int misfiresSkipped,
+    int traces) {
 
   private static final double SAMPLED_TEMPERATURE = 1.0;
   private static final double SAMPLED_TOP_P = 0.9;
@@ -49,17 +57,32 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
    * Assembles the data.
    *
    * @param promptFiles user JSONL files (the {@code dataset} param and "dataset" artefacts)
-   * @param misfireArtefacts "misfires-jsonl" artefacts (directories holding {@code misfires.jsonl}, or the file)
+   * @param misfireArtefacts "misfires-jsonl" artefacts (directories holding {@code misfires.jsonl},
+   *     or the file)
    * @throws DataFiles.BadDataException for a malformed file
    */
-  public static DistillData build(DistillerParams p, LlamaModel teacher, List<Path> promptFiles,
-      List<Path> misfireArtefacts) throws IOException, DataFiles.BadDataException {
-    return build(p, teacher, List.of(TaskKind.values()), TaskSettings.defaults(), promptFiles, misfireArtefacts);
+  public static DistillData build(
+      DistillerParams p, LlamaModel teacher, List<Path> promptFiles, List<Path> misfireArtefacts)
+      throws IOException, DataFiles.BadDataException {
+    return build(
+        p,
+        teacher,
+        List.of(TaskKind.values()),
+        TaskSettings.defaults(),
+        promptFiles,
+        misfireArtefacts);
   }
 
-  /** As above, generating {@code taskKinds} with {@code settings} when {@code source} is "tasks". */
-  public static DistillData build(DistillerParams p, LlamaModel teacher, List<TaskKind> taskKinds,
-      TaskSettings settings, List<Path> promptFiles, List<Path> misfireArtefacts)
+  /**
+   * As above, generating {@code taskKinds} with {@code settings} when {@code source} is "tasks".
+   */
+  public static DistillData build(
+      DistillerParams p,
+      LlamaModel teacher,
+      List<TaskKind> taskKinds,
+      TaskSettings settings,
+      List<Path> promptFiles,
+      List<Path> misfireArtefacts)
       throws IOException, DataFiles.BadDataException {
     List<TaskExample> train = new ArrayList<>();
     List<Double> weights = new ArrayList<>();
@@ -68,8 +91,8 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
     List<Double> pendingWeights = new ArrayList<>();
     int taskPrompts = 0;
     if (DistillerParams.SOURCE_TASKS.equals(p.source())) {
-      TaskSuite suite = TaskSuite.generate(taskKinds, settings, p.samples(), 0,
-          p.evalSamples(), p.seed());
+      TaskSuite suite =
+          TaskSuite.generate(taskKinds, settings, p.samples(), 0, p.evalSamples(), p.seed());
       for (TaskExample e : suite.train()) {
         pending.add(new DataFiles.Row(e.task(), e.prompt(), e.answer()));
         pendingWeights.add(1.0);
@@ -82,7 +105,9 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
     for (Path file : promptFiles) {
       for (DataFiles.Row row : DataFiles.prompts(file)) {
         fileRows++;
-        if (splitFiles && row.answer() != null && heldout.size() < p.evalSamples()
+        if (splitFiles
+            && row.answer() != null
+            && heldout.size() < p.evalSamples()
             && Math.floorMod(row.prompt().hashCode(), 10) == 0) {
           heldout.add(new TaskExample(row.task(), row.prompt(), row.answer()));
         } else {
@@ -104,20 +129,33 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
     }
     int traces = 0;
     ByteTokenizer tokenizer = ByteTokenizer.instance();
-    int room = Math.min(p.seqLen(), teacher.config().maxPositionEmbeddings() - p.maxNewTokens()) - 1;
+    int room =
+        Math.min(p.seqLen(), teacher.config().maxPositionEmbeddings() - p.maxNewTokens()) - 1;
     for (int i = 0; i < pending.size(); i++) {
       DataFiles.Row row = pending.get(i);
       String target = row.answer();
       if (target == null || !p.labels()) {
         if (room < 2) {
-          throw new IllegalArgumentException("maxNewTokens " + p.maxNewTokens() + " leaves no room for a prompt in "
-              + "the teacher's " + teacher.config().maxPositionEmbeddings() + " positions");
+          throw new IllegalArgumentException(
+              "maxNewTokens "
+                  + p.maxNewTokens()
+                  + " leaves no room for a prompt in "
+                  + "the teacher's "
+                  + teacher.config().maxPositionEmbeddings()
+                  + " positions");
         }
-        String prompt = DistillTrainer.truncate(new TaskExample(row.task(), row.prompt(), ""), room).prompt();
-        SamplingParams sampling = "sampled".equals(p.decoding())
-            ? SamplingParams.sampled(SAMPLED_TEMPERATURE, SAMPLED_TOP_P, p.seed() + i) : SamplingParams.greedy();
-        int[] generated = teacher.generate(tokenizer.encode(prompt, true, false), p.maxNewTokens(), sampling,
-            ByteTokenizer.EOS_ID);
+        String prompt =
+            DistillTrainer.truncate(new TaskExample(row.task(), row.prompt(), ""), room).prompt();
+        SamplingParams sampling =
+            "sampled".equals(p.decoding())
+                ? SamplingParams.sampled(SAMPLED_TEMPERATURE, SAMPLED_TOP_P, p.seed() + i)
+                : SamplingParams.greedy();
+        int[] generated =
+            teacher.generate(
+                tokenizer.encode(prompt, true, false),
+                p.maxNewTokens(),
+                sampling,
+                ByteTokenizer.EOS_ID);
         int end = 0;
         while (end < generated.length && generated[end] != ByteTokenizer.EOS_ID) {
           end++;
@@ -128,7 +166,14 @@ public record DistillData(List<TaskExample> train, double[] weights, List<TaskEx
       train.add(new TaskExample(row.task(), row.prompt(), target));
       weights.add(pendingWeights.get(i));
     }
-    return new DistillData(train, weights.stream().mapToDouble(Double::doubleValue).toArray(), heldout,
-        taskPrompts, fileRows, misfireRows, misfiresSkipped, traces);
+    return new DistillData(
+        train,
+        weights.stream().mapToDouble(Double::doubleValue).toArray(),
+        heldout,
+        taskPrompts,
+        fileRows,
+        misfireRows,
+        misfiresSkipped,
+        traces);
   }
 }

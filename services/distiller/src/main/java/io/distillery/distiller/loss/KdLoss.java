@@ -1,10 +1,10 @@
 package io.distillery.distiller.loss;
 
 /**
- * Hinton knowledge-distillation loss on plain arrays (the reference the training graph is checked against):
- * {@code alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1-alpha) * CE(s, label)}, averaged over the tokens whose
- * mask is true (answer tokens; prompt and padding are masked out). With {@code reverse} the KL is
- * {@code KL(softmax(s/T) || softmax(t/T))}.
+ * Hinton knowledge-distillation loss on plain arrays (the reference the training graph is checked
+ * against): {@code alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1-alpha) * CE(s, label)},
+ * averaged over the tokens whose mask is true (answer tokens; prompt and padding are masked out).
+ * With {@code reverse} the KL is {@code KL(softmax(s/T) || softmax(t/T))}.
  */
 public final class KdLoss {
 
@@ -45,8 +45,14 @@ public final class KdLoss {
    * @param labels per token, the target id
    * @param mask per token, whether it counts
    */
-  public static double loss(float[][] student, float[][] teacher, int[] labels, boolean[] mask, double temperature,
-      double alpha, boolean reverse) {
+  public static double loss(
+      float[][] student,
+      float[][] teacher,
+      int[] labels,
+      boolean[] mask,
+      double temperature,
+      double alpha,
+      boolean reverse) {
     double total = 0;
     int count = 0;
     for (int t = 0; t < student.length; t++) {

@@ -5,9 +5,10 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 
 /**
- * The differentiable KD loss on DJL arrays (DJL has no KL loss): per token
- * {@code alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1-alpha) * CE(s, label)} (reverse KL when asked), weighted
- * by {@code mask} and divided by the mask's sum. {@link KdLoss} is the array reference it is tested against.
+ * The differentiable KD loss on DJL arrays (DJL has no KL loss): per token {@code alpha * T^2 *
+ * KL(softmax(t/T) || softmax(s/T)) + (1-alpha) * CE(s, label)} (reverse KL when asked), weighted by
+ * {@code mask} and divided by the mask's sum. {@link KdLoss} is the array reference it is tested
+ * against.
  */
 public final class KdLossGraph {
 
@@ -20,8 +21,15 @@ public final class KdLossGraph {
    * @param mask {@code batch * length}, 1 for answer tokens, 0 for prompt and padding
    * @return the scalar loss attached to {@code manager}
    */
-  public static NDArray loss(NDArray student, NDArray teacher, long[] targets, float[] mask, double temperature,
-      double alpha, boolean reverse, NDManager manager) {
+  public static NDArray loss(
+      NDArray student,
+      NDArray teacher,
+      long[] targets,
+      float[] mask,
+      double temperature,
+      double alpha,
+      boolean reverse,
+      NDManager manager) {
     Shape shape = student.getShape();
     int batch = Math.toIntExact(shape.get(0));
     int length = Math.toIntExact(shape.get(1));
@@ -29,12 +37,14 @@ public final class KdLossGraph {
     float t = (float) temperature;
     NDArray logS = student.div(t).logSoftmax(-1);
     NDArray logT = teacher.stopGradient().div(t).logSoftmax(-1);
-    NDArray kl = reverse
-        ? logS.exp().mul(logS.sub(logT)).sum(new int[] {-1})
-        : logT.exp().mul(logT.sub(logS)).sum(new int[] {-1});
+    NDArray kl =
+        reverse
+            ? logS.exp().mul(logS.sub(logT)).sum(new int[] {-1})
+            : logT.exp().mul(logT.sub(logS)).sum(new int[] {-1});
     NDArray oneHot = manager.create(targets, new Shape(batch, length)).oneHot(vocab);
     NDArray ce = student.logSoftmax(-1).mul(oneHot).sum(new int[] {-1}).neg();
-    NDArray perToken = kl.mul((float) (alpha * temperature * temperature)).add(ce.mul((float) (1 - alpha)));
+    NDArray perToken =
+        kl.mul((float) (alpha * temperature * temperature)).add(ce.mul((float) (1 - alpha)));
     NDArray weights = manager.create(mask, new Shape(batch, length));
     float count = 0;
     for (float m : mask) {

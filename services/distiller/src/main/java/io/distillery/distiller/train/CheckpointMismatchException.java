@@ -4,8 +4,9 @@ import io.distillery.model.CheckpointException;
 import java.nio.file.Path;
 
 /**
- * A training checkpoint left by an earlier attempt that does not fit the student being trained (another shape, or
- * tensors missing). Fatal: a retry meets the same checkpoint and the same student, so it would fail the same way.
+ * A training checkpoint left by an earlier attempt that does not fit the student being trained
+ * (another shape, or tensors missing). Fatal: a retry meets the same checkpoint and the same
+ * student, so it would fail the same way.
  */
 public final class CheckpointMismatchException extends CheckpointException {
 

@@ -12,11 +12,11 @@ import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsFile;
 import io.distillery.model.safetensors.SafetensorsWriter;
 import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.tasks.TaskBatch;
+import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.train.AdamW;
 import io.distillery.model.train.LearningRateSchedule;
-import io.distillery.model.tasks.TaskBatch;
-import io.distillery.model.tasks.TaskExample;
 import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -25,25 +25,25 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Distils a teacher into a student (Hinton et al., arXiv 1503.02531): per step a seeded batch (the RNG is
- * {@code SplittableRandom(seed + step)}, so the "RNG position" of a checkpoint is its step) packed into rows of
- * several examples ({@code TaskBatch.packed}, each example attending only to itself; rows no longer than the
- * student's context), teacher logits on the fly, the {@link KdLossGraph} loss, the platform's {@link AdamW} with
- * global-norm clipping under a warmup + cosine {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss
- * on the validation examples decides an early stop after {@code patience} evaluations without improvement. Every
- * {@code checkpointEvery} steps the student's weights, the optimizer state and the trainer's counters are written
- * atomically into {@code checkpointDir}; {@link #train} resumes from there, so a resumed run ends with the same
- * weights as an uninterrupted one.
+ * Distils a teacher into a student (Hinton et al., arXiv 1503.02531): per step a seeded batch (the
+ * RNG is {@code SplittableRandom(seed + step)}, so the "RNG position" of a checkpoint is its step)
+ * packed into rows of several examples ({@code TaskBatch.packed}, each example attending only to
+ * itself; rows no longer than the student's context), teacher logits on the fly, the {@link
+ * KdLossGraph} loss, the platform's {@link AdamW} with global-norm clipping under a warmup + cosine
+ * {@link LearningRateSchedule}. Every {@code evalEvery} steps the loss on the validation examples
+ * decides an early stop after {@code patience} evaluations without improvement. Every {@code
+ * checkpointEvery} steps the student's weights, the optimizer state and the trainer's counters are
+ * written atomically into {@code checkpointDir}; {@link #train} resumes from there, so a resumed
+ * run ends with the same weights as an uninterrupted one.
  *
- * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets alone (the
- * from-scratch baseline of bench/distill).
+ * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets
+ * alone (the from-scratch baseline of bench/distill).
  */
 public final class DistillTrainer {
 
@@ -71,10 +71,21 @@ public final class DistillTrainer {
    * @param tokens non-pad tokens trained so far, resumed steps included
    * @param resumed true for the report that a run continues from a checkpoint
    */
-  public record Progress(int step, int total, double loss, double learningRate, double tokensPerSecond,
-      double etaSeconds, double validationLoss, long tokens, boolean resumed) {}
+  public record Progress(
+      int step,
+      int total,
+      double loss,
+      double learningRate,
+      double tokensPerSecond,
+      double etaSeconds,
+      double validationLoss,
+      long tokens,
+      boolean resumed) {}
 
-  /** Receives progress; may throw {@link InterruptedException} to stop the run (the last checkpoint stays). */
+  /**
+   * Receives progress; may throw {@link InterruptedException} to stop the run (the last checkpoint
+   * stays).
+   */
   @FunctionalInterface
   public interface Listener {
     void onProgress(Progress progress) throws InterruptedException;
@@ -90,12 +101,23 @@ public final class DistillTrainer {
    * @param resumedFrom checkpoint step this call started from (0 for a fresh run)
    * @param stoppedEarly whether the validation loss stopped the run
    */
-  public record Result(int steps, long tokens, double trainLoss, double validationLoss, int resumedFrom,
+  public record Result(
+      int steps,
+      long tokens,
+      double trainLoss,
+      double validationLoss,
+      int resumedFrom,
       boolean stoppedEarly) {}
 
   /** The counters saved next to the weights. */
-  record State(int step, long tokens, double bestValidation, int evalsWithoutImprovement, double trainLoss,
-      double validationLoss, boolean stopped) {}
+  record State(
+      int step,
+      long tokens,
+      double bestValidation,
+      int evalsWithoutImprovement,
+      double trainLoss,
+      double validationLoss,
+      boolean stopped) {}
 
   private final DistillerParams params;
   private final ByteTokenizer tokenizer = ByteTokenizer.instance();
@@ -104,7 +126,10 @@ public final class DistillTrainer {
     this.params = params;
   }
 
-  /** A seeded batch for {@code step}: examples drawn with replacement in proportion to their weights. */
+  /**
+   * A seeded batch for {@code step}: examples drawn with replacement in proportion to their
+   * weights.
+   */
   public List<TaskExample> batch(List<TaskExample> data, double[] cumulative, int step) {
     SplittableRandom random = new SplittableRandom(params.seed() + step);
     double total = cumulative[cumulative.length - 1];
@@ -119,8 +144,9 @@ public final class DistillTrainer {
   }
 
   /**
-   * Cuts {@code <s> prompt answer </s>} to at most {@code seqLen} tokens: the prompt loses its start first (the end,
-   * next to the answer, matters most), keeping at least one character; then the answer loses its end.
+   * Cuts {@code <s> prompt answer </s>} to at most {@code seqLen} tokens: the prompt loses its
+   * start first (the end, next to the answer, matters most), keeping at least one character; then
+   * the answer loses its end.
    */
   public static TaskExample truncate(TaskExample e, int seqLen) {
     int budget = seqLen - 2;
@@ -146,20 +172,29 @@ public final class DistillTrainer {
   }
 
   /**
-   * Trains {@code student} in place, resuming from {@code checkpointDir} when it holds a checkpoint.
+   * Trains {@code student} in place, resuming from {@code checkpointDir} when it holds a
+   * checkpoint.
    *
    * @param teacher the teacher; may be null when {@code alpha == 0}
    * @param weights sampling weight per example of {@code data}
    * @param validation examples for the validation loss and early stop; empty for none
    * @param checkpointDir where checkpoints go; null for none
    */
-  public Result train(LlamaModel teacher, LlamaModel student, List<TaskExample> data, double[] weights,
-      List<TaskExample> validation, Path checkpointDir, Listener listener) throws IOException, InterruptedException {
+  public Result train(
+      LlamaModel teacher,
+      LlamaModel student,
+      List<TaskExample> data,
+      double[] weights,
+      List<TaskExample> validation,
+      Path checkpointDir,
+      Listener listener)
+      throws IOException, InterruptedException {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("the dataset is empty: nothing to distil");
     }
     if (weights.length != data.size()) {
-      throw new IllegalArgumentException(weights.length + " weights for " + data.size() + " examples");
+      throw new IllegalArgumentException(
+          weights.length + " weights for " + data.size() + " examples");
     }
     if (teacher == null && params.usesTeacherLogits()) {
       throw new IllegalArgumentException("alpha > 0 needs a teacher");
@@ -170,15 +205,18 @@ public final class DistillTrainer {
     double sum = 0;
     for (int i = 0; i < weights.length; i++) {
       if (!(weights[i] > 0) || Double.isInfinite(weights[i])) {
-        throw new IllegalArgumentException("example " + i + " has weight " + weights[i] + "; weights must be > 0");
+        throw new IllegalArgumentException(
+            "example " + i + " has weight " + weights[i] + "; weights must be > 0");
       }
       sum += weights[i];
       cumulative[i] = sum;
     }
     int total = params.steps();
-    LearningRateSchedule schedule = new LearningRateSchedule(params.lr(), params.warmup(), total, MIN_LR_FRACTION);
+    LearningRateSchedule schedule =
+        new LearningRateSchedule(params.lr(), params.warmup(), total, MIN_LR_FRACTION);
     Map<String, NDArray> parameters = student.parameters();
-    try (AdamW optimizer = new AdamW(parameters, student.manager(), BETA1, BETA2, EPS, params.weightDecay())) {
+    try (AdamW optimizer =
+        new AdamW(parameters, student.manager(), BETA1, BETA2, EPS, params.weightDecay())) {
       State state = checkpointDir == null ? null : restore(checkpointDir, parameters, optimizer);
       int start = state == null ? 0 : state.step();
       long tokens = state == null ? 0 : state.tokens();
@@ -188,8 +226,17 @@ public final class DistillTrainer {
       double validationLoss = state == null ? Double.NaN : state.validationLoss();
       boolean stopped = state != null && state.stopped();
       if (start > 0) {
-        listener.onProgress(new Progress(start, total, Double.NaN, schedule.at(Math.max(1, start)), 0,
-            Double.NaN, Double.NaN, tokens, true));
+        listener.onProgress(
+            new Progress(
+                start,
+                total,
+                Double.NaN,
+                schedule.at(Math.max(1, start)),
+                0,
+                Double.NaN,
+                Double.NaN,
+                tokens,
+                true));
       }
       long began = System.nanoTime();
       long tokensHere = 0;
@@ -207,15 +254,16 @@ public final class DistillTrainer {
           double rate = schedule.at(step);
           float loss;
           try (NDManager scope = student.manager().newSubManager()) {
-            NDArray teacherLogits = params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
+            NDArray teacherLogits =
+                params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
             try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
               NDArray l = loss(batch.logits(student, scope), teacherLogits, batch, scope);
               collector.backward(l);
               loss = l.getFloat();
             }
             if (!Float.isFinite(loss)) {
-              throw new IllegalStateException("distillation diverged at step " + step + " (loss " + loss
-                  + "); lower lr");
+              throw new IllegalStateException(
+                  "distillation diverged at step " + step + " (loss " + loss + "); lower lr");
             }
             optimizer.step(rate, params.maxGradNorm());
           }
@@ -241,16 +289,29 @@ public final class DistillTrainer {
             window = 0;
             windowSteps = 0;
           }
-          if (checkpointDir != null && (step % params.checkpointEvery() == 0 || step == total || stopped)) {
+          if (checkpointDir != null
+              && (step % params.checkpointEvery() == 0 || step == total || stopped)) {
             double lossSoFar = windowSteps > 0 ? window / windowSteps : trainLoss;
-            save(checkpointDir, parameters, optimizer, new State(step, tokens, best, worse, lossSoFar,
-                validationLoss, stopped));
+            save(
+                checkpointDir,
+                parameters,
+                optimizer,
+                new State(step, tokens, best, worse, lossSoFar, validationLoss, stopped));
           }
           if (report || !Double.isNaN(validationNow)) {
             double elapsed = (System.nanoTime() - began) / 1e9;
             double eta = elapsed / (step - start) * (total - step);
-            listener.onProgress(new Progress(step, total, report ? trainLoss : loss, rate, tokensHere / elapsed,
-                stopped ? 0 : eta, validationNow, tokens, false));
+            listener.onProgress(
+                new Progress(
+                    step,
+                    total,
+                    report ? trainLoss : loss,
+                    rate,
+                    tokensHere / elapsed,
+                    stopped ? 0 : eta,
+                    validationNow,
+                    tokens,
+                    false));
           }
         }
       } finally {
@@ -267,8 +328,15 @@ public final class DistillTrainer {
     if (teacherLogits == null) {
       return batch.answerNllMean(logits, scope);
     }
-    return KdLossGraph.loss(logits, teacherLogits, batch.targets(), batch.mask(), params.temperature(),
-        params.alpha(), params.reverseKl(), scope);
+    return KdLossGraph.loss(
+        logits,
+        teacherLogits,
+        batch.targets(),
+        batch.mask(),
+        params.temperature(),
+        params.alpha(),
+        params.reverseKl(),
+        scope);
   }
 
   /** The training loss on {@code examples}, averaged over answer tokens, without gradients. */
@@ -276,30 +344,42 @@ public final class DistillTrainer {
     double sum = 0;
     long tokens = 0;
     for (int from = 0; from < examples.size(); from += params.batch()) {
-      TaskBatch batch = TaskBatch.packed(student, examples.subList(from, Math.min(examples.size(),
-          from + params.batch())), tokenizer);
+      TaskBatch batch =
+          TaskBatch.packed(
+              student,
+              examples.subList(from, Math.min(examples.size(), from + params.batch())),
+              tokenizer);
       try (NDManager scope = student.manager().newSubManager()) {
         NDArray teacherLogits = params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
         NDArray logits = batch.logits(student, scope);
-        sum += loss(logits.stopGradient(), teacherLogits, batch, scope).getFloat() * batch.answerTokens();
+        sum +=
+            loss(logits.stopGradient(), teacherLogits, batch, scope).getFloat()
+                * batch.answerTokens();
         tokens += batch.answerTokens();
       }
     }
     return sum / Math.max(1, tokens);
   }
 
-  /** Writes weights, optimizer state and counters into {@code dir/ckpt} atomically (temp dir, then rename). */
-  static void save(Path dir, Map<String, NDArray> parameters, AdamW optimizer, State state) throws IOException {
+  /**
+   * Writes weights, optimizer state and counters into {@code dir/ckpt} atomically (temp dir, then
+   * rename).
+   */
+  static void save(Path dir, Map<String, NDArray> parameters, AdamW optimizer, State state)
+      throws IOException {
     Files.createDirectories(dir);
     Path tmp = dir.resolve(CHECKPOINT + ".tmp");
     FileTrees.delete(tmp);
     Files.createDirectories(tmp);
     Map<String, TensorData> tensors = new LinkedHashMap<>();
     for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
-      tensors.put(e.getKey(), TensorData.ofFloats(DType.F32, e.getValue().getShape().getShape(),
-          e.getValue().toFloatArray()));
+      tensors.put(
+          e.getKey(),
+          TensorData.ofFloats(
+              DType.F32, e.getValue().getShape().getShape(), e.getValue().toFloatArray()));
     }
-    SafetensorsWriter.write(tmp.resolve(WEIGHTS), tensors, Map.of("step", Integer.toString(state.step())));
+    SafetensorsWriter.write(
+        tmp.resolve(WEIGHTS), tensors, Map.of("step", Integer.toString(state.step())));
     optimizer.saveState(tmp.resolve(OPTIMIZER));
     JSON.writeValue(tmp.resolve(STATE).toFile(), state);
     Path target = dir.resolve(CHECKPOINT);
@@ -312,8 +392,12 @@ public final class DistillTrainer {
     FileTrees.delete(old);
   }
 
-  /** Loads the checkpoint in {@code dir/ckpt} (or a leftover {@code ckpt.old}) if any; null when there is none. */
-  static State restore(Path dir, Map<String, NDArray> parameters, AdamW optimizer) throws IOException {
+  /**
+   * Loads the checkpoint in {@code dir/ckpt} (or a leftover {@code ckpt.old}) if any; null when
+   * there is none.
+   */
+  static State restore(Path dir, Map<String, NDArray> parameters, AdamW optimizer)
+      throws IOException {
     Path ckpt = dir.resolve(CHECKPOINT);
     if (!Files.exists(ckpt.resolve(STATE))) {
       ckpt = dir.resolve(CHECKPOINT + ".old"); // killed between the two renames
@@ -326,14 +410,25 @@ public final class DistillTrainer {
       for (Map.Entry<String, NDArray> e : parameters.entrySet()) {
         long[] wanted = e.getValue().getShape().getShape();
         if (!weights.contains(e.getKey())) {
-          throw new CheckpointMismatchException(ckpt, "does not fit the student: it has no " + e.getKey()
-              + " (the student's is " + Arrays.toString(wanted) + "); delete it to start over");
+          throw new CheckpointMismatchException(
+              ckpt,
+              "does not fit the student: it has no "
+                  + e.getKey()
+                  + " (the student's is "
+                  + Arrays.toString(wanted)
+                  + "); delete it to start over");
         }
         long[] saved = weights.info(e.getKey()).shape();
         if (!Arrays.equals(saved, wanted)) {
-          throw new CheckpointMismatchException(ckpt, "does not fit the student: " + e.getKey() + " is "
-              + Arrays.toString(saved) + " in the checkpoint and " + Arrays.toString(wanted)
-              + " in the student; delete it to start over");
+          throw new CheckpointMismatchException(
+              ckpt,
+              "does not fit the student: "
+                  + e.getKey()
+                  + " is "
+                  + Arrays.toString(saved)
+                  + " in the checkpoint and "
+                  + Arrays.toString(wanted)
+                  + " in the student; delete it to start over");
         }
         e.getValue().set(weights.floats(e.getKey()));
       }
@@ -347,5 +442,4 @@ public final class DistillTrainer {
     Path state = dir.resolve(CHECKPOINT).resolve(STATE);
     return Files.exists(state) ? JSON.readValue(state.toFile(), State.class).step() : 0;
   }
-
 }

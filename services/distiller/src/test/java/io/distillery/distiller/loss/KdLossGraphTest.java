@@ -22,11 +22,27 @@ class KdLossGraphTest {
       t2[i] = java.util.Arrays.copyOfRange(t, i * 3, i * 3 + 3);
     }
     for (boolean reverse : new boolean[] {false, true}) {
-      double expected = KdLoss.loss(s2, t2, new int[] {2, 0, 1, 2}, new boolean[] {true, false, true, true}, 2.0,
-          0.7, reverse);
+      double expected =
+          KdLoss.loss(
+              s2,
+              t2,
+              new int[] {2, 0, 1, 2},
+              new boolean[] {true, false, true, true},
+              2.0,
+              0.7,
+              reverse);
       try (NDManager m = NDManager.newBaseManager()) {
-        float got = KdLossGraph.loss(m.create(s, new Shape(2, 2, 3)), m.create(t, new Shape(2, 2, 3)), labels, mask,
-            2.0, 0.7, reverse, m).getFloat();
+        float got =
+            KdLossGraph.loss(
+                    m.create(s, new Shape(2, 2, 3)),
+                    m.create(t, new Shape(2, 2, 3)),
+                    labels,
+                    mask,
+                    2.0,
+                    0.7,
+                    reverse,
+                    m)
+                .getFloat();
         assertThat((double) got).isCloseTo(expected, within(1e-5));
       }
     }

@@ -4,8 +4,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * One candidate judged: its gate values (keyed by {@link GateKey#id()}, plus {@code perplexity}) and the result of
- * every gate.
+ * One candidate judged: its gate values (keyed by {@link GateKey#id()}, plus {@code perplexity})
+ * and the result of every gate.
  */
 public record Assessment(String candidate, Map<String, Double> values, List<GateResult> gates) {
 

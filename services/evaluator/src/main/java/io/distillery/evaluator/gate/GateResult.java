@@ -9,4 +9,5 @@ package io.distillery.evaluator.gate;
  * @param passed whether the candidate passes
  * @param reason a readable sentence, e.g. {@code "retention 0.912 < 0.970"}
  */
-public record GateResult(String gate, double threshold, double value, boolean passed, String reason) {}
+public record GateResult(
+    String gate, double threshold, double value, boolean passed, String reason) {}

@@ -8,8 +8,9 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * The gates of one evaluation: the run's gates (from ModelRegistered, carried on the StageJob) with the stage's own
- * {@code gates} param merged over them (the param wins on the same key). Parsed once; an unknown key fails here.
+ * The gates of one evaluation: the run's gates (from ModelRegistered, carried on the StageJob) with
+ * the stage's own {@code gates} param merged over them (the param wins on the same key). Parsed
+ * once; an unknown key fails here.
  */
 public final class Gates {
 
@@ -22,7 +23,8 @@ public final class Gates {
   /**
    * Merges {@code params} over {@code run}.
    *
-   * @throws IllegalArgumentException naming an unknown gate (with the known ones) or a non-finite threshold
+   * @throws IllegalArgumentException naming an unknown gate (with the known ones) or a non-finite
+   *     threshold
    */
   public static Gates merge(Map<String, Double> run, Map<String, Double> params) {
     Map<String, Double> merged = new LinkedHashMap<>();
@@ -37,7 +39,8 @@ public final class Gates {
       GateKey key = GateKey.of(e.getKey());
       Double threshold = e.getValue();
       if (threshold == null || !Double.isFinite(threshold)) {
-        throw new IllegalArgumentException("gate '" + e.getKey() + "' needs a finite number, got " + threshold);
+        throw new IllegalArgumentException(
+            "gate '" + e.getKey() + "' needs a finite number, got " + threshold);
       }
       thresholds.put(key, threshold);
     }
@@ -57,8 +60,9 @@ public final class Gates {
   }
 
   /**
-   * Checks every gate against a candidate's values (keyed by gate id). A value that is missing or NaN fails its gate,
-   * unless {@code notMeasured} explains why it could not be measured; then the gate is reported and passes.
+   * Checks every gate against a candidate's values (keyed by gate id). A value that is missing or
+   * NaN fails its gate, unless {@code notMeasured} explains why it could not be measured; then the
+   * gate is reported and passes.
    */
   public List<GateResult> check(Map<String, Double> values, Map<String, String> notMeasured) {
     List<GateResult> results = new ArrayList<>();
@@ -68,15 +72,25 @@ public final class Gates {
       Double value = values.get(key.id());
       if (value == null || Double.isNaN(value)) {
         String why = notMeasured.get(key.id());
-        results.add(why != null
-            ? new GateResult(key.id(), threshold, Double.NaN, true, key.id() + " not measured: " + why)
-            : new GateResult(key.id(), threshold, Double.NaN, false, key.id() + " could not be measured"));
+        results.add(
+            why != null
+                ? new GateResult(
+                    key.id(), threshold, Double.NaN, true, key.id() + " not measured: " + why)
+                : new GateResult(
+                    key.id(), threshold, Double.NaN, false, key.id() + " could not be measured"));
         continue;
       }
       boolean passed = key.direction().passes(value, threshold);
-      String op = passed ? key.direction().symbol() : key.direction() == GateKey.Direction.MIN ? "<" : ">";
-      results.add(new GateResult(key.id(), threshold, value, passed,
-          String.format(Locale.ROOT, "%s %s %s %s", key.id(), format(value), op, format(threshold))));
+      String op =
+          passed ? key.direction().symbol() : key.direction() == GateKey.Direction.MIN ? "<" : ">";
+      results.add(
+          new GateResult(
+              key.id(),
+              threshold,
+              value,
+              passed,
+              String.format(
+                  Locale.ROOT, "%s %s %s %s", key.id(), format(value), op, format(threshold))));
     }
     return results;
   }

@@ -6,22 +6,25 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * How the evaluator chooses among the candidates that pass every gate. Ties fall through to the next criterion and
- * finally to the candidate name, so the choice is deterministic.
+ * How the evaluator chooses among the candidates that pass every gate. Ties fall through to the
+ * next criterion and finally to the candidate name, so the choice is deterministic.
  */
 public enum Pick {
   /** Fewest weight bytes on disk; then highest retention. */
-  SMALLEST_PASSING("smallest-passing", Comparator
-      .comparingDouble((Assessment a) -> orMax(a.value(GateKey.WEIGHT_BYTES.id())))
-      .thenComparingDouble(a -> -orMin(a.value(GateKey.RETENTION.id())))),
+  SMALLEST_PASSING(
+      "smallest-passing",
+      Comparator.comparingDouble((Assessment a) -> orMax(a.value(GateKey.WEIGHT_BYTES.id())))
+          .thenComparingDouble(a -> -orMin(a.value(GateKey.RETENTION.id())))),
   /** Lowest decode p99 per token; then fewest weight bytes. */
-  FASTEST_PASSING("fastest-passing", Comparator
-      .comparingDouble((Assessment a) -> orMax(a.value(GateKey.P99_MS.id())))
-      .thenComparingDouble(a -> orMax(a.value(GateKey.WEIGHT_BYTES.id())))),
+  FASTEST_PASSING(
+      "fastest-passing",
+      Comparator.comparingDouble((Assessment a) -> orMax(a.value(GateKey.P99_MS.id())))
+          .thenComparingDouble(a -> orMax(a.value(GateKey.WEIGHT_BYTES.id())))),
   /** Highest retention; then lowest perplexity. */
-  BEST_QUALITY("best-quality", Comparator
-      .comparingDouble((Assessment a) -> -orMin(a.value(GateKey.RETENTION.id())))
-      .thenComparingDouble(a -> orMax(a.value("perplexity"))));
+  BEST_QUALITY(
+      "best-quality",
+      Comparator.comparingDouble((Assessment a) -> -orMin(a.value(GateKey.RETENTION.id())))
+          .thenComparingDouble(a -> orMax(a.value("perplexity"))));
 
   public static final Pick DEFAULT = SMALLEST_PASSING;
 

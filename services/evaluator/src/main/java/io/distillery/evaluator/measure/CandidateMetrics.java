@@ -1,8 +1,9 @@
 package io.distillery.evaluator.measure;
 
 /**
- * What the evaluator measured for one model: quality on the eval prompts, agreement with the reference, latency on
- * this machine and size on disk. NaN means not measured (e.g. {@code misfireExactMatch} without held-out misfires).
+ * What the evaluator measured for one model: quality on the eval prompts, agreement with the
+ * reference, latency on this machine and size on disk. NaN means not measured (e.g. {@code
+ * misfireExactMatch} without held-out misfires).
  *
  * @param name the recipe node that produced it ({@code reference} / {@code baseline} for those)
  * @param exactMatch fraction of prompts answered exactly (greedy)
@@ -16,6 +17,15 @@ package io.distillery.evaluator.measure;
  * @param examples eval prompts scored
  * @param answerTokens answer positions scored for perplexity, agreement and KL
  */
-public record CandidateMetrics(String name, double exactMatch, double perplexity, double agreement,
-    double klDivergence, Latency latency, long weightBytes, long parameters, double misfireExactMatch, int examples,
+public record CandidateMetrics(
+    String name,
+    double exactMatch,
+    double perplexity,
+    double agreement,
+    double klDivergence,
+    Latency latency,
+    long weightBytes,
+    long parameters,
+    double misfireExactMatch,
+    int examples,
     long answerTokens) {}

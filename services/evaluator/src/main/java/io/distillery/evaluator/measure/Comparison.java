@@ -5,13 +5,14 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * A candidate's measurements turned into gate values, relative to the reference (and to the deployed baseline for
- * misfires).
+ * A candidate's measurements turned into gate values, relative to the reference (and to the
+ * deployed baseline for misfires).
  *
- * <p>Retention is {@code candidate exactMatch / reference exactMatch}. When the reference answers nothing exactly
- * (exactMatch 0, e.g. an untrained or very small reference) that ratio is undefined, and retention falls back to
- * {@code reference perplexity / candidate perplexity} (1 when the candidate is as confident in the answers as the
- * reference, smaller when worse). {@link #retentionBasis} names which one was used; the report shows it.
+ * <p>Retention is {@code candidate exactMatch / reference exactMatch}. When the reference answers
+ * nothing exactly (exactMatch 0, e.g. an untrained or very small reference) that ratio is
+ * undefined, and retention falls back to {@code reference perplexity / candidate perplexity} (1
+ * when the candidate is as confident in the answers as the reference, smaller when worse). {@link
+ * #retentionBasis} names which one was used; the report shows it.
  */
 public final class Comparison {
 
@@ -27,14 +28,17 @@ public final class Comparison {
   /**
    * Every gate value of {@code candidate} by {@link GateKey#id()}, plus {@code perplexity}.
    *
-   * @param baselineMisfireExactMatch the deployed student's exact match on the held-out misfires; NaN without one
+   * @param baselineMisfireExactMatch the deployed student's exact match on the held-out misfires;
+   *     NaN without one
    */
-  public static Map<String, Double> values(CandidateMetrics candidate, CandidateMetrics reference,
-      double baselineMisfireExactMatch) {
+  public static Map<String, Double> values(
+      CandidateMetrics candidate, CandidateMetrics reference, double baselineMisfireExactMatch) {
     Map<String, Double> v = new LinkedHashMap<>();
-    v.put(GateKey.RETENTION.id(), retentionBasis(reference).equals(BASIS_EXACT_MATCH)
-        ? candidate.exactMatch() / reference.exactMatch()
-        : reference.perplexity() / candidate.perplexity());
+    v.put(
+        GateKey.RETENTION.id(),
+        retentionBasis(reference).equals(BASIS_EXACT_MATCH)
+            ? candidate.exactMatch() / reference.exactMatch()
+            : reference.perplexity() / candidate.perplexity());
     v.put(GateKey.EXACT_MATCH.id(), candidate.exactMatch());
     v.put(GateKey.AGREEMENT.id(), candidate.agreement());
     v.put(GateKey.KL_DIVERGENCE.id(), candidate.klDivergence());
@@ -43,10 +47,15 @@ public final class Comparison {
     v.put(GateKey.PREFILL_P99_MS.id(), candidate.latency().prefillP99Ms());
     v.put(GateKey.TOKENS_PER_SECOND.id(), candidate.latency().decodeTokensPerSecond());
     v.put(GateKey.WEIGHT_BYTES.id(), (double) candidate.weightBytes());
-    v.put(GateKey.WEIGHT_BYTES_RATIO.id(), reference.weightBytes() == 0 ? Double.NaN
-        : (double) candidate.weightBytes() / reference.weightBytes());
+    v.put(
+        GateKey.WEIGHT_BYTES_RATIO.id(),
+        reference.weightBytes() == 0
+            ? Double.NaN
+            : (double) candidate.weightBytes() / reference.weightBytes());
     v.put(GateKey.MISFIRE_EXACT_MATCH.id(), candidate.misfireExactMatch());
-    v.put(GateKey.MISFIRE_IMPROVEMENT.id(), candidate.misfireExactMatch() - baselineMisfireExactMatch);
+    v.put(
+        GateKey.MISFIRE_IMPROVEMENT.id(),
+        candidate.misfireExactMatch() - baselineMisfireExactMatch);
     v.put("perplexity", candidate.perplexity());
     return v;
   }

@@ -17,16 +17,17 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Where the eval prompts come from, in order of preference: the user's eval JSONL ({@code dataset} param), the
- * held-out {@code test.jsonl} the teacher trainer writes next to the reference checkpoint, or a generated task-suite
- * test split (all task kinds, seeded, with the task settings the reference model was trained on, else the defaults; see
- * {@link TaskSettings#forModel}). And the held-out misfires of a {@code misfires-jsonl}
- * dataset.
+ * Where the eval prompts come from, in order of preference: the user's eval JSONL ({@code dataset}
+ * param), the held-out {@code test.jsonl} the teacher trainer writes next to the reference
+ * checkpoint, or a generated task-suite test split (all task kinds, seeded, with the task settings
+ * the reference model was trained on, else the defaults; see {@link TaskSettings#forModel}). And
+ * the held-out misfires of a {@code misfires-jsonl} dataset.
  */
 public final class EvalData {
 
   /** The file the teacher trainer writes next to its checkpoint with the held-out test prompts. */
   public static final String TEST_FILE = "test.jsonl";
+
   /** The file inside a {@code misfires-jsonl} artefact directory. */
   public static final String MISFIRES_FILE = "misfires.jsonl";
 
@@ -43,7 +44,8 @@ public final class EvalData {
    * @throws IOException with the file and line when a JSONL line is not an example
    * @throws IllegalArgumentException when the chosen file holds no example
    */
-  public static EvalSet examples(Path dataset, Path reference, int samples, long seed) throws IOException {
+  public static EvalSet examples(Path dataset, Path reference, int samples, long seed)
+      throws IOException {
     Path test = reference == null ? null : reference.resolve(TEST_FILE);
     if (dataset != null || (test != null && Files.isRegularFile(test))) {
       Path file = dataset != null ? dataset : test;
@@ -53,14 +55,18 @@ public final class EvalData {
       }
       return new EvalSet(all.subList(0, Math.min(samples, all.size())), file.toString());
     }
-    TaskSettings settings = reference == null ? TaskSettings.defaults() : TaskSettings.forModel(reference);
-    List<TaskExample> generated = TaskSuite.generate(List.of(TaskKind.values()), settings, 0, 0, samples, seed).test();
-    return new EvalSet(generated, "generated task suite (seed " + seed + ", " + samples + " prompts)");
+    TaskSettings settings =
+        reference == null ? TaskSettings.defaults() : TaskSettings.forModel(reference);
+    List<TaskExample> generated =
+        TaskSuite.generate(List.of(TaskKind.values()), settings, 0, 0, samples, seed).test();
+    return new EvalSet(
+        generated, "generated task suite (seed " + seed + ", " + samples + " prompts)");
   }
 
   /**
-   * The {@code split = "heldout"} rows of a misfires dataset (a directory holding {@value #MISFIRES_FILE}, or the file
-   * itself) that carry an expected answer, as examples of task {@code misfire}; at most {@code samples}.
+   * The {@code split = "heldout"} rows of a misfires dataset (a directory holding {@value
+   * #MISFIRES_FILE}, or the file itself) that carry an expected answer, as examples of task {@code
+   * misfire}; at most {@code samples}.
    */
   public static List<TaskExample> heldOutMisfires(Path artefact, int samples) throws IOException {
     Path file = Files.isDirectory(artefact) ? artefact.resolve(MISFIRES_FILE) : artefact;
@@ -80,11 +86,14 @@ public final class EvalData {
         try {
           row = JSON.readTree(line);
         } catch (JacksonException e) {
-          throw new IOException(file + ":" + number + ": not a JSON object: " + e.getOriginalMessage(), e);
+          throw new IOException(
+              file + ":" + number + ": not a JSON object: " + e.getOriginalMessage(), e);
         }
         String prompt = row.path("prompt").asText("");
         JsonNode expected = row.get("expected");
-        if ("heldout".equals(row.path("split").asText()) && !prompt.isEmpty() && expected != null
+        if ("heldout".equals(row.path("split").asText())
+            && !prompt.isEmpty()
+            && expected != null
             && expected.isTextual()) {
           heldOut.add(new TaskExample("misfire", prompt, expected.asText()));
         }

@@ -10,10 +10,10 @@ import io.distillery.model.llama.KvCache;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.stream.TeacherForcedScorer;
-import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.model.tasks.ExactMatch;
 import io.distillery.model.tasks.TaskBatch;
 import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,9 +22,10 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * Measures models on one fixed set of eval prompts, so every candidate and the reference are compared on the same
- * data with the same tokenizer: greedy exact match, teacher-forced perplexity, top-1 agreement and KL against the
- * reference, batch-1 prefill/decode latency, and size on disk. Owns no model: the caller loads and closes them.
+ * Measures models on one fixed set of eval prompts, so every candidate and the reference are
+ * compared on the same data with the same tokenizer: greedy exact match, teacher-forced perplexity,
+ * top-1 agreement and KL against the reference, batch-1 prefill/decode latency, and size on disk.
+ * Owns no model: the caller loads and closes them.
  */
 public final class Evaluation {
 
@@ -39,8 +40,13 @@ public final class Evaluation {
    * @param examples eval prompts with their exact answers (at least one)
    * @param misfires held-out misfires with their expected answers (may be empty)
    */
-  public Evaluation(TextTokenizer tokenizer, List<TaskExample> examples, List<TaskExample> misfires, int batch,
-      int latencyRuns, int decodeTokens) {
+  public Evaluation(
+      TextTokenizer tokenizer,
+      List<TaskExample> examples,
+      List<TaskExample> misfires,
+      int batch,
+      int latencyRuns,
+      int decodeTokens) {
     if (examples.isEmpty()) {
       throw new IllegalArgumentException("an evaluation needs at least one example");
     }
@@ -60,28 +66,46 @@ public final class Evaluation {
     return misfires;
   }
 
-  /** Every metric of {@code model} against {@code reference} (pass the reference itself to measure it). */
-  public CandidateMetrics measure(String name, Path checkpoint, LlamaModel model, LlamaModel reference)
+  /**
+   * Every metric of {@code model} against {@code reference} (pass the reference itself to measure
+   * it).
+   */
+  public CandidateMetrics measure(
+      String name, Path checkpoint, LlamaModel model, LlamaModel reference)
       throws IOException, InterruptedException {
     double exactMatch = exactMatch(model, tokenizer, examples);
     Scores scores = score(model, reference, tokenizer, examples, batch);
     Latency latency = time(model);
-    double misfireExactMatch = misfires.isEmpty() ? Double.NaN : exactMatch(model, tokenizer, misfires);
-    return new CandidateMetrics(name, exactMatch, scores.perplexity(), scores.agreement(), scores.klDivergence(),
-        latency, weightBytes(checkpoint), parameters(model), misfireExactMatch, examples.size(), scores.tokens());
+    double misfireExactMatch =
+        misfires.isEmpty() ? Double.NaN : exactMatch(model, tokenizer, misfires);
+    return new CandidateMetrics(
+        name,
+        exactMatch,
+        scores.perplexity(),
+        scores.agreement(),
+        scores.klDivergence(),
+        latency,
+        weightBytes(checkpoint),
+        parameters(model),
+        misfireExactMatch,
+        examples.size(),
+        scores.tokens());
   }
 
-  /** Exact match on the held-out misfires only (for the deployed baseline); NaN without misfires. */
+  /**
+   * Exact match on the held-out misfires only (for the deployed baseline); NaN without misfires.
+   */
   public double misfireExactMatch(LlamaModel model) throws InterruptedException {
     return misfires.isEmpty() ? Double.NaN : exactMatch(model, tokenizer, misfires);
   }
 
   /**
-   * Fraction of {@code examples} answered exactly (the platform's {@link ExactMatch} rule: greedy after {@code <s>
-   * prompt}, up to eos, compared as text). Generation stops one token past the answer's length: a longer output
-   * cannot match anyway.
+   * Fraction of {@code examples} answered exactly (the platform's {@link ExactMatch} rule: greedy
+   * after {@code <s> prompt}, up to eos, compared as text). Generation stops one token past the
+   * answer's length: a longer output cannot match anyway.
    */
-  public static double exactMatch(LlamaModel model, TextTokenizer tokenizer, List<TaskExample> examples)
+  public static double exactMatch(
+      LlamaModel model, TextTokenizer tokenizer, List<TaskExample> examples)
       throws InterruptedException {
     if (examples.isEmpty()) {
       return Double.NaN;
@@ -92,7 +116,8 @@ public final class Evaluation {
         throw new InterruptedException("evaluation interrupted");
       }
       int answerTokens = tokenizer.encode(example.answer(), false, false).length;
-      if (ExactMatch.answer(model, tokenizer, example.prompt(), answerTokens + 1).equals(example.answer())) {
+      if (ExactMatch.answer(model, tokenizer, example.prompt(), answerTokens + 1)
+          .equals(example.answer())) {
         correct++;
       }
     }
@@ -115,12 +140,18 @@ public final class Evaluation {
   }
 
   /**
-   * One teacher-forced pass of both models per batch. Perplexity = exp(mean -log p(target)) over answer positions;
-   * agreement = share of answer positions where argmax of both next-token distributions is equal; KL(P_ref || P_cand)
-   * = sum_v p_ref(v) (log p_ref(v) - log p_cand(v)), averaged over answer positions.
+   * One teacher-forced pass of both models per batch. Perplexity = exp(mean -log p(target)) over
+   * answer positions; agreement = share of answer positions where argmax of both next-token
+   * distributions is equal; KL(P_ref || P_cand) = sum_v p_ref(v) (log p_ref(v) - log p_cand(v)),
+   * averaged over answer positions.
    */
-  static Scores score(LlamaModel model, LlamaModel reference, TextTokenizer tokenizer, List<TaskExample> examples,
-      int batchSize) throws InterruptedException {
+  static Scores score(
+      LlamaModel model,
+      LlamaModel reference,
+      TextTokenizer tokenizer,
+      List<TaskExample> examples,
+      int batchSize)
+      throws InterruptedException {
     double nll = 0;
     double kl = 0;
     long tokens = 0;
@@ -129,7 +160,9 @@ public final class Evaluation {
       if (Thread.interrupted()) {
         throw new InterruptedException("evaluation interrupted");
       }
-      TaskBatch b = TaskBatch.of(examples.subList(from, Math.min(examples.size(), from + batchSize)), tokenizer);
+      TaskBatch b =
+          TaskBatch.of(
+              examples.subList(from, Math.min(examples.size(), from + batchSize)), tokenizer);
       try (NDManager scope = model.manager().newSubManager()) {
         NDArray logProbs = model.forward(scope, b.inputs()).logSoftmax(-1);
         NDArray refLogProbs = reference.forward(scope, b.inputs()).logSoftmax(-1);
@@ -138,7 +171,8 @@ public final class Evaluation {
         float[] targetLogProb = logProbs.mul(oneHot).sum(new int[] {-1}).toFloatArray();
         long[] top = logProbs.argMax(-1).toLongArray();
         long[] refTop = refLogProbs.argMax(-1).toLongArray();
-        float[] klPerPosition = refLogProbs.exp().mul(refLogProbs.sub(logProbs)).sum(new int[] {-1}).toFloatArray();
+        float[] klPerPosition =
+            refLogProbs.exp().mul(refLogProbs.sub(logProbs)).sum(new int[] {-1}).toFloatArray();
         float[] mask = b.mask();
         for (int i = 0; i < mask.length; i++) {
           if (mask[i] > 0) {
@@ -157,8 +191,9 @@ public final class Evaluation {
   }
 
   /**
-   * The eval prompts then the held-out misfires as teacher-forced batches of {@code batch} rows ({@link TaskBatch#of}:
-   * {@code <s> prompt answer </s>}, answer and stop positions scored), the examples' batches first.
+   * The eval prompts then the held-out misfires as teacher-forced batches of {@code batch} rows
+   * ({@link TaskBatch#of}: {@code <s> prompt answer </s>}, answer and stop positions scored), the
+   * examples' batches first.
    */
   public List<TaskBatch> streamedBatches() {
     List<TaskBatch> out = new ArrayList<>();
@@ -171,23 +206,30 @@ public final class Evaluation {
   }
 
   /**
-   * One model's streamed teacher-forced scores over {@link #streamedBatches()}, with its KL from {@code reference}'s
-   * next-token distributions when given.
+   * One model's streamed teacher-forced scores over {@link #streamedBatches()}, with its KL from
+   * {@code reference}'s next-token distributions when given.
    *
    * @param reference the reference's streamed scores, or null (for the reference itself)
    */
-  public Streamed scoreStreamed(Path checkpoint, LlamaConfig config, Streamed reference,
-      TeacherForcedScorer.Progress progress) throws IOException, InterruptedException {
-    TeacherForcedScorer.Result result = new TeacherForcedScorer(checkpoint, config,
-        TeacherForcedScorer.DEFAULT_HEAD_ROWS).score(streamedBatches(),
-        reference == null ? null : reference.result().asReference(), progress);
+  public Streamed scoreStreamed(
+      Path checkpoint,
+      LlamaConfig config,
+      Streamed reference,
+      TeacherForcedScorer.Progress progress)
+      throws IOException, InterruptedException {
+    TeacherForcedScorer.Result result =
+        new TeacherForcedScorer(checkpoint, config, TeacherForcedScorer.DEFAULT_HEAD_ROWS)
+            .score(
+                streamedBatches(),
+                reference == null ? null : reference.result().asReference(),
+                progress);
     return new Streamed(result, examples.size());
   }
 
   /**
-   * Teacher-forced scores of one model, streamed: rows below {@code examples} are eval prompts, the rest held-out
-   * misfires. Exact match per row is argmax-correct at every answer position and at the stop, which is when greedy
-   * decoding returns exactly the answer (see /work/shared/SCALE.md).
+   * Teacher-forced scores of one model, streamed: rows below {@code examples} are eval prompts, the
+   * rest held-out misfires. Exact match per row is argmax-correct at every answer position and at
+   * the stop, which is when greedy decoding returns exactly the answer (see /work/shared/SCALE.md).
    */
   public record Streamed(TeacherForcedScorer.Result result, int examples) {
 
@@ -224,7 +266,10 @@ public final class Evaluation {
       return Math.exp(nll / answerTokens());
     }
 
-    /** Mean KL(reference || this) over the eval prompts' answer positions; 0 for the reference itself. */
+    /**
+     * Mean KL(reference || this) over the eval prompts' answer positions; 0 for the reference
+     * itself.
+     */
     double klDivergence(Streamed reference) {
       double[] kl = result.klFromReference();
       if (kl == null) {
@@ -239,10 +284,14 @@ public final class Evaluation {
       return sum / answerTokens();
     }
 
-    /** Share of the eval prompts' answer positions where this model's argmax equals {@code reference}'s. */
+    /**
+     * Share of the eval prompts' answer positions where this model's argmax equals {@code
+     * reference}'s.
+     */
     double agreement(Streamed reference) {
       if (reference.result.argmax().length != result.argmax().length) {
-        throw new IllegalStateException("the reference and the candidate were scored on different positions");
+        throw new IllegalStateException(
+            "the reference and the candidate were scored on different positions");
       }
       long agreeing = 0;
       for (int i = 0; i < result.sequence().length; i++) {
@@ -255,11 +304,13 @@ public final class Evaluation {
   }
 
   /**
-   * The metrics of a streamed evaluation: exact match (teacher-forced), perplexity, agreement with the reference's
-   * argmax, KL from the reference and misfire exact match; latency is not measured (NaN).
+   * The metrics of a streamed evaluation: exact match (teacher-forced), perplexity, agreement with
+   * the reference's argmax, KL from the reference and misfire exact match; latency is not measured
+   * (NaN).
    */
-  public CandidateMetrics streamedMetrics(String name, Path checkpoint, LlamaConfig config, Streamed own,
-      Streamed reference) throws IOException {
+  public CandidateMetrics streamedMetrics(
+      String name, Path checkpoint, LlamaConfig config, Streamed own, Streamed reference)
+      throws IOException {
     if (own.answerTokens() == 0) {
       throw new IllegalArgumentException("the eval examples have no answer tokens to score");
     }
@@ -271,15 +322,24 @@ public final class Evaluation {
       }
       parameters += n;
     }
-    return new CandidateMetrics(name, own.exactMatch(false), own.perplexity(), own.agreement(reference),
+    return new CandidateMetrics(
+        name,
+        own.exactMatch(false),
+        own.perplexity(),
+        own.agreement(reference),
         own.klDivergence(reference),
-        Latency.NOT_MEASURED, weightBytes(checkpoint), parameters, own.exactMatch(true), examples.size(),
+        Latency.NOT_MEASURED,
+        weightBytes(checkpoint),
+        parameters,
+        own.exactMatch(true),
+        examples.size(),
         own.answerTokens());
   }
 
   /**
-   * Batch-1 latency: one untimed warm-up, then {@code latencyRuns} prompts (cycling through the eval prompts), each a
-   * timed prefill into a fresh KV cache followed by {@code decodeTokens} timed single-token steps (greedy).
+   * Batch-1 latency: one untimed warm-up, then {@code latencyRuns} prompts (cycling through the
+   * eval prompts), each a timed prefill into a fresh KV cache followed by {@code decodeTokens}
+   * timed single-token steps (greedy).
    */
   Latency time(LlamaModel model) throws InterruptedException {
     int runs = latencyRuns;
@@ -301,14 +361,22 @@ public final class Evaluation {
     for (double d : decode) {
       decodeSeconds += d / 1000;
     }
-    return new Latency(Latency.percentile(prefill, 50), Latency.percentile(prefill, 99),
-        Latency.percentile(decode, 50), Latency.percentile(decode, 99), prefillTokens / prefillSeconds,
+    return new Latency(
+        Latency.percentile(prefill, 50),
+        Latency.percentile(prefill, 99),
+        Latency.percentile(decode, 50),
+        Latency.percentile(decode, 99),
+        prefillTokens / prefillSeconds,
         decode.length / decodeSeconds);
   }
 
-  /** Prefill then decode; records milliseconds into {@code prefill[run]} and {@code decode[run * decodeTokens + i]}. */
+  /**
+   * Prefill then decode; records milliseconds into {@code prefill[run]} and {@code decode[run *
+   * decodeTokens + i]}.
+   */
   private void oneRun(LlamaModel model, int[] prompt, double[] prefill, double[] decode, int run) {
-    try (NDManager scope = model.manager().newSubManager(); KvCache cache = model.newKvCache()) {
+    try (NDManager scope = model.manager().newSubManager();
+        KvCache cache = model.newKvCache()) {
       long start = System.nanoTime();
       int next = lastArgMax(model.forward(scope, new int[][] {prompt}, cache));
       if (prefill != null) {
@@ -333,7 +401,10 @@ public final class Evaluation {
     }
   }
 
-  /** Loads a checkpoint directory into a float model: compressed-tensors ones are dequantized on load. */
+  /**
+   * Loads a checkpoint directory into a float model: compressed-tensors ones are dequantized on
+   * load.
+   */
   public static LlamaModel load(Path dir) throws IOException {
     if (!Files.isDirectory(dir)) {
       throw new CorruptCheckpointException(dir, "is not a checkpoint directory");

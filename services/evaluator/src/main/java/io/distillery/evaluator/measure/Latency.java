@@ -3,8 +3,9 @@ package io.distillery.evaluator.measure;
 import java.util.Arrays;
 
 /**
- * Timings of one model at batch 1: prefill = one forward pass over a whole prompt into an empty KV cache; decode = one
- * forward pass of a single token against the cache. Percentiles by nearest rank.
+ * Timings of one model at batch 1: prefill = one forward pass over a whole prompt into an empty KV
+ * cache; decode = one forward pass of a single token against the cache. Percentiles by nearest
+ * rank.
  *
  * @param prefillP50Ms median prefill time per prompt
  * @param prefillP99Ms 99th percentile prefill time per prompt
@@ -13,12 +14,17 @@ import java.util.Arrays;
  * @param prefillTokensPerSecond prompt tokens / total prefill time
  * @param decodeTokensPerSecond decoded tokens / total decode time
  */
-public record Latency(double prefillP50Ms, double prefillP99Ms, double decodeP50Ms, double decodeP99Ms,
-    double prefillTokensPerSecond, double decodeTokensPerSecond) {
+public record Latency(
+    double prefillP50Ms,
+    double prefillP99Ms,
+    double decodeP50Ms,
+    double decodeP99Ms,
+    double prefillTokensPerSecond,
+    double decodeTokensPerSecond) {
 
   /** Not measured (a streamed evaluation: the model does not fit in memory to be timed). */
-  public static final Latency NOT_MEASURED = new Latency(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
-      Double.NaN);
+  public static final Latency NOT_MEASURED =
+      new Latency(Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
 
   /** The nearest-rank percentile {@code p} (0, 100] of {@code samples}. */
   public static double percentile(double[] samples, double p) {

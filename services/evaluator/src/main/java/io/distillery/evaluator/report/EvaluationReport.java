@@ -18,9 +18,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The evaluator's report artefact ({@code eval-report}): {@value #JSON_FILE} with every candidate, every metric, each
- * gate's verdict with its reason and the pick, and {@value #HTML_FILE}, the same as one self-contained page (see
- * {@link ReportPage}).
+ * The evaluator's report artefact ({@code eval-report}): {@value #JSON_FILE} with every candidate,
+ * every metric, each gate's verdict with its reason and the pick, and {@value #HTML_FILE}, the same
+ * as one self-contained page (see {@link ReportPage}).
  *
  * @param runId the run, or null outside a run
  * @param dataSource where the eval prompts came from
@@ -29,16 +29,27 @@ import java.util.Map;
  * @param pick the pick rule's id
  * @param gates gate id to threshold
  * @param reference the reference (registered model) measured the same way
- * @param baselineMisfireExactMatch the deployed baseline's exact match on the held-out misfires; NaN without one
+ * @param baselineMisfireExactMatch the deployed baseline's exact match on the held-out misfires;
+ *     NaN without one
  * @param candidates every candidate with its verdict
  * @param chosen the chosen candidate's name; null when none passed
- * @param mode {@value #WHOLE_MODEL} (each model loaded whole, generation and latency measured) or {@value #STREAMED}
- *     (one teacher-forced pass streamed one decoder layer at a time: no latency)
+ * @param mode {@value #WHOLE_MODEL} (each model loaded whole, generation and latency measured) or
+ *     {@value #STREAMED} (one teacher-forced pass streamed one decoder layer at a time: no latency)
  * @param note why something was not measured (the streamed mode's reason), or null
  */
-public record EvaluationReport(String runId, String dataSource, int misfires, String retentionBasis, String pick,
-    Map<GateKey, Double> gates, CandidateMetrics reference, double baselineMisfireExactMatch, List<Entry> candidates,
-    String chosen, String mode, String note) {
+public record EvaluationReport(
+    String runId,
+    String dataSource,
+    int misfires,
+    String retentionBasis,
+    String pick,
+    Map<GateKey, Double> gates,
+    CandidateMetrics reference,
+    double baselineMisfireExactMatch,
+    List<Entry> candidates,
+    String chosen,
+    String mode,
+    String note) {
 
   public static final String WHOLE_MODEL = "whole-model";
   public static final String STREAMED = "streamed";
@@ -47,7 +58,8 @@ public record EvaluationReport(String runId, String dataSource, int misfires, St
   public static final String JSON_FILE = "report.json";
   public static final String HTML_FILE = "report.html";
 
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   public EvaluationReport {
     gates = Map.copyOf(gates);
@@ -56,15 +68,35 @@ public record EvaluationReport(String runId, String dataSource, int misfires, St
   }
 
   /** A whole-model report (everything measured). */
-  public EvaluationReport(String runId, String dataSource, int misfires, String retentionBasis, String pick,
-      Map<GateKey, Double> gates, CandidateMetrics reference, double baselineMisfireExactMatch, List<Entry> candidates,
+  public EvaluationReport(
+      String runId,
+      String dataSource,
+      int misfires,
+      String retentionBasis,
+      String pick,
+      Map<GateKey, Double> gates,
+      CandidateMetrics reference,
+      double baselineMisfireExactMatch,
+      List<Entry> candidates,
       String chosen) {
-    this(runId, dataSource, misfires, retentionBasis, pick, gates, reference, baselineMisfireExactMatch, candidates,
-        chosen, WHOLE_MODEL, null);
+    this(
+        runId,
+        dataSource,
+        misfires,
+        retentionBasis,
+        pick,
+        gates,
+        reference,
+        baselineMisfireExactMatch,
+        candidates,
+        chosen,
+        WHOLE_MODEL,
+        null);
   }
 
   /** One candidate: what it is, what it measured, how it fared at the gates. */
-  public record Entry(CandidateMetrics metrics, String format, String uri, String sha256, Assessment assessment) {}
+  public record Entry(
+      CandidateMetrics metrics, String format, String uri, String sha256, Assessment assessment) {}
 
   /** Writes {@value #JSON_FILE} and {@value #HTML_FILE} into {@code dir} (created). */
   public Path write(Path dir) throws IOException {

@@ -10,8 +10,10 @@ class ComparisonTest {
 
   static final Latency LATENCY = new Latency(2, 4, 1, 3, 100, 500);
 
-  static CandidateMetrics metrics(String name, double exactMatch, double perplexity, long bytes, double misfires) {
-    return new CandidateMetrics(name, exactMatch, perplexity, 0.9, 0.1, LATENCY, bytes, 1000, misfires, 10, 20);
+  static CandidateMetrics metrics(
+      String name, double exactMatch, double perplexity, long bytes, double misfires) {
+    return new CandidateMetrics(
+        name, exactMatch, perplexity, 0.9, 0.1, LATENCY, bytes, 1000, misfires, 10, 20);
   }
 
   @Test
@@ -32,7 +34,8 @@ class ComparisonTest {
   @Test
   void shouldFallBackToThePerplexityRatioWhenTheReferenceAnswersNothing() {
     CandidateMetrics reference = metrics("reference", 0.0, 2.0, 4000, Double.NaN);
-    Map<String, Double> v = Comparison.values(metrics("q4", 0.0, 4.0, 1000, Double.NaN), reference, Double.NaN);
+    Map<String, Double> v =
+        Comparison.values(metrics("q4", 0.0, 4.0, 1000, Double.NaN), reference, Double.NaN);
     assertThat(Comparison.retentionBasis(reference)).isEqualTo("perplexity");
     assertThat(v.get("retention")).isEqualTo(0.5);
     assertThat(v.get("misfireImprovement")).isNaN();

@@ -7,10 +7,10 @@ import static org.assertj.core.data.Offset.offset;
 import io.distillery.evaluator.TinyTeacher;
 import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.llama.LlamaModel;
-import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.model.tasks.ExactMatch;
 import io.distillery.model.tasks.Perplexity;
 import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tokenizer.ByteTokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -21,8 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 class EvaluationTest {
 
-  @TempDir
-  static Path dir;
+  @TempDir static Path dir;
 
   static LlamaModel teacher;
   static Path teacherDir;
@@ -59,7 +58,8 @@ class EvaluationTest {
 
     Path int8 = TinyTeacher.saveInt8(teacher, dir.resolve("int8"));
     Path damaged = TinyTeacher.saveDamaged(teacherDir, dir.resolve("damaged"), 0.5);
-    try (LlamaModel q = Evaluation.load(int8); LlamaModel d = Evaluation.load(damaged)) {
+    try (LlamaModel q = Evaluation.load(int8);
+        LlamaModel d = Evaluation.load(damaged)) {
       Evaluation.Scores quantized = Evaluation.score(q, teacher, TOKENIZER, EXAMPLES, 32);
       Evaluation.Scores broken = Evaluation.score(d, teacher, TOKENIZER, EXAMPLES, 32);
       assertThat(quantized.agreement()).isGreaterThanOrEqualTo(0.95);
@@ -68,9 +68,11 @@ class EvaluationTest {
       assertThat(broken.klDivergence()).isGreaterThan(1.0);
       assertThat(broken.perplexity()).isGreaterThan(quantized.perplexity() * 5);
     }
-    assertThat(Evaluation.weightBytes(int8)).as("INT8 weights on disk are smaller than F32")
+    assertThat(Evaluation.weightBytes(int8))
+        .as("INT8 weights on disk are smaller than F32")
         .isLessThan(Evaluation.weightBytes(teacherDir));
-    assertThat(Evaluation.weightBytes(teacherDir)).isEqualTo(Files.size(teacherDir.resolve("model.safetensors")));
+    assertThat(Evaluation.weightBytes(teacherDir))
+        .isEqualTo(Files.size(teacherDir.resolve("model.safetensors")));
   }
 
   @Test
@@ -79,10 +81,16 @@ class EvaluationTest {
     CandidateMetrics m = evaluation.measure("teacher", teacherDir, teacher, teacher);
     assertThat(m.examples()).isEqualTo(26);
     assertThat(m.agreement()).isEqualTo(1.0);
-    assertThat(m.misfireExactMatch()).isEqualTo(Evaluation.exactMatch(teacher, TOKENIZER, EXAMPLES.subList(0, 4)));
-    assertThat(m.parameters()).isEqualTo(teacher.parameters().values().stream().mapToLong(a -> a.size()).sum());
-    assertThat(m.latency().prefillP50Ms()).isPositive().isLessThanOrEqualTo(m.latency().prefillP99Ms());
-    assertThat(m.latency().decodeP50Ms()).isPositive().isLessThanOrEqualTo(m.latency().decodeP99Ms());
+    assertThat(m.misfireExactMatch())
+        .isEqualTo(Evaluation.exactMatch(teacher, TOKENIZER, EXAMPLES.subList(0, 4)));
+    assertThat(m.parameters())
+        .isEqualTo(teacher.parameters().values().stream().mapToLong(a -> a.size()).sum());
+    assertThat(m.latency().prefillP50Ms())
+        .isPositive()
+        .isLessThanOrEqualTo(m.latency().prefillP99Ms());
+    assertThat(m.latency().decodeP50Ms())
+        .isPositive()
+        .isLessThanOrEqualTo(m.latency().decodeP99Ms());
     assertThat(m.latency().decodeTokensPerSecond()).isPositive();
   }
 
@@ -98,7 +106,8 @@ class EvaluationTest {
   @Test
   void shouldRefuseADirectoryWithoutAConfig() throws Exception {
     Path empty = Files.createDirectories(dir.resolve("empty"));
-    assertThatThrownBy(() -> Evaluation.load(empty)).isInstanceOf(CorruptCheckpointException.class)
+    assertThatThrownBy(() -> Evaluation.load(empty))
+        .isInstanceOf(CorruptCheckpointException.class)
         .hasMessageContaining("config.json");
   }
 }

@@ -4,7 +4,10 @@ import io.distillery.pruner.LinearPruner;
 import io.distillery.pruner.PruneMask;
 import io.distillery.pruner.SparsityPattern;
 
-/** The baseline: prune the smallest |W_ij| per output row (or per group of M inputs), no weight update. */
+/**
+ * The baseline: prune the smallest |W_ij| per output row (or per group of M inputs), no weight
+ * update.
+ */
 public final class MagnitudePruner implements LinearPruner {
 
   private final SparsityPattern pattern;

@@ -22,20 +22,22 @@ import java.util.function.Function;
 import java.util.stream.IntStream;
 
 /**
- * Width and depth pruning in the spirit of Minitron (arXiv 2408.11796): rank attention heads (by key/value group, so
- * grouped-query attention stays consistent), MLP channels and whole decoder layers by their importance on the
- * calibration data, remove the least important, and write a smaller dense checkpoint with a consistent config — the
- * starting point for a distilled student.
+ * Width and depth pruning in the spirit of Minitron (arXiv 2408.11796): rank attention heads (by
+ * key/value group, so grouped-query attention stays consistent), MLP channels and whole decoder
+ * layers by their importance on the calibration data, remove the least important, and write a
+ * smaller dense checkpoint with a consistent config — the starting point for a distilled student.
  *
- * <p>Importance is the energy a unit adds to the residual stream, estimated from the calibration statistics with the
- * diagonal of the input covariance: for an input channel c of a projection W that writes into the residual stream
- * (o_proj, down_proj), {@code e_c = ||W[:, c]||^2 * sum_t x_tc^2} (the calibration's {@code sumSq}), i.e. the squared
- * L2 norm of that channel's output contribution when channels are uncorrelated. A kv group's importance is the sum over
- * the o_proj input channels of its query heads; an MLP channel's is its down_proj term; a layer's is the sum over all
- * its o_proj and down_proj channels (the energy of the block's update to the residual stream). Minitron ranks layers by
- * the relative change of the hidden state (or the perplexity without the layer); the residual stream itself is not in
- * the calibration statistics (they observe normalised layer inputs), so this uses the absolute size of the update as
- * the honest proxy: a block whose update is small changes the stream least when removed.
+ * <p>Importance is the energy a unit adds to the residual stream, estimated from the calibration
+ * statistics with the diagonal of the input covariance: for an input channel c of a projection W
+ * that writes into the residual stream (o_proj, down_proj), {@code e_c = ||W[:, c]||^2 * sum_t
+ * x_tc^2} (the calibration's {@code sumSq}), i.e. the squared L2 norm of that channel's output
+ * contribution when channels are uncorrelated. A kv group's importance is the sum over the o_proj
+ * input channels of its query heads; an MLP channel's is its down_proj term; a layer's is the sum
+ * over all its o_proj and down_proj channels (the energy of the block's update to the residual
+ * stream). Minitron ranks layers by the relative change of the hidden state (or the perplexity
+ * without the layer); the residual stream itself is not in the calibration statistics (they observe
+ * normalised layer inputs), so this uses the absolute size of the update as the honest proxy: a
+ * block whose update is small changes the stream least when removed.
  */
 public final class StructuredPruner {
 
@@ -57,11 +59,17 @@ public final class StructuredPruner {
   }
 
   /** Ranks heads, channels and layers and returns what to keep. */
-  public static Plan plan(LlamaConfig config, CalibrationStats stats, Function<String, float[]> weights,
-      double headFraction, double mlpFraction, int dropLayers) {
+  public static Plan plan(
+      LlamaConfig config,
+      CalibrationStats stats,
+      Function<String, float[]> weights,
+      double headFraction,
+      double mlpFraction,
+      int dropLayers) {
     int layers = config.numHiddenLayers();
     if (dropLayers >= layers) {
-      throw new IllegalArgumentException("dropLayers " + dropLayers + " would remove all " + layers + " layers");
+      throw new IllegalArgumentException(
+          "dropLayers " + dropLayers + " would remove all " + layers + " layers");
     }
     int kv = config.numKeyValueHeads();
     int keepGroups = Math.max(1, kv - (int) Math.round(headFraction * kv));
@@ -73,9 +81,17 @@ public final class StructuredPruner {
     double[][] groupEnergy = new double[layers][];
     double[][] channelEnergy = new double[layers][];
     for (int l = 0; l < layers; l++) {
-      double[] o = channelEnergy(config, stats, weights, Projection.O.module(l), config.hiddenSize(),
-          config.attentionWidth());
-      double[] down = channelEnergy(config, stats, weights, Projection.DOWN.module(l), config.hiddenSize(), inter);
+      double[] o =
+          channelEnergy(
+              config,
+              stats,
+              weights,
+              Projection.O.module(l),
+              config.hiddenSize(),
+              config.attentionWidth());
+      double[] down =
+          channelEnergy(
+              config, stats, weights, Projection.DOWN.module(l), config.hiddenSize(), inter);
       groupEnergy[l] = new double[kv];
       for (int c = 0; c < o.length; c++) {
         groupEnergy[l][c / groupWidth] += o[c];
@@ -96,23 +112,47 @@ public final class StructuredPruner {
   /** The config of the pruned model. */
   public static LlamaConfig prunedConfig(LlamaConfig c, Plan plan) {
     int groups = plan.kvGroups()[0].length;
-    return new LlamaConfig(c.architecture(), c.vocabSize(), c.hiddenSize(), plan.channels()[0].length,
-        plan.layers().length, groups * c.numKeyValueGroups(), groups, c.headDim(), c.maxPositionEmbeddings(),
-        c.rmsNormEps(), c.ropeTheta(), c.ropeScaling(), c.tieWordEmbeddings(), c.attentionBias(), c.slidingWindow(),
-        c.bosTokenId(), c.eosTokenIds(), c.padTokenId(), "float32");
+    return new LlamaConfig(
+        c.architecture(),
+        c.vocabSize(),
+        c.hiddenSize(),
+        plan.channels()[0].length,
+        plan.layers().length,
+        groups * c.numKeyValueGroups(),
+        groups,
+        c.headDim(),
+        c.maxPositionEmbeddings(),
+        c.rmsNormEps(),
+        c.ropeTheta(),
+        c.ropeScaling(),
+        c.tieWordEmbeddings(),
+        c.attentionBias(),
+        c.slidingWindow(),
+        c.bosTokenId(),
+        c.eosTokenIds(),
+        c.padTokenId(),
+        "float32");
   }
 
   /**
-   * Plans, slices and writes {@code config.json} and {@code model.safetensors} (F32) of the smaller model into
-   * {@code out}.
+   * Plans, slices and writes {@code config.json} and {@code model.safetensors} (F32) of the smaller
+   * model into {@code out}.
    *
    * @return the pruned config
    */
-  public static LlamaConfig prune(LlamaModel model, CalibrationStats stats, double headFraction, double mlpFraction,
-      int dropLayers, Path out, LayerProgress progress) throws IOException {
+  public static LlamaConfig prune(
+      LlamaModel model,
+      CalibrationStats stats,
+      double headFraction,
+      double mlpFraction,
+      int dropLayers,
+      Path out,
+      LayerProgress progress)
+      throws IOException {
     LlamaConfig config = model.config();
     Map<String, float[]> cache = new LinkedHashMap<>();
-    Function<String, float[]> weights = module -> cache.computeIfAbsent(module, model::linearWeight);
+    Function<String, float[]> weights =
+        module -> cache.computeIfAbsent(module, model::linearWeight);
     Plan plan = plan(config, stats, weights, headFraction, mlpFraction, dropLayers);
     cache.clear();
     LlamaConfig pruned = prunedConfig(config, plan);
@@ -127,8 +167,9 @@ public final class StructuredPruner {
       } else {
         int newLayer = Integer.parseInt(name.split("\\.")[2]);
         int oldLayer = plan.layers()[newLayer];
-        String oldName = LlamaTensorNames.layerPrefix(oldLayer)
-            + name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
+        String oldName =
+            LlamaTensorNames.layerPrefix(oldLayer)
+                + name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
         float[] old = model.parameters().get(oldName).toFloatArray();
         int[] groups = plan.kvGroups()[newLayer];
         int[] channels = plan.channels()[newLayer];
@@ -136,20 +177,30 @@ public final class StructuredPruner {
         int[] kvRows = WeightSlices.expand(groups, hd);
         String suffix = name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
         int hidden = config.hiddenSize();
-        values = switch (suffix) {
-          case "self_attn.q_proj.weight" -> WeightSlices.rows(old, hidden, qRows);
-          case "self_attn.q_proj.bias" -> WeightSlices.rows(old, 1, qRows);
-          case "self_attn.k_proj.weight", "self_attn.v_proj.weight" -> WeightSlices.rows(old, hidden, kvRows);
-          case "self_attn.k_proj.bias", "self_attn.v_proj.bias" -> WeightSlices.rows(old, 1, kvRows);
-          case "self_attn.o_proj.weight" -> WeightSlices.columns(old, hidden, config.attentionWidth(), qRows);
-          case "mlp.gate_proj.weight", "mlp.up_proj.weight" -> WeightSlices.rows(old, hidden, channels);
-          case "mlp.down_proj.weight" -> WeightSlices.columns(old, hidden, config.intermediateSize(), channels);
-          default -> old; // norms, o_proj bias
-        };
+        values =
+            switch (suffix) {
+              case "self_attn.q_proj.weight" -> WeightSlices.rows(old, hidden, qRows);
+              case "self_attn.q_proj.bias" -> WeightSlices.rows(old, 1, qRows);
+              case "self_attn.k_proj.weight", "self_attn.v_proj.weight" ->
+                  WeightSlices.rows(old, hidden, kvRows);
+              case "self_attn.k_proj.bias", "self_attn.v_proj.bias" ->
+                  WeightSlices.rows(old, 1, kvRows);
+              case "self_attn.o_proj.weight" ->
+                  WeightSlices.columns(old, hidden, config.attentionWidth(), qRows);
+              case "mlp.gate_proj.weight", "mlp.up_proj.weight" ->
+                  WeightSlices.rows(old, hidden, channels);
+              case "mlp.down_proj.weight" ->
+                  WeightSlices.columns(old, hidden, config.intermediateSize(), channels);
+              default -> old; // norms, o_proj bias
+            };
       }
       if (values.length != shapeSize(e.getValue())) {
-        throw new IllegalStateException(name + ": sliced " + values.length + " values for shape "
-            + Arrays.toString(e.getValue()));
+        throw new IllegalStateException(
+            name
+                + ": sliced "
+                + values.length
+                + " values for shape "
+                + Arrays.toString(e.getValue()));
       }
       tensors.put(name, TensorData.ofFloats(DType.F32, e.getValue(), values));
       if (name.endsWith("post_attention_layernorm.weight") && progress != null) {
@@ -163,14 +214,20 @@ public final class StructuredPruner {
   }
 
   /**
-   * e_c = ||W[:, c]||^2 * sum_t x_tc^2 for each input channel c of {@code module} ({@code rows x cols} weight).
+   * e_c = ||W[:, c]||^2 * sum_t x_tc^2 for each input channel c of {@code module} ({@code rows x
+   * cols} weight).
    */
-  static double[] channelEnergy(LlamaConfig config, CalibrationStats stats, Function<String, float[]> weights,
-      String module, int rows, int cols) {
+  static double[] channelEnergy(
+      LlamaConfig config,
+      CalibrationStats stats,
+      Function<String, float[]> weights,
+      String module,
+      int rows,
+      int cols) {
     LayerStats s = stats.layer(module);
     if (s.inFeatures() != cols) {
-      throw new IllegalArgumentException(module + ": calibration has " + s.inFeatures() + " input channels, the model "
-          + cols);
+      throw new IllegalArgumentException(
+          module + ": calibration has " + s.inFeatures() + " input channels, the model " + cols);
     }
     float[] w = weights.apply(module);
     double[] e = new double[cols];
@@ -188,16 +245,18 @@ public final class StructuredPruner {
 
   /** Indices of the {@code k} largest values, ascending by index (ties: the earlier index kept). */
   static int[] highest(double[] values, int k) {
-    return IntStream.range(0, values.length).boxed()
-        .sorted((a, b) -> {
-          int c = Double.compare(values[b], values[a]);
-          return c != 0 ? c : Integer.compare(a, b);
-        })
-        .limit(k).mapToInt(Integer::intValue).sorted().toArray();
+    return IntStream.range(0, values.length)
+        .boxed()
+        .sorted(
+            (a, b) -> {
+              int c = Double.compare(values[b], values[a]);
+              return c != 0 ? c : Integer.compare(a, b);
+            })
+        .limit(k)
+        .mapToInt(Integer::intValue)
+        .sorted()
+        .toArray();
   }
-
-
-
 
   private static long shapeSize(long[] shape) {
     long n = 1;

@@ -7,16 +7,18 @@ import io.distillery.pruner.SparsityPattern;
 import java.util.function.Function;
 
 /**
- * Wanda (Sun et al., arXiv 2306.11695, eq. 1): score S_ij = |W_ij| * ||X_j||_2, where ||X_j||_2 is the L2 norm of input
- * channel j over the calibration tokens; prune the lowest per output row (unstructured) or the lowest N of every M
- * inputs (N:M). No weight update.
+ * Wanda (Sun et al., arXiv 2306.11695, eq. 1): score S_ij = |W_ij| * ||X_j||_2, where ||X_j||_2 is
+ * the L2 norm of input channel j over the calibration tokens; prune the lowest per output row
+ * (unstructured) or the lowest N of every M inputs (N:M). No weight update.
  */
 public final class WandaPruner implements LinearPruner {
 
   private final SparsityPattern pattern;
   private final Function<String, float[]> inputNorms;
 
-  /** @param inputNorms module name to ||X_j||_2 per input channel */
+  /**
+   * @param inputNorms module name to ||X_j||_2 per input channel
+   */
   public WandaPruner(SparsityPattern pattern, Function<String, float[]> inputNorms) {
     this.pattern = pattern;
     this.inputNorms = inputNorms;
@@ -30,10 +32,11 @@ public final class WandaPruner implements LinearPruner {
   public float[] prune(String module, float[] weight, int rows, int cols) {
     float[] norm = inputNorms.apply(module);
     if (norm.length != cols) {
-      throw new IllegalArgumentException(module + ": calibration has " + norm.length + " input channels, the weight "
-          + cols);
+      throw new IllegalArgumentException(
+          module + ": calibration has " + norm.length + " input channels, the weight " + cols);
     }
-    return PruneMask.apply(weight, PruneMask.select(scores(weight, rows, cols, norm), rows, cols, pattern));
+    return PruneMask.apply(
+        weight, PruneMask.select(scores(weight, rows, cols, norm), rows, cols, pattern));
   }
 
   /** S_ij = |W_ij| * ||X_j||_2. */

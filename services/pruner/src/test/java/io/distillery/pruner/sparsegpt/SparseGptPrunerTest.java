@@ -19,7 +19,8 @@ class SparseGptPrunerTest {
     SparsityPattern p24 = SparsityPattern.nOfM(2, 4);
     float[] mag = new MagnitudePruner(p24).prune("l", w, rows, cols);
     float[] wanda = new WandaPruner(p24, m -> calib.norms()).prune("l", w, rows, cols);
-    float[] sgpt = new SparseGptPruner(p24, m -> calib.hessian(), 0.01, 16).prune("l", w, rows, cols);
+    float[] sgpt =
+        new SparseGptPruner(p24, m -> calib.hessian(), 0.01, 16).prune("l", w, rows, cols);
     double eMag = calib.outputError(w, mag, rows);
     double eWanda = calib.outputError(w, wanda, rows);
     double eSgpt = calib.outputError(w, sgpt, rows);
@@ -30,7 +31,8 @@ class SparseGptPrunerTest {
 
   @Test
   void shouldEqualMagnitudeMaskWithoutUpdatesWhenHessianIsIdentity() {
-    // H = I (dampened 1%): U is diagonal, so scores are w^2 times a constant and no error reaches other columns
+    // H = I (dampened 1%): U is diagonal, so scores are w^2 times a constant and no error reaches
+    // other columns
     int rows = 3;
     int cols = 8;
     float[] w = CorrelatedInputs.randomWeight(rows, cols, 21);
@@ -49,11 +51,12 @@ class SparseGptPrunerTest {
   @Test
   void shouldMatchAnEagerRowByRowSparseGptWhenTheLazyUpdateRunsNatively() {
     int rows = 160;
-    int cols = 384; // three blocks of 128: the errors of two blocks reach later columns as native products
+    int cols =
+        384; // three blocks of 128: the errors of two blocks reach later columns as native products
     float[] w = CorrelatedInputs.randomWeight(rows, cols, 31);
     double[] h = CorrelatedInputs.correlated(2 * cols, cols, 32).hessian();
-    for (SparsityPattern pattern : new SparsityPattern[] {SparsityPattern.nOfM(2, 4),
-        SparsityPattern.unstructured(0.5)}) {
+    for (SparsityPattern pattern :
+        new SparsityPattern[] {SparsityPattern.nOfM(2, 4), SparsityPattern.unstructured(0.5)}) {
       float[] lazy = new SparseGptPruner(pattern, m -> h, 0.01, 128).prune("l", w, rows, cols);
       float[] eager = eager(pattern, w, rows, cols, h, 128);
       int sameMask = 0;
@@ -64,15 +67,18 @@ class SparseGptPrunerTest {
         diff += (lazy[i] - eager[i]) * (lazy[i] - eager[i]);
         norm += eager[i] * eager[i];
       }
-      // the two differ only in the order of floating-point additions: a score on a tie could flip a mask entry
+      // the two differ only in the order of floating-point additions: a score on a tie could flip a
+      // mask entry
       assertThat(sameMask).as("%s", pattern).isGreaterThanOrEqualTo(w.length - w.length / 1000);
       assertThat(Math.sqrt(diff / norm)).as("%s", pattern).isLessThan(1e-3);
     }
   }
 
   /** Algorithm 1 row by row, every pruned weight's error applied to every later column at once. */
-  static float[] eager(SparsityPattern pattern, float[] weight, int rows, int cols, double[] h, int block) {
-    double[] u = io.distillery.model.linalg.HessianInverse.upperCholeskyOfInverseScalar(h, cols, 0.01);
+  static float[] eager(
+      SparsityPattern pattern, float[] weight, int rows, int cols, double[] h, int block) {
+    double[] u =
+        io.distillery.model.linalg.HessianInverse.upperCholeskyOfInverseScalar(h, cols, 0.01);
     float[] out = new float[weight.length];
     for (int r = 0; r < rows; r++) {
       double[] w = new double[cols];

@@ -15,14 +15,14 @@ import org.junit.jupiter.api.io.TempDir;
 
 class StructuredPrunerTest {
 
-  @TempDir
-  Path tmp;
+  @TempDir Path tmp;
 
   /**
-   * Units that write nothing into the residual stream can be removed without changing the output: zero layer 1's
-   * o_proj and down_proj (the layer becomes the identity), kv group 0's o_proj columns in layers 0 and 2, and the
-   * down_proj columns of the odd MLP channels. Pruning half the heads, half the channels and one layer must then find
-   * exactly those units and give the same logits from a model with the reduced config.
+   * Units that write nothing into the residual stream can be removed without changing the output:
+   * zero layer 1's o_proj and down_proj (the layer becomes the identity), kv group 0's o_proj
+   * columns in layers 0 and 2, and the down_proj columns of the odd MLP channels. Pruning half the
+   * heads, half the channels and one layer must then find exactly those units and give the same
+   * logits from a model with the reduced config.
    */
   @Test
   void shouldRemoveSilentUnitsAndKeepLogitsWhenHeadsChannelsAndLayerAreDropped() throws Exception {
@@ -37,7 +37,9 @@ class StructuredPrunerTest {
       q2Before = model.linearWeight(Projection.Q.module(2));
       CalibrationStats stats = TinyLlama.calibrate(model, 2);
       int[] seen = new int[1];
-      pruned = StructuredPruner.prune(model, stats, 0.5, 0.5, 1, tmp.resolve("out"), (done, total) -> seen[0] = done);
+      pruned =
+          StructuredPruner.prune(
+              model, stats, 0.5, 0.5, 1, tmp.resolve("out"), (done, total) -> seen[0] = done);
       assertThat(seen[0]).isEqualTo(2);
     }
     assertThat(pruned.numHiddenLayers()).isEqualTo(2);
@@ -65,7 +67,8 @@ class StructuredPrunerTest {
     LlamaConfig config = TinyLlama.config(2);
     try (LlamaModel model = LlamaModel.random(config, 3)) {
       CalibrationStats stats = TinyLlama.calibrate(model, 1);
-      LlamaConfig pruned = StructuredPruner.prune(model, stats, 0, 0.25, 0, tmp.resolve("mlp"), null);
+      LlamaConfig pruned =
+          StructuredPruner.prune(model, stats, 0, 0.25, 0, tmp.resolve("mlp"), null);
       assertThat(pruned.intermediateSize()).isEqualTo(36);
       assertThat(pruned.numAttentionHeads()).isEqualTo(4);
       assertThat(pruned.numKeyValueHeads()).isEqualTo(2);

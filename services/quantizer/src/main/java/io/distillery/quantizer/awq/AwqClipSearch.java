@@ -7,12 +7,14 @@ import ai.djl.ndarray.types.Shape;
 import io.distillery.model.quant.GroupQuantizer;
 
 /**
- * AWQ's weight clipping (Lin et al., arXiv 2306.00978; {@code auto_clip} in the authors' code), run after the scale
- * search: for every output row and input group, the weights are clamped to {@code +-ratio * max|w|} for ratio 1, 0.95,
- * ... down to {@code 1 - maxShrink}, and the ratio that minimises that row-group's output error on the calibration
- * inputs, {@code || (w - Q(clamp(w))) X ||^2 = e G e^T} with {@code G = X^T X} of the group's input channels (the
- * group's partial output; cross-group terms are left out, as in the authors' code), is kept. Ratio 1 is plain round-to-nearest, so no row-group gets worse on this objective. The weight is clamped in
- * place; quantizing it afterwards gives Q(clamp(w)).
+ * AWQ's weight clipping (Lin et al., arXiv 2306.00978; {@code auto_clip} in the authors' code), run
+ * after the scale search: for every output row and input group, the weights are clamped to {@code
+ * +-ratio * max|w|} for ratio 1, 0.95, ... down to {@code 1 - maxShrink}, and the ratio that
+ * minimises that row-group's output error on the calibration inputs, {@code || (w - Q(clamp(w))) X
+ * ||^2 = e G e^T} with {@code G = X^T X} of the group's input channels (the group's partial output;
+ * cross-group terms are left out, as in the authors' code), is kept. Ratio 1 is plain
+ * round-to-nearest, so no row-group gets worse on this objective. The weight is clamped in place;
+ * quantizing it afterwards gives Q(clamp(w)).
  */
 public final class AwqClipSearch {
 
@@ -25,22 +27,53 @@ public final class AwqClipSearch {
 
   /**
    * @param w {@code [rows, cols]} row-major, clamped in place
-   * @param gram X^T X of the layer's input ({@code cols x cols}), in the basis before {@code inputScale}
-   * @param inputScale the AWQ scales already folded into {@code w}'s columns (the input is now x / s), or null
+   * @param gram X^T X of the layer's input ({@code cols x cols}), in the basis before {@code
+   *     inputScale}
+   * @param inputScale the AWQ scales already folded into {@code w}'s columns (the input is now x /
+   *     s), or null
    * @param steps ratios tried: 1 - i * maxShrink / steps for i in [0, steps)
    */
-  public static Result clip(float[] w, int rows, int cols, int groupSize, double[] gram, float[] inputScale,
-      int steps, double maxShrink) {
+  public static Result clip(
+      float[] w,
+      int rows,
+      int cols,
+      int groupSize,
+      double[] gram,
+      float[] inputScale,
+      int steps,
+      double maxShrink) {
     return clip(w, rows, cols, groupSize, gram, inputScale, steps, maxShrink, 4);
   }
 
-  /** The clip search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
-  public static Result clip(float[] w, int rows, int cols, int groupSize, double[] gram, float[] inputScale,
-      int steps, double maxShrink, int bits) {
+  /**
+   * The clip search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the
+   * INT4 overload.
+   */
+  public static Result clip(
+      float[] w,
+      int rows,
+      int cols,
+      int groupSize,
+      double[] gram,
+      float[] inputScale,
+      int steps,
+      double maxShrink,
+      int bits) {
     GroupQuantizer.checkBits(bits);
-    if (w.length != (long) rows * cols || gram.length != (long) cols * cols || cols % groupSize != 0) {
-      throw new IllegalArgumentException("clip: weight " + w.length + " for " + rows + "x" + cols + ", gram "
-          + gram.length + ", group " + groupSize);
+    if (w.length != (long) rows * cols
+        || gram.length != (long) cols * cols
+        || cols % groupSize != 0) {
+      throw new IllegalArgumentException(
+          "clip: weight "
+              + w.length
+              + " for "
+              + rows
+              + "x"
+              + cols
+              + ", gram "
+              + gram.length
+              + ", group "
+              + groupSize);
     }
     double rtn = 0;
     double best = 0;
@@ -51,7 +84,10 @@ public final class AwqClipSearch {
     try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
       for (int c0 = 0; c0 < cols; c0 += groupSize) {
         try (NDManager scope = manager.newSubManager()) {
-          NDArray g = scope.create(groupGram(gram, cols, c0, groupSize, inputScale), new Shape(groupSize, groupSize));
+          NDArray g =
+              scope.create(
+                  groupGram(gram, cols, c0, groupSize, inputScale),
+                  new Shape(groupSize, groupSize));
           for (int r = 0; r < rows; r++) {
             System.arraycopy(w, r * cols + c0, block, r * groupSize, groupSize);
           }
@@ -120,7 +156,8 @@ public final class AwqClipSearch {
     for (int i = 0; i < n; i++) {
       for (int j = 0; j < n; j++) {
         double v = gram[(c0 + i) * cols + c0 + j];
-        out[i * n + j] = inputScale == null ? v : v / ((double) inputScale[c0 + i] * inputScale[c0 + j]);
+        out[i * n + j] =
+            inputScale == null ? v : v / ((double) inputScale[c0 + i] * inputScale[c0 + j]);
       }
     }
     return out;

@@ -13,14 +13,16 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * AWQ applied to a whole Llama model: the scale search of {@link AwqScaleSearch} per group of projections that read
- * the same input, folded into the operator that produces that input, then the clipping search of {@link
- * AwqClipSearch}. The model surgery lives here, next to the algorithm; the quantizer stage only calls it.
+ * AWQ applied to a whole Llama model: the scale search of {@link AwqScaleSearch} per group of
+ * projections that read the same input, folded into the operator that produces that input, then the
+ * clipping search of {@link AwqClipSearch}. The model surgery lives here, next to the algorithm;
+ * the quantizer stage only calls it.
  */
 public final class AwqModel {
 
   /** AWQ clipping grid: ratios 1, 0.95, ... 0.55, as the authors' n_grid 20 with max_shrink 0.5. */
   public static final int CLIP_STEPS = 10;
+
   public static final double CLIP_MAX_SHRINK = 0.5;
 
   /**
@@ -35,15 +37,21 @@ public final class AwqModel {
   private AwqModel() {}
 
   /**
-   * AWQ scales per decoder layer (Lin et al., arXiv 2306.00978, Section 3.2), each folded into the operator that
-   * produces the scaled input so that the float model is unchanged: down_proj's 1/s into up_proj's output rows (its
-   * input is act(gate) * up), o_proj's into v_proj's output rows (its input is softmax(QK^T) V, linear in V), gate/up's
-   * into post_attention_layernorm, q/k/v's into input_layernorm. With grouped-query attention one v_proj row feeds the
-   * same channel of every query head of its group, so o_proj's scales are tied across those heads (searched on the
+   * AWQ scales per decoder layer (Lin et al., arXiv 2306.00978, Section 3.2), each folded into the
+   * operator that produces the scaled input so that the float model is unchanged: down_proj's 1/s
+   * into up_proj's output rows (its input is act(gate) * up), o_proj's into v_proj's output rows
+   * (its input is softmax(QK^T) V, linear in V), gate/up's into post_attention_layernorm, q/k/v's
+   * into input_layernorm. With grouped-query attention one v_proj row feeds the same channel of
+   * every query head of its group, so o_proj's scales are tied across those heads (searched on the
    * group's mean activation). Returns the mean chosen exponent.
    */
-  public static double scale(LlamaConfig config, Map<String, float[]> tensors, CalibrationStats stats,
-      Settings settings, Set<String> quantized, Map<String, float[]> applied) {
+  public static double scale(
+      LlamaConfig config,
+      Map<String, float[]> tensors,
+      CalibrationStats stats,
+      Settings settings,
+      Set<String> quantized,
+      Map<String, float[]> applied) {
     double ratioSum = 0;
     int searches = 0;
     int hidden = config.hiddenSize();
@@ -51,9 +59,14 @@ public final class AwqModel {
       // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
       String downModule = Projection.DOWN.module(layer);
       if (quantized.contains(downModule)) {
-        AwqScaleSearch.Result r = search(List.of(tensors.get(LlamaTensorNames.weight(downModule))),
-            new int[] {hidden}, config.intermediateSize(), stats.layer(downModule).meanAbs(), stats.layer(downModule),
-            settings);
+        AwqScaleSearch.Result r =
+            search(
+                List.of(tensors.get(LlamaTensorNames.weight(downModule))),
+                new int[] {hidden},
+                config.intermediateSize(),
+                stats.layer(downModule).meanAbs(),
+                stats.layer(downModule),
+                settings);
         foldIntoUp(config, tensors, layer, r.scales());
         applied.put(downModule, r.scales());
         ratioSum += r.ratio();
@@ -63,19 +76,30 @@ public final class AwqModel {
       String oModule = Projection.O.module(layer);
       if (quantized.contains(oModule)) {
         LayerStats oStats = stats.layer(oModule);
-        AwqScaleSearch.Result ro = search(List.of(tensors.get(LlamaTensorNames.weight(oModule))), new int[] {hidden},
-            config.attentionWidth(), tieAcrossQueryGroups(config, oStats.meanAbs()), oStats, settings);
+        AwqScaleSearch.Result ro =
+            search(
+                List.of(tensors.get(LlamaTensorNames.weight(oModule))),
+                new int[] {hidden},
+                config.attentionWidth(),
+                tieAcrossQueryGroups(config, oStats.meanAbs()),
+                oStats,
+                settings);
         foldIntoValue(config, tensors, layer, ro.scales());
         applied.put(oModule, ro.scales());
         ratioSum += ro.ratio();
         searches++;
       }
 
-      for (List<Projection> group : List.of(List.of(Projection.GATE, Projection.UP),
-          List.of(Projection.Q, Projection.K, Projection.V))) {
-        String norm = group.getFirst() == Projection.GATE ? LlamaTensorNames.postAttentionLayernorm(layer)
-            : LlamaTensorNames.inputLayernorm(layer);
-        // every consumer of the norm is rescaled (the fold must keep the float model); the quantized ones are scored
+      for (List<Projection> group :
+          List.of(
+              List.of(Projection.GATE, Projection.UP),
+              List.of(Projection.Q, Projection.K, Projection.V))) {
+        String norm =
+            group.getFirst() == Projection.GATE
+                ? LlamaTensorNames.postAttentionLayernorm(layer)
+                : LlamaTensorNames.inputLayernorm(layer);
+        // every consumer of the norm is rescaled (the fold must keep the float model); the
+        // quantized ones are scored
         List<float[]> all = new ArrayList<>();
         int[] allRows = new int[group.size()];
         List<float[]> scored = new ArrayList<>();
@@ -93,8 +117,14 @@ public final class AwqModel {
           continue;
         }
         LayerStats s = stats.layer(group.getFirst().module(layer));
-        AwqScaleSearch.Result g = search(scored, scoredRows.stream().mapToInt(Integer::intValue).toArray(), hidden,
-            s.meanAbs(), s, settings);
+        AwqScaleSearch.Result g =
+            search(
+                scored,
+                scoredRows.stream().mapToInt(Integer::intValue).toArray(),
+                hidden,
+                s.meanAbs(),
+                s,
+                settings);
         SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
         for (Projection p : group) {
           applied.put(p.module(layer), g.scales());
@@ -107,12 +137,17 @@ public final class AwqModel {
   }
 
   /**
-   * AWQ's clipping search ({@link AwqClipSearch}) on every quantized projection but q_proj and k_proj (whose error
-   * reaches the output through the softmax of QK^T, so the authors leave them unclipped), in the input basis left by
-   * the scale search. Returns the summed output error before and after, and the mean clip ratio.
+   * AWQ's clipping search ({@link AwqClipSearch}) on every quantized projection but q_proj and
+   * k_proj (whose error reaches the output through the softmax of QK^T, so the authors leave them
+   * unclipped), in the input basis left by the scale search. Returns the summed output error before
+   * and after, and the mean clip ratio.
    */
-  public static Map<String, Double> clip(Map<String, float[]> tensors, CalibrationStats stats, Settings settings,
-      List<String> quantized, Map<String, float[]> scales) {
+  public static Map<String, Double> clip(
+      Map<String, float[]> tensors,
+      CalibrationStats stats,
+      Settings settings,
+      List<String> quantized,
+      Map<String, float[]> scales) {
     double before = 0;
     double after = 0;
     double ratios = 0;
@@ -126,8 +161,17 @@ public final class AwqModel {
         continue; // calibrated without X^T X: nothing to score the clip ratios on
       }
       float[] w = tensors.get(LlamaTensorNames.weight(module));
-      AwqClipSearch.Result r = AwqClipSearch.clip(w, w.length / s.inFeatures(), s.inFeatures(), settings.groupSize(),
-          s.gram(), scales.get(module), CLIP_STEPS, CLIP_MAX_SHRINK, settings.bits());
+      AwqClipSearch.Result r =
+          AwqClipSearch.clip(
+              w,
+              w.length / s.inFeatures(),
+              s.inFeatures(),
+              settings.groupSize(),
+              s.gram(),
+              scales.get(module),
+              CLIP_STEPS,
+              CLIP_MAX_SHRINK,
+              settings.bits());
       before += r.rtnError();
       after += r.clippedError();
       ratios += r.meanRatio();
@@ -140,11 +184,16 @@ public final class AwqModel {
     return m;
   }
 
-  /** down_proj's columns times s, up_proj's output rows divided by s: act(gate) * (up / s) * s is unchanged. */
-  public static void foldIntoUp(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
+  /**
+   * down_proj's columns times s, up_proj's output rows divided by s: act(gate) * (up / s) * s is
+   * unchanged.
+   */
+  public static void foldIntoUp(
+      LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
     int hidden = config.hiddenSize();
     int inter = config.intermediateSize();
-    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer))), hidden, inter, s);
+    scaleColumns(
+        tensors.get(LlamaTensorNames.weight(Projection.DOWN.module(layer))), hidden, inter, s);
     float[] up = tensors.get(LlamaTensorNames.weight(Projection.UP.module(layer)));
     for (int row = 0; row < inter; row++) {
       for (int j = 0; j < hidden; j++) {
@@ -154,13 +203,15 @@ public final class AwqModel {
   }
 
   /**
-   * o_proj's columns times s, v_proj's output rows (and bias) divided by s. Column h * headDim + d of o_proj reads
-   * channel d of query head h, which is channel d of value head h / (heads / kvHeads): s must be equal across the
-   * query heads of a group (see {@link #tieAcrossQueryGroups}), and v_proj's row is divided by that shared value.
+   * o_proj's columns times s, v_proj's output rows (and bias) divided by s. Column h * headDim + d
+   * of o_proj reads channel d of query head h, which is channel d of value head h / (heads /
+   * kvHeads): s must be equal across the query heads of a group (see {@link
+   * #tieAcrossQueryGroups}), and v_proj's row is divided by that shared value.
    *
    * @throws IllegalArgumentException if s differs within a group of query heads
    */
-  public static void foldIntoValue(LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
+  public static void foldIntoValue(
+      LlamaConfig config, Map<String, float[]> tensors, int layer, float[] s) {
     int hidden = config.hiddenSize();
     int headDim = config.headDim();
     int groups = config.numKeyValueGroups();
@@ -169,14 +220,20 @@ public final class AwqModel {
       int head = c / headDim;
       int first = (head / groups) * groups * headDim + c % headDim;
       if (s[c] != s[first]) {
-        throw new IllegalArgumentException("o_proj scale of channel " + c + " differs from channel " + first
-            + " that reads the same value head");
+        throw new IllegalArgumentException(
+            "o_proj scale of channel "
+                + c
+                + " differs from channel "
+                + first
+                + " that reads the same value head");
       }
     }
-    scaleColumns(tensors.get(LlamaTensorNames.weight(Projection.O.module(layer))), hidden, attention, s);
+    scaleColumns(
+        tensors.get(LlamaTensorNames.weight(Projection.O.module(layer))), hidden, attention, s);
     String vModule = Projection.V.module(layer);
     float[] v = tensors.get(LlamaTensorNames.weight(vModule));
-    float[] bias = Projection.V.hasBias(config) ? tensors.get(LlamaTensorNames.bias(vModule)) : null;
+    float[] bias =
+        Projection.V.hasBias(config) ? tensors.get(LlamaTensorNames.bias(vModule)) : null;
     for (int kv = 0; kv < config.numKeyValueHeads(); kv++) {
       for (int d = 0; d < headDim; d++) {
         int row = kv * headDim + d;
@@ -192,8 +249,8 @@ public final class AwqModel {
   }
 
   /**
-   * Per o_proj input channel (h, d): the mean of {@code meanAbs} over channel d of every query head sharing h's value
-   * head, so that the scales AWQ derives from it are equal within each group.
+   * Per o_proj input channel (h, d): the mean of {@code meanAbs} over channel d of every query head
+   * sharing h's value head, so that the scales AWQ derives from it are equal within each group.
    */
   public static float[] tieAcrossQueryGroups(LlamaConfig config, float[] meanAbs) {
     int headDim = config.headDim();
@@ -213,10 +270,18 @@ public final class AwqModel {
     return out;
   }
 
-  private static AwqScaleSearch.Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs,
-      LayerStats s, Settings settings) {
-    return AwqScaleSearch.search(weights, rows, n, meanAbs, s.gram(), s.sumSq(), settings.groupSize(),
-        settings.grid(), settings.bits());
+  private static AwqScaleSearch.Result search(
+      List<float[]> weights, int[] rows, int n, float[] meanAbs, LayerStats s, Settings settings) {
+    return AwqScaleSearch.search(
+        weights,
+        rows,
+        n,
+        meanAbs,
+        s.gram(),
+        s.sumSq(),
+        settings.groupSize(),
+        settings.grid(),
+        settings.bits());
   }
 
   private static void scaleColumns(float[] w, int rows, int cols, float[] s) {
@@ -226,5 +291,4 @@ public final class AwqModel {
       }
     }
   }
-
 }

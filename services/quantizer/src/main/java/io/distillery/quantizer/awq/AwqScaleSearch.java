@@ -8,12 +8,14 @@ import io.distillery.model.quant.GroupQuantizer;
 import java.util.List;
 
 /**
- * AWQ's per-input-channel scale search (Lin et al., arXiv 2306.00978, Section 3.2, eq. 4-5): s = xbar^r with xbar
- * the mean |x| of each input channel, normalised by sqrt(max s * min s); for r on a grid over [0, 1) pick the r that
- * minimises the output error of the layers sharing that input, || (W - Q(W diag(s)) diag(s)^-1) X ||_F^2. With the
- * calibration Gram matrix G = X^T X that error is sum_rows e G e^T = sum((E G) .* E) (E the weight error), one GEMM
- * per grid point on the engine, so no activations are stored; without a Gram matrix, its diagonal (sum x^2 per
- * channel) is used. r = 0 is plain round-to-nearest, so the search never does worse than RTN on this objective.
+ * AWQ's per-input-channel scale search (Lin et al., arXiv 2306.00978, Section 3.2, eq. 4-5): s =
+ * xbar^r with xbar the mean |x| of each input channel, normalised by sqrt(max s * min s); for r on
+ * a grid over [0, 1) pick the r that minimises the output error of the layers sharing that input,
+ * || (W - Q(W diag(s)) diag(s)^-1) X ||_F^2. With the calibration Gram matrix G = X^T X that error
+ * is sum_rows e G e^T = sum((E G) .* E) (E the weight error), one GEMM per grid point on the
+ * engine, so no activations are stored; without a Gram matrix, its diagonal (sum x^2 per channel)
+ * is used. r = 0 is plain round-to-nearest, so the search never does worse than RTN on this
+ * objective.
  */
 public final class AwqScaleSearch {
 
@@ -31,14 +33,32 @@ public final class AwqScaleSearch {
    * @param gram X^T X ({@code n x n}) or null
    * @param sumSq sum x^2 per channel (the diagonal), used when {@code gram} is null
    */
-  public static Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs, double[] gram,
-      float[] sumSq, int groupSize, int gridPoints) {
+  public static Result search(
+      List<float[]> weights,
+      int[] rows,
+      int n,
+      float[] meanAbs,
+      double[] gram,
+      float[] sumSq,
+      int groupSize,
+      int gridPoints) {
     return search(weights, rows, n, meanAbs, gram, sumSq, groupSize, gridPoints, 4);
   }
 
-  /** The search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
-  public static Result search(List<float[]> weights, int[] rows, int n, float[] meanAbs, double[] gram,
-      float[] sumSq, int groupSize, int gridPoints, int bits) {
+  /**
+   * The search for asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4
+   * overload.
+   */
+  public static Result search(
+      List<float[]> weights,
+      int[] rows,
+      int n,
+      float[] meanAbs,
+      double[] gram,
+      float[] sumSq,
+      int groupSize,
+      int gridPoints,
+      int bits) {
     GroupQuantizer.checkBits(bits);
     float[] best = null;
     double bestLoss = Double.POSITIVE_INFINITY;
@@ -53,7 +73,8 @@ public final class AwqScaleSearch {
         for (int i = 0; i < weights.size(); i++) {
           float[] w = weights.get(i);
           double[] e = error(w, rows[i], n, s, groupSize, bits);
-          loss += g == null ? diagonalLoss(e, rows[i], n, sumSq) : gramLoss(manager, e, rows[i], n, g);
+          loss +=
+              g == null ? diagonalLoss(e, rows[i], n, sumSq) : gramLoss(manager, e, rows[i], n, g);
         }
         if (step == 0) {
           rtnLoss = loss;
@@ -87,13 +108,27 @@ public final class AwqScaleSearch {
     return out;
   }
 
-  /** || (W - Q(W diag s) diag(s)^-1) X ||_F^2 through the Gram matrix (null: its diagonal {@code sumSq}). */
-  public static double loss(float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize) {
+  /**
+   * || (W - Q(W diag s) diag(s)^-1) X ||_F^2 through the Gram matrix (null: its diagonal {@code
+   * sumSq}).
+   */
+  public static double loss(
+      float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize) {
     return loss(w, rows, n, s, gram, sumSq, groupSize, 4);
   }
 
-  /** {@link #loss(float[], int, int, float[], double[], float[], int)} for {@code bits}-wide group grids. */
-  public static double loss(float[] w, int rows, int n, float[] s, double[] gram, float[] sumSq, int groupSize,
+  /**
+   * {@link #loss(float[], int, int, float[], double[], float[], int)} for {@code bits}-wide group
+   * grids.
+   */
+  public static double loss(
+      float[] w,
+      int rows,
+      int n,
+      float[] s,
+      double[] gram,
+      float[] sumSq,
+      int groupSize,
       int bits) {
     double[] e = error(w, rows, n, s, groupSize, bits);
     if (gram == null) {

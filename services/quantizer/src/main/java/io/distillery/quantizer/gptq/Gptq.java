@@ -8,20 +8,24 @@ import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /**
- * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and spreads each column's
- * rounding error over the columns not yet quantized, weighted by the rows of U, the upper Cholesky factor of the
- * dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X / tokens). Updates are applied lazily (Section 3, "Lazy
- * Batch-Updates"): inside an inner block of {@value #INNER} columns at once in Java (rows in parallel), to the rest of
- * the block of {@value #BLOCK} columns and, once per block, to the rest of the matrix as native matrix products
- * {@code W[:, b1:] -= E U[b0:b1, b1:]} ({@link TrailingUpdate}). Group-wise asymmetric grids of 2, 3, 4 or 8 bits are
- * fixed when a group's first column is reached (so they see the error already propagated into it); with act-order,
- * columns go in order of decreasing diag(H) and the grids are fixed up front per original group ("static groups"), so
- * that no g_idx has to be stored.
+ * GPTQ (Frantar et al., arXiv 2210.17323, Algorithm 1): quantizes a weight column by column and
+ * spreads each column's rounding error over the columns not yet quantized, weighted by the rows of
+ * U, the upper Cholesky factor of the dampened inverse Hessian (H^-1 = U^T U, H = 2 X^T X /
+ * tokens). Updates are applied lazily (Section 3, "Lazy Batch-Updates"): inside an inner block of
+ * {@value #INNER} columns at once in Java (rows in parallel), to the rest of the block of {@value
+ * #BLOCK} columns and, once per block, to the rest of the matrix as native matrix products {@code
+ * W[:, b1:] -= E U[b0:b1, b1:]} ({@link TrailingUpdate}). Group-wise asymmetric grids of 2, 3, 4 or
+ * 8 bits are fixed when a group's first column is reached (so they see the error already propagated
+ * into it); with act-order, columns go in order of decreasing diag(H) and the grids are fixed up
+ * front per original group ("static groups"), so that no g_idx has to be stored.
  */
 public final class Gptq {
 
   static final int BLOCK = 128;
-  /** Columns per inner block: the scalar part of the work is rows x cols x INNER / 2 multiply-adds. */
+
+  /**
+   * Columns per inner block: the scalar part of the work is rows x cols x INNER / 2 multiply-adds.
+   */
   static final int INNER = 32;
 
   private Gptq() {}
@@ -33,32 +37,66 @@ public final class Gptq {
    * @param hessian {@code [cols, cols]} row-major, H = 2 X^T X / tokens
    * @param damp fraction of mean(diag H) added to the diagonal
    */
-  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
-      double damp, boolean actOrder) {
+  public static QuantizedWeight quantize(
+      float[] weight,
+      int rows,
+      int cols,
+      double[] hessian,
+      int groupSize,
+      double damp,
+      boolean actOrder) {
     return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4, false);
   }
 
-  /** GPTQ onto asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4 overload. */
-  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
-      double damp, boolean actOrder, int bits) {
+  /**
+   * GPTQ onto asymmetric group grids of {@code bits} (2, 3, 4 or 8); otherwise as the INT4
+   * overload.
+   */
+  public static QuantizedWeight quantize(
+      float[] weight,
+      int rows,
+      int cols,
+      double[] hessian,
+      int groupSize,
+      double damp,
+      boolean actOrder,
+      int bits) {
     return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, bits, false);
   }
 
   /**
-   * As {@link #quantize(float[], int, int, double[], int, double, boolean)}, on the symmetric INT4 grid (no zero
-   * points, compressed-tensors' W4A16 preset) when {@code symmetric}.
+   * As {@link #quantize(float[], int, int, double[], int, double, boolean)}, on the symmetric INT4
+   * grid (no zero points, compressed-tensors' W4A16 preset) when {@code symmetric}.
    */
-  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
-      double damp, boolean actOrder, boolean symmetric) {
+  public static QuantizedWeight quantize(
+      float[] weight,
+      int rows,
+      int cols,
+      double[] hessian,
+      int groupSize,
+      double damp,
+      boolean actOrder,
+      boolean symmetric) {
     return quantize(weight, rows, cols, hessian, groupSize, damp, actOrder, 4, symmetric);
   }
 
-  /** GPTQ onto group grids of {@code bits} (2, 3, 4 or 8), symmetric (no zero points) or asymmetric. */
-  public static QuantizedWeight quantize(float[] weight, int rows, int cols, double[] hessian, int groupSize,
-      double damp, boolean actOrder, int bits, boolean symmetric) {
+  /**
+   * GPTQ onto group grids of {@code bits} (2, 3, 4 or 8), symmetric (no zero points) or asymmetric.
+   */
+  public static QuantizedWeight quantize(
+      float[] weight,
+      int rows,
+      int cols,
+      double[] hessian,
+      int groupSize,
+      double damp,
+      boolean actOrder,
+      int bits,
+      boolean symmetric) {
     GroupQuantizer.checkBits(bits);
     if (groupSize <= 0 || cols % groupSize != 0) {
-      throw new IllegalArgumentException("groupSize " + groupSize + " does not divide in_features " + cols);
+      throw new IllegalArgumentException(
+          "groupSize " + groupSize + " does not divide in_features " + cols);
     }
     if (hessian.length != (long) cols * cols) {
       throw new IllegalArgumentException("Hessian must be " + cols + "x" + cols);
@@ -93,16 +131,24 @@ public final class Gptq {
       for (int r = 0; r < rows; r++) {
         for (int g = 0; g < groups; g++) {
           int from = r * cols + g * groupSize;
-          grids[r * groups + g] = GroupQuantizer.Grid.of(original, from, from + groupSize, bits, symmetric);
+          grids[r * groups + g] =
+              GroupQuantizer.Grid.of(original, from, from + groupSize, bits, symmetric);
         }
       }
     }
-    // a group's grid is fixed at its first column, so every group must start a block (all earlier errors applied)
-    int block = groupSize % BLOCK == 0 ? BLOCK : groupSize < BLOCK ? groupSize * (BLOCK / groupSize) : groupSize;
+    // a group's grid is fixed at its first column, so every group must start a block (all earlier
+    // errors applied)
+    int block =
+        groupSize % BLOCK == 0
+            ? BLOCK
+            : groupSize < BLOCK ? groupSize * (BLOCK / groupSize) : groupSize;
     int[] codes = new int[rows * cols];
-    // inside a block, columns go in inner blocks of INNER: the Java loop feeds each column's error only to its inner
-    // block; an inner block's errors reach the rest of the block as one native product, the block's the rest of W
-    int inner = block % INNER == 0 && (groupSize % INNER == 0 || INNER % groupSize == 0) ? INNER : block;
+    // inside a block, columns go in inner blocks of INNER: the Java loop feeds each column's error
+    // only to its inner
+    // block; an inner block's errors reach the rest of the block as one native product, the block's
+    // the rest of W
+    int inner =
+        block % INNER == 0 && (groupSize % INNER == 0 || INNER % groupSize == 0) ? INNER : block;
     for (int b0 = 0; b0 < cols; b0 += block) {
       int b1 = Math.min(b0 + block, cols);
       double[] err = new double[rows * (b1 - b0)];
@@ -111,8 +157,13 @@ public final class Gptq {
         int to = Math.min(s0 + inner, b1);
         double[] innerErr = new double[rows * (to - from)];
         // rows are independent given U (every update stays within its row), so rows run in parallel
-        IntStream.range(0, rows).parallel().forEach(r -> quantizeBlock(r, from, to, w, u, cols, groupSize, perm,
-            grids, actOrder, bits, symmetric, codes, innerErr));
+        IntStream.range(0, rows)
+            .parallel()
+            .forEach(
+                r ->
+                    quantizeBlock(
+                        r, from, to, w, u, cols, groupSize, perm, grids, actOrder, bits, symmetric,
+                        codes, innerErr));
         TrailingUpdate.subtractProduct(w, rows, cols, innerErr, from, to, u, b1);
         for (int r = 0; r < rows; r++) {
           System.arraycopy(innerErr, r * (to - from), err, r * (b1 - b0) + from - b0, to - from);
@@ -127,13 +178,34 @@ public final class Gptq {
       scales[i] = grids[i].scale();
       zeros[i] = grids[i].zero();
     }
-    return new QuantizedWeight(QuantizedWeight.Kind.INT4_GROUP, rows, cols, groupSize, codes, scales,
-        symmetric ? null : zeros, bits);
+    return new QuantizedWeight(
+        QuantizedWeight.Kind.INT4_GROUP,
+        rows,
+        cols,
+        groupSize,
+        codes,
+        scales,
+        symmetric ? null : zeros,
+        bits);
   }
 
-  /** Columns [b0, b1) of row r, each column's error fed to the later columns of the block at once. */
-  private static void quantizeBlock(int r, int b0, int b1, double[] w, double[] u, int cols, int groupSize,
-      int[] perm, GroupQuantizer.Grid[] grids, boolean actOrder, int bits, boolean symmetric, int[] codes,
+  /**
+   * Columns [b0, b1) of row r, each column's error fed to the later columns of the block at once.
+   */
+  private static void quantizeBlock(
+      int r,
+      int b0,
+      int b1,
+      double[] w,
+      double[] u,
+      int cols,
+      int groupSize,
+      int[] perm,
+      GroupQuantizer.Grid[] grids,
+      boolean actOrder,
+      int bits,
+      boolean symmetric,
+      int[] codes,
       double[] err) {
     int groups = cols / groupSize;
     int row = r * cols;
@@ -145,7 +217,8 @@ public final class Gptq {
         for (int i = 0; i < groupSize; i++) {
           slice[i] = (float) w[row + k + i];
         }
-        grids[r * groups + k / groupSize] = GroupQuantizer.Grid.of(slice, 0, groupSize, bits, symmetric);
+        grids[r * groups + k / groupSize] =
+            GroupQuantizer.Grid.of(slice, 0, groupSize, bits, symmetric);
       }
       GroupQuantizer.Grid grid = grids[r * groups + c / groupSize];
       float x = (float) w[row + k];

@@ -3,33 +3,50 @@ package io.distillery.quantizer.rtn;
 import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizedWeight;
 
-/** Round-to-nearest quantization of a weight into a stored kind: the baseline, and the last step of AWQ/SmoothQuant. */
+/**
+ * Round-to-nearest quantization of a weight into a stored kind: the baseline, and the last step of
+ * AWQ/SmoothQuant.
+ */
 public final class RoundToNearest {
 
   private RoundToNearest() {}
 
-  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize) {
+  public static QuantizedWeight quantize(
+      QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize) {
     return quantize(kind, w, rows, cols, groupSize, kind.bits(), false);
   }
 
-  /** As {@link #quantize(QuantizedWeight.Kind, float[], int, int, int)}; INT4 on the symmetric grid if asked. */
-  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
-      boolean symmetric) {
+  /**
+   * As {@link #quantize(QuantizedWeight.Kind, float[], int, int, int)}; INT4 on the symmetric grid
+   * if asked.
+   */
+  public static QuantizedWeight quantize(
+      QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize, boolean symmetric) {
     return quantize(kind, w, rows, cols, groupSize, kind.bits(), symmetric);
   }
 
-  /** @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other kinds are 8-bit */
-  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
-      int bits) {
+  /**
+   * @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other
+   *     kinds are 8-bit
+   */
+  public static QuantizedWeight quantize(
+      QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize, int bits) {
     return quantize(kind, w, rows, cols, groupSize, bits, false);
   }
 
   /**
-   * @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other kinds are 8-bit
+   * @param bits code width of {@link QuantizedWeight.Kind#INT4_GROUP} (2, 3, 4 or 8); the other
+   *     kinds are 8-bit
    * @param symmetric group codes without zero points
    */
-  public static QuantizedWeight quantize(QuantizedWeight.Kind kind, float[] w, int rows, int cols, int groupSize,
-      int bits, boolean symmetric) {
+  public static QuantizedWeight quantize(
+      QuantizedWeight.Kind kind,
+      float[] w,
+      int rows,
+      int cols,
+      int groupSize,
+      int bits,
+      boolean symmetric) {
     if (kind != QuantizedWeight.Kind.INT4_GROUP && bits != 8) {
       throw new IllegalArgumentException(kind + " is 8-bit only, got bits " + bits);
     }

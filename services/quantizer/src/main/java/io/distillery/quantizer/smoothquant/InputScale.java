@@ -6,26 +6,33 @@ import java.util.Arrays;
 import java.util.Locale;
 
 /**
- * How W8A8's static per-tensor input scale is chosen: from the abs-max of the (smoothed) input, from the entropy (KL)
- * clip of its |x| histogram (TensorRT's calibration, {@link EntropyCalibration}), or whichever of the two has the lower
- * expected output error on the calibration statistics ({@link #AUTO}, the default; abs-max when the calibration has
- * no usable histogram).
+ * How W8A8's static per-tensor input scale is chosen: from the abs-max of the (smoothed) input,
+ * from the entropy (KL) clip of its |x| histogram (TensorRT's calibration, {@link
+ * EntropyCalibration}), or whichever of the two has the lower expected output error on the
+ * calibration statistics ({@link #AUTO}, the default; abs-max when the calibration has no usable
+ * histogram).
  *
- * <p>The calibrator collects one |x| histogram per layer input, pooled over channels, before smoothing. Unsmoothed
- * (s = null) that histogram is used as is. Smoothed, the histogram of |x_j / s_j| is estimated from it: channel j is
- * taken to follow the pooled distribution rescaled to its own mean |x| (and cut at its own max |x|), divided by s_j.
- * This is an estimate: the exact histogram would need a second calibration pass through the smoothed model.
+ * <p>The calibrator collects one |x| histogram per layer input, pooled over channels, before
+ * smoothing. Unsmoothed (s = null) that histogram is used as is. Smoothed, the histogram of |x_j /
+ * s_j| is estimated from it: channel j is taken to follow the pooled distribution rescaled to its
+ * own mean |x| (and cut at its own max |x|), divided by s_j. This is an estimate: the exact
+ * histogram would need a second calibration pass through the smoothed model.
  *
- * <p>The expected output error of a scale is sum_j ||W'_:,j||^2 E[(x_j - q(x_j))^2] over the same per-channel model
- * (W' the smoothed weight, q the INT8 round trip: values below half a step round to 0, values past 127 steps clip,
- * the rest carry step^2 / 12), i.e. the output MSE if channel errors are independent.
+ * <p>The expected output error of a scale is sum_j ||W'_:,j||^2 E[(x_j - q(x_j))^2] over the same
+ * per-channel model (W' the smoothed weight, q the INT8 round trip: values below half a step round
+ * to 0, values past 127 steps clip, the rest carry step^2 / 12), i.e. the output MSE if channel
+ * errors are independent.
  */
 public enum InputScale {
-  ABSMAX, ENTROPY, AUTO;
+  ABSMAX,
+  ENTROPY,
+  AUTO;
 
   private static final int QMAX = 127;
 
-  /** @throws IllegalArgumentException naming the accepted values */
+  /**
+   * @throws IllegalArgumentException naming the accepted values
+   */
   public static InputScale of(String id) {
     for (InputScale v : values()) {
       if (v.name().equalsIgnoreCase(id)) {
@@ -40,7 +47,12 @@ public enum InputScale {
   }
 
   /** The chosen scale and the two candidates with their expected output errors. */
-  public record Choice(float scale, float absMaxScale, float entropyScale, double absMaxError, double entropyError) {}
+  public record Choice(
+      float scale,
+      float absMaxScale,
+      float entropyScale,
+      double absMaxError,
+      double entropyError) {}
 
   /**
    * @param stats the layer input's calibration statistics (absMax, sumAbs, histogram)
@@ -50,8 +62,8 @@ public enum InputScale {
   public Choice choose(LayerStats stats, float[] s, float[] weight, int rows) {
     int n = stats.inFeatures();
     if (weight.length != (long) rows * n) {
-      throw new IllegalArgumentException(stats.module() + ": weight has " + weight.length + " values, expected "
-          + rows + "x" + n);
+      throw new IllegalArgumentException(
+          stats.module() + ": weight has " + weight.length + " values, expected " + rows + "x" + n);
     }
     float absMaxScale = SmoothQuant.inputScale(stats.absMax(), s);
     if (this == ABSMAX || (this == AUTO && !hasHistogram(stats))) {
@@ -72,27 +84,36 @@ public enum InputScale {
     }
     double eAbs = expectedOutputError(stats, s, colNormSq, absMaxScale);
     double eEnt = expectedOutputError(stats, s, colNormSq, entropyScale);
-    return new Choice(eEnt < eAbs ? entropyScale : absMaxScale, absMaxScale, entropyScale, eAbs, eEnt);
+    return new Choice(
+        eEnt < eAbs ? entropyScale : absMaxScale, absMaxScale, entropyScale, eAbs, eEnt);
   }
 
-  /** Whether the calibration collected a histogram entropy calibration can use (non-empty, at least 128 bins). */
+  /**
+   * Whether the calibration collected a histogram entropy calibration can use (non-empty, at least
+   * 128 bins).
+   */
   public static boolean hasHistogram(LayerStats stats) {
     long[] h = stats.histogram();
-    return h != null && h.length >= EntropyCalibration.INT8_LEVELS && Arrays.stream(h).anyMatch(c -> c > 0);
+    return h != null
+        && h.length >= EntropyCalibration.INT8_LEVELS
+        && Arrays.stream(h).anyMatch(c -> c > 0);
   }
 
   /** Counts of |x| in equal bins over [0, max]. */
   public record Histogram(long[] counts, float max) {}
 
   /**
-   * The |x / s| histogram (same number of bins as the collected one): the collected one when {@code s} is null,
-   * otherwise the per-channel estimate described in the class comment.
+   * The |x / s| histogram (same number of bins as the collected one): the collected one when {@code
+   * s} is null, otherwise the per-channel estimate described in the class comment.
    */
   public static Histogram smoothedHistogram(LayerStats stats, float[] s) {
     long[] pooled = stats.histogram();
     if (!hasHistogram(stats)) {
-      throw new IllegalArgumentException(stats.module() + ": the calibration has no |x| histogram of at least "
-          + EntropyCalibration.INT8_LEVELS + " bins for entropy input scales");
+      throw new IllegalArgumentException(
+          stats.module()
+              + ": the calibration has no |x| histogram of at least "
+              + EntropyCalibration.INT8_LEVELS
+              + " bins for entropy input scales");
     }
     if (s == null) {
       return new Histogram(pooled.clone(), stats.histMax());
@@ -124,7 +145,10 @@ public enum InputScale {
     return new Histogram(out, max);
   }
 
-  /** sum_j ||W'_:,j||^2 E[(x_j/s_j - q(x_j/s_j))^2] under the per-channel model, up to a constant factor. */
+  /**
+   * sum_j ||W'_:,j||^2 E[(x_j/s_j - q(x_j/s_j))^2] under the per-channel model, up to a constant
+   * factor.
+   */
   static double expectedOutputError(LayerStats stats, float[] s, double[] colNormSq, float scale) {
     long[] pooled = stats.histogram();
     int bins = pooled.length;

@@ -3,11 +3,12 @@ package io.distillery.quantizer.smoothquant;
 import java.util.List;
 
 /**
- * SmoothQuant's migration of activation outliers into the weights (Xiao et al., arXiv 2211.10438, Section 4, eq. 4):
- * s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha); Y = (X diag(s)^-1)(diag(s) W). The 1/s is folded into the RMSNorm
- * weight that produces X (so every consumer of that norm shares s) and the weight columns are multiplied by s, which
- * leaves the float product unchanged; then the weights go to INT8 per channel and the smoothed activations get a
- * static per-tensor scale max_j(max|X_j| / s_j) / 127.
+ * SmoothQuant's migration of activation outliers into the weights (Xiao et al., arXiv 2211.10438,
+ * Section 4, eq. 4): s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha); Y = (X diag(s)^-1)(diag(s) W).
+ * The 1/s is folded into the RMSNorm weight that produces X (so every consumer of that norm shares
+ * s) and the weight columns are multiplied by s, which leaves the float product unchanged; then the
+ * weights go to INT8 per channel and the smoothed activations get a static per-tensor scale
+ * max_j(max|X_j| / s_j) / 127.
  */
 public final class SmoothQuant {
 
@@ -19,7 +20,8 @@ public final class SmoothQuant {
    * @param actAbsMax max |x_j| per input channel from calibration
    * @param weights the {@code [rows_i, n]} consumers of the same normalised input
    */
-  public static float[] scales(float[] actAbsMax, List<float[]> weights, int[] rows, int n, double alpha) {
+  public static float[] scales(
+      float[] actAbsMax, List<float[]> weights, int[] rows, int n, double alpha) {
     double[] wMax = new double[n];
     for (int i = 0; i < weights.size(); i++) {
       float[] w = weights.get(i);
@@ -53,7 +55,10 @@ public final class SmoothQuant {
     }
   }
 
-  /** Static symmetric INT8 per-tensor scale of activations with channel maxima {@code absMax / s} (s may be null). */
+  /**
+   * Static symmetric INT8 per-tensor scale of activations with channel maxima {@code absMax / s} (s
+   * may be null).
+   */
   public static float inputScale(float[] actAbsMax, float[] s) {
     double max = 0;
     for (int j = 0; j < actAbsMax.length; j++) {

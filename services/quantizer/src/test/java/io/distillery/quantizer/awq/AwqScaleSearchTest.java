@@ -24,8 +24,8 @@ class AwqScaleSearchTest {
       meanAbs[j] = j % 8 == 0 ? 20f : 0.5f; // salient channels, as AWQ observes in LLM activations
       sumSq[j] = meanAbs[j] * meanAbs[j] * 100;
     }
-    AwqScaleSearch.Result result = AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16,
-        20);
+    AwqScaleSearch.Result result =
+        AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20);
     assertThat(result.bestLoss()).isLessThan(0.9 * result.rtnLoss());
     assertThat(result.ratio()).isGreaterThan(0);
     assertThat(result.scales()[0]).isGreaterThan(result.scales()[1]);
@@ -48,13 +48,21 @@ class AwqScaleSearchTest {
     }
     double previous = Double.POSITIVE_INFINITY;
     for (int bits : new int[] {2, 3, 4, 8}) {
-      AwqScaleSearch.Result r = AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20,
-          bits);
-      assertThat(r.bestLoss()).as("%d bits", bits).isLessThanOrEqualTo(r.rtnLoss()).isLessThan(previous / 2);
+      AwqScaleSearch.Result r =
+          AwqScaleSearch.search(
+              List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20, bits);
+      assertThat(r.bestLoss())
+          .as("%d bits", bits)
+          .isLessThanOrEqualTo(r.rtnLoss())
+          .isLessThan(previous / 2);
       previous = r.bestLoss();
     }
-    assertThat(AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20, 4).bestLoss())
-        .isEqualTo(AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20).bestLoss());
+    assertThat(
+            AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20, 4)
+                .bestLoss())
+        .isEqualTo(
+            AwqScaleSearch.search(List.of(w), new int[] {rows}, n, meanAbs, null, sumSq, 16, 20)
+                .bestLoss());
   }
 
   @Test
@@ -82,7 +90,8 @@ class AwqScaleSearchTest {
         }
       }
     }
-    float[] s = AwqScaleSearch.scales(new float[] {3, 1, 1, 2, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 2, 1}, 0.5);
+    float[] s =
+        AwqScaleSearch.scales(new float[] {3, 1, 1, 2, 1, 1, 1, 1, 5, 1, 1, 1, 1, 1, 2, 1}, 0.5);
     double[] e = AwqScaleSearch.error(w, rows, n, s, 8, 4);
     // || E X^T ||_F^2 over the tokens, directly
     double direct = 0;
@@ -96,7 +105,8 @@ class AwqScaleSearchTest {
       }
     }
     assertThat(direct).isPositive();
-    assertThat(AwqScaleSearch.loss(w, rows, n, s, gram, null, 8)).isCloseTo(direct, within(1e-9 * direct));
+    assertThat(AwqScaleSearch.loss(w, rows, n, s, gram, null, 8))
+        .isCloseTo(direct, within(1e-9 * direct));
   }
 
   @Test

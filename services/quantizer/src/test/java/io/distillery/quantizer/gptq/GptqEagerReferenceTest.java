@@ -12,10 +12,11 @@ import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 /**
- * GPTQ's lazy batch updates (arXiv 2210.17323, Section 3) are an evaluation order, not an approximation: on a matrix
- * of several 128-column blocks they must give the codes of the plain column-by-column algorithm (Algorithm 1 without
- * blocks), written out eagerly here. Every column receives its updates in the same order of k in both, so the codes
- * match exactly; a lost or misapplied trailing-block update changes them.
+ * GPTQ's lazy batch updates (arXiv 2210.17323, Section 3) are an evaluation order, not an
+ * approximation: on a matrix of several 128-column blocks they must give the codes of the plain
+ * column-by-column algorithm (Algorithm 1 without blocks), written out eagerly here. Every column
+ * receives its updates in the same order of k in both, so the codes match exactly; a lost or
+ * misapplied trailing-block update changes them.
  */
 class GptqEagerReferenceTest {
 
@@ -74,14 +75,21 @@ class GptqEagerReferenceTest {
   }
 
   /**
-   * Algorithm 1 column by column: every column's error goes to all later columns at once. Without act-order a group's
-   * grid is fixed from the (updated) weights when its first column is reached; with act-order, columns go by
-   * decreasing diag(H) and the grids come from the original weights of each original group.
+   * Algorithm 1 column by column: every column's error goes to all later columns at once. Without
+   * act-order a group's grid is fixed from the (updated) weights when its first column is reached;
+   * with act-order, columns go by decreasing diag(H) and the grids come from the original weights
+   * of each original group.
    */
   static int[] eagerCodes(float[] weight, double[] h, int groupSize, boolean actOrder) {
-    int[] perm = IntStream.range(0, COLS).boxed()
-        .sorted(actOrder ? Comparator.comparingDouble((Integer i) -> -h[i * COLS + i]) : Comparator.naturalOrder())
-        .mapToInt(Integer::intValue).toArray();
+    int[] perm =
+        IntStream.range(0, COLS)
+            .boxed()
+            .sorted(
+                actOrder
+                    ? Comparator.comparingDouble((Integer i) -> -h[i * COLS + i])
+                    : Comparator.naturalOrder())
+            .mapToInt(Integer::intValue)
+            .toArray();
     double[] hp = new double[COLS * COLS];
     for (int a = 0; a < COLS; a++) {
       for (int b = 0; b < COLS; b++) {
@@ -99,7 +107,9 @@ class GptqEagerReferenceTest {
       GroupQuantizer.Grid[] grids = new GroupQuantizer.Grid[groups];
       if (actOrder) {
         for (int g = 0; g < groups; g++) {
-          grids[g] = GroupQuantizer.Grid.int4(weight, r * COLS + g * groupSize, r * COLS + (g + 1) * groupSize);
+          grids[g] =
+              GroupQuantizer.Grid.int4(
+                  weight, r * COLS + g * groupSize, r * COLS + (g + 1) * groupSize);
         }
       }
       for (int k = 0; k < COLS; k++) {
@@ -134,7 +144,8 @@ class GptqEagerReferenceTest {
 
   @Test
   void shouldGiveTheEagerCodesOnFourBlocksWithGroup32() {
-    // four groups share one 128-column block: grids fixed inside a block must see the in-block updates
+    // four groups share one 128-column block: grids fixed inside a block must see the in-block
+    // updates
     QuantizedWeight q = Gptq.quantize(W.clone(), ROWS, COLS, H, 32, DAMP, false);
     assertSameCodes(q.codes(), eagerCodes(W, H, 32, false));
   }
@@ -147,18 +158,27 @@ class GptqEagerReferenceTest {
 
   @Test
   void shouldChangeCodesBeyondTheFirstBlockBecauseOfPropagatedError() {
-    // guards the test itself: if nothing propagated past a block, the reference would equal plain RTN there
+    // guards the test itself: if nothing propagated past a block, the reference would equal plain
+    // RTN there
     int[] eager = eagerCodes(W, H, 128, false);
     int[] rtn = GroupQuantizer.int4Group(W, ROWS, COLS, 128).codes();
-    long differing = IntStream.range(0, eager.length).filter(i -> i % COLS >= 128 && eager[i] != rtn[i]).count();
+    long differing =
+        IntStream.range(0, eager.length).filter(i -> i % COLS >= 128 && eager[i] != rtn[i]).count();
     assertThat(differing).isGreaterThan(ROWS * (COLS - 128) / 10);
   }
 
   private static void assertSameCodes(int[] actual, int[] expected) {
-    int first = IntStream.range(0, expected.length).filter(i -> actual[i] != expected[i]).findFirst().orElse(-1);
+    int first =
+        IntStream.range(0, expected.length)
+            .filter(i -> actual[i] != expected[i])
+            .findFirst()
+            .orElse(-1);
     long count = IntStream.range(0, expected.length).filter(i -> actual[i] != expected[i]).count();
-    assertThat(first).as("first differing code at row %d column %d; %d of %d codes differ", first / COLS,
-        first % COLS, count, expected.length).isEqualTo(-1);
+    assertThat(first)
+        .as(
+            "first differing code at row %d column %d; %d of %d codes differ",
+            first / COLS, first % COLS, count, expected.length)
+        .isEqualTo(-1);
     assertThat(Arrays.equals(actual, expected)).isTrue();
   }
 }

@@ -76,7 +76,8 @@ class GptqTest {
     float[] w = weight(2);
     double rtn = outputError(w, GroupQuantizer.int4Group(w, ROWS, COLS, 16).dequantize(), g);
     double gptq = outputError(w, Gptq.quantize(w, ROWS, COLS, h, 16, 0.01, false).dequantize(), g);
-    double gptqActOrder = outputError(w, Gptq.quantize(w, ROWS, COLS, h, 16, 0.01, true).dequantize(), g);
+    double gptqActOrder =
+        outputError(w, Gptq.quantize(w, ROWS, COLS, h, 16, 0.01, true).dequantize(), g);
     assertThat(gptq).isLessThan(0.8 * rtn);
     assertThat(gptqActOrder).isLessThan(0.8 * rtn);
   }
@@ -112,7 +113,9 @@ class GptqTest {
       double error = outputError(w, q.dequantize(), g);
       assertThat(error).as("error at %d bits", bits).isLessThan(previous / 2);
       // and GPTQ still beats round-to-nearest at the same width
-      assertThat(error).isLessThan(outputError(w, GroupQuantizer.intGroup(w, ROWS, COLS, 16, bits).dequantize(), g));
+      assertThat(error)
+          .isLessThan(
+              outputError(w, GroupQuantizer.intGroup(w, ROWS, COLS, 16, bits).dequantize(), g));
       previous = error;
     }
     assertThat(Gptq.quantize(w, ROWS, COLS, h, 16, 0.01, false, 4).codes())
@@ -122,7 +125,8 @@ class GptqTest {
   @Test
   void shouldMatchAnEagerGptqWhenTheMatrixSpansSeveralBlocksAndTheLazyUpdateRunsNatively() {
     int rows = 160;
-    int cols = 3 * Gptq.BLOCK; // three blocks: two lazy updates of 160 x 128 x (256, 128) multiply-adds
+    int cols =
+        3 * Gptq.BLOCK; // three blocks: two lazy updates of 160 x 128 x (256, 128) multiply-adds
     int group = 32;
     SplittableRandom random = new SplittableRandom(8);
     double[] h = new double[cols * cols];
@@ -148,13 +152,15 @@ class GptqTest {
     for (int i = 0; i < lazy.length; i++) {
       same += lazy[i] == eager[i] ? 1 : 0;
     }
-    // the two differ only in the order of floating-point additions, which can flip a code sitting on a rounding edge
+    // the two differ only in the order of floating-point additions, which can flip a code sitting
+    // on a rounding edge
     assertThat(same).isGreaterThanOrEqualTo(lazy.length - lazy.length / 1000);
   }
 
   /** Algorithm 1 without lazy batches: every column's error goes to every later column at once. */
   static int[] eagerGptq(float[] weight, int rows, int cols, double[] h, int group, int bits) {
-    double[] u = io.distillery.model.linalg.HessianInverse.upperCholeskyOfInverseScalar(h, cols, 0.01);
+    double[] u =
+        io.distillery.model.linalg.HessianInverse.upperCholeskyOfInverseScalar(h, cols, 0.01);
     int[] codes = new int[rows * cols];
     for (int r = 0; r < rows; r++) {
       double[] w = new double[cols];

@@ -15,7 +15,10 @@ class InputScaleTest {
   static final int TOKENS = 4000;
   static final int BINS = 2048;
 
-  /** Statistics of Laplace-tailed inputs (with one rare spike in channel 0), collected as the calibrator does. */
+  /**
+   * Statistics of Laplace-tailed inputs (with one rare spike in channel 0), collected as the
+   * calibrator does.
+   */
   static LayerStats stats(boolean spike) {
     SplittableRandom random = new SplittableRandom(2);
     float[] x = new float[TOKENS * N];
@@ -58,7 +61,8 @@ class InputScaleTest {
     InputScale.Choice c = InputScale.ENTROPY.choose(st, null, ones(2), 2);
     assertThat(c.scale()).isEqualTo(EntropyCalibration.clip(st) / 127);
     assertThat(c.scale()).isLessThan(c.absMaxScale()); // the one 400 spike is clipped
-    assertThat(InputScale.ABSMAX.choose(st, null, ones(2), 2).scale()).isCloseTo(400f / 127, within(1e-4f));
+    assertThat(InputScale.ABSMAX.choose(st, null, ones(2), 2).scale())
+        .isCloseTo(400f / 127, within(1e-4f));
   }
 
   @Test
@@ -73,7 +77,8 @@ class InputScaleTest {
   void shouldPickTheLowerExpectedErrorOfTheTwo() {
     for (boolean spike : new boolean[] {true, false}) {
       InputScale.Choice c = InputScale.AUTO.choose(stats(spike), null, ones(3), 3);
-      assertThat(c.scale()).isEqualTo(c.entropyError() < c.absMaxError() ? c.entropyScale() : c.absMaxScale());
+      assertThat(c.scale())
+          .isEqualTo(c.entropyError() < c.absMaxError() ? c.entropyScale() : c.absMaxScale());
     }
   }
 
@@ -93,13 +98,15 @@ class InputScaleTest {
     for (long c : h.counts()) {
       total += c;
     }
-    assertThat(total).isEqualTo((long) N * TOKENS * N); // every channel maps the whole pooled histogram
+    assertThat(total)
+        .isEqualTo((long) N * TOKENS * N); // every channel maps the whole pooled histogram
   }
 
   @Test
   void shouldNameTheParamOnAnUnknownValue() {
     assertThat(InputScale.of("Entropy")).isEqualTo(InputScale.ENTROPY);
-    assertThatThrownBy(() -> InputScale.of("kl")).isInstanceOf(IllegalArgumentException.class)
+    assertThatThrownBy(() -> InputScale.of("kl"))
+        .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("inputScale");
   }
 }

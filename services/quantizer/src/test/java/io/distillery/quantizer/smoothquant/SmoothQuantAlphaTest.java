@@ -9,8 +9,9 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * SmoothQuant's scales at an alpha where alpha and 1 - alpha differ (eq. 4 of arXiv 2211.10438), and the claim the
- * method exists for: migrating activation outliers into the weights lowers the W8A8 output error.
+ * SmoothQuant's scales at an alpha where alpha and 1 - alpha differ (eq. 4 of arXiv 2211.10438),
+ * and the claim the method exists for: migrating activation outliers into the weights lowers the
+ * W8A8 output error.
  */
 class SmoothQuantAlphaTest {
 
@@ -20,7 +21,8 @@ class SmoothQuantAlphaTest {
     float[] w = {1, -32, 32, 0.5f, 4, -3};
     float[] absMax = {32, 1, 243};
     float[] s = SmoothQuant.scales(absMax, List.of(w), new int[] {2}, 3, 0.8);
-    // s_j = max|X_j|^0.8 / max|W_j|^0.2: 32^0.8 / 1 = 16; 1 / 32^0.2 = 0.5; 243^0.8 / 32^0.2 = 81 / 2
+    // s_j = max|X_j|^0.8 / max|W_j|^0.2: 32^0.8 / 1 = 16; 1 / 32^0.2 = 0.5; 243^0.8 / 32^0.2 = 81 /
+    // 2
     assertThat((double) s[0]).isCloseTo(16, within(1e-4));
     assertThat((double) s[1]).isCloseTo(0.5, within(1e-6));
     assertThat((double) s[2]).isCloseTo(40.5, within(1e-4));
@@ -33,7 +35,8 @@ class SmoothQuantAlphaTest {
   void shouldMoveTheActivationRangeIntoTheWeightsAsAlphaGrows() {
     float[] w = {1, -32, 32, 0.5f, 4, -3};
     float[] absMax = {32, 1, 243};
-    // smoothed activation maxima absMax / s: alpha 0.8 leaves 32 / 16 = 2, 1 / 0.5 = 2, 243 / 40.5 = 6
+    // smoothed activation maxima absMax / s: alpha 0.8 leaves 32 / 16 = 2, 1 / 0.5 = 2, 243 / 40.5
+    // = 6
     float[] s = SmoothQuant.scales(absMax, List.of(w), new int[] {2}, 3, 0.8);
     assertThat((double) SmoothQuant.inputScale(absMax, s)).isCloseTo(6.0 / 127, within(1e-6));
     float[] half = SmoothQuant.scales(absMax, List.of(w), new int[] {2}, 3, 0.5);
@@ -54,7 +57,8 @@ class SmoothQuantAlphaTest {
     float[] absMax = new float[n];
     for (int t = 0; t < tokens; t++) {
       for (int j = 0; j < n; j++) {
-        double loud = j == 5 || j == 40 ? 60 : 1; // two channels 60x the rest, as LLM.int8() reports
+        double loud =
+            j == 5 || j == 40 ? 60 : 1; // two channels 60x the rest, as LLM.int8() reports
         x[t * n + j] = (float) (random.nextGaussian() * loud);
         absMax[j] = Math.max(absMax[j], Math.abs(x[t * n + j]));
       }
@@ -65,8 +69,12 @@ class SmoothQuantAlphaTest {
     assertThat(smoothed).isLessThan(naive / 3);
   }
 
-  /** ||W X - Q8(W diag s) Q8(diag(s)^-1 X)|| / ||W X||, INT8 weights per row, one static input scale. */
-  static double w8a8Error(float[] w, float[] x, int rows, int n, int tokens, float[] s, float inputScale) {
+  /**
+   * ||W X - Q8(W diag s) Q8(diag(s)^-1 X)|| / ||W X||, INT8 weights per row, one static input
+   * scale.
+   */
+  static double w8a8Error(
+      float[] w, float[] x, int rows, int n, int tokens, float[] s, float inputScale) {
     float[] ws = w.clone();
     if (s != null) {
       SmoothQuant.fold(new float[n], List.of(ws), new int[] {rows}, n, s);

@@ -8,15 +8,21 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * Content-addressed storage of artefacts (checkpoints, calibration statistics, datasets, reports). Events carry
- * {@link ArtefactRef}s; the store turns them into local paths, refusing anything outside its configured roots.
+ * Content-addressed storage of artefacts (checkpoints, calibration statistics, datasets, reports).
+ * Events carry {@link ArtefactRef}s; the store turns them into local paths, refusing anything
+ * outside its configured roots.
  */
 public interface ArtefactStore {
 
-  /** Moves (or copies, when {@code copy}) a file or directory into the store; returns its reference. */
+  /**
+   * Moves (or copies, when {@code copy}) a file or directory into the store; returns its reference.
+   */
   ArtefactRef put(Path source, String format, boolean copy) throws IOException;
 
-  /** The local path of a reference, checked to exist inside the store's roots and to have the recorded size. */
+  /**
+   * The local path of a reference, checked to exist inside the store's roots and to have the
+   * recorded size.
+   */
   Path resolve(ArtefactRef ref) throws IOException;
 
   /** A URI confined to the store's roots, as a local path. */

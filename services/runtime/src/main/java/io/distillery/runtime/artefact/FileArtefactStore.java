@@ -15,17 +15,16 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.UUID;
-import java.util.stream.Stream;
 
 /**
- * The {@code file://} store: artefacts live under {@code <root>/artefacts/<sha[0:2]>/<sha>/<name>}. Only
- * {@code file:} URIs whose real path lies inside the root or one of the extra read-only roots are followed; anything
- * else ({@code ../} tricks, symlinks out, foreign schemes) is refused with an {@link ArtefactUriException}.
+ * The {@code file://} store: artefacts live under {@code <root>/artefacts/<sha[0:2]>/<sha>/<name>}.
+ * Only {@code file:} URIs whose real path lies inside the root or one of the extra read-only roots
+ * are followed; anything else ({@code ../} tricks, symlinks out, foreign schemes) is refused with
+ * an {@link ArtefactUriException}.
  */
 public final class FileArtefactStore implements ArtefactStore {
 
@@ -67,7 +66,8 @@ public final class FileArtefactStore implements ArtefactStore {
     Path target = Files.isDirectory(source) ? dir : dir.resolve(source.getFileName().toString());
     if (!Files.exists(dir)) {
       Path staging = root.resolve("scratch").resolve("put-" + UUID.randomUUID());
-      Path stagedTarget = Files.isDirectory(source) ? staging : staging.resolve(source.getFileName().toString());
+      Path stagedTarget =
+          Files.isDirectory(source) ? staging : staging.resolve(source.getFileName().toString());
       Files.createDirectories(staging);
       if (copy) {
         copyTree(source, stagedTarget);
@@ -83,8 +83,12 @@ public final class FileArtefactStore implements ArtefactStore {
     } else if (!copy) {
       deleteTree(source);
     }
-    return ArtefactRef.newBuilder().setUri(target.toUri().toString()).setSha256(sha).setBytes(bytes)
-        .setFormat(format).build();
+    return ArtefactRef.newBuilder()
+        .setUri(target.toUri().toString())
+        .setSha256(sha)
+        .setBytes(bytes)
+        .setFormat(format)
+        .build();
   }
 
   @Override
@@ -94,8 +98,14 @@ public final class FileArtefactStore implements ArtefactStore {
       throw new ArtefactUriException("artefact " + ref.getUri() + " is missing from the store");
     }
     if (ref.getBytes() > 0 && ContentHash.sizeOf(p) != ref.getBytes()) {
-      throw new ArtefactUriException("artefact " + ref.getUri() + " has " + ContentHash.sizeOf(p)
-          + " bytes but its reference says " + ref.getBytes() + ": it was changed or truncated");
+      throw new ArtefactUriException(
+          "artefact "
+              + ref.getUri()
+              + " has "
+              + ContentHash.sizeOf(p)
+              + " bytes but its reference says "
+              + ref.getBytes()
+              + ": it was changed or truncated");
     }
     return p;
   }
@@ -109,13 +119,20 @@ public final class FileArtefactStore implements ArtefactStore {
       throw new ArtefactUriException("not a URI: '" + uri + "' (" + e.getReason() + ")");
     }
     if (u.getScheme() == null || !u.getScheme().equals("file")) {
-      throw new ArtefactUriException("unsupported artefact URI scheme in '" + uri + "': only file:// is configured");
+      throw new ArtefactUriException(
+          "unsupported artefact URI scheme in '" + uri + "': only file:// is configured");
     }
-    if (u.getRawPath() == null || u.getRawPath().contains("/../") || u.getRawPath().endsWith("/..")) {
-      throw new ArtefactUriException("artefact URI '" + uri + "' contains '..': path traversal is refused");
+    if (u.getRawPath() == null
+        || u.getRawPath().contains("/../")
+        || u.getRawPath().endsWith("/..")) {
+      throw new ArtefactUriException(
+          "artefact URI '" + uri + "' contains '..': path traversal is refused");
     }
-    if (u.getAuthority() != null && !u.getAuthority().isEmpty() && !u.getAuthority().equals("localhost")) {
-      throw new ArtefactUriException("artefact URI '" + uri + "' names a remote host: only local files are allowed");
+    if (u.getAuthority() != null
+        && !u.getAuthority().isEmpty()
+        && !u.getAuthority().equals("localhost")) {
+      throw new ArtefactUriException(
+          "artefact URI '" + uri + "' names a remote host: only local files are allowed");
     }
     Path p = Path.of(u.getPath()).normalize();
     Path real = Files.exists(p) ? p.toRealPath() : p;
@@ -124,7 +141,8 @@ public final class FileArtefactStore implements ArtefactStore {
         return real;
       }
     }
-    throw new ArtefactUriException("artefact URI '" + uri + "' is outside the store's roots " + readRoots);
+    throw new ArtefactUriException(
+        "artefact URI '" + uri + "' is outside the store's roots " + readRoots);
   }
 
   @Override
@@ -135,7 +153,8 @@ public final class FileArtefactStore implements ArtefactStore {
   @Override
   public void discardScratch(Path scratch) throws IOException {
     if (!Files.exists(scratch)) {
-      return; // the stage returned the scratch directory itself as an output: it was moved into the store
+      return; // the stage returned the scratch directory itself as an output: it was moved into the
+      // store
     }
     Path real = scratch.toRealPath();
     if (!real.startsWith(root.resolve("scratch")) || real.equals(root.resolve("scratch"))) {
@@ -159,8 +178,13 @@ public final class FileArtefactStore implements ArtefactStore {
       CacheEntry e = JSON.readValue(f.toFile(), CacheEntry.class);
       List<ArtefactRef> refs = new ArrayList<>();
       for (CacheEntry.Ref r : e.outputs()) {
-        ArtefactRef ref = ArtefactRef.newBuilder().setUri(r.uri()).setSha256(r.sha256()).setBytes(r.bytes())
-            .setFormat(r.format()).build();
+        ArtefactRef ref =
+            ArtefactRef.newBuilder()
+                .setUri(r.uri())
+                .setSha256(r.sha256())
+                .setBytes(r.bytes())
+                .setFormat(r.format())
+                .build();
         resolve(ref);
         refs.add(ref);
       }
@@ -172,21 +196,28 @@ public final class FileArtefactStore implements ArtefactStore {
 
   @Override
   public void remember(String cacheKey, CachedResult result) throws IOException {
-    List<CacheEntry.Ref> refs = result.outputs().stream()
-        .map(r -> new CacheEntry.Ref(r.getUri(), r.getSha256(), r.getBytes(), r.getFormat())).toList();
-    writeAtomically(root.resolve("cache").resolve(cacheKey + ".json"),
+    List<CacheEntry.Ref> refs =
+        result.outputs().stream()
+            .map(r -> new CacheEntry.Ref(r.getUri(), r.getSha256(), r.getBytes(), r.getFormat()))
+            .toList();
+    writeAtomically(
+        root.resolve("cache").resolve(cacheKey + ".json"),
         JSON.writeValueAsBytes(new CacheEntry(refs, result.metrics())));
   }
 
   @Override
   public void markDone(String jobId, int attempt) throws IOException {
     Path dir = Files.createDirectories(root.resolve("jobs").resolve(ContentHash.ofString(jobId)));
-    writeAtomically(dir.resolve("attempt-" + attempt + ".done"), jobId.getBytes(StandardCharsets.UTF_8));
+    writeAtomically(
+        dir.resolve("attempt-" + attempt + ".done"), jobId.getBytes(StandardCharsets.UTF_8));
   }
 
   @Override
   public boolean isDone(String jobId, int attempt) {
-    return Files.exists(root.resolve("jobs").resolve(ContentHash.ofString(jobId)).resolve("attempt-" + attempt + ".done"));
+    return Files.exists(
+        root.resolve("jobs")
+            .resolve(ContentHash.ofString(jobId))
+            .resolve("attempt-" + attempt + ".done"));
   }
 
   private record CacheEntry(List<Ref> outputs, Map<String, Double> metrics) {

@@ -7,9 +7,10 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * Typed reads of {@code DISTILLERY_<SERVICE>_<KEY>} settings (falling back to the shared {@code DISTILLERY_<KEY>})
- * from a map — the environment in {@code main}, a plain map in tests. Records every value it hands out so a service
- * can print its effective config at start, with secrets masked.
+ * Typed reads of {@code DISTILLERY_<SERVICE>_<KEY>} settings (falling back to the shared {@code
+ * DISTILLERY_<KEY>}) from a map — the environment in {@code main}, a plain map in tests. Records
+ * every value it hands out so a service can print its effective config at start, with secrets
+ * masked.
  */
 public final class Settings {
 
@@ -35,8 +36,8 @@ public final class Settings {
   public String required(String key) {
     String v = string(key, null);
     if (v == null || v.isBlank()) {
-      throw new IllegalArgumentException("setting DISTILLERY_" + service + "_" + key + " (or DISTILLERY_" + key
-          + ") is required");
+      throw new IllegalArgumentException(
+          "setting DISTILLERY_" + service + "_" + key + " (or DISTILLERY_" + key + ") is required");
     }
     return v;
   }
@@ -62,10 +63,14 @@ public final class Settings {
   /** The values read so far, secrets masked, for a start-up log line. */
   public String describe() {
     StringBuilder sb = new StringBuilder();
-    effective.forEach((k, v) -> {
-      boolean secret = SECRET_HINTS.stream().anyMatch(k::contains);
-      sb.append(sb.isEmpty() ? "" : " ").append(k.toLowerCase()).append('=').append(secret && v != null ? "****" : v);
-    });
+    effective.forEach(
+        (k, v) -> {
+          boolean secret = SECRET_HINTS.stream().anyMatch(k::contains);
+          sb.append(sb.isEmpty() ? "" : " ")
+              .append(k.toLowerCase())
+              .append('=')
+              .append(secret && v != null ? "****" : v);
+        });
     return sb.toString();
   }
 }

@@ -16,10 +16,13 @@ import org.apache.kafka.common.serialization.StringSerializer;
 import org.apache.kafka.streams.StreamsConfig;
 
 /**
- * Where the cluster and the registry are, how replicated the topics a service creates are, and the client settings
- * every Distillery service shares.
+ * Where the cluster and the registry are, how replicated the topics a service creates are, and the
+ * client settings every Distillery service shares.
  */
-public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaRegistryClient registry,
+public record KafkaSettings(
+    String bootstrapServers,
+    String registryUrl,
+    SchemaRegistryClient registry,
     TopicReplication replication) {
 
   public KafkaSettings {
@@ -34,16 +37,20 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
     return of(bootstrapServers, registryUrl, TopicReplication.BROKER_DEFAULT);
   }
 
-  public static KafkaSettings of(String bootstrapServers, String registryUrl, TopicReplication replication) {
-    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl), replication);
+  public static KafkaSettings of(
+      String bootstrapServers, String registryUrl, TopicReplication replication) {
+    return new KafkaSettings(
+        bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl), replication);
   }
 
   /**
-   * The same settings with a registry client that waits up to {@code budget} per call for a registry that is down or
-   * failing ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET} for threads that should ride out a restart).
+   * The same settings with a registry client that waits up to {@code budget} per call for a
+   * registry that is down or failing ({@link SchemaRegistryClient#OUTAGE_RETRY_BUDGET} for threads
+   * that should ride out a restart).
    */
   public KafkaSettings withRegistryRetry(Duration budget) {
-    return new KafkaSettings(bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl, budget), replication);
+    return new KafkaSettings(
+        bootstrapServers, registryUrl, new SchemaRegistryClient(registryUrl, budget), replication);
   }
 
   public <T extends SpecificRecord> AvroSerde<T> serde(Class<T> type) {
@@ -56,7 +63,9 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
     return p;
   }
 
-  /** Idempotent, acks=all, sent at once: events are small and latency matters more than batching. */
+  /**
+   * Idempotent, acks=all, sent at once: events are small and latency matters more than batching.
+   */
   public Map<String, Object> producer(String clientId) {
     Map<String, Object> p = common();
     p.put(ProducerConfig.CLIENT_ID_CONFIG, clientId);
@@ -68,9 +77,10 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
   }
 
   /**
-   * What a Kafka Streams app adds to its properties so that it writes as safely as the plain producers: acks=all and
-   * idempotence on its producers (set explicitly, not left to client defaults), and its internal topics (changelogs,
-   * repartition) replicated as {@link #replication()} says.
+   * What a Kafka Streams app adds to its properties so that it writes as safely as the plain
+   * producers: acks=all and idempotence on its producers (set explicitly, not left to client
+   * defaults), and its internal topics (changelogs, repartition) replicated as {@link
+   * #replication()} says.
    */
   public Map<String, Object> streams() {
     Map<String, Object> p = new HashMap<>();
@@ -78,7 +88,9 @@ public record KafkaSettings(String bootstrapServers, String registryUrl, SchemaR
     p.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
     p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, replication.factor());
     if (replication.minInsyncReplicas() > 0) {
-      p.put(StreamsConfig.topicPrefix(TopicConfig.MIN_IN_SYNC_REPLICAS_CONFIG), replication.minInsyncReplicas());
+      p.put(
+          StreamsConfig.topicPrefix(TopicConfig.MIN_IN_SYNC_REPLICAS_CONFIG),
+          replication.minInsyncReplicas());
     }
     return p;
   }

@@ -15,8 +15,8 @@ import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.errors.TopicExistsException;
 
 /**
- * Creates the topics a service needs (idempotently), replicated as the service's {@link TopicReplication} says, and
- * lists what exists.
+ * Creates the topics a service needs (idempotently), replicated as the service's {@link
+ * TopicReplication} says, and lists what exists.
  */
 public final class TopicAdmin implements AutoCloseable {
 
@@ -26,7 +26,10 @@ public final class TopicAdmin implements AutoCloseable {
   private final TopicReplication replication;
   private final int partitions;
 
-  /** Topics of {@value #DEFAULT_PARTITIONS} partitions, replicated as {@code settings.replication()} says. */
+  /**
+   * Topics of {@value #DEFAULT_PARTITIONS} partitions, replicated as {@code settings.replication()}
+   * says.
+   */
   public TopicAdmin(KafkaSettings settings) {
     this(settings, DEFAULT_PARTITIONS, settings.replication());
   }
@@ -37,11 +40,22 @@ public final class TopicAdmin implements AutoCloseable {
     this.replication = replication;
   }
 
-  /** Ensures the platform's own topics exist: registered, job events, runs (compacted), deployments, misfires. */
+  /**
+   * Ensures the platform's own topics exist: registered, job events, runs (compacted), deployments,
+   * misfires.
+   */
   public void ensurePlatformTopics() {
-    ensure(List.of(Topics.MODELS_REGISTERED, Topics.JOB_EVENTS, Topics.DEPLOYMENTS, Topics.MISFIRES,
-        Topics.SERVING_TRAFFIC), Map.of());
-    ensure(List.of(Topics.RUNS), Map.of(TopicConfig.CLEANUP_POLICY_CONFIG, TopicConfig.CLEANUP_POLICY_COMPACT));
+    ensure(
+        List.of(
+            Topics.MODELS_REGISTERED,
+            Topics.JOB_EVENTS,
+            Topics.DEPLOYMENTS,
+            Topics.MISFIRES,
+            Topics.SERVING_TRAFFIC),
+        Map.of());
+    ensure(
+        List.of(Topics.RUNS),
+        Map.of(TopicConfig.CLEANUP_POLICY_CONFIG, TopicConfig.CLEANUP_POLICY_COMPACT));
   }
 
   public void ensure(Collection<String> topics, Map<String, String> configs) {
@@ -56,7 +70,8 @@ public final class TopicAdmin implements AutoCloseable {
           e.getValue().get(30, TimeUnit.SECONDS);
         } catch (ExecutionException ex) {
           if (!(ex.getCause() instanceof TopicExistsException)) {
-            throw new IllegalStateException("cannot create topic " + e.getKey() + ": " + ex.getCause(), ex.getCause());
+            throw new IllegalStateException(
+                "cannot create topic " + e.getKey() + ": " + ex.getCause(), ex.getCause());
           }
         }
       }
@@ -68,11 +83,16 @@ public final class TopicAdmin implements AutoCloseable {
     }
   }
 
-  /** The topic as it is asked for: replication and min in-sync replicas from {@code replication}, else the broker's. */
-  static NewTopic newTopic(String name, int partitions, TopicReplication replication, Map<String, String> configs) {
-    NewTopic topic = replication.factor() > 0
-        ? new NewTopic(name, partitions, (short) replication.factor())
-        : new NewTopic(name, Optional.of(partitions), Optional.empty());
+  /**
+   * The topic as it is asked for: replication and min in-sync replicas from {@code replication},
+   * else the broker's.
+   */
+  static NewTopic newTopic(
+      String name, int partitions, TopicReplication replication, Map<String, String> configs) {
+    NewTopic topic =
+        replication.factor() > 0
+            ? new NewTopic(name, partitions, (short) replication.factor())
+            : new NewTopic(name, Optional.of(partitions), Optional.empty());
     return topic.configs(replication.topicConfigs(configs));
   }
 
@@ -89,8 +109,13 @@ public final class TopicAdmin implements AutoCloseable {
 
   public int partitionsOf(String topic) {
     try {
-      return admin.describeTopics(List.of(topic)).allTopicNames().get(30, TimeUnit.SECONDS)
-          .get(topic).partitions().size();
+      return admin
+          .describeTopics(List.of(topic))
+          .allTopicNames()
+          .get(30, TimeUnit.SECONDS)
+          .get(topic)
+          .partitions()
+          .size();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted", e);

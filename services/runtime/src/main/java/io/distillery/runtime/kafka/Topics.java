@@ -10,19 +10,27 @@ public final class Topics {
   public static final String RUNS = "distillery.runs";
   public static final String DEPLOYMENTS = "distillery.deployments";
   public static final String MISFIRES = "distillery.misfires";
-  /** Request counts per deployment, node and artefact ({@code ServingTraffic}): the denominator of misfire rates. */
+
+  /**
+   * Request counts per deployment, node and artefact ({@code ServingTraffic}): the denominator of
+   * misfire rates.
+   */
   public static final String SERVING_TRAFFIC = "distillery.serving.traffic";
+
   public static final String JOBS_PREFIX = "distillery.jobs.";
   public static final String DLQ_PREFIX = "distillery.dlq.";
 
-  /** A stage name is a topic suffix: lower-case words joined by '-', as in {@code my-lora-merger}. */
+  /**
+   * A stage name is a topic suffix: lower-case words joined by '-', as in {@code my-lora-merger}.
+   */
   public static final Pattern STAGE_NAME = StageRegistry.STAGE_NAME;
 
   private Topics() {}
 
   public static String jobs(String stage) {
     if (!STAGE_NAME.matcher(stage).matches()) {
-      throw new IllegalArgumentException("invalid stage name '" + stage + "': use lower-case letters, digits and '-'");
+      throw new IllegalArgumentException(
+          "invalid stage name '" + stage + "': use lower-case letters, digits and '-'");
     }
     return JOBS_PREFIX + stage;
   }

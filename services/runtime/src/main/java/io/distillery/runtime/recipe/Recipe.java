@@ -9,8 +9,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A validated recipe: a DAG of nodes, each running one stage after the nodes it names. Built only by
- * {@link RecipeParser}, so a {@code Recipe} in hand has no cycle, no dangling {@code after} and only known stages.
+ * A validated recipe: a DAG of nodes, each running one stage after the nodes it names. Built only
+ * by {@link RecipeParser}, so a {@code Recipe} in hand has no cycle, no dangling {@code after} and
+ * only known stages.
  */
 public record Recipe(String name, Map<String, Node> nodes, int retries, Duration timeout) {
 
@@ -18,8 +19,17 @@ public record Recipe(String name, Map<String, Node> nodes, int retries, Duration
     nodes = Collections.unmodifiableMap(new LinkedHashMap<>(nodes));
   }
 
-  /** One node: {@code stage} is the worker topic suffix; {@code params} is passed to the stage as JSON. */
-  public record Node(String name, String stage, List<String> after, ObjectNode params, int retries, Duration timeout) {
+  /**
+   * One node: {@code stage} is the worker topic suffix; {@code params} is passed to the stage as
+   * JSON.
+   */
+  public record Node(
+      String name,
+      String stage,
+      List<String> after,
+      ObjectNode params,
+      int retries,
+      Duration timeout) {
     public Node {
       after = List.copyOf(after);
     }

@@ -23,9 +23,9 @@ import java.util.function.Predicate;
 import java.util.regex.Pattern;
 
 /**
- * Parses a recipe (YAML or JSON) and validates it before a run starts: unknown keys, a stage no worker serves, an
- * {@code after} naming no node, a cycle, params that are not an object, a bad timeout. All problems are reported at
- * once.
+ * Parses a recipe (YAML or JSON) and validates it before a run starts: unknown keys, a stage no
+ * worker serves, an {@code after} naming no node, a cycle, params that are not an object, a bad
+ * timeout. All problems are reported at once.
  */
 public final class RecipeParser {
 
@@ -33,11 +33,14 @@ public final class RecipeParser {
   public static final Duration DEFAULT_TIMEOUT = Duration.ofMinutes(10);
 
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
   private static final Pattern NODE_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_-]{0,63}");
   private static final Pattern DURATION = Pattern.compile("(\\d+)(ms|s|m|h)");
-  private static final Set<String> RECIPE_KEYS = Set.of("name", "stages", "retries", "timeout", "description");
-  private static final Set<String> NODE_KEYS = Set.of("stage", "after", "params", "retries", "timeout");
+  private static final Set<String> RECIPE_KEYS =
+      Set.of("name", "stages", "retries", "timeout", "description");
+  private static final Set<String> NODE_KEYS =
+      Set.of("stage", "after", "params", "retries", "timeout");
 
   private RecipeParser() {}
 
@@ -88,8 +91,14 @@ public final class RecipeParser {
       } else if (!Topics.STAGE_NAME.matcher(stage).matches()) {
         problems.add(where + ": invalid stage name '" + stage + "'");
       } else if (!stageExists.test(stage)) {
-        problems.add(where + ": no worker serves stage '" + stage + "' (topic " + Topics.JOBS_PREFIX + stage
-            + " does not exist)");
+        problems.add(
+            where
+                + ": no worker serves stage '"
+                + stage
+                + "' (topic "
+                + Topics.JOBS_PREFIX
+                + stage
+                + " does not exist)");
       }
       List<String> after = new ArrayList<>();
       JsonNode a = n.path("after");
@@ -105,17 +114,32 @@ public final class RecipeParser {
       if (params.isObject()) {
         paramsObj = (ObjectNode) params;
       } else if (!params.isMissingNode() && !params.isNull()) {
-        problems.add(where + ": 'params' must be an object, not " + params.getNodeType().toString().toLowerCase());
+        problems.add(
+            where
+                + ": 'params' must be an object, not "
+                + params.getNodeType().toString().toLowerCase());
       }
-      nodes.put(node, new Recipe.Node(node, stage, after, paramsObj,
-          intField(n, "retries", retries, where, problems), duration(n, "timeout", timeout, where, problems)));
+      nodes.put(
+          node,
+          new Recipe.Node(
+              node,
+              stage,
+              after,
+              paramsObj,
+              intField(n, "retries", retries, where, problems),
+              duration(n, "timeout", timeout, where, problems)));
     }
     for (Recipe.Node n : nodes.values()) {
       for (String dep : n.after()) {
         if (dep.equals(n.name())) {
           problems.add("node '" + n.name() + "' lists itself in 'after'");
         } else if (!nodes.containsKey(dep)) {
-          problems.add("node '" + n.name() + "' runs after '" + dep + "', which is not a node of this recipe");
+          problems.add(
+              "node '"
+                  + n.name()
+                  + "' runs after '"
+                  + dep
+                  + "', which is not a node of this recipe");
         }
       }
     }
@@ -167,7 +191,8 @@ public final class RecipeParser {
   public static Duration parseDuration(String text) {
     var m = DURATION.matcher(text.trim());
     if (!m.matches()) {
-      throw new IllegalArgumentException("'" + text + "' is not a duration like 500ms, 30s, 10m or 2h");
+      throw new IllegalArgumentException(
+          "'" + text + "' is not a duration like 500ms, 30s, 10m or 2h");
     }
     long v = Long.parseLong(m.group(1));
     return switch (m.group(2)) {
@@ -178,15 +203,20 @@ public final class RecipeParser {
     };
   }
 
-  private static void unknownKeys(JsonNode n, Set<String> allowed, String where, List<String> problems) {
-    n.fieldNames().forEachRemaining(k -> {
-      if (!allowed.contains(k)) {
-        problems.add(where + ": unknown key '" + k + "' (allowed: " + new TreeSet<>(allowed) + ")");
-      }
-    });
+  private static void unknownKeys(
+      JsonNode n, Set<String> allowed, String where, List<String> problems) {
+    n.fieldNames()
+        .forEachRemaining(
+            k -> {
+              if (!allowed.contains(k)) {
+                problems.add(
+                    where + ": unknown key '" + k + "' (allowed: " + new TreeSet<>(allowed) + ")");
+              }
+            });
   }
 
-  private static int intField(JsonNode n, String key, int dflt, String where, List<String> problems) {
+  private static int intField(
+      JsonNode n, String key, int dflt, String where, List<String> problems) {
     JsonNode v = n.path(key);
     if (v.isMissingNode() || v.isNull()) {
       return dflt;
@@ -198,7 +228,8 @@ public final class RecipeParser {
     return v.asInt();
   }
 
-  private static Duration duration(JsonNode n, String key, Duration dflt, String where, List<String> problems) {
+  private static Duration duration(
+      JsonNode n, String key, Duration dflt, String where, List<String> problems) {
     JsonNode v = n.path(key);
     if (v.isMissingNode() || v.isNull()) {
       return dflt;
@@ -232,7 +263,8 @@ public final class RecipeParser {
     return null;
   }
 
-  private static String dfs(String node, Map<String, Recipe.Node> nodes, Map<String, Integer> state, Deque<String> path) {
+  private static String dfs(
+      String node, Map<String, Recipe.Node> nodes, Map<String, Integer> state, Deque<String> path) {
     state.put(node, 1);
     path.addLast(node);
     for (String dep : nodes.get(node).after()) {

@@ -20,11 +20,13 @@ import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serializer;
 
 /**
- * Avro values in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro binary. The writer schema
- * is registered under the subject {@code <topic>-value} (TopicNameStrategy); readers resolve the writer schema by id
- * and read it into the generated class, which is how BACKWARD-compatible evolution works on the wire.
+ * Avro values in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro binary.
+ * The writer schema is registered under the subject {@code <topic>-value} (TopicNameStrategy);
+ * readers resolve the writer schema by id and read it into the generated class, which is how
+ * BACKWARD-compatible evolution works on the wire.
  */
-public final class AvroSerde<T extends SpecificRecord> implements Serde<T>, Serializer<T>, Deserializer<T> {
+public final class AvroSerde<T extends SpecificRecord>
+    implements Serde<T>, Serializer<T>, Deserializer<T> {
 
   public static final byte MAGIC = 0;
 
@@ -61,7 +63,8 @@ public final class AvroSerde<T extends SpecificRecord> implements Serde<T>, Seri
     if (data == null) {
       return null;
     }
-    int id = idByTopic.computeIfAbsent(topic, t -> registry.register(subject(t, isKey), readerSchema));
+    int id =
+        idByTopic.computeIfAbsent(topic, t -> registry.register(subject(t, isKey), readerSchema));
     ByteArrayOutputStream out = new ByteArrayOutputStream(256);
     out.write(MAGIC);
     out.writeBytes(ByteBuffer.allocate(4).putInt(id).array());
@@ -70,7 +73,8 @@ public final class AvroSerde<T extends SpecificRecord> implements Serde<T>, Seri
       writer.write(data, enc);
       enc.flush();
     } catch (IOException | RuntimeException e) {
-      throw new SerializationException("cannot encode " + type.getSimpleName() + " for topic " + topic + ": " + e, e);
+      throw new SerializationException(
+          "cannot encode " + type.getSimpleName() + " for topic " + topic + ": " + e, e);
     }
     return out.toByteArray();
   }
@@ -81,33 +85,53 @@ public final class AvroSerde<T extends SpecificRecord> implements Serde<T>, Seri
       return null;
     }
     if (bytes.length < 5) {
-      throw new SerializationException("not a Confluent-framed Avro value on " + topic + ": " + bytes.length
-          + " bytes, need at least 5 (magic byte + schema id)");
+      throw new SerializationException(
+          "not a Confluent-framed Avro value on "
+              + topic
+              + ": "
+              + bytes.length
+              + " bytes, need at least 5 (magic byte + schema id)");
     }
     if (bytes[0] != MAGIC) {
-      throw new SerializationException("unknown magic byte " + bytes[0] + " on " + topic
-          + " (expected 0, the Confluent wire format)");
+      throw new SerializationException(
+          "unknown magic byte "
+              + bytes[0]
+              + " on "
+              + topic
+              + " (expected 0, the Confluent wire format)");
     }
     int id = ByteBuffer.wrap(bytes, 1, 4).getInt();
     SpecificDatumReader<T> reader;
     try {
-      reader = readers.computeIfAbsent(id, i -> new SpecificDatumReader<>(registry.schemaById(i), readerSchema));
+      reader =
+          readers.computeIfAbsent(
+              id, i -> new SpecificDatumReader<>(registry.schemaById(i), readerSchema));
     } catch (SchemaRegistryException e) {
-      throw new SerializationException("schema id " + id + " on " + topic + " cannot be resolved: " + e.getMessage(), e);
+      throw new SerializationException(
+          "schema id " + id + " on " + topic + " cannot be resolved: " + e.getMessage(), e);
     }
     try {
       BinaryDecoder dec = DecoderFactory.get().binaryDecoder(bytes, 5, bytes.length - 5, null);
       T value = reader.read(null, dec);
       if (!dec.isEnd()) {
-        throw new SerializationException("trailing bytes after a " + type.getSimpleName() + " on " + topic);
+        throw new SerializationException(
+            "trailing bytes after a " + type.getSimpleName() + " on " + topic);
       }
       return value;
     } catch (IOException | RuntimeException e) {
       if (e instanceof SerializationException se) {
         throw se;
       }
-      throw new SerializationException("cannot decode " + type.getSimpleName() + " (schema id " + id + ") on "
-          + topic + ": " + e, e);
+      throw new SerializationException(
+          "cannot decode "
+              + type.getSimpleName()
+              + " (schema id "
+              + id
+              + ") on "
+              + topic
+              + ": "
+              + e,
+          e);
     }
   }
 

@@ -2,7 +2,10 @@ package io.distillery.runtime.serde;
 
 import java.io.IOException;
 
-/** The registry refused a call or could not be reached. Carries the HTTP status and Confluent error code if any. */
+/**
+ * The registry refused a call or could not be reached. Carries the HTTP status and Confluent error
+ * code if any.
+ */
 public final class SchemaRegistryException extends RuntimeException {
   private final int httpStatus;
   private final int errorCode;
@@ -32,8 +35,8 @@ public final class SchemaRegistryException extends RuntimeException {
   }
 
   /**
-   * The registry could not be reached, or failed on its side (5xx): the same call may well succeed later, and the
-   * record that needed it is not at fault.
+   * The registry could not be reached, or failed on its side (5xx): the same call may well succeed
+   * later, and the record that needed it is not at fault.
    */
   public boolean isTransient() {
     return httpStatus >= 500 || (httpStatus == 0 && getCause() instanceof IOException);

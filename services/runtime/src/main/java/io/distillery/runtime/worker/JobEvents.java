@@ -27,12 +27,21 @@ final class JobEvents {
   }
 
   JobEvent progress(double percent, String message, Map<String, Double> metrics) {
-    return event(Progress.newBuilder().setPercent(Math.max(0, Math.min(100, percent))).setMessage(message)
-        .setMetrics(Map.copyOf(metrics)).build());
+    return event(
+        Progress.newBuilder()
+            .setPercent(Math.max(0, Math.min(100, percent)))
+            .setMessage(message)
+            .setMetrics(Map.copyOf(metrics))
+            .build());
   }
 
   JobEvent completed(List<ArtefactRef> outputs, Map<String, Double> metrics, boolean cached) {
-    return event(Completed.newBuilder().setOutputs(outputs).setMetrics(Map.copyOf(metrics)).setCached(cached).build());
+    return event(
+        Completed.newBuilder()
+            .setOutputs(outputs)
+            .setMetrics(Map.copyOf(metrics))
+            .setCached(cached)
+            .build());
   }
 
   JobEvent failed(String reason, boolean retryable) {
@@ -41,12 +50,20 @@ final class JobEvents {
 
   /** The stage judged the candidate unfit: the run ends REJECTED with this reason. */
   JobEvent rejected(String reason) {
-    return event(Failed.newBuilder().setReason(reason).setRetryable(false).setRejected(true).build());
+    return event(
+        Failed.newBuilder().setReason(reason).setRetryable(false).setRejected(true).build());
   }
 
   private JobEvent event(Object payload) {
-    return JobEvent.newBuilder().setRunId(job.getRunId()).setJobId(job.getJobId()).setAttempt(job.getAttempt())
-        .setStage(job.getStage()).setNode(job.getNode()).setWorker(worker).setTs(Instant.now()).setPayload(payload)
+    return JobEvent.newBuilder()
+        .setRunId(job.getRunId())
+        .setJobId(job.getJobId())
+        .setAttempt(job.getAttempt())
+        .setStage(job.getStage())
+        .setNode(job.getNode())
+        .setWorker(worker)
+        .setTs(Instant.now())
+        .setPayload(payload)
         .build();
   }
 }

@@ -54,10 +54,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The consume-run-report loop of one stage, on its own thread (a KafkaConsumer wants exactly one). One record at a
- * time: decode it (or dead-letter it), skip a jobId+attempt already finished, reuse a cached identical result, else
- * run the stage on a separate thread while the consumer stays paused but keeps polling, so a job may take hours without
- * tripping {@code max.poll.interval.ms}. The offset is committed only after the result event is acknowledged.
+ * The consume-run-report loop of one stage, on its own thread (a KafkaConsumer wants exactly one).
+ * One record at a time: decode it (or dead-letter it), skip a jobId+attempt already finished, reuse
+ * a cached identical result, else run the stage on a separate thread while the consumer stays
+ * paused but keeps polling, so a job may take hours without tripping {@code max.poll.interval.ms}.
+ * The offset is committed only after the result event is acknowledged.
  */
 final class JobLoop implements Runnable {
 
@@ -84,9 +85,16 @@ final class JobLoop implements Runnable {
   private final AtomicReference<String> currentJob = new AtomicReference<>();
   private boolean jobActive;
 
-  JobLoop(StageDescriptor descriptor, WorkerConfig config, Consumer<String, byte[]> consumer,
-      Producer<String, byte[]> producer, AvroSerde<StageJob> jobSerde, AvroSerde<JobEvent> eventSerde,
-      DeadLetters deadLetters, ArtefactStore store, MeterRegistry metrics) {
+  JobLoop(
+      StageDescriptor descriptor,
+      WorkerConfig config,
+      Consumer<String, byte[]> consumer,
+      Producer<String, byte[]> producer,
+      AvroSerde<StageJob> jobSerde,
+      AvroSerde<JobEvent> eventSerde,
+      DeadLetters deadLetters,
+      ArtefactStore store,
+      MeterRegistry metrics) {
     this.descriptor = descriptor;
     this.stage = descriptor.instantiate();
     if (stage instanceof HostServices.Aware aware) {
@@ -101,11 +109,13 @@ final class JobLoop implements Runnable {
     this.store = store;
     this.metrics = metrics;
     this.topic = Topics.jobs(descriptor.name());
-    this.executor = Executors.newSingleThreadExecutor(r -> {
-      Thread t = new Thread(r, "stage-" + descriptor.name() + "-" + config.workerId());
-      t.setDaemon(true);
-      return t;
-    });
+    this.executor =
+        Executors.newSingleThreadExecutor(
+            r -> {
+              Thread t = new Thread(r, "stage-" + descriptor.name() + "-" + config.workerId());
+              t.setDaemon(true);
+              return t;
+            });
   }
 
   /** The job running now, if any ("jobId#attempt"). */
@@ -113,7 +123,10 @@ final class JobLoop implements Runnable {
     return currentJob.get();
   }
 
-  /** Stop consuming; a running job gets {@code grace} to finish, then is abandoned (uncommitted, so redelivered). */
+  /**
+   * Stop consuming; a running job gets {@code grace} to finish, then is abandoned (uncommitted, so
+   * redelivered).
+   */
   void stop(Duration grace) {
     stopDeadlineNanos = System.nanoTime() + grace.toNanos();
     running = false;
@@ -123,17 +136,19 @@ final class JobLoop implements Runnable {
   @Override
   public void run() {
     try {
-      consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
-        @Override
-        public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
+      consumer.subscribe(
+          List.of(topic),
+          new ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
 
-        @Override
-        public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
-          if (jobActive) {
-            consumer.pause(partitions); // keep the one-job-at-a-time promise across a rebalance
-          }
-        }
-      });
+            @Override
+            public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+              if (jobActive) {
+                consumer.pause(partitions); // keep the one-job-at-a-time promise across a rebalance
+              }
+            }
+          });
       while (running) {
         ConsumerRecords<String, byte[]> records;
         try {
@@ -148,9 +163,15 @@ final class JobLoop implements Runnable {
           try {
             handle(rec);
           } catch (RuntimeException e) {
-            // Infrastructure trouble (registry or broker unreachable): keep the record, try it again shortly.
-            LOG.error("stage={} offset={}:{} could not be processed, retrying: {}", descriptor.name(),
-                rec.partition(), rec.offset(), e.toString(), e);
+            // Infrastructure trouble (registry or broker unreachable): keep the record, try it
+            // again shortly.
+            LOG.error(
+                "stage={} offset={}:{} could not be processed, retrying: {}",
+                descriptor.name(),
+                rec.partition(),
+                rec.offset(),
+                e.toString(),
+                e);
             consumer.seek(new TopicPartition(rec.topic(), rec.partition()), rec.offset());
             LockSupport.parkNanos(Duration.ofSeconds(1).toNanos());
             break;
@@ -158,7 +179,12 @@ final class JobLoop implements Runnable {
         }
       }
     } catch (RuntimeException e) {
-      LOG.error("stage={} worker={} job loop died: {}", descriptor.name(), config.workerId(), e.toString(), e);
+      LOG.error(
+          "stage={} worker={} job loop died: {}",
+          descriptor.name(),
+          config.workerId(),
+          e.toString(),
+          e);
     } finally {
       closed = true;
       executor.shutdownNow();
@@ -178,14 +204,21 @@ final class JobLoop implements Runnable {
         throw new IllegalArgumentException("empty record (null value)");
       }
       if (!descriptor.name().equals(job.getStage())) {
-        throw new IllegalArgumentException("job for stage '" + job.getStage() + "' on topic " + rec.topic());
+        throw new IllegalArgumentException(
+            "job for stage '" + job.getStage() + "' on topic " + rec.topic());
       }
     } catch (RuntimeException e) {
       if (e.getCause() instanceof SchemaRegistryException sre && sre.isTransient()) {
-        throw e; // the registry is down, the record may be fine: retried by the loop, not dead-lettered
+        throw e; // the registry is down, the record may be fine: retried by the loop, not
+        // dead-lettered
       }
-      LOG.warn("stage={} offset={}:{} undecodable job sent to {}: {}", descriptor.name(), rec.partition(),
-          rec.offset(), Topics.dlq(rec.topic()), e.getMessage());
+      LOG.warn(
+          "stage={} offset={}:{} undecodable job sent to {}: {}",
+          descriptor.name(),
+          rec.partition(),
+          rec.offset(),
+          Topics.dlq(rec.topic()),
+          e.getMessage());
       deadLetters.send(rec.topic(), rec.partition(), rec.offset(), rec.key(), rec.value(), e);
       metrics.counter("distillery_dead_letters_total", "stage", descriptor.name()).increment();
       commit(rec);
@@ -193,8 +226,12 @@ final class JobLoop implements Runnable {
     }
     String tag = job.getJobId() + "#" + job.getAttempt();
     if (store.isDone(job.getJobId(), job.getAttempt())) {
-      LOG.info("stage={} runId={} jobId={} attempt={} already finished; skipped", descriptor.name(), job.getRunId(),
-          job.getJobId(), job.getAttempt());
+      LOG.info(
+          "stage={} runId={} jobId={} attempt={} already finished; skipped",
+          descriptor.name(),
+          job.getRunId(),
+          job.getJobId(),
+          job.getAttempt());
       commit(rec);
       return;
     }
@@ -202,8 +239,11 @@ final class JobLoop implements Runnable {
     Record params;
     String canonicalParams;
     try {
-      params = StageParams.bind(descriptor.name(), job.getParams(), descriptor.params().asSubclass(Record.class));
-      canonicalParams = RecipeParser.canonical(JSON.readTree(job.getParams().isBlank() ? "{}" : job.getParams()));
+      params =
+          StageParams.bind(
+              descriptor.name(), job.getParams(), descriptor.params().asSubclass(Record.class));
+      canonicalParams =
+          RecipeParser.canonical(JSON.readTree(job.getParams().isBlank() ? "{}" : job.getParams()));
     } catch (StageException.Fatal | IOException e) {
       finish(rec, job, events.failed(e.getMessage(), false), "failed");
       return;
@@ -212,29 +252,46 @@ final class JobLoop implements Runnable {
     if (descriptor.cacheable()) {
       var hit = store.cached(cacheKey);
       if (hit.isPresent()) {
-        LOG.info("stage={} runId={} jobId={} reused cached output", descriptor.name(), job.getRunId(), job.getJobId());
-        finish(rec, job, events.completed(hit.get().outputs(), hit.get().metrics(), true), "cached");
+        LOG.info(
+            "stage={} runId={} jobId={} reused cached output",
+            descriptor.name(),
+            job.getRunId(),
+            job.getJobId());
+        finish(
+            rec, job, events.completed(hit.get().outputs(), hit.get().metrics(), true), "cached");
         return;
       }
     }
     currentJob.set(tag);
-    send(events.started(config.workerId()), false); // ordered before the result by the same producer and key
-    LOG.info("stage={} runId={} jobId={} attempt={} started", descriptor.name(), job.getRunId(), job.getJobId(),
+    send(
+        events.started(config.workerId()),
+        false); // ordered before the result by the same producer and key
+    LOG.info(
+        "stage={} runId={} jobId={} attempt={} started",
+        descriptor.name(),
+        job.getRunId(),
+        job.getJobId(),
         job.getAttempt());
     Timer.Sample timer = Timer.start(metrics);
     ProgressPublisher progress = new ProgressPublisher(events);
-    Future<JobEvent> future = executor.submit(() -> execute(job, params, events, progress, cacheKey));
+    Future<JobEvent> future =
+        executor.submit(() -> execute(job, params, events, progress, cacheKey));
     jobActive = true;
     consumer.pause(consumer.assignment());
     try {
       JobEvent result = await(future, progress);
       if (result == null) {
-        LOG.warn("stage={} runId={} jobId={} attempt={} abandoned at shutdown; it will be redelivered",
-            descriptor.name(), job.getRunId(), job.getJobId(), job.getAttempt());
+        LOG.warn(
+            "stage={} runId={} jobId={} attempt={} abandoned at shutdown; it will be redelivered",
+            descriptor.name(),
+            job.getRunId(),
+            job.getJobId(),
+            job.getAttempt());
         return;
       }
       String outcome = result.getPayload() instanceof Completed ? "completed" : "failed";
-      timer.stop(metrics.timer("distillery_job_seconds", "stage", descriptor.name(), "outcome", outcome));
+      timer.stop(
+          metrics.timer("distillery_job_seconds", "stage", descriptor.name(), "outcome", outcome));
       finish(rec, job, result, outcome);
     } finally {
       jobActive = false;
@@ -245,7 +302,10 @@ final class JobLoop implements Runnable {
     }
   }
 
-  /** Polls (paused) while the stage runs; heartbeats progress; returns null if the job was abandoned. */
+  /**
+   * Polls (paused) while the stage runs; heartbeats progress; returns null if the job was
+   * abandoned.
+   */
   private JobEvent await(Future<JobEvent> future, ProgressPublisher progress) {
     while (true) {
       try {
@@ -275,13 +335,22 @@ final class JobLoop implements Runnable {
   }
 
   /** The context of one job: what the host resolved, and this worker's memory budget. */
-  static <P extends Record> StageContext<P> context(WorkerConfig config, StageJob job, P params, Path model,
-      List<StageContext.Input> inputs, Path scratch, Path workDir, ProgressSink sink) {
-    return new StageContext<>(job, params, model, inputs, scratch, workDir, sink, config.memoryBudgetBytes());
+  static <P extends Record> StageContext<P> context(
+      WorkerConfig config,
+      StageJob job,
+      P params,
+      Path model,
+      List<StageContext.Input> inputs,
+      Path scratch,
+      Path workDir,
+      ProgressSink sink) {
+    return new StageContext<>(
+        job, params, model, inputs, scratch, workDir, sink, config.memoryBudgetBytes());
   }
 
-  private JobEvent execute(StageJob job, Record params, JobEvents events, ProgressPublisher progress,
-      String cacheKey) throws InterruptedException {
+  private JobEvent execute(
+      StageJob job, Record params, JobEvents events, ProgressPublisher progress, String cacheKey)
+      throws InterruptedException {
     Path scratch = null;
     try {
       scratch = store.newScratch();
@@ -294,12 +363,21 @@ final class JobLoop implements Runnable {
         }
         inputs.add(new StageContext.Input(in.getNode(), in.getStage(), arts, in.getMetrics()));
       }
-      StageContext<Record> ctx = context(config, job, params, model, inputs, scratch, store.workDir(job.getJobId()),
-          progress::publish);
+      StageContext<Record> ctx =
+          context(
+              config,
+              job,
+              params,
+              model,
+              inputs,
+              scratch,
+              store.workDir(job.getJobId()),
+              progress::publish);
       StageResult result = stage.run(ctx);
       List<ArtefactRef> outputs = new ArrayList<>();
       for (StageResult.Output o : result.outputs()) {
-        LineageManifest.writeIfCheckpoint(o.path(), o.format(), descriptor.name(), job, result.metrics());
+        LineageManifest.writeIfCheckpoint(
+            o.path(), o.format(), descriptor.name(), job, result.metrics());
         outputs.add(store.put(o.path(), o.format(), false));
       }
       if (descriptor.cacheable()) {
@@ -307,8 +385,13 @@ final class JobLoop implements Runnable {
       }
       return events.completed(outputs, result.metrics(), false);
     } catch (StageException e) {
-      LOG.warn("stage={} runId={} jobId={} failed ({}): {}", descriptor.name(), job.getRunId(), job.getJobId(),
-          e.retryable() ? "retryable" : "fatal", e.getMessage());
+      LOG.warn(
+          "stage={} runId={} jobId={} failed ({}): {}",
+          descriptor.name(),
+          job.getRunId(),
+          job.getJobId(),
+          e.retryable() ? "retryable" : "fatal",
+          e.getMessage());
       if (e instanceof StageException.Rejected) {
         return events.rejected(e.getMessage());
       }
@@ -316,61 +399,103 @@ final class JobLoop implements Runnable {
     } catch (IOException | UncheckedIOException e) {
       Throwable io = e instanceof UncheckedIOException u ? u.getCause() : e;
       if (io instanceof UnusableInput) {
-        return events.failed(io.getMessage(), false); // a refused URI or a corrupt checkpoint stays so on retry
+        return events.failed(
+            io.getMessage(), false); // a refused URI or a corrupt checkpoint stays so on retry
       }
       return events.failed("I/O error: " + e.getMessage(), true);
     } catch (InterruptedException e) {
       throw e;
     } catch (RuntimeException | Error e) {
-      LOG.error("stage={} runId={} jobId={} crashed", descriptor.name(), job.getRunId(), job.getJobId(), e);
+      LOG.error(
+          "stage={} runId={} jobId={} crashed",
+          descriptor.name(),
+          job.getRunId(),
+          job.getJobId(),
+          e);
       return events.failed(e.getClass().getSimpleName() + ": " + e.getMessage(), false);
     } finally {
       if (scratch != null) {
         try {
           store.discardScratch(scratch); // outputs were moved into the store; the rest is litter
         } catch (IOException e) {
-          LOG.warn("stage={} cannot remove scratch {}: {}", descriptor.name(), scratch, e.toString());
+          LOG.warn(
+              "stage={} cannot remove scratch {}: {}", descriptor.name(), scratch, e.toString());
         }
       }
     }
   }
 
-  /** Writes the result event (acknowledged), marks the attempt done, then commits the job's offset. */
-  private void finish(ConsumerRecord<String, byte[]> rec, StageJob job, JobEvent result, String outcome) {
+  /**
+   * Writes the result event (acknowledged), marks the attempt done, then commits the job's offset.
+   */
+  private void finish(
+      ConsumerRecord<String, byte[]> rec, StageJob job, JobEvent result, String outcome) {
     if (closed || !send(result, true)) {
       return;
     }
     try {
       store.markDone(job.getJobId(), job.getAttempt());
     } catch (IOException e) {
-      LOG.warn("stage={} jobId={} cannot record completion marker: {}", descriptor.name(), job.getJobId(), e.toString());
+      LOG.warn(
+          "stage={} jobId={} cannot record completion marker: {}",
+          descriptor.name(),
+          job.getJobId(),
+          e.toString());
     }
-    metrics.counter("distillery_jobs_total", "stage", descriptor.name(), "outcome", outcome).increment();
+    metrics
+        .counter("distillery_jobs_total", "stage", descriptor.name(), "outcome", outcome)
+        .increment();
     if (result.getPayload() instanceof Failed f) {
-      LOG.warn("stage={} runId={} jobId={} attempt={} {} (retryable={} rejected={}): {}", descriptor.name(),
-          job.getRunId(), job.getJobId(), job.getAttempt(), outcome, f.getRetryable(), f.getRejected(), f.getReason());
+      LOG.warn(
+          "stage={} runId={} jobId={} attempt={} {} (retryable={} rejected={}): {}",
+          descriptor.name(),
+          job.getRunId(),
+          job.getJobId(),
+          job.getAttempt(),
+          outcome,
+          f.getRetryable(),
+          f.getRejected(),
+          f.getReason());
     } else {
-      LOG.info("stage={} runId={} jobId={} attempt={} {}", descriptor.name(), job.getRunId(), job.getJobId(),
-          job.getAttempt(), outcome);
+      LOG.info(
+          "stage={} runId={} jobId={} attempt={} {}",
+          descriptor.name(),
+          job.getRunId(),
+          job.getJobId(),
+          job.getAttempt(),
+          outcome);
     }
     commit(rec);
   }
 
   /**
-   * Commits after the result is acknowledged. Asynchronous: a lost commit only means a redelivery, which the done
-   * marker skips; the consumer's close commits nothing further, so nothing is skipped that was not finished.
+   * Commits after the result is acknowledged. Asynchronous: a lost commit only means a redelivery,
+   * which the done marker skips; the consumer's close commits nothing further, so nothing is
+   * skipped that was not finished.
    */
   private void commit(ConsumerRecord<String, byte[]> rec) {
     try {
-      consumer.commitAsync(Map.of(new TopicPartition(rec.topic(), rec.partition()),
-          new OffsetAndMetadata(rec.offset() + 1)), (offsets, e) -> {
+      consumer.commitAsync(
+          Map.of(
+              new TopicPartition(rec.topic(), rec.partition()),
+              new OffsetAndMetadata(rec.offset() + 1)),
+          (offsets, e) -> {
             if (e != null) {
-              LOG.warn("stage={} commit of {}:{} failed: {}", descriptor.name(), rec.partition(), rec.offset(),
+              LOG.warn(
+                  "stage={} commit of {}:{} failed: {}",
+                  descriptor.name(),
+                  rec.partition(),
+                  rec.offset(),
                   e.toString());
             }
           });
     } catch (KafkaException e) {
-      LOG.warn("stage={} commit of {}:{} failed: {}", descriptor.name(), rec.partition(), rec.offset(), e.toString());
+      LOG.warn(
+          "stage={} commit of {}:{} failed: {}",
+          descriptor.name(),
+          rec.partition(),
+          rec.offset(),
+          e.toString());
     }
   }
 
@@ -378,8 +503,12 @@ final class JobLoop implements Runnable {
     if (closed) {
       return false;
     }
-    var f = producer.send(new ProducerRecord<>(Topics.JOB_EVENTS, event.getRunId(),
-        eventSerde.serialize(Topics.JOB_EVENTS, event)));
+    var f =
+        producer.send(
+            new ProducerRecord<>(
+                Topics.JOB_EVENTS,
+                event.getRunId(),
+                eventSerde.serialize(Topics.JOB_EVENTS, event)));
     if (!await) {
       return true;
     }
@@ -390,11 +519,14 @@ final class JobLoop implements Runnable {
       Thread.currentThread().interrupt();
       return false;
     } catch (ExecutionException | TimeoutException e) {
-      throw new IllegalStateException("cannot write job event for " + event.getJobId() + ": " + e, e);
+      throw new IllegalStateException(
+          "cannot write job event for " + event.getJobId() + ": " + e, e);
     }
   }
 
-  /** Throttles progress from the stage thread; the loop thread re-sends the last one as a heartbeat. */
+  /**
+   * Throttles progress from the stage thread; the loop thread re-sends the last one as a heartbeat.
+   */
   private final class ProgressPublisher {
     private final JobEvents events;
     private long lastSentNanos;

@@ -15,27 +15,30 @@ import java.nio.file.Path;
 import java.util.Map;
 
 /**
- * The lineage of a checkpoint a stage wrote, {@value #FILE_NAME} inside it: which run, job and stage made it, with
- * which params, from which model and inputs, and its metrics. The worker host writes it for every checkpoint output
- * (formats in {@link ArtefactFormats#CHECKPOINTS}) before the output enters the store, so every stage's checkpoints
- * carry one and no stage writes its own.
+ * The lineage of a checkpoint a stage wrote, {@value #FILE_NAME} inside it: which run, job and
+ * stage made it, with which params, from which model and inputs, and its metrics. The worker host
+ * writes it for every checkpoint output (formats in {@link ArtefactFormats#CHECKPOINTS}) before the
+ * output enters the store, so every stage's checkpoints carry one and no stage writes its own.
  */
 public final class LineageManifest {
 
   public static final String FILE_NAME = "distillery-manifest.json";
 
-  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private static final ObjectMapper JSON =
+      new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
 
   private LineageManifest() {}
 
   /**
-   * Writes the manifest into {@code output} when it is a checkpoint directory without one; other outputs are left
-   * alone, and so is a checkpoint a stage passes on unchanged (the evaluator's chosen candidate keeps the lineage of
-   * the stage that made it, and with it its content hash).
+   * Writes the manifest into {@code output} when it is a checkpoint directory without one; other
+   * outputs are left alone, and so is a checkpoint a stage passes on unchanged (the evaluator's
+   * chosen candidate keeps the lineage of the stage that made it, and with it its content hash).
    */
-  static void writeIfCheckpoint(Path output, String format, String stage, StageJob job,
-      Map<String, Double> metrics) throws IOException {
-    if (!ArtefactFormats.CHECKPOINTS.contains(format) || !Files.isDirectory(output)
+  static void writeIfCheckpoint(
+      Path output, String format, String stage, StageJob job, Map<String, Double> metrics)
+      throws IOException {
+    if (!ArtefactFormats.CHECKPOINTS.contains(format)
+        || !Files.isDirectory(output)
         || Files.exists(output.resolve(FILE_NAME))) {
       return;
     }
@@ -64,7 +67,10 @@ public final class LineageManifest {
   }
 
   private static ObjectNode ref(ArtefactRef r) {
-    return JSON.createObjectNode().put("uri", r.getUri()).put("sha256", r.getSha256()).put("bytes", r.getBytes())
+    return JSON.createObjectNode()
+        .put("uri", r.getUri())
+        .put("sha256", r.getSha256())
+        .put("bytes", r.getBytes())
         .put("format", r.getFormat());
   }
 }

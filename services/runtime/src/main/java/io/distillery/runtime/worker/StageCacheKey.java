@@ -6,7 +6,10 @@ import io.distillery.schemas.job.StageJob;
 import io.distillery.stage.ContentHash;
 import java.util.Map;
 
-/** Same stage + same params + same input hashes = same output: the key under which a result is reused. */
+/**
+ * Same stage + same params + same input hashes = same output: the key under which a result is
+ * reused.
+ */
 final class StageCacheKey {
 
   private StageCacheKey() {}
@@ -16,8 +19,15 @@ final class StageCacheKey {
     sb.append("stage=").append(job.getStage()).append('\n');
     sb.append("params=").append(canonicalParams).append('\n');
     sb.append("model=").append(job.getModel().getSha256()).append('\n');
-    job.getGates().entrySet().stream().sorted(Map.Entry.comparingByKey())
-        .forEach(e -> sb.append("gate=").append(e.getKey()).append('=').append(e.getValue()).append('\n'));
+    job.getGates().entrySet().stream()
+        .sorted(Map.Entry.comparingByKey())
+        .forEach(
+            e ->
+                sb.append("gate=")
+                    .append(e.getKey())
+                    .append('=')
+                    .append(e.getValue())
+                    .append('\n'));
     for (StageInput in : job.getInputs()) {
       sb.append("input=").append(in.getNode()).append(':');
       for (ArtefactRef r : in.getArtefacts()) {

@@ -6,10 +6,10 @@ import io.distillery.runtime.kafka.DeadLetters;
 import io.distillery.runtime.kafka.KafkaSettings;
 import io.distillery.runtime.kafka.TopicAdmin;
 import io.distillery.runtime.kafka.Topics;
-import io.distillery.stage.StageDescriptor;
 import io.distillery.schemas.dlq.DeadLetter;
 import io.distillery.schemas.job.JobEvent;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.StageDescriptor;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Vertx;
@@ -29,10 +29,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Runs one {@link io.distillery.stage.Stage} as a service: a consumer of {@code distillery.jobs.<stage>} in
- * the group {@code distillery-worker-<stage>} (so instances share the work), a producer of job events, and a Vert.x
- * HTTP endpoint with {@code /health} and Prometheus {@code /metrics}. Several hosts can share one Vert.x instance (the
- * one-process {@code distillery up}).
+ * Runs one {@link io.distillery.stage.Stage} as a service: a consumer of {@code
+ * distillery.jobs.<stage>} in the group {@code distillery-worker-<stage>} (so instances share the
+ * work), a producer of job events, and a Vert.x HTTP endpoint with {@code /health} and Prometheus
+ * {@code /metrics}. Several hosts can share one Vert.x instance (the one-process {@code distillery
+ * up}).
  */
 public final class WorkerHost implements AutoCloseable {
 
@@ -42,14 +43,16 @@ public final class WorkerHost implements AutoCloseable {
   private final WorkerConfig config;
   private final Vertx vertx;
   private final boolean ownsVertx;
-  private final PrometheusMeterRegistry metrics = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+  private final PrometheusMeterRegistry metrics =
+      new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
   private final KafkaProducer<String, byte[]> producer;
   private final JobLoop loop;
   private final Thread thread;
   private HttpServer http;
   private volatile boolean closed;
 
-  private WorkerHost(StageDescriptor descriptor, WorkerConfig config, Vertx vertx, boolean ownsVertx)
+  private WorkerHost(
+      StageDescriptor descriptor, WorkerConfig config, Vertx vertx, boolean ownsVertx)
       throws IOException {
     this.descriptor = descriptor;
     this.config = config;
@@ -66,59 +69,92 @@ public final class WorkerHost implements AutoCloseable {
     pp.put("key.serializer", StringSerializer.class);
     pp.put("value.serializer", ByteArraySerializer.class);
     this.producer = new KafkaProducer<>(pp);
-    Map<String, Object> cp = kafka.consumer("distillery-worker-" + descriptor.name(),
-        config.workerId() + "-" + descriptor.name());
+    Map<String, Object> cp =
+        kafka.consumer(
+            "distillery-worker-" + descriptor.name(), config.workerId() + "-" + descriptor.name());
     cp.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 1);
     cp.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, 50);
     cp.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1000);
     cp.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 10000);
     KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(cp);
-    this.loop = new JobLoop(descriptor, config, consumer, producer, kafka.serde(StageJob.class),
-        kafka.serde(JobEvent.class),
-        new DeadLetters(producer, kafka.serde(DeadLetter.class), "distillery-worker-" + descriptor.name()), store,
-        metrics);
+    this.loop =
+        new JobLoop(
+            descriptor,
+            config,
+            consumer,
+            producer,
+            kafka.serde(StageJob.class),
+            kafka.serde(JobEvent.class),
+            new DeadLetters(
+                producer, kafka.serde(DeadLetter.class), "distillery-worker-" + descriptor.name()),
+            store,
+            metrics);
     this.thread = new Thread(loop, "jobs-" + descriptor.name() + "-" + config.workerId());
   }
 
   /** Starts a host on its own Vert.x instance. */
-  public static WorkerHost start(StageDescriptor descriptor, WorkerConfig config) throws IOException {
+  public static WorkerHost start(StageDescriptor descriptor, WorkerConfig config)
+      throws IOException {
     return start(descriptor, config, Vertx.vertx(), true);
   }
 
   /** Starts a host on a shared Vert.x instance (which the caller closes). */
-  public static WorkerHost start(StageDescriptor descriptor, WorkerConfig config, Vertx vertx) throws IOException {
+  public static WorkerHost start(StageDescriptor descriptor, WorkerConfig config, Vertx vertx)
+      throws IOException {
     return start(descriptor, config, vertx, false);
   }
 
-  private static WorkerHost start(StageDescriptor descriptor, WorkerConfig config, Vertx vertx, boolean owns)
+  private static WorkerHost start(
+      StageDescriptor descriptor, WorkerConfig config, Vertx vertx, boolean owns)
       throws IOException {
     WorkerHost host = new WorkerHost(descriptor, config, vertx, owns);
     host.thread.start();
     if (config.httpPort() >= 0) {
       host.startHttp();
     }
-    LOG.info("stage={} worker={} started: topic={} {} memory_budget={}", descriptor.name(), config.workerId(),
-        Topics.jobs(descriptor.name()), host.http == null ? "http=off" : "http=" + host.httpPort(),
+    LOG.info(
+        "stage={} worker={} started: topic={} {} memory_budget={}",
+        descriptor.name(),
+        config.workerId(),
+        Topics.jobs(descriptor.name()),
+        host.http == null ? "http=off" : "http=" + host.httpPort(),
         WorkerMemory.format(config.memoryBudgetBytes()));
     return host;
   }
 
   private void startHttp() {
-    http = vertx.createHttpServer().requestHandler(req -> {
-      switch (req.path()) {
-        case "/health" -> {
-          boolean up = thread.isAlive() && !closed;
-          req.response().setStatusCode(up ? 200 : 503).putHeader("content-type", "application/json")
-              .end(new JsonObject().put("status", up ? "UP" : "DOWN").put("stage", descriptor.name())
-                  .put("worker", config.workerId()).put("job", loop.currentJob()).encode());
-        }
-        case "/metrics" -> req.response().putHeader("content-type", "text/plain; version=0.0.4")
-            .end(metrics.scrape());
-        default -> req.response().setStatusCode(404).end("not found: " + req.path() + "\n");
-      }
-    });
+    http =
+        vertx
+            .createHttpServer()
+            .requestHandler(
+                req -> {
+                  switch (req.path()) {
+                    case "/health" -> {
+                      boolean up = thread.isAlive() && !closed;
+                      req.response()
+                          .setStatusCode(up ? 200 : 503)
+                          .putHeader("content-type", "application/json")
+                          .end(
+                              new JsonObject()
+                                  .put("status", up ? "UP" : "DOWN")
+                                  .put("stage", descriptor.name())
+                                  .put("worker", config.workerId())
+                                  .put("job", loop.currentJob())
+                                  .encode());
+                    }
+                    case "/metrics" ->
+                        req.response()
+                            .putHeader("content-type", "text/plain; version=0.0.4")
+                            .end(metrics.scrape());
+                    default ->
+                        req.response().setStatusCode(404).end("not found: " + req.path() + "\n");
+                  }
+                });
     try {
-      http.listen(config.httpPort(), config.httpHost()).toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+      http.listen(config.httpPort(), config.httpHost())
+          .toCompletionStage()
+          .toCompletableFuture()
+          .get(10, TimeUnit.SECONDS);
     } catch (Exception e) {
       throw new IllegalStateException("cannot open HTTP port " + config.httpPort() + ": " + e, e);
     }
@@ -136,7 +172,10 @@ public final class WorkerHost implements AutoCloseable {
     return loop.currentJob();
   }
 
-  /** Stops consuming; a running job gets the configured grace to finish, else it is abandoned and redelivered. */
+  /**
+   * Stops consuming; a running job gets the configured grace to finish, else it is abandoned and
+   * redelivered.
+   */
   @Override
   public void close() {
     close(config.shutdownGrace());

@@ -13,8 +13,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Runs the stages found on the class path as worker services, one host per stage, until SIGTERM. Which stages:
- * {@code DISTILLERY_WORKER_STAGES} (comma-separated, default all) or the arguments.
+ * Runs the stages found on the class path as worker services, one host per stage, until SIGTERM.
+ * Which stages: {@code DISTILLERY_WORKER_STAGES} (comma-separated, default all) or the arguments.
  */
 public final class WorkerMain {
 
@@ -27,19 +27,25 @@ public final class WorkerMain {
   }
 
   /** The seam for tests: returns when {@code stop} is released (main: never, until SIGTERM). */
-  public static void run(String[] args, Map<String, String> env, CountDownLatch stop) throws Exception {
+  public static void run(String[] args, Map<String, String> env, CountDownLatch stop)
+      throws Exception {
     Settings settings = new Settings("worker", env);
     WorkerMemory memory = WorkerConfig.MEMORY.read(settings);
     WorkerConfig config = WorkerConfig.from(settings, memory);
     String wanted = args.length > 0 ? String.join(",", args) : settings.string("STAGES", "");
-    LOG.info("worker config: {} memory_budget={} heap_max={}", settings.describe(), memory,
+    LOG.info(
+        "worker config: {} memory_budget={} heap_max={}",
+        settings.describe(),
+        memory,
         WorkerMemory.format(Runtime.getRuntime().maxMemory()));
     StageRegistry registry = StageRegistry.discover();
-    List<StageDescriptor> stages = wanted.isBlank()
-        ? List.copyOf(registry.all().values())
-        : Arrays.stream(wanted.split(",")).map(String::trim).map(registry::get).toList();
+    List<StageDescriptor> stages =
+        wanted.isBlank()
+            ? List.copyOf(registry.all().values())
+            : Arrays.stream(wanted.split(",")).map(String::trim).map(registry::get).toList();
     if (stages.isEmpty()) {
-      throw new IllegalStateException("no stages on the class path (META-INF/services/io.distillery.stage.Stage)");
+      throw new IllegalStateException(
+          "no stages on the class path (META-INF/services/io.distillery.stage.Stage)");
     }
     Vertx vertx = Vertx.vertx();
     List<WorkerHost> hosts = new ArrayList<>();
@@ -48,11 +54,14 @@ public final class WorkerMain {
       hosts.add(WorkerHost.start(d, config.withHttpPort(port), vertx));
       port = port > 0 ? port + 1 : port;
     }
-    Thread hook = new Thread(() -> {
-      hosts.forEach(WorkerHost::close);
-      vertx.close();
-      stop.countDown();
-    }, "worker-shutdown");
+    Thread hook =
+        new Thread(
+            () -> {
+              hosts.forEach(WorkerHost::close);
+              vertx.close();
+              stop.countDown();
+            },
+            "worker-shutdown");
     Runtime.getRuntime().addShutdownHook(hook);
     stop.await();
     try {

@@ -9,25 +9,35 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * The memory one job on this worker may plan against (heap and native together), and where that number came from, so
- * a stage can refuse a model that cannot fit before it starts instead of dying with an OutOfMemoryError.
+ * The memory one job on this worker may plan against (heap and native together), and where that
+ * number came from, so a stage can refuse a model that cannot fit before it starts instead of dying
+ * with an OutOfMemoryError.
  *
- * <p>Precedence: the {@code DISTILLERY_WORKER_MEMORY} setting ({@code 6g}, {@code 512m}, {@code 8Gi}, or plain bytes as
- * the Kubernetes downward API writes them); else the smaller of the container's cgroup limit minus a quarter (the
- * JVM's own metaspace, code cache, thread stacks, Kafka buffers and the page cache of mapped checkpoints live in that
- * quarter) and the JVM's maximum heap; else the JVM's maximum heap, which the JVM sizes as its share of the physical
- * RAM it sees. The launcher and {@code k8s/worker.yaml} set {@code -XX:MaxRAMPercentage=75} (or {@code -Xmx} to the
- * setting), so heap and budget agree.
+ * <p>Precedence: the {@code DISTILLERY_WORKER_MEMORY} setting ({@code 6g}, {@code 512m}, {@code
+ * 8Gi}, or plain bytes as the Kubernetes downward API writes them); else the smaller of the
+ * container's cgroup limit minus a quarter (the JVM's own metaspace, code cache, thread stacks,
+ * Kafka buffers and the page cache of mapped checkpoints live in that quarter) and the JVM's
+ * maximum heap; else the JVM's maximum heap, which the JVM sizes as its share of the physical RAM
+ * it sees. The launcher and {@code k8s/worker.yaml} set {@code -XX:MaxRAMPercentage=75} (or {@code
+ * -Xmx} to the setting), so heap and budget agree.
  */
 public record WorkerMemory(long bytes, String source) {
 
   /** cgroup v2's limit file, relative to the cgroup mount. */
   static final String CGROUP_V2 = "memory.max";
+
   /** cgroup v1's limit file, relative to the cgroup mount. */
   static final String CGROUP_V1 = "memory/memory.limit_in_bytes";
-  /** Limits at or above this are "no limit" (cgroup v1 writes 2^63 rounded down to a page for unlimited). */
+
+  /**
+   * Limits at or above this are "no limit" (cgroup v1 writes 2^63 rounded down to a page for
+   * unlimited).
+   */
   static final long UNLIMITED = 1L << 50;
-  /** The share of a container limit a job may plan against; the rest is the JVM's and the kernel's. */
+
+  /**
+   * The share of a container limit a job may plan against; the rest is the JVM's and the kernel's.
+   */
   static final double CONTAINER_SHARE = 0.75;
 
   private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*(?:([kKmMgGtT])[iI]?)?[bB]?");
@@ -52,35 +62,44 @@ public record WorkerMemory(long bytes, String source) {
       if (share < maxHeap) {
         return new WorkerMemory(share, "75% of the container limit " + format(limit.getAsLong()));
       }
-      return new WorkerMemory(maxHeap, "the JVM's max heap (container limit " + format(limit.getAsLong()) + ")");
+      return new WorkerMemory(
+          maxHeap, "the JVM's max heap (container limit " + format(limit.getAsLong()) + ")");
     }
     return new WorkerMemory(maxHeap, "the JVM's max heap (no container limit)");
   }
 
-  /** The budget of this process: {@code setting}, the real cgroup mount and this JVM's maximum heap. */
+  /**
+   * The budget of this process: {@code setting}, the real cgroup mount and this JVM's maximum heap.
+   */
   public static WorkerMemory resolve(String setting) {
     return resolve(setting, Path.of("/sys/fs/cgroup"), Runtime.getRuntime().maxMemory());
   }
 
   /**
-   * A size in bytes: a whole number with an optional binary unit {@code k}, {@code m}, {@code g} or {@code t} (as
-   * {@code -Xmx} reads them; {@code Ki/Mi/Gi/Ti}, {@code KB/MB/GB/TB} and a trailing {@code b} mean the same), or a
-   * plain number of bytes.
+   * A size in bytes: a whole number with an optional binary unit {@code k}, {@code m}, {@code g} or
+   * {@code t} (as {@code -Xmx} reads them; {@code Ki/Mi/Gi/Ti}, {@code KB/MB/GB/TB} and a trailing
+   * {@code b} mean the same), or a plain number of bytes.
    *
    * @throws IllegalArgumentException naming the value when it is not such a size or is not positive
    */
   public static long parseSize(String value) {
     Matcher m = SIZE.matcher(value.trim());
     if (!m.matches()) {
-      throw new IllegalArgumentException("memory size '" + value + "' is not a whole number with an optional unit"
-          + " k, m, g or t (e.g. 6g, 512m, 8Gi, 6442450944)");
+      throw new IllegalArgumentException(
+          "memory size '"
+              + value
+              + "' is not a whole number with an optional unit"
+              + " k, m, g or t (e.g. 6g, 512m, 8Gi, 6442450944)");
     }
-    int shift = m.group(2) == null ? 0 : switch (Character.toLowerCase(m.group(2).charAt(0))) {
-      case 'k' -> 10;
-      case 'm' -> 20;
-      case 'g' -> 30;
-      default -> 40;
-    };
+    int shift =
+        m.group(2) == null
+            ? 0
+            : switch (Character.toLowerCase(m.group(2).charAt(0))) {
+              case 'k' -> 10;
+              case 'm' -> 20;
+              case 'g' -> 30;
+              default -> 40;
+            };
     long n;
     try {
       n = Long.parseLong(m.group(1));
@@ -97,8 +116,9 @@ public record WorkerMemory(long bytes, String source) {
   }
 
   /**
-   * The memory limit of the cgroup mounted at {@code root}: v2's {@value #CGROUP_V2}, else v1's {@value #CGROUP_V1};
-   * empty when neither file exists or is readable, or it says {@code max} or a number too large to be a real limit.
+   * The memory limit of the cgroup mounted at {@code root}: v2's {@value #CGROUP_V2}, else v1's
+   * {@value #CGROUP_V1}; empty when neither file exists or is readable, or it says {@code max} or a
+   * number too large to be a real limit.
    */
   public static OptionalLong cgroupLimit(Path root) {
     for (String file : new String[] {CGROUP_V2, CGROUP_V1}) {
@@ -125,9 +145,13 @@ public record WorkerMemory(long bytes, String source) {
     return OptionalLong.empty();
   }
 
-  /** Bytes with one decimal, in GB from 1 GB up, else MB (powers of ten, as the memory plan's messages count). */
+  /**
+   * Bytes with one decimal, in GB from 1 GB up, else MB (powers of ten, as the memory plan's
+   * messages count).
+   */
   public static String format(long bytes) {
-    return bytes >= 1e9 ? String.format(Locale.ROOT, "%.1f GB", bytes / 1e9)
+    return bytes >= 1e9
+        ? String.format(Locale.ROOT, "%.1f GB", bytes / 1e9)
         : String.format(Locale.ROOT, "%.1f MB", bytes / 1e6);
   }
 

@@ -41,17 +41,22 @@ class FileArtefactStoreTest {
     Path outside = Files.writeString(tmp.resolve("secret.txt"), "x");
     String root = store.root().toUri().toString();
     assertThatThrownBy(() -> store.resolve(root + "artefacts/../../secret.txt"))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("path traversal");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("path traversal");
     assertThatThrownBy(() -> store.resolve(outside.toUri().toString()))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("outside the store's roots");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("outside the store's roots");
     assertThatThrownBy(() -> store.resolve("http://example.invalid/model"))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("only file://");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("only file://");
     assertThatThrownBy(() -> store.resolve("file://evil.example/etc/passwd"))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("remote host");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("remote host");
     Path link = store.root().resolve("artefacts").resolve("link");
     Files.createSymbolicLink(link, outside);
     assertThatThrownBy(() -> store.resolve(link.toUri().toString()))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("outside");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("outside");
     // an extra read root is allowed
     FileArtefactStore wider = new FileArtefactStore(tmp.resolve("store"), List.of(tmp));
     assertThat(wider.resolve(outside.toUri().toString())).isEqualTo(outside.toRealPath());
@@ -62,7 +67,8 @@ class FileArtefactStoreTest {
     FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
     ArtefactRef ref = store.put(Files.writeString(tmp.resolve("f.txt"), "hello"), "text", false);
     Files.writeString(store.resolve(ref.getUri()), "hel");
-    assertThatThrownBy(() -> store.resolve(ref)).hasMessageContaining("has 3 bytes but its reference says 5");
+    assertThatThrownBy(() -> store.resolve(ref))
+        .hasMessageContaining("has 3 bytes but its reference says 5");
   }
 
   @Test
@@ -70,10 +76,12 @@ class FileArtefactStoreTest {
     FileArtefactStore store = new FileArtefactStore(tmp.resolve("store"));
     ArtefactRef ref = store.put(Files.writeString(tmp.resolve("out.txt"), "result"), "text", false);
     store.remember("k1", new ArtefactStore.CachedResult(List.of(ref), Map.of("loss", 0.5)));
-    assertThat(store.cached("k1")).hasValueSatisfying(c -> {
-      assertThat(c.outputs()).containsExactly(ref);
-      assertThat(c.metrics()).containsEntry("loss", 0.5);
-    });
+    assertThat(store.cached("k1"))
+        .hasValueSatisfying(
+            c -> {
+              assertThat(c.outputs()).containsExactly(ref);
+              assertThat(c.metrics()).containsEntry("loss", 0.5);
+            });
     assertThat(store.cached("k2")).isEmpty();
     Files.delete(store.resolve(ref.getUri()));
     assertThat(store.cached("k1")).isEmpty();
@@ -87,7 +95,8 @@ class FileArtefactStoreTest {
     store.discardScratch(scratch);
     assertThat(scratch).doesNotExist();
     assertThatThrownBy(() -> store.discardScratch(store.root().resolve("artefacts")))
-        .isInstanceOf(ArtefactUriException.class).hasMessageContaining("not a scratch directory");
+        .isInstanceOf(ArtefactUriException.class)
+        .hasMessageContaining("not a scratch directory");
   }
 
   @Test

@@ -20,23 +20,41 @@ class LineageManifestTest {
   @TempDir Path dir;
 
   private static ArtefactRef ref(String name, String format) {
-    return ArtefactRef.newBuilder().setUri("file:///store/" + name).setSha256(name.repeat(64).substring(0, 64))
-        .setBytes(42).setFormat(format).build();
+    return ArtefactRef.newBuilder()
+        .setUri("file:///store/" + name)
+        .setSha256(name.repeat(64).substring(0, 64))
+        .setBytes(42)
+        .setFormat(format)
+        .build();
   }
 
   private static StageJob job() {
-    return StageJob.newBuilder().setRunId("run-1").setJobId("run-1/q4").setAttempt(2).setStage("quantizer")
-        .setNode("q4").setParams("{\"scheme\":\"w4-gptq\",\"groupSize\":128}").setModel(ref("a", "hf-llama"))
-        .setInputs(List.of(StageInput.newBuilder().setNode("calib").setStage("calibrator")
-            .setArtefacts(List.of(ref("b", "calibration"))).build()))
-        .setTimeoutMs(1000).setDispatchedAt(Instant.EPOCH).build();
+    return StageJob.newBuilder()
+        .setRunId("run-1")
+        .setJobId("run-1/q4")
+        .setAttempt(2)
+        .setStage("quantizer")
+        .setNode("q4")
+        .setParams("{\"scheme\":\"w4-gptq\",\"groupSize\":128}")
+        .setModel(ref("a", "hf-llama"))
+        .setInputs(
+            List.of(
+                StageInput.newBuilder()
+                    .setNode("calib")
+                    .setStage("calibrator")
+                    .setArtefacts(List.of(ref("b", "calibration")))
+                    .build()))
+        .setTimeoutMs(1000)
+        .setDispatchedAt(Instant.EPOCH)
+        .build();
   }
 
   @Test
   void aCheckpointOutputNamesItsRunStageParamsModelAndInputs() throws Exception {
     Path out = Files.createDirectories(dir.resolve("ckpt"));
 
-    LineageManifest.writeIfCheckpoint(out, "compressed-tensors", "quantizer", job(), Map.of("layersQuantized", 7.0));
+    LineageManifest.writeIfCheckpoint(
+        out, "compressed-tensors", "quantizer", job(), Map.of("layersQuantized", 7.0));
 
     JsonNode m = new ObjectMapper().readTree(out.resolve(LineageManifest.FILE_NAME).toFile());
     assertThat(m.path("stage").asText()).isEqualTo("quantizer");

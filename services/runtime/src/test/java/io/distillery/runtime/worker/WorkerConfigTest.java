@@ -12,8 +12,19 @@ class WorkerConfigTest {
   @Test
   void theEnvironmentAndTheCodePathShareOneSetOfDefaults() {
     // of() keeps HTTP off (-1) where the environment's default picks a free port (0)
-    WorkerConfig fromEnv = WorkerConfig.from(new Settings("worker", Map.of("DISTILLERY_BOOTSTRAP", "b:9092",
-        "DISTILLERY_REGISTRY", "http://r", "DISTILLERY_STORE", "store", "DISTILLERY_WORKER_HTTP_PORT", "-1")));
+    WorkerConfig fromEnv =
+        WorkerConfig.from(
+            new Settings(
+                "worker",
+                Map.of(
+                    "DISTILLERY_BOOTSTRAP",
+                    "b:9092",
+                    "DISTILLERY_REGISTRY",
+                    "http://r",
+                    "DISTILLERY_STORE",
+                    "store",
+                    "DISTILLERY_WORKER_HTTP_PORT",
+                    "-1")));
 
     assertThat(fromEnv).isEqualTo(WorkerConfig.of("b:9092", "http://r", Path.of("store")));
   }
@@ -21,6 +32,7 @@ class WorkerConfigTest {
   @Test
   void everySettingIsInTheTable() {
     // replication is one component read from two settings (factor and min in-sync replicas)
-    assertThat(WorkerConfig.PARAMETERS).hasSize(WorkerConfig.class.getRecordComponents().length + 1);
+    assertThat(WorkerConfig.PARAMETERS)
+        .hasSize(WorkerConfig.class.getRecordComponents().length + 1);
   }
 }

@@ -30,13 +30,19 @@ class WorkerMemoryTest {
     assertThat(WorkerMemory.parseSize("8GB")).isEqualTo(8 * GIB);
     assertThat(WorkerMemory.parseSize("64k")).isEqualTo(65536);
     assertThat(WorkerMemory.parseSize("1t")).isEqualTo(1L << 40);
-    assertThat(WorkerMemory.parseSize(" 6442450944 ")).isEqualTo(6442450944L); // the downward API's limits.memory
+    assertThat(WorkerMemory.parseSize(" 6442450944 "))
+        .isEqualTo(6442450944L); // the downward API's limits.memory
   }
 
   @Test
   void shouldRefuseSizesThatAreNotPositiveWholeNumbersWithAUnit() {
-    for (String bad : new String[] {"", "six", "6x", "-1g", "0", "1.5g", "g", "99999999999999999999", "9000000000t"}) {
-      assertThatThrownBy(() -> WorkerMemory.parseSize(bad)).as(bad).isInstanceOf(IllegalArgumentException.class)
+    for (String bad :
+        new String[] {
+          "", "six", "6x", "-1g", "0", "1.5g", "g", "99999999999999999999", "9000000000t"
+        }) {
+      assertThatThrownBy(() -> WorkerMemory.parseSize(bad))
+          .as(bad)
+          .isInstanceOf(IllegalArgumentException.class)
           .hasMessageContaining("'" + bad + "'");
     }
   }
@@ -55,7 +61,9 @@ class WorkerMemoryTest {
     Files.createDirectories(cgroup.resolve("memory"));
     Files.writeString(cgroup.resolve("memory/memory.limit_in_bytes"), "4294967296\n");
     assertThat(WorkerMemory.cgroupLimit(cgroup)).isEqualTo(OptionalLong.of(4 * GIB));
-    Files.writeString(cgroup.resolve("memory/memory.limit_in_bytes"), "9223372036854771712\n"); // v1's "unlimited"
+    Files.writeString(
+        cgroup.resolve("memory/memory.limit_in_bytes"),
+        "9223372036854771712\n"); // v1's "unlimited"
     assertThat(WorkerMemory.cgroupLimit(cgroup)).isEmpty();
   }
 
@@ -71,7 +79,9 @@ class WorkerMemoryTest {
   void shouldDefaultToThreeQuartersOfTheContainerLimitCappedByTheHeap() throws IOException {
     Files.writeString(cgroup.resolve("memory.max"), Long.toString(8 * GIB));
     assertThat(WorkerMemory.resolve("", cgroup, 7 * GIB).bytes()).isEqualTo(6 * GIB);
-    assertThat(WorkerMemory.resolve(null, cgroup, 2 * GIB).bytes()).as("heap smaller").isEqualTo(2 * GIB);
+    assertThat(WorkerMemory.resolve(null, cgroup, 2 * GIB).bytes())
+        .as("heap smaller")
+        .isEqualTo(2 * GIB);
     assertThat(WorkerMemory.resolve(null, cgroup, 7 * GIB).source()).contains("8.6 GB");
   }
 
@@ -88,22 +98,43 @@ class WorkerMemoryTest {
 
   @Test
   void shouldReadTheMemorySettingIntoTheWorkerConfig() {
-    Settings s = new Settings("worker", Map.of("DISTILLERY_BOOTSTRAP", "b:9092", "DISTILLERY_REGISTRY", "http://r",
-        "DISTILLERY_WORKER_MEMORY", "512m"));
+    Settings s =
+        new Settings(
+            "worker",
+            Map.of(
+                "DISTILLERY_BOOTSTRAP",
+                "b:9092",
+                "DISTILLERY_REGISTRY",
+                "http://r",
+                "DISTILLERY_WORKER_MEMORY",
+                "512m"));
     WorkerConfig config = WorkerConfig.from(s);
     assertThat(config.memoryBudgetBytes()).isEqualTo(512 * MIB);
     assertThat(s.describe()).contains("memory=512m");
-    assertThatThrownBy(() -> WorkerConfig.from(new Settings("worker", Map.of("DISTILLERY_BOOTSTRAP", "b:9092",
-        "DISTILLERY_REGISTRY", "http://r", "DISTILLERY_WORKER_MEMORY", "lots")))).hasMessageContaining("'lots'");
+    assertThatThrownBy(
+            () ->
+                WorkerConfig.from(
+                    new Settings(
+                        "worker",
+                        Map.of(
+                            "DISTILLERY_BOOTSTRAP",
+                            "b:9092",
+                            "DISTILLERY_REGISTRY",
+                            "http://r",
+                            "DISTILLERY_WORKER_MEMORY",
+                            "lots"))))
+        .hasMessageContaining("'lots'");
   }
 
   @Test
   void shouldHandTheBudgetToEveryJobsStageContext() {
     WorkerConfig config = WorkerConfig.of("b:9092", "http://r", cgroup).withMemoryBudget(64 * MIB);
-    StageContext<Params> ctx = JobLoop.context(config, null, new Params(1), null, List.of(), cgroup, cgroup,
-        (p, m, x) -> {});
+    StageContext<Params> ctx =
+        JobLoop.context(
+            config, null, new Params(1), null, List.of(), cgroup, cgroup, (p, m, x) -> {});
     assertThat(ctx.memoryBudgetBytes()).isEqualTo(64 * MIB);
-    assertThat(config.withWorkerId("w").withHttpPort(0).memoryBudgetBytes()).as("kept by the withers")
+    assertThat(config.withWorkerId("w").withHttpPort(0).memoryBudgetBytes())
+        .as("kept by the withers")
         .isEqualTo(64 * MIB);
   }
 

@@ -18,10 +18,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A bounded in-memory buffer in front of a Kafka producer, drained by one background thread: the request path only
- * ever does a non-blocking {@code offer}. While the broker or the registry is down the thread blocks (at most
- * {@code max.block.ms} per event) or fails the sends, the buffer fills, and further events are dropped and counted by
- * their {@code onDrop}; the node keeps serving.
+ * A bounded in-memory buffer in front of a Kafka producer, drained by one background thread: the
+ * request path only ever does a non-blocking {@code offer}. While the broker or the registry is
+ * down the thread blocks (at most {@code max.block.ms} per event) or fails the sends, the buffer
+ * fills, and further events are dropped and counted by their {@code onDrop}; the node keeps
+ * serving.
  */
 public final class BufferedKafkaSink implements EventSink {
 
@@ -85,23 +86,34 @@ public final class BufferedKafkaSink implements EventSink {
   @SuppressWarnings("unchecked")
   private void send(Pending e) {
     try {
-      AvroSerde<SpecificRecord> serde = serdes.computeIfAbsent(e.value().getClass(),
-          c -> (AvroSerde<SpecificRecord>) kafka.serde((Class<SpecificRecord>) c));
+      AvroSerde<SpecificRecord> serde =
+          serdes.computeIfAbsent(
+              e.value().getClass(),
+              c -> (AvroSerde<SpecificRecord>) kafka.serde((Class<SpecificRecord>) c));
       byte[] bytes = serde.serialize(e.topic(), e.value());
-      producer.send(new ProducerRecord<>(e.topic(), e.key(), bytes), (md, error) -> {
-        if (error != null) {
-          LOG.warn("event not delivered topic={} key={} error={}", e.topic(), e.key(), error.toString());
-          e.onDrop().run();
-        }
-      });
+      producer.send(
+          new ProducerRecord<>(e.topic(), e.key(), bytes),
+          (md, error) -> {
+            if (error != null) {
+              LOG.warn(
+                  "event not delivered topic={} key={} error={}",
+                  e.topic(),
+                  e.key(),
+                  error.toString());
+              e.onDrop().run();
+            }
+          });
     } catch (RuntimeException error) {
-      // broker metadata unavailable within max.block.ms, or the registry is down: drop this one and go on
+      // broker metadata unavailable within max.block.ms, or the registry is down: drop this one and
+      // go on
       LOG.warn("event dropped topic={} key={} error={}", e.topic(), e.key(), error.toString());
       e.onDrop().run();
     }
   }
 
-  /** Sends what is buffered (up to {@code grace}), then stops; what is left is dropped and counted. */
+  /**
+   * Sends what is buffered (up to {@code grace}), then stops; what is left is dropped and counted.
+   */
   public void close(Duration grace) {
     closed = true;
     try {

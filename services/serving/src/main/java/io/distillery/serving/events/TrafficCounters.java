@@ -9,9 +9,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * Request, error and misfire counts per (deployment, artefact) since the last report: the denominator the deployer
- * and the feedback service divide misfires by. {@link #drain} turns the interval into {@link ServingTraffic} records
- * and starts the next one.
+ * Request, error and misfire counts per (deployment, artefact) since the last report: the
+ * denominator the deployer and the feedback service divide misfires by. {@link #drain} turns the
+ * interval into {@link ServingTraffic} records and starts the next one.
  */
 public final class TrafficCounters {
 
@@ -56,10 +56,17 @@ public final class TrafficCounters {
       long errors = e.getValue().errors.getAndSet(0);
       long misfires = e.getValue().misfires.getAndSet(0);
       if (requests + errors + misfires > 0) {
-        out.add(ServingTraffic.newBuilder().setDeploymentId(e.getKey().deploymentId()).setNode(node)
-            .setArtefactSha256(e.getKey().artefactSha256()).setRequests(requests).setErrors(errors)
-            .setMisfires(misfires).setIntervalStart(Instant.ofEpochMilli(intervalStart))
-            .setTs(Instant.ofEpochMilli(nowMillis)).build());
+        out.add(
+            ServingTraffic.newBuilder()
+                .setDeploymentId(e.getKey().deploymentId())
+                .setNode(node)
+                .setArtefactSha256(e.getKey().artefactSha256())
+                .setRequests(requests)
+                .setErrors(errors)
+                .setMisfires(misfires)
+                .setIntervalStart(Instant.ofEpochMilli(intervalStart))
+                .setTs(Instant.ofEpochMilli(nowMillis))
+                .build());
       }
     }
     intervalStart = nowMillis;

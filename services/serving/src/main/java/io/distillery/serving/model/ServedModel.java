@@ -17,10 +17,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One loaded artefact (a Llama checkpoint and its tokenizer) that requests borrow. Reference counted so that a hot
- * swap never closes a model under a request: the routing table holds one reference, each request one more
- * ({@link #tryAcquire()} / {@link #release()}); {@link #retire()} drops the routing's reference and the weights are
- * freed when the last request releases its own.
+ * One loaded artefact (a Llama checkpoint and its tokenizer) that requests borrow. Reference
+ * counted so that a hot swap never closes a model under a request: the routing table holds one
+ * reference, each request one more ({@link #tryAcquire()} / {@link #release()}); {@link #retire()}
+ * drops the routing's reference and the weights are freed when the last request releases its own.
  */
 public final class ServedModel {
 
@@ -39,17 +39,23 @@ public final class ServedModel {
     this.uri = uri;
     this.model = model;
     this.tokenizer = tokenizer;
-    this.stopTokenId = tokenizer.eosId().orElseGet(() -> {
-      var ids = model.config().eosTokenIds();
-      return ids == null || ids.isEmpty() ? -1 : ids.getFirst();
-    });
+    this.stopTokenId =
+        tokenizer
+            .eosId()
+            .orElseGet(
+                () -> {
+                  var ids = model.config().eosTokenIds();
+                  return ids == null || ids.isEmpty() ? -1 : ids.getFirst();
+                });
   }
 
   /**
-   * Loads a served artefact: a deployer package ({@code <dir>/model/config.json}) or a plain HF checkpoint
-   * directory ({@code <dir>/config.json}); compressed-tensors checkpoints are dequantized on load.
+   * Loads a served artefact: a deployer package ({@code <dir>/model/config.json}) or a plain HF
+   * checkpoint directory ({@code <dir>/config.json}); compressed-tensors checkpoints are
+   * dequantized on load.
    *
-   * @throws CorruptCheckpointException if neither layout is there, or the tokenizer does not fit the model
+   * @throws CorruptCheckpointException if neither layout is there, or the tokenizer does not fit
+   *     the model
    */
   public static ServedModel load(Path dir, String sha256, String uri) throws IOException {
     Path modelDir = modelDirectory(dir);
@@ -57,8 +63,12 @@ public final class ServedModel {
     try {
       TextTokenizer tokenizer = TextTokenizer.load(modelDir);
       if (tokenizer.vocabSize() > model.config().vocabSize()) {
-        throw new CorruptCheckpointException(modelDir, "tokenizer has " + tokenizer.vocabSize()
-            + " tokens but the model's vocab_size is " + model.config().vocabSize());
+        throw new CorruptCheckpointException(
+            modelDir,
+            "tokenizer has "
+                + tokenizer.vocabSize()
+                + " tokens but the model's vocab_size is "
+                + model.config().vocabSize());
       }
       return new ServedModel(sha256, uri, model, tokenizer);
     } catch (IOException | RuntimeException e) {
@@ -67,7 +77,9 @@ public final class ServedModel {
     }
   }
 
-  /** {@code dir/model} for a deployer package, else {@code dir} itself when it holds a checkpoint. */
+  /**
+   * {@code dir/model} for a deployer package, else {@code dir} itself when it holds a checkpoint.
+   */
   public static Path modelDirectory(Path dir) throws CorruptCheckpointException {
     if (Files.isRegularFile(dir.resolve("model").resolve(LlamaConfig.FILE_NAME))) {
       return dir.resolve("model");
@@ -75,8 +87,9 @@ public final class ServedModel {
     if (Files.isRegularFile(dir.resolve(LlamaConfig.FILE_NAME))) {
       return dir;
     }
-    throw new CorruptCheckpointException(dir, "holds neither model/config.json (a serving package) nor config.json"
-        + " (a checkpoint)");
+    throw new CorruptCheckpointException(
+        dir,
+        "holds neither model/config.json (a serving package) nor config.json" + " (a checkpoint)");
   }
 
   public String sha256() {
@@ -95,27 +108,40 @@ public final class ServedModel {
     return tokenizer;
   }
 
-  /** Number of prompt tokens the model sees for {@code prompt} ({@code <s>} included when the tokenizer has one). */
+  /**
+   * Number of prompt tokens the model sees for {@code prompt} ({@code <s>} included when the
+   * tokenizer has one).
+   */
   public int[] encodePrompt(String prompt) {
     return tokenizer.encode(prompt, true, false);
   }
 
   /**
-   * Generates an answer. The confidence is the mean log-probability of the generated tokens (the stop token
-   * included) under the model.
+   * Generates an answer. The confidence is the mean log-probability of the generated tokens (the
+   * stop token included) under the model.
    */
   public Answer answer(String prompt, int maxTokens, SamplingParams sampling, long deadlineNanos) {
     int[] ids = encodePrompt(prompt);
-    ScoredGeneration.Result r = ScoredGeneration.generate(model, ids, maxTokens, sampling, stopTokenId,
-        deadlineNanos);
+    ScoredGeneration.Result r =
+        ScoredGeneration.generate(model, ids, maxTokens, sampling, stopTokenId, deadlineNanos);
     int[] tokens = r.stopped() ? Arrays.copyOf(r.tokens(), r.tokens().length - 1) : r.tokens();
     String finish = r.stopped() ? "stop" : r.timedOut() ? "timeout" : "length";
-    return new Answer(tokenizer.decode(tokens), ids.length, r.tokens().length, finish, r.meanLogProb(),
+    return new Answer(
+        tokenizer.decode(tokens),
+        ids.length,
+        r.tokens().length,
+        finish,
+        r.meanLogProb(),
         r.timedOut());
   }
 
   /** A generated answer; {@code finishReason} is stop, length or timeout. */
-  public record Answer(String text, int promptTokens, int completionTokens, String finishReason, double confidence,
+  public record Answer(
+      String text,
+      int promptTokens,
+      int completionTokens,
+      String finishReason,
+      double confidence,
       boolean timedOut) {}
 
   /** Borrows the model for one request; false once it has been retired and freed. */

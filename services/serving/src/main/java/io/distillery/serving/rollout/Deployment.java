@@ -5,18 +5,23 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
- * What one deployment serves on this node: a stable artefact, optionally a canary taking a share of the requests,
- * and the teacher that low-confidence answers escalate to. The routing is one immutable {@link Routing} swapped
- * atomically: a request leases a model from the routing it saw, so a swap never fails a request, and the replaced
- * model is freed when its last request ends (see {@link ServedModel}).
+ * What one deployment serves on this node: a stable artefact, optionally a canary taking a share of
+ * the requests, and the teacher that low-confidence answers escalate to. The routing is one
+ * immutable {@link Routing} swapped atomically: a request leases a model from the routing it saw,
+ * so a swap never fails a request, and the replaced model is freed when its last request ends (see
+ * {@link ServedModel}).
  */
 public final class Deployment {
 
   /** An immutable routing table; {@code canary} may be null (then {@code canaryPercent} is 0). */
-  public record Routing(ServedModel stable, ServedModel canary, int canaryPercent, ServedModel teacher) {}
+  public record Routing(
+      ServedModel stable, ServedModel canary, int canaryPercent, ServedModel teacher) {}
 
   /** Which of the deployment's artefacts answered. */
-  public enum Role { STABLE, CANARY }
+  public enum Role {
+    STABLE,
+    CANARY
+  }
 
   /** A borrowed model; close it when the request ends. */
   public record Lease(ServedModel model, Role role, ServedModel teacher) implements AutoCloseable {
@@ -44,9 +49,9 @@ public final class Deployment {
   }
 
   /**
-   * Leases the model that answers the next request: the canary for {@code canaryPercent} of every 100 requests
-   * (spread over them by stepping through the residues with a stride coprime to 100), else the stable one. Null
-   * when nothing is loaded.
+   * Leases the model that answers the next request: the canary for {@code canaryPercent} of every
+   * 100 requests (spread over them by stepping through the residues with a stride coprime to 100),
+   * else the stable one. Null when nothing is loaded.
    */
   public Lease lease() {
     while (true) {
@@ -60,13 +65,14 @@ public final class Deployment {
       if (m.tryAcquire()) {
         return new Lease(m, toCanary ? Role.CANARY : Role.STABLE, r.teacher());
       }
-      // retired and freed between reading the routing and borrowing: the new routing is already visible
+      // retired and freed between reading the routing and borrowing: the new routing is already
+      // visible
     }
   }
 
   /**
-   * Makes {@code model} the stable artefact (hot swap) and drops any canary, retiring what it replaces. Promoting
-   * the current canary's artefact reuses the loaded canary.
+   * Makes {@code model} the stable artefact (hot swap) and drops any canary, retiring what it
+   * replaces. Promoting the current canary's artefact reuses the loaded canary.
    */
   public synchronized void promote(ServedModel model, ServedModel teacher) {
     Routing old = routing.get();
@@ -77,11 +83,15 @@ public final class Deployment {
     }
   }
 
-  /** Routes {@code percent}% of the requests to {@code canary}, keeping the stable artefact; replaces any canary. */
+  /**
+   * Routes {@code percent}% of the requests to {@code canary}, keeping the stable artefact;
+   * replaces any canary.
+   */
   public synchronized void canary(ServedModel canary, int percent, ServedModel teacher) {
     Routing old = routing.get();
     if (old == null) {
-      throw new IllegalStateException("deployment " + id + " has no stable artefact to run a canary beside");
+      throw new IllegalStateException(
+          "deployment " + id + " has no stable artefact to run a canary beside");
     }
     if (percent < 0 || percent > 100) {
       throw new IllegalArgumentException("canary percent must be in [0, 100], got " + percent);
@@ -90,7 +100,10 @@ public final class Deployment {
     retireUnless(old.canary(), canary);
   }
 
-  /** Drops the canary (RolledBack); the stable artefact keeps answering. Returns whether there was one. */
+  /**
+   * Drops the canary (RolledBack); the stable artefact keeps answering. Returns whether there was
+   * one.
+   */
   public synchronized boolean dropCanary() {
     Routing old = routing.get();
     if (old == null || old.canary() == null) {

@@ -28,12 +28,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Follows {@code distillery.deployments} for a serving node on its own thread, so that loading a model never runs
- * on the request path. Every start reads the topic from the beginning (assigned partitions, no committed offsets):
- * the records up to the end offsets at start are replayed into the current stable artefact and teacher of each
- * hosted deployment (the last DeploymentRequested with canaryPercent 100, or the artefact a later RolledBack
- * restored), which is then loaded once; every later record is applied as it comes. An undecodable record goes to the
- * dead-letter topic; an artefact that fails to load is logged and leaves the node serving what it served.
+ * Follows {@code distillery.deployments} for a serving node on its own thread, so that loading a
+ * model never runs on the request path. Every start reads the topic from the beginning (assigned
+ * partitions, no committed offsets): the records up to the end offsets at start are replayed into
+ * the current stable artefact and teacher of each hosted deployment (the last DeploymentRequested
+ * with canaryPercent 100, or the artefact a later RolledBack restored), which is then loaded once;
+ * every later record is applied as it comes. An undecodable record goes to the dead-letter topic;
+ * an artefact that fails to load is logged and leaves the node serving what it served.
  */
 public final class DeploymentFollower implements AutoCloseable {
 
@@ -55,13 +56,15 @@ public final class DeploymentFollower implements AutoCloseable {
   private volatile boolean running = true;
   private volatile boolean restored;
 
-  public DeploymentFollower(KafkaSettings kafka, String nodeId, Predicate<String> hosts, Target target) {
+  public DeploymentFollower(
+      KafkaSettings kafka, String nodeId, Predicate<String> hosts, Target target) {
     this.consumer = new KafkaConsumer<>(kafka.consumer(null, nodeId + "-deployments"));
     Map<String, Object> pp = kafka.producer(nodeId + "-deployments-dlq");
     pp.put("key.serializer", StringSerializer.class);
     pp.put("value.serializer", ByteArraySerializer.class);
     this.dlqProducer = new KafkaProducer<>(pp);
-    this.deadLetters = new DeadLetters(dlqProducer, kafka.serde(DeadLetter.class), "serving-" + nodeId);
+    this.deadLetters =
+        new DeadLetters(dlqProducer, kafka.serde(DeadLetter.class), "serving-" + nodeId);
     this.serde = kafka.serde(DeploymentEvent.class);
     this.hosts = hosts;
     this.target = target;
@@ -103,7 +106,9 @@ public final class DeploymentFollower implements AutoCloseable {
         }
       }
       for (DeploymentEvent e : stable.values()) {
-        LOG.info("restoring deployment={} artefact={}", e.getDeploymentId(),
+        LOG.info(
+            "restoring deployment={} artefact={}",
+            e.getDeploymentId(),
             ((DeploymentRequested) e.getPayload()).getArtefact().getSha256());
         applyLogged(e);
       }
@@ -122,18 +127,24 @@ public final class DeploymentFollower implements AutoCloseable {
     }
   }
 
-  /** The deployments topic's partitions, retried while the broker is unreachable (the node serves meanwhile). */
+  /**
+   * The deployments topic's partitions, retried while the broker is unreachable (the node serves
+   * meanwhile).
+   */
   private List<TopicPartition> partitions() {
     while (running) {
       try {
-        List<TopicPartition> parts = consumer.partitionsFor(Topics.DEPLOYMENTS, Duration.ofSeconds(10)).stream()
-            .map(p -> new TopicPartition(p.topic(), p.partition())).toList();
+        List<TopicPartition> parts =
+            consumer.partitionsFor(Topics.DEPLOYMENTS, Duration.ofSeconds(10)).stream()
+                .map(p -> new TopicPartition(p.topic(), p.partition()))
+                .toList();
         if (!parts.isEmpty()) {
           return parts;
         }
         LOG.warn("topic {} has no partitions yet; retrying", Topics.DEPLOYMENTS);
       } catch (TimeoutException e) {
-        LOG.warn("cannot reach the broker for {}; retrying error={}", Topics.DEPLOYMENTS, e.toString());
+        LOG.warn(
+            "cannot reach the broker for {}; retrying error={}", Topics.DEPLOYMENTS, e.toString());
       }
       try {
         Thread.sleep(1000);
@@ -154,22 +165,38 @@ public final class DeploymentFollower implements AutoCloseable {
     return true;
   }
 
-  /** Folds one replayed event into the stable artefact per deployment (protocol.md, "current stable package"). */
+  /**
+   * Folds one replayed event into the stable artefact per deployment (protocol.md, "current stable
+   * package").
+   */
   static void replay(Map<String, DeploymentEvent> stable, DeploymentEvent e) {
     String id = e.getDeploymentId();
     switch (e.getPayload()) {
       case DeploymentRequested req when req.getCanaryPercent() == 100 -> stable.put(id, e);
       case RolledBack rb when rb.getRestored() != null -> {
         DeploymentEvent last = stable.get(id);
-        ArtefactRef teacher = last == null ? null : ((DeploymentRequested) last.getPayload()).getTeacher();
-        Map<String, String> labels = last == null ? Map.of()
-            : ((DeploymentRequested) last.getPayload()).getLabels();
-        stable.put(id, DeploymentEvent.newBuilder().setDeploymentId(id).setRunId(e.getRunId()).setTs(Instant.now())
-            .setPayload(DeploymentRequested.newBuilder().setArtefact(rb.getRestored()).setTarget("local")
-                .setCanaryPercent(100).setPrevious(null).setTeacher(teacher).setLabels(labels).build())
-            .build());
+        ArtefactRef teacher =
+            last == null ? null : ((DeploymentRequested) last.getPayload()).getTeacher();
+        Map<String, String> labels =
+            last == null ? Map.of() : ((DeploymentRequested) last.getPayload()).getLabels();
+        stable.put(
+            id,
+            DeploymentEvent.newBuilder()
+                .setDeploymentId(id)
+                .setRunId(e.getRunId())
+                .setTs(Instant.now())
+                .setPayload(
+                    DeploymentRequested.newBuilder()
+                        .setArtefact(rb.getRestored())
+                        .setTarget("local")
+                        .setCanaryPercent(100)
+                        .setPrevious(null)
+                        .setTeacher(teacher)
+                        .setLabels(labels)
+                        .build())
+                .build());
       }
-      default -> { }
+      default -> {}
     }
   }
 
@@ -184,8 +211,13 @@ public final class DeploymentFollower implements AutoCloseable {
     try {
       target.apply(e);
     } catch (Exception ex) {
-      LOG.error("deployment event not applied deployment={} runId={} payload={} error={}", e.getDeploymentId(),
-          e.getRunId(), e.getPayload().getClass().getSimpleName(), ex.toString(), ex);
+      LOG.error(
+          "deployment event not applied deployment={} runId={} payload={} error={}",
+          e.getDeploymentId(),
+          e.getRunId(),
+          e.getPayload().getClass().getSimpleName(),
+          ex.toString(),
+          ex);
     }
   }
 
@@ -193,12 +225,19 @@ public final class DeploymentFollower implements AutoCloseable {
     try {
       return serde.deserialize(r.topic(), r.value());
     } catch (RuntimeException e) {
-      LOG.warn("undecodable deployment event topic={} partition={} offset={} error={}", r.topic(), r.partition(),
-          r.offset(), e.toString());
+      LOG.warn(
+          "undecodable deployment event topic={} partition={} offset={} error={}",
+          r.topic(),
+          r.partition(),
+          r.offset(),
+          e.toString());
       try {
         deadLetters.send(r.topic(), r.partition(), r.offset(), r.key(), r.value(), e);
       } catch (RuntimeException dlqFailure) {
-        LOG.error("dead letter not written topic={} offset={} error={}", r.topic(), r.offset(),
+        LOG.error(
+            "dead letter not written topic={} offset={} error={}",
+            r.topic(),
+            r.offset(),
             dlqFailure.toString());
       }
       return null;

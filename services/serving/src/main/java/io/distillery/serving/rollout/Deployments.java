@@ -29,11 +29,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The deployments a serving node hosts, as rollout events make them: loads the artefact a DeploymentRequested names
- * and swaps it in as stable or as a canary, announcing DeploymentActive; drops the canary on RolledBack; and keeps
- * the node's teachers, one loaded model per teacher artefact (keyed by its content hash), shared by the deployments
- * that name it and retired when none does. Changes are serialised (one at a time); requests read the routing
- * without locks (see {@link Deployment}).
+ * The deployments a serving node hosts, as rollout events make them: loads the artefact a
+ * DeploymentRequested names and swaps it in as stable or as a canary, announcing DeploymentActive;
+ * drops the canary on RolledBack; and keeps the node's teachers, one loaded model per teacher
+ * artefact (keyed by its content hash), shared by the deployments that name it and retired when
+ * none does. Changes are serialised (one at a time); requests read the routing without locks (see
+ * {@link Deployment}).
  */
 public final class Deployments implements AutoCloseable {
 
@@ -50,11 +51,18 @@ public final class Deployments implements AutoCloseable {
   private final Map<String, ServedModel> teachers = new ConcurrentHashMap<>();
 
   /**
-   * @param store where artefact URIs resolve; null for a node without one (then only {@link #serveLocal} serves)
+   * @param store where artefact URIs resolve; null for a node without one (then only {@link
+   *     #serveLocal} serves)
    * @param url the node's base URL, announced in DeploymentActive
    */
-  public Deployments(String nodeId, Predicate<String> hosts, FileArtefactStore store, EventSink events,
-      MeterRegistry metrics, Counter eventsDropped, Supplier<String> url) {
+  public Deployments(
+      String nodeId,
+      Predicate<String> hosts,
+      FileArtefactStore store,
+      EventSink events,
+      MeterRegistry metrics,
+      Counter eventsDropped,
+      Supplier<String> url) {
     this.nodeId = nodeId;
     this.hosts = hosts;
     this.store = store;
@@ -65,11 +73,13 @@ public final class Deployments implements AutoCloseable {
   }
 
   /**
-   * Applies one event of {@code distillery.deployments} for a deployment this node hosts: loads the requested
-   * artefact (blocking: call it off the request path), swaps it in as stable or as a canary, and announces
-   * DeploymentActive; or drops the canary on RolledBack. Events for other deployments are ignored.
+   * Applies one event of {@code distillery.deployments} for a deployment this node hosts: loads the
+   * requested artefact (blocking: call it off the request path), swaps it in as stable or as a
+   * canary, and announces DeploymentActive; or drops the canary on RolledBack. Events for other
+   * deployments are ignored.
    *
-   * @throws IOException if the artefact cannot be resolved or loaded; what the node serves is unchanged then
+   * @throws IOException if the artefact cannot be resolved or loaded; what the node serves is
+   *     unchanged then
    */
   public synchronized void apply(DeploymentEvent event) throws IOException {
     String id = event.getDeploymentId();
@@ -80,8 +90,10 @@ public final class Deployments implements AutoCloseable {
       switch (event.getPayload()) {
         case DeploymentRequested req -> deploy(id, event.getRunId(), req);
         case RolledBack rb -> rollBack(id, rb);
-        case DeploymentActive ignored -> { }
-        default -> throw new IllegalArgumentException("unknown deployment payload " + event.getPayload().getClass());
+        case DeploymentActive ignored -> {}
+        default ->
+            throw new IllegalArgumentException(
+                "unknown deployment payload " + event.getPayload().getClass());
       }
     } catch (IOException | RuntimeException e) {
       metrics.counter("distillery.serving.rollout.failures", "deployment", id).increment();
@@ -95,7 +107,8 @@ public final class Deployments implements AutoCloseable {
     ArtefactRef ref = req.getArtefact();
     int percent = req.getCanaryPercent();
     if (percent < 0 || percent > 100) {
-      throw new IllegalArgumentException("deployment " + id + ": canaryPercent must be in [0, 100], got " + percent);
+      throw new IllegalArgumentException(
+          "deployment " + id + ": canaryPercent must be in [0, 100], got " + percent);
     }
     ServedModel teacher = teacher(req.getTeacher());
     Deployment current = deployments.get(id);
@@ -106,23 +119,45 @@ public final class Deployments implements AutoCloseable {
       model = ServedModel.load(resolve(ref.getUri()), ref.getSha256(), ref.getUri());
     }
     Deployment d = deployments.computeIfAbsent(id, Deployment::new);
-    boolean canary = percent < 100 && routing != null && !routing.stable().sha256().equals(ref.getSha256());
+    boolean canary =
+        percent < 100 && routing != null && !routing.stable().sha256().equals(ref.getSha256());
     if (canary) {
       d.canary(model, percent, teacher);
     } else {
       d.promote(model, teacher);
     }
-    metrics.counter("distillery.serving.swaps", "deployment", id, "role", canary ? "canary" : "stable").increment();
-    LOG.info("deployment={} artefact={} role={} canaryPercent={} loadMs={} node={}", id, ref.getSha256(),
-        canary ? "canary" : "stable", percent, (System.nanoTime() - start) / 1_000_000, nodeId);
-    DeploymentEvent active = DeploymentEvent.newBuilder().setDeploymentId(id).setRunId(runId).setTs(Instant.now())
-        .setPayload(DeploymentActive.newBuilder().setNode(nodeId).setUrl(url.get())
-            .setArtefactSha256(ref.getSha256()).setCanaryPercent(canary ? percent : 100).build())
-        .build();
-    events.offer(Topics.DEPLOYMENTS, id, active, () -> {
-      eventsDropped.increment();
-      LOG.warn("DeploymentActive not published deployment={} artefact={}", id, ref.getSha256());
-    });
+    metrics
+        .counter("distillery.serving.swaps", "deployment", id, "role", canary ? "canary" : "stable")
+        .increment();
+    LOG.info(
+        "deployment={} artefact={} role={} canaryPercent={} loadMs={} node={}",
+        id,
+        ref.getSha256(),
+        canary ? "canary" : "stable",
+        percent,
+        (System.nanoTime() - start) / 1_000_000,
+        nodeId);
+    DeploymentEvent active =
+        DeploymentEvent.newBuilder()
+            .setDeploymentId(id)
+            .setRunId(runId)
+            .setTs(Instant.now())
+            .setPayload(
+                DeploymentActive.newBuilder()
+                    .setNode(nodeId)
+                    .setUrl(url.get())
+                    .setArtefactSha256(ref.getSha256())
+                    .setCanaryPercent(canary ? percent : 100)
+                    .build())
+            .build();
+    events.offer(
+        Topics.DEPLOYMENTS,
+        id,
+        active,
+        () -> {
+          eventsDropped.increment();
+          LOG.warn("DeploymentActive not published deployment={} artefact={}", id, ref.getSha256());
+        });
   }
 
   private void rollBack(String id, RolledBack rb) throws IOException {
@@ -134,23 +169,31 @@ public final class Deployments implements AutoCloseable {
     ArtefactRef restored = rb.getRestored();
     Deployment.Routing r = d.routing();
     if (restored != null && r != null && !r.stable().sha256().equals(restored.getSha256())) {
-      ServedModel model = ServedModel.load(resolve(restored.getUri()), restored.getSha256(), restored.getUri());
+      ServedModel model =
+          ServedModel.load(resolve(restored.getUri()), restored.getSha256(), restored.getUri());
       d.promote(model, r.teacher());
     }
-    LOG.info("deployment={} rolled back canaryDropped={} stable={} reason={}", id, dropped,
-        d.routing() == null ? null : d.routing().stable().sha256(), rb.getReason());
+    LOG.info(
+        "deployment={} rolled back canaryDropped={} stable={} reason={}",
+        id,
+        dropped,
+        d.routing() == null ? null : d.routing().stable().sha256(),
+        rb.getReason());
   }
 
   /**
-   * Serves a checkpoint or package directory as the stable artefact of {@code deploymentId}, without Kafka (the
-   * bench and local use); the artefact sha is the directory's content hash.
+   * Serves a checkpoint or package directory as the stable artefact of {@code deploymentId},
+   * without Kafka (the bench and local use); the artefact sha is the directory's content hash.
    */
-  public synchronized String serveLocal(String deploymentId, Path dir, Path teacherDir) throws IOException {
+  public synchronized String serveLocal(String deploymentId, Path dir, Path teacherDir)
+      throws IOException {
     String sha = ContentHash.of(dir);
     ServedModel model = ServedModel.load(dir, sha, dir.toUri().toString());
     try {
-      ServedModel teacher = teacherDir == null ? null
-          : teacher(ContentHash.of(teacherDir), teacherDir.toUri().toString(), teacherDir);
+      ServedModel teacher =
+          teacherDir == null
+              ? null
+              : teacher(ContentHash.of(teacherDir), teacherDir.toUri().toString(), teacherDir);
       deployments.computeIfAbsent(deploymentId, Deployment::new).promote(model, teacher);
     } catch (IOException | RuntimeException e) {
       model.retire();
@@ -182,9 +225,9 @@ public final class Deployments implements AutoCloseable {
   }
 
   /**
-   * The teacher with this content hash, loaded once (from {@code dir}, else by resolving {@code uri}) and shared by
-   * every deployment that names the same artefact, whether by a rollout or {@link #serveLocal}. Called with this
-   * object's lock held, as is {@link #retireUnusedTeachers}.
+   * The teacher with this content hash, loaded once (from {@code dir}, else by resolving {@code
+   * uri}) and shared by every deployment that names the same artefact, whether by a rollout or
+   * {@link #serveLocal}. Called with this object's lock held, as is {@link #retireUnusedTeachers}.
    */
   private ServedModel teacher(String sha, String uri, Path dir) throws IOException {
     ServedModel t = teachers.get(sha);
@@ -197,8 +240,8 @@ public final class Deployments implements AutoCloseable {
   }
 
   /**
-   * Drops the teachers no deployment routes to any more (a rollout named another one) and retires them: the
-   * weights are freed when the last escalation using them ends.
+   * Drops the teachers no deployment routes to any more (a rollout named another one) and retires
+   * them: the weights are freed when the last escalation using them ends.
    */
   private void retireUnusedTeachers() {
     Set<ServedModel> used = Collections.newSetFromMap(new IdentityHashMap<>());
@@ -208,14 +251,18 @@ public final class Deployments implements AutoCloseable {
         used.add(r.teacher());
       }
     }
-    teachers.values().removeIf(t -> {
-      if (used.contains(t)) {
-        return false;
-      }
-      t.retire();
-      LOG.info("teacher retired sha256={} uri={} (no deployment names it)", t.sha256(), t.uri());
-      return true;
-    });
+    teachers
+        .values()
+        .removeIf(
+            t -> {
+              if (used.contains(t)) {
+                return false;
+              }
+              t.retire();
+              LOG.info(
+                  "teacher retired sha256={} uri={} (no deployment names it)", t.sha256(), t.uri());
+              return true;
+            });
   }
 
   private Path resolve(String uri) throws IOException {
@@ -238,8 +285,10 @@ public final class Deployments implements AutoCloseable {
 
   /** The deployments that serve something, by id. */
   public List<Deployment> served() {
-    return deployments.values().stream().filter(d -> d.routing() != null)
-        .sorted(Comparator.comparing(Deployment::id)).toList();
+    return deployments.values().stream()
+        .filter(d -> d.routing() != null)
+        .sorted(Comparator.comparing(Deployment::id))
+        .toList();
   }
 
   /** Ids of the deployments that serve something, sorted. */

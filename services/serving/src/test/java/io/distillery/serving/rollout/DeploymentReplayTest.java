@@ -17,38 +17,62 @@ import org.junit.jupiter.api.Test;
 class DeploymentReplayTest {
 
   static ArtefactRef ref(String sha) {
-    return ArtefactRef.newBuilder().setUri("file:///store/" + sha).setSha256(sha).setBytes(1).setFormat("djl-serving")
+    return ArtefactRef.newBuilder()
+        .setUri("file:///store/" + sha)
+        .setSha256(sha)
+        .setBytes(1)
+        .setFormat("djl-serving")
         .build();
   }
 
   static DeploymentEvent event(String id, Object payload) {
-    return DeploymentEvent.newBuilder().setDeploymentId(id).setRunId("r").setTs(Instant.EPOCH).setPayload(payload)
+    return DeploymentEvent.newBuilder()
+        .setDeploymentId(id)
+        .setRunId("r")
+        .setTs(Instant.EPOCH)
+        .setPayload(payload)
         .build();
   }
 
   static DeploymentEvent requested(String id, String sha, int percent, String teacher) {
-    return event(id, DeploymentRequested.newBuilder().setArtefact(ref(sha)).setTarget("local")
-        .setCanaryPercent(percent).setPrevious(null).setTeacher(teacher == null ? null : ref(teacher))
-        .setLabels(Map.of()).build());
+    return event(
+        id,
+        DeploymentRequested.newBuilder()
+            .setArtefact(ref(sha))
+            .setTarget("local")
+            .setCanaryPercent(percent)
+            .setPrevious(null)
+            .setTeacher(teacher == null ? null : ref(teacher))
+            .setLabels(Map.of())
+            .build());
   }
 
   static Map<String, String> stableShas(List<DeploymentEvent> events) {
     Map<String, DeploymentEvent> stable = new LinkedHashMap<>();
     events.forEach(e -> DeploymentFollower.replay(stable, e));
     Map<String, String> out = new LinkedHashMap<>();
-    stable.forEach((k, v) -> out.put(k, ((DeploymentRequested) v.getPayload()).getArtefact().getSha256()));
+    stable.forEach(
+        (k, v) -> out.put(k, ((DeploymentRequested) v.getPayload()).getArtefact().getSha256()));
     return out;
   }
 
   @Test
   void shouldRestoreTheLastPromotedArtefactIgnoringCanariesAndAnnouncements() {
-    Map<String, String> shas = stableShas(List.of(
-        requested("chat", "a", 100, "t"),
-        event("chat", DeploymentActive.newBuilder().setNode("n").setUrl("u").setArtefactSha256("a").build()),
-        requested("chat", "b", 10, "t"),
-        requested("chat", "b", 100, "t"),
-        requested("search", "x", 100, null),
-        requested("chat", "c", 10, "t")));
+    Map<String, String> shas =
+        stableShas(
+            List.of(
+                requested("chat", "a", 100, "t"),
+                event(
+                    "chat",
+                    DeploymentActive.newBuilder()
+                        .setNode("n")
+                        .setUrl("u")
+                        .setArtefactSha256("a")
+                        .build()),
+                requested("chat", "b", 10, "t"),
+                requested("chat", "b", 100, "t"),
+                requested("search", "x", 100, null),
+                requested("chat", "c", 10, "t")));
 
     assertThat(shas).containsExactly(Map.entry("chat", "b"), Map.entry("search", "x"));
   }
@@ -56,10 +80,13 @@ class DeploymentReplayTest {
   @Test
   void shouldRestoreWhatARollbackRestoredKeepingTheTeacher() {
     Map<String, DeploymentEvent> stable = new LinkedHashMap<>();
-    for (DeploymentEvent e : List.of(
-        requested("chat", "a", 100, "t"),
-        requested("chat", "b", 100, "t"),
-        event("chat", RolledBack.newBuilder().setReason("misfires").setRestored(ref("a")).build()))) {
+    for (DeploymentEvent e :
+        List.of(
+            requested("chat", "a", 100, "t"),
+            requested("chat", "b", 100, "t"),
+            event(
+                "chat",
+                RolledBack.newBuilder().setReason("misfires").setRestored(ref("a")).build()))) {
       DeploymentFollower.replay(stable, e);
     }
     DeploymentRequested restored = (DeploymentRequested) stable.get("chat").getPayload();
