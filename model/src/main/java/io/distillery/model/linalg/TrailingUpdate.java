@@ -14,7 +14,8 @@ import java.util.stream.IntStream;
  * {@code W[:, i2:] -= E . H^-1[i1:i2, i2:]}) and SparseGPT (arXiv 2301.00774, Algorithm 1) apply once per block of
  * columns: the block's scaled errors E ({@code rows x (b1 - b0)}) times the rows of U, the upper Cholesky factor of
  * H^-1, for the columns after the block. It is one float64 matrix product on DJL's native engine (multi-threaded
- * BLAS) rather than a scalar loop; products too small to repay the copy run in Java.
+ * BLAS) rather than a scalar loop, in row chunks read straight from the engine's memory (GPTQ's working memory is
+ * issue 16's limit at real widths); products too small to repay the copy run in Java.
  */
 public final class TrailingUpdate {
 
@@ -71,7 +72,7 @@ public final class TrailingUpdate {
     for (int k = 0; k < width; k++) {
       System.arraycopy(u, (b0 + k) * cols + b1, ublock, k * rest, rest);
     }
-    // rows go in chunks so that the product's result (native and Java) stays within CHUNK_DOUBLES each
+    // rows go in chunks so that no product's result exceeds CHUNK_DOUBLES; it is read in place, never copied
     int chunk = (int) Math.max(1, Math.min(rows, CHUNK_DOUBLES / rest));
     try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
       NDArray ub = manager.create(ublock, new Shape(width, rest));

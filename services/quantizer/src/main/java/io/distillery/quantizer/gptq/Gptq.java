@@ -16,6 +16,9 @@ import java.util.stream.IntStream;
  * fixed when a group's first column is reached (so they see the error already propagated into it); with act-order,
  * columns go in order of decreasing diag(H) and the grids are fixed up front per original group ("static groups"), so
  * that no g_idx has to be stored.
+ *
+ * <p>Memory: besides the caller's Hessian, one n x n double array is alive, a copy of H (permuted only with act-order)
+ * that {@link HessianInverse#upperCholeskyOfInverseInPlace} overwrites with U; plus W in f64 and the codes.
  */
 public final class Gptq {
 
