@@ -6,6 +6,10 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
+import java.util.Arrays;
 
 /**
  * The linear algebra GPTQ (arXiv 2210.17323, section 4 "Cholesky reformulation") and SparseGPT
@@ -15,16 +19,24 @@ import ai.djl.ndarray.types.Shape;
  *
  * <p>U is computed without forming H^-1: with P the order-reversing permutation and P H P = L L^T,
  * U = P L^-1 P (then U^T U = P L^-T L^-1 P = P (P H P)^-1 P = H^-1, and U is upper triangular with
- * a positive diagonal, so it is the Cholesky factor). L^-1 comes from a recursive blocked "inverse
- * Cholesky" whose work is float64 matrix products on DJL's native engine (multi-threaded BLAS);
- * only diagonal blocks of at most {@value #BASE} columns are factored in Java. The scalar path of
- * the original implementation, {@link #upperCholeskyOfInverseScalar}, is kept as the reference the
- * tests and {@code bench/linalg} compare against.
+ * a positive diagonal, so it is the Cholesky factor). On a row-major array, P A P is the array read
+ * backwards, so both permutations are in-place reversals. L and then L^-1 overwrite the matrix in
+ * place (LAPACK's blocked right-looking potrf, then a blocked trtri going from the last block
+ * column back), {@value #BASE} columns at a time: diagonal blocks are factored in Java, and the
+ * panel and trailing products run as float64 matrix products on DJL's native engine (multi-threaded
+ * BLAS) in row chunks of at most {@value #CHUNK_DOUBLES} doubles, so the working memory beyond the
+ * matrix itself stays a few tens of MB at any width (at n = 8192 the matrix is 537 MB; the
+ * recursive version this replaced held about 6 such copies). The scalar path of the original
+ * implementation, {@link #upperCholeskyOfInverseScalar}, is kept as the reference the tests and
+ * {@code bench/linalg} compare against.
  */
 public final class HessianInverse {
 
-  /** Diagonal blocks up to this width are factored and inverted in Java. */
+  /** Block width: diagonal blocks up to this width are factored and inverted in Java. */
   static final int BASE = 128;
+
+  /** Largest row chunk of a native product, in doubles (32 MB). */
+  static final int CHUNK_DOUBLES = 1 << 22;
 
   private static final String ENGINE = "PyTorch";
 
@@ -38,16 +50,22 @@ public final class HessianInverse {
    * @throws IllegalArgumentException if H is not positive definite even after dampening
    */
   public static double[] upperCholeskyOfInverse(double[] h, int n, double dampFraction) {
-    double[] a = dampened(h, n, dampFraction);
-    double[] reversed = new double[a.length];
-    for (int i = 0; i < n; i++) {
-      for (int j = 0; j < n; j++) {
-        reversed[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
-      }
-    }
-    double[] x;
+    checkSquare(h, n, "Hessian");
+    return upperCholeskyOfInverseInPlace(h.clone(), n, dampFraction);
+  }
+
+  /**
+   * {@link #upperCholeskyOfInverse} without a copy: dampens {@code a} and overwrites it with U (its
+   * strict lower triangle becomes zero). The only n x n array alive is {@code a} itself.
+   *
+   * @return {@code a}
+   */
+  public static double[] upperCholeskyOfInverseInPlace(double[] a, int n, double dampFraction) {
+    checkSquare(a, n, "Hessian");
+    dampen(a, n, dampFraction);
+    reverse(a); // P A P
     try {
-      x = inverseCholesky(reversed, n); // L^-1 with P A P = L L^T
+      inverseCholeskyInPlace(a, n); // L^-1 with P A P = L L^T
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(
           "the dampened Hessian is not positive definite ("
@@ -55,13 +73,8 @@ public final class HessianInverse {
               + ", counting columns from the last)",
           e);
     }
-    double[] u = new double[a.length];
-    for (int i = 0; i < n; i++) {
-      for (int j = i; j < n; j++) {
-        u[i * n + j] = x[(n - 1 - i) * n + (n - 1 - j)]; // U = P L^-1 P
-      }
-    }
-    return u;
+    reverse(a); // U = P L^-1 P
+    return a;
   }
 
   /**
@@ -83,87 +96,280 @@ public final class HessianInverse {
   }
 
   /**
-   * X = L^-1, lower triangular, where A = L L^T (only A's lower triangle is read). Recursively,
-   * with A split at h columns: X11 = inv-chol(A11); L21 = A21 X11^T; X22 = inv-chol(A22 - L21
-   * L21^T); X21 = -X22 L21 X11. All products are float64 on the native engine; blocks of at most
-   * {@value #BASE} columns are done in Java.
+   * X = L^-1, lower triangular, where A = L L^T (only A's lower triangle is read; A is not
+   * modified).
    */
   public static double[] inverseCholesky(double[] a, int n) {
-    if (a.length != (long) n * n) {
-      throw new IllegalArgumentException(
-          "matrix has " + a.length + " entries, expected " + n + "x" + n);
+    checkSquare(a, n, "matrix");
+    return inverseCholeskyInPlace(a.clone(), n);
+  }
+
+  /**
+   * Overwrites {@code a} with L^-1 (strict upper triangle zeroed), A = L L^T; only A's lower
+   * triangle is read.
+   */
+  private static double[] inverseCholeskyInPlace(double[] a, int n) {
+    Staging stage = n > BASE ? new Staging(n) : null;
+    try (NDManager manager = n > BASE ? Engine.getEngine(ENGINE).newBaseManager() : null) {
+      choleskyInPlace(a, n, manager, stage);
+      triangularInverseInPlace(a, n, manager, stage);
     }
-    if (n <= BASE) {
-      return inverseCholeskyBlock(a, n, 0);
+    for (int i = 0; i < n; i++) {
+      Arrays.fill(a, i * n + i + 1, (i + 1) * n, 0);
     }
-    try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
-      NDArray x = inverseCholesky(manager.create(a, new Shape(n, n)), 0);
-      return x.toDoubleArray();
+    return a;
+  }
+
+  /**
+   * Blocked right-looking Cholesky (LAPACK potrf): per block column k, factor A_kk = L_kk L_kk^T in
+   * Java, the panel L_ik = A_ik L_kk^-T as one native product, then the trailing A_ij -= L_ik
+   * L_jk^T in row chunks. Overwrites the lower triangle of {@code a} with L.
+   */
+  private static void choleskyInPlace(double[] a, int n, NDManager parent, Staging stage) {
+    double[] row = new double[n];
+    for (int k0 = 0; k0 < n; k0 += BASE) {
+      int k1 = Math.min(k0 + BASE, n);
+      int kb = k1 - k0;
+      choleskyDiagonalBlock(a, n, k0, k1);
+      int m = n - k1;
+      if (m == 0) {
+        break;
+      }
+      double[] lkkInvT = transpose(lowerInverse(a, n, k0, k1), kb);
+      try (NDManager manager = parent.newSubManager()) {
+        NDArray panel =
+            stage
+                .block(manager, 0, a, n, k1, n, k0, k1)
+                .matMul(stage.array(manager, 1, lkkInvT, kb, kb));
+        DoubleBuffer l21 = view(panel);
+        for (int i = 0; i < m; i++) {
+          l21.get(i * kb, a, (k1 + i) * n + k0, kb);
+        }
+        NDArray panelT = panel.transpose();
+        int chunk = rowChunk(n);
+        for (int r0 = 0; r0 < m; r0 += chunk) {
+          int r1 = Math.min(r0 + chunk, m);
+          try (NDManager step = manager.newSubManager()) {
+            // rows [r0, r1) of the trailing lower triangle need columns [0, r1) only
+            NDArray product =
+                panel
+                    .get(new NDIndex("{}:{}", r0, r1))
+                    .matMul(panelT.get(new NDIndex(":, :{}", r1)));
+            product.attach(step);
+            DoubleBuffer d = view(product);
+            for (int i = r0; i < r1; i++) {
+              d.get((i - r0) * r1, row, 0, i + 1);
+              int at = (k1 + i) * n + k1;
+              for (int j = 0; j <= i; j++) {
+                a[at + j] -= row[j];
+              }
+            }
+          }
+        }
+      }
     }
   }
 
-  private static NDArray inverseCholesky(NDArray a, int offset) {
-    NDManager manager = a.getManager();
-    int n = (int) a.getShape().get(0);
-    if (n <= BASE) {
-      return manager.create(inverseCholeskyBlock(a.toDoubleArray(), n, offset), new Shape(n, n));
+  /**
+   * Blocked triangular inverse (LAPACK trtri, lower), in place, from the last block column back:
+   * with X22 the already inverted trailing block, X21 = -X22 L21 X11 and X11 = L11^-1; X22 is read
+   * in row chunks.
+   */
+  private static void triangularInverseInPlace(double[] a, int n, NDManager parent, Staging stage) {
+    int last = (n - 1) / BASE * BASE;
+    for (int k0 = last; k0 >= 0; k0 -= BASE) {
+      int k1 = Math.min(k0 + BASE, n);
+      int kb = k1 - k0;
+      double[] x11 = lowerInverse(a, n, k0, k1);
+      int m = n - k1;
+      if (m > 0) {
+        try (NDManager manager = parent.newSubManager()) {
+          NDArray t =
+              stage
+                  .block(manager, 0, a, n, k1, n, k0, k1)
+                  .matMul(stage.array(manager, 1, x11, kb, kb));
+          int chunk = rowChunk(n);
+          for (int r0 = 0; r0 < m; r0 += chunk) {
+            int r1 = Math.min(r0 + chunk, m);
+            try (NDManager step = manager.newSubManager()) {
+              // rows [r0, r1) of X22, lower triangle only (its upper triangle still holds A)
+              NDArray x22 = stage.lowerRows(step, a, n, k1, r0, r1);
+              NDArray product = x22.matMul(t.get(new NDIndex(":{}, :", r1)));
+              product.attach(step);
+              DoubleBuffer x21 = view(product);
+              for (int i = r0; i < r1; i++) {
+                int at = (k1 + i) * n + k0;
+                x21.get((i - r0) * kb, a, at, kb);
+                for (int j = 0; j < kb; j++) {
+                  a[at + j] = -a[at + j];
+                }
+              }
+            }
+          }
+        }
+      }
+      for (int i = 0; i < kb; i++) {
+        System.arraycopy(x11, i * kb, a, (k0 + i) * n + k0, i + 1);
+      }
     }
-    int h =
-        Math.max(BASE, (n / 2 + 63) / 64 * 64); // split on a multiple of 64 for the BLAS kernels
-    if (h >= n) {
-      h = n / 2;
-    }
-    // every intermediate is closed as soon as it is used: at n = 8192 each one is 134 MB of native
-    // memory
-    NDArray a11 = a.get(new NDIndex(":{}, :{}", h, h));
-    NDArray x11 = inverseCholesky(a11, offset);
-    a11.close();
-    NDArray a21 = a.get(new NDIndex("{}:, :{}", h, h));
-    NDArray x11t = x11.transpose();
-    NDArray l21 = a21.matMul(x11t);
-    x11t.close();
-    a21.close();
-    NDArray l21t = l21.transpose();
-    NDArray gram = l21.matMul(l21t);
-    l21t.close();
-    NDArray a22 = a.get(new NDIndex("{}:, {}:", h, h));
-    NDArray s = a22.sub(gram);
-    a22.close();
-    gram.close();
-    NDArray x22 = inverseCholesky(s, offset + h);
-    s.close();
-    NDArray l21x11 = l21.matMul(x11);
-    l21.close();
-    NDArray x21 = x22.matMul(l21x11).negi();
-    l21x11.close();
-    NDArray zeros = manager.zeros(new Shape(h, n - h), DataType.FLOAT64);
-    NDArray top = x11.concat(zeros, 1);
-    zeros.close();
-    x11.close();
-    NDArray bottom = x21.concat(x22, 1);
-    x21.close();
-    x22.close();
-    NDArray x = top.concat(bottom, 0);
-    top.close();
-    bottom.close();
-    return x;
   }
 
-  /** Java kernel for a diagonal block: Cholesky, then forward substitution for L^-1. */
-  private static double[] inverseCholeskyBlock(double[] a, int n, int offset) {
-    double[] l = cholesky(a, n, offset);
-    double[] x = new double[n * n];
-    for (int c = 0; c < n; c++) {
-      x[c * n + c] = 1 / l[c * n + c];
-      for (int i = c + 1; i < n; i++) {
+  /**
+   * A product's data without a copy (a direct view of the engine's memory while the array is open).
+   */
+  private static DoubleBuffer view(NDArray x) {
+    return x.toByteBuffer(true).order(ByteOrder.nativeOrder()).asDoubleBuffer();
+  }
+
+  /**
+   * One direct buffer through which Java doubles reach the engine, reused for every product of a
+   * solve, in three regions: 0, a panel ({@code n x BASE}); 1, a diagonal block ({@code BASE x
+   * BASE}); 2, a row chunk. So a solve leaves no per-product garbage on the heap or in direct
+   * buffers awaiting GC. A region is rewritten only after the arrays made from it are closed.
+   */
+  private static final class Staging {
+    private final ByteBuffer bytes;
+    private final DoubleBuffer doubles;
+    private final int[] offsets;
+
+    Staging(int n) {
+      int panel = n * BASE;
+      int chunk = rowChunk(n) * n;
+      offsets = new int[] {0, panel, panel + BASE * BASE};
+      bytes =
+          ByteBuffer.allocateDirect((panel + BASE * BASE + chunk) * Double.BYTES)
+              .order(ByteOrder.nativeOrder());
+      doubles = bytes.asDoubleBuffer();
+    }
+
+    NDArray array(NDManager manager, int region, double[] data, int rows, int cols) {
+      doubles.put(offsets[region], data, 0, rows * cols);
+      return create(manager, region, rows, cols);
+    }
+
+    /** Rows [r0, r1) and columns [c0, c1) of the n x n matrix {@code a}. */
+    NDArray block(
+        NDManager manager, int region, double[] a, int n, int r0, int r1, int c0, int c1) {
+      int w = c1 - c0;
+      for (int r = r0; r < r1; r++) {
+        doubles.put(offsets[region] + (r - r0) * w, a, r * n + c0, w);
+      }
+      return create(manager, region, r1 - r0, w);
+    }
+
+    /**
+     * Rows [r0, r1) of the lower triangle of the trailing block at {@code k1}, columns [0, r1),
+     * zeros above.
+     */
+    NDArray lowerRows(NDManager manager, double[] a, int n, int k1, int r0, int r1) {
+      int base = offsets[2];
+      for (int i = r0; i < r1; i++) {
+        int at = base + (i - r0) * r1;
+        doubles.put(at, a, (k1 + i) * n + k1, i + 1);
+        for (int j = i + 1; j < r1; j++) {
+          doubles.put(at + j, 0);
+        }
+      }
+      return create(manager, 2, r1 - r0, r1);
+    }
+
+    private NDArray create(NDManager manager, int region, int rows, int cols) {
+      ByteBuffer slice =
+          bytes
+              .slice(offsets[region] * Double.BYTES, rows * cols * Double.BYTES)
+              .order(ByteOrder.nativeOrder());
+      return manager.create(slice, new Shape(rows, cols), DataType.FLOAT64);
+    }
+  }
+
+  /**
+   * Cholesky of the diagonal block [k0, k1) in place (its earlier columns' updates already
+   * applied).
+   */
+  private static void choleskyDiagonalBlock(double[] a, int n, int k0, int k1) {
+    for (int j = k0; j < k1; j++) {
+      int rj = j * n;
+      double d = a[rj + j];
+      for (int k = k0; k < j; k++) {
+        d -= a[rj + k] * a[rj + k];
+      }
+      if (!(d > 0)) {
+        throw new IllegalArgumentException(
+            "matrix is not positive definite at column "
+                + j
+                + " (pivot "
+                + d
+                + "); increase the dampening");
+      }
+      double ljj = Math.sqrt(d);
+      a[rj + j] = ljj;
+      for (int i = j + 1; i < k1; i++) {
+        int ri = i * n;
+        double s = a[ri + j];
+        for (int k = k0; k < j; k++) {
+          s -= a[ri + k] * a[rj + k];
+        }
+        a[ri + j] = s / ljj;
+      }
+    }
+  }
+
+  /**
+   * The inverse of the lower-triangular diagonal block [k0, k1) of {@code a}, by forward
+   * substitution.
+   */
+  private static double[] lowerInverse(double[] a, int n, int k0, int k1) {
+    int b = k1 - k0;
+    double[] x = new double[b * b];
+    for (int c = 0; c < b; c++) {
+      x[c * b + c] = 1 / a[(k0 + c) * n + k0 + c];
+      for (int i = c + 1; i < b; i++) {
+        int ri = (k0 + i) * n + k0;
         double s = 0;
         for (int k = c; k < i; k++) {
-          s -= l[i * n + k] * x[k * n + c];
+          s -= a[ri + k] * x[k * b + c];
         }
-        x[i * n + c] = s / l[i * n + i];
+        x[i * b + c] = s / a[ri + i];
       }
     }
     return x;
+  }
+
+  private static double[] transpose(double[] x, int b) {
+    double[] t = new double[b * b];
+    for (int i = 0; i < b; i++) {
+      for (int j = 0; j < b; j++) {
+        t[j * b + i] = x[i * b + j];
+      }
+    }
+    return t;
+  }
+
+  /**
+   * Rows per native product so that one chunk of an n-wide matrix stays within {@link
+   * #CHUNK_DOUBLES}.
+   */
+  private static int rowChunk(int n) {
+    return Math.max(BASE, CHUNK_DOUBLES / n);
+  }
+
+  /**
+   * Reverses a row-major square matrix in both indices (P A P) in place: the flat array read
+   * backwards.
+   */
+  private static void reverse(double[] a) {
+    for (int i = 0, j = a.length - 1; i < j; i++, j--) {
+      double t = a[i];
+      a[i] = a[j];
+      a[j] = t;
+    }
+  }
+
+  private static void checkSquare(double[] a, int n, String what) {
+    if (a.length != (long) n * n) {
+      throw new IllegalArgumentException(
+          what + " has " + a.length + " entries, expected " + n + "x" + n);
+    }
   }
 
   /**
@@ -171,11 +377,14 @@ public final class HessianInverse {
    * GPTQ.
    */
   public static double[] dampened(double[] h, int n, double dampFraction) {
-    if (h.length != (long) n * n) {
-      throw new IllegalArgumentException(
-          "Hessian has " + h.length + " entries, expected " + n + "x" + n);
-    }
+    checkSquare(h, n, "Hessian");
     double[] a = h.clone();
+    dampen(a, n, dampFraction);
+    return a;
+  }
+
+  /** {@link #dampened} in place. */
+  private static void dampen(double[] a, int n, double dampFraction) {
     double mean = 0;
     for (int i = 0; i < n; i++) {
       mean += a[i * n + i];
@@ -188,19 +397,10 @@ public final class HessianInverse {
       }
       a[i * n + i] += damp;
     }
-    return a;
   }
 
   /** Lower-triangular L with A = L L^T. */
   public static double[] cholesky(double[] a, int n) {
-    return cholesky(a, n, 0);
-  }
-
-  /**
-   * {@link #cholesky(double[], int)} of a diagonal block starting at column {@code offset} of a
-   * larger matrix.
-   */
-  private static double[] cholesky(double[] a, int n, int offset) {
     double[] l = new double[n * n];
     for (int j = 0; j < n; j++) {
       double d = a[j * n + j];
@@ -210,7 +410,7 @@ public final class HessianInverse {
       if (!(d > 0)) {
         throw new IllegalArgumentException(
             "matrix is not positive definite at column "
-                + (offset + j)
+                + j
                 + " (pivot "
                 + d
                 + "); increase the dampening");

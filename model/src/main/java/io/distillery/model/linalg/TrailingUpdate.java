@@ -4,6 +4,9 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
+import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /**
@@ -11,13 +14,17 @@ import java.util.stream.IntStream;
  * {@code W[:, i2:] -= E . H^-1[i1:i2, i2:]}) and SparseGPT (arXiv 2301.00774, Algorithm 1) apply
  * once per block of columns: the block's scaled errors E ({@code rows x (b1 - b0)}) times the rows
  * of U, the upper Cholesky factor of H^-1, for the columns after the block. It is one float64
- * matrix product on DJL's native engine (multi-threaded BLAS) rather than a scalar loop; products
- * too small to repay the copy run in Java.
+ * matrix product on DJL's native engine (multi-threaded BLAS) rather than a scalar loop, in row
+ * chunks read straight from the engine's memory (GPTQ's working memory is issue 16's limit at real
+ * widths); products too small to repay the copy run in Java.
  */
 public final class TrailingUpdate {
 
   /** Below this many multiply-adds the product runs in Java. */
   static final long NATIVE_MIN_MACS = 1L << 21;
+
+  /** Largest result of one native product, in doubles (32 MB); larger updates go in row chunks. */
+  static final int CHUNK_DOUBLES = 1 << 22;
 
   private static final String ENGINE = "PyTorch";
 
@@ -74,21 +81,34 @@ public final class TrailingUpdate {
     for (int k = 0; k < width; k++) {
       System.arraycopy(u, (b0 + k) * cols + b1, ublock, k * rest, rest);
     }
-    double[] delta;
+    // rows go in chunks so that no product's result exceeds CHUNK_DOUBLES; it is read in place,
+    // never copied
+    int chunk = (int) Math.max(1, Math.min(rows, CHUNK_DOUBLES / rest));
     try (NDManager manager = Engine.getEngine(ENGINE).newBaseManager()) {
-      NDArray e = manager.create(err, new Shape(rows, width));
       NDArray ub = manager.create(ublock, new Shape(width, rest));
-      delta = e.matMul(ub).toDoubleArray();
+      for (int r0 = 0; r0 < rows; r0 += chunk) {
+        int r1 = Math.min(r0 + chunk, rows);
+        try (NDManager step = manager.newSubManager()) {
+          NDArray e =
+              step.create(
+                  Arrays.copyOfRange(err, r0 * width, r1 * width), new Shape(r1 - r0, width));
+          NDArray product = e.matMul(ub);
+          // read in place from the engine's memory: no rows x rest copy on the heap
+          DoubleBuffer delta =
+              product.toByteBuffer(true).order(ByteOrder.nativeOrder()).asDoubleBuffer();
+          int first = r0;
+          IntStream.range(r0, r1)
+              .parallel()
+              .forEach(
+                  r -> {
+                    int row = r * cols + b1;
+                    int d = (r - first) * rest;
+                    for (int j = 0; j < rest; j++) {
+                      w[row + j] -= delta.get(d + j);
+                    }
+                  });
+        }
+      }
     }
-    IntStream.range(0, rows)
-        .parallel()
-        .forEach(
-            r -> {
-              int row = r * cols + b1;
-              int d = r * rest;
-              for (int j = 0; j < rest; j++) {
-                w[row + j] -= delta[d + j];
-              }
-            });
   }
 }

@@ -23,9 +23,10 @@ import java.util.Map;
  *       ~8 hidden-sized temporaries;
  *   <li>Hessians (GPTQ): one layer's distinct inputs' X^T X in f64 (q/k/v, o, gate/up, down) while
  *       the batch passes; afterwards, while the widest is solved, {@value #GPTQ_WORKING_COPIES} n x
- *       n doubles: measured, not derived (GPTQ of a 2048 x 8192 weight alone took RssAnon from 0.71
- *       to 4.96 GB, about 8 n^2 doubles in Java copies and the native factorisation's matrices,
- *       plus the Hessian handed to it).
+ *       n doubles: measured, not derived ({@code bench/gptqmem}: GPTQ of a 2048 x 8192 weight with
+ *       an 8192 x 8192 Hessian took RssAnon up by 3.6-4.5 n^2 doubles, the one working copy of H
+ *       that becomes U in place, W in f64, codes and the heap's slack, plus the Hessian handed to
+ *       it; it was about 9.5 before HessianInverse factored in place).
  * </ul>
  *
  * The peak is runtime + layer + hidden states + the larger of (forward workspace + Hessians) and
@@ -40,7 +41,7 @@ public record MemoryPlan(Map<String, Long> pieces) {
   public static final long RUNTIME_BYTES = 450L << 20;
 
   /** n x n double arrays alive while GPTQ solves one module (see the class comment). */
-  public static final int GPTQ_WORKING_COPIES = 9;
+  public static final int GPTQ_WORKING_COPIES = 5;
 
   public MemoryPlan {
     pieces = Map.copyOf(new LinkedHashMap<>(pieces));

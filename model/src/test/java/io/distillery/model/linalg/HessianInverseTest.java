@@ -137,4 +137,40 @@ class HessianInverseTest {
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("not positive definite");
   }
+
+  @Test
+  void shouldFactorInPlaceExactlyAsTheCopyingPathAndLeaveTheInputUntouchedThere() {
+    int n = 2 * HessianInverse.BASE + 7;
+    Random r = new Random(11);
+    double[] x = new double[64 * n];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = r.nextGaussian();
+    }
+    double[] h =
+        new double[n * n]; // rank 64 < n: only the dampening makes it definite, as with few tokens
+    for (int t = 0; t < 64; t++) {
+      for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+          h[i * n + j] += 2.0 * x[t * n + i] * x[t * n + j] / 64;
+        }
+      }
+    }
+    double[] original = h.clone();
+    double[] copied = HessianInverse.upperCholeskyOfInverse(h, n, 0.01);
+    assertThat(h).containsExactly(original);
+    double[] work = h.clone();
+    double[] inPlace = HessianInverse.upperCholeskyOfInverseInPlace(work, n, 0.01);
+    assertThat(inPlace).isSameAs(work).containsExactly(copied);
+    double[] expected = HessianInverse.upperCholeskyOfInverseScalar(h, n, 0.01);
+    for (int i = 0; i < n; i++) {
+      for (int j = 0; j < n; j++) {
+        if (j < i) {
+          assertThat(inPlace[i * n + j]).isZero();
+        } else {
+          assertThat(inPlace[i * n + j])
+              .isCloseTo(expected[i * n + j], within(1e-9 * Math.abs(expected[i * n + i])));
+        }
+      }
+    }
+  }
 }

@@ -56,4 +56,41 @@ class TrailingUpdateTest {
       assertThat(w[i]).isCloseTo(expected[i], within(1e-9));
     }
   }
+
+  @Test
+  void shouldAgreeWithTheScalarLoopWhenTheRowsGoInSeveralChunks() {
+    int cols = 2060;
+    int b0 = 4;
+    int b1 = 12;
+    int rows =
+        TrailingUpdate.CHUNK_DOUBLES / (cols - b1) * 2
+            + 3; // two full chunks and a remainder of 3 rows
+    Random r = new Random(6);
+    double[] w = new double[rows * cols];
+    double[] u = new double[cols * cols];
+    double[] err = new double[rows * (b1 - b0)];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = r.nextGaussian();
+    }
+    for (int k = b0; k < b1; k++) {
+      for (int j = k; j < cols; j++) {
+        u[k * cols + j] = r.nextGaussian();
+      }
+    }
+    for (int i = 0; i < err.length; i++) {
+      err[i] = r.nextGaussian();
+    }
+    double[] expected = w.clone();
+    for (int row = 0; row < rows; row++) {
+      for (int k = b0; k < b1; k++) {
+        for (int j = b1; j < cols; j++) {
+          expected[row * cols + j] -= err[row * (b1 - b0) + k - b0] * u[k * cols + j];
+        }
+      }
+    }
+    TrailingUpdate.subtractProduct(w, rows, cols, err, b0, b1, u);
+    for (int i = 0; i < w.length; i++) {
+      assertThat(w[i]).isCloseTo(expected[i], within(1e-9));
+    }
+  }
 }

@@ -33,15 +33,15 @@ class MemoryPlanTest {
             "forward_workspace",
             4L * 4096 * 8192 * 4 + 3L * 8 * 32 * 512 * 512 * 4 + 8L * 4096 * 2048 * 4)
         .containsEntry("hessians", (3L * 2048 * 2048 + 8192L * 8192) * 8)
-        .containsEntry("gptq_solve", 9L * 8192 * 8192 * 8);
-    // runtime 0.47 + layer 0.73 + hidden 0.27 + max(forward 1.61 + Hessians 0.64, GPTQ solve 4.83)
-    // = 6.30 GB
+        .containsEntry("gptq_solve", 5L * 8192 * 8192 * 8);
+    // runtime 0.47 + layer 0.73 + hidden 0.27 + max(forward 1.61 + Hessians 0.64, GPTQ solve 2.68)
+    // = 4.15 GB
     assertThat(plan.peakBytes())
-        .isEqualTo(471_859_200L + 729_858_048L + 268_435_456L + 4_831_838_208L);
+        .isEqualTo(471_859_200L + 729_858_048L + 268_435_456L + 2_684_354_560L);
     assertThat(plan.refusal(6_400_000_000L)).isNull();
     assertThat(plan.refusal(4_000_000_000L))
         .startsWith(
-            "needs 6.3 GB, this worker has 4.0 GB: raise"
+            "needs 4.2 GB, this worker has 4.0 GB: raise"
                 + " DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
   }
 

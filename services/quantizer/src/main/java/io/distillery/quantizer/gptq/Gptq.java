@@ -18,6 +18,10 @@ import java.util.stream.IntStream;
  * 8 bits are fixed when a group's first column is reached (so they see the error already propagated
  * into it); with act-order, columns go in order of decreasing diag(H) and the grids are fixed up
  * front per original group ("static groups"), so that no g_idx has to be stored.
+ *
+ * <p>Memory: besides the caller's Hessian, one n x n double array is alive, a copy of H (permuted
+ * only with act-order) that {@link HessianInverse#upperCholeskyOfInverseInPlace} overwrites with U;
+ * plus W in f64 and the codes.
  */
 public final class Gptq {
 
@@ -102,23 +106,35 @@ public final class Gptq {
       throw new IllegalArgumentException("Hessian must be " + cols + "x" + cols);
     }
     float[] original = weight.clone();
-    double[] h = hessian.clone();
+    double[] diag = new double[cols];
     for (int j = 0; j < cols; j++) {
-      if (h[j * cols + j] == 0) { // a dead input channel: its weights never matter
-        h[j * cols + j] = 1;
+      diag[j] = hessian[j * cols + j];
+      if (diag[j] == 0) { // a dead input channel: its weights never matter
+        diag[j] = 1;
         for (int r = 0; r < rows; r++) {
           original[r * cols + j] = 0;
         }
       }
     }
-    int[] perm = order(h, cols, actOrder);
-    double[] hp = new double[cols * cols];
-    for (int a = 0; a < cols; a++) {
-      for (int b = 0; b < cols; b++) {
-        hp[a * cols + b] = h[perm[a] * cols + perm[b]];
+    int[] perm = order(diag, actOrder);
+    // the one n x n working array: H (permuted only with act-order), then U in place
+    // (HessianInverse)
+    double[] u;
+    if (actOrder) {
+      u = new double[cols * cols];
+      for (int a = 0; a < cols; a++) {
+        int from = perm[a] * cols;
+        for (int b = 0; b < cols; b++) {
+          u[a * cols + b] = hessian[from + perm[b]];
+        }
       }
+    } else {
+      u = hessian.clone();
     }
-    double[] u = HessianInverse.upperCholeskyOfInverse(hp, cols, damp);
+    for (int a = 0; a < cols; a++) {
+      u[a * cols + a] = diag[perm[a]];
+    }
+    HessianInverse.upperCholeskyOfInverseInPlace(u, cols, damp);
     double[] w = new double[rows * cols];
     for (int r = 0; r < rows; r++) {
       for (int k = 0; k < cols; k++) {
@@ -233,13 +249,15 @@ public final class Gptq {
     }
   }
 
-  private static int[] order(double[] h, int n, boolean actOrder) {
+  /** Column order: identity, or with act-order by decreasing diag(H). */
+  private static int[] order(double[] diag, boolean actOrder) {
+    int n = diag.length;
     Integer[] idx = new Integer[n];
     for (int i = 0; i < n; i++) {
       idx[i] = i;
     }
     if (actOrder) {
-      Arrays.sort(idx, (a, b) -> Double.compare(h[b * n + b], h[a * n + a]));
+      Arrays.sort(idx, (a, b) -> Double.compare(diag[b], diag[a]));
     }
     int[] out = new int[n];
     for (int i = 0; i < n; i++) {
