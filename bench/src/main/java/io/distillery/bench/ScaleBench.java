@@ -19,6 +19,7 @@ import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.FileTrees;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
@@ -31,14 +32,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
-import java.util.stream.Stream;
 
 /**
  * bench/scale: a real-size model through the quantizer's stage code on this machine. Writes a
@@ -481,13 +480,6 @@ public final class ScaleBench {
   }
 
   private static void deleteTree(Path root) throws IOException {
-    if (!Files.exists(root)) {
-      return;
-    }
-    try (Stream<Path> files = Files.walk(root)) {
-      for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-        Files.deleteIfExists(p);
-      }
-    }
+    FileTrees.delete(root);
   }
 }

@@ -22,6 +22,7 @@ import io.distillery.model.tasks.TaskBatch;
 import io.distillery.model.tasks.TaskExample;
 import io.distillery.model.tokenizer.TextTokenizer;
 import io.distillery.stage.ArtefactFormats;
+import io.distillery.stage.FileTrees;
 import io.distillery.stage.Stage;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
@@ -34,7 +35,6 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -757,13 +757,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
   }
 
   private static Path writeReport(EvaluationReport report, Path dir) throws IOException {
-    if (Files.exists(dir)) {
-      try (Stream<Path> old = Files.walk(dir)) {
-        for (Path p : old.sorted(Comparator.reverseOrder()).toList()) {
-          Files.delete(p);
-        }
-      }
-    }
+    FileTrees.delete(dir);
     return report.write(dir);
   }
 
