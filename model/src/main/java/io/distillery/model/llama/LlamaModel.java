@@ -122,16 +122,6 @@ public final class LlamaModel implements AutoCloseable {
       for (Map.Entry<String, long[]> expected : LlamaTensorNames.shapes(config).entrySet()) {
         String name = expected.getKey();
         TensorInfo info = checkpoint.info(name);
-        if (!Arrays.equals(info.shape(), expected.getValue())) {
-          throw new CorruptCheckpointException(
-              checkpoint.directory(),
-              "tensor '"
-                  + name
-                  + "' has shape "
-                  + Arrays.toString(info.shape())
-                  + " but config.json implies "
-                  + Arrays.toString(expected.getValue()));
-        }
         if (!info.dtype().isFloatingPoint()) {
           throw new CorruptCheckpointException(
               checkpoint.directory(),

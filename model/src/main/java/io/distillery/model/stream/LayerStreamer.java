@@ -150,6 +150,7 @@ public final class LayerStreamer {
     Files.createDirectories(workDir);
     try (Checkpoint checkpoint = Checkpoint.open(model)) {
       SequencedMap<String, long[]> shapes = LlamaTensorNames.shapes(config);
+      LlamaTensorNames.validate(checkpoint, config); // names and shapes, from the headers
       DType dense = validate(checkpoint, shapes);
       int done = resumePoint(workDir, fingerprint, layers);
       boolean forward = !batches.isEmpty() && (visitor.observes() || options.sequential());
@@ -270,7 +271,8 @@ public final class LayerStreamer {
   }
 
   /**
-   * Checks every tensor config.json implies; returns the stored dtype of the decoder-layer weights.
+   * Checks that every tensor config.json implies is floating point (names and shapes are {@link
+   * LlamaTensorNames#validate}'s); returns the stored dtype of the decoder-layer weights.
    */
   static DType validate(Checkpoint checkpoint, SequencedMap<String, long[]> shapes)
       throws CorruptCheckpointException {
@@ -278,16 +280,6 @@ public final class LayerStreamer {
     for (Map.Entry<String, long[]> expected : shapes.entrySet()) {
       String name = expected.getKey();
       TensorInfo info = checkpoint.info(name);
-      if (!Arrays.equals(info.shape(), expected.getValue())) {
-        throw new CorruptCheckpointException(
-            checkpoint.directory(),
-            "tensor '"
-                + name
-                + "' has shape "
-                + Arrays.toString(info.shape())
-                + " but config.json implies "
-                + Arrays.toString(expected.getValue()));
-      }
       if (!info.dtype().isFloatingPoint()) {
         throw new CorruptCheckpointException(
             checkpoint.directory(),
