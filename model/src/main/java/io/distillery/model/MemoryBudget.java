@@ -25,30 +25,33 @@ public final class MemoryBudget {
    */
   public static void require(long neededBytes, long budgetBytes, String what)
       throws StageException.Fatal {
-    if (neededBytes > budgetBytes) {
-      throw StageException.fatal(
-          what
-              + " needs "
-              + format(neededBytes)
-              + ", this worker has "
-              + format(budgetBytes)
-              + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen");
+    String refusal = refusal(neededBytes, budgetBytes);
+    if (refusal != null) {
+      throw StageException.fatal(what + " " + refusal);
     }
+  }
+
+  /**
+   * "needs 14.2 GB, this worker has 6.0 GB: raise DISTILLERY_WORKER_MEMORY or lower
+   * samples/seqLen", or null when {@code neededBytes} fit: the one wording of every refusal, which
+   * stages extend with their own detail.
+   */
+  public static String refusal(long neededBytes, long budgetBytes) {
+    if (neededBytes <= budgetBytes) {
+      return null;
+    }
+    return "needs "
+        + format(neededBytes)
+        + ", this worker has "
+        + format(budgetBytes)
+        + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen";
   }
 
   /**
    * The bytes of every tensor of {@code config} widened to F32 (the whole model in memory at once).
    */
   public static long denseF32Bytes(LlamaConfig config) {
-    long elements = 0;
-    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-      long n = 1;
-      for (long d : shape) {
-        n = Math.multiplyExact(n, d);
-      }
-      elements = Math.addExact(elements, n);
-    }
-    return Math.multiplyExact(elements, Float.BYTES);
+    return Math.multiplyExact(LlamaTensorNames.parameterCount(config), Float.BYTES);
   }
 
   /** Bytes with one decimal, in GB from 1 GB up, else MB (powers of ten). */

@@ -96,6 +96,22 @@ public final class LlamaTensorNames {
   }
 
   /**
+   * How many parameters the model of {@code config} has: all elements of every tensor of {@link
+   * #shapes}.
+   */
+  public static long parameterCount(LlamaConfig config) {
+    long elements = 0;
+    for (long[] shape : shapes(config).values()) {
+      long n = 1;
+      for (long d : shape) {
+        n = Math.multiplyExact(n, d);
+      }
+      elements = Math.addExact(elements, n);
+    }
+    return elements;
+  }
+
+  /**
    * Checks, from the headers alone and before any weight is read, that {@code checkpoint} holds
    * every tensor {@code config} needs with the shape config.json implies. Extra tensors (old {@code
    * rotary_emb.inv_freq} buffers, a tied model's {@code lm_head.weight}) are allowed.

@@ -109,17 +109,8 @@ public record MemoryPlan(Map<String, Long> pieces) {
    * 6.0 GB: raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen".
    */
   public String refusal(long budgetBytes) {
-    long peak = peakBytes();
-    if (peak <= budgetBytes) {
-      return null;
-    }
-    return "needs "
-        + gigabytes(peak)
-        + ", this worker has "
-        + gigabytes(budgetBytes)
-        + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (estimate "
-        + this
-        + ")";
+    String refusal = MemoryBudget.refusal(peakBytes(), budgetBytes);
+    return refusal == null ? null : refusal + " (estimate " + this + ")";
   }
 
   @Override

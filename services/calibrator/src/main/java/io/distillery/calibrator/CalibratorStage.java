@@ -3,6 +3,7 @@ package io.distillery.calibrator;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.distillery.model.CheckpointException;
+import io.distillery.model.MemoryBudget;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.calib.StatsAccumulator;
 import io.distillery.model.config.LlamaConfig;
@@ -243,12 +244,10 @@ public final class CalibratorStage implements Stage<CalibratorParams> {
    * theirs) and of the LM head.
    */
   static long wholeModelBytes(LlamaConfig config, boolean hessian) {
-    long params = 0;
-    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-      params += shape.length == 1 ? shape[0] : shape[0] * shape[1];
-    }
     long bytes =
-        MemoryPlan.RUNTIME_BYTES + params * 4 + 2L * MAX_BATCH_TOKENS * config.vocabSize() * 4;
+        MemoryPlan.RUNTIME_BYTES
+            + MemoryBudget.denseF32Bytes(config)
+            + 2L * MAX_BATCH_TOKENS * config.vocabSize() * 4;
     if (hessian) {
       long h = config.hiddenSize();
       long a = config.attentionWidth();

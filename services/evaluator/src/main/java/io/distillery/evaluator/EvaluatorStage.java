@@ -575,15 +575,7 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
   record ModelShape(String what, Path dir, LlamaConfig config, boolean compressed) {
 
     long parameters() {
-      long n = 0;
-      for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-        long p = 1;
-        for (long d : shape) {
-          p *= d;
-        }
-        n += p;
-      }
-      return n;
+      return LlamaTensorNames.parameterCount(config);
     }
 
     /**

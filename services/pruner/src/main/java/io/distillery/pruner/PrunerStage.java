@@ -73,7 +73,7 @@ public final class PrunerStage implements Stage<PrunerParams> {
     Map<String, Double> metrics = new LinkedHashMap<>();
     ctx.progress(0, "loading " + parent.getFileName());
     try (LlamaModel model = LlamaModel.load(parent)) {
-      long before = count(model.config());
+      long before = LlamaTensorNames.parameterCount(model.config());
       metrics.put("params_before", (double) before);
       if (p.method().equals("structured")) {
         LlamaConfig pruned =
@@ -86,7 +86,7 @@ public final class PrunerStage implements Stage<PrunerParams> {
                 out,
                 (done, total) ->
                     ctx.progress(100.0 * done / total, "wrote layer " + done + "/" + total));
-        long after = count(pruned);
+        long after = LlamaTensorNames.parameterCount(pruned);
         metrics.put("params_after", (double) after);
         metrics.put("nonzero_params_after", (double) after);
         metrics.put("param_reduction", 1.0 - (double) after / before);
@@ -195,18 +195,6 @@ public final class PrunerStage implements Stage<PrunerParams> {
     metrics.put("sparsity", (double) zeros / total);
     metrics.put("layers_pruned", (double) layers);
     metrics.put("zeros", (double) zeros);
-  }
-
-  private static long count(LlamaConfig config) {
-    long n = 0;
-    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-      long s = 1;
-      for (long d : shape) {
-        s *= d;
-      }
-      n += s;
-    }
-    return n;
   }
 
   /** The checkpoint pruned: the last upstream {@value #FORMAT} output, else the run's model. */

@@ -1,6 +1,7 @@
 package io.distillery.quantizer;
 
 import io.distillery.model.CheckpointException;
+import io.distillery.model.MemoryBudget;
 import io.distillery.model.calib.CalibrationInput;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.config.LlamaConfig;
@@ -392,10 +393,6 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
    */
   private static void checkInMemoryPlan(
       StageContext<QuantizerParams> ctx, LlamaConfig config, Scheme scheme) throws StageException {
-    long params = 0;
-    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-      params += shape.length == 1 ? shape[0] : shape[0] * shape[1];
-    }
     long grams = 0;
     if (scheme.needsCalibration()) {
       for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
@@ -405,16 +402,15 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       }
       grams += (long) config.hiddenSize() * config.hiddenSize() * 8;
     }
-    long need = MemoryPlan.RUNTIME_BYTES + params * 4 * 3 + grams * 2;
-    if (need > ctx.memoryBudgetBytes()) {
+    long need = MemoryPlan.RUNTIME_BYTES + 3 * MemoryBudget.denseF32Bytes(config) + grams * 2;
+    String refusal = MemoryBudget.refusal(need, ctx.memoryBudgetBytes());
+    if (refusal != null) {
       throw StageException.fatal(
           "quantizer "
               + scheme.id()
-              + " needs "
-              + MemoryPlan.gigabytes(need)
-              + ", this worker has "
-              + MemoryPlan.gigabytes(ctx.memoryBudgetBytes())
-              + ": raise DISTILLERY_WORKER_MEMORY or lower samples/seqLen (this scheme holds the whole model in memory;"
+              + " "
+              + refusal
+              + " (this scheme holds the whole model in memory;"
               + " streamed schemes: "
               + STREAMED.stream().map(Scheme::id).toList()
               + ")");

@@ -314,14 +314,7 @@ public final class Evaluation {
     if (own.answerTokens() == 0) {
       throw new IllegalArgumentException("the eval examples have no answer tokens to score");
     }
-    long parameters = 0;
-    for (long[] shape : LlamaTensorNames.shapes(config).values()) {
-      long n = 1;
-      for (long d : shape) {
-        n *= d;
-      }
-      parameters += n;
-    }
+    long parameters = LlamaTensorNames.parameterCount(config);
     return new CandidateMetrics(
         name,
         own.exactMatch(false),
