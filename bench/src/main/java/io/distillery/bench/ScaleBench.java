@@ -5,15 +5,17 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import io.distillery.calibrator.CalibratorParams;
+import io.distillery.calibrator.CalibratorStage;
+import io.distillery.deployer.DeployerParams;
+import io.distillery.deployer.packaging.DjlServingPackage;
+import io.distillery.evaluator.EvaluatorParams;
+import io.distillery.evaluator.EvaluatorStage;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.config.RopeScaling;
-import io.distillery.model.safetensors.DType;
-import io.distillery.model.safetensors.ShardedCheckpointWriter;
-import io.distillery.model.safetensors.TensorCodec;
-import io.distillery.model.safetensors.TensorSource;
-import io.distillery.model.stream.CalibrationTokens;
+import io.distillery.model.safetensors.RandomCheckpoint;
 import io.distillery.model.stream.MemoryPlan;
 import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
@@ -24,43 +26,38 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
-import java.util.stream.IntStream;
 
 /**
- * bench/scale: a real-size model through the quantizer's stage code on this machine. Writes a
- * random-weight BF16 checkpoint of the exact Llama-3.2-1B shape (hidden 2048, 16 layers, 32/8
- * heads, MLP 8192, vocab 128256, tied, rope llama3; weights N(0, 0.02), norms 1; two shards with an
- * index) or Llama-3.1-8B shape (hidden 4096, 32 layers, MLP 14336, untied), random calibration
- * token ids (samples x seqLen), then runs the quantizer stage (w4-gptq g128 by default, streamed
- * and sequential) in-process, and prints per stage its wall time and peak anonymous resident memory
- * ({@code RssAnon} of /proc/self/status, sampled every 20 ms: what the stage holds, not the page
- * cache of the mapped input), the memory plan's estimate beside the measured peak, and the achieved
- * GFLOP/s of the calibration forward and of GPTQ against DJL's raw f32 matmul rate measured in the
- * same run.
- *
- * <p>The calibrator still holds the whole model, so this bench hands the quantizer the token ids
- * directly (what the calibrator writes as {@link CalibrationTokens}); the quantizer computes each
- * layer's Hessians itself.
+ * bench/scale: a real-size model through the stages' own code on this machine, as issue 16 asks.
+ * Writes a random-weight BF16 checkpoint of the exact Llama-3.2-1B shape (hidden 2048, 16 layers,
+ * 32/8 heads, MLP 8192, vocab 128256, tied, rope llama3; weights N(0, 0.02), norms 1; two shards
+ * with an index; a byte-level BPE tokenizer.json with Llama 3's special tokens) or Llama-3.1-8B
+ * shape (hidden 4096, 32 layers, MLP 14336, untied), then runs in-process: the calibrator on a
+ * dataset of samples x seqLen tokens, the quantizer (w4-gptq g128 by default, streamed and
+ * sequential; it computes each layer's Hessians from the calibrator's token ids), the evaluator
+ * (perplexity and teacher-forced exact match on {@code --prompts} task prompts, streamed when the
+ * models do not fit the budget) and the deployer's packaging for the local target. For each stage
+ * it prints wall time and peak anonymous resident memory ({@code RssAnon} of /proc/self/status,
+ * sampled every 20 ms: what the stage holds, not the page cache of the mapped input), and for the
+ * quantizer the memory plan's estimate beside the measured peak and the achieved GFLOP/s of the
+ * calibration forward, of X^T X and of GPTQ against DJL's raw matmul rate measured in the same run.
  *
  * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --samples N} (32), {@code --seq N} (512),
- * {@code --scheme} (w4-gptq), {@code --group G} (128), {@code --budget-gb X} the worker budget
- * planned against (default: max heap), {@code --dir D} (default /tmp/scale-bench; deleted after
- * unless {@code --keep}), {@code --model D} an existing checkpoint of that shape to use instead of
- * writing one (left in place). Last line: {@code scale model=NAME params=N peak_rss_gb=X seconds=N
- * gptq_efficiency=X}.
+ * {@code --scheme} (w4-gptq), {@code --group G} (128), {@code --prompts N} (32), {@code --budget-gb
+ * X} the worker budget planned against (default: max heap), {@code --dir D} (default
+ * /tmp/scale-bench; deleted after unless {@code --keep true}), {@code --model D} an existing
+ * checkpoint of that shape to use instead of writing one (left in place), {@code --write-only true}
+ * to write the checkpoint (for {@code distillery register}) and stop. Last line: {@code scale
+ * model=NAME params=N peak_rss_gb=X seconds=N gptq_efficiency=X}, the peak over the four stages and
+ * their seconds together.
  */
 public final class ScaleBench {
 
@@ -76,12 +73,14 @@ public final class ScaleBench {
     int seq = Integer.parseInt(o.getOrDefault("seq", "512"));
     String scheme = o.getOrDefault("scheme", "w4-gptq");
     int group = Integer.parseInt(o.getOrDefault("group", "128"));
+    int prompts = Integer.parseInt(o.getOrDefault("prompts", "32"));
     long budget =
         o.containsKey("budget-gb")
             ? (long) (Double.parseDouble(o.get("budget-gb")) * 1e9)
             : Runtime.getRuntime().maxMemory();
     Path dir = Path.of(o.getOrDefault("dir", "/tmp/scale-bench"));
-    boolean keep = Boolean.parseBoolean(o.getOrDefault("keep", "false"));
+    boolean writeOnly = Boolean.parseBoolean(o.getOrDefault("write-only", "false"));
+    boolean keep = writeOnly || Boolean.parseBoolean(o.getOrDefault("keep", "false"));
     LlamaConfig config =
         switch (shape) {
           case "1b" ->
@@ -121,10 +120,7 @@ public final class ScaleBench {
           default -> throw new IllegalArgumentException("--shape must be 1b or 8b, got " + shape);
         };
     String name = "llama-3." + (shape.equals("1b") ? "2-1b" : "1-8b") + "-shape";
-    long params = 0;
-    for (long[] s : LlamaTensorNames.shapes(config).values()) {
-      params += s.length == 1 ? s[0] : s[0] * s[1];
-    }
+    long params = LlamaTensorNames.parameterCount(config);
     RssSampler rss = new RssSampler();
     rss.start();
     System.out.printf(
@@ -163,7 +159,8 @@ public final class ScaleBench {
         }
         System.out.printf(Locale.ROOT, "  %-10s reusing %s%n", "generate", model);
       } else {
-        long bytes = writeCheckpoint(config, model, 7);
+        long bytes = RandomCheckpoint.write(config, model, 7);
+        ByteLevelTokenizer.write(model, config.bosTokenId(), config.eosTokenIds().getFirst());
         double generate = (System.nanoTime() - t0) / 1e9;
         System.out.printf(
             Locale.ROOT,
@@ -172,36 +169,74 @@ public final class ScaleBench {
             generate,
             rss.peakAnon() / 1e9,
             bytes / 1e9);
+        if (writeOnly) {
+          System.out.printf(Locale.ROOT, "  wrote %s%n", model);
+          return;
+        }
       }
 
-      Path calibration = Files.createDirectories(dir.resolve("calibration"));
+      // calibration text: one line a sample, long enough for seq byte-level tokens
+      Path data = Files.createDirectories(dir.resolve("data"));
       SplittableRandom random = new SplittableRandom(11);
-      List<int[]> ids = new ArrayList<>();
+      StringBuilder lines = new StringBuilder();
       for (int s = 0; s < samples; s++) {
-        int[] row = new int[seq];
-        row[0] = 128000;
-        for (int t = 1; t < seq; t++) {
-          row[t] = random.nextInt(config.vocabSize());
+        StringBuilder line = new StringBuilder();
+        while (line.length() < seq) {
+          int word = 2 + random.nextInt(8);
+          for (int c = 0; c < word; c++) {
+            line.append((char) ('a' + random.nextInt(26)));
+          }
+          line.append(' ');
         }
-        ids.add(row);
+        lines.append(line, 0, seq).append('\n');
       }
-      new CalibrationTokens(ids).write(calibration.resolve(CalibrationTokens.FILE_NAME));
+      Files.writeString(data.resolve("calibration.txt"), lines);
+
+      double total = 0;
+      long peak = 0;
+      rss.reset();
+      t0 = System.nanoTime();
+      StageResult calibrated =
+          new CalibratorStage()
+              .run(
+                  context(
+                      dir,
+                      "calibrator",
+                      model,
+                      List.of(input("data", "dataset", data, "dataset")),
+                      new CalibratorParams(samples, seq, "dataset", null, null, null),
+                      budget));
+      double calibrate = (System.nanoTime() - t0) / 1e9;
+      total += calibrate;
+      peak = Math.max(peak, rss.peakAnon());
+      Path calibration = calibrated.outputs().getFirst().path();
+      System.out.printf(
+          Locale.ROOT,
+          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%d samples x %d tokens, streamed %s)%n",
+          "calibrate",
+          calibrate,
+          rss.peakAnon() / 1e9,
+          samples,
+          seq,
+          calibrated.metrics().getOrDefault("streamed", 0.0) == 1.0);
 
       rss.reset();
       t0 = System.nanoTime();
-      List<String> log = new ArrayList<>();
       StageResult result =
           new QuantizerStage()
               .run(
                   context(
                       dir,
+                      "quantizer",
                       model,
-                      calibration,
+                      List.of(
+                          input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
                       new QuantizerParams(scheme, group, null, null, null, null, null),
-                      budget,
-                      log));
+                      budget));
       double quantize = (System.nanoTime() - t0) / 1e9;
       long quantizePeak = rss.peakAnon();
+      total += quantize;
+      peak = Math.max(peak, quantizePeak);
       Map<String, Double> m = result.metrics();
       double forwardRate =
           m.getOrDefault("forward_gflop", 0.0)
@@ -264,13 +299,85 @@ public final class ScaleBench {
               - m.getOrDefault("gptq_seconds", 0.0),
           m.get("weight_bytes_before") / 1e9,
           m.get("weight_bytes_after") / 1e9);
+
+      StageResult.Output quantized = result.outputs().getFirst();
+      rss.reset();
+      t0 = System.nanoTime();
+      StageResult evaluated =
+          new EvaluatorStage()
+              .run(
+                  context(
+                      dir,
+                      "evaluator",
+                      model,
+                      List.of(input("quantize", "quantizer", quantized.path(), quantized.format())),
+                      new EvaluatorParams(null, prompts, null, null, null, null, null, null, null),
+                      budget));
+      double evaluate = (System.nanoTime() - t0) / 1e9;
+      total += evaluate;
+      peak = Math.max(peak, rss.peakAnon());
+      Map<String, Double> e = evaluated.metrics();
+      System.out.printf(
+          Locale.ROOT,
+          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%d prompts teacher-forced, streamed %s;"
+              + " perplexity ratio %.4f, exact match %.3f vs reference %.3f)%n",
+          "evaluate",
+          evaluate,
+          rss.peakAnon() / 1e9,
+          prompts,
+          e.getOrDefault("streamed", 0.0) == 1.0,
+          e.getOrDefault("perplexity", Double.NaN)
+              / e.getOrDefault("referencePerplexity", Double.NaN),
+          e.getOrDefault("exactMatch", Double.NaN),
+          e.getOrDefault("referenceExactMatch", Double.NaN));
+
+      rss.reset();
+      t0 = System.nanoTime();
+      Path pkg = dir.resolve("deployer").resolve("package");
+      DjlServingPackage.assembleModel(quantized.path(), model, pkg);
+      ArtefactRef modelRef = ref(model, "hf-llama");
+      DjlServingPackage.Written written =
+          DjlServingPackage.write(
+              pkg,
+              new DjlServingPackage.Spec(
+                  "scale",
+                  "scale",
+                  "scale/deploy",
+                  "deploy",
+                  "quantize",
+                  ref(quantized.path(), quantized.format()),
+                  modelRef,
+                  ref(pkg.resolve(DjlServingPackage.MODEL_DIR), DjlServingPackage.MODEL_FORMAT),
+                  new DeployerParams(
+                      DeployerParams.LOCAL,
+                      "scale",
+                      null,
+                      null,
+                      null,
+                      null,
+                      null,
+                      null,
+                      null,
+                      null,
+                      null)));
+      double deploy = (System.nanoTime() - t0) / 1e9;
+      total += deploy;
+      peak = Math.max(peak, rss.peakAnon());
+      System.out.printf(
+          Locale.ROOT,
+          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (djl-serving package for target local, %s)%n",
+          "package",
+          deploy,
+          rss.peakAnon() / 1e9,
+          written.quantization().scheme());
+
       System.out.printf(
           Locale.ROOT,
           "scale model=%s params=%d peak_rss_gb=%.2f seconds=%.0f gptq_efficiency=%.3f%n",
           name,
           params,
-          quantizePeak / 1e9,
-          quantize,
+          peak / 1e9,
+          total,
           gptqRate / matmul);
     } finally {
       rss.stop();
@@ -280,50 +387,29 @@ public final class ScaleBench {
     }
   }
 
-  private static StageContext<QuantizerParams> context(
-      Path dir, Path model, Path calibration, QuantizerParams params, long budget, List<String> log)
+  private static <P extends Record> StageContext<P> context(
+      Path dir, String stage, Path model, List<StageContext.Input> inputs, P params, long budget)
       throws IOException {
-    Path scratch = Files.createDirectories(dir.resolve("quantizer"));
-    ArtefactRef modelRef =
-        ArtefactRef.newBuilder()
-            .setUri(model.toUri().toString())
-            .setSha256("bench")
-            .setBytes(0L)
-            .setFormat("hf-llama")
-            .build();
     StageJob job =
         StageJob.newBuilder()
             .setRunId("scale")
-            .setJobId("scale/quantize")
+            .setJobId("scale/" + stage)
             .setAttempt(1)
-            .setStage("quantizer")
-            .setNode("quantize")
+            .setStage(stage)
+            .setNode(stage)
             .setParams("{}")
-            .setModel(modelRef)
+            .setModel(ref(model, "hf-llama"))
             .setTimeoutMs(0L)
             .setDispatchedAt(Instant.now())
             .build();
-    ArtefactRef ref =
-        ArtefactRef.newBuilder()
-            .setUri(calibration.toUri().toString())
-            .setSha256("bench")
-            .setBytes(0L)
-            .setFormat(CalibrationStats.FORMAT)
-            .build();
-    StageContext.Input input =
-        new StageContext.Input(
-            "calibrate",
-            "calibrator",
-            List.of(new StageContext.Artefact(ref, calibration)),
-            Map.of());
     String[] last = {""};
     return new StageContext<>(
         job,
         params,
         model,
-        List.of(input),
-        scratch,
-        Files.createDirectories(dir.resolve("work")),
+        inputs,
+        Files.createDirectories(dir.resolve(stage)),
+        Files.createDirectories(dir.resolve("work-" + stage)),
         (percent, message, metrics) -> {
           // one line a layer step change is plenty
           String head =
@@ -331,60 +417,23 @@ public final class ScaleBench {
           if (!head.equals(last[0])) {
             last[0] = head;
             System.err.printf(Locale.ROOT, "    %5.1f%% %s%n", percent, message);
-            log.add(message);
           }
         },
         budget);
   }
 
-  /** Writes config.json and two BF16 shards with an index; returns the data bytes. */
-  static long writeCheckpoint(LlamaConfig config, Path dir, long seed) throws IOException {
-    Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
-    long total = 0;
-    for (long[] s : shapes.values()) {
-      total += (s.length == 1 ? s[0] : s[0] * s[1]) * 2;
-    }
-    // shards of ~55% of the data: two, whatever the tensor boundaries
-    try (ShardedCheckpointWriter writer =
-        new ShardedCheckpointWriter(dir, total * 55 / 100, Map.of("format", "pt"))) {
-      int index = 0;
-      for (Map.Entry<String, long[]> e : shapes.entrySet()) {
-        long[] s = e.getValue();
-        long count = s.length == 1 ? s[0] : s[0] * s[1];
-        boolean norm = e.getKey().endsWith("norm.weight");
-        long tensorSeed = seed * 1_000_003L + index++;
-        try (Arena arena = Arena.ofShared()) {
-          MemorySegment bytes = arena.allocate(count * 2, 8);
-          fill(bytes, count, norm, tensorSeed);
-          writer.write(e.getKey(), TensorSource.lazy(DType.BF16, s, () -> bytes));
-        }
-      }
-      writer.finish();
-    }
-    config.write(dir);
-    return total;
+  private static StageContext.Input input(String node, String stage, Path path, String format) {
+    return new StageContext.Input(
+        node, stage, List.of(new StageContext.Artefact(ref(path, format), path)), Map.of());
   }
 
-  /**
-   * N(0, 0.02) BF16 values (or ones for a norm), generated in parallel chunks, each seeded by its
-   * position.
-   */
-  private static void fill(MemorySegment bytes, long count, boolean norm, long seed) {
-    int chunk = 1 << 20;
-    int chunks = (int) ((count + chunk - 1) / chunk);
-    ValueLayout.OfShort bf16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    IntStream.range(0, chunks)
-        .parallel()
-        .forEach(
-            c -> {
-              SplittableRandom random = new SplittableRandom(seed * 65_537L + c);
-              long from = (long) c * chunk;
-              long to = Math.min(count, from + chunk);
-              for (long i = from; i < to; i++) {
-                float v = norm ? 1f : (float) (random.nextGaussian() * 0.02);
-                bytes.set(bf16, 2 * i, TensorCodec.floatToBf16(v));
-              }
-            });
+  private static ArtefactRef ref(Path path, String format) {
+    return ArtefactRef.newBuilder()
+        .setUri(path.toUri().toString())
+        .setSha256("bench")
+        .setBytes(0L)
+        .setFormat(format)
+        .build();
   }
 
   /**
