@@ -1,5 +1,7 @@
 package io.distillery.it;
 
+import static org.assertj.core.api.Assertions.assertThat;
+
 import io.distillery.cli.Main;
 import io.distillery.planner.PlannerApp;
 import io.distillery.planner.PlannerConfig;
@@ -10,6 +12,9 @@ import io.distillery.runtime.serde.AvroSerde;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.schemas.run.RunState;
+import io.distillery.schemas.run.RunStatus;
+import io.distillery.schemas.run.StageState;
+import io.distillery.schemas.run.StageStatus;
 import io.distillery.stack.LocalStack;
 import io.distillery.stage.StageRegistry;
 import java.io.IOException;
@@ -159,6 +164,31 @@ final class Cluster {
       workers.add(worker(stage, workerId));
     }
     return new Services(planner, workers);
+  }
+
+  /**
+   * Registers {@code recipeYaml} on {@code model} and asserts the run fails on its first attempt
+   * (fatal: not retried) with {@code problem} in the run's reason and in {@code watch}'s output.
+   */
+  static RunState awaitFatal(Path model, String recipeYaml, String problem) throws Exception {
+    var reg =
+        cli("register", "--model", model.toString(), "--recipe", recipe(recipeYaml).toString());
+    assertThat(reg.code()).as(reg.err()).isZero();
+    String runId = reg.out().trim();
+    RunState r = awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
+    assertThat(r.getStatus()).as(String.valueOf(r.getReason())).isEqualTo(RunStatus.FAILED);
+    StageState failed =
+        r.getStages().stream()
+            .filter(s -> s.getStatus() == StageStatus.FAILED)
+            .findFirst()
+            .orElseThrow();
+    assertThat(failed.getAttempt()).as("fatal: not retried").isEqualTo(1);
+    assertThat(r.getReason()).contains(problem);
+    var watch = cli("watch", runId, "--plain", "--timeout", "30");
+    // watch wraps long reasons at word boundaries to the terminal width: compare with the lines
+    // joined
+    assertThat(watch.out().replaceAll("\\s*\\n\\s*", " ")).contains("FAILED").contains(problem);
+    return r;
   }
 
   /** Runs the CLI in-process; returns its exit code and output. */

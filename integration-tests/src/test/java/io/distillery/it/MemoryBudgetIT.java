@@ -10,14 +10,12 @@ import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.planner.PlannerApp;
 import io.distillery.runtime.worker.WorkerHost;
 import io.distillery.schemas.run.RunState;
-import io.distillery.schemas.run.RunStatus;
 import io.distillery.schemas.run.StageState;
 import io.distillery.stage.StageRegistry;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.time.Duration;
 import java.util.List;
 import java.util.stream.Collectors;
 import org.junit.jupiter.api.AfterAll;
@@ -163,25 +161,7 @@ class MemoryBudgetIT {
     return model;
   }
 
-  /**
-   * Registers the recipe on {@code model}; asserts it fails, unretried, with {@code problem} in
-   * state and watch.
-   */
   private static RunState fail(Path model, String problem) throws Exception {
-    var reg =
-        Cluster.cli(
-            "register", "--model", model.toString(), "--recipe", Cluster.recipe(RECIPE).toString());
-    assertThat(reg.code()).as(reg.err()).isZero();
-    String runId = reg.out().trim();
-    RunState r =
-        Cluster.awaitRun(runId, s -> s.getStatus() != RunStatus.RUNNING, Duration.ofMinutes(2));
-    assertThat(r.getStatus()).isEqualTo(RunStatus.FAILED);
-    assertThat(r.getStages().getFirst().getAttempt()).as("fatal: not retried").isEqualTo(1);
-    assertThat(r.getReason()).contains(problem);
-    var watch = Cluster.cli("watch", runId, "--plain", "--timeout", "30");
-    // watch wraps long reasons at word boundaries to the terminal width: compare with the lines
-    // joined
-    assertThat(watch.out().replaceAll("\\s*\\n\\s*", " ")).contains("FAILED").contains(problem);
-    return r;
+    return Cluster.awaitFatal(model, RECIPE, problem);
   }
 }

@@ -668,10 +668,13 @@ public final class EvaluatorStage implements Stage<EvaluatorParams> {
               TeacherForcedScorer.peakBytes(
                   m.config(), batches, TeacherForcedScorer.DEFAULT_HEAD_ROWS));
     }
+    // each model is held twice while it loads: widened to F32 in Java arrays, which the GC frees
+    // only when the heap fills, and as DJL's native arrays. Planned once, a Llama-3.2-1B-shaped
+    // reference and candidate came to 17.9 GB against a 19 GB budget on `distillery up`, and the
+    // kernel killed the process at 20.6 GB RssAnon.
     long wholeBytes =
         MemoryPlan.RUNTIME_BYTES
-            + reference.wholeModelBytes()
-            + others
+            + 2 * (reference.wholeModelBytes() + others)
             + 8 * batchTokens * vocab * 4
             + workspace;
     String have = ", this worker has " + MemoryPlan.gigabytes(budget);
