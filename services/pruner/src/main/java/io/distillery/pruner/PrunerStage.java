@@ -314,25 +314,34 @@ public final class PrunerStage implements Stage<PrunerParams> {
   }
 
   /**
-   * The whole-model path: the model in F32 (DJL arrays and the Java copies pruned from them) and,
-   * for Wanda and SparseGPT, the calibration artefact's statistics (every module's X^T X when it
-   * carries them). Refused before loading when that exceeds the worker's budget.
+   * The whole-model path: the model in F32 (DJL arrays and the Java copies pruned from them) and
+   * the calibration artefact's statistics (for SparseGPT every module's X^T X, for Wanda the
+   * per-channel vectors only). Refused before loading when that exceeds the worker's budget.
    */
   private static StageResult whole(
       StageContext<PrunerParams> ctx, Path parent, LlamaConfig config, List<String> modules)
       throws StageException, InterruptedException {
     PrunerParams p = ctx.params();
     boolean calibrated = !p.method().equals("magnitude");
+    boolean sparseGpt = p.method().equals("sparsegpt");
     long solve = 0;
-    if (p.method().equals("sparsegpt")) {
+    if (sparseGpt) {
       long widest = 0;
       for (Projection projection : Projection.values()) {
         widest = Math.max(widest, projection.inFeatures(config));
       }
       solve = MemoryPlan.GPTQ_WORKING_COPIES * widest * widest * 8;
     }
-    checkWholeModelPlan(ctx, config, calibrated ? calibrationBytes(ctx) : 0, solve);
-    CalibrationStats stats = calibrated ? CalibrationInput.read(ctx, "method " + p.method()) : null;
+    // Wanda reads the per-channel norms only; SparseGPT every module's X^T X
+    checkWholeModelPlan(
+        ctx,
+        config,
+        sparseGpt ? calibrationBytes(ctx) : calibrated ? calibrationVectorBytes(ctx) : 0,
+        solve);
+    CalibrationStats stats =
+        sparseGpt
+            ? CalibrationInput.read(ctx, "method " + p.method())
+            : calibrated ? readStatsWithoutGrams(ctx) : null;
     Path out = ctx.scratch().resolve("model");
     Map<String, Double> metrics = new LinkedHashMap<>();
     ctx.progress(0, "loading " + parent.getFileName());
@@ -447,8 +456,8 @@ public final class PrunerStage implements Stage<PrunerParams> {
       StageContext<PrunerParams> ctx, Path parent, LlamaConfig config)
       throws StageException, InterruptedException {
     PrunerParams p = ctx.params();
-    checkWholeModelPlan(ctx, config, calibrationBytes(ctx), 0);
-    CalibrationStats stats = CalibrationInput.read(ctx, "method structured");
+    checkWholeModelPlan(ctx, config, calibrationVectorBytes(ctx), 0);
+    CalibrationStats stats = readStatsWithoutGrams(ctx);
     Path out = ctx.scratch().resolve("model");
     ctx.progress(0, "loading " + parent.getFileName());
     try (LlamaModel model = LlamaModel.load(parent)) {
