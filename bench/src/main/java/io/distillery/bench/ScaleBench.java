@@ -17,6 +17,8 @@ import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.config.RopeScaling;
 import io.distillery.model.safetensors.RandomCheckpoint;
 import io.distillery.model.stream.MemoryPlan;
+import io.distillery.pruner.PrunerParams;
+import io.distillery.pruner.PrunerStage;
 import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
 import io.distillery.schemas.common.ArtefactRef;
@@ -50,14 +52,18 @@ import java.util.SplittableRandom;
  * quantizer the memory plan's estimate beside the measured peak and the achieved GFLOP/s of the
  * calibration forward, of X^T X and of GPTQ against DJL's raw matmul rate measured in the same run.
  *
- * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --samples N} (32), {@code --seq N} (512),
- * {@code --scheme} (w4-gptq), {@code --group G} (128), {@code --prompts N} (32), {@code --budget-gb
- * X} the worker budget planned against (default: max heap), {@code --dir D} (default
- * /tmp/scale-bench; deleted after unless {@code --keep true}), {@code --model D} an existing
- * checkpoint of that shape to use instead of writing one (left in place), {@code --write-only true}
- * to write the checkpoint (for {@code distillery register}) and stop. Last line: {@code scale
- * model=NAME params=N peak_rss_gb=X seconds=N gptq_efficiency=X}, the peak over the four stages and
- * their seconds together.
+ * <p>With {@code --stage pruner} the calibrator and then the pruner stage run instead (streamed,
+ * sequential; {@code --method} sparsegpt by default, or wanda / magnitude; {@code --pattern} 2:4 by
+ * default, or an unstructured sparsity such as 0.5).
+ *
+ * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --layers N} (the shape's width with N decoder
+ * layers), {@code --samples N} (32), {@code --seq N} (512), {@code --scheme} (w4-gptq), {@code
+ * --group G} (128), {@code --prompts N} (32), {@code --budget-gb X} the worker budget planned
+ * against (default: max heap), {@code --dir D} (default /tmp/scale-bench; deleted after unless
+ * {@code --keep true}), {@code --model D} an existing checkpoint of that shape to use instead of
+ * writing one (left in place), {@code --write-only true} to write the checkpoint (for {@code
+ * distillery register}) and stop. Last line: {@code scale model=NAME params=N peak_rss_gb=X
+ * seconds=N gptq_efficiency=X}, the peak over the four stages and their seconds together.
  */
 public final class ScaleBench {
 
@@ -72,6 +78,12 @@ public final class ScaleBench {
     int samples = Integer.parseInt(o.getOrDefault("samples", "32"));
     int seq = Integer.parseInt(o.getOrDefault("seq", "512"));
     String scheme = o.getOrDefault("scheme", "w4-gptq");
+    String stage = o.getOrDefault("stage", "quantizer");
+    if (!stage.equals("quantizer") && !stage.equals("pruner")) {
+      throw new IllegalArgumentException("--stage must be quantizer or pruner, got " + stage);
+    }
+    String method = o.getOrDefault("method", "sparsegpt");
+    String pattern = o.getOrDefault("pattern", "2:4");
     int group = Integer.parseInt(o.getOrDefault("group", "128"));
     int prompts = Integer.parseInt(o.getOrDefault("prompts", "32"));
     long budget =
@@ -88,7 +100,7 @@ public final class ScaleBench {
                   .vocabSize(128256)
                   .hiddenSize(2048)
                   .intermediateSize(8192)
-                  .numHiddenLayers(16)
+                  .numHiddenLayers(Integer.parseInt(o.getOrDefault("layers", "16")))
                   .numAttentionHeads(32)
                   .numKeyValueHeads(8)
                   .maxPositionEmbeddings(131072)
@@ -105,7 +117,7 @@ public final class ScaleBench {
                   .vocabSize(128256)
                   .hiddenSize(4096)
                   .intermediateSize(14336)
-                  .numHiddenLayers(32)
+                  .numHiddenLayers(Integer.parseInt(o.getOrDefault("layers", "32")))
                   .numAttentionHeads(32)
                   .numKeyValueHeads(8)
                   .maxPositionEmbeddings(131072)
@@ -119,20 +131,24 @@ public final class ScaleBench {
                   .build();
           default -> throw new IllegalArgumentException("--shape must be 1b or 8b, got " + shape);
         };
-    String name = "llama-3." + (shape.equals("1b") ? "2-1b" : "1-8b") + "-shape";
+    String name =
+        "llama-3."
+            + (shape.equals("1b") ? "2-1b" : "1-8b")
+            + "-shape"
+            + (o.containsKey("layers") ? "-" + config.numHiddenLayers() + "l" : "");
     long params = LlamaTensorNames.parameterCount(config);
     RssSampler rss = new RssSampler();
     rss.start();
     System.out.printf(
         Locale.ROOT,
-        "scale: %s params=%,d samples=%d seq=%d scheme=%s group=%d budget=%s max_heap=%s"
-            + " cores=%d%n",
+        "scale: %s params=%,d samples=%d seq=%d %s budget=%s max_heap=%s cores=%d%n",
         name,
         params,
         samples,
         seq,
-        scheme,
-        group,
+        stage.equals("pruner")
+            ? "stage=pruner method=" + method + " pattern=" + pattern
+            : "scheme=" + scheme + " group=" + group,
         MemoryPlan.gigabytes(budget),
         MemoryPlan.gigabytes(Runtime.getRuntime().maxMemory()),
         Runtime.getRuntime().availableProcessors());
@@ -220,6 +236,10 @@ public final class ScaleBench {
           seq,
           calibrated.metrics().getOrDefault("streamed", 0.0) == 1.0);
 
+      if (stage.equals("pruner")) {
+        prune(dir, model, calibration, method, pattern, budget, rss, name, params, matmul64);
+        return;
+      }
       rss.reset();
       t0 = System.nanoTime();
       StageResult result =
@@ -385,6 +405,88 @@ public final class ScaleBench {
         deleteTree(dir);
       }
     }
+  }
+
+  /**
+   * The pruner stage (streamed, sequential) on the same checkpoint and tokens: wall time, peak
+   * RssAnon against the plan, the forward's and X^T X's shares.
+   */
+  private static void prune(
+      Path dir,
+      Path model,
+      Path calibration,
+      String method,
+      String pattern,
+      long budget,
+      RssSampler rss,
+      String name,
+      long params,
+      double matmul64)
+      throws Exception {
+    rss.reset();
+    long t0 = System.nanoTime();
+    PrunerParams pruner =
+        new PrunerParams(
+            method,
+            pattern.equals("2:4") ? null : Double.parseDouble(pattern),
+            pattern.equals("2:4") ? "2:4" : "unstructured",
+            null,
+            null,
+            null,
+            null,
+            null,
+            null);
+    StageResult result =
+        new PrunerStage()
+            .run(
+                context(
+                    dir,
+                    "pruner",
+                    model,
+                    List.of(input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
+                    pruner,
+                    budget));
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    long peak = rss.peakAnon();
+    Map<String, Double> m = result.metrics();
+    System.out.printf(
+        Locale.ROOT,
+        "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
+            + " plan/measured %.2f)%n",
+        "prune",
+        seconds,
+        peak / 1e9,
+        rss.peakRss() / 1e9,
+        m.get("planned_peak_bytes") / 1e9,
+        m.get("planned_peak_bytes") / peak);
+    System.out.printf(
+        Locale.ROOT,
+        "    calibration forward: %.0f GFLOP in %.1f s; statistics (%s) %.1f s%s; pruning %.1f s;"
+            + " sparsity %.3f%n",
+        m.getOrDefault("forward_gflop", 0.0),
+        m.getOrDefault("forward_seconds", 0.0),
+        method.equals("sparsegpt") ? "X^T X f64" : "channel norms",
+        m.getOrDefault("statistics_seconds", 0.0),
+        m.containsKey("hessian_gflop")
+            ? String.format(
+                Locale.ROOT,
+                " = %.1f GFLOP/s, %.2f of raw f64",
+                m.get("hessian_gflop") / Math.max(1e-9, m.get("statistics_seconds")),
+                m.get("hessian_gflop") / Math.max(1e-9, m.get("statistics_seconds")) / matmul64)
+            : "",
+        m.getOrDefault("prune_seconds", 0.0),
+        m.get("sparsity"));
+    System.out.printf(
+        Locale.ROOT,
+        "scale model=%s params=%d stage=pruner method=%s pattern=%s peak_rss_gb=%.2f"
+            + " plan_gb=%.2f seconds=%.0f%n",
+        name,
+        params,
+        method,
+        pattern,
+        peak / 1e9,
+        m.get("planned_peak_bytes") / 1e9,
+        seconds);
   }
 
   private static <P extends Record> StageContext<P> context(

@@ -91,10 +91,23 @@ public final class CalibrationStats {
    * #FILE_NAME}.
    */
   public static CalibrationStats readArtefact(Path artefact) throws IOException {
-    return read(Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact);
+    return readArtefact(artefact, true);
+  }
+
+  /**
+   * The statistics of a calibration artefact, with or without the X^T X of each module (a stage
+   * that needs only the per-channel vectors leaves the n x n matrices, gigabytes at real sizes, on
+   * disk).
+   */
+  public static CalibrationStats readArtefact(Path artefact, boolean grams) throws IOException {
+    return read(Files.isDirectory(artefact) ? artefact.resolve(FILE_NAME) : artefact, grams);
   }
 
   public static CalibrationStats read(Path file) throws IOException {
+    return read(file, true);
+  }
+
+  private static CalibrationStats read(Path file, boolean grams) throws IOException {
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
       Map<String, String> meta = new TreeMap<>(f.metadata());
       if (!FORMAT.equals(meta.get("format"))) {
@@ -109,7 +122,7 @@ public final class CalibrationStats {
         String module = name.substring(0, name.length() - ".abs_max".length());
         float[] absMax = f.floats(module + ".abs_max");
         double[] gram = null;
-        if (f.contains(module + ".gram")) {
+        if (grams && f.contains(module + ".gram")) {
           long[] bits = TensorCodec.bytesToLongs(f.bytes(module + ".gram"));
           gram = new double[bits.length];
           for (int i = 0; i < bits.length; i++) {

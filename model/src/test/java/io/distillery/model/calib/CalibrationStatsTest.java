@@ -44,6 +44,9 @@ class CalibrationStatsTest {
     assertThat(b.sumSq()).containsExactly(l.sumSq());
     assertThat(b.histMax()).isEqualTo(l.histMax());
     assertThatThrownBy(() -> back.layer("nope")).hasMessageContaining("calibrated layers");
+    CalibrationStats vectors = CalibrationStats.readArtefact(dir, false);
+    assertThat(vectors.layer("l").gram()).isNull();
+    assertThat(vectors.layer("l").sumSq()).containsExactly(l.sumSq());
   }
 
   @Test

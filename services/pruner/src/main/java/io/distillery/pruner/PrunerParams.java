@@ -23,6 +23,15 @@ import java.util.Set;
  *     layer, in [0,1)
  * @param mlpFraction structured: fraction of MLP intermediate channels removed per layer, in [0,1)
  * @param dropLayers structured: number of whole decoder layers removed, >= 0
+ * @param sequential streamed Wanda and SparseGPT: calibrate layer i+1 on the outputs of the already
+ *     pruned layer i, as the SparseGPT and Wanda reference code and llm-compressor's sequential
+ *     pipeline do (default true); false takes every layer's statistics from the original model in
+ *     one pass, as a whole-model calibration does. Magnitude pruning runs no forward pass either
+ *     way
+ * @param streaming run on the layer-streaming executor: null (the default) streams every method it
+ *     supports (magnitude, and Wanda and SparseGPT when the calibration carries its token ids;
+ *     structured pruning streams its weights one layer at a time), true requires it, false keeps
+ *     the whole model in memory (refused up front when it cannot fit the worker's budget)
  */
 public record PrunerParams(
     String method,
@@ -33,10 +42,40 @@ public record PrunerParams(
     Integer blockSize,
     Double headFraction,
     Double mlpFraction,
-    Integer dropLayers) {
+    Integer dropLayers,
+    Boolean sequential,
+    Boolean streaming) {
 
   public static final Set<String> METHODS = Set.of("magnitude", "wanda", "sparsegpt", "structured");
   public static final Set<String> PATTERNS = Set.of("unstructured", "2:4");
+
+  /**
+   * The params with only the first nine given ({@code sequential} and {@code streaming} at their
+   * defaults).
+   */
+  public PrunerParams(
+      String method,
+      Double sparsity,
+      String pattern,
+      List<String> exclude,
+      Double damp,
+      Integer blockSize,
+      Double headFraction,
+      Double mlpFraction,
+      Integer dropLayers) {
+    this(
+        method,
+        sparsity,
+        pattern,
+        exclude,
+        damp,
+        blockSize,
+        headFraction,
+        mlpFraction,
+        dropLayers,
+        null,
+        null);
+  }
 
   public PrunerParams {
     if (method == null || !METHODS.contains(method)) {
@@ -53,6 +92,7 @@ public record PrunerParams(
     if (!(damp >= 0) || damp.isInfinite()) {
       throw new IllegalArgumentException("damp must be a non-negative number, got " + damp);
     }
+    sequential = sequential == null || sequential;
     blockSize = blockSize == null ? 128 : blockSize;
     if (blockSize <= 0) {
       throw new IllegalArgumentException("blockSize must be positive, got " + blockSize);

@@ -10,14 +10,20 @@ import io.distillery.model.llama.WeightSlices;
 import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsWriter;
+import io.distillery.model.safetensors.ShardedCheckpointWriter;
 import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.safetensors.TensorSource;
+import io.distillery.model.stream.LayerStreamer;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.SequencedMap;
 import java.util.function.Function;
 import java.util.stream.IntStream;
 
@@ -157,8 +163,6 @@ public final class StructuredPruner {
     cache.clear();
     LlamaConfig pruned = prunedConfig(config, plan);
     Map<String, TensorSource> tensors = new LinkedHashMap<>();
-    int hd = config.headDim();
-    int qPerKv = config.numKeyValueGroups();
     for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(pruned).entrySet()) {
       String name = e.getKey();
       float[] values;
@@ -171,37 +175,15 @@ public final class StructuredPruner {
             LlamaTensorNames.layerPrefix(oldLayer)
                 + name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
         float[] old = model.parameters().get(oldName).toFloatArray();
-        int[] groups = plan.kvGroups()[newLayer];
-        int[] channels = plan.channels()[newLayer];
-        int[] qRows = WeightSlices.expand(groups, qPerKv * hd);
-        int[] kvRows = WeightSlices.expand(groups, hd);
-        String suffix = name.substring(LlamaTensorNames.layerPrefix(newLayer).length());
-        int hidden = config.hiddenSize();
         values =
-            switch (suffix) {
-              case "self_attn.q_proj.weight" -> WeightSlices.rows(old, hidden, qRows);
-              case "self_attn.q_proj.bias" -> WeightSlices.rows(old, 1, qRows);
-              case "self_attn.k_proj.weight", "self_attn.v_proj.weight" ->
-                  WeightSlices.rows(old, hidden, kvRows);
-              case "self_attn.k_proj.bias", "self_attn.v_proj.bias" ->
-                  WeightSlices.rows(old, 1, kvRows);
-              case "self_attn.o_proj.weight" ->
-                  WeightSlices.columns(old, hidden, config.attentionWidth(), qRows);
-              case "mlp.gate_proj.weight", "mlp.up_proj.weight" ->
-                  WeightSlices.rows(old, hidden, channels);
-              case "mlp.down_proj.weight" ->
-                  WeightSlices.columns(old, hidden, config.intermediateSize(), channels);
-              default -> old; // norms, o_proj bias
-            };
+            slice(
+                config,
+                plan,
+                newLayer,
+                name.substring(LlamaTensorNames.layerPrefix(newLayer).length()),
+                old);
       }
-      if (values.length != shapeSize(e.getValue())) {
-        throw new IllegalStateException(
-            name
-                + ": sliced "
-                + values.length
-                + " values for shape "
-                + Arrays.toString(e.getValue()));
-      }
+      checkSize(name, values, e.getValue());
       tensors.put(name, TensorData.ofFloats(DType.F32, e.getValue(), values));
       if (name.endsWith("post_attention_layernorm.weight") && progress != null) {
         progress.done(Integer.parseInt(name.split("\\.")[2]) + 1, pruned.numHiddenLayers());
@@ -211,6 +193,143 @@ public final class StructuredPruner {
     SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     pruned.write(out);
     return pruned;
+  }
+
+  /**
+   * One tensor of kept layer {@code newLayer} ({@code suffix}: its name after the layer prefix),
+   * sliced from the original layer's values to the kept query/key/value heads and MLP channels.
+   */
+  static float[] slice(LlamaConfig config, Plan plan, int newLayer, String suffix, float[] old) {
+    int[] groups = plan.kvGroups()[newLayer];
+    int[] channels = plan.channels()[newLayer];
+    int hd = config.headDim();
+    int[] qRows = WeightSlices.expand(groups, config.numKeyValueGroups() * hd);
+    int[] kvRows = WeightSlices.expand(groups, hd);
+    int hidden = config.hiddenSize();
+    return switch (suffix) {
+      case "self_attn.q_proj.weight" -> WeightSlices.rows(old, hidden, qRows);
+      case "self_attn.q_proj.bias" -> WeightSlices.rows(old, 1, qRows);
+      case "self_attn.k_proj.weight", "self_attn.v_proj.weight" ->
+          WeightSlices.rows(old, hidden, kvRows);
+      case "self_attn.k_proj.bias", "self_attn.v_proj.bias" -> WeightSlices.rows(old, 1, kvRows);
+      case "self_attn.o_proj.weight" ->
+          WeightSlices.columns(old, hidden, config.attentionWidth(), qRows);
+      case "mlp.gate_proj.weight", "mlp.up_proj.weight" -> WeightSlices.rows(old, hidden, channels);
+      case "mlp.down_proj.weight" ->
+          WeightSlices.columns(old, hidden, config.intermediateSize(), channels);
+      default -> old; // norms, o_proj bias
+    };
+  }
+
+  private static void checkSize(String name, float[] values, long[] shape) {
+    if (values.length != shapeSize(shape)) {
+      throw new IllegalStateException(
+          name + ": sliced " + values.length + " values for shape " + Arrays.toString(shape));
+    }
+  }
+
+  /**
+   * @param config the pruned model's config (its torch_dtype the input's)
+   * @param files the written weight files (index last when sharded)
+   */
+  public record Streamed(LlamaConfig config, List<Path> files) {}
+
+  /**
+   * {@link #prune} without holding the model: the plan reads one o_proj / down_proj weight at a
+   * time from the memory-mapped checkpoint, then each kept layer is read, sliced and written at
+   * once through a {@link ShardedCheckpointWriter} in its stored dtype (embedding, final norm and
+   * LM head copied as stored). Peak memory: about one decoder layer in F32, twice.
+   */
+  public static Streamed pruneStreamed(
+      Path model,
+      LlamaConfig config,
+      CalibrationStats stats,
+      double headFraction,
+      double mlpFraction,
+      int dropLayers,
+      Path out,
+      LayerStreamer.Progress progress)
+      throws IOException, InterruptedException {
+    try (Checkpoint checkpoint = Checkpoint.open(model)) {
+      LlamaTensorNames.validate(checkpoint, config);
+      int layers = config.numHiddenLayers();
+      String[] lastLayer = {""};
+      Function<String, float[]> weights =
+          module -> {
+            try {
+              String prefix = module.substring(0, module.indexOf('.', "model.layers.".length()));
+              if (!prefix.equals(lastLayer[0])) {
+                lastLayer[0] = prefix;
+                int layer = Integer.parseInt(prefix.substring("model.layers.".length()));
+                progress.report(layer, layers, "importance", 0.2 * layer / layers);
+              }
+              return checkpoint.floats(LlamaTensorNames.weight(module));
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
+            }
+          };
+      Plan plan;
+      try {
+        plan = plan(config, stats, weights, headFraction, mlpFraction, dropLayers);
+      } catch (UncheckedIOException e) {
+        throw e.getCause();
+      }
+      DType dense =
+          checkpoint.info(LlamaTensorNames.layerPrefix(0) + "input_layernorm.weight").dtype();
+      LlamaConfig pruned = prunedConfig(config, plan).withTorchDtype(dense.torchName());
+      SequencedMap<String, long[]> shapes = LlamaTensorNames.shapes(pruned);
+      List<Path> files;
+      try (ShardedCheckpointWriter writer =
+          new ShardedCheckpointWriter(
+              out, ShardedCheckpointWriter.DEFAULT_MAX_SHARD_BYTES, Map.of("format", "pt"))) {
+        copy(writer, checkpoint, LlamaTensorNames.EMBED_TOKENS);
+        for (int layer = 0; layer < pruned.numHiddenLayers(); layer++) {
+          if (Thread.interrupted()) {
+            throw new InterruptedException(
+                "structured pruning interrupted before kept layer " + layer);
+          }
+          int oldLayer = plan.layers()[layer];
+          progress.report(
+              layer,
+              pruned.numHiddenLayers(),
+              "slice layer " + oldLayer,
+              0.2 + 0.8 * layer / pruned.numHiddenLayers());
+          String prefix = LlamaTensorNames.layerPrefix(layer);
+          for (Map.Entry<String, long[]> e : shapes.entrySet()) {
+            if (!e.getKey().startsWith(prefix)) {
+              continue;
+            }
+            String suffix = e.getKey().substring(prefix.length());
+            String oldName = LlamaTensorNames.layerPrefix(oldLayer) + suffix;
+            float[] values = slice(config, plan, layer, suffix, checkpoint.floats(oldName));
+            checkSize(e.getKey(), values, e.getValue());
+            writer.write(
+                e.getKey(),
+                TensorData.ofFloats(checkpoint.info(oldName).dtype(), e.getValue(), values));
+          }
+          progress.report(
+              layer,
+              pruned.numHiddenLayers(),
+              "done",
+              0.2 + 0.8 * (layer + 1) / pruned.numHiddenLayers());
+        }
+        copy(writer, checkpoint, LlamaTensorNames.FINAL_NORM);
+        if (shapes.containsKey(LlamaTensorNames.LM_HEAD)) {
+          copy(writer, checkpoint, LlamaTensorNames.LM_HEAD);
+        }
+        files = writer.finish();
+      }
+      pruned.write(out);
+      return new Streamed(pruned, files);
+    }
+  }
+
+  /** Copies a tensor as stored, from the mapped input to the writer. */
+  private static void copy(ShardedCheckpointWriter writer, Checkpoint checkpoint, String name)
+      throws IOException {
+    TensorInfo info = checkpoint.info(name);
+    writer.write(
+        name, TensorSource.lazy(info.dtype(), info.shape(), () -> checkpoint.segment(name)));
   }
 
   /**
