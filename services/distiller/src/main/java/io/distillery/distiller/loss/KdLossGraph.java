@@ -148,7 +148,11 @@ public final class KdLossGraph {
     }
     float t = (float) temperature;
     NDArray flat = student.reshape(-1, vocab);
-    NDArray logS = flat.booleanMask(manager.create(counted), 0).logSoftmax(-1);
+    NDArray rows =
+        manager
+            .create(counted, new Shape(positions.length, 1))
+            .broadcast(new Shape(positions.length, vocab));
+    NDArray logS = flat.booleanMask(rows).reshape(count, vocab).logSoftmax(-1);
     NDArray kept = logS.gather(manager.create(ids, new Shape(count, k)), 1);
     if (rest) {
       NDArray restMass =

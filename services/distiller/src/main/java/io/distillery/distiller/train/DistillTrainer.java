@@ -161,9 +161,8 @@ public final class DistillTrainer {
   }
 
   /**
-   * The examples a teacher cache for {@link #train(TopKLogits, LlamaModel, List, double[], List,
-   * Path, Listener)} must cover, in order: the training examples, then the validation examples,
-   * both cut to {@code seqLen} as training cuts them.
+   * The examples a teacher cache for {@link #trainFromCache} must cover, in order: the training
+   * examples, then the validation examples, both cut to {@code seqLen} as training cuts them.
    */
   public List<TaskExample> cachedExamples(List<TaskExample> data, List<TaskExample> validation) {
     List<TaskExample> out = new ArrayList<>(data.size() + validation.size());
@@ -237,7 +236,7 @@ public final class DistillTrainer {
    *
    * @throws IllegalArgumentException if the cache does not cover exactly those examples
    */
-  public Result train(
+  public Result trainFromCache(
       TopKLogits teacher,
       LlamaModel student,
       List<TaskExample> data,
