@@ -2,9 +2,9 @@ package io.distillery.distiller.loss;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.distillery.distiller.teacher.TopKLogits;
+import java.util.Arrays;
 
 /**
  * The differentiable KD loss on DJL arrays (DJL has no KL loss): per token {@code alpha * T^2 *
@@ -115,7 +115,7 @@ public final class KdLossGraph {
       }
       int p = positions[t];
       if (others != null) {
-        java.util.Arrays.fill(others, n * vocab, (n + 1) * vocab, 1f);
+        Arrays.fill(others, n * vocab, (n + 1) * vocab, 1f);
       }
       for (int i = 0; i < k; i++) {
         int id = teacher.ids()[p * k + i];
@@ -172,10 +172,7 @@ public final class KdLossGraph {
                 .create(teacherProb, new Shape(count, buckets))
                 .mul(logP.sub(logQ))
                 .sum(new int[] {-1});
-    NDArray ce =
-        logS.gather(manager.create(labels, new Shape(count, 1)).toType(DataType.INT64, false), 1)
-            .reshape(count)
-            .neg();
+    NDArray ce = logS.gather(manager.create(labels, new Shape(count, 1)), 1).reshape(count).neg();
     return kl.mul((float) (alpha * temperature * temperature))
         .add(ce.mul((float) (1 - alpha)))
         .sum()

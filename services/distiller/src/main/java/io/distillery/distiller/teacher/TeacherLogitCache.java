@@ -19,6 +19,7 @@ import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import org.slf4j.Logger;
@@ -119,7 +120,7 @@ public final class TeacherLogitCache {
     for (int i = 0; i < out.length; i++) {
       TaskBatch b = TaskBatch.of(List.of(examples.get(i)), ByteTokenizer.instance());
       int[] in = b.inputs()[0];
-      out[i] = java.util.Arrays.copyOf(in, in.length + 1);
+      out[i] = Arrays.copyOf(in, in.length + 1);
       out[i][in.length] = Math.toIntExact(b.targets()[in.length - 1]);
     }
     return out;
