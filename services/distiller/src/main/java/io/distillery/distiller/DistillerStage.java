@@ -50,10 +50,16 @@ import org.slf4j.LoggerFactory;
  * traces where a prompt has no answer). Student: an "hf-checkpoint"/"hf-llama" input (e.g. the
  * deployed student of a re-distillation run, or an upstream pruner's output), else the {@code
  * studentUri} checkpoint, else the {@code student} shape sliced from the teacher ({@link
- * StudentInit}). Training: {@link DistillTrainer}, resumable from {@code workDir()/distill}, so a
- * retried job continues from its last checkpoint. Output: an F32 HF checkpoint with the teacher's
- * tokenizer files (the worker host adds the lineage manifest); metrics include both sizes, the
- * losses, and the student's and teacher's exact match on the held-out sample.
+ * StudentInit}, tensors read one at a time from the teacher's mapped checkpoint). Teacher: held in
+ * memory when it fits the worker's budget with the student's training ({@link TeacherPlan}), else
+ * streamed one decoder layer at a time ({@code streamTeacher}); either way it runs once over the
+ * training and validation examples and its top-k logits ({@code topK}) are cached in {@code
+ * workDir()/teacher-logits} ({@link TeacherLogitCache}), which a re-run of the same teacher and
+ * data reads instead ({@code teacher_cache=hit}). Training: {@link DistillTrainer} on the cached
+ * top-k, resumable from {@code workDir()/distill}, so a retried job continues from its last
+ * checkpoint. Output: an F32 HF checkpoint with the teacher's tokenizer files (the worker host adds
+ * the lineage manifest); metrics include both sizes, the losses, and the student's and teacher's
+ * exact match on the held-out sample.
  */
 @StagePlugin(
     name = "distiller",
