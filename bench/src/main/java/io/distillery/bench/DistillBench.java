@@ -8,6 +8,8 @@ import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.distiller.DistillerStage;
 import io.distillery.distiller.student.ChannelImportance;
 import io.distillery.distiller.student.StudentInit;
+import io.distillery.distiller.teacher.TeacherLogitCache;
+import io.distillery.distiller.teacher.TopKLogits;
 import io.distillery.distiller.train.DistillTrainer;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.tasks.ExactMatch;
@@ -45,10 +47,16 @@ import java.util.Set;
  * teacher's parameters; dropping layers instead cost far more exact match), sliced by activation
  * importance, 1500 steps of 32 sequences, lr 3e-3, T 2, alpha 0.7.
  *
+ * <p>The distilled student trains from the teacher's top-k logits cached once over the training and
+ * validation examples ({@code --topk K}, default 64, as the distiller stage does; {@code --topk 0}:
+ * the teacher's full logits on every step instead). With {@code --compare-live true} (default) the
+ * same student is also distilled from the live teacher's full logits for the same steps, and the
+ * steps per second of both (training only; the cache pass is timed apart) are compared.
+ *
  * <p>Args: {@code --teacher DIR} (required; a checkpoint written by {@code distillery teacher}) and
  * optionally {@code --student L,H,HEADS,KV,I --steps N --batch N --lr X --scratch-lr X --T X
- * --alpha X --samples N --eval N --seed N --threads N --slicing activations|first}; {@code
- * --scratch false} skips the baseline (for tuning probes).
+ * --alpha X --samples N --eval N --seed N --threads N --slicing activations|first --topk K
+ * --compare-live true|false}; {@code --scratch false} skips the baseline (for tuning probes).
  */
 public final class DistillBench {
 
@@ -84,6 +92,8 @@ public final class DistillBench {
     int eval = Integer.parseInt(a.getOrDefault("eval", "500"));
     long seed = Long.parseLong(a.getOrDefault("seed", "7"));
     int threads = Integer.parseInt(a.getOrDefault("threads", "1"));
+    int topK = Integer.parseInt(a.getOrDefault("topk", "64"));
+    boolean compareLive = Boolean.parseBoolean(a.getOrDefault("compare-live", "true"));
     Engine engine = Engine.getEngine("PyTorch");
     if (threads > 0) {
       JniUtils.setNumThreads(threads);
@@ -170,12 +180,37 @@ public final class DistillBench {
       Score distilled;
       long studentParams;
       DistillTrainer.Result distillRun;
+      DistillTrainer trainer = new DistillTrainer(distill);
+      TopKLogits cache = null;
+      double cacheSeconds = 0;
+      if (topK > 0) {
+        long c0 = System.nanoTime();
+        cache =
+            TeacherLogitCache.computeWhole(
+                teacher,
+                trainer.cachedExamples(train, validation),
+                Math.min(topK, teacher.config().vocabSize()),
+                batch,
+                "bench",
+                (done, total, step) -> {});
+        cacheSeconds = (System.nanoTime() - c0) / 1e9;
+        System.out.printf(
+            Locale.ROOT,
+            "teacher top-%d cache: %d positions, %.1f MB, %.1f s%n",
+            cache.k(),
+            cache.positions(),
+            cache.bytes() / 1e6,
+            cacheSeconds);
+      }
+      double distillSeconds;
       long t0 = System.nanoTime();
       try (LlamaModel student = LlamaModel.load(init)) {
         studentParams = params(student);
         distillRun =
-            new DistillTrainer(distill)
-                .train(
+            cache != null
+                ? trainer.trainFromCache(
+                    cache, student, train, weights, validation, null, g -> progress("distill", g))
+                : trainer.train(
                     teacher,
                     student,
                     train,
@@ -183,14 +218,49 @@ public final class DistillBench {
                     validation,
                     null,
                     g -> progress("distill", g));
-        double seconds = (System.nanoTime() - t0) / 1e9;
+        distillSeconds = (System.nanoTime() - t0) / 1e9;
         System.out.printf(
             Locale.ROOT,
-            "distill trained %d steps, %d tokens in %.0f s%n",
+            "distill (%s) trained %d steps, %d tokens in %.1f s (%.2f steps/s)%n",
+            cache != null ? "top-" + cache.k() + " cache" : "live teacher",
             distillRun.steps(),
             distillRun.tokens(),
-            seconds);
+            distillSeconds,
+            distillRun.steps() / distillSeconds);
         distilled = score("distilled", student, tokenizer, test, maxNew, began);
+      }
+      double liveStepsPerSecond = Double.NaN;
+      Score live = null;
+      if (cache != null && compareLive) {
+        long l0 = System.nanoTime();
+        try (LlamaModel student = LlamaModel.load(init)) {
+          DistillTrainer.Result liveRun =
+              new DistillTrainer(distill)
+                  .train(
+                      teacher, student, train, weights, validation, null, g -> progress("live", g));
+          double seconds = (System.nanoTime() - l0) / 1e9;
+          liveStepsPerSecond = liveRun.steps() / seconds;
+          System.out.printf(
+              Locale.ROOT,
+              "distill (live teacher) trained %d steps, %d tokens in %.1f s (%.2f steps/s)%n",
+              liveRun.steps(),
+              liveRun.tokens(),
+              seconds,
+              liveStepsPerSecond);
+          live = score("distilled-live", student, tokenizer, test, maxNew, began);
+        }
+        System.out.printf(
+            Locale.ROOT,
+            "distill_cache topk=%d steps=%d steps_per_s_cached=%.3f steps_per_s_live=%.3f "
+                + "speedup=%.2f cache_seconds=%.1f cached_em=%.4f live_em=%.4f%n",
+            cache.k(),
+            distillRun.steps(),
+            distillRun.steps() / distillSeconds,
+            liveStepsPerSecond,
+            distillRun.steps() / distillSeconds / liveStepsPerSecond,
+            cacheSeconds,
+            distilled.exactMatch(),
+            live.exactMatch());
       }
       if (!Boolean.parseBoolean(a.getOrDefault("scratch", "true"))) {
         System.out.printf(
@@ -268,13 +338,17 @@ public final class DistillBench {
       System.out.printf(
           Locale.ROOT,
           "distill teacher_params=%d student_params=%d teacher_em=%.4f distilled_em=%.4f "
-              + "scratch_em=%.4f retention=%.4f%n",
+              + "scratch_em=%.4f retention=%.4f topk=%d distill_steps_per_s=%.3f "
+              + "live_steps_per_s=%.3f%n",
           teacherParams,
           studentParams,
           teacherScore.exactMatch(),
           distilled.exactMatch(),
           fromScratch.exactMatch(),
-          retention);
+          retention,
+          cache == null ? 0 : cache.k(),
+          distillRun.steps() / distillSeconds,
+          liveStepsPerSecond);
     }
   }
 

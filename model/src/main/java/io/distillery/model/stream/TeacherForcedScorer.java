@@ -123,6 +123,17 @@ public final class TeacherForcedScorer {
     void report(int done, int total, String step);
   }
 
+  /**
+   * Receives the LM head's logits a chunk of vocabulary rows at a time, during the pass: {@code
+   * logits[i * rows + v]} is the logit of id {@code from + v} at scored position {@code i} (batch,
+   * row, position order, as {@link Result}); chunks come in ascending {@code from}. Lets a caller
+   * keep what it needs of each full distribution (e.g. the top k) without the whole row.
+   */
+  @FunctionalInterface
+  public interface HeadChunks {
+    void accept(int from, int rows, float[] logits);
+  }
+
   private final Path model;
   private final LlamaConfig config;
   private final int headRows;
@@ -185,6 +196,16 @@ public final class TeacherForcedScorer {
    *     null
    */
   public Result score(List<TaskBatch> batches, Reference reference, Progress progress)
+      throws IOException, InterruptedException {
+    return score(batches, reference, null, progress);
+  }
+
+  /**
+   * {@link #score(List, Reference, Progress)}, handing every chunk of the LM head's logits to
+   * {@code chunks} (null for none).
+   */
+  public Result score(
+      List<TaskBatch> batches, Reference reference, HeadChunks headChunks, Progress progress)
       throws IOException, InterruptedException {
     if (batches.isEmpty()) {
       throw new IllegalArgumentException("nothing to score: no batches");
@@ -283,6 +304,7 @@ public final class TeacherForcedScorer {
             normed,
             activations,
             reference,
+            headChunks,
             progress,
             layers,
             total,
@@ -445,6 +467,7 @@ public final class TeacherForcedScorer {
       float[] normed,
       StaticActivationQuantization activations,
       Reference reference,
+      HeadChunks chunks,
       Progress progress,
       int layers,
       int total,
@@ -509,6 +532,9 @@ public final class TeacherForcedScorer {
         int rows = Math.min(headRows, vocab - from);
         float[] logits = own.logits(scope, x, from, rows);
         float[] refLogits = ref == null ? null : ref.logits(scope, refX, from, rows);
+        if (chunks != null) {
+          chunks.accept(from, rows, logits);
+        }
         for (int i = 0; i < scored; i++) {
           int offset = i * rows;
           double m = max[i];

@@ -49,6 +49,14 @@ import java.util.Set;
  * @param progressEvery steps between progress events
  * @param evalSamples size of the held-out sample for the validation loss and the exact-match score
  * @param seed RNG seed of prompts, traces, batches and the held-out split
+ * @param topK teacher token ids cached per answer position (default 64; at least the vocabulary
+ *     size gives the exact full-logit loss): the teacher runs once over the training and validation
+ *     examples and the student trains on its cached top-k plus the mass of the rest ({@code
+ *     KdLoss#topKLoss})
+ * @param streamTeacher how the teacher runs: true streams it one decoder layer at a time from the
+ *     mapped checkpoint (a teacher larger than memory; needs labelled data and {@code slicing:
+ *     first} or a student checkpoint), false holds it in memory (refused when it does not fit);
+ *     default: in memory when it fits the worker's budget, else streamed
  */
 public record DistillerParams(
     Student student,
@@ -77,11 +85,16 @@ public record DistillerParams(
     Integer patience,
     Integer progressEvery,
     Integer evalSamples,
-    Long seed) {
+    Long seed,
+    Integer topK,
+    Boolean streamTeacher) {
 
   public static final String SOURCE_TASKS = "tasks";
   public static final Set<String> DECODINGS = Set.of("greedy", "sampled");
   public static final Set<String> SLICINGS = Set.of("activations", "first");
+
+  /** Teacher ids cached per position unless {@code topK} says otherwise. */
+  public static final int DEFAULT_TOP_K = 64;
 
   /** Training sequences the activation importance is measured on. */
   public static final int CALIBRATION_SEQUENCES = 64;
@@ -144,6 +157,7 @@ public record DistillerParams(
     progressEvery = progressEvery == null ? 10 : progressEvery;
     evalSamples = evalSamples == null ? 64 : evalSamples;
     seed = seed == null ? 42L : seed;
+    topK = topK == null ? DEFAULT_TOP_K : topK;
     if (student != null && studentUri != null) {
       throw new IllegalArgumentException(
           "student and studentUri exclude each other: give a shape or a checkpoint");
@@ -186,6 +200,7 @@ public record DistillerParams(
     positive("patience", patience);
     positive("progressEvery", progressEvery);
     positive("evalSamples", evalSamples);
+    positive("topK", topK);
     if (warmup < 0 || warmup > steps) {
       throw new IllegalArgumentException(
           "warmup must be in [0, steps=" + steps + "], got " + warmup);

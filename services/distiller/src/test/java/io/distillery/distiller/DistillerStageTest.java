@@ -11,6 +11,7 @@ import io.distillery.model.tasks.TaskJsonl;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.FileTrees;
 import io.distillery.stage.ProgressSink;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageException;
@@ -279,5 +280,118 @@ class DistillerStageTest {
     StageResult r =
         new DistillerStage().run(context(tmp, params, List.of(), 1, (pct, msg, m) -> {}));
     assertThat(r.metrics()).containsEntry("traces", 1.0);
+  }
+
+  static StageContext<DistillerParams> withScratch(
+      StageContext<DistillerParams> ctx, Path tmp, String name, long budget) throws Exception {
+    return new StageContext<>(
+        ctx.job(),
+        ctx.params(),
+        ctx.model(),
+        ctx.inputs(),
+        Files.createDirectories(tmp.resolve(name)),
+        ctx.workDir(),
+        ctx.progressSink(),
+        budget);
+  }
+
+  @Test
+  void shouldReuseTheTeachersCachedLogitsWhenRerunWithTheSameTeacherAndData(@TempDir Path tmp)
+      throws Exception {
+    String params = PARAMS.replace("\"seed\":1", "\"seed\":1,\"topK\":16");
+    List<String> messages = new ArrayList<>();
+    StageResult first =
+        new DistillerStage()
+            .run(context(tmp, params, dataset(tmp, data()), 1, (pct, msg, m) -> messages.add(msg)));
+    assertThat(first.metrics())
+        .containsEntry("teacherCacheHit", 0.0)
+        .containsEntry("teacherTopK", 16.0)
+        .containsEntry("teacherCachePositions", 4.0); // "2</s>", "4</s>"
+    assertThat(messages).anyMatch(m -> m.startsWith("teacher_cache=miss"));
+    assertThat(Files.list(tmp.resolve("work").resolve("teacher-logits")))
+        .singleElement()
+        .satisfies(f -> assertThat(f.toString()).endsWith(".topk"));
+
+    // the same job again (other training settings): read, not recomputed
+    FileTrees.delete(tmp.resolve("work").resolve("distill"));
+    messages.clear();
+    String otherTraining = params.replace("\"lr\":0.01", "\"lr\":0.02,\"temperature\":2.0");
+    StageResult again =
+        new DistillerStage()
+            .run(
+                context(
+                    tmp,
+                    otherTraining,
+                    dataset(tmp, data()),
+                    2,
+                    (pct, msg, m) -> messages.add(msg)));
+    assertThat(again.metrics()).containsEntry("teacherCacheHit", 1.0);
+    assertThat(messages).anyMatch(m -> m.startsWith("teacher_cache=hit"));
+    assertThat(messages).noneMatch(m -> m.startsWith("teacher pass"));
+
+    // another k, or other data: computed anew
+    FileTrees.delete(tmp.resolve("work").resolve("distill"));
+    StageResult otherK =
+        new DistillerStage()
+            .run(
+                context(
+                    tmp,
+                    params.replace("\"topK\":16", "\"topK\":8"),
+                    dataset(tmp, data()),
+                    3,
+                    (pct, msg, m) -> {}));
+    assertThat(otherK.metrics()).containsEntry("teacherCacheHit", 0.0);
+    FileTrees.delete(tmp.resolve("work").resolve("distill"));
+    List<TaskExample> more = new ArrayList<>(data());
+    more.add(new TaskExample("t", "3+3=", "6"));
+    StageResult otherData =
+        new DistillerStage().run(context(tmp, params, dataset(tmp, more), 4, (pct, msg, m) -> {}));
+    assertThat(otherData.metrics()).containsEntry("teacherCacheHit", 0.0);
+    assertThat(Files.list(tmp.resolve("work").resolve("teacher-logits"))).hasSize(3);
+  }
+
+  @Test
+  void shouldStreamTheTeacherWhenAsked(@TempDir Path tmp) throws Exception {
+    String params =
+        PARAMS.replace(
+            "\"seed\":1",
+            "\"seed\":1,\"streamTeacher\":true,\"slicing\":\"first\",\"source\":\"tasks\","
+                + "\"samples\":8,\"evalSamples\":4,\"tasks\":[\"add\"]");
+    List<String> messages = new ArrayList<>();
+    StageResult r =
+        new DistillerStage()
+            .run(context(tmp, params, List.of(), 1, (pct, msg, m) -> messages.add(msg)));
+    assertThat(r.metrics())
+        .containsEntry("teacherStreamed", 1.0)
+        .containsEntry("teacherCacheHit", 0.0)
+        .containsKeys("teacherExactMatch", "studentExactMatch", "valLoss");
+    assertThat(messages).anyMatch(m -> m.matches("teacher pass layer 2/2 \\(1/\\d+, eta \\d+s\\)"));
+  }
+
+  @Test
+  void shouldRefuseActivationSlicingWhenTheTeacherIsStreamed(@TempDir Path tmp) {
+    String params = PARAMS.replace("\"seed\":1", "\"seed\":1,\"streamTeacher\":true");
+    assertThatThrownBy(
+            () ->
+                new DistillerStage()
+                    .run(context(tmp, params, dataset(tmp, data()), 1, (pct, msg, m) -> {})))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("slicing: activations")
+        .hasMessageContaining("use slicing: first");
+  }
+
+  @Test
+  void shouldRefuseATeacherInMemoryWhenItDoesNotFitTheBudget(@TempDir Path tmp) throws Exception {
+    String params = PARAMS.replace("\"seed\":1", "\"seed\":1,\"streamTeacher\":false");
+    StageContext<DistillerParams> ctx =
+        withScratch(
+            context(tmp, params, dataset(tmp, data()), 1, (pct, msg, m) -> {}),
+            tmp,
+            "small",
+            451L << 20);
+    assertThatThrownBy(() -> new DistillerStage().run(ctx))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("distilling with the teacher in memory")
+        .hasMessageMatching("(?s).*needs \\d+\\.\\d MB, this worker has 472\\.9 MB.*");
   }
 }

@@ -2,6 +2,7 @@ package io.distillery.distiller.data;
 
 import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.train.DistillTrainer;
+import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.llama.SamplingParams;
 import io.distillery.model.tasks.TaskExample;
@@ -47,6 +48,12 @@ public record DistillData(
   private static final double SAMPLED_TEMPERATURE = 1.0;
   private static final double SAMPLED_TOP_P = 0.9;
 
+  /** Continues a prompt with the teacher ({@link LlamaModel#generate}). */
+  @FunctionalInterface
+  public interface Tracer {
+    int[] generate(int[] prompt, int maxNewTokens, SamplingParams sampling, int stopTokenId);
+  }
+
   public DistillData {
     train = List.copyOf(train);
     heldout = List.copyOf(heldout);
@@ -79,6 +86,23 @@ public record DistillData(
   public static DistillData build(
       DistillerParams p,
       LlamaModel teacher,
+      List<TaskKind> taskKinds,
+      TaskSettings settings,
+      List<Path> promptFiles,
+      List<Path> misfireArtefacts)
+      throws IOException, DataFiles.BadDataException {
+    return build(
+        p, teacher.config(), teacher::generate, taskKinds, settings, promptFiles, misfireArtefacts);
+  }
+
+  /**
+   * As above, with the teacher's traces from {@code tracer} (called only for prompts that need a
+   * trace; a teacher that is not held in memory passes one that refuses).
+   */
+  public static DistillData build(
+      DistillerParams p,
+      LlamaConfig teacher,
+      Tracer tracer,
       List<TaskKind> taskKinds,
       TaskSettings settings,
       List<Path> promptFiles,
@@ -129,8 +153,7 @@ public record DistillData(
     }
     int traces = 0;
     ByteTokenizer tokenizer = ByteTokenizer.instance();
-    int room =
-        Math.min(p.seqLen(), teacher.config().maxPositionEmbeddings() - p.maxNewTokens()) - 1;
+    int room = Math.min(p.seqLen(), teacher.maxPositionEmbeddings() - p.maxNewTokens()) - 1;
     for (int i = 0; i < pending.size(); i++) {
       DataFiles.Row row = pending.get(i);
       String target = row.answer();
@@ -141,7 +164,7 @@ public record DistillData(
                   + p.maxNewTokens()
                   + " leaves no room for a prompt in "
                   + "the teacher's "
-                  + teacher.config().maxPositionEmbeddings()
+                  + teacher.maxPositionEmbeddings()
                   + " positions");
         }
         String prompt =
@@ -151,7 +174,7 @@ public record DistillData(
                 ? SamplingParams.sampled(SAMPLED_TEMPERATURE, SAMPLED_TOP_P, p.seed() + i)
                 : SamplingParams.greedy();
         int[] generated =
-            teacher.generate(
+            tracer.generate(
                 tokenizer.encode(prompt, true, false),
                 p.maxNewTokens(),
                 sampling,

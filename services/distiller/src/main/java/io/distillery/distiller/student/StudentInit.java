@@ -6,6 +6,7 @@ import static io.distillery.model.llama.WeightSlices.pick;
 import static io.distillery.model.llama.WeightSlices.slice;
 
 import io.distillery.distiller.DistillerParams.Student;
+import io.distillery.model.CorruptCheckpointException;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.LlamaModel;
@@ -13,6 +14,7 @@ import io.distillery.model.safetensors.Checkpoint;
 import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsWriter;
 import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.safetensors.TensorSource;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -89,7 +91,62 @@ public final class StudentInit {
    */
   public static LlamaConfig write(
       LlamaModel teacher, Student s, Path out, ChannelImportance importance) throws IOException {
-    LlamaConfig c = teacher.config();
+    return write(
+        teacher.config(),
+        name -> teacher.parameters().get(name).toFloatArray(),
+        s,
+        out,
+        importance);
+  }
+
+  /**
+   * As {@link #write(LlamaModel, Student, Path, ChannelImportance)}, reading the teacher's tensors
+   * one at a time from its memory-mapped checkpoint (each widened to F32 only while it is sliced),
+   * so the whole teacher is never materialised.
+   *
+   * @throws CorruptCheckpointException if a tensor is missing, not a float tensor, or not the shape
+   *     config.json implies
+   */
+  public static LlamaConfig write(
+      Checkpoint teacher, LlamaConfig config, Student s, Path out, ChannelImportance importance)
+      throws IOException {
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
+    return write(
+        config,
+        name -> {
+          if (!teacher.contains(name)) {
+            throw new CorruptCheckpointException(
+                teacher.directory(), "tensor '" + name + "' is missing");
+          }
+          TensorInfo info = teacher.info(name);
+          if (!info.dtype().isFloatingPoint() || !Arrays.equals(info.shape(), shapes.get(name))) {
+            throw new CorruptCheckpointException(
+                teacher.directory(),
+                "tensor '"
+                    + name
+                    + "' is "
+                    + info.dtype()
+                    + " "
+                    + Arrays.toString(info.shape())
+                    + "; a student is sliced from a float "
+                    + Arrays.toString(shapes.get(name)));
+          }
+          return teacher.floats(name);
+        },
+        s,
+        out,
+        importance);
+  }
+
+  /** A teacher tensor by name, widened to F32. */
+  @FunctionalInterface
+  private interface Tensors {
+    float[] get(String name) throws IOException;
+  }
+
+  private static LlamaConfig write(
+      LlamaConfig c, Tensors teacher, Student s, Path out, ChannelImportance importance)
+      throws IOException {
     LlamaConfig sc = studentConfig(c, s);
     int[] layers = selectLayers(c.numHiddenLayers(), s.layers());
     int hd = c.headDim();
@@ -115,7 +172,7 @@ public final class StudentInit {
       String name = e.getKey();
       float[] v;
       if (!name.startsWith("model.layers.")) {
-        float[] old = teacher.parameters().get(name).toFloatArray();
+        float[] old = teacher.get(name);
         v =
             name.endsWith("norm.weight")
                 ? pick(old, hid)
@@ -126,11 +183,7 @@ public final class StudentInit {
         int[] kvRows = kvRowsByLayer[nl];
         int[] ch = channelsByLayer[nl];
         String suffix = name.substring(LlamaTensorNames.layerPrefix(nl).length());
-        float[] old =
-            teacher
-                .parameters()
-                .get(LlamaTensorNames.layerPrefix(layers[nl]) + suffix)
-                .toFloatArray();
+        float[] old = teacher.get(LlamaTensorNames.layerPrefix(layers[nl]) + suffix);
         v =
             switch (suffix) {
               case "self_attn.q_proj.weight" -> slice(old, c.attentionWidth(), th, qRows, hid);

@@ -7,6 +7,8 @@ import ai.djl.training.GradientCollector;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.loss.KdLossGraph;
+import io.distillery.distiller.teacher.TeacherLogitCache;
+import io.distillery.distiller.teacher.TopKLogits;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.safetensors.DType;
 import io.distillery.model.safetensors.SafetensorsFile;
@@ -44,6 +46,12 @@ import java.util.SplittableRandom;
  *
  * <p>With {@code alpha == 0} the teacher is not run: the loss is the cross-entropy on the targets
  * alone (the from-scratch baseline of bench/distill).
+ *
+ * <p>The teacher's signal comes either from the teacher itself (its full logits on every batch), or
+ * from its top-k logits cached once over the fixed list {@link #cachedExamples} ({@link
+ * TeacherLogitCache}, loss {@link KdLossGraph#topKLoss}): then the teacher is not run during
+ * training at all. Each packed segment of a batch is matched to the example it holds by its token
+ * sequence, and its answer positions to that example's cached positions.
  */
 public final class DistillTrainer {
 
@@ -131,15 +139,35 @@ public final class DistillTrainer {
    * weights.
    */
   public List<TaskExample> batch(List<TaskExample> data, double[] cumulative, int step) {
+    List<TaskExample> out = new ArrayList<>(params.batch());
+    for (int i : batchIndices(cumulative, step)) {
+      out.add(data.get(i));
+    }
+    return out;
+  }
+
+  /** The indices of {@link #batch}'s examples. */
+  int[] batchIndices(double[] cumulative, int step) {
     SplittableRandom random = new SplittableRandom(params.seed() + step);
     double total = cumulative[cumulative.length - 1];
-    List<TaskExample> out = new ArrayList<>(params.batch());
+    int[] out = new int[params.batch()];
     for (int b = 0; b < params.batch(); b++) {
       double r = random.nextDouble() * total;
       int i = Arrays.binarySearch(cumulative, r);
       i = i >= 0 ? i + 1 : -i - 1;
-      out.add(data.get(Math.min(i, data.size() - 1)));
+      out[b] = Math.min(i, cumulative.length - 1);
     }
+    return out;
+  }
+
+  /**
+   * The examples a teacher cache for {@link #trainFromCache} must cover, in order: the training
+   * examples, then the validation examples, both cut to {@code seqLen} as training cuts them.
+   */
+  public List<TaskExample> cachedExamples(List<TaskExample> data, List<TaskExample> validation) {
+    List<TaskExample> out = new ArrayList<>(data.size() + validation.size());
+    data.forEach(e -> out.add(truncate(e, params.seqLen())));
+    validation.forEach(e -> out.add(truncate(e, params.seqLen())));
     return out;
   }
 
@@ -189,15 +217,77 @@ public final class DistillTrainer {
       Path checkpointDir,
       Listener listener)
       throws IOException, InterruptedException {
+    if (teacher == null && params.usesTeacherLogits()) {
+      throw new IllegalArgumentException("alpha > 0 needs a teacher");
+    }
+    return train(
+        new Signal(teacher, null, null),
+        student,
+        data,
+        weights,
+        validation,
+        checkpointDir,
+        listener);
+  }
+
+  /**
+   * As {@link #train(LlamaModel, LlamaModel, List, double[], List, Path, Listener)}, with the
+   * teacher's signal from its cached top-k over {@link #cachedExamples}{@code (data, validation)}.
+   *
+   * @throws IllegalArgumentException if the cache does not cover exactly those examples
+   */
+  public Result trainFromCache(
+      TopKLogits teacher,
+      LlamaModel student,
+      List<TaskExample> data,
+      double[] weights,
+      List<TaskExample> validation,
+      Path checkpointDir,
+      Listener listener)
+      throws IOException, InterruptedException {
+    List<TaskExample> covered = cachedExamples(data, validation);
+    if (teacher.examples() != covered.size()
+        || !Arrays.equals(teacher.offsets(), TeacherLogitCache.offsets(covered))) {
+      throw new IllegalArgumentException(
+          "the teacher cache covers "
+              + teacher.examples()
+              + " examples / "
+              + teacher.positions()
+              + " positions, not these "
+              + covered.size()
+              + " training and validation examples");
+    }
+    return train(
+        new Signal(null, teacher, TeacherLogitCache.sequences(covered)),
+        student,
+        data,
+        weights,
+        validation,
+        checkpointDir,
+        listener);
+  }
+
+  /**
+   * The teacher's side of the loss: its model (full logits per batch), or its cached top-k with the
+   * token sequences of the cached examples (training examples first), or neither (alpha 0).
+   */
+  private record Signal(LlamaModel model, TopKLogits cache, int[][] sequences) {}
+
+  private Result train(
+      Signal teacher,
+      LlamaModel student,
+      List<TaskExample> data,
+      double[] weights,
+      List<TaskExample> validation,
+      Path checkpointDir,
+      Listener listener)
+      throws IOException, InterruptedException {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("the dataset is empty: nothing to distil");
     }
     if (weights.length != data.size()) {
       throw new IllegalArgumentException(
           weights.length + " weights for " + data.size() + " examples");
-    }
-    if (teacher == null && params.usesTeacherLogits()) {
-      throw new IllegalArgumentException("alpha > 0 needs a teacher");
     }
     List<TaskExample> train = data.stream().map(e -> truncate(e, params.seqLen())).toList();
     List<TaskExample> held = validation.stream().map(e -> truncate(e, params.seqLen())).toList();
@@ -250,14 +340,22 @@ public final class DistillTrainer {
             throw new InterruptedException("distillation interrupted after step " + step);
           }
           step++;
-          TaskBatch batch = TaskBatch.packed(student, batch(train, cumulative, step), tokenizer);
+          int[] drawn = batchIndices(cumulative, step);
+          List<TaskExample> examples = new ArrayList<>(drawn.length);
+          for (int i : drawn) {
+            examples.add(train.get(i));
+          }
+          TaskBatch batch = TaskBatch.packed(student, examples, tokenizer);
           double rate = schedule.at(step);
           float loss;
           try (NDManager scope = student.manager().newSubManager()) {
             NDArray teacherLogits =
-                params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
+                params.usesTeacherLogits() && teacher.model() != null
+                    ? batch.logits(teacher.model(), scope)
+                    : null;
             try (GradientCollector collector = Engine.getEngine(ENGINE).newGradientCollector()) {
-              NDArray l = loss(batch.logits(student, scope), teacherLogits, batch, scope);
+              NDArray l =
+                  loss(batch.logits(student, scope), teacher, teacherLogits, batch, drawn, scope);
               collector.backward(l);
               loss = l.getFloat();
             }
@@ -274,7 +372,7 @@ public final class DistillTrainer {
           windowSteps++;
           double validationNow = Double.NaN;
           if (!held.isEmpty() && (step % params.evalEvery() == 0 || step == total)) {
-            validationNow = validationLoss(teacher, student, held);
+            validationNow = validationLoss(teacher, student, held, train.size());
             validationLoss = validationNow;
             if (validationNow < best) {
               best = validationNow;
@@ -324,9 +422,32 @@ public final class DistillTrainer {
     }
   }
 
-  private NDArray loss(NDArray logits, NDArray teacherLogits, TaskBatch batch, NDManager scope) {
-    if (teacherLogits == null) {
+  /**
+   * The loss of one batch.
+   *
+   * @param examples the index of each of the batch's examples among the cached ones (training
+   *     examples first, then the validation examples)
+   */
+  private NDArray loss(
+      NDArray logits,
+      Signal teacher,
+      NDArray teacherLogits,
+      TaskBatch batch,
+      int[] examples,
+      NDManager scope) {
+    if (!params.usesTeacherLogits()) {
       return batch.answerNllMean(logits, scope);
+    }
+    if (teacher.cache() != null) {
+      return KdLossGraph.topKLoss(
+          logits,
+          teacher.cache(),
+          cachePositions(batch, examples, teacher.sequences(), teacher.cache()),
+          batch.targets(),
+          params.temperature(),
+          params.alpha(),
+          params.reverseKl(),
+          scope);
     }
     return KdLossGraph.loss(
         logits,
@@ -339,21 +460,115 @@ public final class DistillTrainer {
         scope);
   }
 
+  /**
+   * Per position of {@code batch} ({@code rows * length}), the cached position of the teacher's
+   * top-k for its target, or -1 where the target is not scored. A packed row's segments are matched
+   * to {@code examples} by their token sequences (equal sequences have equal teacher logits, so any
+   * match is right); in an unpacked batch row r holds {@code examples[r]}.
+   *
+   * @throws IllegalStateException if a segment matches no example or its answer positions differ
+   *     from the cache's
+   */
+  static int[] cachePositions(
+      TaskBatch batch, int[] examples, int[][] sequences, TopKLogits cache) {
+    int length = batch.length();
+    int[] out = new int[batch.size() * length];
+    Arrays.fill(out, -1);
+    boolean[] used = new boolean[examples.length];
+    float[] mask = batch.mask();
+    for (int r = 0; r < batch.size(); r++) {
+      int t = 0;
+      while (t < length) {
+        int end;
+        int example;
+        if (batch.segments() == null) {
+          end = length;
+          example = examples[r];
+        } else {
+          int segment = batch.segments()[r][t];
+          end = t + 1;
+          while (end < length && batch.segments()[r][end] == segment) {
+            end++;
+          }
+          if (segment < 0) {
+            t = end;
+            continue;
+          }
+          example = match(batch, r, t, end, examples, sequences, used);
+        }
+        int j = 0;
+        for (int p = t; p < end; p++) {
+          if (mask[r * length + p] > 0) {
+            if (j >= cache.positions(example)) {
+              throw new IllegalStateException(
+                  "example " + example + " has more answer positions than the teacher cache");
+            }
+            out[r * length + p] = cache.offset(example) + j++;
+          }
+        }
+        if (j != cache.positions(example)) {
+          throw new IllegalStateException(
+              "example "
+                  + example
+                  + " has "
+                  + j
+                  + " answer positions in the batch, "
+                  + cache.positions(example)
+                  + " in the teacher cache");
+        }
+        t = end;
+      }
+    }
+    return out;
+  }
+
+  /** The unused drawn example whose sequence is row r's segment {@code [from, to)}. */
+  private static int match(
+      TaskBatch batch, int r, int from, int to, int[] examples, int[][] sequences, boolean[] used) {
+    int[] row = batch.inputs()[r];
+    int last = Math.toIntExact(batch.targets()[r * batch.length() + to - 1]);
+    for (int i = 0; i < examples.length; i++) {
+      int[] sequence = sequences[examples[i]];
+      if (used[i] || sequence.length != to - from + 1 || sequence[to - from] != last) {
+        continue;
+      }
+      if (Arrays.equals(row, from, to, sequence, 0, to - from)) {
+        used[i] = true;
+        return examples[i];
+      }
+    }
+    throw new IllegalStateException(
+        "a packed segment of row " + r + " matches none of the batch's examples");
+  }
+
   /** The training loss on {@code examples}, averaged over answer tokens, without gradients. */
   public double validationLoss(LlamaModel teacher, LlamaModel student, List<TaskExample> examples) {
+    return validationLoss(new Signal(teacher, null, null), student, examples, 0);
+  }
+
+  /**
+   * The loss on {@code examples} without gradients; with a cache they are the cached examples from
+   * index {@code first} on.
+   */
+  private double validationLoss(
+      Signal teacher, LlamaModel student, List<TaskExample> examples, int first) {
     double sum = 0;
     long tokens = 0;
     for (int from = 0; from < examples.size(); from += params.batch()) {
-      TaskBatch batch =
-          TaskBatch.packed(
-              student,
-              examples.subList(from, Math.min(examples.size(), from + params.batch())),
-              tokenizer);
+      int to = Math.min(examples.size(), from + params.batch());
+      TaskBatch batch = TaskBatch.packed(student, examples.subList(from, to), tokenizer);
+      int[] indices = new int[to - from];
+      for (int i = 0; i < indices.length; i++) {
+        indices[i] = first + from + i;
+      }
       try (NDManager scope = student.manager().newSubManager()) {
-        NDArray teacherLogits = params.usesTeacherLogits() ? batch.logits(teacher, scope) : null;
+        NDArray teacherLogits =
+            params.usesTeacherLogits() && teacher.model() != null
+                ? batch.logits(teacher.model(), scope)
+                : null;
         NDArray logits = batch.logits(student, scope);
         sum +=
-            loss(logits.stopGradient(), teacherLogits, batch, scope).getFloat()
+            loss(logits.stopGradient(), teacher, teacherLogits, batch, indices, scope).getFloat()
                 * batch.answerTokens();
         tokens += batch.answerTokens();
       }

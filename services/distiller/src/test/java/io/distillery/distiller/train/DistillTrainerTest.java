@@ -6,6 +6,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.distillery.distiller.DistillerParams;
 import io.distillery.distiller.DistillerParams.Student;
 import io.distillery.distiller.student.StudentInit;
+import io.distillery.distiller.teacher.TeacherLogitCache;
+import io.distillery.distiller.teacher.TopKLogits;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.tasks.TaskExample;
@@ -67,6 +69,71 @@ class DistillTrainerTest {
     }
     assertThat(losses).hasSize(30);
     assertThat(losses.getLast()).isLessThan(losses.getFirst() * 0.7);
+  }
+
+  static TopKLogits cache(
+      DistillerParams p, LlamaModel teacher, List<TaskExample> validation, int k) throws Exception {
+    List<TaskExample> covered = new DistillTrainer(p).cachedExamples(data(), validation);
+    return TeacherLogitCache.computeWhole(teacher, covered, k, 2, "test", (d, t, s) -> {});
+  }
+
+  @Test
+  void shouldGiveTheFullLogitLossWhenTheCacheKeepsTheWholeVocabulary(@TempDir Path dir)
+      throws Exception {
+    DistillerParams p = params(",\"steps\":2,\"alpha\":0.7,\"evalEvery\":1");
+    List<TaskExample> validation = List.of(new TaskExample("t", "4+4=", "8"));
+    List<DistillTrainer.Progress> live = new ArrayList<>();
+    List<DistillTrainer.Progress> cached = new ArrayList<>();
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3);
+        LlamaModel a = student(teacher, dir.resolve("a"));
+        LlamaModel b = student(teacher, dir.resolve("b"))) {
+      new DistillTrainer(p).train(teacher, a, data(), W, validation, null, live::add);
+      TopKLogits all = cache(p, teacher, validation, 260);
+      assertThat(all.complete()).isTrue();
+      new DistillTrainer(p).trainFromCache(all, b, data(), W, validation, null, cached::add);
+    }
+    assertThat(cached).hasSameSizeAs(live).hasSize(2);
+    for (int i = 0; i < live.size(); i++) {
+      assertThat(cached.get(i).loss()).isCloseTo(live.get(i).loss(), Offset.offset(1e-5));
+      assertThat(cached.get(i).validationLoss())
+          .isCloseTo(live.get(i).validationLoss(), Offset.offset(1e-5));
+    }
+  }
+
+  @Test
+  void shouldLowerTheLossWhenTrainingFromTheTeachersTopK(@TempDir Path dir) throws Exception {
+    DistillerParams p = params(",\"steps\":30");
+    List<Double> losses = new ArrayList<>();
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3);
+        LlamaModel s = student(teacher, dir)) {
+      TopKLogits top = cache(p, teacher, List.of(), 16);
+      new DistillTrainer(p)
+          .trainFromCache(top, s, data(), W, List.of(), null, g -> losses.add(g.loss()));
+    }
+    assertThat(losses).hasSize(30);
+    assertThat(losses.getLast()).isLessThan(losses.getFirst() * 0.7);
+  }
+
+  @Test
+  void shouldRefuseACacheOfOtherExamples(@TempDir Path dir) throws Exception {
+    DistillerParams p = params(",\"steps\":2");
+    try (LlamaModel teacher = LlamaModel.random(teacherConfig(), 3);
+        LlamaModel s = student(teacher, dir)) {
+      TopKLogits top = cache(p, teacher, List.of(), 16);
+      assertThatThrownBy(
+              () ->
+                  new DistillTrainer(p)
+                      .trainFromCache(
+                          top,
+                          s,
+                          data().subList(0, 2),
+                          new double[] {1, 1},
+                          List.of(),
+                          null,
+                          g -> {}))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("the teacher cache covers 3 examples");
+    }
   }
 
   @Test
