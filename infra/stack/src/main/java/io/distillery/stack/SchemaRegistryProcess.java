@@ -174,6 +174,7 @@ public final class SchemaRegistryProcess implements AutoCloseable {
       Files.createDirectories(logDir);
       if (storageDir != null) {
         Files.createDirectories(storageDir);
+        stopStale(storageDir);
       }
       process =
           new ProcessBuilder(command)
@@ -219,6 +220,14 @@ public final class SchemaRegistryProcess implements AutoCloseable {
               + ", last lines:\n"
               + logTail(logFile),
           cause);
+    }
+    if (storageDir != null) {
+      try {
+        writePidFile(storageDir, process.toHandle());
+      } catch (IOException e) {
+        LOG.warn(
+            "Schema registry: cannot write {} in {}: {}", PID_FILE_NAME, storageDir, e.toString());
+      }
     }
     LOG.info(
         "Schema registry started url={} pid={} startMs={} storage={} log={}",
@@ -401,6 +410,63 @@ public final class SchemaRegistryProcess implements AutoCloseable {
         url(),
         process.isAlive() ? "still running" : process.exitValue(),
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNanos));
+  }
+
+  /**
+   * The file in a storage directory naming the registry process that holds its database: pid and
+   * start time, so that a registry left running by a JVM that was killed (SIGKILL, the kernel's OOM
+   * killer: no shutdown hook runs) can be stopped by the next start instead of holding the H2 file
+   * lock ("The file is locked: registry_db.mv.db") and failing it.
+   */
+  static final String PID_FILE_NAME = "registry.pid";
+
+  static void writePidFile(Path storageDir, ProcessHandle process) throws IOException {
+    String started =
+        process.info().startInstant().map(i -> Long.toString(i.toEpochMilli())).orElse("-");
+    Files.writeString(storageDir.resolve(PID_FILE_NAME), process.pid() + " " + started + "\n");
+  }
+
+  /**
+   * Stops the registry a previous, killed JVM left running on {@code storageDir}, if its pid file
+   * names a live process with the recorded start time (a reused pid is left alone); returns whether
+   * one was stopped.
+   */
+  static boolean stopStale(Path storageDir) throws IOException {
+    Path file = storageDir.resolve(PID_FILE_NAME);
+    if (!Files.isRegularFile(file)) {
+      return false;
+    }
+    String[] fields = Files.readString(file).trim().split("\\s+");
+    Files.delete(file);
+    if (fields.length != 2 || !fields[0].matches("\\d+")) {
+      return false;
+    }
+    ProcessHandle stale = ProcessHandle.of(Long.parseLong(fields[0])).orElse(null);
+    if (stale == null || !stale.isAlive()) {
+      return false;
+    }
+    String started =
+        stale.info().startInstant().map(i -> Long.toString(i.toEpochMilli())).orElse("-");
+    if (!started.equals(fields[1])) {
+      return false;
+    }
+    LOG.warn(
+        "Schema registry pid={} left running by an earlier process holds {}: stopping it",
+        stale.pid(),
+        storageDir.toAbsolutePath());
+    stale.descendants().forEach(ProcessHandle::destroy);
+    stale.destroy();
+    try {
+      stale.onExit().get(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      stale.destroyForcibly();
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      stale.destroyForcibly();
+    }
+    return true;
   }
 
   static void destroyTree(Process process) {

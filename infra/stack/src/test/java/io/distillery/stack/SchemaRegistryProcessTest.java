@@ -12,6 +12,7 @@ import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
@@ -113,6 +114,30 @@ class SchemaRegistryProcessTest {
       HttpResponse<String> byId = send(get(second.url() + "/schemas/ids/" + id));
       assertThat(byId.statusCode()).as(byId.body()).isEqualTo(200);
       assertThat(byId.body()).contains("RunStarted");
+    }
+  }
+
+  @Test
+  void shouldStopARegistryLeftRunningOnTheStorageByAKilledJvmButNotAReusedPid(@TempDir Path dir)
+      throws Exception {
+    Process orphan = new ProcessBuilder("sleep", "120").start();
+    try {
+      SchemaRegistryProcess.writePidFile(dir, orphan.toHandle());
+      assertThat(SchemaRegistryProcess.stopStale(dir)).isTrue();
+      assertThat(orphan.waitFor(10, TimeUnit.SECONDS)).isTrue();
+      assertThat(dir.resolve(SchemaRegistryProcess.PID_FILE_NAME)).doesNotExist();
+
+      Process other = new ProcessBuilder("sleep", "120").start();
+      try {
+        // the pid file names other's pid with another start time: a reused pid, left alone
+        Files.writeString(dir.resolve(SchemaRegistryProcess.PID_FILE_NAME), other.pid() + " 1\n");
+        assertThat(SchemaRegistryProcess.stopStale(dir)).isFalse();
+        assertThat(other.isAlive()).isTrue();
+      } finally {
+        other.destroyForcibly();
+      }
+    } finally {
+      orphan.destroyForcibly();
     }
   }
 
