@@ -18,8 +18,10 @@ import java.util.regex.Pattern;
  * container's cgroup limit minus a quarter (the JVM's own metaspace, code cache, thread stacks,
  * Kafka buffers and the page cache of mapped checkpoints live in that quarter) and the JVM's
  * maximum heap; else the JVM's maximum heap, which the JVM sizes as its share of the physical RAM
- * it sees. The launcher and {@code k8s/worker.yaml} set {@code -XX:MaxRAMPercentage=75} (or {@code
- * -Xmx} to the setting), so heap and budget agree.
+ * it sees. The launcher and {@code k8s/worker.yaml} set {@code -XX:MaxRAMPercentage=40} (the
+ * launcher {@code -Xmx} to half the setting), so that a full heap of garbage beside a stage's
+ * native tensors stays within the machine: with the heap at 75% the kernel killed a 1B-shaped run
+ * on a 24 GB machine.
  */
 public record WorkerMemory(long bytes, String source) {
 
