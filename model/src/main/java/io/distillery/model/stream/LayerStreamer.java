@@ -50,13 +50,12 @@ import org.slf4j.LoggerFactory;
  * widened to F32 in Java (DJL aborts on BF16); the calibration batch's hidden states pass through
  * it while the {@link LayerVisitor} observes its linear inputs; the visitor rewrites it; with
  * {@code sequential} (the GPTQ and SparseGPT reference code's and llm-compressor's sequential
- * pipeline's schedule) the layer is re-run with the rewritten weights (and any input transform of
- * {@link LayerVisitor#rerunInput}) so that layer i+1 is calibrated on the outputs of the compressed
- * layer i, else the original layer's outputs go on (one-pass statistics, as a whole-model
- * calibration gets); the layer's output tensors are written at once and the layer is freed. The
- * embedding is never widened whole: only the rows of the tokens used are gathered. Dense tensors
- * keep their input dtype (BF16 in, BF16 out, narrowed in Java with round-to-nearest-even);
- * embedding, final norm and LM head are copied through as stored.
+ * pipeline's schedule) the layer is re-run with the rewritten weights so that layer i+1 is
+ * calibrated on the outputs of the compressed layer i, else the original layer's outputs go on
+ * (one-pass statistics, as a whole-model calibration gets); the layer's output tensors are written
+ * at once and the layer is freed. The embedding is never widened whole: only the rows of the tokens
+ * used are gathered. Dense tensors keep their input dtype (BF16 in, BF16 out, narrowed in Java with
+ * round-to-nearest-even); embedding, final norm and LM head are copied through as stored.
  *
  * <p>Resume: each finished layer's tensors go to {@code workDir/layer-NNNNN.safetensors} and the
  * hidden states after it to {@code workDir/hidden.safetensors}, then {@code workDir/state.json}
