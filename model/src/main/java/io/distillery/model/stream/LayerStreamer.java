@@ -226,7 +226,8 @@ public final class LayerStreamer {
                   pass(
                       decoder,
                       params,
-                      (module, input, w, b) -> linear(input, w, b),
+                      (module, input, w, b) ->
+                          linear(visitor.rerunInput(current, module, input), w, b),
                       hidden,
                       batches,
                       next,

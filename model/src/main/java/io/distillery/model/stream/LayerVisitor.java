@@ -27,6 +27,19 @@ public interface LayerVisitor {
   default void endOfBatch(int layer) {}
 
   /**
+   * The array a linear module of the rewritten layer multiplies in the sequential re-run, in place
+   * of {@code input}: e.g. W8A8's static INT8 input quantization simulated, so that the next layer
+   * is calibrated on what the deployed layer computes. By default the input itself. A new array
+   * must be attached to {@code input}'s manager (the pass frees it), as {@link
+   * io.distillery.model.llama.LinearInputTransform} returns it.
+   *
+   * @param input {@code [batch, seq, in_features]}, owned by the pass; do not modify it
+   */
+  default NDArray rerunInput(int layer, String module, NDArray input) {
+    return input;
+  }
+
+  /**
    * Rewrites the layer after its inputs were observed: change weights, {@link LayerWeights#emit}
    * stored forms.
    *

@@ -27,10 +27,14 @@ import java.util.Map;
  *       an 8192 x 8192 Hessian took RssAnon up by 3.6-4.5 n^2 doubles, the one working copy of H
  *       that becomes U in place, W in f64, codes and the heap's slack, plus the Hessian handed to
  *       it; it was about 9.5 before HessianInverse factored in place).
+ *   <li>statistics and search (a stage's own pieces, added with {@link #with}): e.g. AWQ's and
+ *       SmoothQuant's per-layer activation statistics while the batch passes ("statistics", counted
+ *       beside the forward workspace and Hessians) and AWQ's searches on them afterwards ("search",
+ *       counted like the GPTQ solve).
  * </ul>
  *
- * The peak is runtime + layer + hidden states + the larger of (forward workspace + Hessians) and
- * the GPTQ solve.
+ * The peak is runtime + layer + hidden states + the largest of (forward workspace + Hessians +
+ * statistics), the GPTQ solve and the search.
  */
 public record MemoryPlan(Map<String, Long> pieces) {
 
@@ -50,11 +54,24 @@ public record MemoryPlan(Map<String, Long> pieces) {
   /** The estimated peak in bytes. */
   public long peakBytes() {
     long during =
-        pieces.getOrDefault("forward_workspace", 0L) + pieces.getOrDefault("hessians", 0L);
+        pieces.getOrDefault("forward_workspace", 0L)
+            + pieces.getOrDefault("hessians", 0L)
+            + pieces.getOrDefault("statistics", 0L);
+    long after = Math.max(pieces.getOrDefault("gptq_solve", 0L), pieces.getOrDefault("search", 0L));
     return pieces.get("runtime")
         + pieces.get("layer")
         + pieces.getOrDefault("hidden_states", 0L)
-        + Math.max(during, pieces.getOrDefault("gptq_solve", 0L));
+        + Math.max(during, after);
+  }
+
+  /**
+   * This plan with {@code piece} set to {@code bytes} (added, or replacing the estimate's): how a
+   * stage adds what only it holds, "statistics" or "search" (see the class comment).
+   */
+  public MemoryPlan with(String piece, long bytes) {
+    Map<String, Long> out = new LinkedHashMap<>(pieces);
+    out.put(piece, bytes);
+    return new MemoryPlan(out);
   }
 
   /**

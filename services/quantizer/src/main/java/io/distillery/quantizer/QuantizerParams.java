@@ -27,13 +27,14 @@ import java.util.Map;
  *     w8a8-smoothquant, fp8) are 8-bit only (default 8)
  * @param inputScale W8A8 static input scale: absmax, entropy (KL clip of the calibration histogram)
  *     or auto (the one with the lower expected output error on the calibration statistics; default)
- * @param sequential streamed GPTQ: calibrate layer i+1 on the outputs of the already quantized
- *     layer i, as the GPTQ reference code and llm-compressor's sequential pipeline do (default
- *     true); false takes every layer's statistics from the original model in one pass, as a
- *     whole-model calibration does
- * @param streaming run on the layer-streaming executor: null (the default) streams every scheme it
- *     supports (w8-rtn, w4-rtn, fp8, and w4-gptq when the calibration carries its token ids), true
- *     requires it, false keeps the whole model in memory
+ * @param sequential the streamed calibrated schemes (w4-gptq, w4-awq, w8a8-smoothquant): calibrate
+ *     layer i+1 on the outputs of the already quantized layer i, as the GPTQ reference code and
+ *     llm-compressor's sequential pipeline do (default true; for W8A8 the re-run simulates the
+ *     static INT8 inputs); false takes every layer's statistics from the original model in one
+ *     pass, as a whole-model calibration does
+ * @param streaming run on the layer-streaming executor: null (the default) streams every scheme
+ *     (w8-rtn, w4-rtn, fp8; w4-gptq, w4-awq and w8a8-smoothquant when the calibration carries its
+ *     token ids), true requires it, false keeps the whole model in memory
  */
 public record QuantizerParams(
     String scheme,

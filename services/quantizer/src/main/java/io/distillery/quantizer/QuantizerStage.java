@@ -12,6 +12,7 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.safetensors.SafetensorsFile;
 import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.MemoryPlan;
@@ -28,6 +29,7 @@ import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -48,14 +50,17 @@ import org.slf4j.LoggerFactory;
  * a compressed-tensors checkpoint (see {@link CompressedTensors}) that vLLM loads and the model
  * core runs dequantized. Progress is reported per layer.
  *
- * <p>w8-rtn, w4-rtn, fp8 and w4-gptq run on the layer-streaming executor by default ({@link
- * LayerStreamer}: one decoder layer in memory at a time, so a model of any size quantizes within
- * its planned budget, resumable per layer); streamed w4-gptq needs the calibration samples' token
- * ids ({@link CalibrationTokens}) and by default calibrates sequentially. Streaming is the default,
- * not a size threshold, so that the tiny models of the tests run the very code that real-size
- * models run; with {@code sequential: false} its output equals the whole-model path's. w4-awq and
- * w8a8-smoothquant still hold the whole model (refused up front when it cannot fit the worker's
- * budget).
+ * <p>Every scheme runs on the layer-streaming executor by default ({@link LayerStreamer}: one
+ * decoder layer in memory at a time, so a model of any size quantizes within its planned budget,
+ * resumable per layer). The calibrated schemes (w4-gptq, w4-awq, w8a8-smoothquant) stream when the
+ * calibration artefact carries the samples' token ids ({@link CalibrationTokens}): each layer's
+ * statistics (GPTQ's Hessians; AWQ's and SmoothQuant's channel statistics, {@link
+ * LayerInputStatistics}) are gathered while the samples pass through it, by default sequentially
+ * (layer i+1 sees the outputs of the quantized layer i). Streaming is the default, not a size
+ * threshold, so that the tiny models of the tests run the very code that real-size models run; with
+ * {@code sequential: false} its output equals the whole-model path's. {@code streaming: false}
+ * holds the whole model (refused up front when it cannot fit the worker's budget), and so does a
+ * calibrated scheme whose calibration has statistics but no token ids.
  */
 @StagePlugin(
     name = "quantizer",
@@ -68,12 +73,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
 
   private static final Logger LOG = LoggerFactory.getLogger(QuantizerStage.class);
 
-  /**
-   * Schemes that run on the layer-streaming executor; AWQ and SmoothQuant still hold the whole
-   * model.
-   */
-  static final Set<Scheme> STREAMED =
-      EnumSet.of(Scheme.W8_RTN, Scheme.W4_RTN, Scheme.FP8, Scheme.W4_GPTQ);
+  /** Schemes that run on the layer-streaming executor: all six. */
+  static final Set<Scheme> STREAMED = EnumSet.allOf(Scheme.class);
 
   /** The calibrator's batching (equal-length rows, at most this many tokens and rows a batch). */
   static final int MAX_BATCH_TOKENS = 4096;
@@ -109,26 +110,25 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
         }
       }
     }
-    CalibrationTokens tokens = scheme == Scheme.W4_GPTQ ? readTokens(ctx) : null;
+    CalibrationTokens tokens = scheme.needsCalibration() ? readTokens(ctx) : null;
     boolean streamable =
         STREAMED.contains(scheme) && !modules.contains(LlamaTensorNames.LM_HEAD_MODULE);
     boolean stream;
     if (params.streaming() == null) {
-      stream = streamable && (scheme != Scheme.W4_GPTQ || tokens != null);
+      stream = streamable && (!scheme.needsCalibration() || tokens != null);
     } else if (params.streaming()) {
       if (!streamable) {
         throw StageException.fatal(
             "streaming: scheme "
                 + scheme.id()
-                + (STREAMED.contains(scheme)
-                    ? " streams only with lm_head excluded (or tied)"
-                    : " does not run on the layer-streaming executor yet")
-                + "; streamed schemes: "
+                + " streams only with lm_head excluded (or tied); streamed schemes: "
                 + STREAMED.stream().map(Scheme::id).toList());
       }
-      if (scheme == Scheme.W4_GPTQ && tokens == null) {
+      if (scheme.needsCalibration() && tokens == null) {
         throw StageException.fatal(
-            "streaming: streamed w4-gptq needs the calibration samples' token ids ("
+            "streaming: streamed "
+                + scheme.id()
+                + " needs the calibration samples' token ids ("
                 + CalibrationTokens.FILE_NAME
                 + " in the calibration artefact); re-run the calibrator");
       }
@@ -261,6 +261,9 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       throws StageException, InterruptedException {
     QuantizerParams params = ctx.params();
     boolean gptq = scheme == Scheme.W4_GPTQ;
+    boolean awq = scheme == Scheme.W4_AWQ;
+    boolean activationStats = awq || scheme == Scheme.W8A8_SMOOTHQUANT;
+    int bins = activationStats ? histogramBins(ctx) : LayerInputStatistics.DEFAULT_BINS;
     List<int[][]> batches =
         tokens == null ? List.of() : tokens.batches(MAX_BATCH_TOKENS, MAX_BATCH_ROWS);
     long batchTokens = 0;
@@ -270,13 +273,14 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       batchRows = Math.max(batchRows, b.length);
     }
     MemoryPlan plan =
-        MemoryPlan.estimate(
+        plan(
             config,
+            scheme,
             tokens == null ? 0 : tokens.tokenCount(),
             batchTokens,
             batchRows,
             tokens == null ? 0 : tokens.longest(),
-            gptq);
+            bins);
     String refusal = plan.refusal(ctx.memoryBudgetBytes());
     if (refusal != null) {
       throw StageException.fatal("quantizer " + scheme.id() + " " + refusal);
@@ -284,14 +288,15 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     List<String> ignore =
         LlamaTensorNames.linearModules(config).stream().filter(m -> !modules.contains(m)).toList();
     QuantizationScheme format =
-        new QuantizationScheme(scheme.kind(), params.groupSize(), false, ignore)
+        new QuantizationScheme(
+                scheme.kind(), params.groupSize(), scheme == Scheme.W8A8_SMOOTHQUANT, ignore)
             .withSymmetric(params.symmetric())
             .withBits(params.bits())
             .withModelDtype(config);
-    LayerQuantizer visitor = new LayerQuantizer(config, scheme, params, format, modules);
+    LayerQuantizer visitor = new LayerQuantizer(config, scheme, params, format, modules, bins);
     Path out = ctx.scratch().resolve("quantized");
     Path work = ctx.workDir().resolve("quantizer-stream");
-    boolean sequential = gptq && params.sequential();
+    boolean sequential = scheme.needsCalibration() && params.sequential();
     long started = System.nanoTime();
     double[] baseline = {-1};
     LayerStreamer.Progress progress =
@@ -334,7 +339,13 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
                   ctx.inputModel(),
                   config,
                   LayerStreamer.Options.defaults().withSequential(sequential))
-              .run(batches, visitor, out, work, fingerprint(ctx, config, tokens), progress);
+              .run(
+                  batches,
+                  visitor,
+                  out,
+                  work,
+                  fingerprint(ctx, config, tokens, "bins=" + bins),
+                  progress);
       CompressedTensors.writeConfig(
           out, config.withTorchDtype(result.denseDtype().torchName()), format);
       Map<String, Double> metrics = new LinkedHashMap<>();
@@ -359,7 +370,15 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
       metrics.put("resumed_from_layer", (double) result.resumedFrom());
       metrics.put("planned_peak_bytes", (double) plan.peakBytes());
       metrics.put("forward_gflop", result.forwardFlops() / 1e9);
-      metrics.put("forward_seconds", result.forwardSeconds() - visitor.hessianSeconds());
+      metrics.put(
+          "forward_seconds",
+          result.forwardSeconds() - visitor.hessianSeconds() - visitor.statisticsSeconds());
+      if (activationStats) {
+        metrics.put("statistics_seconds", visitor.statisticsSeconds());
+        metrics.put("statistics_gram_gflop", visitor.statisticsGramFlops() / 1e9);
+        metrics.put(awq ? "awq_search_seconds" : "smoothing_seconds", visitor.searchSeconds());
+        metrics.putAll(visitor.awqMetrics());
+      }
       if (gptq) {
         metrics.put("hessian_gflop", visitor.hessianFlops() / 1e9);
         metrics.put("hessian_seconds", visitor.hessianSeconds());
@@ -410,11 +429,119 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
               + scheme.id()
               + " "
               + refusal
-              + " (this scheme holds the whole model in memory;"
-              + " streamed schemes: "
+              + " (streaming: false holds the whole model in memory; every scheme of "
               + STREAMED.stream().map(Scheme::id).toList()
+              + " streams one decoder layer at a time"
+              + (scheme.needsCalibration()
+                  ? " when the calibration artefact carries the samples' token ids ("
+                      + CalibrationTokens.FILE_NAME
+                      + ")"
+                  : "")
               + ")");
     }
+  }
+
+  /**
+   * The |x| histogram bins of the calibrator's statistics beside the token ids (its {@code bins}
+   * metadata), so that streamed SmoothQuant's entropy input scales see the histogram the
+   * whole-model path would read; the calibrator's default when the artefact names none.
+   */
+  private static int histogramBins(StageContext<QuantizerParams> ctx) throws StageException {
+    List<StageContext.Artefact> artefacts = ctx.artefacts(CalibrationStats.FORMAT);
+    if (artefacts.isEmpty()) {
+      return LayerInputStatistics.DEFAULT_BINS;
+    }
+    Path artefact = artefacts.getFirst().path();
+    Path file =
+        Files.isDirectory(artefact) ? artefact.resolve(CalibrationStats.FILE_NAME) : artefact;
+    if (!Files.isRegularFile(file)
+        || !file.getFileName().toString().equals(CalibrationStats.FILE_NAME)) {
+      return LayerInputStatistics.DEFAULT_BINS;
+    }
+    String bins;
+    try (SafetensorsFile f = SafetensorsFile.open(file)) {
+      bins = f.metadata().get("bins");
+    } catch (CheckpointException e) {
+      throw StageException.fatal("corrupt calibration artefact: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw StageException.retryable("cannot read the calibration artefact: " + e.getMessage(), e);
+    }
+    if (bins == null) {
+      return LayerInputStatistics.DEFAULT_BINS;
+    }
+    try {
+      int value = Integer.parseInt(bins);
+      if (value < 1) {
+        throw new NumberFormatException("not positive");
+      }
+      return value;
+    } catch (NumberFormatException e) {
+      throw StageException.fatal(
+          "corrupt calibration artefact: metadata bins=" + bins + " is not a positive count", e);
+    }
+  }
+
+  /**
+   * The streamed run's peak memory: the executor's pieces ({@link MemoryPlan#estimate}, with GPTQ's
+   * Hessians and solve for w4-gptq), and AWQ's and SmoothQuant's per-layer statistics and AWQ's
+   * searches ({@link #statisticsBytes}, {@link #awqSearchBytes}).
+   */
+  static MemoryPlan plan(
+      LlamaConfig config,
+      Scheme scheme,
+      long tokens,
+      long batchTokens,
+      int batchRows,
+      int seqLen,
+      int bins) {
+    MemoryPlan plan =
+        MemoryPlan.estimate(
+            config, tokens, batchTokens, batchRows, seqLen, scheme == Scheme.W4_GPTQ);
+    if (scheme == Scheme.W4_AWQ || scheme == Scheme.W8A8_SMOOTHQUANT) {
+      plan = plan.with("statistics", statisticsBytes(config, scheme, batchTokens, bins));
+    }
+    if (scheme == Scheme.W4_AWQ) {
+      plan = plan.with("search", awqSearchBytes(config));
+    }
+    return plan;
+  }
+
+  /**
+   * AWQ's and SmoothQuant's per-layer statistics while the batch passes ({@link
+   * LayerInputStatistics#observeBytes}, X^T X for AWQ only); for SmoothQuant also the sequential
+   * re-run's simulated INT8 inputs (input, quotient, rounded, clipped, product of the widest batch
+   * input).
+   */
+  static long statisticsBytes(LlamaConfig config, Scheme scheme, long batchTokens, int bins) {
+    boolean awq = scheme == Scheme.W4_AWQ;
+    long bytes = LayerInputStatistics.observeBytes(config, batchTokens, bins, awq);
+    if (!awq) {
+      long widest = 0;
+      for (long n : LayerInputStatistics.distinctWidths(config)) {
+        widest = Math.max(widest, n);
+      }
+      bytes += 4 * batchTokens * widest * 4;
+    }
+    return bytes;
+  }
+
+  /**
+   * AWQ's searches on one layer: its X^T X handed over as statistics (briefly twice, while the
+   * accumulator's copy is being read out), and then beside them the scale search's working set on
+   * the widest input: its X^T X on the engine and, per weight, the scaled, fake-quantized and error
+   * copies (4 + 4 + 8 bytes an element) plus the engine's error, E G and E G .* E (3 x 8).
+   */
+  static long awqSearchBytes(LlamaConfig config) {
+    long grams = LayerInputStatistics.gramBytes(config);
+    long widest = 0;
+    for (long n : LayerInputStatistics.distinctWidths(config)) {
+      widest = Math.max(widest, n);
+    }
+    long largestWeight = 0;
+    for (Projection p : Projection.values()) {
+      largestWeight = Math.max(largestWeight, (long) p.inFeatures(config) * p.outFeatures(config));
+    }
+    return grams + Math.max(grams, widest * widest * 8 + 40 * largestWeight);
   }
 
   /**
@@ -441,11 +568,12 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
    * finished layers.
    */
   private static String fingerprint(
-      StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens)
+      StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens, String extra)
       throws StageException {
     try {
       MessageDigest digest = MessageDigest.getInstance("SHA-256");
       digest.update(ctx.params().toString().getBytes(StandardCharsets.UTF_8));
+      digest.update(extra.getBytes(StandardCharsets.UTF_8));
       digest.update(ctx.inputModel().toAbsolutePath().toString().getBytes(StandardCharsets.UTF_8));
       digest.update(config.toJson().getBytes(StandardCharsets.UTF_8));
       if (tokens != null) {

@@ -230,12 +230,4 @@ class QuantizerStreamingTest {
         .hasMessageContaining("DISTILLERY_WORKER_MEMORY");
     assertThat(ctx.scratch().resolve("quantized")).doesNotExist();
   }
-
-  @Test
-  void shouldRefuseStreamingNamingTheSchemeWhenItIsNotStreamedYet() {
-    assertThatThrownBy(() -> new QuantizerStage().run(context(params("w4-awq", null, true), "awq")))
-        .isInstanceOf(StageException.Fatal.class)
-        .hasMessageContaining("w4-awq")
-        .hasMessageContaining("streaming");
-  }
 }

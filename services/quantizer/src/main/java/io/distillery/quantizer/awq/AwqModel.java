@@ -13,10 +13,12 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * AWQ applied to a whole Llama model: the scale search of {@link AwqScaleSearch} per group of
- * projections that read the same input, folded into the operator that produces that input, then the
- * clipping search of {@link AwqClipSearch}. The model surgery lives here, next to the algorithm;
- * the quantizer stage only calls it.
+ * AWQ applied to a Llama model: the scale search of {@link AwqScaleSearch} per group of projections
+ * that read the same input, folded into the operator that produces that input, then the clipping
+ * search of {@link AwqClipSearch}. Every step stays within one decoder layer, so the same code
+ * serves the whole model in memory ({@link #scale}, {@link #clip}) and the layer-streaming executor
+ * one layer at a time ({@link #scaleLayer}, {@link #clipModules}). The model surgery lives here,
+ * next to the algorithm; the quantizer stage only calls it.
  */
 public final class AwqModel {
 
@@ -37,13 +39,46 @@ public final class AwqModel {
   private AwqModel() {}
 
   /**
+   * The running totals of the scale and clip searches, over however many layers were searched (the
+   * whole model at once, or one streamed layer at a time), and the metrics they give.
+   */
+  public static final class Summary {
+    private double ratioSum;
+    private int searches;
+    private double clipBefore;
+    private double clipAfter;
+    private double clipRatios;
+    private int clipped;
+
+    /** Mean chosen exponent r over the scale searches (0 when none ran). */
+    public double meanRatio() {
+      return searches == 0 ? 0 : ratioSum / searches;
+    }
+
+    /**
+     * {@code awq_mean_ratio}, {@code awq_clip_layers}, {@code awq_clip_mean_ratio} and {@code
+     * awq_clip_error_reduction}.
+     */
+    public Map<String, Double> metrics() {
+      Map<String, Double> m = new LinkedHashMap<>();
+      m.put("awq_mean_ratio", meanRatio());
+      m.putAll(clipMetrics());
+      return m;
+    }
+
+    Map<String, Double> clipMetrics() {
+      Map<String, Double> m = new LinkedHashMap<>();
+      m.put("awq_clip_layers", (double) clipped);
+      m.put("awq_clip_mean_ratio", clipped == 0 ? 1.0 : clipRatios / clipped);
+      m.put("awq_clip_error_reduction", clipBefore == 0 ? 0.0 : 1 - clipAfter / clipBefore);
+      return m;
+    }
+  }
+
+  /**
    * AWQ scales per decoder layer (Lin et al., arXiv 2306.00978, Section 3.2), each folded into the
-   * operator that produces the scaled input so that the float model is unchanged: down_proj's 1/s
-   * into up_proj's output rows (its input is act(gate) * up), o_proj's into v_proj's output rows
-   * (its input is softmax(QK^T) V, linear in V), gate/up's into post_attention_layernorm, q/k/v's
-   * into input_layernorm. With grouped-query attention one v_proj row feeds the same channel of
-   * every query head of its group, so o_proj's scales are tied across those heads (searched on the
-   * group's mean activation). Returns the mean chosen exponent.
+   * operator that produces the scaled input so that the float model is unchanged: see {@link
+   * #scaleLayer}. Returns the mean chosen exponent.
    */
   public static double scale(
       LlamaConfig config,
@@ -52,88 +87,114 @@ public final class AwqModel {
       Settings settings,
       Set<String> quantized,
       Map<String, float[]> applied) {
-    double ratioSum = 0;
-    int searches = 0;
-    int hidden = config.hiddenSize();
+    Summary summary = new Summary();
     for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-      // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
-      String downModule = Projection.DOWN.module(layer);
-      if (quantized.contains(downModule)) {
-        AwqScaleSearch.Result r =
-            search(
-                List.of(tensors.get(LlamaTensorNames.weight(downModule))),
-                new int[] {hidden},
-                config.intermediateSize(),
-                stats.layer(downModule).meanAbs(),
-                stats.layer(downModule),
-                settings);
-        foldIntoUp(config, tensors, layer, r.scales());
-        applied.put(downModule, r.scales());
-        ratioSum += r.ratio();
-        searches++;
-      }
-
-      String oModule = Projection.O.module(layer);
-      if (quantized.contains(oModule)) {
-        LayerStats oStats = stats.layer(oModule);
-        AwqScaleSearch.Result ro =
-            search(
-                List.of(tensors.get(LlamaTensorNames.weight(oModule))),
-                new int[] {hidden},
-                config.attentionWidth(),
-                tieAcrossQueryGroups(config, oStats.meanAbs()),
-                oStats,
-                settings);
-        foldIntoValue(config, tensors, layer, ro.scales());
-        applied.put(oModule, ro.scales());
-        ratioSum += ro.ratio();
-        searches++;
-      }
-
-      for (List<Projection> group :
-          List.of(
-              List.of(Projection.GATE, Projection.UP),
-              List.of(Projection.Q, Projection.K, Projection.V))) {
-        String norm =
-            group.getFirst() == Projection.GATE
-                ? LlamaTensorNames.postAttentionLayernorm(layer)
-                : LlamaTensorNames.inputLayernorm(layer);
-        // every consumer of the norm is rescaled (the fold must keep the float model); the
-        // quantized ones are scored
-        List<float[]> all = new ArrayList<>();
-        int[] allRows = new int[group.size()];
-        List<float[]> scored = new ArrayList<>();
-        List<Integer> scoredRows = new ArrayList<>();
-        for (int i = 0; i < group.size(); i++) {
-          float[] w = tensors.get(LlamaTensorNames.weight(group.get(i).module(layer)));
-          all.add(w);
-          allRows[i] = group.get(i).outFeatures(config);
-          if (quantized.contains(group.get(i).module(layer))) {
-            scored.add(w);
-            scoredRows.add(allRows[i]);
-          }
-        }
-        if (scored.isEmpty()) {
-          continue;
-        }
-        LayerStats s = stats.layer(group.getFirst().module(layer));
-        AwqScaleSearch.Result g =
-            search(
-                scored,
-                scoredRows.stream().mapToInt(Integer::intValue).toArray(),
-                hidden,
-                s.meanAbs(),
-                s,
-                settings);
-        SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
-        for (Projection p : group) {
-          applied.put(p.module(layer), g.scales());
-        }
-        ratioSum += g.ratio();
-        searches++;
-      }
+      scaleLayer(config, layer, tensors, stats, settings, quantized, applied, summary);
     }
-    return searches == 0 ? 0 : ratioSum / searches;
+    return summary.meanRatio();
+  }
+
+  /**
+   * AWQ scales of one decoder layer, each folded into the operator of that layer that produces the
+   * scaled input so that the float layer is unchanged: down_proj's 1/s into up_proj's output rows
+   * (its input is act(gate) * up), o_proj's into v_proj's output rows (its input is softmax(QK^T)
+   * V, linear in V), gate/up's into post_attention_layernorm, q/k/v's into input_layernorm, in that
+   * order (gate/up are searched on up as down_proj's fold left it, q/k/v on v as o_proj's left it).
+   * With grouped-query attention one v_proj row feeds the same channel of every query head of its
+   * group, so o_proj's scales are tied across those heads (searched on the group's mean
+   * activation). The whole-model path calls it for every layer; the streamed path for the one layer
+   * it holds, with that layer's statistics.
+   *
+   * @param tensors at least this layer's tensors by transformers name, changed in place
+   * @param stats the statistics of this layer's linear inputs (in the basis before any scaling)
+   * @param applied receives the scales applied to each searched module's input
+   */
+  public static void scaleLayer(
+      LlamaConfig config,
+      int layer,
+      Map<String, float[]> tensors,
+      CalibrationStats stats,
+      Settings settings,
+      Set<String> quantized,
+      Map<String, float[]> applied,
+      Summary summary) {
+    int hidden = config.hiddenSize();
+    // a scale only helps a layer that is quantized: excluded ones are neither searched nor scaled
+    String downModule = Projection.DOWN.module(layer);
+    if (quantized.contains(downModule)) {
+      AwqScaleSearch.Result r =
+          search(
+              List.of(tensors.get(LlamaTensorNames.weight(downModule))),
+              new int[] {hidden},
+              config.intermediateSize(),
+              stats.layer(downModule).meanAbs(),
+              stats.layer(downModule),
+              settings);
+      foldIntoUp(config, tensors, layer, r.scales());
+      applied.put(downModule, r.scales());
+      summary.ratioSum += r.ratio();
+      summary.searches++;
+    }
+
+    String oModule = Projection.O.module(layer);
+    if (quantized.contains(oModule)) {
+      LayerStats oStats = stats.layer(oModule);
+      AwqScaleSearch.Result ro =
+          search(
+              List.of(tensors.get(LlamaTensorNames.weight(oModule))),
+              new int[] {hidden},
+              config.attentionWidth(),
+              tieAcrossQueryGroups(config, oStats.meanAbs()),
+              oStats,
+              settings);
+      foldIntoValue(config, tensors, layer, ro.scales());
+      applied.put(oModule, ro.scales());
+      summary.ratioSum += ro.ratio();
+      summary.searches++;
+    }
+
+    for (List<Projection> group :
+        List.of(
+            List.of(Projection.GATE, Projection.UP),
+            List.of(Projection.Q, Projection.K, Projection.V))) {
+      String norm =
+          group.getFirst() == Projection.GATE
+              ? LlamaTensorNames.postAttentionLayernorm(layer)
+              : LlamaTensorNames.inputLayernorm(layer);
+      // every consumer of the norm is rescaled (the fold must keep the float model); the
+      // quantized ones are scored
+      List<float[]> all = new ArrayList<>();
+      int[] allRows = new int[group.size()];
+      List<float[]> scored = new ArrayList<>();
+      List<Integer> scoredRows = new ArrayList<>();
+      for (int i = 0; i < group.size(); i++) {
+        float[] w = tensors.get(LlamaTensorNames.weight(group.get(i).module(layer)));
+        all.add(w);
+        allRows[i] = group.get(i).outFeatures(config);
+        if (quantized.contains(group.get(i).module(layer))) {
+          scored.add(w);
+          scoredRows.add(allRows[i]);
+        }
+      }
+      if (scored.isEmpty()) {
+        continue;
+      }
+      LayerStats s = stats.layer(group.getFirst().module(layer));
+      AwqScaleSearch.Result g =
+          search(
+              scored,
+              scoredRows.stream().mapToInt(Integer::intValue).toArray(),
+              hidden,
+              s.meanAbs(),
+              s,
+              settings);
+      SmoothQuant.fold(tensors.get(norm), all, allRows, hidden, g.scales());
+      for (Projection p : group) {
+        applied.put(p.module(layer), g.scales());
+      }
+      summary.ratioSum += g.ratio();
+      summary.searches++;
+    }
   }
 
   /**
@@ -148,11 +209,23 @@ public final class AwqModel {
       Settings settings,
       List<String> quantized,
       Map<String, float[]> scales) {
-    double before = 0;
-    double after = 0;
-    double ratios = 0;
-    int clipped = 0;
-    for (String module : quantized) {
+    Summary summary = new Summary();
+    clipModules(tensors, stats, settings, quantized, scales, summary);
+    return summary.clipMetrics();
+  }
+
+  /**
+   * The clipping search of {@link #clip} on {@code modules} (e.g. the quantized modules of the one
+   * layer a streamed run holds), adding to {@code summary}.
+   */
+  public static void clipModules(
+      Map<String, float[]> tensors,
+      CalibrationStats stats,
+      Settings settings,
+      List<String> modules,
+      Map<String, float[]> scales,
+      Summary summary) {
+    for (String module : modules) {
       if (module.endsWith(".q_proj") || module.endsWith(".k_proj")) {
         continue;
       }
@@ -172,16 +245,11 @@ public final class AwqModel {
               CLIP_STEPS,
               CLIP_MAX_SHRINK,
               settings.bits());
-      before += r.rtnError();
-      after += r.clippedError();
-      ratios += r.meanRatio();
-      clipped++;
+      summary.clipBefore += r.rtnError();
+      summary.clipAfter += r.clippedError();
+      summary.clipRatios += r.meanRatio();
+      summary.clipped++;
     }
-    Map<String, Double> m = new LinkedHashMap<>();
-    m.put("awq_clip_layers", (double) clipped);
-    m.put("awq_clip_mean_ratio", clipped == 0 ? 1.0 : ratios / clipped);
-    m.put("awq_clip_error_reduction", before == 0 ? 0.0 : 1 - after / before);
-    return m;
   }
 
   /**
