@@ -208,9 +208,18 @@ public final class DeploymentFollower implements AutoCloseable {
   }
 
   private void applyLogged(DeploymentEvent e) {
+    applyLogged(target, e);
+  }
+
+  /** Applies {@code e}; a failure is logged and returns false, so the follower keeps following. */
+  static boolean applyLogged(Target target, DeploymentEvent e) {
     try {
       target.apply(e);
-    } catch (Exception ex) {
+      return true;
+    } catch (Exception | OutOfMemoryError ex) {
+      // an OutOfMemoryError here is a model that does not fit (DJL's direct buffers or the heap
+      // while it loads): what was allocated for it is garbage now, and the node keeps serving and
+      // following what it has instead of losing this thread for good
       LOG.error(
           "deployment event not applied deployment={} runId={} payload={} error={}",
           e.getDeploymentId(),
@@ -218,6 +227,7 @@ public final class DeploymentFollower implements AutoCloseable {
           e.getPayload().getClass().getSimpleName(),
           ex.toString(),
           ex);
+      return false;
     }
   }
 

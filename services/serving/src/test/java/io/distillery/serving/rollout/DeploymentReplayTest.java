@@ -8,6 +8,7 @@ import io.distillery.schemas.deployment.DeploymentEvent;
 import io.distillery.schemas.deployment.DeploymentRequested;
 import io.distillery.schemas.deployment.RolledBack;
 import java.time.Instant;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -54,6 +55,25 @@ class DeploymentReplayTest {
     stable.forEach(
         (k, v) -> out.put(k, ((DeploymentRequested) v.getPayload()).getArtefact().getSha256()));
     return out;
+  }
+
+  @Test
+  void shouldKeepFollowingWhenAModelDoesNotFitTheNodesDirectMemory() {
+    List<String> applied = new ArrayList<>();
+    DeploymentFollower.Target target =
+        e -> {
+          String sha = ((DeploymentRequested) e.getPayload()).getArtefact().getSha256();
+          if (sha.equals("huge")) {
+            // what DJL's PtNDManager raised loading a Llama-3.2-1B teacher on a 4 GB direct limit
+            throw new OutOfMemoryError("Cannot reserve 67108864 bytes of direct buffer memory");
+          }
+          applied.add(sha);
+        };
+
+    assertThat(DeploymentFollower.applyLogged(target, requested("big", "huge", 100, null)))
+        .isFalse();
+    assertThat(DeploymentFollower.applyLogged(target, requested("small", "s", 100, null))).isTrue();
+    assertThat(applied).containsExactly("s");
   }
 
   @Test
