@@ -513,19 +513,20 @@ public final class CompressedTensors {
   public static void decompress(Path dir, Path out) throws IOException {
     LlamaConfig config = LlamaConfig.read(dir.resolve(LlamaConfig.FILE_NAME));
     Files.createDirectories(out);
+    Declared declared = Declared.of(dir);
     SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
     try (Checkpoint file = Checkpoint.open(dir)) {
-      Map<String, QuantizedWeight> quantized = readQuantized(dir, config, file);
+      // every name and dtype from the headers first; the values are then made one tensor at a
+      // time as the writer reaches them, so a 1B model never has all its weights in F32 on the heap
       for (Map.Entry<String, long[]> entry : LlamaTensorNames.shapes(config).entrySet()) {
         String name = entry.getKey();
-        QuantizedWeight q =
-            name.endsWith(".weight")
-                ? quantized.get(name.substring(0, name.length() - ".weight".length()))
-                : null;
-        if (q == null && !file.contains(name)) {
+        String module =
+            name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
+        boolean quantized = module != null && isQuantizedModule(file, module);
+        if (!quantized && !file.contains(name)) {
           throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
         }
-        if (q == null && !file.info(name).dtype().isFloatingPoint()) {
+        if (!quantized && !file.info(name).dtype().isFloatingPoint()) {
           throw new CorruptCheckpointException(
               dir,
               "tensor '"
@@ -534,12 +535,36 @@ public final class CompressedTensors {
                   + file.info(name).dtype()
                   + " without a weight_scale; expected a float tensor");
         }
-        float[] values = q != null ? q.dequantize() : file.floats(name);
-        tensors.put(name, TensorData.ofFloats(entry.getValue(), values));
+        tensors.put(
+            name,
+            TensorSource.lazy(
+                DType.F32,
+                entry.getValue(),
+                () -> {
+                  float[] values;
+                  if (quantized) {
+                    try {
+                      values = readModule(file, module, declared).dequantize();
+                    } catch (RuntimeException e) {
+                      throw new CorruptCheckpointException(
+                          dir,
+                          "inconsistent quantized tensors of " + module + ": " + e.getMessage(),
+                          e);
+                    }
+                  } else {
+                    values = file.floats(name);
+                  }
+                  return TensorCodec.encodeFloats(values, DType.F32);
+                }));
       }
       SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     }
     config.withTorchDtype("float32").write(out);
+  }
+
+  /** Whether a linear module is stored quantized ({@link #readModule} reads it) or dense. */
+  private static boolean isQuantizedModule(Checkpoint file, String module) {
+    return file.contains(module + ".weight_packed") || file.contains(module + ".weight_scale");
   }
 
   /**
