@@ -18,6 +18,7 @@ import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.MemoryPlan;
+import io.distillery.model.stream.StreamedJobs;
 import io.distillery.pruner.magnitude.MagnitudePruner;
 import io.distillery.pruner.sparsegpt.SparseGptPruner;
 import io.distillery.pruner.structured.StructuredPruner;
@@ -29,17 +30,11 @@ import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -224,8 +219,8 @@ public final class PrunerStage implements Stage<PrunerParams> {
                   visitor,
                   out,
                   work,
-                  fingerprint(ctx, parent, config, tokens),
-                  layerProgress(ctx, started));
+                  StreamedJobs.fingerprint(ctx.params().toString(), "", parent, config, tokens),
+                  StreamedJobs.layerProgress(ctx.progressSink(), started));
       Map<String, Double> metrics = new LinkedHashMap<>();
       long before = LlamaTensorNames.parameterCount(config);
       long total = 0;
@@ -267,35 +262,6 @@ public final class PrunerStage implements Stage<PrunerParams> {
     } catch (IOException e) {
       throw StageException.retryable("pruner " + p.method() + " I/O failure: " + e.getMessage(), e);
     }
-  }
-
-  /**
-   * "layer 12/32: sparsegpt mlp.down_proj (37%, eta 4m10s)", the percentage spread over 2..98 of
-   * the job.
-   */
-  static LayerStreamer.Progress layerProgress(StageContext<PrunerParams> ctx, long started) {
-    double[] baseline = {-1};
-    return (layer, layers, step, fraction) -> {
-      if (baseline[0] < 0) {
-        baseline[0] = fraction;
-      }
-      double elapsed = (System.nanoTime() - started) / 1e9;
-      String eta =
-          fraction > baseline[0] + 1e-9
-              ? ", eta " + duration(elapsed / (fraction - baseline[0]) * (1 - fraction))
-              : "";
-      ctx.progress(
-          2 + 96 * fraction,
-          String.format(
-              Locale.ROOT,
-              "layer %d/%d: %s (%.0f%%%s)",
-              layer + 1,
-              layers,
-              step,
-              100 * fraction,
-              eta),
-          Map.of("layers_done", (double) (int) Math.floor(fraction * layers + 1e-9)));
-    };
   }
 
   /**
@@ -436,7 +402,7 @@ public final class PrunerStage implements Stage<PrunerParams> {
               p.mlpFraction(),
               p.dropLayers(),
               out,
-              layerProgress(ctx, started));
+              StreamedJobs.layerProgress(ctx.progressSink(), started));
       Map<String, Double> metrics = structuredMetrics(config, result.config());
       metrics.put("streamed", 1.0);
       metrics.put("planned_peak_bytes", (double) need);
@@ -596,46 +562,12 @@ public final class PrunerStage implements Stage<PrunerParams> {
     }
   }
 
-  /**
-   * Identifies what a streamed run computes, so that a resumed attempt reuses only matching
-   * finished layers.
-   */
-  private static String fingerprint(
-      StageContext<PrunerParams> ctx, Path parent, LlamaConfig config, CalibrationTokens tokens)
-      throws StageException {
-    try {
-      MessageDigest digest = MessageDigest.getInstance("SHA-256");
-      digest.update(ctx.params().toString().getBytes(StandardCharsets.UTF_8));
-      digest.update(parent.toAbsolutePath().toString().getBytes(StandardCharsets.UTF_8));
-      digest.update(config.toJson().getBytes(StandardCharsets.UTF_8));
-      if (tokens != null) {
-        ByteBuffer buffer = ByteBuffer.allocate(4);
-        for (int[] sample : tokens.samples()) {
-          digest.update(buffer.clear().putInt(-sample.length).flip());
-          for (int id : sample) {
-            digest.update(buffer.clear().putInt(id).flip());
-          }
-        }
-      }
-      return HexFormat.of().formatHex(digest.digest());
-    } catch (NoSuchAlgorithmException e) {
-      throw StageException.fatal("no SHA-256 in this JVM", e);
-    }
-  }
-
   private static long zeros(float[] w) {
     long n = 0;
     for (float v : w) {
       n += v == 0f ? 1 : 0;
     }
     return n;
-  }
-
-  private static String duration(double seconds) {
-    long s = Math.round(seconds);
-    return s >= 3600
-        ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
-        : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
   }
 
   private static LlamaConfig readConfig(Path model) throws StageException {

@@ -16,6 +16,7 @@ import io.distillery.model.safetensors.SafetensorsFile;
 import io.distillery.model.stream.CalibrationTokens;
 import io.distillery.model.stream.LayerStreamer;
 import io.distillery.model.stream.MemoryPlan;
+import io.distillery.model.stream.StreamedJobs;
 import io.distillery.quantizer.awq.AwqModel;
 import io.distillery.quantizer.gptq.Gptq;
 import io.distillery.quantizer.rtn.RoundToNearest;
@@ -27,18 +28,12 @@ import io.distillery.stage.StageException;
 import io.distillery.stage.StagePlugin;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.EnumSet;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
@@ -298,29 +293,7 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     Path work = ctx.workDir().resolve("quantizer-stream");
     boolean sequential = scheme.needsCalibration() && params.sequential();
     long started = System.nanoTime();
-    double[] baseline = {-1};
-    LayerStreamer.Progress progress =
-        (layer, layers, step, fraction) -> {
-          if (baseline[0] < 0) {
-            baseline[0] = fraction;
-          }
-          double elapsed = (System.nanoTime() - started) / 1e9;
-          String eta =
-              fraction > baseline[0] + 1e-9
-                  ? ", eta " + duration(elapsed / (fraction - baseline[0]) * (1 - fraction))
-                  : "";
-          ctx.progress(
-              2 + 96 * fraction,
-              String.format(
-                  Locale.ROOT,
-                  "layer %d/%d: %s (%.0f%%%s)",
-                  layer + 1,
-                  layers,
-                  step,
-                  100 * fraction,
-                  eta),
-              Map.of("layers_done", (double) (int) Math.floor(fraction * layers + 1e-9)));
-        };
+    LayerStreamer.Progress progress = StreamedJobs.layerProgress(ctx.progressSink(), started);
     ctx.progress(
         1,
         "streaming "
@@ -344,7 +317,8 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
                   visitor,
                   out,
                   work,
-                  fingerprint(ctx, config, tokens, "bins=" + bins),
+                  StreamedJobs.fingerprint(
+                      ctx.params().toString(), "bins=" + bins, ctx.inputModel(), config, tokens),
                   progress);
       CompressedTensors.writeConfig(
           out, config.withTorchDtype(result.denseDtype().torchName()), format);
@@ -561,41 +535,6 @@ public final class QuantizerStage implements Stage<QuantizerParams> {
     } catch (IOException e) {
       throw StageException.retryable("cannot read the calibration tokens: " + e.getMessage(), e);
     }
-  }
-
-  /**
-   * Identifies what a streamed run computes, so that a resumed attempt reuses only matching
-   * finished layers.
-   */
-  private static String fingerprint(
-      StageContext<QuantizerParams> ctx, LlamaConfig config, CalibrationTokens tokens, String extra)
-      throws StageException {
-    try {
-      MessageDigest digest = MessageDigest.getInstance("SHA-256");
-      digest.update(ctx.params().toString().getBytes(StandardCharsets.UTF_8));
-      digest.update(extra.getBytes(StandardCharsets.UTF_8));
-      digest.update(ctx.inputModel().toAbsolutePath().toString().getBytes(StandardCharsets.UTF_8));
-      digest.update(config.toJson().getBytes(StandardCharsets.UTF_8));
-      if (tokens != null) {
-        ByteBuffer buffer = ByteBuffer.allocate(4);
-        for (int[] sample : tokens.samples()) {
-          digest.update(buffer.clear().putInt(-sample.length).flip());
-          for (int id : sample) {
-            digest.update(buffer.clear().putInt(id).flip());
-          }
-        }
-      }
-      return HexFormat.of().formatHex(digest.digest());
-    } catch (NoSuchAlgorithmException e) {
-      throw StageException.fatal("no SHA-256 in this JVM", e);
-    }
-  }
-
-  private static String duration(double seconds) {
-    long s = Math.round(seconds);
-    return s >= 3600
-        ? String.format(Locale.ROOT, "%dh%02dm", s / 3600, s % 3600 / 60)
-        : s >= 60 ? String.format(Locale.ROOT, "%dm%02ds", s / 60, s % 60) : s + "s";
   }
 
   private static LlamaConfig readConfig(Path model) throws StageException {
