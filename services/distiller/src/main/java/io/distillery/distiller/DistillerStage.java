@@ -54,12 +54,13 @@ import org.slf4j.LoggerFactory;
  * memory when it fits the worker's budget with the student's training ({@link TeacherPlan}), else
  * streamed one decoder layer at a time ({@code streamTeacher}); either way it runs once over the
  * training and validation examples and its top-k logits ({@code topK}) are cached in {@code
- * workDir()/teacher-logits} ({@link TeacherLogitCache}), which a re-run of the same teacher and
- * data reads instead ({@code teacher_cache=hit}). Training: {@link DistillTrainer} on the cached
- * top-k, resumable from {@code workDir()/distill}, so a retried job continues from its last
- * checkpoint. Output: an F32 HF checkpoint with the teacher's tokenizer files (the worker host adds
- * the lineage manifest); metrics include both sizes, the losses, and the student's and teacher's
- * exact match on the held-out sample.
+ * sharedDir()/teacher-logits} ({@link TeacherLogitCache}), keyed by teacher content, examples and
+ * k, which a retry or another run of the same teacher and data reads instead ({@code
+ * teacher_cache=hit}). Training: {@link DistillTrainer} on the cached top-k, resumable from {@code
+ * workDir()/distill}, so a retried job continues from its last checkpoint. Output: an F32 HF
+ * checkpoint with the teacher's tokenizer files (the worker host adds the lineage manifest);
+ * metrics include both sizes, the losses, and the student's and teacher's exact match on the
+ * held-out sample.
  */
 @StagePlugin(
     name = "distiller",
@@ -311,7 +312,7 @@ public final class DistillerStage implements Stage<DistillerParams> {
     long started = System.nanoTime();
     TeacherLogitCache.Outcome outcome =
         TeacherLogitCache.obtain(
-            ctx.workDir().resolve(TeacherLogitCache.DIR),
+            ctx.sharedDir().resolve(TeacherLogitCache.DIR),
             fingerprint,
             fp -> {
               if (plan.inMemory()) {

@@ -308,7 +308,7 @@ class DistillerStageTest {
         .containsEntry("teacherTopK", 16.0)
         .containsEntry("teacherCachePositions", 4.0); // "2</s>", "4</s>"
     assertThat(messages).anyMatch(m -> m.startsWith("teacher_cache=miss"));
-    assertThat(Files.list(tmp.resolve("work").resolve("teacher-logits")))
+    assertThat(Files.list(tmp.resolve("shared").resolve("teacher-logits")))
         .singleElement()
         .satisfies(f -> assertThat(f.toString()).endsWith(".topk"));
 
@@ -329,6 +329,23 @@ class DistillerStageTest {
     assertThat(messages).anyMatch(m -> m.startsWith("teacher_cache=hit"));
     assertThat(messages).noneMatch(m -> m.startsWith("teacher pass"));
 
+    // another run (its own work dir beside the first, as the store lays them out): read too
+    StageContext<DistillerParams> base =
+        context(tmp, params, dataset(tmp, data()), 1, (pct, msg, m) -> messages.add(msg));
+    StageContext<DistillerParams> otherRun =
+        new StageContext<>(
+            base.job(),
+            base.params(),
+            base.model(),
+            base.inputs(),
+            base.scratch(),
+            Files.createDirectories(tmp.resolve("work-of-another-run")),
+            base.progressSink(),
+            base.memoryBudgetBytes());
+    messages.clear();
+    assertThat(new DistillerStage().run(otherRun).metrics()).containsEntry("teacherCacheHit", 1.0);
+    assertThat(messages).noneMatch(m -> m.startsWith("teacher pass"));
+
     // another k, or other data: computed anew
     FileTrees.delete(tmp.resolve("work").resolve("distill"));
     StageResult otherK =
@@ -347,7 +364,7 @@ class DistillerStageTest {
     StageResult otherData =
         new DistillerStage().run(context(tmp, params, dataset(tmp, more), 4, (pct, msg, m) -> {}));
     assertThat(otherData.metrics()).containsEntry("teacherCacheHit", 0.0);
-    assertThat(Files.list(tmp.resolve("work").resolve("teacher-logits"))).hasSize(3);
+    assertThat(Files.list(tmp.resolve("shared").resolve("teacher-logits"))).hasSize(3);
   }
 
   @Test

@@ -31,6 +31,16 @@ public record StageContext<P extends Record>(
     }
   }
 
+  /**
+   * A directory shared by every job whose work directory lies beside this one (the artefact store's
+   * {@code work/}), for caches keyed by their own content, so that another run of the same inputs
+   * finds them (e.g. the distiller's teacher logits, keyed by teacher and data). Entries must be
+   * written atomically: two jobs may fill the same one at once.
+   */
+  public Path sharedDir() {
+    return workDir.resolveSibling("shared");
+  }
+
   /** A context whose memory budget is this JVM's maximum heap (tests, tools). */
   public StageContext(
       StageJob job,
