@@ -6,6 +6,9 @@ import io.distillery.model.train.TeacherConfig;
 import io.distillery.model.train.TeacherReport;
 import io.distillery.model.train.TeacherTrainer;
 import io.distillery.runtime.kafka.KafkaSettings;
+import io.distillery.runtime.recipe.Recipe;
+import io.distillery.runtime.recipe.RecipeException;
+import io.distillery.runtime.recipe.RecipeParser;
 import io.distillery.runtime.service.ServicePlugin;
 import io.distillery.runtime.worker.WorkerConfig;
 import io.distillery.runtime.worker.WorkerHost;
@@ -336,8 +339,15 @@ final class UpCommand implements Callable<Integer> {
         Files.exists(test)
             ? json.readTree(Files.readAllLines(test).getFirst())
             : json.createObjectNode().put("prompt", "copy:demo=").put("answer", "demo");
+    // name the deployment: a node that serves several (an earlier run's, restored from the
+    // deployments topic) refuses a request without a model
+    var fields = json.createObjectNode();
+    String deployment = deploymentOf(recipe);
+    if (deployment != null) {
+      fields.put("model", deployment);
+    }
     String body =
-        json.createObjectNode()
+        fields
             .put("prompt", example.path("prompt").asText())
             .put("max_tokens", 16)
             .put("verify", example.path("answer").asText())
@@ -358,6 +368,15 @@ final class UpCommand implements Callable<Integer> {
                   + url
                   + " (POST /v1/completions, /v1/feedback; GET /health, /metrics)");
       out().println("  prompt   " + example.path("prompt").asText());
+      if (response.statusCode() != 200) {
+        out()
+            .println(
+                "  answer   HTTP "
+                    + response.statusCode()
+                    + ": "
+                    + answer.path("error").path("message").asText(response.body()));
+        return;
+      }
       out()
           .println(
               "  answer   "
@@ -384,6 +403,20 @@ final class UpCommand implements Callable<Integer> {
                   + "/v1/completions -H 'Content-Type: application/json' -d '"
                   + body
                   + "'");
+    }
+  }
+
+  /** The {@code deployment} param of the recipe's deployer node, or null (none, unreadable). */
+  static String deploymentOf(Path recipeFile) {
+    try {
+      Recipe r = RecipeParser.parse(Files.readString(recipeFile), stage -> true);
+      return r.nodes().values().stream()
+          .filter(n -> n.stage().equals("deployer") && n.params().hasNonNull("deployment"))
+          .map(n -> n.params().get("deployment").asText())
+          .findFirst()
+          .orElse(null);
+    } catch (IOException | RecipeException e) {
+      return null;
     }
   }
 
