@@ -449,6 +449,9 @@ public final class CompressedTensors {
 
   private static QuantizedWeight readModule(Checkpoint file, String m, Declared declared)
       throws CorruptCheckpointException {
+    if (!isQuantizedModule(file, m)) {
+      return null;
+    }
     if (file.contains(m + ".weight_packed")) {
       int bits = declared.bits();
       long[] shape = TensorCodec.bytesToLongs(file.bytes(m + ".weight_shape"));
@@ -476,9 +479,6 @@ public final class CompressedTensors {
           file.floats(m + ".weight_scale"),
           zeros,
           bits);
-    }
-    if (!file.contains(m + ".weight_scale")) {
-      return null;
     }
     TensorInfo weight = file.info(m + ".weight");
     QuantizedWeight.Kind kind =
