@@ -178,13 +178,11 @@ public final class ScaleBench {
         long bytes = RandomCheckpoint.write(config, model, 7);
         ByteLevelTokenizer.write(model, config.bosTokenId(), config.eosTokenIds().getFirst());
         double generate = (System.nanoTime() - t0) / 1e9;
-        System.out.printf(
-            Locale.ROOT,
-            "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%.2f GB BF16 in two shards)%n",
+        stageLine(
             "generate",
             generate,
-            rss.peakAnon() / 1e9,
-            bytes / 1e9);
+            rss.peakAnon(),
+            String.format(Locale.ROOT, "%.2f GB BF16 in two shards", bytes / 1e9));
         if (writeOnly) {
           System.out.printf(Locale.ROOT, "  wrote %s%n", model);
           return;
@@ -226,15 +224,16 @@ public final class ScaleBench {
       total += calibrate;
       peak = Math.max(peak, rss.peakAnon());
       Path calibration = calibrated.outputs().getFirst().path();
-      System.out.printf(
-          Locale.ROOT,
-          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%d samples x %d tokens, streamed %s)%n",
+      stageLine(
           "calibrate",
           calibrate,
-          rss.peakAnon() / 1e9,
-          samples,
-          seq,
-          calibrated.metrics().getOrDefault("streamed", 0.0) == 1.0);
+          rss.peakAnon(),
+          String.format(
+              Locale.ROOT,
+              "%d samples x %d tokens, streamed %s",
+              samples,
+              seq,
+              calibrated.metrics().getOrDefault("streamed", 0.0) == 1.0));
 
       if (stage.equals("pruner")) {
         prune(dir, model, calibration, method, pattern, budget, rss, name, params, matmul64);
@@ -265,16 +264,7 @@ public final class ScaleBench {
           m.containsKey("gptq_seconds")
               ? m.get("gptq_gflop") / Math.max(1e-9, m.get("gptq_seconds"))
               : Double.NaN;
-      System.out.printf(
-          Locale.ROOT,
-          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
-              + " plan/measured %.2f)%n",
-          "quantize",
-          quantize,
-          quantizePeak / 1e9,
-          rss.peakRss() / 1e9,
-          m.get("planned_peak_bytes") / 1e9,
-          m.get("planned_peak_bytes") / quantizePeak);
+      stageLine("quantize", quantize, quantizePeak, planned(rss, m, quantizePeak));
       System.out.printf(
           Locale.ROOT,
           "    calibration forward: %.0f GFLOP in %.1f s = %.1f GFLOP/s, %.2f of raw f32%n",
@@ -337,19 +327,19 @@ public final class ScaleBench {
       total += evaluate;
       peak = Math.max(peak, rss.peakAnon());
       Map<String, Double> e = evaluated.metrics();
-      System.out.printf(
-          Locale.ROOT,
-          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%d prompts teacher-forced, streamed %s;"
-              + " perplexity ratio %.4f, exact match %.3f vs reference %.3f)%n",
+      stageLine(
           "evaluate",
           evaluate,
-          rss.peakAnon() / 1e9,
-          prompts,
-          e.getOrDefault("streamed", 0.0) == 1.0,
-          e.getOrDefault("perplexity", Double.NaN)
-              / e.getOrDefault("referencePerplexity", Double.NaN),
-          e.getOrDefault("exactMatch", Double.NaN),
-          e.getOrDefault("referenceExactMatch", Double.NaN));
+          rss.peakAnon(),
+          String.format(
+              Locale.ROOT,
+              "%d prompts teacher-forced, streamed %s; perplexity ratio %.4f, exact match %.3f vs reference %.3f",
+              prompts,
+              e.getOrDefault("streamed", 0.0) == 1.0,
+              e.getOrDefault("perplexity", Double.NaN)
+                  / e.getOrDefault("referencePerplexity", Double.NaN),
+              e.getOrDefault("exactMatch", Double.NaN),
+              e.getOrDefault("referenceExactMatch", Double.NaN)));
 
       rss.reset();
       t0 = System.nanoTime();
@@ -383,13 +373,14 @@ public final class ScaleBench {
       double deploy = (System.nanoTime() - t0) / 1e9;
       total += deploy;
       peak = Math.max(peak, rss.peakAnon());
-      System.out.printf(
-          Locale.ROOT,
-          "  %-10s %8.1f s  peak RssAnon %5.2f GB  (djl-serving package for target local, %s)%n",
+      stageLine(
           "package",
           deploy,
-          rss.peakAnon() / 1e9,
-          written.quantization().scheme());
+          rss.peakAnon(),
+          String.format(
+              Locale.ROOT,
+              "djl-serving package for target local, %s",
+              written.quantization().scheme()));
 
       System.out.printf(
           Locale.ROOT,
@@ -449,16 +440,7 @@ public final class ScaleBench {
     double seconds = (System.nanoTime() - t0) / 1e9;
     long peak = rss.peakAnon();
     Map<String, Double> m = result.metrics();
-    System.out.printf(
-        Locale.ROOT,
-        "  %-10s %8.1f s  peak RssAnon %5.2f GB  (peak VmRSS %.2f GB, plan %.2f GB,"
-            + " plan/measured %.2f)%n",
-        "prune",
-        seconds,
-        peak / 1e9,
-        rss.peakRss() / 1e9,
-        m.get("planned_peak_bytes") / 1e9,
-        m.get("planned_peak_bytes") / peak);
+    stageLine("prune", seconds, peak, planned(rss, m, peak));
     System.out.printf(
         Locale.ROOT,
         "    calibration forward: %.0f GFLOP in %.1f s; statistics (%s) %.1f s%s; pruning %.1f s;"
@@ -487,6 +469,28 @@ public final class ScaleBench {
         peak / 1e9,
         m.get("planned_peak_bytes") / 1e9,
         seconds);
+  }
+
+  /** A planned stage's detail: peak VmRSS, and its memory plan against the measured peak. */
+  private static String planned(RssSampler rss, Map<String, Double> metrics, long peakAnon) {
+    double plan = metrics.get("planned_peak_bytes");
+    return String.format(
+        Locale.ROOT,
+        "peak VmRSS %.2f GB, plan %.2f GB, plan/measured %.2f",
+        rss.peakRss() / 1e9,
+        plan / 1e9,
+        plan / peakAnon);
+  }
+
+  /** One stage's line: its name, wall time, peak RssAnon, and what it did. */
+  private static void stageLine(String stage, double seconds, long peakAnon, String detail) {
+    System.out.printf(
+        Locale.ROOT,
+        "  %-10s %8.1f s  peak RssAnon %5.2f GB  (%s)%n",
+        stage,
+        seconds,
+        peakAnon / 1e9,
+        detail);
   }
 
   private static <P extends Record> StageContext<P> context(
