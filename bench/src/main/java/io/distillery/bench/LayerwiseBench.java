@@ -8,6 +8,7 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import io.distillery.model.calib.EntropyCalibration;
 import io.distillery.model.calib.LayerStats;
+import io.distillery.model.linalg.HessianInverse;
 import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.pruner.LinearPruner;
@@ -352,7 +353,9 @@ public final class LayerwiseBench {
               Map.entry("magnitude", new MagnitudePruner(p)),
               Map.entry("wanda", new WandaPruner(p, module -> st.l2Norm())),
               Map.entry(
-                  "sparsegpt", new SparseGptPruner(p, module -> hessian, DAMP, SPARSEGPT_BLOCK)));
+                  "sparsegpt",
+                  new SparseGptPruner(
+                      p, module -> HessianInverse.narrowed(hessian), DAMP, SPARSEGPT_BLOCK)));
       for (Map.Entry<String, LinearPruner> pr : pruners) {
         String name = pr.getKey() + suffix;
         e.put(

@@ -79,12 +79,13 @@ public final class LinalgBench {
     int firstOld = 0;
     double speedupAt2048 = Double.NaN;
     double newAtLargest = Double.NaN;
-    HessianInverse.upperCholeskyOfInverse(spd(300, 1), 300, DAMP); // warm the engine
+    HessianInverse.upperCholeskyOfInverse(
+        HessianInverse.narrowed(spd(300, 1)), 300, DAMP); // warm the engine
     for (int n : sizes) {
       double[] h = spd(n, n);
       double f32Here = matmulGflops(engine, DataType.FLOAT32);
       long t0 = System.nanoTime();
-      double[] u = HessianInverse.upperCholeskyOfInverse(h, n, DAMP);
+      float[] u = HessianInverse.upperCholeskyOfInverse(HessianInverse.narrowed(h), n, DAMP);
       double fresh = (System.nanoTime() - t0) / 1e9;
       String oldText;
       double old;
@@ -247,7 +248,7 @@ public final class LinalgBench {
     }
   }
 
-  private static double maxRelDiff(double[] a, double[] b) {
+  private static double maxRelDiff(float[] a, double[] b) {
     double diff = 0;
     double norm = 0;
     for (int i = 0; i < a.length; i++) {

@@ -8,35 +8,38 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.DoubleBuffer;
+import java.nio.FloatBuffer;
 import java.util.Arrays;
+import java.util.function.IntToDoubleFunction;
 
 /**
  * The linear algebra GPTQ (arXiv 2210.17323, section 4 "Cholesky reformulation") and SparseGPT
  * (arXiv 2301.00774) share: dampen the Hessian, invert it through Cholesky, and return the upper
  * Cholesky factor U of H^-1 (so that H^-1 = U^T U). Row i of U, divided by U_ii, is the error
- * propagation row of column i. Dense, row-major, double.
+ * propagation row of column i. Dense, row-major, float32, as in the authors' code (gptq.py and
+ * sparsegpt.py factor a float32 H with torch.linalg.cholesky): at the widths of real models the
+ * matrix is the solve's memory (268 MB at n = 8192 and 822 MB at n = 14336, half of float64), and
+ * float32 products run at about twice the float64 rate.
  *
  * <p>U is computed without forming H^-1: with P the order-reversing permutation and P H P = L L^T,
  * U = P L^-1 P (then U^T U = P L^-T L^-1 P = P (P H P)^-1 P = H^-1, and U is upper triangular with
  * a positive diagonal, so it is the Cholesky factor). On a row-major array, P A P is the array read
  * backwards, so both permutations are in-place reversals. L and then L^-1 overwrite the matrix in
  * place (LAPACK's blocked right-looking potrf, then a blocked trtri going from the last block
- * column back), {@value #BASE} columns at a time: diagonal blocks are factored in Java, and the
- * panel and trailing products run as float64 matrix products on DJL's native engine (multi-threaded
- * BLAS) in row chunks of at most {@value #CHUNK_DOUBLES} doubles, so the working memory beyond the
- * matrix itself stays a few tens of MB at any width (at n = 8192 the matrix is 537 MB; the
- * recursive version this replaced held about 6 such copies). The scalar path of the original
- * implementation, {@link #upperCholeskyOfInverseScalar}, is kept as the reference the tests and
- * {@code bench/linalg} compare against.
+ * column back), {@value #BASE} columns at a time: diagonal blocks are factored in Java with float64
+ * sums, and the panel and trailing products run as float32 matrix products on DJL's native engine
+ * (multi-threaded BLAS) in row chunks of at most {@value #CHUNK_FLOATS} floats, so the working
+ * memory beyond the matrix itself stays a few tens of MB at any width. The scalar float64 path of
+ * the original implementation, {@link #upperCholeskyOfInverseScalar}, is kept as the reference the
+ * tests and {@code bench/linalg} compare against.
  */
 public final class HessianInverse {
 
   /** Block width: diagonal blocks up to this width are factored and inverted in Java. */
   static final int BASE = 128;
 
-  /** Largest row chunk of a native product, in doubles (32 MB). */
-  static final int CHUNK_DOUBLES = 1 << 22;
+  /** Largest row chunk of a native product, in floats (16 MB). */
+  static final int CHUNK_FLOATS = 1 << 22;
 
   private static final String ENGINE = "PyTorch";
 
@@ -49,8 +52,8 @@ public final class HessianInverse {
    * @return U, upper triangular, with H_damped^-1 = U^T U
    * @throws IllegalArgumentException if H is not positive definite even after dampening
    */
-  public static double[] upperCholeskyOfInverse(double[] h, int n, double dampFraction) {
-    checkSquare(h, n, "Hessian");
+  public static float[] upperCholeskyOfInverse(float[] h, int n, double dampFraction) {
+    checkSquare(h.length, n, "Hessian");
     return upperCholeskyOfInverseInPlace(h.clone(), n, dampFraction);
   }
 
@@ -60,8 +63,8 @@ public final class HessianInverse {
    *
    * @return {@code a}
    */
-  public static double[] upperCholeskyOfInverseInPlace(double[] a, int n, double dampFraction) {
-    checkSquare(a, n, "Hessian");
+  public static float[] upperCholeskyOfInverseInPlace(float[] a, int n, double dampFraction) {
+    checkSquare(a.length, n, "Hessian");
     dampen(a, n, dampFraction);
     reverse(a); // P A P
     try {
@@ -77,9 +80,18 @@ public final class HessianInverse {
     return a;
   }
 
+  /** {@code h} rounded to float32, the precision the solve runs in. */
+  public static float[] narrowed(double[] h) {
+    float[] f = new float[h.length];
+    for (int i = 0; i < h.length; i++) {
+      f[i] = (float) h[i];
+    }
+    return f;
+  }
+
   /**
-   * The original scalar Java path (Cholesky, inverse, Cholesky again), single-threaded and O(n^3)
-   * in Java: the reference for tests and benchmarks.
+   * The original scalar Java path (Cholesky, inverse, Cholesky again), single-threaded, O(n^3) in
+   * Java and in float64: the reference for tests and benchmarks.
    */
   public static double[] upperCholeskyOfInverseScalar(double[] h, int n, double dampFraction) {
     double[] a = dampened(h, n, dampFraction);
@@ -99,8 +111,8 @@ public final class HessianInverse {
    * X = L^-1, lower triangular, where A = L L^T (only A's lower triangle is read; A is not
    * modified).
    */
-  public static double[] inverseCholesky(double[] a, int n) {
-    checkSquare(a, n, "matrix");
+  public static float[] inverseCholesky(float[] a, int n) {
+    checkSquare(a.length, n, "matrix");
     return inverseCholeskyInPlace(a.clone(), n);
   }
 
@@ -108,7 +120,7 @@ public final class HessianInverse {
    * Overwrites {@code a} with L^-1 (strict upper triangle zeroed), A = L L^T; only A's lower
    * triangle is read.
    */
-  private static double[] inverseCholeskyInPlace(double[] a, int n) {
+  private static float[] inverseCholeskyInPlace(float[] a, int n) {
     Staging stage = n > BASE ? new Staging(n) : null;
     try (NDManager manager = n > BASE ? Engine.getEngine(ENGINE).newBaseManager() : null) {
       choleskyInPlace(a, n, manager, stage);
@@ -125,8 +137,8 @@ public final class HessianInverse {
    * Java, the panel L_ik = A_ik L_kk^-T as one native product, then the trailing A_ij -= L_ik
    * L_jk^T in row chunks. Overwrites the lower triangle of {@code a} with L.
    */
-  private static void choleskyInPlace(double[] a, int n, NDManager parent, Staging stage) {
-    double[] row = new double[n];
+  private static void choleskyInPlace(float[] a, int n, NDManager parent, Staging stage) {
+    float[] row = new float[n];
     for (int k0 = 0; k0 < n; k0 += BASE) {
       int k1 = Math.min(k0 + BASE, n);
       int kb = k1 - k0;
@@ -141,7 +153,7 @@ public final class HessianInverse {
             stage
                 .block(manager, 0, a, n, k1, n, k0, k1)
                 .matMul(stage.array(manager, 1, lkkInvT, kb, kb));
-        DoubleBuffer l21 = view(panel);
+        FloatBuffer l21 = view(panel);
         for (int i = 0; i < m; i++) {
           l21.get(i * kb, a, (k1 + i) * n + k0, kb);
         }
@@ -156,7 +168,7 @@ public final class HessianInverse {
                     .get(new NDIndex("{}:{}", r0, r1))
                     .matMul(panelT.get(new NDIndex(":, :{}", r1)));
             product.attach(step);
-            DoubleBuffer d = view(product);
+            FloatBuffer d = view(product);
             for (int i = r0; i < r1; i++) {
               d.get((i - r0) * r1, row, 0, i + 1);
               int at = (k1 + i) * n + k1;
@@ -175,7 +187,7 @@ public final class HessianInverse {
    * with X22 the already inverted trailing block, X21 = -X22 L21 X11 and X11 = L11^-1; X22 is read
    * in row chunks.
    */
-  private static void triangularInverseInPlace(double[] a, int n, NDManager parent, Staging stage) {
+  private static void triangularInverseInPlace(float[] a, int n, NDManager parent, Staging stage) {
     int last = (n - 1) / BASE * BASE;
     for (int k0 = last; k0 >= 0; k0 -= BASE) {
       int k1 = Math.min(k0 + BASE, n);
@@ -196,7 +208,7 @@ public final class HessianInverse {
               NDArray x22 = stage.lowerRows(step, a, n, k1, r0, r1);
               NDArray product = x22.matMul(t.get(new NDIndex(":{}, :", r1)));
               product.attach(step);
-              DoubleBuffer x21 = view(product);
+              FloatBuffer x21 = view(product);
               for (int i = r0; i < r1; i++) {
                 int at = (k1 + i) * n + k0;
                 x21.get((i - r0) * kb, a, at, kb);
@@ -209,7 +221,9 @@ public final class HessianInverse {
         }
       }
       for (int i = 0; i < kb; i++) {
-        System.arraycopy(x11, i * kb, a, (k0 + i) * n + k0, i + 1);
+        for (int j = 0; j <= i; j++) {
+          a[(k0 + i) * n + k0 + j] = (float) x11[i * kb + j];
+        }
       }
     }
   }
@@ -217,19 +231,19 @@ public final class HessianInverse {
   /**
    * A product's data without a copy (a direct view of the engine's memory while the array is open).
    */
-  private static DoubleBuffer view(NDArray x) {
-    return x.toByteBuffer(true).order(ByteOrder.nativeOrder()).asDoubleBuffer();
+  private static FloatBuffer view(NDArray x) {
+    return x.toByteBuffer(true).order(ByteOrder.nativeOrder()).asFloatBuffer();
   }
 
   /**
-   * One direct buffer through which Java doubles reach the engine, reused for every product of a
+   * One direct buffer through which Java floats reach the engine, reused for every product of a
    * solve, in three regions: 0, a panel ({@code n x BASE}); 1, a diagonal block ({@code BASE x
    * BASE}); 2, a row chunk. So a solve leaves no per-product garbage on the heap or in direct
    * buffers awaiting GC. A region is rewritten only after the arrays made from it are closed.
    */
   private static final class Staging {
     private final ByteBuffer bytes;
-    private final DoubleBuffer doubles;
+    private final FloatBuffer floats;
     private final int[] offsets;
 
     Staging(int n) {
@@ -237,22 +251,24 @@ public final class HessianInverse {
       int chunk = rowChunk(n) * n;
       offsets = new int[] {0, panel, panel + BASE * BASE};
       bytes =
-          ByteBuffer.allocateDirect((panel + BASE * BASE + chunk) * Double.BYTES)
+          ByteBuffer.allocateDirect((panel + BASE * BASE + chunk) * Float.BYTES)
               .order(ByteOrder.nativeOrder());
-      doubles = bytes.asDoubleBuffer();
+      floats = bytes.asFloatBuffer();
     }
 
     NDArray array(NDManager manager, int region, double[] data, int rows, int cols) {
-      doubles.put(offsets[region], data, 0, rows * cols);
+      int at = offsets[region];
+      for (int i = 0; i < rows * cols; i++) {
+        floats.put(at + i, (float) data[i]);
+      }
       return create(manager, region, rows, cols);
     }
 
     /** Rows [r0, r1) and columns [c0, c1) of the n x n matrix {@code a}. */
-    NDArray block(
-        NDManager manager, int region, double[] a, int n, int r0, int r1, int c0, int c1) {
+    NDArray block(NDManager manager, int region, float[] a, int n, int r0, int r1, int c0, int c1) {
       int w = c1 - c0;
       for (int r = r0; r < r1; r++) {
-        doubles.put(offsets[region] + (r - r0) * w, a, r * n + c0, w);
+        floats.put(offsets[region] + (r - r0) * w, a, r * n + c0, w);
       }
       return create(manager, region, r1 - r0, w);
     }
@@ -261,13 +277,13 @@ public final class HessianInverse {
      * Rows [r0, r1) of the lower triangle of the trailing block at {@code k1}, columns [0, r1),
      * zeros above.
      */
-    NDArray lowerRows(NDManager manager, double[] a, int n, int k1, int r0, int r1) {
+    NDArray lowerRows(NDManager manager, float[] a, int n, int k1, int r0, int r1) {
       int base = offsets[2];
       for (int i = r0; i < r1; i++) {
         int at = base + (i - r0) * r1;
-        doubles.put(at, a, (k1 + i) * n + k1, i + 1);
+        floats.put(at, a, (k1 + i) * n + k1, i + 1);
         for (int j = i + 1; j < r1; j++) {
-          doubles.put(at + j, 0);
+          floats.put(at + j, 0);
         }
       }
       return create(manager, 2, r1 - r0, r1);
@@ -276,9 +292,9 @@ public final class HessianInverse {
     private NDArray create(NDManager manager, int region, int rows, int cols) {
       ByteBuffer slice =
           bytes
-              .slice(offsets[region] * Double.BYTES, rows * cols * Double.BYTES)
+              .slice(offsets[region] * Float.BYTES, rows * cols * Float.BYTES)
               .order(ByteOrder.nativeOrder());
-      return manager.create(slice, new Shape(rows, cols), DataType.FLOAT64);
+      return manager.create(slice, new Shape(rows, cols), DataType.FLOAT32);
     }
   }
 
@@ -286,7 +302,7 @@ public final class HessianInverse {
    * Cholesky of the diagonal block [k0, k1) in place (its earlier columns' updates already
    * applied).
    */
-  private static void choleskyDiagonalBlock(double[] a, int n, int k0, int k1) {
+  private static void choleskyDiagonalBlock(float[] a, int n, int k0, int k1) {
     for (int j = k0; j < k1; j++) {
       int rj = j * n;
       double d = a[rj + j];
@@ -302,14 +318,14 @@ public final class HessianInverse {
                 + "); increase the dampening");
       }
       double ljj = Math.sqrt(d);
-      a[rj + j] = ljj;
+      a[rj + j] = (float) ljj;
       for (int i = j + 1; i < k1; i++) {
         int ri = i * n;
         double s = a[ri + j];
         for (int k = k0; k < j; k++) {
-          s -= a[ri + k] * a[rj + k];
+          s -= (double) a[ri + k] * a[rj + k];
         }
-        a[ri + j] = s / ljj;
+        a[ri + j] = (float) (s / ljj);
       }
     }
   }
@@ -318,7 +334,7 @@ public final class HessianInverse {
    * The inverse of the lower-triangular diagonal block [k0, k1) of {@code a}, by forward
    * substitution.
    */
-  private static double[] lowerInverse(double[] a, int n, int k0, int k1) {
+  private static double[] lowerInverse(float[] a, int n, int k0, int k1) {
     int b = k1 - k0;
     double[] x = new double[b * b];
     for (int c = 0; c < b; c++) {
@@ -347,28 +363,28 @@ public final class HessianInverse {
 
   /**
    * Rows per native product so that one chunk of an n-wide matrix stays within {@link
-   * #CHUNK_DOUBLES}.
+   * #CHUNK_FLOATS}.
    */
   private static int rowChunk(int n) {
-    return Math.max(BASE, CHUNK_DOUBLES / n);
+    return Math.max(BASE, CHUNK_FLOATS / n);
   }
 
   /**
    * Reverses a row-major square matrix in both indices (P A P) in place: the flat array read
    * backwards.
    */
-  private static void reverse(double[] a) {
+  private static void reverse(float[] a) {
     for (int i = 0, j = a.length - 1; i < j; i++, j--) {
-      double t = a[i];
+      float t = a[i];
       a[i] = a[j];
       a[j] = t;
     }
   }
 
-  private static void checkSquare(double[] a, int n, String what) {
-    if (a.length != (long) n * n) {
+  private static void checkSquare(int length, int n, String what) {
+    if (length != (long) n * n) {
       throw new IllegalArgumentException(
-          what + " has " + a.length + " entries, expected " + n + "x" + n);
+          what + " has " + length + " entries, expected " + n + "x" + n);
     }
   }
 
@@ -377,26 +393,31 @@ public final class HessianInverse {
    * GPTQ.
    */
   public static double[] dampened(double[] h, int n, double dampFraction) {
-    checkSquare(h, n, "Hessian");
+    checkSquare(h.length, n, "Hessian");
     double[] a = h.clone();
-    dampen(a, n, dampFraction);
+    double damp = damping(i -> a[i * n + i], n, dampFraction);
+    for (int i = 0; i < n; i++) {
+      a[i * n + i] = (a[i * n + i] == 0 ? 1 : a[i * n + i]) + damp;
+    }
     return a;
   }
 
-  /** {@link #dampened} in place. */
-  private static void dampen(double[] a, int n, double dampFraction) {
+  /** {@link #dampened} in place, on float32. */
+  private static void dampen(float[] a, int n, double dampFraction) {
+    double damp = damping(i -> a[i * n + i], n, dampFraction);
+    for (int i = 0; i < n; i++) {
+      a[i * n + i] = (float) ((a[i * n + i] == 0 ? 1 : a[i * n + i]) + damp);
+    }
+  }
+
+  /** The value added to the diagonal: {@code dampFraction} of its mean (of 1 if not positive). */
+  private static double damping(IntToDoubleFunction diagonal, int n, double dampFraction) {
     double mean = 0;
     for (int i = 0; i < n; i++) {
-      mean += a[i * n + i];
+      mean += diagonal.applyAsDouble(i);
     }
     mean /= n;
-    double damp = dampFraction * (mean > 0 ? mean : 1);
-    for (int i = 0; i < n; i++) {
-      if (a[i * n + i] == 0) {
-        a[i * n + i] = 1;
-      }
-      a[i * n + i] += damp;
-    }
+    return dampFraction * (mean > 0 ? mean : 1);
   }
 
   /** Lower-triangular L with A = L L^T. */

@@ -3,6 +3,8 @@ package io.distillery.model.stream;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -112,20 +114,23 @@ public final class HessianAccumulator implements AutoCloseable {
   }
 
   /**
-   * GPTQ's H = 2 X^T X / tokens of {@code module}, {@code n x n} row-major; the accumulation is
-   * freed once every module sharing it has taken it.
+   * GPTQ's H = 2 X^T X / tokens of {@code module}, {@code n x n} row-major, rounded to float32 (the
+   * precision GPTQ and SparseGPT solve in) from the float64 sums, which are read in place from the
+   * engine's memory: the one new array is the result. The accumulation is freed once every module
+   * sharing it has taken it.
    *
    * @throws IllegalStateException if the module's input was never observed
    */
-  public double[] take(String module) {
+  public float[] take(String module) {
     Sum sum = byModule.remove(module);
     if (sum == null || sum.gram == null) {
       throw new IllegalStateException("no input of " + module + " was observed");
     }
-    double[] h = sum.gram.toDoubleArray();
+    DoubleBuffer gram = sum.gram.toByteBuffer(true).order(ByteOrder.nativeOrder()).asDoubleBuffer();
+    float[] h = new float[gram.remaining()];
     double s = 2.0 / sum.tokens;
     for (int i = 0; i < h.length; i++) {
-      h[i] *= s;
+      h[i] = (float) (gram.get(i) * s);
     }
     if (owners.merge(sum, -1, Integer::sum) == 0) {
       owners.remove(sum);

@@ -12,15 +12,15 @@ class HessianInverseTest {
   @Test
   void shouldFactorTheInverseWhenHessianIsPositiveDefinite() {
     // hand-checkable: H = [[4, 2], [2, 3]], H^-1 = [[3, -2], [-2, 4]] / 8
-    double[] u = HessianInverse.upperCholeskyOfInverse(new double[] {4, 2, 2, 3}, 2, 0);
+    float[] u = HessianInverse.upperCholeskyOfInverse(new float[] {4, 2, 2, 3}, 2, 0);
     double[][] inv = {{0.375, -0.25}, {-0.25, 0.5}};
     for (int i = 0; i < 2; i++) {
       for (int j = 0; j < 2; j++) {
         double s = 0;
         for (int k = 0; k < 2; k++) {
-          s += u[k * 2 + i] * u[k * 2 + j]; // (U^T U)_ij
+          s += (double) u[k * 2 + i] * u[k * 2 + j]; // (U^T U)_ij
         }
-        assertThat(s).isCloseTo(inv[i][j], within(1e-12));
+        assertThat(s).isCloseTo(inv[i][j], within(1e-6));
       }
     }
     assertThat(u[2]).isZero(); // upper triangular
@@ -81,14 +81,15 @@ class HessianInverseTest {
       }
     }
     double[] expected = HessianInverse.upperCholeskyOfInverseScalar(h, n, 0.01);
-    double[] actual = HessianInverse.upperCholeskyOfInverse(h, n, 0.01);
+    float[] actual = HessianInverse.upperCholeskyOfInverse(HessianInverse.narrowed(h), n, 0.01);
     double diff = 0;
     double norm = 0;
     for (int i = 0; i < n * n; i++) {
       diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
       norm = Math.max(norm, Math.abs(expected[i]));
     }
-    assertThat(diff / norm).isLessThan(1e-9);
+    // float32 against the float64 reference (the authors' code also solves in float32)
+    assertThat(diff / norm).isLessThan(1e-4);
     for (int i = 1; i < n; i++) {
       assertThat(actual[i * n + i - 1]).isZero(); // upper triangular
     }
@@ -112,7 +113,7 @@ class HessianInverseTest {
         a[i * n + j] = s;
       }
     }
-    double[] inv = HessianInverse.inverseCholesky(a, n);
+    float[] inv = HessianInverse.inverseCholesky(HessianInverse.narrowed(a), n);
     double[] l = HessianInverse.cholesky(a, n);
     for (int i = 0; i < n; i++) {
       for (int j = 0; j < n; j++) {
@@ -120,7 +121,7 @@ class HessianInverseTest {
         for (int k = 0; k < n; k++) {
           s += inv[i * n + k] * l[k * n + j];
         }
-        assertThat(s).isCloseTo(i == j ? 1 : 0, within(1e-10));
+        assertThat(s).isCloseTo(i == j ? 1 : 0, within(1e-5));
       }
     }
   }
@@ -128,11 +129,11 @@ class HessianInverseTest {
   @Test
   void shouldRefuseAnIndefiniteMatrixWiderThanOneBlock() {
     int n = HessianInverse.BASE + 10;
-    double[] h = new double[n * n];
+    float[] h = new float[n * n];
     for (int i = 0; i < n; i++) {
       h[i * n + i] = 1;
     }
-    h[0] = -1e6; // damping by 1% of a hugely negative mean cannot fix it
+    h[0] = -1e6f; // damping by 1% of a hugely negative mean cannot fix it
     assertThatThrownBy(() -> HessianInverse.upperCholeskyOfInverse(h, n, 0.01))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("not positive definite");
@@ -155,11 +156,12 @@ class HessianInverseTest {
         }
       }
     }
-    double[] original = h.clone();
-    double[] copied = HessianInverse.upperCholeskyOfInverse(h, n, 0.01);
-    assertThat(h).containsExactly(original);
-    double[] work = h.clone();
-    double[] inPlace = HessianInverse.upperCholeskyOfInverseInPlace(work, n, 0.01);
+    float[] narrow = HessianInverse.narrowed(h);
+    float[] original = narrow.clone();
+    float[] copied = HessianInverse.upperCholeskyOfInverse(narrow, n, 0.01);
+    assertThat(narrow).containsExactly(original);
+    float[] work = narrow.clone();
+    float[] inPlace = HessianInverse.upperCholeskyOfInverseInPlace(work, n, 0.01);
     assertThat(inPlace).isSameAs(work).containsExactly(copied);
     double[] expected = HessianInverse.upperCholeskyOfInverseScalar(h, n, 0.01);
     for (int i = 0; i < n; i++) {
@@ -167,8 +169,8 @@ class HessianInverseTest {
         if (j < i) {
           assertThat(inPlace[i * n + j]).isZero();
         } else {
-          assertThat(inPlace[i * n + j])
-              .isCloseTo(expected[i * n + j], within(1e-9 * Math.abs(expected[i * n + i])));
+          assertThat((double) inPlace[i * n + j])
+              .isCloseTo(expected[i * n + j], within(1e-4 * Math.abs(expected[i * n + i])));
         }
       }
     }

@@ -2,6 +2,7 @@ package io.distillery.pruner;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.distillery.model.linalg.HessianInverse;
 import io.distillery.pruner.magnitude.MagnitudePruner;
 import io.distillery.pruner.sparsegpt.SparseGptPruner;
 import io.distillery.pruner.wanda.WandaPruner;
@@ -21,7 +22,8 @@ class MaskPatternsTest {
     return Map.of(
         "magnitude", new MagnitudePruner(pattern),
         "wanda", new WandaPruner(pattern, m -> calib.norms()),
-        "sparsegpt", new SparseGptPruner(pattern, m -> calib.hessian(), 0.01, 16));
+        "sparsegpt",
+            new SparseGptPruner(pattern, m -> HessianInverse.narrowed(calib.hessian()), 0.01, 16));
   }
 
   @Test

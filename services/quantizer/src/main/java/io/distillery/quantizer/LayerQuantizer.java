@@ -157,10 +157,10 @@ final class LayerQuantizer implements LayerVisitor {
           if (hessians == null) {
             throw new IllegalStateException("no calibration input reached layer " + layer);
           }
-          double[] h = hessians.take(module);
+          float[] h = hessians.take(module);
           long t0 = System.nanoTime();
           q =
-              Gptq.quantize(
+              Gptq.quantizeConsuming(
                   w,
                   rows,
                   cols,

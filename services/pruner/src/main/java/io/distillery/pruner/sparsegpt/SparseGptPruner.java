@@ -37,15 +37,17 @@ public final class SparseGptPruner implements LinearPruner {
   static final int INNER = 32;
 
   private final SparsityPattern pattern;
-  private final Function<String, double[]> hessians;
+  private final Function<String, float[]> hessians;
   private final double damp;
   private final int blockSize;
 
   /**
-   * @param hessians module name to its {@code in x in} Hessian, row-major
+   * @param hessians module name to its {@code in x in} Hessian, row-major, float32 as in the
+   *     authors' sparsegpt.py: a fresh array each call, which the pruner overwrites with the factor
+   *     of its inverse (no second n x n array)
    */
   public SparseGptPruner(
-      SparsityPattern pattern, Function<String, double[]> hessians, double damp, int blockSize) {
+      SparsityPattern pattern, Function<String, float[]> hessians, double damp, int blockSize) {
     this.pattern = pattern;
     this.hessians = hessians;
     this.damp = damp;
@@ -58,7 +60,8 @@ public final class SparseGptPruner implements LinearPruner {
 
   public static SparseGptPruner of(
       SparsityPattern pattern, CalibrationStats stats, double damp, int blockSize) {
-    return new SparseGptPruner(pattern, module -> stats.layer(module).hessian(), damp, blockSize);
+    return new SparseGptPruner(
+        pattern, module -> HessianInverse.narrowed(stats.layer(module).hessian()), damp, blockSize);
   }
 
   @Override
@@ -66,12 +69,8 @@ public final class SparseGptPruner implements LinearPruner {
     if (pattern instanceof SparsityPattern.NOfM nm) {
       nm.checkWidth(module, cols);
     }
-    double[] h = hessians.apply(module);
-    double[] u = HessianInverse.upperCholeskyOfInverse(h, cols, damp);
-    double[] w = new double[weight.length];
-    for (int i = 0; i < w.length; i++) {
-      w[i] = weight[i];
-    }
+    float[] u = HessianInverse.upperCholeskyOfInverseInPlace(hessians.apply(module), cols, damp);
+    float[] w = weight.clone();
     boolean[] mask = new boolean[weight.length];
     // inner blocks as in GPTQ: the Java loop feeds each error only to its inner block, native
     // products do the rest
@@ -94,11 +93,11 @@ public final class SparseGptPruner implements LinearPruner {
                   System.arraycopy(blockMask, 0, mask, r * cols + from, b2 - from);
                 });
       }
-      double[] err = new double[rows * (b2 - b1)];
+      float[] err = new float[rows * (b2 - b1)];
       for (int s0 = b1; s0 < b2; s0 += inner) {
         int start = s0;
         int end = Math.min(s0 + inner, b2);
-        double[] innerErr = new double[rows * (end - start)];
+        float[] innerErr = new float[rows * (end - start)];
         IntStream.range(0, rows)
             .parallel()
             .forEach(r -> pruneBlock(r, start, end, w, cols, u, mask, innerErr));
@@ -112,7 +111,7 @@ public final class SparseGptPruner implements LinearPruner {
     }
     float[] out = new float[weight.length];
     for (int i = 0; i < out.length; i++) {
-      out[i] = mask[i] ? 0f : (float) w[i];
+      out[i] = mask[i] ? 0f : w[i];
     }
     return out;
   }
@@ -122,7 +121,7 @@ public final class SparseGptPruner implements LinearPruner {
    * weights (the unstructured mask is already set), and feed their errors to the rest of [s0, s1).
    */
   private void pruneBlock(
-      int r, int s0, int s1, double[] w, int cols, double[] u, boolean[] mask, double[] err) {
+      int r, int s0, int s1, float[] w, int cols, float[] u, boolean[] mask, float[] err) {
     int row = r * cols;
     int width = s1 - s0;
     double[] score = pattern instanceof SparsityPattern.NOfM nm ? new double[nm.m()] : null;
@@ -137,7 +136,7 @@ public final class SparseGptPruner implements LinearPruner {
       if (!mask[row + i]) {
         continue;
       }
-      double e = w[row + i] / u[i * cols + i];
+      float e = w[row + i] / u[i * cols + i];
       err[r * width + i - s0] = e;
       w[row + i] = 0;
       for (int k = i + 1; k < s1; k++) {
@@ -148,10 +147,10 @@ public final class SparseGptPruner implements LinearPruner {
 
   /** w_j^2 / [U_jj]^2 for j in [from, to) of the row at {@code row}, into {@code score[at...]}. */
   private static void scores(
-      double[] w, int row, double[] u, int cols, int from, int to, double[] score, int at) {
+      float[] w, int row, float[] u, int cols, int from, int to, double[] score, int at) {
     for (int j = from; j < to; j++) {
       double d = u[j * cols + j];
-      score[at + j - from] = w[row + j] * w[row + j] / (d * d);
+      score[at + j - from] = (double) w[row + j] * w[row + j] / (d * d);
     }
   }
 }

@@ -3,6 +3,7 @@ package io.distillery.pruner.sparsegpt;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
+import io.distillery.model.linalg.HessianInverse;
 import io.distillery.pruner.SparsityPattern;
 import io.distillery.pruner.magnitude.MagnitudePruner;
 import org.junit.jupiter.api.Test;
@@ -41,7 +42,9 @@ class SparseGptUnstructuredTest {
       hessian[i] = 2 * COV[i]; // H = 2 E[x x^T]
     }
     SparsityPattern half = SparsityPattern.unstructured(0.5);
-    float[] sgpt = new SparseGptPruner(half, m -> hessian, 0.01, COLS).prune("l", w, 1, COLS);
+    float[] sgpt =
+        new SparseGptPruner(half, m -> HessianInverse.narrowed(hessian), 0.01, COLS)
+            .prune("l", w, 1, COLS);
     float[] mag = new MagnitudePruner(half).prune("l", w, 1, COLS);
 
     assertThat(mag).containsExactly(0f, 1f, 0f, 0.55f);

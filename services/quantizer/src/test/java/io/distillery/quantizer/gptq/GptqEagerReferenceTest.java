@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.distillery.model.linalg.HessianInverse;
 import io.distillery.model.quant.GroupQuantizer;
 import io.distillery.model.quant.QuantizedWeight;
-import java.util.Arrays;
 import java.util.Comparator;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
@@ -96,11 +95,11 @@ class GptqEagerReferenceTest {
         hp[a * COLS + b] = h[perm[a] * COLS + perm[b]];
       }
     }
-    double[] u = HessianInverse.upperCholeskyOfInverse(hp, COLS, DAMP);
+    float[] u = HessianInverse.upperCholeskyOfInverse(HessianInverse.narrowed(hp), COLS, DAMP);
     int groups = COLS / groupSize;
     int[] codes = new int[ROWS * COLS];
     for (int r = 0; r < ROWS; r++) {
-      double[] w = new double[COLS];
+      float[] w = new float[COLS]; // float32, as Gptq and the authors' gptq.py
       for (int k = 0; k < COLS; k++) {
         w[k] = weight[r * COLS + perm[k]];
       }
@@ -115,16 +114,14 @@ class GptqEagerReferenceTest {
       for (int k = 0; k < COLS; k++) {
         if (!actOrder && k % groupSize == 0) {
           float[] slice = new float[groupSize];
-          for (int i = 0; i < groupSize; i++) {
-            slice[i] = (float) w[k + i];
-          }
+          System.arraycopy(w, k, slice, 0, groupSize);
           grids[k / groupSize] = GroupQuantizer.Grid.int4(slice, 0, groupSize);
         }
         GroupQuantizer.Grid grid = grids[perm[k] / groupSize];
-        float x = (float) w[k];
+        float x = w[k];
         int q = grid.quantize(x);
         codes[r * COLS + perm[k]] = q;
-        double err = (x - grid.dequantize(q)) / u[k * COLS + k];
+        float err = (x - grid.dequantize(q)) / u[k * COLS + k];
         for (int j = k + 1; j < COLS; j++) {
           w[j] -= err * u[k * COLS + j];
         }
@@ -167,18 +164,21 @@ class GptqEagerReferenceTest {
     assertThat(differing).isGreaterThan(ROWS * (COLS - 128) / 10);
   }
 
+  /**
+   * The lazy and eager walks add the same float32 terms in a different order, so a code sitting on
+   * a rounding edge may flip to its neighbour: at most one in a thousand, by one step (a lost or
+   * misplaced update changes most codes past the first block, see the test above).
+   */
   private static void assertSameCodes(int[] actual, int[] expected) {
-    int first =
-        IntStream.range(0, expected.length)
-            .filter(i -> actual[i] != expected[i])
-            .findFirst()
-            .orElse(-1);
     long count = IntStream.range(0, expected.length).filter(i -> actual[i] != expected[i]).count();
-    assertThat(first)
-        .as(
-            "first differing code at row %d column %d; %d of %d codes differ",
-            first / COLS, first % COLS, count, expected.length)
-        .isEqualTo(-1);
-    assertThat(Arrays.equals(actual, expected)).isTrue();
+    int worst =
+        IntStream.range(0, expected.length)
+            .map(i -> Math.abs(actual[i] - expected[i]))
+            .max()
+            .orElse(0);
+    assertThat(count)
+        .as("%d of %d codes differ, by up to %d steps", count, expected.length, worst)
+        .isLessThanOrEqualTo(expected.length / 1000);
+    assertThat(worst).isLessThanOrEqualTo(1);
   }
 }
