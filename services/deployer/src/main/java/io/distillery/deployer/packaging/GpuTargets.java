@@ -1,9 +1,11 @@
 package io.distillery.deployer.packaging;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.quant.CompressedTensorsConformance;
+import io.distillery.model.quant.Sparse24Bitmask;
 import io.distillery.model.quant.VllmConstraints;
 import io.distillery.model.safetensors.Checkpoint;
 import java.io.IOException;
@@ -96,9 +98,25 @@ public final class GpuTargets {
               + " sparsity; vLLM runs such "
               + q.scheme()
               + " layers with CompressedTensors24 (compressed_tensors.py supports_cutlass_24, "
-              + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)");
+              + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)"
+              + "; vLLM releases from 0.19 refuse any such checkpoint (PR #36799 made CompressedTensors24 raise "
+              + "'Sparse24 models are no longer supported by vLLM'), so the package's image (vLLM 0.15.1) must stay"
+              + (Sparse24Bitmask.FORMAT.equals(sparsityFormat(modelDir))
+                  ? "; stored sparse-24-bitmask, which vLLM decompresses with compressed-tensors <= 0.14 "
+                      + "(0.15 removed the sparse compressors, PR #610; vLLM 0.15 pins 0.13.0)"
+                  : ""));
     }
     return new Verdict(warnings, null);
+  }
+
+  /**
+   * {@code quantization_config.sparsity_config.format} of {@code modelDir}'s config.json, or "".
+   */
+  private static String sparsityFormat(Path modelDir) throws IOException {
+    return new ObjectMapper()
+        .readTree(modelDir.resolve(LlamaConfig.FILE_NAME).toFile())
+        .at("/quantization_config/sparsity_config/format")
+        .asText();
   }
 
   private static Verdict trtllm(CheckpointQuantization q, Path modelDir, LlamaConfig config) {
