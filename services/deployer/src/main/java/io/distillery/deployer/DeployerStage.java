@@ -113,7 +113,7 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     SparseFormat.Decision sparse;
     try {
       Path model = DjlServingPackage.assembleModel(checkpoint.path(), ctx.model(), pkg);
-      sparse = SparseFormat.apply(model, p);
+      sparse = SparseFormat.apply(model, p, ctx.memoryBudgetBytes());
       if (sparse.format() != null) {
         ctx.progress(
             3,

@@ -7,6 +7,7 @@ import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.quant.Sparse24Bitmask;
 import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.stream.MemoryPlan;
 import io.distillery.stage.FileTrees;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -58,10 +59,13 @@ public final class SparseFormat {
    * hard links into the artefact store: they are replaced, never written through) as {@code
    * params.sparseFormat()} resolves for {@code params.target()}.
    *
+   * @param memoryBudgetBytes the job's memory budget: the rewrite is refused before it starts when
+   *     its plan ({@link #plannedBytes}) exceeds it
    * @throws IllegalArgumentException naming the rule, when {@code sparse-24-bitmask} is asked for
-   *     where vLLM cannot load it, or the weights are not 2:4 sparse
+   *     where vLLM cannot load it, the weights are not 2:4 sparse, or the rewrite cannot fit
    */
-  public static Decision apply(Path modelDir, DeployerParams params) throws IOException {
+  public static Decision apply(Path modelDir, DeployerParams params, long memoryBudgetBytes)
+      throws IOException {
     Path configFile = modelDir.resolve(LlamaConfig.FILE_NAME);
     JsonNode q = JSON.readTree(configFile.toFile()).path("quantization_config");
     JsonNode s = q.path("sparsity_config");
@@ -114,8 +118,38 @@ public final class SparseFormat {
               : List.of();
       return new Decision(DENSE, warnings);
     }
+    long planned = plannedBytes(modelDir, q);
+    if (planned > memoryBudgetBytes) {
+      throw new IllegalArgumentException(
+          "storing the 2:4 weights sparse-24-bitmask needs "
+              + MemoryPlan.gigabytes(planned)
+              + " (the largest weight about 2.25 times over, one at a time) but the job's budget is "
+              + MemoryPlan.gigabytes(memoryBudgetBytes)
+              + "; raise the worker's memory or use sparseFormat: dense");
+    }
     compressInPlace(modelDir);
     return new Decision(BITMASK, List.of());
+  }
+
+  /**
+   * Memory the rewrite holds at its peak: one tensor at a time, a sparse target's dense bytes with
+   * its compressed values and bitmask built and copied once (about 2.25 times the weight), any
+   * other tensor once, plus the runtime's own share.
+   */
+  static long plannedBytes(Path modelDir, JsonNode q) throws IOException {
+    LlamaConfig config = LlamaConfig.read(modelDir.resolve(LlamaConfig.FILE_NAME));
+    var targets = Sparse24Bitmask.targets(q.path("sparsity_config"), config);
+    long peak = 0;
+    try (Checkpoint file = Checkpoint.open(modelDir)) {
+      for (String name : file.tensorNames()) {
+        long bytes = file.info(name).byteSize();
+        boolean target =
+            name.endsWith(".weight")
+                && targets.contains(name.substring(0, name.length() - ".weight".length()));
+        peak = Math.max(peak, target ? bytes * 9 / 4 : bytes);
+      }
+    }
+    return peak + MemoryPlan.RUNTIME_BYTES;
   }
 
   /** Why vLLM could not load the checkpoint's 2:4 layers compressed, or null. */

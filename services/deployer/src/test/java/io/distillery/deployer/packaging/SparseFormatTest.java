@@ -32,6 +32,7 @@ class SparseFormatTest {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final String DOWN = "model.layers.0.mlp.down_proj";
   private static final List<String> IGNORE = List.of("lm_head");
+  private static final long BUDGET = 4L << 30;
 
   @TempDir Path tmp;
 
@@ -68,7 +69,7 @@ class SparseFormatTest {
     Path source = TestCheckpoints.twoFour(tmp.resolve("pruned"), 3, null);
     Path model = model(source, "auto");
 
-    SparseFormat.Decision d = SparseFormat.apply(model, params("gpu-vllm", null));
+    SparseFormat.Decision d = SparseFormat.apply(model, params("gpu-vllm", null), BUDGET);
 
     assertThat(d.format()).isEqualTo("sparse-24-bitmask");
     assertThat(d.warnings()).isEmpty();
@@ -121,7 +122,7 @@ class SparseFormatTest {
             new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 32, true, IGNORE));
     Path model = model(source, "w8a8");
 
-    assertThat(SparseFormat.apply(model, params("gpu-vllm", "auto")).format())
+    assertThat(SparseFormat.apply(model, params("gpu-vllm", "auto"), BUDGET).format())
         .isEqualTo("sparse-24-bitmask");
 
     assertThat(CompressedTensorsConformance.violations(model)).isEmpty();
@@ -145,7 +146,7 @@ class SparseFormatTest {
                 .withSymmetric(true));
     Path model = model(source, "w4");
 
-    SparseFormat.Decision d = SparseFormat.apply(model, params("gpu-vllm", null));
+    SparseFormat.Decision d = SparseFormat.apply(model, params("gpu-vllm", null), BUDGET);
 
     assertThat(d.format()).isEqualTo("dense");
     assertThat(d.warnings())
@@ -169,7 +170,9 @@ class SparseFormatTest {
             new QuantizationScheme(QuantizedWeight.Kind.INT4_GROUP, 32, false, IGNORE)
                 .withSymmetric(true));
     assertThatThrownBy(
-            () -> SparseFormat.apply(model(w4, "w4"), params("gpu-vllm", "sparse-24-bitmask")))
+            () ->
+                SparseFormat.apply(
+                    model(w4, "w4"), params("gpu-vllm", "sparse-24-bitmask"), BUDGET))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("sparseFormat: sparse-24-bitmask refused: config_groups.group_0")
         .hasMessageContaining(
@@ -179,17 +182,30 @@ class SparseFormatTest {
     Path pruned = TestCheckpoints.twoFour(tmp.resolve("pruned"), 3, null);
     assertThatThrownBy(
             () ->
-                SparseFormat.apply(model(pruned, "trt"), params("gpu-trtllm", "sparse-24-bitmask")))
+                SparseFormat.apply(
+                    model(pruned, "trt"), params("gpu-trtllm", "sparse-24-bitmask"), BUDGET))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("target gpu-trtllm does not load it");
 
     Path dense = TestCheckpoints.dense(tmp.resolve("dense"), 1, false);
     assertThatThrownBy(
             () ->
-                SparseFormat.apply(model(dense, "dense"), params("gpu-vllm", "sparse-24-bitmask")))
+                SparseFormat.apply(
+                    model(dense, "dense"), params("gpu-vllm", "sparse-24-bitmask"), BUDGET))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("needs a 2:4-pruned checkpoint")
         .hasMessageContaining("no sparsity_config");
+  }
+
+  @Test
+  void shouldRefuseBeforeWritingWhenTheRewriteCannotFitTheBudget() throws Exception {
+    Path source = TestCheckpoints.twoFour(tmp.resolve("pruned"), 3, null);
+    Path model = model(source, "small");
+    assertThatThrownBy(() -> SparseFormat.apply(model, params("gpu-vllm", null), 100L << 20))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("storing the 2:4 weights sparse-24-bitmask needs")
+        .hasMessageContaining("use sparseFormat: dense");
+    assertThat(sparsityFormat(model)).isEqualTo("dense");
   }
 
   @Test
@@ -198,7 +214,7 @@ class SparseFormatTest {
     for (String[] c :
         new String[][] {{"gpu-vllm", "dense"}, {"local", null}, {"gpu-trtllm", "auto"}}) {
       Path model = model(source, c[0] + "-" + c[1]);
-      SparseFormat.Decision d = SparseFormat.apply(model, params(c[0], c[1]));
+      SparseFormat.Decision d = SparseFormat.apply(model, params(c[0], c[1]), BUDGET);
       assertThat(d.format()).as(c[0] + " " + c[1]).isEqualTo("dense");
       assertThat(d.warnings()).as(c[0] + " " + c[1]).isEmpty();
       assertThat(sparsityFormat(model)).isEqualTo("dense");
@@ -208,7 +224,7 @@ class SparseFormatTest {
     }
     Path dense = TestCheckpoints.dense(tmp.resolve("plain"), 1, false);
     SparseFormat.Decision none =
-        SparseFormat.apply(model(dense, "plain"), params("gpu-vllm", null));
+        SparseFormat.apply(model(dense, "plain"), params("gpu-vllm", null), BUDGET);
     assertThat(none.format()).isNull();
     JsonNode q = JSON.readTree(dense.resolve("config.json").toFile()).path("quantization_config");
     assertThat(q.isMissingNode()).isTrue();
