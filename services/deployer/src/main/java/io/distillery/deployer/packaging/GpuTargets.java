@@ -1,5 +1,6 @@
 package io.distillery.deployer.packaging;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.model.config.LlamaConfig;
@@ -91,7 +92,9 @@ public final class GpuTargets {
                 + (fit.warnings().size() > 3 ? "; ..." : ""));
       }
     }
-    if (q.sparsity() != null && !q.scheme().matches("w\\d+a16")) {
+    JsonNode quantizationConfig = quantizationConfig(modelDir);
+    if (q.sparsity() != null && Sparse24Bitmask.vllmRefusal(quantizationConfig) == null) {
+      // the layers supports_cutlass_24 hands to CompressedTensors24 (weight-only ones ignore 2:4)
       warnings.add(
           "gpu-vllm: the checkpoint declares "
               + q.sparsity()
@@ -99,9 +102,10 @@ public final class GpuTargets {
               + q.scheme()
               + " layers with CompressedTensors24 (compressed_tensors.py supports_cutlass_24, "
               + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)"
-              + "; vLLM releases from 0.19 refuse any such checkpoint (PR #36799 made CompressedTensors24 raise "
-              + "'Sparse24 models are no longer supported by vLLM'), so the package's image (vLLM 0.15.1) must stay"
-              + (Sparse24Bitmask.FORMAT.equals(sparsityFormat(modelDir))
+              + "; vLLM releases from 0.19 refuse such a checkpoint (PR #36799 made CompressedTensors24 raise "
+              + "'Sparse24 models are no longer supported by vLLM'), so it needs the package's image (vLLM 0.15.1)"
+              + (Sparse24Bitmask.FORMAT.equals(
+                      quantizationConfig.at("/sparsity_config/format").asText())
                   ? "; stored sparse-24-bitmask, which vLLM decompresses with compressed-tensors <= 0.14 "
                       + "(0.15 removed the sparse compressors, PR #610; vLLM 0.15 pins 0.13.0)"
                   : ""));
@@ -109,14 +113,11 @@ public final class GpuTargets {
     return new Verdict(warnings, null);
   }
 
-  /**
-   * {@code quantization_config.sparsity_config.format} of {@code modelDir}'s config.json, or "".
-   */
-  private static String sparsityFormat(Path modelDir) throws IOException {
+  /** The {@code quantization_config} of {@code modelDir}'s config.json (a missing node if none). */
+  private static JsonNode quantizationConfig(Path modelDir) throws IOException {
     return new ObjectMapper()
         .readTree(modelDir.resolve(LlamaConfig.FILE_NAME).toFile())
-        .at("/quantization_config/sparsity_config/format")
-        .asText();
+        .path("quantization_config");
   }
 
   private static Verdict trtllm(CheckpointQuantization q, Path modelDir, LlamaConfig config) {

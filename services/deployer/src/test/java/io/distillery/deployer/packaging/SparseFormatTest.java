@@ -57,6 +57,20 @@ class SparseFormatTest {
     return DjlServingPackage.assembleModel(checkpoint, teacher, tmp.resolve("pkg-" + name));
   }
 
+  private static DjlServingPackage.Written written(Path model, DeployerParams p) throws Exception {
+    String sha = "ab" + "0".repeat(62);
+    ArtefactRef ref =
+        ArtefactRef.newBuilder()
+            .setUri("file:///store/artefacts/ab/" + sha + "/")
+            .setSha256(sha)
+            .setBytes(1)
+            .setFormat(DjlServingPackage.MODEL_FORMAT)
+            .build();
+    return DjlServingPackage.write(
+        model.getParent(),
+        new DjlServingPackage.Spec("d", "run", "run/deploy", "deploy", "q", ref, null, ref, p));
+  }
+
   private static String sparsityFormat(Path dir) throws Exception {
     return JSON.readTree(dir.resolve("config.json").toFile())
         .at("/quantization_config/sparsity_config/format")
@@ -97,19 +111,7 @@ class SparseFormatTest {
       }
     }
     // and the package is written: gpu-vllm's conformance check passes on the compressed layout
-    String sha = "ab" + "0".repeat(62);
-    ArtefactRef ref =
-        ArtefactRef.newBuilder()
-            .setUri("file:///store/artefacts/ab/" + sha + "/")
-            .setSha256(sha)
-            .setBytes(1)
-            .setFormat(DjlServingPackage.MODEL_FORMAT)
-            .build();
-    DjlServingPackage.Written written =
-        DjlServingPackage.write(
-            model.getParent(),
-            new DjlServingPackage.Spec(
-                "d", "run", "run/deploy", "deploy", "q", ref, null, ref, params("gpu-vllm", null)));
+    DjlServingPackage.Written written = written(model, params("gpu-vllm", null));
     assertThat(written.warnings()).anyMatch(w -> w.contains("CompressedTensors24"));
   }
 
@@ -159,6 +161,9 @@ class SparseFormatTest {
     try (Checkpoint c = Checkpoint.open(model)) {
       assertThat(c.contains(DOWN + ".weight_packed")).isTrue();
     }
+    assertThat(written(model, params("gpu-vllm", null)).warnings())
+        .as("weight-only layers go to WNA16, not CompressedTensors24: no Hopper warning")
+        .noneMatch(w -> w.contains("CompressedTensors24"));
   }
 
   @Test
