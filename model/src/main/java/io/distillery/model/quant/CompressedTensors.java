@@ -18,10 +18,12 @@ import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.safetensors.TensorSource;
 import io.distillery.stage.FileTrees;
 import java.io.IOException;
+import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -480,7 +482,14 @@ public final class CompressedTensors {
           zeros,
           bits);
     }
-    TensorInfo weight = file.info(m + ".weight");
+    // 8-bit codes stored whole, or 2:4-compressed after quantization (sparse-24-bitmask)
+    TensorData sparse =
+        Sparse24Bitmask.isCompressed(file, m) ? Sparse24Bitmask.read(file, m) : null;
+    TensorInfo weight =
+        sparse == null
+            ? file.info(m + ".weight")
+            : new TensorInfo(
+                m + ".weight", sparse.dtype(), sparse.shape(), 0, sparse.data().byteSize());
     QuantizedWeight.Kind kind =
         switch (weight.dtype()) {
           case I8 -> QuantizedWeight.Kind.INT8_CHANNEL;
@@ -495,7 +504,8 @@ public final class CompressedTensors {
         };
     int rows = Math.toIntExact(weight.dim(0));
     int cols = Math.toIntExact(weight.dim(1));
-    byte[] bytes = file.bytes(m + ".weight");
+    byte[] bytes =
+        sparse == null ? file.bytes(m + ".weight") : sparse.data().toArray(ValueLayout.JAVA_BYTE);
     int[] codes = new int[bytes.length];
     for (int i = 0; i < bytes.length; i++) {
       codes[i] = kind == QuantizedWeight.Kind.INT8_CHANNEL ? bytes[i] : bytes[i] & 0xFF;
@@ -523,6 +533,11 @@ public final class CompressedTensors {
         String module =
             name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
         boolean quantized = module != null && isQuantizedModule(file, module);
+        if (!quantized && module != null && Sparse24Bitmask.isCompressed(file, module)) {
+          // a dense weight stored sparse-24-bitmask: decompressed when the writer reaches it
+          tensors.put(name, sparseDense(dir, file, module, entry.getValue()));
+          continue;
+        }
         if (!quantized && !file.contains(name)) {
           throw new CorruptCheckpointException(dir, "tensor '" + name + "' is missing");
         }
@@ -560,6 +575,36 @@ public final class CompressedTensors {
       SafetensorsWriter.write(out.resolve(Checkpoint.SINGLE_FILE), tensors, Map.of("format", "pt"));
     }
     config.withTorchDtype("float32").write(out);
+  }
+
+  /** The F32 values of a dense weight stored sparse-24-bitmask, made when the writer asks. */
+  private static TensorSource sparseDense(Path dir, Checkpoint file, String module, long[] shape) {
+    return TensorSource.lazy(
+        DType.F32,
+        shape,
+        () -> {
+          TensorData dense;
+          try {
+            dense = Sparse24Bitmask.read(file, module);
+          } catch (RuntimeException e) {
+            throw new CorruptCheckpointException(
+                dir,
+                "inconsistent sparse-24-bitmask tensors of " + module + ": " + e.getMessage(),
+                e);
+          }
+          if (!dense.dtype().isFloatingPoint() || !Arrays.equals(dense.shape(), shape)) {
+            throw new CorruptCheckpointException(
+                dir,
+                module
+                    + ".compressed is "
+                    + dense.dtype()
+                    + Arrays.toString(dense.shape())
+                    + " without a weight_scale; expected a float weight of shape "
+                    + Arrays.toString(shape));
+          }
+          return TensorCodec.encodeFloats(
+              TensorCodec.decodeFloats(dense.data(), dense.dtype()), DType.F32);
+        });
   }
 
   /** Whether a linear module is stored quantized ({@link #readModule} reads it) or dense. */

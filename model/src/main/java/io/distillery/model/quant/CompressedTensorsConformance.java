@@ -148,7 +148,7 @@ public final class CompressedTensorsConformance {
       }
     }
     if (weights == null || weights.isMissingNode()) {
-      sparsity(q.path("sparsity_config"), out);
+      sparsity(dir, config, q, out);
       return out; // no quantization: a dense checkpoint with an optional sparsity_config
     }
     boolean hasInput = input != null && input.isObject();
@@ -192,8 +192,8 @@ public final class CompressedTensorsConformance {
     } catch (IllegalArgumentException e) {
       out.add(e.getMessage());
     }
-    tensors(dir, config, ignore, scheme, bits, strategy, weights, out);
-    sparsity(q.path("sparsity_config"), out);
+    tensors(dir, config, ignore, scheme, bits, strategy, weights, bitmaskTargets(q, config), out);
+    sparsity(dir, config, q, out);
     return out;
   }
 
@@ -283,6 +283,7 @@ public final class CompressedTensorsConformance {
       int bits,
       String strategy,
       JsonNode w,
+      Set<String> bitmask,
       List<String> out)
       throws IOException {
     Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
@@ -369,13 +370,15 @@ public final class CompressedTensorsConformance {
               fp8
                   ? " (vLLM schemes/compressed_tensors_w8a16_fp8.py create_weights)"
                   : " (vLLM schemes/compressed_tensors_w8a8_int8.py create_weights)";
-          expect(
-              file,
-              m + ".weight",
-              fp8 ? DType.F8_E4M3 : DType.I8,
-              new long[] {outF, inF},
-              src,
-              out);
+          if (!bitmask.contains(m)) { // else its codes are checked by sparsity()
+            expect(
+                file,
+                m + ".weight",
+                fp8 ? DType.F8_E4M3 : DType.I8,
+                new long[] {outF, inF},
+                src,
+                out);
+          }
           long[] scale = strategy.equals("channel") ? new long[] {outF, 1} : new long[] {1};
           expect(file, m + ".weight_scale", null, scale, src, out);
           if (scheme.equals("CompressedTensorsW8A8Int8")
@@ -463,15 +466,29 @@ public final class CompressedTensorsConformance {
   }
 
   /**
-   * CT config/base.py SparsityCompressionConfig: an empty object, or a known format with 2:4
-   * structure.
+   * The modules a sparse-24-bitmask {@code sparsity_config} stores compressed (empty otherwise).
    */
-  private static void sparsity(JsonNode s, List<String> out) {
+  private static Set<String> bitmaskTargets(JsonNode q, LlamaConfig config) {
+    JsonNode s = q.path("sparsity_config");
+    if (!Sparse24Bitmask.FORMAT.equals(s.path("format").asText())) {
+      return Set.of();
+    }
+    return Sparse24Bitmask.targets(s, config);
+  }
+
+  /**
+   * CT config/base.py SparsityCompressionConfig: an empty object, or a known format with 2:4
+   * structure; for {@code sparse-24-bitmask}, the layout of CT sparse_24_bitmask.py as vLLM's
+   * CompressedTensors24 registers it, and vLLM's rule for which layers it runs so.
+   */
+  private static void sparsity(Path dir, LlamaConfig config, JsonNode q, List<String> out)
+      throws IOException {
+    JsonNode s = q.path("sparsity_config");
     if (s.isMissingNode() || s.isNull() || s.isEmpty()) {
       return;
     }
     String format = s.path("format").asText("");
-    if (!format.equals("dense") && !format.equals("sparse-24-bitmask")) {
+    if (!format.equals(Sparse24Bitmask.DENSE) && !format.equals(Sparse24Bitmask.FORMAT)) {
       out.add(
           "sparsity_config.format '"
               + format
@@ -480,6 +497,107 @@ public final class CompressedTensorsConformance {
     }
     if (!s.path("targets").isArray()) {
       out.add("sparsity_config.targets must be a list of module names (CT config/base.py)");
+    }
+    boolean bitmask = format.equals(Sparse24Bitmask.FORMAT);
+    Set<String> targets = bitmask ? Sparse24Bitmask.targets(s, config) : Set.of();
+    if (bitmask) {
+      String refusal = Sparse24Bitmask.vllmRefusal(q);
+      if (refusal != null) {
+        out.add("sparsity_config.format sparse-24-bitmask: " + refusal);
+      }
+      if (targets.isEmpty()) {
+        out.add("sparsity_config.targets match no linear module (CT config/base.py targets)");
+      }
+    }
+    boolean floatCodes = false;
+    boolean quantized = false;
+    for (JsonNode g : q.path("config_groups")) {
+      if (g.path("weights").isObject()) {
+        quantized = true;
+        floatCodes = "float".equals(g.path("weights").path("type").asText());
+      }
+    }
+    DType values =
+        !quantized ? QuantizationScheme.modelDtype(config) : floatCodes ? DType.F8_E4M3 : DType.I8;
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
+    String src = " (vLLM schemes/compressed_tensors_24.py CompressedTensors24.create_weights)";
+    try (Checkpoint file = Checkpoint.open(dir)) {
+      for (String m : LlamaTensorNames.linearModules(config)) {
+        boolean stored = Sparse24Bitmask.isCompressed(file, m);
+        if (!targets.contains(m)) {
+          if (stored) {
+            out.add(
+                m
+                    + " is stored sparse-24-bitmask but is no sparse-24-bitmask target of "
+                    + "sparsity_config: vLLM's get_scheme gives it no CompressedTensors24, so "
+                    + "nothing loads its compressed/bitmask/shape");
+          }
+          continue;
+        }
+        long outF = shapes.get(LlamaTensorNames.weight(m))[0];
+        long inF = shapes.get(LlamaTensorNames.weight(m))[1];
+        if (file.contains(m + ".weight")) {
+          out.add(m + ".weight present next to the sparse-24-bitmask tensors" + src);
+        }
+        int before = out.size();
+        expect(file, m + ".shape", DType.I64, new long[] {2, 1}, src, out);
+        expect(file, m + ".compressed", values, new long[] {outF, inF / 2}, src, out);
+        expect(file, m + ".bitmask", DType.U8, new long[] {outF, inF / 8}, src, out);
+        if (inF % 8 != 0) {
+          out.add(
+              m
+                  + ": in_features "
+                  + inF
+                  + " is not a multiple of 8: CT packs the bitmask to ceil(in / 8) bytes a row, "
+                  + "vLLM registers in // 8"
+                  + src);
+        }
+        if (outF % 8 != 0) {
+          out.add(
+              m
+                  + ": out_features "
+                  + outF
+                  + " is not divisible by 8 ('All partitions must be divisible by 8 for 2:4 "
+                  + "sparse compressed models')"
+                  + src);
+        }
+        if (out.size() == before) {
+          twoOfFour(file, m, (int) outF, (int) inF, out);
+        }
+      }
+    }
+  }
+
+  /**
+   * Every group of 4 columns keeps exactly 2: CT decompression needs in / 2 marks a row, and vLLM
+   * re-compresses the decompressed weight with ops.cutlass_sparse_compress, a 2:4 kernel format.
+   */
+  private static void twoOfFour(Checkpoint file, String m, int rows, int cols, List<String> out)
+      throws IOException {
+    byte[] mask = file.bytes(m + ".bitmask");
+    int perRow = Sparse24Bitmask.bytesPerRow(cols);
+    for (int r = 0; r < rows; r++) {
+      for (int g = 0; g < cols; g += 4) {
+        int kept = 0;
+        for (int c = g; c < g + 4; c++) {
+          kept += (mask[r * perRow + c / 8] >> (c % 8)) & 1;
+        }
+        if (kept != 2) {
+          out.add(
+              m
+                  + ".bitmask marks "
+                  + kept
+                  + " of columns "
+                  + g
+                  + ".."
+                  + (g + 3)
+                  + " in row "
+                  + r
+                  + "; a 2:4 layout keeps exactly 2 (CT sparse_24_bitmask.py get_24_bytemasks; vLLM "
+                  + "compressed_tensors_24.py ops.cutlass_sparse_compress)");
+          return;
+        }
+      }
     }
   }
 

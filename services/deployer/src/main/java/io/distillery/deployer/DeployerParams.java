@@ -28,6 +28,12 @@ import java.util.regex.Pattern;
  * @param maxOutputTokens longest answer on the GPU target (default: the rest of
  *     max_position_embeddings); with maxInputTokens it gives the engine's max model length
  * @param maxRollingBatchSize concurrent sequences per model copy on the GPU target (default 32)
+ * @param sparseFormat how a 2:4-pruned checkpoint's weights are packaged: {@code auto} (default:
+ *     compressed-tensors' compressed {@code sparse-24-bitmask} layout where vLLM runs it, i.e.
+ *     target gpu-vllm with unquantized or 8-bit W8A8 sparse layers whose features are multiples of
+ *     8; dense elsewhere, with the reason as a warning), {@code dense} (zeros stored, as the pruner
+ *     writes them) or {@code sparse-24-bitmask} (refused, naming vLLM's rule, where vLLM cannot
+ *     load it); see {@code SparseFormat}
  */
 public record DeployerParams(
     String target,
@@ -40,9 +46,13 @@ public record DeployerParams(
     String redistillRecipe,
     Integer maxInputTokens,
     Integer maxOutputTokens,
-    Integer maxRollingBatchSize) {
+    Integer maxRollingBatchSize,
+    String sparseFormat) {
 
   public static final String LOCAL = "local";
+
+  /** {@code sparseFormat} values: auto (default), dense, sparse-24-bitmask. */
+  public static final List<String> SPARSE_FORMATS = List.of("auto", "dense", "sparse-24-bitmask");
 
   /** The default GPU target's alias. */
   public static final String GPU = "gpu";
@@ -67,6 +77,11 @@ public record DeployerParams(
     activeTimeoutSeconds = activeTimeoutSeconds == null ? 120 : activeTimeoutSeconds;
     redistillRecipe = redistillRecipe == null ? DEFAULT_REDISTILL_RECIPE : redistillRecipe;
     maxRollingBatchSize = maxRollingBatchSize == null ? 32 : maxRollingBatchSize;
+    sparseFormat = sparseFormat == null ? SPARSE_FORMATS.getFirst() : sparseFormat;
+    if (!SPARSE_FORMATS.contains(sparseFormat)) {
+      throw new IllegalArgumentException(
+          "sparseFormat: must be one of " + SPARSE_FORMATS + ", got '" + sparseFormat + "'");
+    }
     if (!TARGETS.contains(target)) {
       throw new IllegalArgumentException(
           "target: must be one of " + TARGETS + ", got '" + target + "'");
@@ -113,6 +128,34 @@ public record DeployerParams(
       throw new IllegalArgumentException(
           "maxRollingBatchSize: must be at least 1, got " + maxRollingBatchSize);
     }
+  }
+
+  /** The params without {@code sparseFormat} (auto), as they were before it existed. */
+  public DeployerParams(
+      String target,
+      String deployment,
+      Integer canaryPercent,
+      Integer canaryWindowSeconds,
+      Integer canaryMinRequests,
+      Double rollbackMargin,
+      Integer activeTimeoutSeconds,
+      String redistillRecipe,
+      Integer maxInputTokens,
+      Integer maxOutputTokens,
+      Integer maxRollingBatchSize) {
+    this(
+        target,
+        deployment,
+        canaryPercent,
+        canaryWindowSeconds,
+        canaryMinRequests,
+        rollbackMargin,
+        activeTimeoutSeconds,
+        redistillRecipe,
+        maxInputTokens,
+        maxOutputTokens,
+        maxRollingBatchSize,
+        null);
   }
 
   /** Whether the target is a GPU engine (its kernel constraints are checked before packaging). */

@@ -1,6 +1,7 @@
 package io.distillery.deployer;
 
 import io.distillery.deployer.packaging.DjlServingPackage;
+import io.distillery.deployer.packaging.SparseFormat;
 import io.distillery.deployer.rollout.DeploymentChannel;
 import io.distillery.deployer.rollout.KafkaDeploymentChannel;
 import io.distillery.deployer.rollout.Rollout;
@@ -20,6 +21,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -108,8 +110,15 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     ArtefactRef modelRef;
     ArtefactRef pkgRef;
     DjlServingPackage.Written written;
+    SparseFormat.Decision sparse;
     try {
       Path model = DjlServingPackage.assembleModel(checkpoint.path(), ctx.model(), pkg);
+      sparse = SparseFormat.apply(model, p, ctx.memoryBudgetBytes());
+      if (sparse.format() != null) {
+        ctx.progress(
+            3,
+            "2:4 weights stored " + sparse.format() + " (sparseFormat " + p.sparseFormat() + ")");
+      }
       modelRef = store.put(model, DjlServingPackage.MODEL_FORMAT, true);
       ctx.progress(5, "stored model " + modelRef.getSha256().substring(0, 12));
       List<StageContext.Artefact> reports =
@@ -153,7 +162,9 @@ public final class DeployerStage implements Stage<DeployerParams>, HostServices.
     } catch (IOException e) {
       throw StageException.retryable("cannot write the djl-serving package: " + e.getMessage(), e);
     }
-    for (String warning : written.warnings()) {
+    List<String> warnings = new ArrayList<>(sparse.warnings());
+    warnings.addAll(written.warnings());
+    for (String warning : warnings) {
       LOG.warn(
           "target warning stage=deployer runId={} jobId={} target={}: {}",
           job.getRunId(),

@@ -25,6 +25,11 @@ class DeployerParamsTest {
     assertThat(p.rollbackMargin()).isEqualTo(0.05);
     assertThat(p.activeTimeoutSeconds()).isEqualTo(120);
     assertThat(p.redistillRecipe()).isEqualTo("recipes/redistill.yaml");
+    assertThat(p.sparseFormat())
+        .as("the compressed 2:4 layout where vLLM runs it")
+        .isEqualTo("auto");
+    assertThat(bind("{\"sparseFormat\":\"sparse-24-bitmask\"}").sparseFormat())
+        .isEqualTo("sparse-24-bitmask");
     assertThat(bind("{\"canaryPercent\":20}").canary()).isTrue();
     assertThat(bind("{\"target\":\"gpu\"}").target())
         .as("gpu is the default GPU target")
@@ -50,6 +55,10 @@ class DeployerParamsTest {
       {"{\"maxRollingBatchSize\":0}", "maxRollingBatchSize"},
       {"{\"canaryPercent\":\"many\"}", "canaryPercent"},
       {"{\"canary\":20}", "canary"},
+      {
+        "{\"sparseFormat\":\"bitmask\"}",
+        "sparseFormat: must be one of [auto, dense, sparse-24-bitmask]"
+      },
     };
     for (String[] c : cases) {
       assertThatThrownBy(() -> bind(c[0]))

@@ -188,6 +188,72 @@ class DeployerStageTest {
   }
 
   @Test
+  void shouldPackageA24CheckpointCompressedForVllmAndRefuseTheLayoutWhereVllmCannotLoadIt()
+      throws Exception {
+    ArtefactRef pruned =
+        store.put(TestCheckpoints.twoFour(tmp.resolve("pruned"), 3, null), "hf-llama", false);
+    List<String> messages = new ArrayList<>();
+    StageContext<DeployerParams> vllm =
+        ctx(
+            "{\"deployment\":\"chat\",\"target\":\"gpu-vllm\"}",
+            Map.of(),
+            List.of(input("prune", pruned)));
+    stage.run(
+        new StageContext<>(
+            vllm.job(),
+            vllm.params(),
+            vllm.model(),
+            vllm.inputs(),
+            vllm.scratch(),
+            vllm.workDir(),
+            (p, m, x) -> messages.add(m)));
+    assertThat(messages).contains("2:4 weights stored sparse-24-bitmask (sparseFormat auto)");
+    Path pkg =
+        store.resolve(
+            ((DeploymentRequested) channel.published.getFirst().getPayload()).getArtefact());
+    assertThat(
+            new ObjectMapper()
+                .readTree(pkg.resolve("model/config.json").toFile())
+                .at("/quantization_config/sparsity_config/format")
+                .asText())
+        .isEqualTo("sparse-24-bitmask");
+    assertThat(
+            new ObjectMapper()
+                .readTree(store.resolve(pruned).resolve("config.json").toFile())
+                .at("/quantization_config/sparsity_config/format")
+                .asText())
+        .as("the stored checkpoint is not written through its links")
+        .isEqualTo("dense");
+
+    ArtefactRef w4Pruned =
+        store.put(
+            TestCheckpoints.twoFour(
+                tmp.resolve("w4-pruned"),
+                3,
+                new io.distillery.model.quant.QuantizationScheme(
+                        io.distillery.model.quant.QuantizedWeight.Kind.INT4_GROUP,
+                        32,
+                        false,
+                        List.of("lm_head"))
+                    .withSymmetric(true)),
+            "compressed-tensors",
+            false);
+    int published = channel.published.size();
+    assertThatThrownBy(
+            () ->
+                stage.run(
+                    ctx(
+                        "{\"deployment\":\"chat\",\"target\":\"gpu-vllm\","
+                            + "\"sparseFormat\":\"sparse-24-bitmask\"}",
+                        Map.of(),
+                        List.of(input("q4", w4Pruned)))))
+        .isInstanceOf(StageException.Fatal.class)
+        .hasMessageContaining("sparseFormat: sparse-24-bitmask refused")
+        .hasMessageContaining("supports_cutlass_24 returns False for weight-only quantization");
+    assertThat(channel.published).hasSize(published);
+  }
+
+  @Test
   void shouldDeployTheRunsModelWhenThereIsNoUpstreamNode() throws Exception {
     stage.run(ctx("{\"deployment\":\"solo\"}", Map.of(), List.of(input("$run"))));
     DeploymentRequested r = (DeploymentRequested) channel.published.getFirst().getPayload();

@@ -76,7 +76,12 @@ public final class TestCheckpoints {
   /** As {@link #quantized(Path, long, QuantizationScheme)} for another config. */
   public static Path quantized(Path dir, long seed, QuantizationScheme scheme, LlamaConfig config)
       throws IOException {
-    Map<String, float[]> t = tensors(seed, config);
+    return quantized(dir, tensors(seed, config), scheme, config);
+  }
+
+  private static Path quantized(
+      Path dir, Map<String, float[]> t, QuantizationScheme scheme, LlamaConfig config)
+      throws IOException {
     Map<String, QuantizedWeight> q = new LinkedHashMap<>();
     Map<String, Float> inputScales = new LinkedHashMap<>();
     Map<String, long[]> shapes = LlamaTensorNames.shapes(config);
@@ -100,6 +105,46 @@ public final class TestCheckpoints {
       }
     }
     CompressedTensors.write(dir, config, t, q, inputScales, scheme);
+    return dir;
+  }
+
+  /**
+   * A 2:4-pruned checkpoint as the pruner writes it (every linear but lm_head keeps the two largest
+   * of each 4 consecutive inputs; compressed-tensors' dense {@code sparsity_config}), dense F32
+   * when {@code scheme} is null, else quantized with {@code scheme} (which then carries the
+   * sparsity_config).
+   */
+  public static Path twoFour(Path dir, long seed, QuantizationScheme scheme) throws IOException {
+    Map<String, float[]> t = tensors(seed, CONFIG);
+    List<String> targets = new java.util.ArrayList<>();
+    for (String m : LlamaTensorNames.linearModules(CONFIG)) {
+      if (m.equals(LlamaTensorNames.LM_HEAD_MODULE)) {
+        continue;
+      }
+      targets.add(m);
+      float[] w = t.get(LlamaTensorNames.weight(m));
+      for (int g = 0; g < w.length; g += 4) {
+        for (int drop = 0; drop < 2; drop++) {
+          int smallest = -1;
+          for (int i = g; i < g + 4; i++) {
+            if (w[i] != 0 && (smallest < 0 || Math.abs(w[i]) < Math.abs(w[smallest]))) {
+              smallest = i;
+            }
+          }
+          w[smallest] = 0;
+        }
+      }
+    }
+    QuantizationScheme.Sparsity sparsity = new QuantizationScheme.Sparsity("2:4", targets, 0.5);
+    if (scheme != null) {
+      return quantized(dir, t, scheme.withSparsity(sparsity), CONFIG);
+    }
+    Map<String, TensorData> data = new LinkedHashMap<>();
+    Map<String, long[]> shapes = LlamaTensorNames.shapes(CONFIG);
+    t.forEach((k, v) -> data.put(k, TensorData.ofFloats(shapes.get(k), v)));
+    java.nio.file.Files.createDirectories(dir);
+    SafetensorsWriter.write(dir.resolve(Checkpoint.SINGLE_FILE), data, Map.of("format", "pt"));
+    CompressedTensors.writeSparseConfig(dir, CONFIG, sparsity);
     return dir;
   }
 

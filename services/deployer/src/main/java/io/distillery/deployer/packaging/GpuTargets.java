@@ -1,9 +1,12 @@
 package io.distillery.deployer.packaging;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.quant.CompressedTensorsConformance;
+import io.distillery.model.quant.Sparse24Bitmask;
 import io.distillery.model.quant.VllmConstraints;
 import io.distillery.model.safetensors.Checkpoint;
 import java.io.IOException;
@@ -89,16 +92,32 @@ public final class GpuTargets {
                 + (fit.warnings().size() > 3 ? "; ..." : ""));
       }
     }
-    if (q.sparsity() != null && !q.scheme().matches("w\\d+a16")) {
+    JsonNode quantizationConfig = quantizationConfig(modelDir);
+    if (q.sparsity() != null && Sparse24Bitmask.vllmRefusal(quantizationConfig) == null) {
+      // the layers supports_cutlass_24 hands to CompressedTensors24 (weight-only ones ignore 2:4)
       warnings.add(
           "gpu-vllm: the checkpoint declares "
               + q.sparsity()
               + " sparsity; vLLM runs such "
               + q.scheme()
               + " layers with CompressedTensors24 (compressed_tensors.py supports_cutlass_24, "
-              + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)");
+              + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)"
+              + "; vLLM releases from 0.19 refuse such a checkpoint (PR #36799 made CompressedTensors24 raise "
+              + "'Sparse24 models are no longer supported by vLLM'), so it needs the package's image (vLLM 0.15.1)"
+              + (Sparse24Bitmask.FORMAT.equals(
+                      quantizationConfig.at("/sparsity_config/format").asText())
+                  ? "; stored sparse-24-bitmask, which vLLM decompresses with compressed-tensors <= 0.14 "
+                      + "(0.15 removed the sparse compressors, PR #610; vLLM 0.15 pins 0.13.0)"
+                  : ""));
     }
     return new Verdict(warnings, null);
+  }
+
+  /** The {@code quantization_config} of {@code modelDir}'s config.json (a missing node if none). */
+  private static JsonNode quantizationConfig(Path modelDir) throws IOException {
+    return new ObjectMapper()
+        .readTree(modelDir.resolve(LlamaConfig.FILE_NAME).toFile())
+        .path("quantization_config");
   }
 
   private static Verdict trtllm(CheckpointQuantization q, Path modelDir, LlamaConfig config) {
