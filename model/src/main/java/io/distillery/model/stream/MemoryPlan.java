@@ -23,10 +23,10 @@ import java.util.Map;
  *       ~8 hidden-sized temporaries;
  *   <li>Hessians (GPTQ): one layer's distinct inputs' X^T X in f64 (q/k/v, o, gate/up, down) while
  *       the batch passes; afterwards, while the widest is solved, {@value #GPTQ_WORKING_COPIES} n x
- *       n doubles: measured, not derived ({@code bench/gptqmem}: GPTQ of a 2048 x 8192 weight with
- *       an 8192 x 8192 Hessian took RssAnon up by 3.6-4.5 n^2 doubles, the one working copy of H
- *       that becomes U in place, W in f64, codes and the heap's slack, plus the Hessian handed to
- *       it; it was about 9.5 before HessianInverse factored in place).
+ *       n floats: the Hessian handed to the solve in float32, which becomes U in place, plus what
+ *       {@code bench/gptqmem} measured beyond it (GPTQ of a 2048 x 8192 weight with an 8192 x 8192
+ *       Hessian, -Xmx2g: RssAnon up by 3.0 n^2 floats for W, its copy, the codes and the heap's
+ *       slack). The float64 solve this replaced took 5 n x n doubles, 2.5 times as much.
  *   <li>statistics and search (a stage's own pieces, added with {@link #with}): e.g. AWQ's and
  *       SmoothQuant's per-layer activation statistics while the batch passes ("statistics", counted
  *       beside the forward workspace and Hessians) and AWQ's searches on them afterwards ("search",
@@ -44,8 +44,8 @@ public record MemoryPlan(Map<String, Long> pieces) {
    */
   public static final long RUNTIME_BYTES = 450L << 20;
 
-  /** n x n double arrays alive while GPTQ solves one module (see the class comment). */
-  public static final int GPTQ_WORKING_COPIES = 5;
+  /** n x n float arrays alive while GPTQ solves one module (see the class comment). */
+  public static final int GPTQ_WORKING_COPIES = 4;
 
   public MemoryPlan {
     pieces = Map.copyOf(new LinkedHashMap<>(pieces));
@@ -109,7 +109,7 @@ public record MemoryPlan(Map<String, Long> pieces) {
           (hidden * hidden + attentionWidth * attentionWidth + hidden * hidden + inter * inter) * 8;
       long widest = Math.max(Math.max(hidden, attentionWidth), inter);
       pieces.put("hessians", grams);
-      pieces.put("gptq_solve", GPTQ_WORKING_COPIES * widest * widest * 8);
+      pieces.put("gptq_solve", GPTQ_WORKING_COPIES * widest * widest * Float.BYTES);
     }
     return new MemoryPlan(pieces);
   }

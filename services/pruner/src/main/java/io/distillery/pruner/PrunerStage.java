@@ -296,7 +296,7 @@ public final class PrunerStage implements Stage<PrunerParams> {
       for (Projection projection : Projection.values()) {
         widest = Math.max(widest, projection.inFeatures(config));
       }
-      solve = MemoryPlan.GPTQ_WORKING_COPIES * widest * widest * 8;
+      solve = MemoryPlan.GPTQ_WORKING_COPIES * widest * widest * Float.BYTES;
     }
     // Wanda reads the per-channel norms only; SparseGPT every module's X^T X
     checkWholeModelPlan(
