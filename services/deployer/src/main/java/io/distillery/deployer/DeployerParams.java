@@ -32,8 +32,10 @@ import java.util.regex.Pattern;
  *     compressed-tensors' compressed {@code sparse-24-bitmask} layout where vLLM runs it, i.e.
  *     target gpu-vllm with unquantized or 8-bit W8A8 sparse layers whose features are multiples of
  *     8; dense elsewhere, with the reason as a warning), {@code dense} (zeros stored, as the pruner
- *     writes them) or {@code sparse-24-bitmask} (refused, naming vLLM's rule, where vLLM cannot
- *     load it); see {@code SparseFormat}
+ *     writes them), {@code sparse-24-bitmask} (refused, naming vLLM's rule, where vLLM cannot load
+ *     it) or {@code none} (the zeros as plain dense weights without a {@code sparsity_config}:
+ *     loads on GPUs other than Hopper and in vLLM 0.19 and later, without 2:4 kernels); see {@code
+ *     SparseFormat}
  */
 public record DeployerParams(
     String target,
@@ -51,8 +53,9 @@ public record DeployerParams(
 
   public static final String LOCAL = "local";
 
-  /** {@code sparseFormat} values: auto (default), dense, sparse-24-bitmask. */
-  public static final List<String> SPARSE_FORMATS = List.of("auto", "dense", "sparse-24-bitmask");
+  /** {@code sparseFormat} values: auto (default), dense, sparse-24-bitmask, none. */
+  public static final List<String> SPARSE_FORMATS =
+      List.of("auto", "dense", "sparse-24-bitmask", "none");
 
   /** The default GPU target's alias. */
   public static final String GPU = "gpu";

@@ -57,7 +57,7 @@ class DeployerParamsTest {
       {"{\"canary\":20}", "canary"},
       {
         "{\"sparseFormat\":\"bitmask\"}",
-        "sparseFormat: must be one of [auto, dense, sparse-24-bitmask]"
+        "sparseFormat: must be one of [auto, dense, sparse-24-bitmask, none]"
       },
     };
     for (String[] c : cases) {

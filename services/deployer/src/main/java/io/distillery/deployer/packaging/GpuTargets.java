@@ -104,6 +104,8 @@ public final class GpuTargets {
               + "schemes/compressed_tensors_24.py: CUTLASS 2:4 sparse GEMM, compute capability 9.0 / Hopper only)"
               + "; vLLM releases from 0.19 refuse such a checkpoint (PR #36799 made CompressedTensors24 raise "
               + "'Sparse24 models are no longer supported by vLLM'), so it needs the package's image (vLLM 0.15.1)"
+              + "; for another GPU or a newer vLLM, deploy with sparseFormat: none (no sparsity_config, the"
+              + " zeros as plain dense weights)"
               + (Sparse24Bitmask.FORMAT.equals(
                       quantizationConfig.at("/sparsity_config/format").asText())
                   ? "; stored sparse-24-bitmask, which vLLM decompresses with compressed-tensors <= 0.14 "

@@ -2,6 +2,7 @@ package io.distillery.deployer.packaging;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distillery.deployer.DeployerParams;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.config.LlamaTensorNames;
@@ -32,14 +33,18 @@ import java.util.stream.Stream;
  * LMI v20 container (vLLM 0.15.1 with compressed-tensors 0.13.0). Anywhere else the weights stay
  * dense and the reason is returned as a warning. {@code sparse-24-bitmask} asks for the compressed
  * layout and refuses, naming the rule, where vLLM could not load it; {@code dense} keeps the
- * pruner's form.
+ * pruner's form. {@code none} drops the {@code sparsity_config} (the zeros stay, as plain dense
+ * weights): vLLM then loads the layers with their ordinary scheme on any GPU and in any release,
+ * without 2:4 kernels, where a declared 2:4 structure needs compute capability 9.0 (Hopper) and a
+ * vLLM before 0.19, which dropped CompressedTensors24.
  */
 public final class SparseFormat {
 
   public static final String AUTO = "auto";
   public static final String DENSE = Sparse24Bitmask.DENSE;
   public static final String BITMASK = Sparse24Bitmask.FORMAT;
-  public static final List<String> VALUES = List.of(AUTO, DENSE, BITMASK);
+  public static final String NONE = "none";
+  public static final List<String> VALUES = List.of(AUTO, DENSE, BITMASK, NONE);
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -84,15 +89,21 @@ public final class SparseFormat {
     }
     String stored = s.path("format").asText(DENSE);
     if (stored.equals(BITMASK)) {
-      if (requested.equals(DENSE)) {
+      if (requested.equals(DENSE) || requested.equals(NONE)) {
         throw new IllegalArgumentException(
-            "sparseFormat: dense, but the checkpoint is already stored sparse-24-bitmask and the "
+            "sparseFormat: "
+                + requested
+                + ", but the checkpoint is already stored sparse-24-bitmask and the "
                 + "deployer does not expand it; use sparseFormat auto or sparse-24-bitmask");
       }
       return new Decision(BITMASK, List.of());
     }
     if (requested.equals(DENSE)) {
       return new Decision(DENSE, List.of());
+    }
+    if (requested.equals(NONE)) {
+      unmark(modelDir);
+      return new Decision(NONE, List.of());
     }
     String refusal =
         params.target().equals(DeployerParams.GPU_VLLM)
@@ -175,6 +186,26 @@ public final class SparseFormat {
           + "partition divisible by 8 and registers the bitmask as in // 8 bytes a row";
     }
     return null;
+  }
+
+  /**
+   * Drops the 2:4 declaration from {@code modelDir}'s config.json: the {@code sparsity_config} of a
+   * quantized checkpoint becomes empty (as for one never pruned), and a {@code quantization_config}
+   * that held only it goes, leaving a plain dense model. The new file replaces the directory entry
+   * (config.json may be a link into the store).
+   */
+  private static void unmark(Path modelDir) throws IOException {
+    Path configFile = modelDir.resolve(LlamaConfig.FILE_NAME);
+    ObjectNode root = (ObjectNode) JSON.readTree(configFile.toFile());
+    ObjectNode q = (ObjectNode) root.get("quantization_config");
+    if (q.path("config_groups").isEmpty()) {
+      root.remove("quantization_config");
+    } else {
+      q.putObject("sparsity_config");
+    }
+    Path tmp = modelDir.resolve("." + LlamaConfig.FILE_NAME + ".tmp");
+    JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
+    Files.move(tmp, configFile, StandardCopyOption.REPLACE_EXISTING);
   }
 
   /**

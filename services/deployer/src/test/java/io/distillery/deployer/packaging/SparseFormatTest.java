@@ -116,6 +116,42 @@ class SparseFormatTest {
   }
 
   @Test
+  void shouldDropTheSparsityDeclarationAndKeepTheWeightsWhenNone() throws Exception {
+    Path source = TestCheckpoints.twoFour(tmp.resolve("pruned-none"), 3, null);
+    Path model = model(source, "none");
+
+    SparseFormat.Decision d = SparseFormat.apply(model, params("gpu-vllm", "none"), BUDGET);
+
+    assertThat(d.format()).isEqualTo("none");
+    // a sparsity-only quantization_config goes whole: a plain dense model, which any vLLM loads
+    assertThat(JSON.readTree(model.resolve("config.json").toFile()).has("quantization_config"))
+        .isFalse();
+    try (Checkpoint original = Checkpoint.open(source);
+        Checkpoint packaged = Checkpoint.open(model)) {
+      for (String name : LlamaTensorNames.shapes(TestCheckpoints.CONFIG).keySet()) {
+        assertThat(packaged.floats(name)).as(name).containsExactly(original.floats(name));
+      }
+    }
+    assertThat(sparsityFormat(source)).isEqualTo("dense"); // the store's config is untouched
+    DjlServingPackage.Written written = written(model, params("gpu-vllm", "none"));
+    assertThat(written.warnings()).noneMatch(w -> w.contains("CompressedTensors24"));
+
+    // a quantized 2:4 checkpoint keeps its quantization_config, with an empty sparsity_config
+    Path w8a8 =
+        TestCheckpoints.twoFour(
+            tmp.resolve("w8a8-none"),
+            4,
+            new QuantizationScheme(QuantizedWeight.Kind.INT8_CHANNEL, 32, true, IGNORE));
+    Path quantized = model(w8a8, "w8a8-none");
+    SparseFormat.apply(quantized, params("gpu-vllm", "none"), BUDGET);
+    JsonNode q =
+        JSON.readTree(quantized.resolve("config.json").toFile()).get("quantization_config");
+    assertThat(q.get("config_groups").isEmpty()).isFalse();
+    assertThat(q.get("sparsity_config").isEmpty()).isTrue();
+    assertThat(CompressedTensorsConformance.violations(quantized)).isEmpty();
+  }
+
+  @Test
   void shouldCompressTheInt8CodesWhenAutoOnW8A8() throws Exception {
     Path source =
         TestCheckpoints.twoFour(
