@@ -30,6 +30,7 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -521,6 +522,7 @@ public final class ScaleBench {
       }
     }
     rss.reset();
+    long cpu0 = processCpuNanos();
     long t0 = System.nanoTime();
     StageResult result =
         new QuantizerStage()
@@ -536,9 +538,17 @@ public final class ScaleBench {
                     new QuantizerParams(scheme, group, null, null, null, null, null),
                     budget));
     double quantize = (System.nanoTime() - t0) / 1e9;
+    double cpu = (processCpuNanos() - cpu0) / 1e9;
     long peak = rss.peakAnon();
     Map<String, Double> m = result.metrics();
     stageLine("quantize", quantize, peak, planned(rss, m, peak));
+    System.out.printf(
+        Locale.ROOT,
+        "    process CPU %.1f s in %.1f s of wall time (%d cores, the rest waiting on the disk or"
+            + " other processes)%n",
+        cpu,
+        quantize,
+        Runtime.getRuntime().availableProcessors());
     Path out = result.outputs().getFirst().path();
     t0 = System.nanoTime();
     String sha = ContentHash.of(out);
@@ -567,6 +577,12 @@ public final class ScaleBench {
         quantize,
         inputBytes / 1e9 / quantize,
         hash);
+  }
+
+  /** CPU time of this process (all threads: the stage's, GC, JIT), in nanoseconds. */
+  private static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+        .getProcessCpuTime();
   }
 
   /** A planned stage's detail: peak VmRSS, and its memory plan against the measured peak. */

@@ -202,9 +202,7 @@ public final class CompressedTensors {
     long rows = q.rows();
     int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), bits);
     tensors.put(
-        m + ".weight_packed",
-        TensorData.ofBytes(
-            DType.I32, new long[] {rows, packed.length / rows}, TensorCodec.intsToBytes(packed)));
+        m + ".weight_packed", TensorData.ofInts(new long[] {rows, packed.length / rows}, packed));
     tensors.put(
         m + ".weight_scale",
         TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, q.groups()}, q.scales()));

@@ -33,10 +33,35 @@ public final class Int32Packing {
     int offset = 1 << (bits - 1);
     int mask = (1 << bits) - 1;
     int[] out = new int[rows * words];
+    int full = cols / perWord;
     for (int r = 0; r < rows; r++) {
-      for (int c = 0; c < cols; c++) {
-        int u = (codes[r * cols + c] + offset) & mask;
-        out[r * words + c / perWord] |= u << (bits * (c % perWord));
+      int row = r * cols;
+      int o = r * words;
+      if (bits == 8) { // w8: four codes a word, unrolled
+        for (int w = 0; w < full; w++) {
+          int at = row + 4 * w;
+          out[o + w] =
+              ((codes[at] + offset) & mask)
+                  | ((codes[at + 1] + offset) & mask) << 8
+                  | ((codes[at + 2] + offset) & mask) << 16
+                  | ((codes[at + 3] + offset) & mask) << 24;
+        }
+      } else {
+        for (int w = 0; w < full; w++) {
+          int at = row + perWord * w;
+          int word = 0;
+          for (int k = 0; k < perWord; k++) {
+            word |= ((codes[at + k] + offset) & mask) << (bits * k);
+          }
+          out[o + w] = word;
+        }
+      }
+      int word = 0; // a trailing partial word, zero-padded
+      for (int c = full * perWord; c < cols; c++) {
+        word |= ((codes[row + c] + offset) & mask) << (bits * (c - full * perWord));
+      }
+      if (full < words) {
+        out[o + full] = word;
       }
     }
     return out;

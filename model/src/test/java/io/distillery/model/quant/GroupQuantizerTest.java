@@ -4,6 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.safetensors.TensorCodec;
+import io.distillery.model.safetensors.TensorData;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 class GroupQuantizerTest {
@@ -57,7 +61,7 @@ class GroupQuantizerTest {
   void shouldKeepCodesInRangeAndLowerTheErrorWhenBitsGrow() {
     int rows = 8;
     int cols = 64;
-    java.util.SplittableRandom random = new java.util.SplittableRandom(4);
+    SplittableRandom random = new SplittableRandom(4);
     float[] w = new float[rows * cols];
     for (int i = 0; i < w.length; i++) {
       w[i] = (float) (random.nextGaussian() * 0.05 + (i % 9 == 0 ? 0.02 : 0));
@@ -140,6 +144,26 @@ class GroupQuantizerTest {
     assertThat(back[0]).isEqualTo(0.3f); // the row max maps to 448 exactly
     for (int i = 0; i < w.length; i++) {
       assertThat(Math.abs(back[i] - w[i])).isLessThanOrEqualTo(Math.abs(w[i]) / 16 + 1e-6f);
+    }
+  }
+
+  @Test
+  void shouldGiveTheSameCodesAndScalesWhenQuantizingTheStoredWeightRowByRow() {
+    SplittableRandom random = new SplittableRandom(21);
+    int rows = 7;
+    int cols = 40;
+    float[] w = new float[rows * cols];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = i < cols ? 0f : (float) random.nextGaussian() * (1 + i % 5); // an all-zero row
+    }
+    for (DType dtype : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+      TensorData stored = TensorData.ofFloats(dtype, new long[] {rows, cols}, w);
+      float[] widened = TensorCodec.decodeFloats(stored.data(), dtype);
+      QuantizedWeight expected = GroupQuantizer.int8PerChannel(widened, rows, cols);
+      QuantizedWeight actual = GroupQuantizer.int8PerChannel(stored);
+      assertThat(actual.codes()).as(dtype.name()).containsExactly(expected.codes());
+      assertThat(actual.scales()).as(dtype.name()).containsExactly(expected.scales());
+      assertThat(actual.kind()).isEqualTo(QuantizedWeight.Kind.INT8_CHANNEL);
     }
   }
 }

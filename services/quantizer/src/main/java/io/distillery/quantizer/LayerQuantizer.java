@@ -11,6 +11,7 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.quant.StaticActivationQuantization;
+import io.distillery.model.safetensors.TensorData;
 import io.distillery.model.stream.HessianAccumulator;
 import io.distillery.model.stream.LayerVisitor;
 import io.distillery.model.stream.LayerWeights;
@@ -151,9 +152,10 @@ final class LayerQuantizer implements LayerVisitor {
         step.step(
             (scheme == Scheme.W4_GPTQ ? "gptq " : scheme.id() + " ") + shortName,
             first + (0.95 - first) * i / projections.length);
-        float[] w = weights.get(name);
         QuantizedWeight q;
+        TensorData stored = weights.stored(name);
         if (scheme == Scheme.W4_GPTQ) {
+          float[] w = weights.get(name);
           if (hessians == null) {
             throw new IllegalStateException("no calibration input reached layer " + layer);
           }
@@ -174,11 +176,15 @@ final class LayerQuantizer implements LayerVisitor {
           // as /work/shared/SCALE.md counts it: the row updates (2 x rows x cols^2) and a Cholesky
           // (cols^3 / 3)
           gptqFlops += 2.0 * rows * cols * cols + (double) cols * cols * cols / 3;
+        } else if (stored != null) { // not widened: nothing runs forward or changed it
+          q =
+              RoundToNearest.quantize(
+                  scheme.kind(), stored, params.groupSize(), params.bits(), params.symmetric());
         } else {
           q =
               RoundToNearest.quantize(
                   scheme.kind(),
-                  w,
+                  weights.get(name),
                   rows,
                   cols,
                   params.groupSize(),
@@ -187,7 +193,9 @@ final class LayerQuantizer implements LayerVisitor {
         }
         weights.emit(
             module, CompressedTensors.moduleTensors(module, q, inputScales.get(module), format));
-        weights.set(name, q.dequantize());
+        if (weights.reruns()) { // else nothing computes with it again
+          weights.set(name, q.dequantize());
+        }
         bytesBefore += (long) rows * cols * 4;
         bytesAfter += q.storageBytes();
         modulesQuantized++;
