@@ -129,13 +129,37 @@ public final class GroupQuantizer {
   }
 
   /**
-   * {@link #int8PerChannel(float[], int, int)} of a {@code [rows, cols]} weight as a checkpoint
-   * stores it (F32, F16 or BF16; half types widen exactly), one row at a time: the same codes and
-   * scales, without the weight's whole F32 copy.
-   *
-   * @throws IllegalArgumentException if the tensor is not a floating-point matrix
+   * Per-channel INT8 codes one byte each ({@code [rows, cols]} row-major) and their scales: {@link
+   * #int8PerChannel}'s, held compactly.
    */
-  public static QuantizedWeight int8PerChannel(TensorData weight) {
+  public record Int8Channel(int rows, int cols, byte[] codes, float[] scales) {}
+
+  /**
+   * {@link #int8PerChannel(TensorData)} with the codes in bytes: a quarter of the memory, for a
+   * writer that packs them straight away.
+   */
+  public static Int8Channel int8PerChannelBytes(TensorData weight) {
+    int[] shape = matrix(weight);
+    int rows = shape[0];
+    int cols = shape[1];
+    byte[] codes = new byte[Math.multiplyExact(rows, cols)];
+    float[] scales = new float[rows];
+    float[] row = new float[cols];
+    long rowBytes = (long) cols * weight.dtype().byteSize();
+    for (int r = 0; r < rows; r++) {
+      TensorCodec.decodeFloats(weight.data().asSlice(r * rowBytes, rowBytes), weight.dtype(), row);
+      Grid grid = Grid.int8(row, 0, cols);
+      scales[r] = grid.scale();
+      int at = r * cols;
+      for (int c = 0; c < cols; c++) {
+        codes[at + c] = (byte) grid.quantize(row[c]);
+      }
+    }
+    return new Int8Channel(rows, cols, codes, scales);
+  }
+
+  /** {@code [rows, cols]} of a floating-point matrix, else IllegalArgumentException. */
+  private static int[] matrix(TensorData weight) {
     long[] shape = weight.shape();
     if (shape.length != 2 || !weight.dtype().isFloatingPoint()) {
       throw new IllegalArgumentException(
@@ -143,8 +167,20 @@ public final class GroupQuantizer {
               + weight.dtype()
               + Arrays.toString(shape));
     }
-    int rows = Math.toIntExact(shape[0]);
-    int cols = Math.toIntExact(shape[1]);
+    return new int[] {Math.toIntExact(shape[0]), Math.toIntExact(shape[1])};
+  }
+
+  /**
+   * {@link #int8PerChannel(float[], int, int)} of a {@code [rows, cols]} weight as a checkpoint
+   * stores it (F32, F16 or BF16; half types widen exactly), one row at a time: the same codes and
+   * scales, without the weight's whole F32 copy.
+   *
+   * @throws IllegalArgumentException if the tensor is not a floating-point matrix
+   */
+  public static QuantizedWeight int8PerChannel(TensorData weight) {
+    int[] shape = matrix(weight);
+    int rows = shape[0];
+    int cols = shape[1];
     int[] codes = new int[Math.multiplyExact(rows, cols)];
     float[] scales = new float[rows];
     float[] row = new float[cols];

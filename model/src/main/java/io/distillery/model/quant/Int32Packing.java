@@ -67,6 +67,28 @@ public final class Int32Packing {
     return out;
   }
 
+  /**
+   * The bytes of {@link #packRows}{@code (codes, rows, cols, 8)} as little-endian int32 words, from
+   * codes held one byte each: at 8 bits word w of a row holds codes 4w..4w+3, lowest first, so its
+   * bytes are those codes shifted by 128 ({@code code ^ 0x80}), rows zero-padded to whole words.
+   */
+  public static byte[] packRowsInt8(byte[] codes, int rows, int cols) {
+    if ((long) rows * cols != codes.length) {
+      throw new IllegalArgumentException(
+          codes.length + " codes are not a [" + rows + ", " + cols + "] matrix");
+    }
+    int rowBytes = 4 * ((cols + 3) / 4);
+    byte[] out = new byte[Math.multiplyExact(rows, rowBytes)];
+    for (int r = 0; r < rows; r++) {
+      int from = r * cols;
+      int to = r * rowBytes;
+      for (int c = 0; c < cols; c++) {
+        out[to + c] = (byte) (codes[from + c] ^ 0x80);
+      }
+    }
+    return out;
+  }
+
   /** The inverse of {@link #packRows}: signed codes {@code [rows, cols]}. */
   public static int[] unpackRows(int[] packed, int rows, int cols, int bits) {
     checkBits(bits);
