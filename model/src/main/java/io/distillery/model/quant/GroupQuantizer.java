@@ -149,10 +149,16 @@ public final class GroupQuantizer {
     for (int r = 0; r < rows; r++) {
       TensorCodec.decodeFloats(weight.data().asSlice(r * rowBytes, rowBytes), weight.dtype(), row);
       Grid grid = Grid.int8(row, 0, cols);
-      scales[r] = grid.scale();
+      float scale = grid.scale();
+      scales[r] = scale;
       int at = r * cols;
       for (int c = 0; c < cols; c++) {
-        codes[at + c] = (byte) grid.quantize(row[c]);
+        // Grid.quantize in float arithmetic the JIT can vectorize: below 2^22 adding and taking
+        // away 1.5 x 2^23 rounds half to even exactly as Math.rint; from 2^22 on (and for
+        // infinities and NaN) a float is its own rint
+        float q = row[c] / scale;
+        float rounded = Math.abs(q) < 0x1p22f ? (q + 0x1.8p23f) - 0x1.8p23f : q;
+        codes[at + c] = (byte) Math.max(-128, Math.min(127, (int) rounded));
       }
     }
     return new Int8Channel(rows, cols, codes, scales);
