@@ -47,15 +47,17 @@ import org.slf4j.LoggerFactory;
  * /work/shared/SCALE.md).
  *
  * <p>For each layer, in order: its tensors are read from the memory-mapped (sharded) checkpoint and
- * widened to F32 in Java (DJL aborts on BF16); the calibration batch's hidden states pass through
- * it while the {@link LayerVisitor} observes its linear inputs; the visitor rewrites it; with
- * {@code sequential} (the GPTQ and SparseGPT reference code's and llm-compressor's sequential
- * pipeline's schedule) the layer is re-run with the rewritten weights so that layer i+1 is
- * calibrated on the outputs of the compressed layer i, else the original layer's outputs go on
- * (one-pass statistics, as a whole-model calibration gets); the layer's output tensors are written
- * at once and the layer is freed. The embedding is never widened whole: only the rows of the tokens
- * used are gathered. Dense tensors keep their input dtype (BF16 in, BF16 out, narrowed in Java with
- * round-to-nearest-even); embedding, final norm and LM head are copied through as stored.
+ * widened to F32 in Java (DJL aborts on BF16; when nothing runs forward, as for round-to-nearest,
+ * only the tensors the visitor asks for, see {@link LayerWeights#stored}); the calibration batch's
+ * hidden states pass through it while the {@link LayerVisitor} observes its linear inputs; the
+ * visitor rewrites it; with {@code sequential} (the GPTQ and SparseGPT reference code's and
+ * llm-compressor's sequential pipeline's schedule) the layer is re-run with the rewritten weights
+ * so that layer i+1 is calibrated on the outputs of the compressed layer i, else the original
+ * layer's outputs go on (one-pass statistics, as a whole-model calibration gets); the layer's
+ * output tensors are written at once and the layer is freed. The embedding is never widened whole:
+ * only the rows of the tokens used are gathered. Dense tensors keep their input dtype (BF16 in,
+ * BF16 out, narrowed in Java with round-to-nearest-even); embedding, final norm and LM head are
+ * copied through as stored.
  *
  * <p>Resume: each finished layer's tensors go to {@code workDir/layer-NNNNN.safetensors} and the
  * hidden states after it to {@code workDir/hidden.safetensors}, then {@code workDir/state.json}
