@@ -21,13 +21,16 @@ import io.distillery.pruner.PrunerParams;
 import io.distillery.pruner.PrunerStage;
 import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
+import io.distillery.quantizer.Scheme;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
+import io.distillery.stage.ContentHash;
 import io.distillery.stage.FileTrees;
 import io.distillery.stage.StageContext;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -56,6 +59,12 @@ import java.util.SplittableRandom;
  * sequential; {@code --method} sparsegpt by default, or wanda / magnitude; {@code --pattern} 2:4 by
  * default, or an unstructured sparsity such as 0.5).
  *
+ * <p>With {@code --only quantizer} only the quantizer stage runs (the calibrator too when the
+ * scheme needs calibration; no raw matmul rates, evaluator or packaging), and then the sha256 that
+ * names the output artefact ({@link ContentHash#of}, as the artefact store computes it): the
+ * stage's I/O path in isolation. Last line: {@code scale model=NAME stage=quantizer scheme=S
+ * seconds=X gb_per_s=X hash_seconds=X} (GB/s of input weights through the stage).
+ *
  * <p>Args: {@code --shape 1b|8b} (default 1b), {@code --layers N} (the shape's width with N decoder
  * layers), {@code --samples N} (32), {@code --seq N} (512), {@code --scheme} (w4-gptq), {@code
  * --group G} (128), {@code --prompts N} (32), {@code --budget-gb X} the worker budget planned
@@ -82,6 +91,11 @@ public final class ScaleBench {
     if (!stage.equals("quantizer") && !stage.equals("pruner")) {
       throw new IllegalArgumentException("--stage must be quantizer or pruner, got " + stage);
     }
+    String only = o.getOrDefault("only", "");
+    if (!only.isEmpty() && !(only.equals("quantizer") && stage.equals("quantizer"))) {
+      throw new IllegalArgumentException("--only must be quantizer (with --stage quantizer)");
+    }
+    boolean quantizerOnly = !only.isEmpty();
     String method = o.getOrDefault("method", "sparsegpt");
     String pattern = o.getOrDefault("pattern", "2:4");
     int group = Integer.parseInt(o.getOrDefault("group", "128"));
@@ -155,13 +169,15 @@ public final class ScaleBench {
     deleteTree(dir);
     Files.createDirectories(dir);
     try {
-      double matmul = rawMatmulGflops(DataType.FLOAT32);
-      double matmul64 = rawMatmulGflops(DataType.FLOAT64);
-      System.out.printf(
-          Locale.ROOT,
-          "  DJL raw matmul (2048x2048 . 2048x4096): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s%n",
-          matmul,
-          matmul64);
+      double matmul = quantizerOnly ? Double.NaN : rawMatmulGflops(DataType.FLOAT32);
+      double matmul64 = quantizerOnly ? Double.NaN : rawMatmulGflops(DataType.FLOAT64);
+      if (!quantizerOnly) {
+        System.out.printf(
+            Locale.ROOT,
+            "  DJL raw matmul (2048x2048 . 2048x4096): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s%n",
+            matmul,
+            matmul64);
+      }
 
       rss.reset();
       long t0 = System.nanoTime();
@@ -208,6 +224,10 @@ public final class ScaleBench {
 
       double total = 0;
       long peak = 0;
+      if (quantizerOnly && !Scheme.of(scheme).needsCalibration()) {
+        quantizeOnly(dir, model, scheme, group, budget, rss, name);
+        return;
+      }
       rss.reset();
       t0 = System.nanoTime();
       StageResult calibrated =
@@ -235,6 +255,10 @@ public final class ScaleBench {
               seq,
               calibrated.metrics().getOrDefault("streamed", 0.0) == 1.0));
 
+      if (quantizerOnly) {
+        quantizeOnly(dir, model, scheme, group, budget, rss, name, calibration);
+        return;
+      }
       if (stage.equals("pruner")) {
         prune(dir, model, calibration, method, pattern, budget, rss, name, params, matmul64);
         return;
@@ -469,6 +493,96 @@ public final class ScaleBench {
         peak / 1e9,
         m.get("planned_peak_bytes") / 1e9,
         seconds);
+  }
+
+  private static void quantizeOnly(
+      Path dir, Path model, String scheme, int group, long budget, RssSampler rss, String name)
+      throws Exception {
+    quantizeOnly(dir, model, scheme, group, budget, rss, name, null);
+  }
+
+  /**
+   * The quantizer stage alone (its calibration, if any, already done), then the output's content
+   * hash as the artefact store computes it: wall time of each and GB/s of input weights.
+   */
+  private static void quantizeOnly(
+      Path dir,
+      Path model,
+      String scheme,
+      int group,
+      long budget,
+      RssSampler rss,
+      String name,
+      Path calibration)
+      throws Exception {
+    long inputBytes = 0;
+    try (var files = Files.list(model)) {
+      for (Path f : files.filter(f -> f.toString().endsWith(".safetensors")).toList()) {
+        inputBytes += Files.size(f);
+      }
+    }
+    rss.reset();
+    long cpu0 = processCpuNanos();
+    long t0 = System.nanoTime();
+    StageResult result =
+        new QuantizerStage()
+            .run(
+                context(
+                    dir,
+                    "quantizer",
+                    model,
+                    calibration == null
+                        ? List.of()
+                        : List.of(
+                            input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
+                    new QuantizerParams(scheme, group, null, null, null, null, null),
+                    budget));
+    double quantize = (System.nanoTime() - t0) / 1e9;
+    double cpu = (processCpuNanos() - cpu0) / 1e9;
+    long peak = rss.peakAnon();
+    Map<String, Double> m = result.metrics();
+    stageLine("quantize", quantize, peak, planned(rss, m, peak));
+    System.out.printf(
+        Locale.ROOT,
+        "    process CPU %.1f s in %.1f s of wall time (%d cores, the rest waiting on the disk or"
+            + " other processes)%n",
+        cpu,
+        quantize,
+        Runtime.getRuntime().availableProcessors());
+    Path out = result.outputs().getFirst().path();
+    t0 = System.nanoTime();
+    String sha = ContentHash.of(out);
+    double hash = (System.nanoTime() - t0) / 1e9;
+    long outBytes = ContentHash.sizeOf(out);
+    System.out.printf(
+        Locale.ROOT,
+        "    weights %.2f GB -> %.2f GB; output %.2f GB hashed in %.1f s (%.2f GB/s, sha256 %s)%n",
+        m.get("weight_bytes_before") / 1e9,
+        m.get("weight_bytes_after") / 1e9,
+        outBytes / 1e9,
+        hash,
+        outBytes / 1e9 / hash,
+        sha.substring(0, 12));
+    System.out.printf(
+        Locale.ROOT,
+        "    end to end: %.2f GB of input weights at %.2f GB/s (%.2f GB/s with the hash)%n",
+        inputBytes / 1e9,
+        inputBytes / 1e9 / quantize,
+        inputBytes / 1e9 / (quantize + hash));
+    System.out.printf(
+        Locale.ROOT,
+        "scale model=%s stage=quantizer scheme=%s seconds=%.1f gb_per_s=%.2f hash_seconds=%.1f%n",
+        name,
+        scheme,
+        quantize,
+        inputBytes / 1e9 / quantize,
+        hash);
+  }
+
+  /** CPU time of this process (all threads: the stage's, GC, JIT), in nanoseconds. */
+  private static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+        .getProcessCpuTime();
   }
 
   /** A planned stage's detail: peak VmRSS, and its memory plan against the measured peak. */

@@ -18,6 +18,7 @@ import io.distillery.model.safetensors.TensorInfo;
 import io.distillery.model.safetensors.TensorSource;
 import io.distillery.stage.FileTrees;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -162,6 +163,36 @@ public final class CompressedTensors {
   }
 
   /**
+   * {@link #moduleTensors} of {@link GroupQuantizer#int8PerChannel(TensorData)} of a weight as the
+   * checkpoint stores it (w8-rtn): the same tensors, byte for byte, but in the weight-only {@code
+   * pack-quantized} layout the codes go one byte each straight into the packed words, never held as
+   * ints. Other layouts take the general path.
+   */
+  public static SequencedMap<String, TensorSource> int8ChannelTensors(
+      String module, TensorData weight, QuantizationScheme scheme) {
+    if (scheme.kind() != QuantizedWeight.Kind.INT8_CHANNEL || !scheme.packed()) {
+      return moduleTensors(module, GroupQuantizer.int8PerChannel(weight), null, scheme);
+    }
+    VllmConstraints.checkQuantizable(module);
+    GroupQuantizer.Int8Channel q = GroupQuantizer.int8PerChannelBytes(weight);
+    long rows = q.rows();
+    SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+    tensors.put(
+        module + ".weight_packed",
+        new TensorData(
+            DType.I32,
+            new long[] {rows, (q.cols() + 3) / 4},
+            MemorySegment.ofArray(Int32Packing.packRowsInt8(q.codes(), q.rows(), q.cols()))));
+    tensors.put(
+        module + ".weight_scale",
+        TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, 1}, q.scales()));
+    tensors.put(
+        module + ".weight_shape",
+        TensorData.ofBytes(DType.I64, new long[] {2}, TensorCodec.longsToBytes(rows, q.cols())));
+    return tensors;
+  }
+
+  /**
    * Writes {@code config.json}: {@code config} (its {@code torch_dtype} as the dense tensors are
    * stored) with the {@code quantization_config} of {@code scheme}.
    */
@@ -204,9 +235,7 @@ public final class CompressedTensors {
     long rows = q.rows();
     int[] packed = Int32Packing.packRows(q.codes(), q.rows(), q.cols(), bits);
     tensors.put(
-        m + ".weight_packed",
-        TensorData.ofBytes(
-            DType.I32, new long[] {rows, packed.length / rows}, TensorCodec.intsToBytes(packed)));
+        m + ".weight_packed", TensorData.ofInts(new long[] {rows, packed.length / rows}, packed));
     tensors.put(
         m + ".weight_scale",
         TensorData.ofFloats(scheme.scaleDtype(), new long[] {rows, q.groups()}, q.scales()));

@@ -1,5 +1,9 @@
 package io.distillery.model.quant;
 
+import io.distillery.model.safetensors.TensorCodec;
+import io.distillery.model.safetensors.TensorData;
+import java.util.Arrays;
+
 /**
  * Round-to-nearest quantization of a {@code [rows, cols]} weight: symmetric INT8 per output
  * channel, INT2, INT3, INT4 or INT8 per group of input columns, symmetric (compressed-tensors'
@@ -118,6 +122,82 @@ public final class GroupQuantizer {
       scales[r] = grid.scale();
       for (int c = 0; c < cols; c++) {
         codes[r * cols + c] = grid.quantize(w[r * cols + c]);
+      }
+    }
+    return new QuantizedWeight(
+        QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
+  }
+
+  /**
+   * Per-channel INT8 codes one byte each ({@code [rows, cols]} row-major) and their scales: {@link
+   * #int8PerChannel}'s, held compactly.
+   */
+  public record Int8Channel(int rows, int cols, byte[] codes, float[] scales) {}
+
+  /**
+   * {@link #int8PerChannel(TensorData)} with the codes in bytes: a quarter of the memory, for a
+   * writer that packs them straight away.
+   */
+  public static Int8Channel int8PerChannelBytes(TensorData weight) {
+    int[] shape = matrix(weight);
+    int rows = shape[0];
+    int cols = shape[1];
+    byte[] codes = new byte[Math.multiplyExact(rows, cols)];
+    float[] scales = new float[rows];
+    float[] row = new float[cols];
+    long rowBytes = (long) cols * weight.dtype().byteSize();
+    for (int r = 0; r < rows; r++) {
+      TensorCodec.decodeFloats(weight.data().asSlice(r * rowBytes, rowBytes), weight.dtype(), row);
+      Grid grid = Grid.int8(row, 0, cols);
+      float scale = grid.scale();
+      scales[r] = scale;
+      int at = r * cols;
+      for (int c = 0; c < cols; c++) {
+        // Grid.quantize in float arithmetic the JIT can vectorize: below 2^22 adding and taking
+        // away 1.5 x 2^23 rounds half to even exactly as Math.rint; from 2^22 on (and for
+        // infinities and NaN) a float is its own rint
+        float q = row[c] / scale;
+        float rounded = Math.abs(q) < 0x1p22f ? (q + 0x1.8p23f) - 0x1.8p23f : q;
+        codes[at + c] = (byte) Math.max(-128, Math.min(127, (int) rounded));
+      }
+    }
+    return new Int8Channel(rows, cols, codes, scales);
+  }
+
+  /** {@code [rows, cols]} of a floating-point matrix, else IllegalArgumentException. */
+  private static int[] matrix(TensorData weight) {
+    long[] shape = weight.shape();
+    if (shape.length != 2 || !weight.dtype().isFloatingPoint()) {
+      throw new IllegalArgumentException(
+          "expected a floating-point [rows, cols] weight, got "
+              + weight.dtype()
+              + Arrays.toString(shape));
+    }
+    return new int[] {Math.toIntExact(shape[0]), Math.toIntExact(shape[1])};
+  }
+
+  /**
+   * {@link #int8PerChannel(float[], int, int)} of a {@code [rows, cols]} weight as a checkpoint
+   * stores it (F32, F16 or BF16; half types widen exactly), one row at a time: the same codes and
+   * scales, without the weight's whole F32 copy.
+   *
+   * @throws IllegalArgumentException if the tensor is not a floating-point matrix
+   */
+  public static QuantizedWeight int8PerChannel(TensorData weight) {
+    int[] shape = matrix(weight);
+    int rows = shape[0];
+    int cols = shape[1];
+    int[] codes = new int[Math.multiplyExact(rows, cols)];
+    float[] scales = new float[rows];
+    float[] row = new float[cols];
+    long rowBytes = (long) cols * weight.dtype().byteSize();
+    for (int r = 0; r < rows; r++) {
+      TensorCodec.decodeFloats(weight.data().asSlice(r * rowBytes, rowBytes), weight.dtype(), row);
+      Grid grid = Grid.int8(row, 0, cols);
+      scales[r] = grid.scale();
+      int at = r * cols;
+      for (int c = 0; c < cols; c++) {
+        codes[at + c] = grid.quantize(row[c]);
       }
     }
     return new QuantizedWeight(

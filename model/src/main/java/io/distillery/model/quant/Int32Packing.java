@@ -33,10 +33,57 @@ public final class Int32Packing {
     int offset = 1 << (bits - 1);
     int mask = (1 << bits) - 1;
     int[] out = new int[rows * words];
+    int full = cols / perWord;
     for (int r = 0; r < rows; r++) {
+      int row = r * cols;
+      int o = r * words;
+      if (bits == 8) { // w8: four codes a word, unrolled
+        for (int w = 0; w < full; w++) {
+          int at = row + 4 * w;
+          out[o + w] =
+              ((codes[at] + offset) & mask)
+                  | ((codes[at + 1] + offset) & mask) << 8
+                  | ((codes[at + 2] + offset) & mask) << 16
+                  | ((codes[at + 3] + offset) & mask) << 24;
+        }
+      } else {
+        for (int w = 0; w < full; w++) {
+          int at = row + perWord * w;
+          int word = 0;
+          for (int k = 0; k < perWord; k++) {
+            word |= ((codes[at + k] + offset) & mask) << (bits * k);
+          }
+          out[o + w] = word;
+        }
+      }
+      int word = 0; // a trailing partial word, zero-padded
+      for (int c = full * perWord; c < cols; c++) {
+        word |= ((codes[row + c] + offset) & mask) << (bits * (c - full * perWord));
+      }
+      if (full < words) {
+        out[o + full] = word;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The bytes of {@link #packRows}{@code (codes, rows, cols, 8)} as little-endian int32 words, from
+   * codes held one byte each: at 8 bits word w of a row holds codes 4w..4w+3, lowest first, so its
+   * bytes are those codes shifted by 128 ({@code code ^ 0x80}), rows zero-padded to whole words.
+   */
+  public static byte[] packRowsInt8(byte[] codes, int rows, int cols) {
+    if ((long) rows * cols != codes.length) {
+      throw new IllegalArgumentException(
+          codes.length + " codes are not a [" + rows + ", " + cols + "] matrix");
+    }
+    int rowBytes = 4 * ((cols + 3) / 4);
+    byte[] out = new byte[Math.multiplyExact(rows, rowBytes)];
+    for (int r = 0; r < rows; r++) {
+      int from = r * cols;
+      int to = r * rowBytes;
       for (int c = 0; c < cols; c++) {
-        int u = (codes[r * cols + c] + offset) & mask;
-        out[r * words + c / perWord] |= u << (bits * (c % perWord));
+        out[to + c] = (byte) (codes[from + c] ^ 0x80);
       }
     }
     return out;

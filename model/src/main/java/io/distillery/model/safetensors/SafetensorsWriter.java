@@ -40,6 +40,20 @@ public final class SafetensorsWriter {
   public static void write(
       Path file, Map<String, ? extends TensorSource> tensors, Map<String, String> metadata)
       throws IOException {
+    write(file, tensors, metadata, true);
+  }
+
+  /**
+   * As {@link #write(Path, Map, Map)}; with {@code sync} false the file is not forced to the device
+   * before it is moved into place (for work files whose loss a reader detects and recovers from,
+   * and that are usually deleted before the kernel would have written them back at all).
+   */
+  public static void write(
+      Path file,
+      Map<String, ? extends TensorSource> tensors,
+      Map<String, String> metadata,
+      boolean sync)
+      throws IOException {
     Objects.requireNonNull(file, "file");
     TreeMap<String, TensorSource> sorted = new TreeMap<>(tensors);
     byte[] header = header(sorted, metadata);
@@ -71,9 +85,11 @@ public final class SafetensorsWriter {
                     + " needs "
                     + expected);
           }
-          writeSegment(channel, bytes, chunk);
+          ShardedCheckpointWriter.writeSegment(channel, bytes, chunk);
         }
-        channel.force(true);
+        if (sync) {
+          channel.force(true);
+        }
       }
       try {
         Files.move(
@@ -126,19 +142,6 @@ public final class SafetensorsWriter {
       }
     }
     return Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
-  }
-
-  private static void writeSegment(FileChannel channel, MemorySegment bytes, ByteBuffer chunk)
-      throws IOException {
-    MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
-    long size = bytes.byteSize();
-    for (long done = 0; done < size; ) {
-      int length = (int) Math.min(CHUNK_BYTES, size - done);
-      MemorySegment.copy(bytes, done, chunkSegment, 0, length);
-      chunk.clear().limit(length);
-      writeFully(channel, chunk);
-      done += length;
-    }
   }
 
   private static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {

@@ -135,20 +135,170 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
               + " needs "
               + length);
     }
-    MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
-    for (long done = 0; done < length; ) {
-      int n = (int) Math.min(CHUNK_BYTES, length - done);
-      MemorySegment.copy(bytes, done, chunkSegment, 0, n);
-      chunk.clear().limit(n);
-      while (chunk.hasRemaining()) {
-        shard.channel.write(chunk);
-      }
-      done += n;
-    }
+    writeSegment(shard.channel, bytes, chunk);
     shard.entries.put(
         name,
         new TensorInfo(name, source.dtype(), source.shape(), shard.bytes, shard.bytes + length));
     shard.bytes += length;
+  }
+
+  /**
+   * Writes {@code segment} to {@code channel}: a native segment (a mapped file, off-heap memory)
+   * straight from its memory, a heap segment through {@code chunk} (a direct buffer of {@link
+   * #CHUNK_BYTES}), so that no temporary direct buffer of the tensor's size is made.
+   */
+  static void writeSegment(FileChannel channel, MemorySegment segment, ByteBuffer chunk)
+      throws IOException {
+    long length = segment.byteSize();
+    if (segment.isNative()) {
+      for (long done = 0; done < length; ) {
+        int n = (int) Math.min(1L << 30, length - done);
+        ByteBuffer view = segment.asSlice(done, n).asByteBuffer();
+        while (view.hasRemaining()) {
+          channel.write(view);
+        }
+        done += n;
+      }
+      return;
+    }
+    MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk.clear());
+    for (long done = 0; done < length; ) {
+      int n = (int) Math.min(chunk.capacity(), length - done);
+      MemorySegment.copy(segment, done, chunkSegment, 0, n);
+      chunk.clear().limit(n);
+      while (chunk.hasRemaining()) {
+        channel.write(chunk);
+      }
+      done += n;
+    }
+  }
+
+  /**
+   * Writes a whole checkpoint whose tensors are all at hand (their dtypes and shapes; bytes are
+   * asked for once each, in order, while they are written): the same files, byte for byte, as a
+   * writer given each tensor in order with {@link #write} and then {@link #finish}, but each shard
+   * goes straight into its final file, header first, without the temporary data file and its copy.
+   * Each shard appears by an atomic move once complete and synced; the index comes last.
+   *
+   * @param tensors in write order
+   * @return the weight files written, in shard order (the index last when there is one)
+   * @throws IllegalArgumentException if a name is empty or reserved, or a source's bytes do not
+   *     match its dtype and shape
+   * @throws IllegalStateException if {@code tensors} is empty
+   */
+  public static List<Path> writeAll(
+      Path directory,
+      long maxShardBytes,
+      Map<String, String> metadata,
+      Map<String, ? extends TensorSource> tensors)
+      throws IOException {
+    if (maxShardBytes <= 0) {
+      throw new IllegalArgumentException("maxShardBytes must be positive, got " + maxShardBytes);
+    }
+    if (tensors.isEmpty()) {
+      throw new IllegalStateException("no tensor was written");
+    }
+    Path dir = Files.createDirectories(directory.toAbsolutePath());
+    Map<String, String> meta = new TreeMap<>(metadata);
+    // the shards as write() cuts them
+    List<Map<String, TensorInfo>> shards = new ArrayList<>();
+    long bytes = 0;
+    for (Map.Entry<String, ? extends TensorSource> e : tensors.entrySet()) {
+      String name = e.getKey();
+      if (name == null || name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
+        throw new IllegalArgumentException("invalid tensor name '" + name + "'");
+      }
+      TensorSource source = e.getValue();
+      long length = Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
+      if (shards.isEmpty() || (bytes > 0 && bytes + length > maxShardBytes)) {
+        shards.add(new LinkedHashMap<>());
+        bytes = 0;
+      }
+      shards
+          .getLast()
+          .put(name, new TensorInfo(name, source.dtype(), source.shape(), bytes, bytes + length));
+      bytes += length;
+    }
+    int count = shards.size();
+    List<Path> files = new ArrayList<>();
+    Map<String, String> weightMap = new TreeMap<>();
+    long total = 0;
+    ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK_BYTES);
+    for (int i = 0; i < count; i++) {
+      Map<String, TensorInfo> entries = shards.get(i);
+      String fileName = shardName(i, count);
+      Path target = dir.resolve(fileName);
+      byte[] header = header(entries, meta);
+      Path temp = target.resolveSibling("." + fileName + ".partial");
+      try {
+        try (FileChannel out =
+            FileChannel.open(
+                temp,
+                StandardOpenOption.WRITE,
+                StandardOpenOption.CREATE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+          ByteBuffer prefix = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
+          prefix.putLong(header.length).put(header).flip();
+          while (prefix.hasRemaining()) {
+            out.write(prefix);
+          }
+          for (TensorInfo info : entries.values()) {
+            TensorSource source = tensors.get(info.name());
+            MemorySegment data = source.bytes();
+            if (data.byteSize() != info.byteSize()) {
+              throw new IllegalArgumentException(
+                  "tensor '"
+                      + info.name()
+                      + "' supplied "
+                      + data.byteSize()
+                      + " bytes but "
+                      + source.dtype()
+                      + Arrays.toString(source.shape())
+                      + " needs "
+                      + info.byteSize());
+            }
+            writeSegment(out, data, chunk);
+            weightMap.put(info.name(), fileName);
+            total += info.byteSize();
+          }
+          out.force(true);
+        }
+        move(temp, target);
+      } finally {
+        Files.deleteIfExists(temp);
+      }
+      files.add(target);
+    }
+    writeIndex(dir, count, weightMap, total, files);
+    return files;
+  }
+
+  private static String shardName(int shard, int count) {
+    return count == 1
+        ? Checkpoint.SINGLE_FILE
+        : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", shard + 1, count);
+  }
+
+  /**
+   * The index when there is more than one shard (added to {@code files}); else a stale index is
+   * deleted.
+   */
+  private static void writeIndex(
+      Path directory, int count, Map<String, String> weightMap, long total, List<Path> files)
+      throws IOException {
+    Path index = directory.resolve(Checkpoint.INDEX_FILE);
+    if (count > 1) {
+      ObjectNode root = HeaderParser.JSON.createObjectNode();
+      root.putObject("metadata").put("total_size", total);
+      ObjectNode map = root.putObject("weight_map");
+      weightMap.forEach(map::put);
+      Path temp = directory.resolve("." + Checkpoint.INDEX_FILE + ".partial");
+      Files.writeString(temp, root.toPrettyString() + "\n", StandardCharsets.UTF_8);
+      move(temp, index);
+      files.add(index);
+    } else {
+      Files.deleteIfExists(index); // a stale index would send readers to other files
+    }
   }
 
   /**
@@ -186,10 +336,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     for (int i = 0; i < count; i++) {
       Shard shard = shards.get(i);
       shard.channel.close();
-      String fileName =
-          count == 1
-              ? Checkpoint.SINGLE_FILE
-              : String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, count);
+      String fileName = shardName(i, count);
       Path target = directory.resolve(fileName);
       assemble(shard, target);
       files.add(target);
@@ -198,19 +345,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
       }
       total += shard.bytes;
     }
-    Path index = directory.resolve(Checkpoint.INDEX_FILE);
-    if (count > 1) {
-      ObjectNode root = HeaderParser.JSON.createObjectNode();
-      root.putObject("metadata").put("total_size", total);
-      ObjectNode map = root.putObject("weight_map");
-      weightMap.forEach(map::put);
-      Path temp = directory.resolve("." + Checkpoint.INDEX_FILE + ".partial");
-      Files.writeString(temp, root.toPrettyString() + "\n", StandardCharsets.UTF_8);
-      move(temp, index);
-      files.add(index);
-    } else {
-      Files.deleteIfExists(index); // a stale index would send readers to other files
-    }
+    writeIndex(directory, count, weightMap, total, files);
     return files;
   }
 

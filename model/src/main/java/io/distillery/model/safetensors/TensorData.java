@@ -47,6 +47,13 @@ public record TensorData(DType dtype, long[] shape, MemorySegment data) implemen
     return ofFloats(DType.F32, shape, values);
   }
 
+  /** I32 values, little-endian (one copy of the values, no intermediate byte array). */
+  public static TensorData ofInts(long[] shape, int[] values) {
+    MemorySegment data = MemorySegment.ofArray(new byte[Math.multiplyExact(values.length, 4)]);
+    MemorySegment.copy(values, 0, data, TensorCodec.I32_LE, 0, values.length);
+    return new TensorData(DType.I32, shape, data);
+  }
+
   /** Raw little-endian bytes of any type. */
   public static TensorData ofBytes(DType dtype, long[] shape, byte[] bytes) {
     return new TensorData(dtype, shape, MemorySegment.ofArray(bytes.clone()));

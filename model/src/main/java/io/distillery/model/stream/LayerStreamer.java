@@ -47,20 +47,23 @@ import org.slf4j.LoggerFactory;
  * /work/shared/SCALE.md).
  *
  * <p>For each layer, in order: its tensors are read from the memory-mapped (sharded) checkpoint and
- * widened to F32 in Java (DJL aborts on BF16); the calibration batch's hidden states pass through
- * it while the {@link LayerVisitor} observes its linear inputs; the visitor rewrites it; with
- * {@code sequential} (the GPTQ and SparseGPT reference code's and llm-compressor's sequential
- * pipeline's schedule) the layer is re-run with the rewritten weights so that layer i+1 is
- * calibrated on the outputs of the compressed layer i, else the original layer's outputs go on
- * (one-pass statistics, as a whole-model calibration gets); the layer's output tensors are written
- * at once and the layer is freed. The embedding is never widened whole: only the rows of the tokens
- * used are gathered. Dense tensors keep their input dtype (BF16 in, BF16 out, narrowed in Java with
- * round-to-nearest-even); embedding, final norm and LM head are copied through as stored.
+ * widened to F32 in Java (DJL aborts on BF16; when nothing runs forward, as for round-to-nearest,
+ * only the tensors the visitor asks for, see {@link LayerWeights#stored}); the calibration batch's
+ * hidden states pass through it while the {@link LayerVisitor} observes its linear inputs; the
+ * visitor rewrites it; with {@code sequential} (the GPTQ and SparseGPT reference code's and
+ * llm-compressor's sequential pipeline's schedule) the layer is re-run with the rewritten weights
+ * so that layer i+1 is calibrated on the outputs of the compressed layer i, else the original
+ * layer's outputs go on (one-pass statistics, as a whole-model calibration gets); the layer's
+ * output tensors are written at once and the layer is freed. The embedding is never widened whole:
+ * only the rows of the tokens used are gathered. Dense tensors keep their input dtype (BF16 in,
+ * BF16 out, narrowed in Java with round-to-nearest-even); embedding, final norm and LM head are
+ * copied through as stored.
  *
  * <p>Resume: each finished layer's tensors go to {@code workDir/layer-NNNNN.safetensors} and the
  * hidden states after it to {@code workDir/hidden.safetensors}, then {@code workDir/state.json}
  * records the count; a run with the same fingerprint continues from there. The output is assembled
- * from those files by a {@link ShardedCheckpointWriter} at the end, and the work files are deleted.
+ * from those files at the end ({@link ShardedCheckpointWriter#writeAll}: every shard straight into
+ * its final file), and the work files are deleted.
  */
 public final class LayerStreamer {
 
@@ -156,9 +159,16 @@ public final class LayerStreamer {
       boolean forward = !batches.isEmpty() && (visitor.observes() || options.sequential());
       double flops = 0;
       long forwardNanos = 0;
-      try (NDManager base = Engine.getEngine("PyTorch").newBaseManager()) {
-        base.setName("layer-streamer");
-        NDManager states = base.newSubManager();
+      long loadNanos = 0;
+      long rewriteNanos = 0;
+      long writeNanos = 0;
+      // the engine (libtorch, seconds to load) only for a forward pass: round-to-nearest has none
+      try (NDManager base = forward ? Engine.getEngine("PyTorch").newBaseManager() : null) {
+        NDManager states = null;
+        if (base != null) {
+          base.setName("layer-streamer");
+          states = base.newSubManager();
+        }
         List<NDArray> hidden = null;
         if (forward) {
           hidden =
@@ -185,19 +195,35 @@ public final class LayerStreamer {
                       what,
                       (current + Math.min(1, Math.max(0, fraction))) / layers);
           step.step("load", 0);
+          long loadStart = System.nanoTime();
           DecoderLayer decoder = new DecoderLayer(config, layer);
           SequencedMap<String, float[]> values = new LinkedHashMap<>();
+          SequencedMap<String, TensorData> stored = new LinkedHashMap<>();
           Map<String, long[]> layerShapes = new LinkedHashMap<>();
           String prefix = LlamaTensorNames.layerPrefix(layer);
           for (Map.Entry<String, long[]> e : shapes.entrySet()) {
             if (e.getKey().startsWith(prefix)) {
-              values.put(e.getKey(), checkpoint.floats(e.getKey()));
+              if (forward) {
+                values.put(e.getKey(), checkpoint.floats(e.getKey()));
+              } else { // nothing runs forward: the visitor widens what it asks for
+                stored.put(
+                    e.getKey(),
+                    new TensorData(
+                        checkpoint.info(e.getKey()).dtype(),
+                        e.getValue(),
+                        checkpoint.segment(e.getKey())));
+              }
               layerShapes.put(e.getKey(), e.getValue());
             }
           }
-          LayerWeights weights = new LayerWeights(layer, values, layerShapes);
-          NDManager next = base.newSubManager();
-          try (NDManager layerManager = base.newSubManager()) {
+          boolean reruns = forward && (options.sequential() || !visitor.observes());
+          LayerWeights weights =
+              forward
+                  ? new LayerWeights(layer, values, layerShapes, reruns)
+                  : LayerWeights.lazy(layer, stored, layerShapes, reruns);
+          loadNanos += System.nanoTime() - loadStart;
+          NDManager next = base == null ? null : base.newSubManager();
+          try (NDManager layerManager = base == null ? null : base.newSubManager()) {
             List<NDArray> outputs = null;
             if (forward && visitor.observes()) {
               step.step("observe", 0.02);
@@ -214,7 +240,9 @@ public final class LayerStreamer {
               params.values().forEach(NDArray::close);
             }
             step.step("rewrite", 0.05);
+            long rewriteStart = System.nanoTime();
             visitor.rewrite(weights, step);
+            rewriteNanos += System.nanoTime() - rewriteStart;
             if (forward && (options.sequential() || outputs == null)) {
               if (outputs != null) {
                 outputs.forEach(NDArray::close);
@@ -237,36 +265,48 @@ public final class LayerStreamer {
               flops += forwardFlops(batches);
             }
             if (output != null) {
+              long writeStart = System.nanoTime();
               writeLayer(workDir, weights, layerShapes, checkpoint, dense);
+              writeNanos += System.nanoTime() - writeStart;
             }
             if (forward) {
               states.close();
               states = next;
               hidden = outputs;
               saveHidden(workDir, hidden);
-            } else {
+            } else if (next != null) {
               next.close();
             }
             saveState(workDir, fingerprint, layer + 1);
             step.step("done", 1);
           } catch (IOException | RuntimeException | InterruptedException e) {
-            if (states != next) {
+            if (next != null && states != next) {
               next.close();
             }
             throw e;
           }
         }
-        states.close();
+        if (states != null) {
+          states.close();
+        }
       }
+      long assembleStart = System.nanoTime();
       List<Path> files = output == null ? List.of() : assemble(checkpoint, shapes, workDir, output);
+      long assembleNanos = System.nanoTime() - assembleStart;
       clean(workDir);
       LOG.info(
-          "streamed layers={} resumedFrom={} sequential={} forwardGflop={} output={}",
+          "streamed layers={} resumedFrom={} sequential={} forwardGflop={} output={} seconds:"
+              + " load={} forward={} rewrite={} writeLayers={} assemble={}",
           layers,
           done,
           options.sequential(),
           String.format(Locale.ROOT, "%.1f", flops / 1e9),
-          output);
+          output,
+          String.format(Locale.ROOT, "%.2f", loadNanos / 1e9),
+          String.format(Locale.ROOT, "%.2f", forwardNanos / 1e9),
+          String.format(Locale.ROOT, "%.2f", rewriteNanos / 1e9),
+          String.format(Locale.ROOT, "%.2f", writeNanos / 1e9),
+          String.format(Locale.ROOT, "%.2f", assembleNanos / 1e9));
       return new Result(layers, done, flops, forwardNanos / 1e9, files, dense);
     }
   }
@@ -416,20 +456,23 @@ public final class LayerStreamer {
       DType dense)
       throws IOException {
     Map<String, TensorSource> tensors = new LinkedHashMap<>();
-    for (Map.Entry<String, float[]> e : weights.values().entrySet()) {
-      String name = e.getKey();
+    for (String name : weights.names()) {
       String module =
           name.endsWith(".weight") ? name.substring(0, name.length() - ".weight".length()) : null;
       SequencedMap<String, TensorSource> emitted = module == null ? null : weights.emitted(module);
       if (emitted != null) {
-        tensors.putAll(emitted);
+        tensors.putAll(emitted); // its dense values are not needed (nor widened, if never read)
       } else {
         tensors.put(
             name,
-            TensorData.ofFloats(checkpoint.info(name).dtype(), shapes.get(name), e.getValue()));
+            TensorData.ofFloats(
+                checkpoint.info(name).dtype(), shapes.get(name), weights.get(name)));
       }
     }
-    SafetensorsWriter.write(layerFile(workDir, weights.layer()), tensors, Map.of("format", "pt"));
+    // not synced: it is copied into the output (which is) and deleted within the run, usually
+    // before the kernel writes it back at all; resume checks it is whole (intact)
+    SafetensorsWriter.write(
+        layerFile(workDir, weights.layer()), tensors, Map.of("format", "pt"), false);
   }
 
   private static Path layerFile(Path workDir, int layer) {
@@ -476,7 +519,7 @@ public final class LayerStreamer {
       int done = node.path("layers_done").asInt(-1);
       boolean complete = done >= 0 && done <= layers;
       for (int i = 0; i < done && complete; i++) {
-        complete = Files.isRegularFile(layerFile(workDir, i));
+        complete = intact(layerFile(workDir, i));
       }
       if (fingerprint.equals(node.path("fingerprint").asText()) && complete) {
         LOG.info("resuming layer streaming workDir={} layersDone={}", workDir, done);
@@ -485,6 +528,23 @@ public final class LayerStreamer {
     }
     clean(workDir);
     return 0;
+  }
+
+  /**
+   * Whether a finished layer's work file opens with a valid header whose data fills the file: the
+   * work files are not synced to the device (see {@link #writeLayer}), so one cut short by a crash
+   * of the machine is found here and the run starts over instead of resuming from it.
+   */
+  private static boolean intact(Path layerFile) {
+    if (!Files.isRegularFile(layerFile)) {
+      return false;
+    }
+    try (SafetensorsFile file = SafetensorsFile.open(layerFile)) {
+      return !file.tensors().isEmpty();
+    } catch (IOException | RuntimeException e) {
+      LOG.warn("layer work file {} is unreadable, redoing it: {}", layerFile, e.getMessage());
+      return false;
+    }
   }
 
   private static void saveState(Path workDir, String fingerprint, int done) throws IOException {
@@ -521,31 +581,36 @@ public final class LayerStreamer {
   private List<Path> assemble(
       Checkpoint checkpoint, SequencedMap<String, long[]> shapes, Path workDir, Path output)
       throws IOException {
-    try (ShardedCheckpointWriter writer =
-        new ShardedCheckpointWriter(output, options.maxShardBytes(), Map.of("format", "pt"))) {
-      copy(writer, checkpoint, LlamaTensorNames.EMBED_TOKENS);
+    List<SafetensorsFile> parts = new ArrayList<>();
+    try {
+      SequencedMap<String, TensorSource> tensors = new LinkedHashMap<>();
+      copy(tensors, checkpoint, LlamaTensorNames.EMBED_TOKENS);
       for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
-        try (SafetensorsFile part = SafetensorsFile.open(layerFile(workDir, layer))) {
-          for (TensorInfo info : part.tensors()) {
-            writer.write(
-                info.name(),
-                TensorSource.lazy(info.dtype(), info.shape(), () -> part.segment(info.name())));
-          }
+        SafetensorsFile part = SafetensorsFile.open(layerFile(workDir, layer));
+        parts.add(part);
+        for (TensorInfo info : part.tensors()) {
+          tensors.put(
+              info.name(),
+              TensorSource.lazy(info.dtype(), info.shape(), () -> part.segment(info.name())));
         }
       }
-      copy(writer, checkpoint, LlamaTensorNames.FINAL_NORM);
+      copy(tensors, checkpoint, LlamaTensorNames.FINAL_NORM);
       if (shapes.containsKey(LlamaTensorNames.LM_HEAD)) {
-        copy(writer, checkpoint, LlamaTensorNames.LM_HEAD);
+        copy(tensors, checkpoint, LlamaTensorNames.LM_HEAD);
       }
-      return writer.finish();
+      // every size is known now: each shard is written once, header first, from the mappings
+      return ShardedCheckpointWriter.writeAll(
+          output, options.maxShardBytes(), Map.of("format", "pt"), tensors);
+    } finally {
+      parts.forEach(SafetensorsFile::close);
     }
   }
 
-  /** Copies a tensor as stored, from the mapped input to the writer in 1 MiB chunks. */
-  private static void copy(ShardedCheckpointWriter writer, Checkpoint checkpoint, String name)
-      throws IOException {
+  /** A tensor as stored in the mapped input, copied through when the output is written. */
+  private static void copy(Map<String, TensorSource> tensors, Checkpoint checkpoint, String name)
+      throws CorruptCheckpointException {
     TensorInfo info = checkpoint.info(name);
-    writer.write(
+    tensors.put(
         name, TensorSource.lazy(info.dtype(), info.shape(), () -> checkpoint.segment(name)));
   }
 }

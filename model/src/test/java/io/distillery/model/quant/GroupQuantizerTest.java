@@ -4,6 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.safetensors.TensorCodec;
+import io.distillery.model.safetensors.TensorData;
+import java.util.Arrays;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 class GroupQuantizerTest {
@@ -57,7 +62,7 @@ class GroupQuantizerTest {
   void shouldKeepCodesInRangeAndLowerTheErrorWhenBitsGrow() {
     int rows = 8;
     int cols = 64;
-    java.util.SplittableRandom random = new java.util.SplittableRandom(4);
+    SplittableRandom random = new SplittableRandom(4);
     float[] w = new float[rows * cols];
     for (int i = 0; i < w.length; i++) {
       w[i] = (float) (random.nextGaussian() * 0.05 + (i % 9 == 0 ? 0.02 : 0));
@@ -141,5 +146,81 @@ class GroupQuantizerTest {
     for (int i = 0; i < w.length; i++) {
       assertThat(Math.abs(back[i] - w[i])).isLessThanOrEqualTo(Math.abs(w[i]) / 16 + 1e-6f);
     }
+  }
+
+  @Test
+  void shouldGiveTheSameCodesAndScalesWhenQuantizingTheStoredWeightRowByRow() {
+    SplittableRandom random = new SplittableRandom(21);
+    int rows = 7;
+    int cols = 40;
+    float[] w = new float[rows * cols];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = i < cols ? 0f : (float) random.nextGaussian() * (1 + i % 5); // an all-zero row
+    }
+    for (DType dtype : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+      TensorData stored = TensorData.ofFloats(dtype, new long[] {rows, cols}, w);
+      float[] widened = TensorCodec.decodeFloats(stored.data(), dtype);
+      QuantizedWeight expected = GroupQuantizer.int8PerChannel(widened, rows, cols);
+      QuantizedWeight actual = GroupQuantizer.int8PerChannel(stored);
+      assertThat(actual.codes()).as(dtype.name()).containsExactly(expected.codes());
+      assertThat(actual.scales()).as(dtype.name()).containsExactly(expected.scales());
+      assertThat(actual.kind()).isEqualTo(QuantizedWeight.Kind.INT8_CHANNEL);
+    }
+  }
+
+  @Test
+  void shouldRoundTiesToEvenAndMatchGridQuantizeWhenQuantizingInt8CodesIntoBytes() {
+    int cols = 16;
+    // row 0: max 127 makes the scale exactly 1, so k + 0.5 are exact ties; row 1: specials
+    float[] w = {
+      127f,
+      0.5f,
+      1.5f,
+      2.5f,
+      -0.5f,
+      -1.5f,
+      -2.5f,
+      126.5f,
+      -126.5f,
+      3.4999998f,
+      -0f,
+      0f,
+      1e-45f,
+      -127f,
+      64.5f,
+      65.5f,
+      Float.MIN_NORMAL,
+      1e-40f,
+      -3e-39f,
+      1e-44f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      0f,
+      2e-40f
+    };
+    int rows = w.length / cols;
+    for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+      TensorData stored = TensorData.ofFloats(dtype, new long[] {rows, cols}, w);
+      QuantizedWeight expected =
+          GroupQuantizer.int8PerChannel(TensorCodec.decodeFloats(stored.data(), dtype), rows, cols);
+      GroupQuantizer.Int8Channel actual = GroupQuantizer.int8PerChannelBytes(stored);
+      int[] codes = new int[actual.codes().length];
+      for (int i = 0; i < codes.length; i++) {
+        codes[i] = actual.codes()[i];
+      }
+      assertThat(codes).as(dtype.name()).containsExactly(expected.codes());
+      assertThat(actual.scales()).as(dtype.name()).containsExactly(expected.scales());
+    }
+    int[] firstRow =
+        GroupQuantizer.int8PerChannel(TensorData.ofFloats(new long[] {rows, cols}, w)).codes();
+    assertThat(Arrays.copyOf(firstRow, 9)).containsExactly(127, 0, 2, 2, 0, -2, -2, 126, -126);
   }
 }

@@ -81,4 +81,31 @@ class Int32PackingTest {
           .containsExactly(codes);
     }
   }
+
+  @Test
+  void shouldMatchTheElementwiseDefinitionWhenPackingRowsOfAnyWidthAndLength() {
+    SplittableRandom random = new SplittableRandom(13);
+    for (int bits = 1; bits <= 8; bits++) {
+      for (int cols : new int[] {1, 3, 4, 5, 8, 31, 32, 33, 130}) {
+        int rows = 3;
+        int[] codes = new int[rows * cols];
+        for (int i = 0; i < codes.length; i++) {
+          codes[i] = random.nextInt(-(1 << (bits - 1)), 1 << (bits - 1));
+        }
+        // the definition, value by value: packed[c / perWord] |= u << (bits * (c % perWord))
+        int perWord = 32 / bits;
+        int words = (cols + perWord - 1) / perWord;
+        int[] expected = new int[rows * words];
+        for (int r = 0; r < rows; r++) {
+          for (int c = 0; c < cols; c++) {
+            int u = (codes[r * cols + c] + (1 << (bits - 1))) & ((1 << bits) - 1);
+            expected[r * words + c / perWord] |= u << (bits * (c % perWord));
+          }
+        }
+        assertThat(Int32Packing.packRows(codes, rows, cols, bits))
+            .as(bits + " bits, " + cols + " columns")
+            .containsExactly(expected);
+      }
+    }
+  }
 }

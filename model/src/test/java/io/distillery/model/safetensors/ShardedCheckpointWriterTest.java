@@ -121,4 +121,78 @@ class ShardedCheckpointWriterTest {
       assertThat(files).as("an unfinished writer leaves nothing behind").isEmpty();
     }
   }
+
+  @Test
+  void shouldWriteTheSameFilesAsTheStreamingWriterWhenWritingAllAtOnce() throws IOException {
+    // mapped (native) and heap sources, shards cut at 100 bytes, one tensor larger than a shard
+    Path source = dir.resolve("source.safetensors");
+    SafetensorsWriter.write(
+        source,
+        Map.of(
+            "m.big", TensorData.ofFloats(DType.BF16, new long[] {70}, ramp(70, 0.25f)),
+            "m.small", TensorData.ofFloats(DType.F32, new long[] {3}, ramp(3, 2f))),
+        Map.of());
+    for (long shardBytes : new long[] {100, 1 << 20}) {
+      Path streamed = dir.resolve("streamed-" + shardBytes);
+      Path all = dir.resolve("all-" + shardBytes);
+      try (SafetensorsFile mapped = SafetensorsFile.open(source)) {
+        Map<String, TensorSource> tensors = new java.util.LinkedHashMap<>();
+        tensors.put("z.first", TensorData.ofFloats(DType.F16, new long[] {2, 5}, ramp(10, 0.5f)));
+        for (TensorInfo info : mapped.tensors()) {
+          tensors.put(
+              "x." + info.name(),
+              TensorSource.lazy(info.dtype(), info.shape(), () -> mapped.segment(info.name())));
+        }
+        tensors.put("a.last", TensorData.ofInts(new long[] {3}, new int[] {-1, 0, 1 << 30}));
+        try (ShardedCheckpointWriter writer =
+            new ShardedCheckpointWriter(streamed, shardBytes, Map.of("format", "pt"))) {
+          for (Map.Entry<String, TensorSource> e : tensors.entrySet()) {
+            writer.write(e.getKey(), e.getValue());
+          }
+          writer.finish();
+        }
+        List<Path> files =
+            ShardedCheckpointWriter.writeAll(all, shardBytes, Map.of("format", "pt"), tensors);
+        assertThat(files).allMatch(Files::isRegularFile);
+      }
+      List<String> names;
+      try (Stream<Path> list = Files.list(streamed)) {
+        names = list.map(p -> p.getFileName().toString()).sorted().toList();
+      }
+      try (Stream<Path> list = Files.list(all)) {
+        assertThat(list.map(p -> p.getFileName().toString()).sorted())
+            .as(shardBytes + "-byte shards")
+            .containsExactlyElementsOf(names);
+      }
+      assertThat(names).hasSize(shardBytes == 100 ? 4 : 1);
+      for (String name : names) {
+        assertThat(Files.readAllBytes(all.resolve(name)))
+            .as(name)
+            .isEqualTo(Files.readAllBytes(streamed.resolve(name)));
+      }
+    }
+  }
+
+  @Test
+  void shouldRefuseMismatchedBytesAndLeaveNoPartialFileWhenWritingAllAtOnce() throws IOException {
+    Map<String, TensorSource> tensors =
+        Map.of("w", new TensorData(DType.F32, new long[] {1}, MemorySegment.ofArray(new byte[4])));
+    Map<String, TensorSource> wrong =
+        Map.of(
+            "w",
+            TensorSource.lazy(DType.F32, new long[] {2}, () -> MemorySegment.ofArray(new byte[4])));
+    assertThatThrownBy(
+            () -> ShardedCheckpointWriter.writeAll(dir.resolve("bad"), 1 << 20, Map.of(), wrong))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("'w' supplied 4 bytes");
+    try (Stream<Path> files = Files.list(dir.resolve("bad"))) {
+      assertThat(files).isEmpty();
+    }
+    assertThatThrownBy(
+            () ->
+                ShardedCheckpointWriter.writeAll(dir.resolve("none"), 1 << 20, Map.of(), Map.of()))
+        .isInstanceOf(IllegalStateException.class);
+    assertThat(ShardedCheckpointWriter.writeAll(dir.resolve("ok"), 1 << 20, Map.of(), tensors))
+        .containsExactly(dir.resolve("ok").resolve(Checkpoint.SINGLE_FILE));
+  }
 }

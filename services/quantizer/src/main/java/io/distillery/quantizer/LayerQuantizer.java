@@ -11,6 +11,8 @@ import io.distillery.model.quant.CompressedTensors;
 import io.distillery.model.quant.QuantizationScheme;
 import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.quant.StaticActivationQuantization;
+import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.safetensors.TensorSource;
 import io.distillery.model.stream.HessianAccumulator;
 import io.distillery.model.stream.LayerVisitor;
 import io.distillery.model.stream.LayerWeights;
@@ -24,6 +26,7 @@ import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SequencedMap;
 import java.util.Set;
 
 /**
@@ -151,9 +154,16 @@ final class LayerQuantizer implements LayerVisitor {
         step.step(
             (scheme == Scheme.W4_GPTQ ? "gptq " : scheme.id() + " ") + shortName,
             first + (0.95 - first) * i / projections.length);
-        float[] w = weights.get(name);
-        QuantizedWeight q;
-        if (scheme == Scheme.W4_GPTQ) {
+        QuantizedWeight q = null;
+        SequencedMap<String, TensorSource> tensors = null;
+        TensorData stored = weights.stored(name);
+        if (stored != null
+            && scheme.kind() == QuantizedWeight.Kind.INT8_CHANNEL
+            && !inputScales.containsKey(module)) {
+          // w8-rtn from the stored bytes: codes packed one byte each, never widened whole
+          tensors = CompressedTensors.int8ChannelTensors(module, stored, format);
+        } else if (scheme == Scheme.W4_GPTQ) {
+          float[] w = weights.get(name);
           if (hessians == null) {
             throw new IllegalStateException("no calibration input reached layer " + layer);
           }
@@ -174,22 +184,31 @@ final class LayerQuantizer implements LayerVisitor {
           // as /work/shared/SCALE.md counts it: the row updates (2 x rows x cols^2) and a Cholesky
           // (cols^3 / 3)
           gptqFlops += 2.0 * rows * cols * cols + (double) cols * cols * cols / 3;
+        } else if (stored != null) { // not widened: nothing runs forward or changed it
+          q =
+              RoundToNearest.quantize(
+                  scheme.kind(), stored, params.groupSize(), params.bits(), params.symmetric());
         } else {
           q =
               RoundToNearest.quantize(
                   scheme.kind(),
-                  w,
+                  weights.get(name),
                   rows,
                   cols,
                   params.groupSize(),
                   params.bits(),
                   params.symmetric());
         }
-        weights.emit(
-            module, CompressedTensors.moduleTensors(module, q, inputScales.get(module), format));
-        weights.set(name, q.dequantize());
+        if (tensors == null) {
+          tensors = CompressedTensors.moduleTensors(module, q, inputScales.get(module), format);
+        }
+        weights.emit(module, tensors);
+        if (weights.reruns()) { // else nothing computes with it again (and stored was null)
+          weights.set(name, q.dequantize());
+        }
         bytesBefore += (long) rows * cols * 4;
-        bytesAfter += q.storageBytes();
+        // per-channel INT8: a byte a code and an F32 scale a row, as QuantizedWeight counts it
+        bytesAfter += q == null ? (long) rows * cols + 4L * rows : q.storageBytes();
         modulesQuantized++;
       }
       layersQuantized++;

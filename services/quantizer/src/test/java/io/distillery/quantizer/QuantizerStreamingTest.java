@@ -6,10 +6,20 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.djl.ndarray.NDManager;
 import io.distillery.model.calib.CalibrationStats;
 import io.distillery.model.calib.StatsAccumulator;
+import io.distillery.model.config.LlamaConfig;
+import io.distillery.model.config.LlamaTensorNames;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.quant.CompressedTensors;
+import io.distillery.model.quant.QuantizationScheme;
+import io.distillery.model.quant.QuantizedWeight;
 import io.distillery.model.safetensors.Checkpoint;
+import io.distillery.model.safetensors.DType;
+import io.distillery.model.safetensors.SafetensorsWriter;
+import io.distillery.model.safetensors.ShardedCheckpointWriter;
+import io.distillery.model.safetensors.TensorData;
+import io.distillery.model.safetensors.TensorSource;
 import io.distillery.model.stream.CalibrationTokens;
+import io.distillery.quantizer.rtn.RoundToNearest;
 import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.stage.ProgressSink;
 import io.distillery.stage.StageContext;
@@ -19,10 +29,12 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.TreeMap;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -141,6 +153,89 @@ class QuantizerStreamingTest {
           .isLessThanOrEqualTo(1e-6);
       assertThat(CompressedTensors.readQuantized(streamed.outputs().getFirst().path())).hasSize(14);
     }
+  }
+
+  @Test
+  void shouldWriteTheBytesOfQuantizingTheWidenedWeightsWhenRoundToNearestStreamsABf16Model()
+      throws Exception {
+    // the tiny model stored as BF16: streamed RTN quantizes the stored bytes (per-channel INT8 row
+    // by row) and writes each shard once; the reference widens every weight, quantizes it and
+    // writes through the streaming writer, as the streamer did before
+    Path bf16 = Files.createDirectories(dir.resolve("model-bf16"));
+    LlamaConfig config = QuantizerStageTest.config.withTorchDtype("bfloat16");
+    Map<String, TensorSource> stored = new LinkedHashMap<>();
+    try (Checkpoint in = Checkpoint.open(QuantizerStageTest.model)) {
+      for (String name : LlamaTensorNames.shapes(config).keySet()) {
+        stored.put(name, TensorData.ofFloats(DType.BF16, in.info(name).shape(), in.floats(name)));
+      }
+    }
+    SafetensorsWriter.write(bf16.resolve(Checkpoint.SINGLE_FILE), stored, Map.of("format", "pt"));
+    config.write(bf16);
+    for (String id : List.of("w8-rtn", "w4-rtn", "fp8")) {
+      QuantizerParams params = params(id, null, true);
+      StageResult streamed =
+          new QuantizerStage()
+              .run(
+                  new StageContext<>(
+                      null,
+                      params,
+                      bf16,
+                      List.of(),
+                      Files.createDirectories(dir.resolve("bf16-scratch-" + id)),
+                      Files.createDirectories(dir.resolve("bf16-work-" + id)),
+                      (p, m, metrics) -> {},
+                      4L << 30));
+      Scheme scheme = Scheme.of(id);
+      QuantizationScheme format =
+          new QuantizationScheme(scheme.kind(), params.groupSize(), false, List.of())
+              .withSymmetric(params.symmetric())
+              .withBits(params.bits())
+              .withModelDtype(config);
+      Path reference = dir.resolve("bf16-reference-" + id);
+      try (Checkpoint in = Checkpoint.open(bf16);
+          ShardedCheckpointWriter writer = new ShardedCheckpointWriter(reference)) {
+        writer.write(LlamaTensorNames.EMBED_TOKENS, asStored(in, LlamaTensorNames.EMBED_TOKENS));
+        for (int layer = 0; layer < config.numHiddenLayers(); layer++) {
+          Map<String, TensorSource> tensors = new TreeMap<>(); // a layer's work file is sorted
+          for (Map.Entry<String, long[]> e : LlamaTensorNames.shapes(config).entrySet()) {
+            String name = e.getKey();
+            if (!name.startsWith(LlamaTensorNames.layerPrefix(layer))) {
+              continue;
+            }
+            String module = name.substring(0, name.length() - ".weight".length());
+            long[] shape = e.getValue();
+            if (LlamaTensorNames.linearModules(config).contains(module)) {
+              QuantizedWeight q =
+                  RoundToNearest.quantize(
+                      scheme.kind(),
+                      in.floats(name),
+                      (int) shape[0],
+                      (int) shape[1],
+                      params.groupSize(),
+                      params.bits(),
+                      params.symmetric());
+              tensors.putAll(CompressedTensors.moduleTensors(module, q, null, format));
+            } else {
+              tensors.put(name, TensorData.ofFloats(DType.BF16, shape, in.floats(name)));
+            }
+          }
+          for (Map.Entry<String, TensorSource> e : tensors.entrySet()) {
+            writer.write(e.getKey(), e.getValue());
+          }
+        }
+        writer.write(LlamaTensorNames.FINAL_NORM, asStored(in, LlamaTensorNames.FINAL_NORM));
+        writer.write(LlamaTensorNames.LM_HEAD, asStored(in, LlamaTensorNames.LM_HEAD));
+        writer.finish();
+      }
+      Path out = streamed.outputs().getFirst().path();
+      assertThat(Files.readAllBytes(out.resolve(Checkpoint.SINGLE_FILE)))
+          .as(id)
+          .isEqualTo(Files.readAllBytes(reference.resolve(Checkpoint.SINGLE_FILE)));
+    }
+  }
+
+  private static TensorSource asStored(Checkpoint in, String name) throws IOException {
+    return new TensorData(in.info(name).dtype(), in.info(name).shape(), in.segment(name));
   }
 
   @Test
