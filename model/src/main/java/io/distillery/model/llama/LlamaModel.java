@@ -282,7 +282,94 @@ public final class LlamaModel implements AutoCloseable {
     return out.create(flat, new Shape(tokenIds.length, seq));
   }
 
+  /**
+   * One forward of several sequences that share {@code cache} row by row ({@link
+   * BatchedGeneration}): row {@code b} feeds {@code tokens[b]} (rows of equal length {@code seq}; a
+   * row's first tokens may be padding) at positions {@code positions[b], positions[b]+1, ...}, and
+   * sees the columns from {@code starts[b]} on, up to its own (the columns before belong to other
+   * sequences or to padding). A padding position (a column before {@code starts[b]}) sees only
+   * itself, so that it stays finite; nothing reads it. Logits {@code [rows, seq, vocab]} attached
+   * to {@code out}.
+   */
+  NDArray forwardRows(NDManager out, int[][] tokens, int[] positions, int[] starts, KvCache cache) {
+    try (NDArray input = createIds(out, tokens)) {
+      return run(
+          input,
+          Objects.requireNonNull(cache, "cache"),
+          false,
+          null,
+          (scope, past) -> rowTables(scope, positions, starts, past, tokens[0].length));
+    }
+  }
+
+  /**
+   * RoPE tables {@code [rows, 1, seq, head_dim]} at each row's own positions (padding at 0), and
+   * the additive mask {@code [rows, 1, seq, past+seq]} that hides each row's padding, the future
+   * and, with a sliding window, columns out of it; the mask is null when every column is visible.
+   */
+  private NDArray[] rowTables(NDManager scope, int[] positions, int[] starts, int past, int seq) {
+    int rows = positions.length;
+    int headDim = config.headDim();
+    int block = seq * headDim;
+    float[] cos = new float[rows * block];
+    float[] sin = new float[rows * block];
+    int total = past + seq;
+    Integer window = config.slidingWindow();
+    float[] mask = new float[rows * seq * total];
+    boolean masked = false;
+    for (int b = 0; b < rows; b++) {
+      int padding = Math.max(0, -positions[b]);
+      int real = Math.max(0, seq - padding);
+      if (real > 0) {
+        float[][] t = rope.tables(positions[b] + padding, real);
+        System.arraycopy(t[0], 0, cos, b * block + padding * headDim, real * headDim);
+        System.arraycopy(t[1], 0, sin, b * block + padding * headDim, real * headDim);
+      }
+      if (padding > 0) {
+        float[][] t = rope.tables(0, 1);
+        for (int i = 0; i < Math.min(padding, seq); i++) {
+          System.arraycopy(t[0], 0, cos, b * block + i * headDim, headDim);
+          System.arraycopy(t[1], 0, sin, b * block + i * headDim, headDim);
+        }
+      }
+      for (int i = 0; i < seq; i++) {
+        int column = past + i;
+        int row = (b * seq + i) * total;
+        for (int j = 0; j < total; j++) {
+          boolean visible =
+              column < starts[b]
+                  ? j == column
+                  : j >= starts[b] && j <= column && (window == null || column - j < window);
+          if (!visible) {
+            mask[row + j] = Float.NEGATIVE_INFINITY;
+            masked = true;
+          }
+        }
+      }
+    }
+    return new NDArray[] {
+      scope.create(cos, new Shape(rows, 1, seq, headDim)),
+      scope.create(sin, new Shape(rows, 1, seq, headDim)),
+      masked ? scope.create(mask, new Shape(rows, 1, seq, total)) : null
+    };
+  }
+
+  /** Position tables and mask of a forward pass, made in its scope: {cos, sin, mask or null}. */
+  @FunctionalInterface
+  private interface PositionTables {
+    NDArray[] make(NDManager scope, int past);
+  }
+
   private NDArray run(NDArray tokenIds, KvCache cache, boolean lastPositionOnly, int[][] segments) {
+    return run(tokenIds, cache, lastPositionOnly, segments, null);
+  }
+
+  private NDArray run(
+      NDArray tokenIds,
+      KvCache cache,
+      boolean lastPositionOnly,
+      int[][] segments,
+      PositionTables positions) {
     Shape shape = tokenIds.getShape();
     if (shape.dimension() != 2 || shape.get(0) == 0 || shape.get(1) == 0) {
       throw new IllegalArgumentException(
@@ -301,13 +388,18 @@ public final class LlamaModel implements AutoCloseable {
     int past = cache == null ? 0 : cache.length();
     NDManager out = tokenIds.getManager();
     try (NDManager scope = out.newSubManager()) {
-      NDArray[] tables = DecoderLayer.ropeTables(scope, rope, config, past, seq);
+      NDArray[] tables =
+          positions != null
+              ? positions.make(scope, past)
+              : DecoderLayer.ropeTables(scope, rope, config, past, seq);
       NDArray cos = tables[0];
       NDArray sin = tables[1];
       NDArray mask =
-          segments == null
-              ? causalMask(scope, past, seq)
-              : segmentMask(scope, segments, batch, seq);
+          positions != null
+              ? tables[2]
+              : segments == null
+                  ? causalMask(scope, past, seq)
+                  : segmentMask(scope, segments, batch, seq);
       NDArray h =
           own(
               scope,

@@ -33,12 +33,14 @@ public final class ServedModel {
   private final int stopTokenId;
   private final AtomicInteger refs = new AtomicInteger(1);
   private final AtomicBoolean retired = new AtomicBoolean();
+  private final GenerationBatcher batcher;
 
   public ServedModel(String sha256, String uri, LlamaModel model, TextTokenizer tokenizer) {
     this.sha256 = sha256;
     this.uri = uri;
     this.model = model;
     this.tokenizer = tokenizer;
+    this.batcher = new GenerationBatcher(model, sha256.substring(0, Math.min(12, sha256.length())));
     this.stopTokenId =
         tokenizer
             .eosId()
@@ -117,13 +119,14 @@ public final class ServedModel {
   }
 
   /**
-   * Generates an answer. The confidence is the mean log-probability of the generated tokens (the
+   * Generates an answer, decoded together with the model's other requests in flight ({@link
+   * GenerationBatcher}). The confidence is the mean log-probability of the generated tokens (the
    * stop token included) under the model.
    */
   public Answer answer(String prompt, int maxTokens, SamplingParams sampling, long deadlineNanos) {
     int[] ids = encodePrompt(prompt);
     ScoredGeneration.Result r =
-        ScoredGeneration.generate(model, ids, maxTokens, sampling, stopTokenId, deadlineNanos);
+        batcher.generate(ids, maxTokens, sampling, stopTokenId, deadlineNanos);
     int[] tokens = r.stopped() ? Arrays.copyOf(r.tokens(), r.tokens().length - 1) : r.tokens();
     String finish = r.stopped() ? "stop" : r.timedOut() ? "timeout" : "length";
     return new Answer(
@@ -161,6 +164,7 @@ public final class ServedModel {
   public void release() {
     int left = refs.decrementAndGet();
     if (left == 0) {
+      batcher.close();
       model.close();
       LOG.info("model freed sha256={} uri={}", sha256, uri);
     } else if (left < 0) {
