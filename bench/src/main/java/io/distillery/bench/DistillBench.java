@@ -84,7 +84,8 @@ import java.util.TreeMap;
  * L,H,HEADS,KV,I --init slicing|structured --steps N --batch N --lr X --scratch-lr X --T X --alpha
  * X --samples N --eval N --seed N --threads N --slicing activations|first --topk K --compare-live
  * true|false --scratch true|false --task-settings teacher|defaults --mix teacher|uniform
- * --cache-dir DIR --teacher-tokens N}.
+ * --cache-dir DIR --teacher-tokens N}. Defaults: 1500 steps of 32 sequences, lr 1.5e-3 (scratch
+ * 3e-3), T 2, alpha 0.7, top-64 cache, 50,000 training prompts, the first 500 test prompts.
  */
 public final class DistillBench {
 
@@ -112,7 +113,9 @@ public final class DistillBench {
     Path teacherDir = Path.of(a.get("teacher"));
     int steps = Integer.parseInt(a.getOrDefault("steps", "1500"));
     int batch = Integer.parseInt(a.getOrDefault("batch", "32"));
-    double lr = Double.parseDouble(a.getOrDefault("lr", "3e-3"));
+    // 1.5e-3: at 3e-3 the half-size student's loss rose after warmup (1.37 -> 1.64 at step 300)
+    // and it ended at exact match 0.870 against 0.954; the quarter-size one 0.936 against 0.970
+    double lr = Double.parseDouble(a.getOrDefault("lr", "1.5e-3"));
     double scratchLr = Double.parseDouble(a.getOrDefault("scratch-lr", "3e-3"));
     double temperature = Double.parseDouble(a.getOrDefault("T", "2"));
     double alpha = Double.parseDouble(a.getOrDefault("alpha", "0.7"));
