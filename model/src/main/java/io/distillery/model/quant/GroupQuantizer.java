@@ -184,24 +184,13 @@ public final class GroupQuantizer {
    * @throws IllegalArgumentException if the tensor is not a floating-point matrix
    */
   public static QuantizedWeight int8PerChannel(TensorData weight) {
-    int[] shape = matrix(weight);
-    int rows = shape[0];
-    int cols = shape[1];
-    int[] codes = new int[Math.multiplyExact(rows, cols)];
-    float[] scales = new float[rows];
-    float[] row = new float[cols];
-    long rowBytes = (long) cols * weight.dtype().byteSize();
-    for (int r = 0; r < rows; r++) {
-      TensorCodec.decodeFloats(weight.data().asSlice(r * rowBytes, rowBytes), weight.dtype(), row);
-      Grid grid = Grid.int8(row, 0, cols);
-      scales[r] = grid.scale();
-      int at = r * cols;
-      for (int c = 0; c < cols; c++) {
-        codes[at + c] = grid.quantize(row[c]);
-      }
+    Int8Channel q = int8PerChannelBytes(weight);
+    int[] codes = new int[q.codes().length];
+    for (int i = 0; i < codes.length; i++) {
+      codes[i] = q.codes()[i];
     }
     return new QuantizedWeight(
-        QuantizedWeight.Kind.INT8_CHANNEL, rows, cols, cols, codes, scales, null);
+        QuantizedWeight.Kind.INT8_CHANNEL, q.rows(), q.cols(), q.cols(), codes, q.scales(), null);
   }
 
   /**
