@@ -265,17 +265,7 @@ public final class ScaleBench {
       }
       rss.reset();
       t0 = System.nanoTime();
-      StageResult result =
-          new QuantizerStage()
-              .run(
-                  context(
-                      dir,
-                      "quantizer",
-                      model,
-                      List.of(
-                          input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
-                      new QuantizerParams(scheme, group, null, null, null, null, null),
-                      budget));
+      StageResult result = quantize(dir, model, calibration, scheme, group, budget);
       double quantize = (System.nanoTime() - t0) / 1e9;
       long quantizePeak = rss.peakAnon();
       total += quantize;
@@ -385,6 +375,7 @@ public final class ScaleBench {
                   new DeployerParams(
                       DeployerParams.LOCAL,
                       "scale",
+                      null,
                       null,
                       null,
                       null,
@@ -524,19 +515,7 @@ public final class ScaleBench {
     rss.reset();
     long cpu0 = processCpuNanos();
     long t0 = System.nanoTime();
-    StageResult result =
-        new QuantizerStage()
-            .run(
-                context(
-                    dir,
-                    "quantizer",
-                    model,
-                    calibration == null
-                        ? List.of()
-                        : List.of(
-                            input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
-                    new QuantizerParams(scheme, group, null, null, null, null, null),
-                    budget));
+    StageResult result = quantize(dir, model, calibration, scheme, group, budget);
     double quantize = (System.nanoTime() - t0) / 1e9;
     double cpu = (processCpuNanos() - cpu0) / 1e9;
     long peak = rss.peakAnon();
@@ -605,6 +584,24 @@ public final class ScaleBench {
         seconds,
         peakAnon / 1e9,
         detail);
+  }
+
+  /** The quantizer stage on {@code model}, with the calibrator's output when there is one. */
+  private static StageResult quantize(
+      Path dir, Path model, Path calibration, String scheme, int group, long budget)
+      throws Exception {
+    return new QuantizerStage()
+        .run(
+            context(
+                dir,
+                "quantizer",
+                model,
+                calibration == null
+                    ? List.of()
+                    : List.of(
+                        input("calibrate", "calibrator", calibration, CalibrationStats.FORMAT)),
+                new QuantizerParams(scheme, group, null, null, null, null, null),
+                budget));
   }
 
   private static <P extends Record> StageContext<P> context(

@@ -133,34 +133,6 @@ public record DeployerParams(
     }
   }
 
-  /** The params without {@code sparseFormat} (auto), as they were before it existed. */
-  public DeployerParams(
-      String target,
-      String deployment,
-      Integer canaryPercent,
-      Integer canaryWindowSeconds,
-      Integer canaryMinRequests,
-      Double rollbackMargin,
-      Integer activeTimeoutSeconds,
-      String redistillRecipe,
-      Integer maxInputTokens,
-      Integer maxOutputTokens,
-      Integer maxRollingBatchSize) {
-    this(
-        target,
-        deployment,
-        canaryPercent,
-        canaryWindowSeconds,
-        canaryMinRequests,
-        rollbackMargin,
-        activeTimeoutSeconds,
-        redistillRecipe,
-        maxInputTokens,
-        maxOutputTokens,
-        maxRollingBatchSize,
-        null);
-  }
-
   /** Whether the target is a GPU engine (its kernel constraints are checked before packaging). */
   public boolean gpu() {
     return !target.equals(LOCAL);

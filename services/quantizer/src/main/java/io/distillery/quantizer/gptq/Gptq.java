@@ -101,9 +101,6 @@ public final class Gptq {
       boolean actOrder,
       int bits,
       boolean symmetric) {
-    if (hessian.length != (long) cols * cols) {
-      throw new IllegalArgumentException("Hessian must be " + cols + "x" + cols);
-    }
     return quantizeConsuming(
         weight,
         rows,
