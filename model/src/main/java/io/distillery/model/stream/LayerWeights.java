@@ -34,12 +34,7 @@ public final class LayerWeights {
 
   LayerWeights(
       int layer, SequencedMap<String, float[]> values, Map<String, long[]> shapes, boolean reruns) {
-    this.layer = layer;
-    this.values = values;
-    this.shapes = shapes;
-    this.reruns = reruns;
-    this.names = Collections.unmodifiableSet(new LinkedHashSet<>(values.keySet()));
-    this.stored = new HashMap<>();
+    this(layer, values, shapes, reruns, new LinkedHashMap<>());
   }
 
   /**
@@ -67,7 +62,10 @@ public final class LayerWeights {
     this.values = values;
     this.shapes = shapes;
     this.reruns = reruns;
-    this.names = Collections.unmodifiableSet(new LinkedHashSet<>(stored.keySet()));
+    // one of the two holds the whole layer (widened up front, or lazily), in checkpoint order
+    Set<String> all = new LinkedHashSet<>(values.keySet());
+    all.addAll(stored.keySet());
+    this.names = Collections.unmodifiableSet(all);
     this.stored = new HashMap<>(stored);
   }
 
