@@ -103,9 +103,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     if (finished) {
       throw new IllegalStateException("the checkpoint is already finished");
     }
-    if (name == null || name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
-      throw new IllegalArgumentException("invalid tensor name '" + name + "'");
-    }
+    checkName(name);
     if (!names.add(name)) {
       throw new IllegalArgumentException("tensor '" + name + "' was already written");
     }
@@ -122,6 +120,23 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
                       + ".partial"));
       shards.add(shard);
     }
+    MemorySegment bytes = suppliedBytes(name, source, length);
+    writeSegment(shard.channel, bytes, chunk);
+    shard.entries.put(
+        name,
+        new TensorInfo(name, source.dtype(), source.shape(), shard.bytes, shard.bytes + length));
+    shard.bytes += length;
+  }
+
+  private static void checkName(String name) {
+    if (name == null || name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
+      throw new IllegalArgumentException("invalid tensor name '" + name + "'");
+    }
+  }
+
+  /** The source's bytes, asked for once, which must be {@code length} long. */
+  private static MemorySegment suppliedBytes(String name, TensorSource source, long length)
+      throws IOException {
     MemorySegment bytes = source.bytes();
     if (bytes.byteSize() != length) {
       throw new IllegalArgumentException(
@@ -135,11 +150,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
               + " needs "
               + length);
     }
-    writeSegment(shard.channel, bytes, chunk);
-    shard.entries.put(
-        name,
-        new TensorInfo(name, source.dtype(), source.shape(), shard.bytes, shard.bytes + length));
-    shard.bytes += length;
+    return bytes;
   }
 
   /**
@@ -205,9 +216,7 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
     long bytes = 0;
     for (Map.Entry<String, ? extends TensorSource> e : tensors.entrySet()) {
       String name = e.getKey();
-      if (name == null || name.isEmpty() || name.equals(HeaderParser.METADATA_KEY)) {
-        throw new IllegalArgumentException("invalid tensor name '" + name + "'");
-      }
+      checkName(name);
       TensorSource source = e.getValue();
       long length = Math.multiplyExact(source.elementCount(), source.dtype().byteSize());
       if (shards.isEmpty() || (bytes > 0 && bytes + length > maxShardBytes)) {
@@ -243,20 +252,8 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
             out.write(prefix);
           }
           for (TensorInfo info : entries.values()) {
-            TensorSource source = tensors.get(info.name());
-            MemorySegment data = source.bytes();
-            if (data.byteSize() != info.byteSize()) {
-              throw new IllegalArgumentException(
-                  "tensor '"
-                      + info.name()
-                      + "' supplied "
-                      + data.byteSize()
-                      + " bytes but "
-                      + source.dtype()
-                      + Arrays.toString(source.shape())
-                      + " needs "
-                      + info.byteSize());
-            }
+            MemorySegment data =
+                suppliedBytes(info.name(), tensors.get(info.name()), info.byteSize());
             writeSegment(out, data, chunk);
             weightMap.put(info.name(), fileName);
             total += info.byteSize();
