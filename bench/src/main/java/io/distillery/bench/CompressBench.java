@@ -233,28 +233,54 @@ public final class CompressBench {
         if (!o.schemes().contains(scheme)) {
           continue;
         }
-        long s0 = System.nanoTime();
-        StageResult r =
-            new QuantizerStage()
-                .run(
-                    context(
-                        work,
-                        scheme,
-                        o.teacher(),
-                        new QuantizerParams(scheme, group, null, null, null, null, o.exclude()),
-                        List.of(calibInput)));
-        double seconds = (System.nanoTime() - s0) / 1e9;
-        String name = scheme.startsWith("w4") ? scheme + " g" + group : scheme;
-        // modules left out by --exclude stay F32 and still count
-        long bytes =
-            r.metrics().get("weight_bytes_after").longValue()
-                + denseBytes
-                - r.metrics().get("weight_bytes_before").longValue();
-        Row row =
-            measure(
-                name, bytes, seconds, r.outputs().getFirst().path(), true, emSet, pplSet, teacher);
-        rows.put(scheme, row);
-        print(row, dense);
+        // the streamed default is sequential; GPTQ also one-pass (every layer's Hessian from the
+        // original model), to report the two side by side
+        for (boolean sequential :
+            scheme.equals("w4-gptq") ? new boolean[] {true, false} : new boolean[] {true}) {
+          long s0 = System.nanoTime();
+          StageResult r =
+              new QuantizerStage()
+                  .run(
+                      context(
+                          work,
+                          scheme + (sequential ? "" : "-one-pass"),
+                          o.teacher(),
+                          new QuantizerParams(
+                              scheme,
+                              group,
+                              null,
+                              null,
+                              null,
+                              null,
+                              o.exclude(),
+                              null,
+                              null,
+                              null,
+                              sequential,
+                              null),
+                          List.of(calibInput)));
+          double seconds = (System.nanoTime() - s0) / 1e9;
+          String name =
+              (scheme.startsWith("w4") ? scheme + " g" + group : scheme)
+                  + (sequential ? "" : " one-pass");
+          // modules left out by --exclude stay F32 and still count
+          long bytes =
+              r.metrics().get("weight_bytes_after").longValue()
+                  + denseBytes
+                  - r.metrics().get("weight_bytes_before").longValue();
+          Row row =
+              measure(
+                  name,
+                  bytes,
+                  seconds,
+                  r.outputs().getFirst().path(),
+                  true,
+                  emSet,
+                  pplSet,
+                  teacher);
+          rows.put(scheme + (sequential ? "" : "-one-pass"), row);
+          print(row, dense);
+        }
       }
       CalibrationStats calibStats =
           CalibrationStats.readArtefact(calib.outputs().getFirst().path());
@@ -263,35 +289,52 @@ public final class CompressBench {
         if (!o.schemes().contains("sp24-" + method)) {
           continue;
         }
-        long s0 = System.nanoTime();
         List<StageContext.Input> inputs =
             method.equals("magnitude") ? List.of() : List.of(calibInput);
-        StageResult r =
-            new PrunerStage()
-                .run(
-                    context(
-                        work,
-                        "prune-" + method,
-                        o.teacher(),
-                        new PrunerParams(method, null, "2:4", null, null, null, null, null, null),
-                        inputs));
-        double seconds = (System.nanoTime() - s0) / 1e9;
-        // the checkpoint stays dense F32: 2:4 halves the math on sparse tensor cores, not these
-        // bytes
-        Row row =
-            measure(
-                "2:4 " + method,
-                denseBytes,
-                seconds,
-                r.outputs().getFirst().path(),
-                false,
-                emSet,
-                pplSet,
-                teacher);
-        rows.put("sp24-" + method, row);
-        print(row, dense);
-        reconstruction.put(
-            method, layerError(teacher, r.outputs().getFirst().path(), calibStats, modules));
+        // calibrated methods sequential (the default) and one-pass, side by side
+        for (boolean sequential :
+            method.equals("magnitude") ? new boolean[] {true} : new boolean[] {true, false}) {
+          long s0 = System.nanoTime();
+          StageResult r =
+              new PrunerStage()
+                  .run(
+                      context(
+                          work,
+                          "prune-" + method + (sequential ? "" : "-one-pass"),
+                          o.teacher(),
+                          new PrunerParams(
+                              method,
+                              null,
+                              "2:4",
+                              null,
+                              null,
+                              null,
+                              null,
+                              null,
+                              null,
+                              sequential,
+                              null),
+                          inputs));
+          double seconds = (System.nanoTime() - s0) / 1e9;
+          // the checkpoint stays dense F32: 2:4 halves the math on sparse tensor cores, not these
+          // bytes
+          Row row =
+              measure(
+                  "2:4 " + method + (sequential ? "" : " one-pass"),
+                  denseBytes,
+                  seconds,
+                  r.outputs().getFirst().path(),
+                  false,
+                  emSet,
+                  pplSet,
+                  teacher);
+          rows.put("sp24-" + method + (sequential ? "" : "-one-pass"), row);
+          print(row, dense);
+          if (sequential) {
+            reconstruction.put(
+                method, layerError(teacher, r.outputs().getFirst().path(), calibStats, modules));
+          }
+        }
       }
       if (!reconstruction.isEmpty()) {
         System.out.print(
@@ -320,12 +363,22 @@ public final class CompressBench {
       Map<String, Double> ratio = new LinkedHashMap<>();
       ALL.forEach(k -> ratio.put(k, Double.NaN));
       rows.forEach((k, v) -> ratio.put(k, v.perplexity() / dense.perplexity()));
+      Map<String, Double> kl = new LinkedHashMap<>();
+      for (String k : List.of("w4-gptq", "sp24-sparsegpt")) {
+        for (String key : List.of(k, k + "-one-pass")) {
+          ratio.putIfAbsent(key, Double.NaN);
+          kl.put(key, rows.containsKey(key) ? rows.get(key).klToDense() : Double.NaN);
+        }
+      }
       printTargets(ratio, group);
       System.out.printf(
           Locale.ROOT,
           "compress w8_ppl_ratio=%.4f w8a8_ppl_ratio=%.4f fp8_ppl_ratio=%.4f"
               + " w4_rtn_ppl_ratio=%.4f w4_awq_ppl_ratio=%.4f w4_gptq_ppl_ratio=%.4f sp24_mag_ppl_ratio=%.4f"
-              + " sp24_wanda_ppl_ratio=%.4f sp24_sparsegpt_ppl_ratio=%.4f w8_quant_gb_s=%.3f read_gb_s=%.3f%n",
+              + " sp24_wanda_ppl_ratio=%.4f sp24_sparsegpt_ppl_ratio=%.4f w8_quant_gb_s=%.3f read_gb_s=%.3f"
+              + " w4_gptq_one_pass_ppl_ratio=%.4f sp24_sparsegpt_one_pass_ppl_ratio=%.4f"
+              + " w4_gptq_kl=%.3e w4_gptq_one_pass_kl=%.3e sp24_sparsegpt_kl=%.3e"
+              + " sp24_sparsegpt_one_pass_kl=%.3e%n",
           ratio.get("w8-rtn"),
           ratio.get("w8a8-smoothquant"),
           ratio.get("fp8"),
@@ -336,7 +389,13 @@ public final class CompressBench {
           ratio.get("sp24-wanda"),
           ratio.get("sp24-sparsegpt"),
           tp.quantGbs(),
-          tp.readGbs());
+          tp.readGbs(),
+          ratio.get("w4-gptq-one-pass"),
+          ratio.get("sp24-sparsegpt-one-pass"),
+          kl.get("w4-gptq"),
+          kl.get("w4-gptq-one-pass"),
+          kl.get("sp24-sparsegpt"),
+          kl.get("sp24-sparsegpt-one-pass"));
       teacher.close();
     } finally {
       deleteTree(work);

@@ -30,6 +30,7 @@ import io.distillery.stage.StageContext;
 import io.distillery.stage.StageResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.management.BufferPoolMXBean;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -633,7 +634,15 @@ public final class ScaleBench {
               message.contains(" (") ? message.substring(0, message.indexOf(" (")) : message;
           if (!head.equals(last[0])) {
             last[0] = head;
-            System.err.printf(Locale.ROOT, "    %5.1f%% %s%n", percent, message);
+            // resident memory at each step, to see what grows from layer to layer
+            System.err.printf(
+                Locale.ROOT,
+                "    %5.1f%% %s  [RssAnon %.2f GB, heap committed %.2f GB, direct %.2f GB]%n",
+                percent,
+                message,
+                RssSampler.currentAnon() / 1e9,
+                Runtime.getRuntime().totalMemory() / 1e9,
+                directBytes() / 1e9);
           }
         },
         budget);
@@ -651,6 +660,14 @@ public final class ScaleBench {
         .setBytes(0L)
         .setFormat(format)
         .build();
+  }
+
+  /** Bytes of direct buffers (DJL's transfers into and out of the engine) allocated now. */
+  private static long directBytes() {
+    return ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class).stream()
+        .filter(pool -> pool.getName().equals("direct"))
+        .mapToLong(BufferPoolMXBean::getMemoryUsed)
+        .sum();
   }
 
   /**
@@ -735,6 +752,20 @@ public final class ScaleBench {
             peakRss = Math.max(peakRss, kilobytes(line) * 1024);
           }
         }
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+
+    /** RssAnon of this process now, in bytes. */
+    static long currentAnon() {
+      try {
+        for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+          if (line.startsWith("RssAnon:")) {
+            return kilobytes(line) * 1024;
+          }
+        }
+        return 0;
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }

@@ -80,8 +80,12 @@ public final class DecoderLayer {
   }
 
   /**
-   * {@code [batch, seq, hidden]} in, {@code [batch, seq, hidden]} out. Intermediates are attached
-   * to {@code h}'s manager or {@code scope}; the caller closes them.
+   * {@code [batch, seq, hidden]} in, {@code [batch, seq, hidden]} out, attached to {@code h}'s
+   * manager. Every intermediate is closed as soon as the next step has consumed it (the engine
+   * frees a tensor's memory when no handle or view refers to it, and autograd keeps what backward
+   * needs), so a batch holds a few activations at a time rather than all of them: with 8 x 512
+   * tokens at Llama-3.2-1B's width, keeping every intermediate until the caller's scope closed held
+   * about 2 GB (four 268 MB attention-score arrays, four 134 MB MLP arrays and the rest).
    *
    * @param cos RoPE table {@code [seq, head_dim]} for the positions of {@code h}
    * @param mask additive attention mask, or null when everything is visible
@@ -103,50 +107,77 @@ public final class DecoderLayer {
     int headDim = config.headDim();
 
     NDArray x = rmsNorm(h, w.get(inputNorm), config.rmsNormEps());
-    NDArray q =
-        project(w, linear, Projection.Q, x)
-            .reshape(batch, seq, heads, headDim)
-            .transpose(0, 2, 1, 3);
-    NDArray k =
-        project(w, linear, Projection.K, x)
-            .reshape(batch, seq, kvHeads, headDim)
-            .transpose(0, 2, 1, 3);
-    NDArray v =
-        project(w, linear, Projection.V, x)
-            .reshape(batch, seq, kvHeads, headDim)
-            .transpose(0, 2, 1, 3);
+    NDArray q = heads(project(w, linear, Projection.Q, x), batch, seq, heads, headDim);
+    NDArray k = heads(project(w, linear, Projection.K, x), batch, seq, kvHeads, headDim);
+    NDArray v = heads(project(w, linear, Projection.V, x), batch, seq, kvHeads, headDim);
+    x.close();
     q = applyRope(q, cos, sin);
     k = applyRope(k, cos, sin);
     NDArray keys = k;
     NDArray values = v;
-    if (cache != null) {
+    if (cache != null) { // the cache owns k and v from here (and keys and values)
       NDArray[] all = cache.append(index, k, v);
       keys = all[0];
       values = all[1];
     }
     int groups = config.numKeyValueGroups();
     if (groups > 1) {
-      keys = own(scope, keys.repeat(1, groups));
-      values = own(scope, values.repeat(1, groups));
+      NDArray repeatedKeys = own(scope, keys.repeat(1, groups));
+      NDArray repeatedValues = own(scope, values.repeat(1, groups));
+      if (cache == null) {
+        keys.close();
+        values.close();
+      }
+      keys = repeatedKeys;
+      values = repeatedValues;
     }
-    NDArray scores =
-        q.matMul(own(scope, keys.transpose(0, 1, 3, 2))).mul((float) (1.0 / Math.sqrt(headDim)));
+    boolean ownsKeys = cache == null || groups > 1;
+    NDArray transposed = own(scope, keys.transpose(0, 1, 3, 2));
+    NDArray products = q.matMul(transposed);
+    q.close();
+    transposed.close();
+    if (ownsKeys) {
+      keys.close();
+    }
+    NDArray scores = consume(products, products.mul((float) (1.0 / Math.sqrt(headDim))));
     if (mask != null) {
-      scores = scores.add(mask);
+      scores = consume(scores, scores.add(mask));
     }
-    NDArray attention =
-        scores
-            .softmax(-1)
-            .matMul(values)
-            .transpose(0, 2, 1, 3)
-            .reshape(batch, seq, (long) heads * headDim);
-    h = h.add(project(w, linear, Projection.O, attention));
+    NDArray probabilities = consume(scores, scores.softmax(-1));
+    NDArray mixed = consume(probabilities, probabilities.matMul(values));
+    if (ownsKeys) {
+      values.close();
+    }
+    NDArray swapped = consume(mixed, mixed.transpose(0, 2, 1, 3));
+    NDArray attention = consume(swapped, swapped.reshape(batch, seq, (long) heads * headDim));
+    NDArray o = consume(attention, project(w, linear, Projection.O, attention));
+    NDArray residual = consume(o, h.add(o));
 
-    NDArray n = rmsNorm(h, w.get(postNorm), config.rmsNormEps());
+    NDArray n = rmsNorm(residual, w.get(postNorm), config.rmsNormEps());
     NDArray gate = project(w, linear, Projection.GATE, n);
     NDArray up = project(w, linear, Projection.UP, n);
-    NDArray act = gate.mul(Activation.sigmoid(gate)).mul(up);
-    return h.add(project(w, linear, Projection.DOWN, act));
+    n.close();
+    NDArray sigmoid = Activation.sigmoid(gate);
+    NDArray silu = consume(sigmoid, gate.mul(sigmoid));
+    gate.close();
+    NDArray act = consume(silu, silu.mul(up));
+    up.close();
+    NDArray down = consume(act, project(w, linear, Projection.DOWN, act));
+    NDArray out = consume(down, residual.add(down));
+    residual.close();
+    return out;
+  }
+
+  /** {@code [batch, seq, heads * headDim]} projected to {@code [batch, heads, seq, headDim]}. */
+  private static NDArray heads(NDArray projected, int batch, int seq, int heads, int headDim) {
+    NDArray split = consume(projected, projected.reshape(batch, seq, heads, headDim));
+    return consume(split, split.transpose(0, 2, 1, 3));
+  }
+
+  /** Closes {@code used} (now consumed) and returns {@code result}, which was computed from it. */
+  private static NDArray consume(NDArray used, NDArray result) {
+    used.close();
+    return result;
   }
 
   private NDArray project(Weights w, LinearOp linear, Projection projection, NDArray input) {
@@ -157,14 +188,27 @@ public final class DecoderLayer {
 
   /** RMSNorm (Zhang and Sennrich, arXiv 1910.07467): {@code x * rsqrt(mean(x^2) + eps) * w}. */
   public static NDArray rmsNorm(NDArray x, NDArray weight, double eps) {
-    NDArray rms = x.square().mean(new int[] {-1}, true).add((float) eps).sqrt();
-    return x.div(rms).mul(weight);
+    NDArray square = x.square();
+    NDArray mean = consume(square, square.mean(new int[] {-1}, true));
+    NDArray shifted = consume(mean, mean.add((float) eps));
+    NDArray rms = consume(shifted, shifted.sqrt());
+    NDArray normed = consume(rms, x.div(rms));
+    return consume(normed, normed.mul(weight));
   }
 
   /** {@code x * cos + rotate_half(x) * sin}, rotate_half(x) = cat(-x[d/2:], x[:d/2]). */
   private NDArray applyRope(NDArray x, NDArray cos, NDArray sin) {
-    NDArray rotated = NDArrays.concat(new NDList(x.get(secondHalf).neg(), x.get(firstHalf)), -1);
-    return x.mul(cos).add(rotated.mul(sin));
+    NDArray second = x.get(secondHalf);
+    NDArray negated = consume(second, second.neg());
+    NDArray first = x.get(firstHalf);
+    NDArray rotated = NDArrays.concat(new NDList(negated, first), -1);
+    negated.close();
+    first.close();
+    NDArray turned = consume(rotated, rotated.mul(sin));
+    NDArray scaled = consume(x, x.mul(cos));
+    NDArray out = consume(scaled, scaled.add(turned));
+    turned.close();
+    return out;
   }
 
   /**

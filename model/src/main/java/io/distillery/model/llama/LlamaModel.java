@@ -407,7 +407,10 @@ public final class LlamaModel implements AutoCloseable {
                       tokenIds, param(LlamaTensorNames.EMBED_TOKENS), SparseFormat.DENSE)
                   .singletonOrThrow());
       for (int i = 0; i < decoderLayers.length; i++) {
-        h = decoderLayer(scope, i, h, batch, seq, cos, sin, mask, cache);
+        // each layer's input is freed once the next is computed (autograd keeps what it needs)
+        NDArray next = decoderLayer(scope, i, h, batch, seq, cos, sin, mask, cache);
+        h.close();
+        h = next;
       }
       h = rmsNorm(h, param(LlamaTensorNames.FINAL_NORM));
       if (lastPositionOnly) {
