@@ -26,6 +26,8 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -36,6 +38,8 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
+import javax.management.MBeanServer;
+import javax.management.ObjectName;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -73,6 +77,13 @@ public final class DispatchBench {
    * compilers finish).
    */
   static final int IDLE_SECONDS = Integer.getInteger("dispatch.idle", 10);
+
+  /**
+   * With {@code -Ddispatch.breakdown=true}, an extra consumer watches the job events and the next
+   * stages' job topics during the measured batch and the e2e latency is split where it is spent
+   * (off by default: the watcher is one more consumer on the same two cores).
+   */
+  static final boolean BREAKDOWN = Boolean.getBoolean("dispatch.breakdown");
 
   public static void main(String[] args) throws Exception {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 1000;
@@ -127,6 +138,11 @@ public final class DispatchBench {
                 + " polls, broker housekeeping)%n",
             (processCpuNanos() - idle0) / 1e9 / IDLE_SECONDS,
             IDLE_SECONDS);
+        Observer observer =
+            BREAKDOWN
+                ? new Observer(
+                    kafka, List.of(Topics.JOB_EVENTS, Topics.jobs("noop-b"), Topics.jobs("noop-c")))
+                : null;
         long cpu0 = processCpuNanos();
         long t0 = System.nanoTime();
         Map<String, Long> registered = runBatch(kafka, ref, runs, rate);
@@ -137,6 +153,11 @@ public final class DispatchBench {
         long lost = ids.stream().filter(id -> finals.get(id) != RunStatus.SUCCEEDED).count();
 
         Latencies lat = latencies(kafka, registered);
+        if (observer != null) {
+          observer.close();
+          breakdown(kafka, registered.keySet(), observer.seen());
+          streamThreadMetrics();
+        }
         Percentiles e2e = Percentiles.of(lat.completedToStarted());
         Percentiles planned = Percentiles.of(lat.completedToDispatched());
         Percentiles admission = Percentiles.of(lat.registeredToStarted());
@@ -339,6 +360,208 @@ public final class DispatchBench {
         e2e.stream().mapToLong(Long::longValue).toArray(),
         planner.stream().mapToLong(Long::longValue).toArray(),
         admitted.stream().mapToLong(Long::longValue).toArray());
+  }
+
+  /**
+   * Splits each completed -> next started latency into: hop 1 (Completed written -> seen by an idle
+   * consumer), planner wait (seen -> the planner starts processing it: its stream thread busy with
+   * other records, a commit or a poll), planner out (processing start -> the job seen by an idle
+   * consumer: the planner's work, its writes and hop 2) and worker (job seen -> Started written),
+   * with the part of it spent waiting for the worker's previous job to complete.
+   */
+  static void breakdown(KafkaSettings kafka, Set<String> ids, List<Observer.Seen> seen) {
+    var events = kafka.serde(JobEvent.class);
+    var jobs = kafka.serde(StageJob.class);
+    Map<String, Long> completedAt = new HashMap<>();
+    Map<String, Long> completedSeen = new HashMap<>();
+    Map<String, Long> startedAt = new HashMap<>();
+    Map<String, Long> dispatchedAt = new HashMap<>();
+    Map<String, Long> jobSeen = new HashMap<>();
+    Map<String, List<Long>> doneByWorker = new HashMap<>();
+    Map<String, String> workerOf = new HashMap<>();
+    for (Observer.Seen s : seen) {
+      if (s.topic().equals(Topics.JOB_EVENTS)) {
+        JobEvent e = events.deserialize(s.topic(), s.value());
+        if (!ids.contains(e.getRunId())) {
+          continue;
+        }
+        String k = e.getRunId() + "/" + e.getNode();
+        if (e.getPayload() instanceof Completed) {
+          completedAt.putIfAbsent(k, e.getTs().toEpochMilli());
+          completedSeen.putIfAbsent(k, s.atMs());
+          doneByWorker
+              .computeIfAbsent(e.getWorker(), w -> new ArrayList<>())
+              .add(e.getTs().toEpochMilli());
+        } else if (e.getPayload() instanceof Started) {
+          startedAt.putIfAbsent(k, e.getTs().toEpochMilli());
+          workerOf.putIfAbsent(k, e.getWorker());
+        }
+      } else {
+        StageJob j = jobs.deserialize(s.topic(), s.value());
+        if (ids.contains(j.getRunId())) {
+          String k = j.getRunId() + "/" + j.getNode();
+          dispatchedAt.putIfAbsent(k, j.getDispatchedAt().toEpochMilli());
+          jobSeen.putIfAbsent(k, s.atMs());
+        }
+      }
+    }
+    doneByWorker.values().forEach(l -> l.sort(null));
+    List<Long> hop1 = new ArrayList<>();
+    List<Long> wait = new ArrayList<>();
+    List<Long> out = new ArrayList<>();
+    List<Long> worker = new ArrayList<>();
+    List<Long> busy = new ArrayList<>();
+    for (String id : ids) {
+      for (String[] edge : new String[][] {{"a", "b"}, {"b", "c"}}) {
+        String done = id + "/" + edge[0];
+        String next = id + "/" + edge[1];
+        Long c = completedAt.get(done);
+        Long cs = completedSeen.get(done);
+        Long d = dispatchedAt.get(next);
+        Long js = jobSeen.get(next);
+        Long st = startedAt.get(next);
+        if (c == null || cs == null || d == null || js == null || st == null) {
+          continue;
+        }
+        hop1.add(cs - c);
+        wait.add(d - cs);
+        out.add(js - d);
+        worker.add(st - js);
+        List<Long> prev = doneByWorker.getOrDefault(workerOf.get(next), List.of());
+        int i = Collections.binarySearch(prev, st);
+        i = i >= 0 ? i : -i - 2; // the last completion at or before this start
+        long busyUntil = i >= 0 ? prev.get(i) : Long.MIN_VALUE;
+        busy.add(Math.max(0, Math.min(st, busyUntil) - js));
+      }
+    }
+    // each worker's jobs in order: the job itself (Started -> Completed) and, where the next job
+    // was already waiting, the worker's turnaround between them (Completed -> next Started: waiting
+    // for the Completed to be acknowledged, the done marker, the commit, decoding the next job)
+    Map<String, List<long[]>> jobsByWorker = new HashMap<>();
+    for (Map.Entry<String, String> w : workerOf.entrySet()) {
+      Long st = startedAt.get(w.getKey());
+      Long c = completedAt.get(w.getKey());
+      Long js = jobSeen.get(w.getKey());
+      if (st != null && c != null) {
+        jobsByWorker
+            .computeIfAbsent(w.getValue(), x -> new ArrayList<>())
+            .add(new long[] {st, c, js == null ? Long.MIN_VALUE : js});
+      }
+    }
+    List<Long> run = new ArrayList<>();
+    List<Long> turnaround = new ArrayList<>();
+    for (List<long[]> l : jobsByWorker.values()) {
+      l.sort((x, y) -> Long.compare(x[0], y[0]));
+      for (int k = 0; k < l.size(); k++) {
+        run.add(l.get(k)[1] - l.get(k)[0]);
+        if (k + 1 < l.size()
+            && l.get(k + 1)[2] != Long.MIN_VALUE
+            && l.get(k + 1)[2] <= l.get(k)[1]) {
+          turnaround.add(l.get(k + 1)[0] - l.get(k)[1]);
+        }
+      }
+    }
+    System.out.printf(
+        Locale.ROOT,
+        "worker per job (every stage, ms, p50/p99): started -> completed %s (n=%d) | completed ->"
+            + " next started when that job was waiting %s (n=%d)%n",
+        pp(run),
+        run.size(),
+        pp(turnaround),
+        turnaround.size());
+    System.out.printf(
+        Locale.ROOT,
+        "breakdown (n=%d, ms, p50/p99): hop 1 %s | planner wait %s | planner out + hop 2 %s |"
+            + " worker %s (of it waiting for its previous job %s)%n",
+        hop1.size(),
+        pp(hop1),
+        pp(wait),
+        pp(out),
+        pp(worker),
+        pp(busy));
+  }
+
+  private static String pp(List<Long> values) {
+    Percentiles p = Percentiles.of(values.stream().mapToLong(Long::longValue).toArray());
+    return String.format(Locale.ROOT, "%.0f/%.0f", p.p50(), p.p99());
+  }
+
+  /**
+   * The planner's stream-thread metrics from JMX (Kafka's 30 s sample windows, so they cover the
+   * measured batch and a little before).
+   */
+  static void streamThreadMetrics() throws Exception {
+    MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+    for (ObjectName name :
+        server.queryNames(new ObjectName("kafka.streams:type=stream-thread-metrics,*"), null)) {
+      StringBuilder line = new StringBuilder("planner " + name.getKeyProperty("thread-id") + ":");
+      for (String a :
+          List.of(
+              "commit-rate",
+              "commit-latency-avg",
+              "commit-latency-max",
+              "poll-latency-avg",
+              "process-latency-avg",
+              "process-latency-max",
+              "punctuate-latency-avg",
+              "punctuate-latency-max")) {
+        boolean present =
+            Arrays.stream(server.getMBeanInfo(name).getAttributes())
+                .anyMatch(i -> i.getName().equals(a));
+        if (present && server.getAttribute(name, a) instanceof Number n) {
+          line.append(String.format(Locale.ROOT, " %s=%.2f", a, n.doubleValue()));
+        }
+      }
+      System.out.println(line);
+    }
+  }
+
+  /**
+   * Records when each record of some topics reaches an idle consumer (from the topics' ends at
+   * construction).
+   */
+  static final class Observer implements AutoCloseable {
+    record Seen(String topic, byte[] value, long atMs) {}
+
+    private final List<Seen> seen = new ArrayList<>();
+    private final KafkaConsumer<String, byte[]> consumer;
+    private final Thread thread;
+    private volatile boolean running = true;
+
+    Observer(KafkaSettings kafka, List<String> topics) {
+      Map<String, Object> props = kafka.consumer(null, "bench-observer");
+      consumer = new KafkaConsumer<>(props);
+      List<TopicPartition> parts = new ArrayList<>();
+      for (String t : topics) {
+        consumer.partitionsFor(t).forEach(p -> parts.add(new TopicPartition(t, p.partition())));
+      }
+      consumer.assign(parts);
+      consumer.seekToEnd(parts);
+      parts.forEach(consumer::position); // resolve the ends now, before the batch is registered
+      thread =
+          Thread.ofPlatform()
+              .name("bench-observer")
+              .start(
+                  () -> {
+                    while (running) {
+                      var records = consumer.poll(Duration.ofMillis(100));
+                      long now = System.currentTimeMillis();
+                      records.forEach(r -> seen.add(new Seen(r.topic(), r.value(), now)));
+                    }
+                  });
+    }
+
+    /** What was seen; call after {@link #close}. */
+    List<Seen> seen() {
+      return seen;
+    }
+
+    @Override
+    public void close() throws InterruptedException {
+      running = false;
+      thread.join();
+      consumer.close();
+    }
   }
 
   /** Baseline: produce-to-consume latency of single records on the same broker. */
