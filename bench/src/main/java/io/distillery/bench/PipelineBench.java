@@ -670,9 +670,15 @@ public final class PipelineBench {
             .setTimeoutMs(0L)
             .setDispatchedAt(Instant.now())
             .build();
+    // each run is a new job: no outputs and no resumable state of a previous run (the distiller
+    // would resume its training checkpoint and student init from workDir), only work/shared, the
+    // content-keyed caches (the teacher's top-k logits), is kept
     Path scratch = work.resolve("scratch").resolve(node);
-    if (Files.exists(scratch)) {
-      FileTrees.delete(scratch); // a stage's outputs are this run's, never a previous run's
+    Path workDir = work.resolve("work").resolve(node);
+    for (Path stale : List.of(scratch, workDir)) {
+      if (Files.exists(stale)) {
+        FileTrees.delete(stale);
+      }
     }
     long[] lastPrint = {0};
     String[] lastMessage = {""};
@@ -682,7 +688,7 @@ public final class PipelineBench {
         model,
         inputs,
         Files.createDirectories(scratch),
-        Files.createDirectories(work.resolve("work").resolve(node)),
+        Files.createDirectories(workDir),
         (percent, message, metrics) -> {
           // at most one line every 10 s, plus every change of phase
           String head = message.split("[ (]", 2)[0];
