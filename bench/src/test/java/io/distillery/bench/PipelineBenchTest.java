@@ -120,6 +120,44 @@ class PipelineBenchTest {
                 + " teacher_em=\\d\\.\\d{4} final_em=\\d\\.\\d{4} retention=(\\d+\\.\\d{4}|NaN)");
     String out = printed.toString(StandardCharsets.UTF_8);
     assertThat(out).contains("pipeline_stage stage=quantize").contains("bytes: codes=");
+
+    // a second run in the same directory is a new job: a smaller student, not the first run's
+    // resumed from the distiller's work directory
+    PipelineBench.Options smaller =
+        PipelineBench.Options.parse(
+            new String[] {
+              "--teacher",
+              teacher.toString(),
+              "--size",
+              "0.35",
+              "--steps",
+              "10",
+              "--batch",
+              "8",
+              "--samples",
+              "400",
+              "--eval",
+              "40",
+              "--calib-samples",
+              "16",
+              "--group",
+              "16"
+            });
+    PipelineBench.Result again =
+        PipelineBench.run(
+            smaller,
+            dir.resolve("work"),
+            new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
+    assertThat(again.stages().get(1).bytes()).isLessThan(distilledBytes);
+    assertThat(again.stages().get(1).note())
+        .contains(
+            "params="
+                + LlamaTensorNames.parameterCount(
+                    StudentInit.studentConfig(
+                        LlamaConfig.read(teacher.resolve(LlamaConfig.FILE_NAME)),
+                        PipelineBench.studentShape(
+                            LlamaConfig.read(teacher.resolve(LlamaConfig.FILE_NAME)), 0.35, 16)))
+                + " ");
   }
 
   private static long weightFileBytes(Path checkpoint) throws Exception {
