@@ -619,7 +619,7 @@ public final class DistillBench {
    * (all kinds) its weighted mix, drawn independently ({@link TaskSuite#sample}), none of them a
    * held-out prompt.
    */
-  private static List<TaskExample> trainingExamples(
+  static List<TaskExample> trainingExamples(
       Map<String, String> a,
       Path teacherDir,
       List<TaskExample> test,
