@@ -64,7 +64,25 @@ public record TaskSuite(
       int validationSize,
       int testSize,
       long seed) {
-    return generate(kinds, trainMix, settings, trainSize, validationSize, testSize, seed, true);
+    return generate(
+        kinds, trainMix, settings, trainSize, validationSize, testSize, seed, true, Set.of());
+  }
+
+  /**
+   * As {@link #generate(List, TaskSettings, int, int, int, long)}, never drawing a prompt of {@code
+   * reserved} into any split: e.g. a teacher's held-out prompts, which a student trained on this
+   * suite is later scored on.
+   */
+  public static TaskSuite generate(
+      List<TaskKind> kinds,
+      TaskSettings settings,
+      int trainSize,
+      int validationSize,
+      int testSize,
+      long seed,
+      Set<String> reserved) {
+    return generate(
+        kinds, kinds, settings, trainSize, validationSize, testSize, seed, true, reserved);
   }
 
   /**
@@ -82,7 +100,8 @@ public record TaskSuite(
       int validationSize,
       int testSize,
       long seed) {
-    return generate(kinds, trainMix, settings, trainSize, validationSize, testSize, seed, false);
+    return generate(
+        kinds, trainMix, settings, trainSize, validationSize, testSize, seed, false, Set.of());
   }
 
   private static TaskSuite generate(
@@ -93,7 +112,8 @@ public record TaskSuite(
       int validationSize,
       int testSize,
       long seed,
-      boolean distinctTrain) {
+      boolean distinctTrain,
+      Set<String> reserved) {
     if (kinds.isEmpty() || trainMix.isEmpty()) {
       throw new IllegalArgumentException("at least one task kind is needed");
     }
@@ -101,7 +121,7 @@ public record TaskSuite(
       throw new IllegalArgumentException("split sizes must not be negative");
     }
     TaskGenerator generator = new TaskGenerator(settings, seed);
-    Set<String> seen = new HashSet<>();
+    Set<String> seen = new HashSet<>(reserved);
     List<TaskExample> test = fill(generator, kinds, testSize, seen, true);
     List<TaskExample> validation = fill(generator, kinds, validationSize, seen, true);
     List<TaskExample> train = fill(generator, trainMix, trainSize, seen, distinctTrain);

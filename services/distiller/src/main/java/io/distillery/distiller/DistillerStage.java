@@ -38,10 +38,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -480,7 +482,32 @@ public final class DistillerStage implements Stage<DistillerParams> {
                       + MemoryBudget.format(plan.budget())
                       + "): give answers, or raise DISTILLERY_WORKER_MEMORY");
             };
-    return DistillData.build(p, config, tracer, taskKinds(ctx), settings, prompts, misfires);
+    return DistillData.build(
+        p,
+        config,
+        tracer,
+        taskKinds(ctx),
+        settings,
+        heldOutPrompts(ctx.model()),
+        prompts,
+        misfires);
+  }
+
+  /**
+   * The prompts of the teacher's held-out splits ({@code test.jsonl}, {@code validation.jsonl}
+   * beside its checkpoint, where present): generated task prompts never include them, since the
+   * evaluator scores the student on the teacher's test split (drawn from the same generator, 253 of
+   * its 1,000 prompts were among 40,000 generated training prompts).
+   */
+  static Set<String> heldOutPrompts(Path teacher) throws IOException {
+    Set<String> prompts = new HashSet<>();
+    for (String split : List.of("test.jsonl", "validation.jsonl")) {
+      Path file = teacher.resolve(split);
+      if (Files.isRegularFile(file)) {
+        TaskJsonl.read(file).forEach(e -> prompts.add(e.prompt()));
+      }
+    }
+    return prompts;
   }
 
   /** The {@code tasks} param, else the kinds of the teacher's held-out split, else every kind. */

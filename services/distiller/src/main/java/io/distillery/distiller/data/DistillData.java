@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The distiller's training set, assembled from every source a job names: task-suite prompts
@@ -92,12 +93,21 @@ public record DistillData(
       List<Path> misfireArtefacts)
       throws IOException, DataFiles.BadDataException {
     return build(
-        p, teacher.config(), teacher::generate, taskKinds, settings, promptFiles, misfireArtefacts);
+        p,
+        teacher.config(),
+        teacher::generate,
+        taskKinds,
+        settings,
+        Set.of(),
+        promptFiles,
+        misfireArtefacts);
   }
 
   /**
    * As above, with the teacher's traces from {@code tracer} (called only for prompts that need a
-   * trace; a teacher that is not held in memory passes one that refuses).
+   * trace; a teacher that is not held in memory passes one that refuses), and never generating a
+   * task prompt of {@code reserved} (the teacher's held-out prompts, which the evaluator scores the
+   * student on).
    */
   public static DistillData build(
       DistillerParams p,
@@ -105,6 +115,7 @@ public record DistillData(
       Tracer tracer,
       List<TaskKind> taskKinds,
       TaskSettings settings,
+      Set<String> reserved,
       List<Path> promptFiles,
       List<Path> misfireArtefacts)
       throws IOException, DataFiles.BadDataException {
@@ -116,7 +127,8 @@ public record DistillData(
     int taskPrompts = 0;
     if (DistillerParams.SOURCE_TASKS.equals(p.source())) {
       TaskSuite suite =
-          TaskSuite.generate(taskKinds, settings, p.samples(), 0, p.evalSamples(), p.seed());
+          TaskSuite.generate(
+              taskKinds, settings, p.samples(), 0, p.evalSamples(), p.seed(), reserved);
       for (TaskExample e : suite.train()) {
         pending.add(new DataFiles.Row(e.task(), e.prompt(), e.answer()));
         pendingWeights.add(1.0);

@@ -7,11 +7,15 @@ import io.distillery.distiller.DistillerParams;
 import io.distillery.model.config.LlamaConfig;
 import io.distillery.model.llama.LlamaModel;
 import io.distillery.model.tasks.TaskExample;
+import io.distillery.model.tasks.TaskKind;
+import io.distillery.model.tasks.TaskSettings;
 import io.distillery.model.tokenizer.ByteTokenizer;
 import io.distillery.stage.StageParams;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -34,6 +38,35 @@ class DistillDataTest {
 
   static DistillerParams params(String json) throws Exception {
     return StageParams.bind("distiller", json, DistillerParams.class);
+  }
+
+  @Test
+  void shouldNeverGenerateATaskPromptTheTeacherHoldsOut() throws Exception {
+    try (LlamaModel t = teacher()) {
+      DistillerParams p =
+          params("{\"source\":\"tasks\",\"samples\":40,\"evalSamples\":4,\"seed\":3}");
+      DistillData open = build(p, t, Set.of());
+      // the teacher's held-out prompts, as the same generator would have drawn them here
+      Set<String> reserved = new HashSet<>();
+      open.train().subList(0, 10).forEach(e -> reserved.add(e.prompt()));
+      reserved.add(open.heldout().getFirst().prompt());
+      DistillData data = build(p, t, reserved);
+      assertThat(data.train()).hasSize(40).noneMatch(e -> reserved.contains(e.prompt()));
+      assertThat(data.heldout()).hasSize(4).noneMatch(e -> reserved.contains(e.prompt()));
+    }
+  }
+
+  private static DistillData build(DistillerParams p, LlamaModel t, Set<String> reserved)
+      throws Exception {
+    return DistillData.build(
+        p,
+        t.config(),
+        t::generate,
+        List.of(TaskKind.values()),
+        TaskSettings.defaults(),
+        reserved,
+        List.of(),
+        List.of());
   }
 
   @Test
