@@ -1,5 +1,7 @@
 package io.distillery.bench;
 
+import static io.distillery.bench.BenchArtefacts.input;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -737,18 +739,6 @@ public final class CompressBench {
             .build();
     return new StageContext<>(
         job, params, model, inputs, scratch, scratch, (percent, message, metrics) -> {});
-  }
-
-  private static StageContext.Input input(String node, String stage, Path path, String format) {
-    ArtefactRef ref =
-        ArtefactRef.newBuilder()
-            .setUri(path.toUri().toString())
-            .setSha256("bench")
-            .setBytes(0L)
-            .setFormat(format)
-            .build();
-    return new StageContext.Input(
-        node, stage, List.of(new StageContext.Artefact(ref, path)), Map.of());
   }
 
   private static void deleteTree(Path root) {

@@ -1,5 +1,8 @@
 package io.distillery.bench;
 
+import static io.distillery.bench.BenchArtefacts.input;
+import static io.distillery.bench.BenchArtefacts.ref;
+
 import ai.djl.engine.Engine;
 import ai.djl.pytorch.jni.JniUtils;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -27,7 +30,6 @@ import io.distillery.pruner.PrunerParams;
 import io.distillery.pruner.PrunerStage;
 import io.distillery.quantizer.QuantizerParams;
 import io.distillery.quantizer.QuantizerStage;
-import io.distillery.schemas.common.ArtefactRef;
 import io.distillery.schemas.job.StageJob;
 import io.distillery.stage.ArtefactFormats;
 import io.distillery.stage.FileTrees;
@@ -699,19 +701,5 @@ public final class PipelineBench {
             out.printf(Locale.ROOT, "  [%s] %5.1f%% %s%n", node, percent, message);
           }
         });
-  }
-
-  private static StageContext.Input input(String node, String stage, Path path, String format) {
-    return new StageContext.Input(
-        node, stage, List.of(new StageContext.Artefact(ref(path, format), path)), Map.of());
-  }
-
-  private static ArtefactRef ref(Path path, String format) {
-    return ArtefactRef.newBuilder()
-        .setUri(path.toUri().toString())
-        .setSha256("bench")
-        .setBytes(0L)
-        .setFormat(format)
-        .build();
   }
 }

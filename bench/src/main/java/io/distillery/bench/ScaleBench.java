@@ -1,5 +1,8 @@
 package io.distillery.bench;
 
+import static io.distillery.bench.BenchArtefacts.input;
+import static io.distillery.bench.BenchArtefacts.ref;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -646,20 +649,6 @@ public final class ScaleBench {
           }
         },
         budget);
-  }
-
-  private static StageContext.Input input(String node, String stage, Path path, String format) {
-    return new StageContext.Input(
-        node, stage, List.of(new StageContext.Artefact(ref(path, format), path)), Map.of());
-  }
-
-  private static ArtefactRef ref(Path path, String format) {
-    return ArtefactRef.newBuilder()
-        .setUri(path.toUri().toString())
-        .setSha256("bench")
-        .setBytes(0L)
-        .setFormat(format)
-        .build();
   }
 
   /** Bytes of direct buffers (DJL's transfers into and out of the engine) allocated now. */

@@ -73,26 +73,7 @@ class PipelineBenchTest {
             System.err);
     assertThat(code).isZero();
     ByteArrayOutputStream printed = new ByteArrayOutputStream();
-    PipelineBench.Options o =
-        PipelineBench.Options.parse(
-            new String[] {
-              "--teacher",
-              teacher.toString(),
-              "--size",
-              "0.5",
-              "--steps",
-              "10",
-              "--batch",
-              "8",
-              "--samples",
-              "400",
-              "--eval",
-              "40",
-              "--calib-samples",
-              "16",
-              "--group",
-              "16"
-            });
+    PipelineBench.Options o = options(teacher, "0.5");
     PipelineBench.Result r =
         PipelineBench.run(
             o,
@@ -123,26 +104,7 @@ class PipelineBenchTest {
 
     // a second run in the same directory is a new job: a smaller student, not the first run's
     // resumed from the distiller's work directory
-    PipelineBench.Options smaller =
-        PipelineBench.Options.parse(
-            new String[] {
-              "--teacher",
-              teacher.toString(),
-              "--size",
-              "0.35",
-              "--steps",
-              "10",
-              "--batch",
-              "8",
-              "--samples",
-              "400",
-              "--eval",
-              "40",
-              "--calib-samples",
-              "16",
-              "--group",
-              "16"
-            });
+    PipelineBench.Options smaller = options(teacher, "0.35");
     PipelineBench.Result again =
         PipelineBench.run(
             smaller,
@@ -171,5 +133,20 @@ class PipelineBenchTest {
       }
       return total;
     }
+  }
+
+  /** A short run of the chain on the tiny teacher, with a student of {@code size} of it. */
+  private static PipelineBench.Options options(Path teacher, String size) {
+    return PipelineBench.Options.parse(
+        new String[] {
+          "--teacher", teacher.toString(),
+          "--size", size,
+          "--steps", "10",
+          "--batch", "8",
+          "--samples", "400",
+          "--eval", "40",
+          "--calib-samples", "16",
+          "--group", "16"
+        });
   }
 }
