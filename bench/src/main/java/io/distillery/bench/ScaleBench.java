@@ -731,33 +731,32 @@ public final class ScaleBench {
     }
 
     private synchronized void sample() {
-      try {
-        for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-          if (line.startsWith("RssAnon:")) {
-            long v = kilobytes(line) * 1024;
-            peakAnon = Math.max(peakAnon, v);
-            overallAnon = Math.max(overallAnon, v);
-          } else if (line.startsWith("VmRSS:")) {
-            peakRss = Math.max(peakRss, kilobytes(line) * 1024);
-          }
-        }
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
+      long[] now = current();
+      peakAnon = Math.max(peakAnon, now[0]);
+      overallAnon = Math.max(overallAnon, now[0]);
+      peakRss = Math.max(peakRss, now[1]);
     }
 
     /** RssAnon of this process now, in bytes. */
     static long currentAnon() {
+      return current()[0];
+    }
+
+    /** RssAnon and VmRSS of this process now, in bytes, from /proc/self/status. */
+    private static long[] current() {
+      long[] now = new long[2];
       try {
         for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
           if (line.startsWith("RssAnon:")) {
-            return kilobytes(line) * 1024;
+            now[0] = kilobytes(line) * 1024;
+          } else if (line.startsWith("VmRSS:")) {
+            now[1] = kilobytes(line) * 1024;
           }
         }
-        return 0;
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }
+      return now;
     }
 
     private static long kilobytes(String line) {

@@ -215,29 +215,9 @@ class LayerStreamerTest {
   void shouldResumeFromTheLastFinishedLayerAndWriteTheSameCheckpoint() throws Exception {
     LayerStreamer streamer = new LayerStreamer(bf16, config, LayerStreamer.Options.defaults());
     Path reference = dir.resolve("resume-reference");
-    streamer.run(
-        BATCHES,
-        new ZeroDown(),
-        reference,
-        dir.resolve("resume-reference-work"),
-        "f",
-        (l, n, s, f) -> {});
-
     Path work = dir.resolve("resume-work");
-    ZeroDown killedInLayer2 =
-        new ZeroDown() {
-          @Override
-          public void rewrite(LayerWeights weights, StepListener step) {
-            if (weights.layer() == 2) {
-              throw new IllegalStateException("killed");
-            }
-            super.rewrite(weights, step);
-          }
-        };
     Path out = dir.resolve("resume-out");
-    assertThatThrownBy(
-            () -> streamer.run(BATCHES, killedInLayer2, out, work, "f", (l, n, s, f) -> {}))
-        .hasMessage("killed");
+    runWholeThenKilledInLayer2(streamer, reference, work, out);
     List<Integer> layersRun = new ArrayList<>();
     LayerStreamer.Result resumed =
         streamer.run(BATCHES, new ZeroDown(), out, work, "f", (l, n, s, f) -> layersRun.add(l));
@@ -256,28 +236,9 @@ class LayerStreamerTest {
     // work files are not synced: one a machine crash cut short must not be resumed from
     LayerStreamer streamer = new LayerStreamer(bf16, config, LayerStreamer.Options.defaults());
     Path reference = dir.resolve("cut-reference");
-    streamer.run(
-        BATCHES,
-        new ZeroDown(),
-        reference,
-        dir.resolve("cut-reference-work"),
-        "f",
-        (l, n, s, f) -> {});
     Path work = dir.resolve("cut-work");
-    ZeroDown killedInLayer2 =
-        new ZeroDown() {
-          @Override
-          public void rewrite(LayerWeights weights, StepListener step) {
-            if (weights.layer() == 2) {
-              throw new IllegalStateException("killed");
-            }
-            super.rewrite(weights, step);
-          }
-        };
     Path out = dir.resolve("cut-out");
-    assertThatThrownBy(
-            () -> streamer.run(BATCHES, killedInLayer2, out, work, "f", (l, n, s, f) -> {}))
-        .hasMessage("killed");
+    runWholeThenKilledInLayer2(streamer, reference, work, out);
     Path layer1 = work.resolve("layer-00001.safetensors");
     byte[] whole = Files.readAllBytes(layer1);
     Files.write(layer1, Arrays.copyOf(whole, whole.length - 10));
@@ -290,6 +251,34 @@ class LayerStreamerTest {
         assertThat(b.bytes(name)).as(name).isEqualTo(a.bytes(name));
       }
     }
+  }
+
+  /**
+   * Streams the model uninterrupted into {@code reference}, then again into {@code out} with a
+   * visitor that fails in layer 2, leaving layers 0 and 1 finished in {@code work}.
+   */
+  private void runWholeThenKilledInLayer2(
+      LayerStreamer streamer, Path reference, Path work, Path out) throws Exception {
+    streamer.run(
+        BATCHES,
+        new ZeroDown(),
+        reference,
+        reference.resolveSibling(reference.getFileName() + "-work"),
+        "f",
+        (l, n, s, f) -> {});
+    ZeroDown killedInLayer2 =
+        new ZeroDown() {
+          @Override
+          public void rewrite(LayerWeights weights, StepListener step) {
+            if (weights.layer() == 2) {
+              throw new IllegalStateException("killed");
+            }
+            super.rewrite(weights, step);
+          }
+        };
+    assertThatThrownBy(
+            () -> streamer.run(BATCHES, killedInLayer2, out, work, "f", (l, n, s, f) -> {}))
+        .hasMessage("killed");
   }
 
   @Test
